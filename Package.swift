@@ -1,0 +1,79 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+/// Strict settings for every target (see swift-log's Package.swift).
+let strictSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "Fieldbook",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "FieldbookCore", targets: ["FieldbookCore"]),
+        .library(name: "FieldbookStore", targets: ["FieldbookStore"]),
+        .executable(name: "fieldbook", targets: ["fieldbook"]),
+        .executable(name: "fieldbook-bench", targets: ["fieldbook-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // Pure Swift, no I/O: schema model, values, clock, changes.
+        .target(
+            name: "FieldbookCore",
+            swiftSettings: strictSettings
+        ),
+        // The schema files, embedded in code so every binary carries them.
+        .target(
+            name: "FieldbookSchemas",
+            path: "Schemas",
+            resources: [.embedInCode("inspection.json")],
+            swiftSettings: strictSettings
+        ),
+        // The device library: SQLite store, migrations, records, changelog.
+        .target(
+            name: "FieldbookStore",
+            dependencies: [
+                "FieldbookCore",
+                "FieldbookSchemas",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "fieldbook",
+            dependencies: [
+                "FieldbookStore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "cli/Sources/fieldbook",
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "fieldbook-bench",
+            dependencies: [
+                "FieldbookStore",
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Benchmarks/fieldbook-bench",
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "FieldbookCoreTests",
+            dependencies: ["FieldbookCore", "FieldbookSchemas"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "FieldbookStoreTests",
+            dependencies: ["FieldbookStore"],
+            swiftSettings: strictSettings
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,47 @@
+extension Schema {
+    /// The schema in the file format, canonical: the same schema always gives the same bytes.
+    /// Descriptions are not kept; labels are.
+    public var json: JSON {
+        .object([
+            ("schema", .string(name)),
+            ("version", .int(Int64(version))),
+            ("entities", .array(entities.map(\.json))),
+        ])
+    }
+}
+
+extension Entity {
+    var json: JSON {
+        var pairs: [(key: String, value: JSON)] = [("name", .string(name))]
+        if let label { pairs.append(("label", .string(label))) }
+        if appendOnly { pairs.append(("appendOnly", .bool(true))) }
+        if onDelete != .conflict { pairs.append(("onDelete", .string(onDelete.rawValue))) }
+        pairs.append(("fields", .array(fields.map(\.json))))
+        return .object(pairs)
+    }
+}
+
+extension Field {
+    var json: JSON {
+        var pairs: [(key: String, value: JSON)] = [("name", .string(name))]
+        if let label { pairs.append(("label", .string(label))) }
+        pairs.append(("type", .string(type.name)))
+        switch type {
+        case .enumeration(let values): pairs.append(("values", .array(values.map(JSON.string))))
+        case .reference(let entity): pairs.append(("entity", .string(entity)))
+        default: break
+        }
+        if required { pairs.append(("required", .bool(true))) }
+        if let maxLength { pairs.append(("maxLength", .int(Int64(maxLength)))) }
+        if let defaultValue { pairs.append(("default", defaultValue.json)) }
+        pairs.append(("policy", .string(policy.name)))
+        switch policy {
+        case .observed(let by): pairs.append(("observedBy", .string(by)))
+        case .max(let order, let epoch):
+            if let order { pairs.append(("order", .array(order.map(JSON.string)))) }
+            if let epoch { pairs.append(("epoch", .string(epoch))) }
+        default: break
+        }
+        return .object(pairs)
+    }
+}

@@ -1,0 +1,190 @@
+/// A data model read from a schema file: named, versioned, a list of entities.
+///
+/// Load one with ``Schema/init(json:)``; every mistake in the file is reported
+/// at once, each with where it is (see ``SchemaError``). A loaded schema is
+/// valid: references point at entities that exist, policies fit their types.
+///
+/// ## Topics
+/// - ``Entity``
+/// - ``Field``
+/// - ``FieldType``
+/// - ``MergePolicy``
+public struct Schema: Sendable, Hashable {
+    /// The schema's name, e.g. `inspection`.
+    public let name: String
+    /// The schema's version. A store migrates forward to a higher version and refuses a lower one.
+    public let version: Int
+    /// The entities in file order.
+    public let entities: [Entity]
+    private let index: [String: Int]
+
+    /// Builds a schema from parts that are already valid. ``Schema/init(json:)`` is the checked way in.
+    init(name: String, version: Int, entities: [Entity]) {
+        self.name = name
+        self.version = version
+        self.entities = entities
+        var index: [String: Int] = [:]
+        for (n, e) in entities.enumerated() { index[e.name] = n }
+        self.index = index
+    }
+
+    /// The entity called `name`, if there is one.
+    public func entity(_ name: String) -> Entity? {
+        index[name].map { entities[$0] }
+    }
+
+    public static func == (lhs: Schema, rhs: Schema) -> Bool {
+        lhs.name == rhs.name && lhs.version == rhs.version && lhs.entities == rhs.entities
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(name)
+        hasher.combine(version)
+        hasher.combine(entities)
+    }
+}
+
+/// One kind of record, e.g. `finding`: a table on the device and on the server.
+public struct Entity: Sendable, Hashable {
+    /// The entity's name; also its table name.
+    public let name: String
+    /// A name for people, e.g. `问题 Finding`.
+    public let label: String?
+    /// Records are only ever inserted: never updated or deleted (progress notes).
+    public let appendOnly: Bool
+    /// What happens when a delete meets a concurrent update.
+    public let onDelete: DeletePolicy
+    /// The fields in file order (the record id is implicit and not listed).
+    public let fields: [Field]
+    private let index: [String: Int]
+
+    init(name: String, label: String?, appendOnly: Bool, onDelete: DeletePolicy, fields: [Field]) {
+        self.name = name
+        self.label = label
+        self.appendOnly = appendOnly
+        self.onDelete = onDelete
+        self.fields = fields
+        var index: [String: Int] = [:]
+        for (n, f) in fields.enumerated() { index[f.name] = n }
+        self.index = index
+    }
+
+    /// The field called `name`, if there is one.
+    public func field(_ name: String) -> Field? {
+        index[name].map { fields[$0] }
+    }
+
+    /// The position of the field called `name` in ``fields``.
+    public func fieldIndex(_ name: String) -> Int? {
+        index[name]
+    }
+
+    public static func == (lhs: Entity, rhs: Entity) -> Bool {
+        lhs.name == rhs.name && lhs.label == rhs.label && lhs.appendOnly == rhs.appendOnly && lhs.onDelete == rhs.onDelete
+            && lhs.fields == rhs.fields
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(name)
+        hasher.combine(fields)
+    }
+}
+
+/// What a delete does against a concurrent update of the same record.
+public enum DeletePolicy: String, Sendable, Hashable {
+    /// The two become a conflict that a person resolves (the default).
+    case conflict
+    /// The delete wins; the concurrent update is kept in the history only.
+    case deleteWins = "delete-wins"
+}
+
+/// One field of an entity.
+public struct Field: Sendable, Hashable {
+    /// The field's name; also its column name.
+    public let name: String
+    /// A name for people, e.g. `整改期限 deadline`.
+    public let label: String?
+    /// What values the field holds.
+    public let type: FieldType
+    /// An insert must give a value (or the schema a default), and it can never be set to null.
+    public let required: Bool
+    /// The longest text allowed, in characters (grapheme clusters), for text fields.
+    public let maxLength: Int?
+    /// The value an insert takes when it gives none.
+    public let defaultValue: Value?
+    /// How concurrent changes to this field merge.
+    public let policy: MergePolicy
+}
+
+/// The type of a field's values.
+public enum FieldType: Sendable, Hashable {
+    case text
+    case integer
+    case real
+    case boolean
+    /// A calendar date, `YYYY-MM-DD`.
+    case date
+    /// An instant in UTC, `YYYY-MM-DDTHH:MM:SS.sssZ` (milliseconds optional on input).
+    case timestamp
+    /// One of a fixed list of text values.
+    case enumeration([String])
+    /// The id of a record of the named entity.
+    case reference(String)
+    /// A set of text values.
+    case textSet
+
+    /// The name used in schema files.
+    public var name: String {
+        switch self {
+        case .text: "text"
+        case .integer: "integer"
+        case .real: "real"
+        case .boolean: "boolean"
+        case .date: "date"
+        case .timestamp: "timestamp"
+        case .enumeration: "enum"
+        case .reference: "reference"
+        case .textSet: "set"
+        }
+    }
+
+    /// Whether values of this type have a natural order (`max` needs no declared order).
+    var isNaturallyOrdered: Bool {
+        switch self {
+        case .integer, .real, .date, .timestamp, .boolean: true
+        default: false
+        }
+    }
+}
+
+/// How concurrent changes to one field are merged (DESIGN.md, invariant 5).
+public enum MergePolicy: Sendable, Hashable {
+    /// The latest hybrid-logical-clock timestamp wins; ties go to the higher device id.
+    case lww
+    /// The change with the latest domain time wins; `by` names the date or timestamp field carrying it.
+    case observed(by: String)
+    /// The greater value wins: in the declared `order` for enums, natural order otherwise.
+    /// With an `epoch` counter field, a higher epoch wins first (a reopened finding).
+    case max(order: [String]?, epoch: String?)
+    /// Sets merge by adding what each side added and removing what each side removed.
+    case union
+    /// Integer deltas from each side add up.
+    case counter
+    /// Set once when the record is inserted, never changed: never conflicts.
+    case append
+    /// Concurrent different values become a conflict that a person resolves.
+    case manual
+
+    /// The name used in schema files.
+    public var name: String {
+        switch self {
+        case .lww: "lww"
+        case .observed: "observed"
+        case .max: "max"
+        case .union: "union"
+        case .counter: "counter"
+        case .append: "append"
+        case .manual: "manual"
+        }
+    }
+}

@@ -1,0 +1,82 @@
+import FieldbookCore
+import GRDB
+import GRDBSQLite
+
+// The hot paths (insert, update, changelog) bind and step GRDB's cached
+// statements through the C API: GRDB's `execute(arguments:)` costs about 1.5×
+// a raw step for small rows (DESIGN.md, "Where the time goes").
+
+private let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+
+struct RawStatement {
+    let handle: OpaquePointer
+    let statement: Statement
+
+    init(_ statement: Statement) {
+        self.statement = statement
+        handle = statement.sqliteStatement
+        sqlite3_reset(handle)
+        sqlite3_clear_bindings(handle)
+    }
+
+    func bind(_ index: Int32, _ text: String) {
+        var text = text
+        text.withUTF8 { utf8 in
+            if let base = utf8.baseAddress {
+                _ = base.withMemoryRebound(to: CChar.self, capacity: utf8.count) {
+                    sqlite3_bind_text(handle, index, $0, Int32(utf8.count), transient)
+                }
+            } else {
+                _ = sqlite3_bind_text(handle, index, "", 0, transient)
+            }
+        }
+    }
+
+    func bind(_ index: Int32, _ bytes: [UInt8]) {
+        bytes.withUnsafeBufferPointer { buffer in
+            _ = buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buffer.count) {
+                sqlite3_bind_text(handle, index, $0, Int32(buffer.count), transient)
+            }
+        }
+    }
+
+    func bind(_ index: Int32, _ value: Int64) {
+        sqlite3_bind_int64(handle, index, value)
+    }
+
+    func bind(_ index: Int32, _ value: Value) {
+        switch value {
+        case .null: sqlite3_bind_null(handle, index)
+        case .text(let s): bind(index, s)
+        case .integer(let i): sqlite3_bind_int64(handle, index, i)
+        case .real(let d): sqlite3_bind_double(handle, index, d)
+        case .boolean(let b): sqlite3_bind_int64(handle, index, b ? 1 : 0)
+        case .textSet:
+            var out: [UInt8] = []
+            value.writeJSON(to: &out)
+            bind(index, out)
+        }
+    }
+
+    /// Runs a statement that returns no rows, and resets it.
+    func run(_ db: Database) throws {
+        let code = sqlite3_step(handle)
+        defer { sqlite3_reset(handle) }
+        guard code == SQLITE_DONE else { throw error(code, db) }
+    }
+
+    /// Steps once; true if a row is ready to read.
+    func step(_ db: Database) throws -> Bool {
+        let code = sqlite3_step(handle)
+        if code == SQLITE_ROW { return true }
+        if code == SQLITE_DONE { return false }
+        throw error(code, db)
+    }
+
+    func reset() { sqlite3_reset(handle) }
+
+    func error(_ code: Int32, _ db: Database) -> DatabaseError {
+        let message = db.sqliteConnection.flatMap { sqlite3_errmsg($0) }.map { String(cString: $0) }
+        return DatabaseError(resultCode: ResultCode(rawValue: code), message: message, sql: statement.sql)
+    }
+}

@@ -1,0 +1,98 @@
+public import FieldbookCore
+import GRDB
+
+/// One line of a record's history: who changed which field, when, from what to what.
+public struct HistoryEntry: Sendable, Hashable {
+    /// The device's sequence number of the change.
+    public let sequence: Int64
+    /// The device that made the change.
+    public let device: String
+    /// When the change was made (hybrid logical clock).
+    public let timestamp: HybridTimestamp
+    public let operation: ChangeOperation
+    /// The field changed; nil for a delete.
+    public let field: String?
+    /// The value before (``Value/null`` for a new record).
+    public let old: Value
+    /// The value after (``Value/null`` after a delete).
+    public let new: Value
+}
+
+extension Store {
+    /// Changes not yet acknowledged by the server, oldest first.
+    /// - Parameter limit: at most this many.
+    public func pendingChanges(limit: Int = 1000) throws -> [Change] {
+        try read { tx in
+            let acked = try Int64.fetchOne(tx.db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'acked'") ?? 0
+            return try tx.changes(after: acked, limit: limit)
+        }
+    }
+
+    /// The number of changes not yet acknowledged.
+    public func pendingCount() throws -> Int {
+        try read { tx in
+            let acked = try Int64.fetchOne(tx.db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'acked'") ?? 0
+            return try Int.fetchOne(tx.db, sql: "SELECT count(*) FROM _changelog WHERE seq > ?", arguments: [acked]) ?? 0
+        }
+    }
+
+    /// Marks every change up to `sequence` as acknowledged. Never moves backwards.
+    public func acknowledge(through sequence: Int64) throws {
+        try write { tx in
+            try tx.db.execute(
+                sql: "UPDATE _fieldbook_meta SET value = max(value, ?) WHERE key = 'acked'", arguments: [sequence])
+        }
+    }
+
+    /// Every change made to the record, oldest first, one entry per field changed.
+    public func history(of recordID: String) throws -> [HistoryEntry] {
+        guard let id = UUIDText.canonical(recordID) else { return [] }
+        return try read { tx in
+            var current: [String: Value] = [:]
+            var entries: [HistoryEntry] = []
+            for change in try tx.changes(sql: "WHERE record = ? ORDER BY seq", arguments: [id]) {
+                if change.operation == .delete {
+                    entries.append(
+                        HistoryEntry(
+                            sequence: change.sequence, device: change.device, timestamp: change.timestamp,
+                            operation: .delete, field: nil, old: .null, new: .null))
+                    current = [:]
+                    continue
+                }
+                for fieldChange in change.fields {
+                    let old = current[fieldChange.field] ?? .null
+                    let new = fieldChange.applied(to: old)
+                    current[fieldChange.field] = new
+                    entries.append(
+                        HistoryEntry(
+                            sequence: change.sequence, device: change.device, timestamp: change.timestamp,
+                            operation: change.operation, field: fieldChange.field, old: old, new: new))
+                }
+            }
+            return entries
+        }
+    }
+}
+
+extension Store.Transaction {
+    func changes(after sequence: Int64, limit: Int) throws -> [Change] {
+        try changes(sql: "WHERE seq > ? ORDER BY seq LIMIT ?", arguments: [sequence, limit])
+    }
+
+    func changes(sql condition: String, arguments: StatementArguments) throws -> [Change] {
+        let rows = try Row.fetchAll(
+            db, sql: "SELECT seq, entity, record, op, hlc, base, fields FROM _changelog \(condition)", arguments: arguments)
+        return try rows.map { row in
+            let entityName: String = row[1]
+            let table = try store.entityTable(entityName)
+            let fieldsText: String = row[6]
+            let op: Int = row[3]
+            let hlc: Int64 = row[4]
+            return Change(
+                sequence: row[0], device: store.deviceID, entity: entityName, recordID: row[2],
+                operation: ChangeOperation(rawValue: op) ?? .update,
+                timestamp: HybridTimestamp(rawValue: UInt64(bitPattern: hlc)), base: row[5],
+                fields: try FieldChange.decode(JSON(parsing: fieldsText), entity: table.entity))
+        }
+    }
+}

@@ -1,0 +1,230 @@
+import FieldbookCore
+import Foundation
+import GRDB
+
+// The store's own tables are created once (format 1) and never edited; a new
+// format adds a step below. The schema's tables are made from the schema file:
+// a new schema version is compared field by field with the stored one, and
+// only additions that keep every record intact are applied.
+
+extension Store {
+    static let storeFormat = 1
+
+    static func migrate(_ db: Database, to schema: Schema) throws {
+        let fresh = try !db.tableExists("_fieldbook_meta")
+        if fresh {
+            guard try Int.fetchOne(db, sql: "SELECT count(*) FROM sqlite_master WHERE type = 'table'") == 0
+            else {
+                throw StoreError(.incompatibleStore, "the file is an SQLite database but not a Fieldbook store")
+            }
+            try createStoreTables(db)
+            try createTables(db, for: schema.entities)
+            try recordSchema(db, schema)
+            return
+        }
+        let format = try Int.fetchOne(db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'store_format'") ?? 0
+        guard format == storeFormat else {
+            throw StoreError(.incompatibleStore, "the store has format \(format); this version reads format \(storeFormat)")
+        }
+        let stored = try storedSchema(db)
+        guard stored.name == schema.name else {
+            throw StoreError(.incompatibleStore, "the store holds schema '\(stored.name)', not '\(schema.name)'")
+        }
+        if stored.version > schema.version {
+            throw StoreError(
+                .incompatibleStore,
+                "the store holds schema version \(stored.version), newer than version \(schema.version); use a newer Fieldbook")
+        }
+        if stored.version == schema.version {
+            guard stored.json == schema.json else {
+                throw StoreError(
+                    .migrationRefused,
+                    "the schema differs from the store's but has the same version \(schema.version); give it a new version")
+            }
+            return
+        }
+        let steps = try plan(db, from: stored, to: schema)
+        for sql in steps { try db.execute(sql: sql.sql, arguments: sql.arguments) }
+        try recordSchema(db, schema)
+    }
+
+    static func createStoreTables(_ db: Database) throws {
+        try db.execute(
+            sql: """
+                CREATE TABLE _fieldbook_meta (key TEXT PRIMARY KEY NOT NULL, value ANY) STRICT;
+                CREATE TABLE _schema_history (
+                    version INTEGER PRIMARY KEY NOT NULL, schema TEXT NOT NULL, applied_at TEXT NOT NULL) STRICT;
+                CREATE TABLE _changelog (
+                    seq INTEGER PRIMARY KEY NOT NULL,
+                    entity TEXT NOT NULL,
+                    record TEXT NOT NULL,
+                    op INTEGER NOT NULL,
+                    hlc INTEGER NOT NULL,
+                    base INTEGER NOT NULL,
+                    fields TEXT NOT NULL) STRICT;
+                CREATE INDEX _changelog_record ON _changelog (record);
+                """)
+        var ids = UUIDv7Generator()
+        let device = ids.next(millis: UInt64(Date().timeIntervalSince1970 * 1000))
+        try db.execute(
+            sql: """
+                INSERT INTO _fieldbook_meta (key, value) VALUES
+                    ('store_format', ?), ('device_id', ?), ('acked', 0), ('cursor', 0), ('clock', 0)
+                """, arguments: [storeFormat, device])
+    }
+
+    static func sqlType(_ type: FieldType) -> String {
+        switch type {
+        case .integer, .boolean: "INTEGER"
+        case .real: "REAL"
+        default: "TEXT"
+        }
+    }
+
+    static func createTables(_ db: Database, for entities: [Entity]) throws {
+        for entity in entities {
+            let columns = entity.fields.map { "\(quoted($0.name)) \(sqlType($0.type))" }
+            try db.execute(
+                sql: "CREATE TABLE \(quoted(entity.name)) (id TEXT PRIMARY KEY NOT NULL, \(columns.joined(separator: ", "))) STRICT"
+            )
+            for field in entity.fields { try createIndexIfReference(db, entity: entity, field: field) }
+        }
+    }
+
+    static func createIndexIfReference(_ db: Database, entity: Entity, field: Field) throws {
+        guard case .reference = field.type else { return }
+        try db.execute(
+            sql: "CREATE INDEX \(quoted("\(entity.name)_\(field.name)")) ON \(quoted(entity.name)) (\(quoted(field.name)))")
+    }
+
+    static func recordSchema(_ db: Database, _ schema: Schema) throws {
+        try db.execute(
+            sql: "INSERT INTO _schema_history (version, schema, applied_at) VALUES (?, ?, ?)",
+            arguments: [schema.version, schema.json.serialized, ISO8601DateFormatter().string(from: Date())])
+    }
+
+    static func storedSchema(_ db: Database) throws -> Schema {
+        guard let text = try String.fetchOne(db, sql: "SELECT schema FROM _schema_history ORDER BY version DESC LIMIT 1")
+        else { throw StoreError(.incompatibleStore, "the store has no schema") }
+        return try Schema(json: text)
+    }
+
+    /// The SQL that takes a store from `old` to `new`, or an error listing every change that is not safe.
+    static func plan(_ db: Database, from old: Schema, to new: Schema) throws -> [(sql: String, arguments: StatementArguments)] {
+        var refused: [String] = []
+        var steps: [(sql: String, arguments: StatementArguments)] = []
+        for oldEntity in old.entities {
+            guard let newEntity = new.entity(oldEntity.name) else {
+                refused.append("\(oldEntity.name): removing an entity would lose its records")
+                continue
+            }
+            if oldEntity.appendOnly != newEntity.appendOnly {
+                refused.append("\(oldEntity.name): 'appendOnly' cannot change")
+            }
+            let table = quoted(oldEntity.name)
+            let count = try Int.fetchOne(db, sql: "SELECT count(*) FROM \(table)") ?? 0
+            for oldField in oldEntity.fields {
+                let path = "\(oldEntity.name).\(oldField.name)"
+                guard let newField = newEntity.field(oldField.name) else {
+                    refused.append("\(path): removing a field would lose its values")
+                    continue
+                }
+                refused += fieldChangeProblems(path: path, old: oldField, new: newField)
+                if newField.required, !oldField.required {
+                    let nulls = try Int.fetchOne(
+                        db, sql: "SELECT count(*) FROM \(table) WHERE \(quoted(oldField.name)) IS NULL") ?? 0
+                    if nulls > 0 {
+                        refused.append("\(path): cannot become required while \(nulls) records have no value")
+                    }
+                }
+            }
+            for newField in newEntity.fields where oldEntity.field(newField.name) == nil {
+                let path = "\(newEntity.name).\(newField.name)"
+                steps.append(("ALTER TABLE \(table) ADD COLUMN \(quoted(newField.name)) \(sqlType(newField.type))", []))
+                let fill = newField.insertDefault
+                if let fill {
+                    steps.append(("UPDATE \(table) SET \(quoted(newField.name)) = ?", [fill.databaseValue]))
+                } else if newField.required, count > 0 {
+                    refused.append("\(path): a new required field needs a default while \(count) records exist")
+                }
+                if case .reference = newField.type {
+                    steps.append(
+                        ("CREATE INDEX \(quoted("\(newEntity.name)_\(newField.name)")) ON \(table) (\(quoted(newField.name)))", []
+                        ))
+                }
+            }
+        }
+        guard refused.isEmpty else {
+            throw StoreError(
+                .migrationRefused,
+                "cannot migrate schema version \(old.version) to \(new.version); nothing was changed:\n  "
+                    + refused.joined(separator: "\n  "))
+        }
+        for newEntity in new.entities where old.entity(newEntity.name) == nil {
+            let columns = newEntity.fields.map { "\(quoted($0.name)) \(sqlType($0.type))" }
+            steps.append(
+                ("CREATE TABLE \(quoted(newEntity.name)) (id TEXT PRIMARY KEY NOT NULL, \(columns.joined(separator: ", "))) STRICT", []))
+            for field in newEntity.fields {
+                if case .reference = field.type {
+                    steps.append(
+                        ("CREATE INDEX \(quoted("\(newEntity.name)_\(field.name)")) ON \(quoted(newEntity.name)) (\(quoted(field.name)))", []))
+                }
+            }
+        }
+        return steps
+    }
+
+    static func fieldChangeProblems(path: String, old: Field, new: Field) -> [String] {
+        var problems: [String] = []
+        switch (old.type, new.type) {
+        case let (.enumeration(oldValues), .enumeration(newValues)):
+            let removed = oldValues.filter { !newValues.contains($0) }
+            if !removed.isEmpty {
+                problems.append("\(path): removing enum values (\(removed.joined(separator: ", "))) could orphan records")
+            }
+        case let (a, b) where a != b:
+            problems.append("\(path): changing the type from \(a.name) to \(b.name) is not supported")
+        default: break
+        }
+        if let oldMax = old.maxLength, new.maxLength.map({ $0 < oldMax }) ?? false {
+            problems.append("\(path): lowering maxLength from \(oldMax) could make stored text invalid")
+        }
+        if (old.policy == .counter) != (new.policy == .counter) {
+            problems.append("\(path): a field cannot change to or from policy 'counter' (its changes are deltas)")
+        }
+        return problems
+    }
+}
+
+extension Value {
+    /// The value as SQLite stores it in a record's column.
+    var databaseValue: DatabaseValue {
+        switch self {
+        case .null: return DatabaseValue.null
+        case .text(let s): return s.databaseValue
+        case .integer(let i): return i.databaseValue
+        case .real(let d): return d.databaseValue
+        case .boolean(let b): return (b ? 1 : 0).databaseValue
+        case .textSet:
+            var out: [UInt8] = []
+            writeJSON(to: &out)
+            return String(decoding: out, as: UTF8.self).databaseValue
+        }
+    }
+
+    /// Reads a column of a field of `type`.
+    init(_ dbValue: DatabaseValue, type: FieldType) {
+        switch dbValue.storage {
+        case .null: self = .null
+        case .int64(let i): self = type == .boolean ? .boolean(i != 0) : .integer(i)
+        case .double(let d): self = .real(d)
+        case .string(let s):
+            if type == .textSet, let json = try? JSON(parsing: s), let value = try? Value(json: json, for: type) {
+                self = value
+            } else {
+                self = .text(s)
+            }
+        case .blob(let data): self = .text(String(decoding: data, as: UTF8.self))
+        }
+    }
+}

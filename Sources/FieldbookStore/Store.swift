@@ -1,0 +1,197 @@
+public import FieldbookCore
+import Foundation
+import GRDB
+import Synchronization
+
+/// A device's local store: one SQLite file (WAL) holding the records of one
+/// schema and the changelog of every write made to them.
+///
+/// ```swift
+/// let store = try Store(path: "inspector.sqlite", schema: .inspection)
+/// let site = try store.insert("site", ["name": "新度镇敬老院", "kind": "elderly_home"])
+/// try store.update("site", id: site, ["beds_total": 120, "observed_on": "2021-09-02"])
+/// for entry in try store.history(of: site) { print(entry) }
+/// ```
+///
+/// Every insert, update and delete writes its field-level changelog entry in
+/// the same SQLite transaction as the data, so a crash can lose neither
+/// without the other. Writes are serialized; reads run concurrently with them.
+///
+/// ## Topics
+/// - ``Configuration``
+/// - ``write(_:)``
+/// - ``Transaction``
+/// - ``Query``
+/// - ``Record``
+/// - ``HistoryEntry``
+public final class Store: Sendable {
+    /// Settings for opening a store. The defaults suit a device.
+    public struct Configuration: Sendable {
+        /// The wall clock, in milliseconds since 1970. Tests inject clocks that jump.
+        public var wallClock: @Sendable () -> UInt64 = { UInt64(Date().timeIntervalSince1970 * 1000) }
+        /// SQLite's page cache per connection, in MiB.
+        public var cacheSizeMiB = 64
+        /// Open read-only: no migration, no writes.
+        public var readOnly = false
+
+        public init() {}
+    }
+
+    /// The schema the store holds records of.
+    public let schema: Schema
+    /// This device's id, made when the store was created.
+    public let deviceID: String
+    /// The path of the SQLite file.
+    public let path: String
+
+    let pool: DatabasePool
+    let configuration: Configuration
+    let tables: [String: EntityTable]
+    let state: Mutex<WriterState>
+
+    struct WriterState {
+        var clock: HybridLogicalClock
+        var ids = UUIDv7Generator()
+        /// The server cursor pulled to; the base of new changes.
+        var base: Int64
+    }
+
+    /// Opens the store at `path`, creating it if needed, and migrates it to `schema`.
+    ///
+    /// - Throws: ``StoreError`` with code ``StoreError/Code/migrationRefused`` if the
+    ///   store holds an older schema that cannot be migrated safely to this one (nothing is
+    ///   changed), or ``StoreError/Code/incompatibleStore`` if it holds a newer or another schema.
+    public init(path: String, schema: Schema, configuration: Configuration = Configuration()) throws {
+        var config = GRDB.Configuration()
+        config.readonly = configuration.readOnly
+        config.busyMode = .timeout(10)
+        config.journalMode = .wal
+        let cachePages = -configuration.cacheSizeMiB * 1024
+        config.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA cache_size = \(cachePages)")
+            // WAL + NORMAL: a committed transaction survives a process crash; a power cut
+            // can lose the last transactions but never corrupts the file.
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+        }
+        let pool = try DatabasePool(path: path, configuration: config)
+        self.pool = pool
+        self.path = path
+        self.schema = schema
+        self.configuration = configuration
+        self.tables = Dictionary(uniqueKeysWithValues: schema.entities.map { ($0.name, EntityTable($0)) })
+
+        let opened: (device: String, clock: HybridTimestamp, base: Int64)
+        if configuration.readOnly {
+            opened = try pool.read { db in try Self.readState(db, schema: schema) }
+        } else {
+            opened = try pool.write { db in
+                try Self.migrate(db, to: schema)
+                return try Self.readState(db, schema: schema)
+            }
+        }
+        deviceID = opened.device
+        state = Mutex(WriterState(clock: HybridLogicalClock(last: opened.clock), base: opened.base))
+    }
+
+    static func readState(_ db: Database, schema: Schema) throws -> (device: String, clock: HybridTimestamp, base: Int64) {
+        guard try db.tableExists("_fieldbook_meta") else {
+            throw StoreError(.incompatibleStore, "the file is not a Fieldbook store")
+        }
+        let stored = try Self.storedSchema(db)
+        guard stored.name == schema.name, stored.version == schema.version else {
+            throw StoreError(
+                .incompatibleStore,
+                "the store holds schema '\(stored.name)' version \(stored.version), not '\(schema.name)' version \(schema.version)")
+        }
+        guard let device = try String.fetchOne(db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'device_id'")
+        else { throw StoreError(.incompatibleStore, "the store has no device id") }
+        let lastChange = try Int64.fetchOne(db, sql: "SELECT max(hlc) FROM _changelog") ?? 0
+        let received = try Int64.fetchOne(db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'clock'") ?? 0
+        let base = try Int64.fetchOne(db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'cursor'") ?? 0
+        return (device, HybridTimestamp(rawValue: UInt64(max(lastChange, received))), base)
+    }
+
+    /// Runs `body` in one write transaction: all its writes commit together, or,
+    /// if it throws, none of them do.
+    public func write<T>(_ body: (Transaction) throws -> T) throws -> T {
+        try pool.write { db in
+            try body(Transaction(store: self, db: db))
+        }
+    }
+
+    /// Runs `body` with a consistent read-only view of the store.
+    public func read<T>(_ body: (Transaction) throws -> T) throws -> T {
+        try pool.read { db in
+            try body(Transaction(store: self, db: db))
+        }
+    }
+
+    /// Inserts a record in its own transaction and returns its id.
+    @discardableResult
+    public func insert(_ entity: String, _ values: [String: Value], id: String? = nil) throws -> String {
+        try write { try $0.insert(entity, values, id: id) }
+    }
+
+    /// Updates the given fields of a record in its own transaction.
+    public func update(_ entity: String, id: String, _ values: [String: Value]) throws {
+        try write { try $0.update(entity, id: id, values) }
+    }
+
+    /// Deletes a record in its own transaction.
+    public func delete(_ entity: String, id: String) throws {
+        try write { try $0.delete(entity, id: id) }
+    }
+
+    /// The record with this id, or nil.
+    public func record(_ entity: String, id: String) throws -> Record? {
+        try read { try $0.record(entity, id: id) }
+    }
+
+    /// The records a query selects.
+    public func fetch(_ query: Query) throws -> [Record] {
+        try read { try $0.fetch(query) }
+    }
+
+    func entityTable(_ name: String) throws -> EntityTable {
+        guard let table = tables[name] else {
+            throw StoreError(
+                .unknownEntity, entity: name,
+                "no such entity (entities: \(schema.entities.map(\.name).joined(separator: ", ")))")
+        }
+        return table
+    }
+
+    /// Stamps a new local change: a timestamp that never goes backwards, and the current base.
+    func stamp() -> (HybridTimestamp, Int64) {
+        let wall = configuration.wallClock()
+        return state.withLock { ($0.clock.now(wallMillis: wall), $0.base) }
+    }
+
+    func newID() -> String {
+        let wall = configuration.wallClock()
+        return state.withLock { $0.ids.next(millis: wall) }
+    }
+}
+
+/// The SQL of one entity's table, built once from the schema.
+struct EntityTable: Sendable {
+    let entity: Entity
+    let insertSQL: String
+    let selectColumns: String
+    let references: [(field: Int, target: String)]
+    /// For each entity that references this one: `(table, column)`.
+
+    init(_ entity: Entity) {
+        self.entity = entity
+        let columns = entity.fields.map { quoted($0.name) }
+        insertSQL =
+            "INSERT INTO \(quoted(entity.name)) (id, \(columns.joined(separator: ", "))) VALUES (?\(String(repeating: ", ?", count: columns.count)))"
+        selectColumns = (["id"] + columns).joined(separator: ", ")
+        references = entity.fields.enumerated().compactMap { n, field in
+            if case .reference(let target) = field.type { (n, target) } else { nil }
+        }
+    }
+}
+
+/// An SQL identifier, quoted. Names come from a validated schema (lower-case identifiers).
+func quoted(_ name: String) -> String { "\"\(name)\"" }

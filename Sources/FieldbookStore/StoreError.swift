@@ -1,0 +1,78 @@
+import FieldbookCore
+
+/// An error from the store, naming the entity and field it concerns.
+///
+/// The description never includes field values, which can name people; it
+/// says what is wrong and, where it helps, what would be right.
+public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// What kind of error this is. New codes may be added.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        public let rawValue: String
+        init(_ rawValue: String) { self.rawValue = rawValue }
+        public var description: String { rawValue }
+
+        /// The entity is not in the schema.
+        public static let unknownEntity = Code("unknown_entity")
+        /// The field is not in the entity.
+        public static let unknownField = Code("unknown_field")
+        /// The value is of the wrong type for the field.
+        public static let wrongType = Code("wrong_type")
+        /// The value is not one of the enum's values.
+        public static let notAllowed = Code("not_allowed")
+        /// The text is longer than the field's maximum length.
+        public static let tooLong = Code("too_long")
+        /// The value is not written in the field's format (date, timestamp, id).
+        public static let badFormat = Code("bad_format")
+        /// A required field has no value.
+        public static let required = Code("required")
+        /// A reference names a record that does not exist.
+        public static let missingReference = Code("missing_reference")
+        /// No record has this id.
+        public static let notFound = Code("not_found")
+        /// A record with this id exists already.
+        public static let duplicateID = Code("duplicate_id")
+        /// The field is set once, at insert, and never changed (`append` policy).
+        public static let immutable = Code("immutable")
+        /// The record is referenced by other records and cannot be deleted.
+        public static let referenced = Code("referenced")
+        /// The store's schema cannot be migrated to the given one; nothing was changed.
+        public static let migrationRefused = Code("migration_refused")
+        /// The file is not a Fieldbook store, or was made by a newer version.
+        public static let incompatibleStore = Code("incompatible_store")
+    }
+
+    public let code: Code
+    /// The entity concerned, if any.
+    public let entity: String?
+    /// The field concerned, if any.
+    public let field: String?
+    /// What is wrong, for people, without any field value.
+    public let message: String
+
+    init(_ code: Code, entity: String? = nil, field: String? = nil, _ message: String) {
+        self.code = code
+        self.entity = entity
+        self.field = field
+        self.message = message
+    }
+
+    init(_ problem: ValueProblem, entity: String, field: String) {
+        let code: Code =
+            switch problem.kind {
+            case .wrongType: .wrongType
+            case .notAllowed: .notAllowed
+            case .tooLong: .tooLong
+            case .badFormat: .badFormat
+            case .required: .required
+            }
+        self.init(code, entity: entity, field: field, problem.reason)
+    }
+
+    public var description: String {
+        switch (entity, field) {
+        case let (entity?, field?): "\(entity).\(field): \(message)"
+        case let (entity?, nil): "\(entity): \(message)"
+        default: message
+        }
+    }
+}

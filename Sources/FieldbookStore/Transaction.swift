@@ -1,0 +1,327 @@
+public import FieldbookCore
+import GRDB
+
+extension Store {
+    /// Reads and writes inside one SQLite transaction; see ``Store/write(_:)``.
+    ///
+    /// A transaction is lent to a closure and valid only while it runs: do not keep it.
+    public struct Transaction {
+        let store: Store
+        let db: Database
+
+        /// Inserts a record and returns its id (a new UUIDv7 unless `id` is given).
+        ///
+        /// Fields not given take their schema default (counters start at 0) or null.
+        /// - Throws: ``StoreError`` naming the entity and field; nothing is written.
+        @discardableResult
+        public func insert(_ entity: String, _ values: [String: Value], id: String? = nil) throws -> String {
+            let table = try store.entityTable(entity)
+            let fields = table.entity.fields
+            var row = [Value](repeating: .null, count: fields.count)
+            var given = [Bool](repeating: false, count: fields.count)
+            for (name, value) in values {
+                let index = try fieldIndex(table, name)
+                row[index] = try normalize(fields[index], value, entity: entity)
+                given[index] = true
+            }
+            for (index, field) in fields.enumerated() where !given[index] || row[index].isNull {
+                if let fallback = field.insertDefault {
+                    row[index] = fallback
+                } else if field.required {
+                    throw StoreError(.required, entity: entity, field: field.name, "is required")
+                }
+            }
+            try checkReferences(table, row)
+            let recordID: String
+            if let id {
+                guard let canonical = UUIDText.canonical(id) else {
+                    throw StoreError(.badFormat, entity: entity, field: "id", "must be a UUID")
+                }
+                recordID = canonical
+            } else {
+                recordID = store.newID()
+            }
+
+            let insert = RawStatement(try db.cachedStatement(sql: table.insertSQL))
+            insert.bind(1, recordID)
+            for (n, value) in row.enumerated() { insert.bind(Int32(n + 2), value) }
+            do {
+                try insert.run(db)
+            } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_PRIMARYKEY {
+                throw StoreError(.duplicateID, entity: entity, "a record with this id exists already")
+            }
+            var changes: [FieldChange] = []
+            changes.reserveCapacity(fields.count)
+            for (n, value) in row.enumerated() where !value.isNull {
+                changes.append(FieldChange(field: fields[n].name, kind: .set(value)))
+            }
+            try log(entity, recordID, .insert, changes)
+            return recordID
+        }
+
+        /// Sets the given fields of a record; the others keep their values.
+        ///
+        /// Setting a `counter` field records the difference from its current value.
+        /// - Throws: ``StoreError``: unknown field, invalid value, missing reference,
+        ///   an `append` field (set only at insert), or no such record. Nothing is written.
+        public func update(_ entity: String, id: String, _ values: [String: Value]) throws {
+            let table = try store.entityTable(entity)
+            let recordID = try canonicalID(id, entity: entity)
+            if table.entity.appendOnly {
+                throw StoreError(.immutable, entity: entity, "records are append-only: add a new one instead")
+            }
+            let fields = table.entity.fields
+            var updates: [(index: Int, value: Value)] = []
+            updates.reserveCapacity(values.count)
+            for (name, value) in values {
+                let index = try fieldIndex(table, name)
+                if fields[index].policy == .append {
+                    throw StoreError(.immutable, entity: entity, field: name, "is set when the record is added and never changed")
+                }
+                updates.append((index, try normalize(fields[index], value, entity: entity)))
+            }
+            guard !updates.isEmpty else {
+                guard try exists(table.entity.name, recordID) else { throw notFound(entity) }
+                return
+            }
+            updates.sort { $0.index < $1.index }
+            var row = [Value?](repeating: nil, count: fields.count)
+            for u in updates { row[u.index] = u.value }
+            try checkReferences(table, row.map { $0 ?? .null })
+
+            // Counters log a delta, which needs the current value.
+            var current: [Int: Int64] = [:]
+            if updates.contains(where: { fields[$0.index].policy == .counter }) {
+                let counters = updates.filter { fields[$0.index].policy == .counter }
+                let sql = "SELECT \(counters.map { quoted(fields[$0.index].name) }.joined(separator: ", ")) FROM \(quoted(entity)) WHERE id = ?"
+                guard let dbRow = try Row.fetchOne(db, sql: sql, arguments: [recordID]) else { throw notFound(entity) }
+                for (n, c) in counters.enumerated() { current[c.index] = dbRow[n] ?? 0 }
+            }
+
+            let sql = "UPDATE \(quoted(entity)) SET \(updates.map { "\(quoted(fields[$0.index].name)) = ?" }.joined(separator: ", ")) WHERE id = ?"
+            let update = RawStatement(try db.cachedStatement(sql: sql))
+            for (n, u) in updates.enumerated() { update.bind(Int32(n + 1), u.value) }
+            update.bind(Int32(updates.count + 1), recordID)
+            try update.run(db)
+            guard db.changesCount == 1 else { throw notFound(entity) }
+
+            var changes: [FieldChange] = []
+            changes.reserveCapacity(updates.count)
+            for u in updates {
+                let name = fields[u.index].name
+                if fields[u.index].policy == .counter, case .integer(let new) = u.value {
+                    changes.append(FieldChange(field: name, kind: .add(new &- (current[u.index] ?? 0))))
+                } else {
+                    changes.append(FieldChange(field: name, kind: .set(u.value)))
+                }
+            }
+            try log(entity, recordID, .update, changes)
+        }
+
+        /// Adds `amount` to a `counter` field.
+        public func increment(_ entity: String, id: String, _ field: String, by amount: Int64 = 1) throws {
+            let table = try store.entityTable(entity)
+            let index = try fieldIndex(table, field)
+            guard table.entity.fields[index].policy == .counter else {
+                throw StoreError(.wrongType, entity: entity, field: field, "is not a counter")
+            }
+            let recordID = try canonicalID(id, entity: entity)
+            try db.execute(
+                sql: "UPDATE \(quoted(entity)) SET \(quoted(field)) = coalesce(\(quoted(field)), 0) + ? WHERE id = ?",
+                arguments: [amount, recordID])
+            guard db.changesCount == 1 else { throw notFound(entity) }
+            try log(entity, recordID, .update, [FieldChange(field: field, kind: .add(amount))])
+        }
+
+        /// Deletes a record. The changelog keeps its history.
+        /// - Throws: ``StoreError``: no such record, an append-only entity, or a record
+        ///   other records still reference (the error names which field references it).
+        public func delete(_ entity: String, id: String) throws {
+            let table = try store.entityTable(entity)
+            let recordID = try canonicalID(id, entity: entity)
+            if table.entity.appendOnly {
+                throw StoreError(.immutable, entity: entity, "records are append-only and cannot be deleted")
+            }
+            guard try exists(entity, recordID) else { throw notFound(entity) }
+            for other in store.schema.entities {
+                for field in other.fields where field.type == .reference(entity) {
+                    let referenced = try Bool.fetchOne(
+                        db, sql: "SELECT EXISTS (SELECT 1 FROM \(quoted(other.name)) WHERE \(quoted(field.name)) = ?)",
+                        arguments: [recordID]) ?? false
+                    if referenced {
+                        throw StoreError(
+                            .referenced, entity: entity,
+                            "the record is still referenced by \(other.name).\(field.name); delete or change those first")
+                    }
+                }
+            }
+            try db.execute(sql: "DELETE FROM \(quoted(entity)) WHERE id = ?", arguments: [recordID])
+            try log(entity, recordID, .delete, [])
+        }
+
+        /// The record with this id, or nil.
+        public func record(_ entity: String, id: String) throws -> Record? {
+            let table = try store.entityTable(entity)
+            guard let recordID = UUIDText.canonical(id) else { return nil }
+            let row = try Row.fetchOne(
+                db, sql: "SELECT \(table.selectColumns) FROM \(quoted(entity)) WHERE id = ?", arguments: [recordID])
+            return row.map { table.record($0) }
+        }
+
+        /// The records a query selects, in its order (then by id).
+        public func fetch(_ query: Query) throws -> [Record] {
+            let table = try store.entityTable(query.entity)
+            var clauses: [String] = []
+            var arguments: [DatabaseValue] = []
+            for filter in query.filters {
+                let field = filter.field == "id" ? nil : table.entity.fields[try fieldIndex(table, filter.field)]
+                let column = quoted(filter.field)
+                if filter.value.isNull {
+                    switch filter.op {
+                    case .equal: clauses.append("\(column) IS NULL")
+                    case .notEqual: clauses.append("\(column) IS NOT NULL")
+                    default:
+                        throw StoreError(.wrongType, entity: query.entity, field: filter.field, "only = and != compare with null")
+                    }
+                    continue
+                }
+                if filter.op == .contains {
+                    guard case .text(let member) = filter.value else {
+                        throw StoreError(.wrongType, entity: query.entity, field: filter.field, "'contains' takes text")
+                    }
+                    switch field?.type {
+                    case .textSet:
+                        clauses.append("EXISTS (SELECT 1 FROM json_each(\(column)) WHERE value = ?)")
+                    case .text:
+                        clauses.append("instr(\(column), ?) > 0")
+                    default:
+                        throw StoreError(.wrongType, entity: query.entity, field: filter.field, "'contains' is for text and set fields")
+                    }
+                    arguments.append(member.databaseValue)
+                    continue
+                }
+                let value: Value
+                do {
+                    if let field {
+                        value = try field.normalizeForComparison(filter.value)
+                    } else {
+                        value = .text(filter.value.text.flatMap(UUIDText.canonical) ?? filter.value.description)
+                    }
+                } catch {
+                    throw StoreError(error, entity: query.entity, field: filter.field)
+                }
+                clauses.append(filter.op == .notEqual ? "(\(column) != ? OR \(column) IS NULL)" : "\(column) \(filter.op.rawValue) ?")
+                arguments.append(value.databaseValue)
+            }
+            var sql = "SELECT \(table.selectColumns) FROM \(quoted(query.entity))"
+            if !clauses.isEmpty { sql += " WHERE " + clauses.joined(separator: " AND ") }
+            var order: [String] = []
+            for key in query.sort {
+                if key.field != "id" { _ = try fieldIndex(table, key.field) }
+                order.append("\(quoted(key.field)) \(key.descending ? "DESC" : "ASC")")
+            }
+            order.append("id ASC")
+            sql += " ORDER BY " + order.joined(separator: ", ")
+            if let limit = query.limitCount {
+                sql += " LIMIT ? OFFSET ?"
+                arguments.append(max(0, limit).databaseValue)
+                arguments.append(max(0, query.offsetCount).databaseValue)
+            }
+            return try Row.fetchAll(db, sql: sql, arguments: StatementArguments(arguments)).map { table.record($0) }
+        }
+
+        // MARK: - Helpers
+
+        func fieldIndex(_ table: EntityTable, _ name: String) throws -> Int {
+            guard let index = table.entity.fieldIndex(name) else {
+                throw StoreError(
+                    .unknownField, entity: table.entity.name, field: name,
+                    "no such field (fields: \(table.entity.fields.map(\.name).joined(separator: ", ")))")
+            }
+            return index
+        }
+
+        func normalize(_ field: Field, _ value: Value, entity: String) throws -> Value {
+            do {
+                return try field.normalize(value)
+            } catch {
+                throw StoreError(error, entity: entity, field: field.name)
+            }
+        }
+
+        func canonicalID(_ id: String, entity: String) throws -> String {
+            guard let canonical = UUIDText.canonical(id) else {
+                throw StoreError(.badFormat, entity: entity, field: "id", "must be a UUID")
+            }
+            return canonical
+        }
+
+        func notFound(_ entity: String) -> StoreError {
+            StoreError(.notFound, entity: entity, "no record with this id")
+        }
+
+        func exists(_ entity: String, _ id: String) throws -> Bool {
+            let statement = RawStatement(try db.cachedStatement(sql: "SELECT 1 FROM \(quoted(entity)) WHERE id = ?"))
+            statement.bind(1, id)
+            defer { statement.reset() }
+            return try statement.step(db)
+        }
+
+        func checkReferences(_ table: EntityTable, _ row: [Value]) throws {
+            for (index, target) in table.references {
+                guard case .text(let id) = row[index] else { continue }
+                if !(try exists(target, id)) {
+                    throw StoreError(
+                        .missingReference, entity: table.entity.name, field: table.entity.fields[index].name,
+                        "refers to a \(target) record that does not exist")
+                }
+            }
+        }
+
+        static let changelogSQL = "INSERT INTO _changelog (entity, record, op, hlc, base, fields) VALUES (?, ?, ?, ?, ?, ?)"
+
+        /// Appends one changelog entry in this transaction.
+        func log(_ entity: String, _ recordID: String, _ op: ChangeOperation, _ changes: [FieldChange]) throws {
+            let (timestamp, base) = store.stamp()
+            var encoded: [UInt8] = []
+            encoded.reserveCapacity(256)
+            FieldChange.encode(changes, to: &encoded)
+            let insert = RawStatement(try db.cachedStatement(sql: Self.changelogSQL))
+            insert.bind(1, entity)
+            insert.bind(2, recordID)
+            insert.bind(3, Int64(op.rawValue))
+            insert.bind(4, Int64(bitPattern: timestamp.rawValue))
+            insert.bind(5, base)
+            insert.bind(6, encoded)
+            try insert.run(db)
+        }
+    }
+}
+
+extension EntityTable {
+    func record(_ row: Row) -> Record {
+        var values: [Value] = []
+        values.reserveCapacity(entity.fields.count)
+        for (n, field) in entity.fields.enumerated() {
+            values.append(Value(row[n + 1] as DatabaseValue, type: field.type))
+        }
+        return Record(entity: entity, id: row[0], values: values)
+    }
+}
+
+extension Field {
+    /// What an insert stores when it gives no value: the schema default; 0 for a counter.
+    var insertDefault: Value? {
+        if let defaultValue { return defaultValue }
+        return policy == .counter ? .integer(0) : nil
+    }
+
+    /// Like ``normalize(_:)``, but a filter may compare a text field with longer text.
+    func normalizeForComparison(_ value: Value) throws(ValueProblem) -> Value {
+        switch (type, value) {
+        case (.text, .text): return value
+        case (.reference, .text(let s)): return .text(UUIDText.canonical(s) ?? s)
+        default: return try normalize(value)
+        }
+    }
+}

@@ -1,0 +1,141 @@
+import FieldbookCore
+import FieldbookStore
+import Foundation
+import Testing
+
+@Suite("Store: records")
+struct StoreRecordTests {
+    let dir = TemporaryDirectory()
+
+    @Test("insert, get, update, delete; Chinese text byte for byte")
+    func crud() throws {
+        let store = try makeStore(dir)
+        let name = "新度镇社会工作服务站（省级示范点）"
+        let site = try store.insert("site", ["name": .text(name), "kind": "social_work_station", "star_rating": 4])
+        #expect(UUIDText.canonical(site) == site)
+        let record = try #require(try store.record("site", id: site))
+        #expect(record["name"] == .text(name))
+        #expect(Array(record["name"].text!.utf8) == Array(name.utf8))
+        #expect(record["star_rating"] == 4)
+        #expect(record["illegal_graves_found"] == 0, "counters start at 0")
+        #expect(record["town"] == .null)
+
+        try store.update("site", id: site, ["town": "新度镇", "tags": .set(["示范", "四星"])])
+        let updated = try #require(try store.record("site", id: site))
+        #expect(updated["town"] == "新度镇")
+        #expect(updated["tags"] == .textSet(["四星", "示范"].sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }))
+        #expect(updated["name"] == .text(name))
+
+        try store.delete("site", id: site)
+        #expect(try store.record("site", id: site) == nil)
+    }
+
+    @Test("text survives a reopen byte for byte, including combining marks and emoji")
+    func utf8AcrossReopen() throws {
+        let texts = ["养老机构", "e\u{301}", "👩🏽‍⚕️", "line\nbreak\t\"quoted\"\\", ""]
+        var ids: [String] = []
+        do {
+            let store = try makeStore(dir)
+            for t in texts { ids.append(try store.insert("inspection_round", ["title": .text(t), "team": "第一巡察组", "unit": "区民政局"])) }
+        }
+        let store = try makeStore(dir)
+        for (id, t) in zip(ids, texts) {
+            let title = try #require(try store.record("inspection_round", id: id))["title"].text
+            #expect(title.map { Array($0.utf8) } == Array(t.utf8))
+        }
+    }
+
+    @Test("defaults apply on insert; ids may be given and are lower-cased")
+    func defaultsAndIDs() throws {
+        let store = try makeStore(dir)
+        let id = "0190B4B6-1C2D-7ABC-8DEF-0123456789AB"
+        let finding = try store.insert("finding", ["title": "擅自改变养老服务设施用途"], id: id)
+        #expect(finding == id.lowercased())
+        let record = try #require(try store.record("finding", id: id))
+        #expect(record["status"] == "not_started")
+        #expect(record["long_term"] == false)
+        #expect(record["reopen_count"] == 0)
+        expectStoreError(.duplicateID) { try store.insert("finding", ["title": "x"], id: id) }
+    }
+
+    @Test("queries: filters, order, limit, offset, set membership, null")
+    func queries() throws {
+        let store = try makeStore(dir)
+        let round = try store.insert("inspection_round", ["title": "2021 巡察", "team": "区委第一巡察组", "unit": "区民政局"])
+        let deadlines = ["2022-03-31", "2021-12-31", "2022-06-30", "2021-12-31"]
+        for (n, d) in deadlines.enumerated() {
+            try store.insert(
+                "finding",
+                ["round": .text(round), "title": .text("问题\(n)"), "deadline": .text(d),
+                 "status": n == 0 ? "completed" : "in_progress"])
+        }
+        try store.insert("finding", ["title": "无期限"])
+        let open = try store.fetch(
+            Query("finding").filter("status", .notEqual, "completed").filter("deadline", .less, "2022-06-30")
+                .sorted(by: "deadline"))
+        #expect(open.map { $0["title"] } == ["问题1", "问题3"])
+        let byDeadline = try store.fetch(Query("finding").sorted(by: "deadline", descending: true).limit(2, offset: 1))
+        #expect(byDeadline.map { $0["deadline"] } == ["2022-03-31", "2021-12-31"])
+        #expect(try store.fetch(Query("finding").filter("deadline", .equal, .null)).map { $0["title"] } == ["无期限"])
+        #expect(try store.fetch(Query("finding").filter("round", .equal, .text(round.uppercased()))).count == 4)
+        #expect(try store.fetch(Query("finding").filter("title", .contains, "问题")).count == 4)
+
+        let site = try store.insert("site", ["name": "敬老院", "kind": "elderly_home", "tags": .set(["公建民营", "护理"])])
+        try store.insert("site", ["name": "幸福院", "kind": "happiness_home", "tags": .set(["六有"])])
+        #expect(try store.fetch(Query("site").filter("tags", .contains, "护理")).map(\.id) == [site])
+        expectStoreError(.unknownField) { _ = try store.fetch(Query("site").filter("colour", .equal, "red")) }
+        expectStoreError(.badFormat) { _ = try store.fetch(Query("finding").filter("deadline", .less, "next week")) }
+    }
+
+    @Test("typed errors name entity and field; nothing is written", arguments: [
+        ("unknown entity", StoreError.Code.unknownEntity, "sites", ["name": Value.text("x")], nil as String?),
+        ("unknown field", .unknownField, "site", ["name": "x", "kind": "cemetery", "colour": "red"], "colour"),
+        ("wrong type", .wrongType, "site", ["name": "x", "kind": "cemetery", "beds_total": "many"], "beds_total"),
+        ("enum value not allowed", .notAllowed, "site", ["name": "x", "kind": "castle"], "kind"),
+        ("missing required", .required, "site", ["kind": "cemetery"], "name"),
+        ("required set to null", .required, "site", ["name": .null, "kind": "cemetery"], "name"),
+        ("text over its limit", .tooLong, "site", ["name": .text(String(repeating: "墓", count: 201)), "kind": "cemetery"], "name"),
+        ("NUL in text", .badFormat, "site", ["name": "a\u{0}b", "kind": "cemetery"], "name"),
+        ("bad date", .badFormat, "site", ["name": "x", "kind": "cemetery", "observed_on": "2021/09/02"], "observed_on"),
+        ("missing reference", .missingReference, "visit", ["site": "0190b4b6-1c2d-7abc-8def-0123456789ab", "visited_on": "2021-09-02"], "site"),
+        ("bad reference", .badFormat, "visit", ["site": "敬老院", "visited_on": "2021-09-02"], "site"),
+    ])
+    func insertErrors(_ what: String, code: StoreError.Code, entity: String, values: [String: Value], field: String?) throws {
+        let store = try makeStore(dir)
+        let before = try snapshot(store)
+        let error = expectStoreError(code) { try store.insert(entity, values) }
+        #expect(error?.entity == entity)
+        #expect(error?.field == field)
+        #expect(try snapshot(store) == before)
+        // The description names where, never the value given.
+        for value in values.values where value.description.count > 2 {
+            #expect(!(error?.description.contains(value.description) ?? false))
+        }
+    }
+
+    @Test("update and delete errors leave the record as it was")
+    func updateErrors() throws {
+        let store = try makeStore(dir)
+        let finding = try store.insert("finding", ["title": "问题", "deadline": "2021-12-31"])
+        let note = try store.insert("progress_note", ["finding": .text(finding), "text": "已约谈"])
+        let before = try snapshot(store)
+        expectStoreError(.notAllowed) { try store.update("finding", id: finding, ["deadline": "2022-01-31", "status": "done"]) }
+        expectStoreError(.unknownField) { try store.update("finding", id: finding, ["deadline": "2022-01-31", "owner": "x"]) }
+        expectStoreError(.notFound) { try store.update("finding", id: UUID().uuidString, ["title": "x"]) }
+        expectStoreError(.badFormat) { try store.update("finding", id: "42", ["title": "x"]) }
+        expectStoreError(.immutable) { try store.update("progress_note", id: note, ["text": "改"]) }
+        expectStoreError(.immutable) { try store.delete("progress_note", id: note) }
+        let error = expectStoreError(.referenced) { try store.delete("finding", id: finding) }
+        #expect(error?.description.contains("progress_note.finding") == true)
+        expectStoreError(.notFound) { try store.delete("finding", id: UUID().uuidString) }
+        // A transaction that fails part-way writes nothing at all.
+        expectStoreError(.notAllowed) {
+            try store.write { tx in
+                try tx.update("finding", id: finding, ["title": "改了"])
+                try tx.insert("finding", ["title": "新问题"])
+                try tx.update("finding", id: finding, ["status": "closed"])
+            }
+        }
+        #expect(try snapshot(store) == before)
+    }
+}
