@@ -8,8 +8,25 @@ public enum UUIDText {
 
     /// The canonical lower-case form of a UUID written in any case, or nil if `text` is not a UUID.
     public static func canonical(_ text: String) -> String? {
+        if isCanonical(text) { return text }
         guard let bytes = parse(text) else { return nil }
         return format(bytes)
+    }
+
+    /// Whether `text` is already a lower-case UUID (the common case, checked without allocating).
+    public static func isCanonical(_ text: String) -> Bool {
+        text.utf8.withContiguousStorageIfAvailable { utf8 in
+            guard utf8.count == 36 else { return false }
+            for n in 0..<36 {
+                let c = utf8[n]
+                if n == 8 || n == 13 || n == 18 || n == 23 {
+                    if c != UInt8(ascii: "-") { return false }
+                } else if !((c &- UInt8(ascii: "0")) < 10 || (c &- UInt8(ascii: "a")) < 6) {
+                    return false
+                }
+            }
+            return true
+        } ?? (parse(text).map(format) == text)
     }
 
     /// The 16 bytes of a UUID written `8-4-4-4-12` in hex (any case).

@@ -162,6 +162,10 @@ struct SchemaLoader {
             issue(fallbackPath, "entity name '\(name)' must be a lower-case identifier (a-z, 0-9, _), at most 63 long")
             return nil
         }
+        guard !name.hasPrefix("sqlite_") else {
+            issue(name, "names starting with 'sqlite_' are reserved by SQLite")
+            return nil
+        }
         let label = string(e["label"], at: name, key: "label")
         _ = string(e["description"], at: name, key: "description")
         let appendOnly = bool(e["appendOnly"], at: name, key: "appendOnly") ?? false

@@ -45,7 +45,9 @@ public struct Schema: Sendable, Hashable {
 }
 
 /// One kind of record, e.g. `finding`: a table on the device and on the server.
-public struct Entity: Sendable, Hashable {
+///
+/// A class, immutable: hot paths pass entities and fields around without copying their contents.
+public final class Entity: Sendable, Hashable {
     /// The entity's name; also its table name.
     public let name: String
     /// A name for people, e.g. `问题 Finding`.
@@ -98,8 +100,8 @@ public enum DeletePolicy: String, Sendable, Hashable {
     case deleteWins = "delete-wins"
 }
 
-/// One field of an entity.
-public struct Field: Sendable, Hashable {
+/// One field of an entity. Immutable.
+public final class Field: Sendable, Hashable {
     /// The field's name; also its column name.
     public let name: String
     /// A name for people, e.g. `整改期限 deadline`.
@@ -114,6 +116,31 @@ public struct Field: Sendable, Hashable {
     public let defaultValue: Value?
     /// How concurrent changes to this field merge.
     public let policy: MergePolicy
+
+    init(
+        name: String, label: String?, type: FieldType, required: Bool, maxLength: Int?, defaultValue: Value?,
+        policy: MergePolicy
+    ) {
+        self.name = name
+        self.label = label
+        self.type = type
+        self.required = required
+        self.maxLength = maxLength
+        self.defaultValue = defaultValue
+        self.policy = policy
+    }
+
+    public static func == (lhs: Field, rhs: Field) -> Bool {
+        lhs === rhs
+            || (lhs.name == rhs.name && lhs.label == rhs.label && lhs.type == rhs.type && lhs.required == rhs.required
+                && lhs.maxLength == rhs.maxLength && lhs.defaultValue == rhs.defaultValue && lhs.policy == rhs.policy)
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(name)
+        hasher.combine(type)
+        hasher.combine(policy)
+    }
 }
 
 /// The type of a field's values.

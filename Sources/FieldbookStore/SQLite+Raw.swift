@@ -15,8 +15,8 @@ struct RawStatement {
     init(_ statement: Statement) {
         self.statement = statement
         handle = statement.sqliteStatement
+        // Every caller binds every parameter, so old bindings need no clearing.
         sqlite3_reset(handle)
-        sqlite3_clear_bindings(handle)
     }
 
     func bind(_ index: Int32, _ text: String) {
@@ -74,6 +74,11 @@ struct RawStatement {
     }
 
     func reset() { sqlite3_reset(handle) }
+
+    /// Rows changed by the last statement run on the connection.
+    func changes(_ db: Database) -> Int32 {
+        sqlite3_changes(sqlite3_db_handle(handle))
+    }
 
     func error(_ code: Int32, _ db: Database) -> DatabaseError {
         let message = db.sqliteConnection.flatMap { sqlite3_errmsg($0) }.map { String(cString: $0) }

@@ -50,7 +50,9 @@ extension Store {
         return try read { tx in
             var current: [String: Value] = [:]
             var entries: [HistoryEntry] = []
-            for change in try tx.changes(sql: "WHERE record = ? ORDER BY seq", arguments: [id]) {
+            let changes = try tx.changes(
+                sql: "WHERE record_key = ? AND record = ? ORDER BY seq", arguments: [recordKey(id), id])
+            for change in changes {
                 if change.operation == .delete {
                     entries.append(
                         HistoryEntry(

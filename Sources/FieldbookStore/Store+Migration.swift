@@ -58,11 +58,12 @@ extension Store {
                     seq INTEGER PRIMARY KEY NOT NULL,
                     entity TEXT NOT NULL,
                     record TEXT NOT NULL,
+                    record_key INTEGER NOT NULL,
                     op INTEGER NOT NULL,
                     hlc INTEGER NOT NULL,
                     base INTEGER NOT NULL,
                     fields TEXT NOT NULL) STRICT;
-                CREATE INDEX _changelog_record ON _changelog (record);
+                CREATE INDEX _changelog_record ON _changelog (record_key);
                 """)
         var ids = UUIDv7Generator()
         let device = ids.next(millis: UInt64(Date().timeIntervalSince1970 * 1000))
@@ -83,18 +84,21 @@ extension Store {
 
     static func createTables(_ db: Database, for entities: [Entity]) throws {
         for entity in entities {
-            let columns = entity.fields.map { "\(quoted($0.name)) \(sqlType($0.type))" }
-            try db.execute(
-                sql: "CREATE TABLE \(quoted(entity.name)) (id TEXT PRIMARY KEY NOT NULL, \(columns.joined(separator: ", "))) STRICT"
-            )
-            for field in entity.fields { try createIndexIfReference(db, entity: entity, field: field) }
+            for sql in tableSQL(entity) { try db.execute(sql: sql) }
         }
     }
 
-    static func createIndexIfReference(_ db: Database, entity: Entity, field: Field) throws {
-        guard case .reference = field.type else { return }
-        try db.execute(
-            sql: "CREATE INDEX \(quoted("\(entity.name)_\(field.name)")) ON \(quoted(entity.name)) (\(quoted(field.name)))")
+    /// The table of an entity and the indexes on its reference fields.
+    static func tableSQL(_ entity: Entity) -> [String] {
+        let columns = entity.fields.map { "\(quoted($0.name)) \(sqlType($0.type))" }
+        return ["CREATE TABLE \(quoted(entity.name)) (id TEXT PRIMARY KEY NOT NULL, \(columns.joined(separator: ", "))) STRICT"]
+            + entity.fields.compactMap { indexSQL(entity, $0) }
+    }
+
+    /// The index on a reference field (named `entity.field`, which no other index name can equal).
+    static func indexSQL(_ entity: Entity, _ field: Field) -> String? {
+        guard case .reference = field.type else { return nil }
+        return "CREATE INDEX \(quoted("\(entity.name).\(field.name)")) ON \(quoted(entity.name)) (\(quoted(field.name)))"
     }
 
     static func recordSchema(_ db: Database, _ schema: Schema) throws {
@@ -147,11 +151,7 @@ extension Store {
                 } else if newField.required, count > 0 {
                     refused.append("\(path): a new required field needs a default while \(count) records exist")
                 }
-                if case .reference = newField.type {
-                    steps.append(
-                        ("CREATE INDEX \(quoted("\(newEntity.name)_\(newField.name)")) ON \(table) (\(quoted(newField.name)))", []
-                        ))
-                }
+                if let index = indexSQL(newEntity, newField) { steps.append((index, [])) }
             }
         }
         guard refused.isEmpty else {
@@ -161,15 +161,7 @@ extension Store {
                     + refused.joined(separator: "\n  "))
         }
         for newEntity in new.entities where old.entity(newEntity.name) == nil {
-            let columns = newEntity.fields.map { "\(quoted($0.name)) \(sqlType($0.type))" }
-            steps.append(
-                ("CREATE TABLE \(quoted(newEntity.name)) (id TEXT PRIMARY KEY NOT NULL, \(columns.joined(separator: ", "))) STRICT", []))
-            for field in newEntity.fields {
-                if case .reference = field.type {
-                    steps.append(
-                        ("CREATE INDEX \(quoted("\(newEntity.name)_\(field.name)")) ON \(quoted(newEntity.name)) (\(quoted(field.name)))", []))
-                }
-            }
+            steps += tableSQL(newEntity).map { ($0, []) }
         }
         return steps
     }
@@ -183,7 +175,7 @@ extension Store {
                 problems.append("\(path): removing enum values (\(removed.joined(separator: ", "))) could orphan records")
             }
         case let (a, b) where a != b:
-            problems.append("\(path): changing the type from \(a.name) to \(b.name) is not supported")
+            problems.append("\(path): changing the type from \(a.expectation) to \(b.expectation) is not supported")
         default: break
         }
         if let oldMax = old.maxLength, new.maxLength.map({ $0 < oldMax }) ?? false {

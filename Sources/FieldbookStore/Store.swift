@@ -28,7 +28,7 @@ public final class Store: Sendable {
     /// Settings for opening a store. The defaults suit a device.
     public struct Configuration: Sendable {
         /// The wall clock, in milliseconds since 1970. Tests inject clocks that jump.
-        public var wallClock: @Sendable () -> UInt64 = { UInt64(Date().timeIntervalSince1970 * 1000) }
+        public var wallClock: @Sendable () -> UInt64 = systemWallClock
         /// SQLite's page cache per connection, in MiB.
         public var cacheSizeMiB = 64
         /// Open read-only: no migration, no writes.
@@ -78,7 +78,8 @@ public final class Store: Sendable {
         self.path = path
         self.schema = schema
         self.configuration = configuration
-        self.tables = Dictionary(uniqueKeysWithValues: schema.entities.map { ($0.name, EntityTable($0)) })
+        self.tables = Dictionary(
+            uniqueKeysWithValues: schema.entities.enumerated().map { ($1.name, EntityTable($1, number: $0)) })
 
         let opened: (device: String, clock: HybridTimestamp, base: Int64)
         if configuration.readOnly {
@@ -115,14 +116,14 @@ public final class Store: Sendable {
     /// if it throws, none of them do.
     public func write<T>(_ body: (Transaction) throws -> T) throws -> T {
         try pool.write { db in
-            try body(Transaction(store: self, db: db))
+            try body(Transaction(store: self, db: db, statements: StatementCache(tables.count)))
         }
     }
 
     /// Runs `body` with a consistent read-only view of the store.
     public func read<T>(_ body: (Transaction) throws -> T) throws -> T {
         try pool.read { db in
-            try body(Transaction(store: self, db: db))
+            try body(Transaction(store: self, db: db, statements: StatementCache(tables.count)))
         }
     }
 
@@ -174,16 +175,23 @@ public final class Store: Sendable {
 }
 
 /// The SQL of one entity's table, built once from the schema.
-struct EntityTable: Sendable {
+final class EntityTable: Sendable {
     let entity: Entity
+    /// The entity's position in the schema: its slot in a ``StatementCache``.
+    let number: Int
     let insertSQL: String
+    /// For each field, the UPDATE of that field alone (the common update).
+    let updateOneSQL: [String]
+    let existsSQL: String
     let selectColumns: String
     let references: [(field: Int, target: String)]
-    /// For each entity that references this one: `(table, column)`.
 
-    init(_ entity: Entity) {
+    init(_ entity: Entity, number: Int) {
         self.entity = entity
+        self.number = number
         let columns = entity.fields.map { quoted($0.name) }
+        updateOneSQL = columns.map { "UPDATE \(quoted(entity.name)) SET \($0) = ? WHERE id = ?" }
+        existsSQL = "SELECT 1 FROM \(quoted(entity.name)) WHERE id = ?"
         insertSQL =
             "INSERT INTO \(quoted(entity.name)) (id, \(columns.joined(separator: ", "))) VALUES (?\(String(repeating: ", ?", count: columns.count)))"
         selectColumns = (["id"] + columns).joined(separator: ", ")
@@ -191,6 +199,31 @@ struct EntityTable: Sendable {
             if case .reference(let target) = field.type { (n, target) } else { nil }
         }
     }
+}
+
+/// Prepared statements for one transaction, found by position instead of by SQL text.
+/// The statements themselves come from GRDB's per-connection cache, so each is prepared once.
+final class StatementCache {
+    var changelog: Statement?
+    var insert: [Statement?]
+    var exists: [Statement?]
+    var updateOne: [[Statement?]]
+    var lastTable: EntityTable?
+    /// Reused for encoding changelog entries.
+    var buffer: [UInt8] = []
+
+    init(_ entityCount: Int) {
+        insert = Array(repeating: nil, count: entityCount)
+        exists = Array(repeating: nil, count: entityCount)
+        updateOne = Array(repeating: [], count: entityCount)
+    }
+}
+
+/// Milliseconds since 1970 from the system's real-time clock.
+@Sendable func systemWallClock() -> UInt64 {
+    var now = timespec()
+    clock_gettime(CLOCK_REALTIME, &now)
+    return UInt64(now.tv_sec) * 1000 + UInt64(now.tv_nsec) / 1_000_000
 }
 
 /// An SQL identifier, quoted. Names come from a validated schema (lower-case identifiers).

@@ -8,6 +8,38 @@ extension Store {
     public struct Transaction {
         let store: Store
         let db: Database
+        let statements: StatementCache
+
+        func insertStatement(_ table: EntityTable) throws -> RawStatement {
+            if let cached = statements.insert[table.number] { return RawStatement(cached) }
+            let statement = try db.cachedStatement(sql: table.insertSQL)
+            statements.insert[table.number] = statement
+            return RawStatement(statement)
+        }
+
+        func existsStatement(_ table: EntityTable) throws -> RawStatement {
+            if let cached = statements.exists[table.number] { return RawStatement(cached) }
+            let statement = try db.cachedStatement(sql: table.existsSQL)
+            statements.exists[table.number] = statement
+            return RawStatement(statement)
+        }
+
+        func updateOneStatement(_ table: EntityTable, field: Int) throws -> RawStatement {
+            if statements.updateOne[table.number].isEmpty {
+                statements.updateOne[table.number] = Array(repeating: nil, count: table.entity.fields.count)
+            }
+            if let cached = statements.updateOne[table.number][field] { return RawStatement(cached) }
+            let statement = try db.cachedStatement(sql: table.updateOneSQL[field])
+            statements.updateOne[table.number][field] = statement
+            return RawStatement(statement)
+        }
+
+        func changelogStatement() throws -> RawStatement {
+            if let cached = statements.changelog { return RawStatement(cached) }
+            let statement = try db.cachedStatement(sql: Self.changelogSQL)
+            statements.changelog = statement
+            return RawStatement(statement)
+        }
 
         /// Inserts a record and returns its id (a new UUIDv7 unless `id` is given).
         ///
@@ -15,7 +47,7 @@ extension Store {
         /// - Throws: ``StoreError`` naming the entity and field; nothing is written.
         @discardableResult
         public func insert(_ entity: String, _ values: [String: Value], id: String? = nil) throws -> String {
-            let table = try store.entityTable(entity)
+            let table = try entityTable(entity)
             let fields = table.entity.fields
             var row = [Value](repeating: .null, count: fields.count)
             var given = [Bool](repeating: false, count: fields.count)
@@ -42,7 +74,7 @@ extension Store {
                 recordID = store.newID()
             }
 
-            let insert = RawStatement(try db.cachedStatement(sql: table.insertSQL))
+            let insert = try insertStatement(table)
             insert.bind(1, recordID)
             for (n, value) in row.enumerated() { insert.bind(Int32(n + 2), value) }
             do {
@@ -65,7 +97,7 @@ extension Store {
         /// - Throws: ``StoreError``: unknown field, invalid value, missing reference,
         ///   an `append` field (set only at insert), or no such record. Nothing is written.
         public func update(_ entity: String, id: String, _ values: [String: Value]) throws {
-            let table = try store.entityTable(entity)
+            let table = try entityTable(entity)
             let recordID = try canonicalID(id, entity: entity)
             if table.entity.appendOnly {
                 throw StoreError(.immutable, entity: entity, "records are append-only: add a new one instead")
@@ -75,41 +107,48 @@ extension Store {
             updates.reserveCapacity(values.count)
             for (name, value) in values {
                 let index = try fieldIndex(table, name)
-                if fields[index].policy == .append {
+                if case .append = fields[index].policy {
                     throw StoreError(.immutable, entity: entity, field: name, "is set when the record is added and never changed")
                 }
                 updates.append((index, try normalize(fields[index], value, entity: entity)))
             }
             guard !updates.isEmpty else {
-                guard try exists(table.entity.name, recordID) else { throw notFound(entity) }
+                guard try exists(table, recordID) else { throw notFound(entity) }
                 return
             }
-            updates.sort { $0.index < $1.index }
-            var row = [Value?](repeating: nil, count: fields.count)
-            for u in updates { row[u.index] = u.value }
-            try checkReferences(table, row.map { $0 ?? .null })
+            if updates.count > 1 { updates.sort { $0.index < $1.index } }
+            if table.references.contains(where: { ref in updates.contains { $0.index == ref.field } }) {
+                var row = [Value](repeating: .null, count: fields.count)
+                for u in updates { row[u.index] = u.value }
+                try checkReferences(table, row)
+            }
 
             // Counters log a delta, which needs the current value.
             var current: [Int: Int64] = [:]
-            if updates.contains(where: { fields[$0.index].policy == .counter }) {
-                let counters = updates.filter { fields[$0.index].policy == .counter }
+            if updates.contains(where: { fields[$0.index].isCounter }) {
+                let counters = updates.filter { fields[$0.index].isCounter }
                 let sql = "SELECT \(counters.map { quoted(fields[$0.index].name) }.joined(separator: ", ")) FROM \(quoted(entity)) WHERE id = ?"
                 guard let dbRow = try Row.fetchOne(db, sql: sql, arguments: [recordID]) else { throw notFound(entity) }
                 for (n, c) in counters.enumerated() { current[c.index] = dbRow[n] ?? 0 }
             }
 
-            let sql = "UPDATE \(quoted(entity)) SET \(updates.map { "\(quoted(fields[$0.index].name)) = ?" }.joined(separator: ", ")) WHERE id = ?"
-            let update = RawStatement(try db.cachedStatement(sql: sql))
+            let update: RawStatement
+            if updates.count == 1 {
+                update = try updateOneStatement(table, field: updates[0].index)
+            } else {
+                let sql = "UPDATE \(quoted(entity)) SET \(updates.map { "\(quoted(fields[$0.index].name)) = ?" }.joined(separator: ", ")) WHERE id = ?"
+                update = RawStatement(try db.cachedStatement(sql: sql))
+            }
             for (n, u) in updates.enumerated() { update.bind(Int32(n + 1), u.value) }
             update.bind(Int32(updates.count + 1), recordID)
             try update.run(db)
-            guard db.changesCount == 1 else { throw notFound(entity) }
+            guard update.changes(db) == 1 else { throw notFound(entity) }
 
             var changes: [FieldChange] = []
             changes.reserveCapacity(updates.count)
             for u in updates {
                 let name = fields[u.index].name
-                if fields[u.index].policy == .counter, case .integer(let new) = u.value {
+                if fields[u.index].isCounter, case .integer(let new) = u.value {
                     changes.append(FieldChange(field: name, kind: .add(new &- (current[u.index] ?? 0))))
                 } else {
                     changes.append(FieldChange(field: name, kind: .set(u.value)))
@@ -142,7 +181,7 @@ extension Store {
             if table.entity.appendOnly {
                 throw StoreError(.immutable, entity: entity, "records are append-only and cannot be deleted")
             }
-            guard try exists(entity, recordID) else { throw notFound(entity) }
+            guard try exists(table, recordID) else { throw notFound(entity) }
             for other in store.schema.entities {
                 for field in other.fields where field.type == .reference(entity) {
                     let referenced = try Bool.fetchOne(
@@ -232,6 +271,14 @@ extension Store {
 
         // MARK: - Helpers
 
+        /// The entity's table; a run of writes to one entity skips the dictionary lookup.
+        func entityTable(_ name: String) throws -> EntityTable {
+            if let last = statements.lastTable, last.entity.name == name { return last }
+            let table = try store.entityTable(name)
+            statements.lastTable = table
+            return table
+        }
+
         func fieldIndex(_ table: EntityTable, _ name: String) throws -> Int {
             guard let index = table.entity.fieldIndex(name) else {
                 throw StoreError(
@@ -260,8 +307,8 @@ extension Store {
             StoreError(.notFound, entity: entity, "no record with this id")
         }
 
-        func exists(_ entity: String, _ id: String) throws -> Bool {
-            let statement = RawStatement(try db.cachedStatement(sql: "SELECT 1 FROM \(quoted(entity)) WHERE id = ?"))
+        func exists(_ table: EntityTable, _ id: String) throws -> Bool {
+            let statement = try existsStatement(table)
             statement.bind(1, id)
             defer { statement.reset() }
             return try statement.step(db)
@@ -270,7 +317,7 @@ extension Store {
         func checkReferences(_ table: EntityTable, _ row: [Value]) throws {
             for (index, target) in table.references {
                 guard case .text(let id) = row[index] else { continue }
-                if !(try exists(target, id)) {
+                if !(try exists(try store.entityTable(target), id)) {
                     throw StoreError(
                         .missingReference, entity: table.entity.name, field: table.entity.fields[index].name,
                         "refers to a \(target) record that does not exist")
@@ -278,21 +325,22 @@ extension Store {
             }
         }
 
-        static let changelogSQL = "INSERT INTO _changelog (entity, record, op, hlc, base, fields) VALUES (?, ?, ?, ?, ?, ?)"
+        static let changelogSQL = "INSERT INTO _changelog (entity, record, op, hlc, base, fields, record_key) VALUES (?, ?, ?, ?, ?, ?, ?)"
 
         /// Appends one changelog entry in this transaction.
         func log(_ entity: String, _ recordID: String, _ op: ChangeOperation, _ changes: [FieldChange]) throws {
             let (timestamp, base) = store.stamp()
-            var encoded: [UInt8] = []
-            encoded.reserveCapacity(256)
-            FieldChange.encode(changes, to: &encoded)
-            let insert = RawStatement(try db.cachedStatement(sql: Self.changelogSQL))
+            statements.buffer.removeAll(keepingCapacity: true)
+            FieldChange.encode(changes, to: &statements.buffer)
+            let encoded = statements.buffer
+            let insert = try changelogStatement()
             insert.bind(1, entity)
             insert.bind(2, recordID)
             insert.bind(3, Int64(op.rawValue))
             insert.bind(4, Int64(bitPattern: timestamp.rawValue))
             insert.bind(5, base)
             insert.bind(6, encoded)
+            insert.bind(7, recordKey(recordID))
             try insert.run(db)
         }
     }
@@ -309,7 +357,28 @@ extension EntityTable {
     }
 }
 
+/// The first 16 hex digits of a record id as an integer: a compact index key for history lookups.
+func recordKey(_ id: String) -> Int64 {
+    var id = id
+    return id.withUTF8 { utf8 in
+        var key: UInt64 = 0
+        var n = 0
+        for c in utf8 where c != UInt8(ascii: "-") {
+            let digit = c &- UInt8(ascii: "0") < 10 ? c &- UInt8(ascii: "0") : c &- UInt8(ascii: "a") &+ 10
+            key = key << 4 | UInt64(digit & 0xF)
+            n += 1
+            if n == 16 { break }
+        }
+        return Int64(bitPattern: key)
+    }
+}
+
 extension Field {
+    var isCounter: Bool {
+        if case .counter = policy { return true }
+        return false
+    }
+
     /// What an insert stores when it gives no value: the schema default; 0 for a counter.
     var insertDefault: Value? {
         if let defaultValue { return defaultValue }

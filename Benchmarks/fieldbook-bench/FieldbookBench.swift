@@ -1,0 +1,9 @@
+import ArgumentParser
+
+@main
+struct FieldbookBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fieldbook-bench",
+        abstract: "Fieldbook's benchmarks. Each prints a ratio against a baseline run in the same process.",
+        subcommands: [LocalBenchmark.self])
+}
