@@ -64,6 +64,13 @@ let package = Package(
             path: "Benchmarks/fieldbook-bench",
             swiftSettings: strictSettings
         ),
+        // Writes to a store until killed: the child process of the crash-safety test.
+        .executableTarget(
+            name: "fieldbook-crash-writer",
+            dependencies: ["FieldbookStore"],
+            path: "Tests/Support/fieldbook-crash-writer",
+            swiftSettings: strictSettings
+        ),
         .testTarget(
             name: "FieldbookCoreTests",
             dependencies: ["FieldbookCore", "FieldbookSchemas"],
