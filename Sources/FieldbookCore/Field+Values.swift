@@ -202,6 +202,27 @@ public enum CalendarText {
             + "\(pad(msOfDay / 60_000 % 60, 2)):\(pad(msOfDay / 1000 % 60, 2)).\(pad(msOfDay % 1000, 3))Z"
     }
 
+    /// Milliseconds since 1970 of a timestamp written in any form ``canonicalTimestamp(_:)`` accepts.
+    public static func millisecondsSince1970(_ text: String) -> Int64? {
+        guard let canonical = canonicalTimestamp(text) else { return nil }
+        let b = Array(canonical.utf8)
+        guard let y = digits(b[0..<4]), let m = digits(b[5..<7]), let d = digits(b[8..<10]), let h = digits(b[11..<13]),
+            let mi = digits(b[14..<16]), let s = digits(b[17..<19]), let ms = digits(b[20..<23])
+        else { return nil }
+        let days = daysFromCivil(Int64(y), Int64(m), Int64(d))
+        return days * 86_400_000 + Int64(h) * 3_600_000 + Int64(mi) * 60_000 + Int64(s) * 1000 + Int64(ms)
+    }
+
+    /// Howard Hinnant's civil-to-days algorithm.
+    static func daysFromCivil(_ y0: Int64, _ m: Int64, _ d: Int64) -> Int64 {
+        let y = m <= 2 ? y0 - 1 : y0
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yoe = y - era * 400
+        let doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        return era * 146_097 + doe - 719_468
+    }
+
     /// Howard Hinnant's days-to-civil algorithm.
     static func civilFromDays(_ z0: Int64) -> (Int64, Int64, Int64) {
         let z = z0 + 719_468

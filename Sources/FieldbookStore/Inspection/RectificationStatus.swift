@@ -1,0 +1,13 @@
+/// Where a finding or a measure stands in its rectification (整改).
+public enum RectificationStatus: String, Codable, Sendable, CaseIterable, Comparable {
+    /// 尚未启动
+    case notStarted = "not_started"
+    /// 正在推进 (including "basically completed")
+    case inProgress = "in_progress"
+    /// 已整改完成
+    case completed
+
+    public static func < (lhs: Self, rhs: Self) -> Bool {
+        allCases.firstIndex(of: lhs)! < allCases.firstIndex(of: rhs)!
+    }
+}
