@@ -81,6 +81,12 @@ let package = Package(
             dependencies: ["FieldbookStore"],
             swiftSettings: strictSettings
         ),
+        // End-to-end: runs the built `fieldbook` binary as a process.
+        .testTarget(
+            name: "FieldbookCLITests",
+            dependencies: ["FieldbookStore"],
+            swiftSettings: strictSettings
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

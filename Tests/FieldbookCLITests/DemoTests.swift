@@ -1,0 +1,59 @@
+import FieldbookCore
+import FieldbookSchemas
+import FieldbookStore
+import Foundation
+import Testing
+
+/// Runs a built product and returns its exit status and output.
+func runProduct(_ name: String, _ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+    var dir = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+    while !FileManager.default.fileExists(atPath: dir.appendingPathComponent(name).path), dir.path != "/" {
+        dir.deleteLastPathComponent()
+    }
+    let process = Process()
+    process.executableURL = dir.appendingPathComponent(name)
+    process.arguments = arguments
+    let out = Pipe()
+    let err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let stdout = out.fileHandleForReading.readDataToEndOfFile()
+    let stderr = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+}
+
+@Suite("fieldbook demo")
+struct DemoTests {
+    @Test("the demo writes the example ledger, prints aligned tables, tallies and a history")
+    func demo() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fieldbook-demo-test-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let result = try runProduct("fieldbook", ["demo", "--store", dir.path])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("Findings: 4 (not_started 1, in_progress 2, completed 1)"))
+        #expect(result.stdout.contains("Accountability: admonishment 1, criticism 1, reminder 2"))
+        #expect(result.stdout.contains("42户56穴  42户56墓"), "the corrected record shows old → new")
+
+        // Table rows line up: every row of the sites table puts its second column at the same display column.
+        let lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let header = try #require(lines.firstIndex { $0.hasPrefix("场所 Site") })
+        let rows = lines[header...].prefix { !$0.isEmpty }
+        #expect(rows.count == 8)
+        let columns = rows.map { row -> Int in
+            // Display width up to the start of the second column (after the first run of two spaces).
+            let first = row.components(separatedBy: "  ").first!
+            var width = first.unicodeScalars.reduce(0) { $0 + ($1.value >= 0x2E80 ? 2 : 1) }
+            var rest = row.dropFirst(first.count)
+            while rest.first == " " { width += 1; rest = rest.dropFirst() }
+            return width
+        }
+        #expect(Set(columns).count == 1, "columns misaligned: \(columns)")
+
+        // The store the demo left is a real store holding what it printed.
+        let store = try Store(path: dir.appendingPathComponent("device.sqlite").path, schema: try Schema(json: BundledSchemas.inspection))
+        #expect(try store.fetch(Query("finding")).count == 4)
+        #expect(try store.pendingCount() == 25)
+    }
+}
