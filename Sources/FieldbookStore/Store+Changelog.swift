@@ -82,6 +82,7 @@ extension Store.Transaction {
     }
 
     func changes(sql condition: String, arguments: StatementArguments) throws -> [Change] {
+        try flushLog()
         let rows = try Row.fetchAll(
             db, sql: "SELECT seq, entity, record, op, hlc, base, fields FROM _changelog \(condition)", arguments: arguments)
         return try rows.map { row in

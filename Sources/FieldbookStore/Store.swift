@@ -116,7 +116,10 @@ public final class Store: Sendable {
     /// if it throws, none of them do.
     public func write<T>(_ body: (Transaction) throws -> T) throws -> T {
         try pool.write { db in
-            try body(Transaction(store: self, db: db, statements: StatementCache(tables.count)))
+            let transaction = Transaction(store: self, db: db, statements: StatementCache(tables.count))
+            let result = try body(transaction)
+            try transaction.flushLog()
+            return result
         }
     }
 
@@ -209,6 +212,8 @@ final class StatementCache {
     var exists: [Statement?]
     var updateOne: [[Statement?]]
     var lastTable: EntityTable?
+    var logQueue: [QueuedChange] = []
+    var logFailure: (any Error)?
     /// Reused for encoding changelog entries.
     var buffer: [UInt8] = []
 

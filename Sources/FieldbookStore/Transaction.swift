@@ -34,12 +34,6 @@ extension Store {
             return RawStatement(statement)
         }
 
-        func changelogStatement() throws -> RawStatement {
-            if let cached = statements.changelog { return RawStatement(cached) }
-            let statement = try db.cachedStatement(sql: Self.changelogSQL)
-            statements.changelog = statement
-            return RawStatement(statement)
-        }
 
         /// Inserts a record and returns its id (a new UUIDv7 unless `id` is given).
         ///
@@ -325,25 +319,72 @@ extension Store {
             }
         }
 
-        static let changelogSQL = "INSERT INTO _changelog (entity, record, op, hlc, base, fields, record_key) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        static let logBatch = 32
 
-        /// Appends one changelog entry in this transaction.
+        static func changelogSQL(rows: Int) -> String {
+            "INSERT INTO _changelog (entity, record, op, hlc, base, fields, record_key) VALUES "
+                + Array(repeating: "(?, ?, ?, ?, ?, ?, ?)", count: rows).joined(separator: ", ")
+        }
+
+        /// Queues one changelog entry; ``flushLog()`` writes queued entries in this transaction,
+        /// many rows per statement. ``Store/write(_:)`` flushes before it commits.
         func log(_ entity: String, _ recordID: String, _ op: ChangeOperation, _ changes: [FieldChange]) throws {
             let (timestamp, base) = store.stamp()
-            statements.buffer.removeAll(keepingCapacity: true)
-            FieldChange.encode(changes, to: &statements.buffer)
-            let encoded = statements.buffer
-            let insert = try changelogStatement()
-            insert.bind(1, entity)
-            insert.bind(2, recordID)
-            insert.bind(3, Int64(op.rawValue))
-            insert.bind(4, Int64(bitPattern: timestamp.rawValue))
-            insert.bind(5, base)
-            insert.bind(6, encoded)
-            insert.bind(7, recordKey(recordID))
+            var encoded: [UInt8] = []
+            encoded.reserveCapacity(64)
+            FieldChange.encode(changes, to: &encoded)
+            statements.logQueue.append(
+                QueuedChange(entity: entity, record: recordID, op: Int64(op.rawValue), hlc: Int64(bitPattern: timestamp.rawValue), base: base, fields: encoded))
+            if statements.logQueue.count == Self.logBatch { try flushLog() }
+        }
+
+        func flushLog() throws {
+            // A flush that failed leaves data changes without their entries: the transaction
+            // must not commit, even if the caller caught the error and went on.
+            if let failure = statements.logFailure { throw failure }
+            do {
+                try writeQueuedChanges()
+            } catch {
+                statements.logFailure = error
+                throw error
+            }
+        }
+
+        private func writeQueuedChanges() throws {
+            let queue = statements.logQueue
+            guard !queue.isEmpty else { return }
+            statements.logQueue.removeAll(keepingCapacity: true)
+            let insert: RawStatement
+            if queue.count == Self.logBatch {
+                if statements.changelog == nil {
+                    statements.changelog = try db.cachedStatement(sql: Self.changelogSQL(rows: Self.logBatch))
+                }
+                insert = RawStatement(statements.changelog!)
+            } else {
+                insert = RawStatement(try db.cachedStatement(sql: Self.changelogSQL(rows: queue.count)))
+            }
+            for (n, entry) in queue.enumerated() {
+                let p = Int32(n * 7)
+                insert.bind(p + 1, entry.entity)
+                insert.bind(p + 2, entry.record)
+                insert.bind(p + 3, entry.op)
+                insert.bind(p + 4, entry.hlc)
+                insert.bind(p + 5, entry.base)
+                insert.bind(p + 6, entry.fields)
+                insert.bind(p + 7, recordKey(entry.record))
+            }
             try insert.run(db)
         }
     }
+}
+
+struct QueuedChange {
+    let entity: String
+    let record: String
+    let op: Int64
+    let hlc: Int64
+    let base: Int64
+    let fields: [UInt8]
 }
 
 extension EntityTable {

@@ -94,3 +94,35 @@ struct ChangelogTests {
         #expect(other != first)
     }
 }
+
+import GRDB
+
+@Suite("Store: changelog failures")
+struct ChangelogFailureTests {
+    let dir = TemporaryDirectory()
+
+    @Test("if a changelog entry cannot be written, the transaction commits nothing, even when the error is caught")
+    func changelogFailureRollsBack() throws {
+        let store = try makeStore(dir)
+        try store.insert("inspection_round", ["title": "before", "team": "t", "unit": "u"])
+        // Sabotage: the changelog refuses entries that mention "boom".
+        try DatabaseQueue(path: dir.path("device.sqlite")).write { db in
+            try db.execute(
+                sql: """
+                    CREATE TRIGGER refuse BEFORE INSERT ON _changelog WHEN NEW.fields LIKE '%boom%'
+                    BEGIN SELECT RAISE(ABORT, 'refused'); END
+                    """)
+        }
+        let before = try snapshot(store)
+        #expect(throws: (any Error).self) {
+            try store.write { tx in
+                for n in 0..<100 {
+                    // The caller swallows errors and goes on: the commit must still fail.
+                    _ = try? tx.insert("inspection_round", ["title": .text(n == 40 ? "boom" : "ok \(n)"), "team": "t", "unit": "u"])
+                }
+            }
+        }
+        #expect(try snapshot(store) == before)
+        #expect(try store.fetch(Query("inspection_round")).count == 1)
+    }
+}
