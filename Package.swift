@@ -16,10 +16,13 @@ let package = Package(
         .library(name: "FieldbookStore", targets: ["FieldbookStore"]),
         .executable(name: "fieldbook", targets: ["fieldbook"]),
         .executable(name: "fieldbook-bench", targets: ["fieldbook-bench"]),
+        .executable(name: "fieldbook-server", targets: ["fieldbook-server"]),
     ],
     dependencies: [
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         // Pure Swift, no I/O: schema model, values, clock, changes.
@@ -34,15 +37,40 @@ let package = Package(
             resources: [.embedInCode("inspection.json")],
             swiftSettings: strictSettings
         ),
+        // Declares SQLite's pre-update hook, which the system library has but sqlite3.h hides.
+        .target(name: "CFieldbookSQLite"),
         // The device library: SQLite store, migrations, records, changelog.
         .target(
             name: "FieldbookStore",
             dependencies: [
                 "FieldbookCore",
                 "FieldbookSchemas",
+                "CFieldbookSQLite",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
             ],
+            swiftSettings: strictSettings
+        ),
+        // The sync server: Hummingbird routes over a storage protocol; SQLite storage.
+        .target(
+            name: "FieldbookServer",
+            dependencies: [
+                "FieldbookCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "SyncServer/Sources/FieldbookServer",
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "fieldbook-server",
+            dependencies: [
+                "FieldbookServer",
+                "FieldbookSchemas",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "SyncServer/Sources/fieldbook-server",
             swiftSettings: strictSettings
         ),
         .executableTarget(

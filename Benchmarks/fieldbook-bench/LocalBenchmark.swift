@@ -22,6 +22,16 @@ struct LocalBenchmark: ParsableCommand {
     @Option(help: "Records per transaction, on both sides.")
     var batch = 10_000
 
+    @Option(help: "The field the update phase sets (status: enum, max with an epoch; responsible_person: text, lww).")
+    var updateField: UpdateField = .status
+
+    enum UpdateField: String, ExpressibleByArgument {
+        case status
+        case responsiblePerson = "responsible_person"
+
+        var newValue: String { self == .status ? "in_progress" : "赵敏" }
+    }
+
     @Flag(help: "End with one JSON object on the last line.")
     var json = false
 
@@ -57,7 +67,7 @@ struct LocalBenchmark: ParsableCommand {
             while n < records {
                 let end = min(records, n + batch)
                 try store.write { tx in
-                    for i in n..<end { try tx.update("finding", id: ids[i], ["status": "in_progress"]) }
+                    for i in n..<end { try tx.update("finding", id: ids[i], [updateField.rawValue: .text(updateField.newValue)]) }
                 }
                 n = end
             }
@@ -98,14 +108,14 @@ struct LocalBenchmark: ParsableCommand {
             }
         }
         let baselineUpdate = try measure {
-            let statement = try baseline.prepare("UPDATE finding SET status = ? WHERE id = ?")
+            let statement = try baseline.prepare("UPDATE finding SET \(updateField.rawValue) = ? WHERE id = ?")
             defer { sqlite3_finalize(statement) }
             var n = 0
             while n < records {
                 let end = min(records, n + batch)
                 try baseline.execute("BEGIN")
                 for i in n..<end {
-                    sqlite3_bind_text(statement, 1, "in_progress", -1, transient)
+                    sqlite3_bind_text(statement, 1, updateField.newValue, -1, transient)
                     sqlite3_bind_text(statement, 2, ids[i], -1, transient)
                     try baseline.step(statement)
                 }
@@ -114,14 +124,15 @@ struct LocalBenchmark: ParsableCommand {
             }
         }
         // Both files hold the same rows.
-        let check = try RawSQLite(path: storePath).strings("SELECT count(*) FROM finding WHERE status = 'in_progress'")
-        guard check == [String(records)], try baseline.strings("SELECT count(*) FROM finding WHERE status = 'in_progress'") == check
+        let checkSQL = "SELECT count(*) FROM finding WHERE \(updateField.rawValue) = '\(updateField.newValue)'"
+        let check = try RawSQLite(path: storePath).strings(checkSQL)
+        guard check == [String(records)], try baseline.strings(checkSQL) == check
         else { throw ValidationError("the store and the baseline disagree on the rows written") }
 
         let insertRatio = storeInsert / baselineInsert
         let updateRatio = storeUpdate / baselineUpdate
         func rate(_ seconds: Double) -> String { String(format: "%9.0f rows/s", Double(records) / seconds) }
-        print("local: \(records) finding records, \(batch) per transaction")
+        print("local: \(records) finding records, \(batch) per transaction, updating \(updateField.rawValue)")
         print("  insert  store    \(rate(storeInsert))  (\(String(format: "%.2f", storeInsert)) s, with changelog)")
         print("          baseline \(rate(baselineInsert))  (\(String(format: "%.2f", baselineInsert)) s, raw prepared statement)")
         print("          ratio    \(String(format: "%.2f", insertRatio))")

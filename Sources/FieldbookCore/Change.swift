@@ -13,20 +13,33 @@ public enum ChangeOperation: Int, Sendable, Hashable, CustomStringConvertible {
     }
 }
 
-/// The change to one field: a new value, or for a `counter` field the amount added.
+/// The change to one field: a new value, an amount added to a counter, or
+/// members added to and removed from a set.
+///
+/// A change to an `observed` field carries the domain time it was observed at
+/// (the record's `observedBy` value when written); a change to a `max` field
+/// with an epoch carries the epoch. Merging compares these, so every peer
+/// merges the same change the same way whenever it arrives.
 public struct FieldChange: Sendable, Hashable {
-    /// A new value, or an amount added to a counter.
     public enum Kind: Sendable, Hashable {
         case set(Value)
         case add(Int64)
+        /// For a `union` set: members added and removed (each sorted).
+        case members(added: [String], removed: [String])
     }
 
     public var field: String
     public var kind: Kind
+    /// For an `observed` field: the domain time of the observation.
+    public var observedAt: String?
+    /// For a `max` field with an epoch: the epoch when written.
+    public var epoch: Int64?
 
-    public init(field: String, kind: Kind) {
+    public init(field: String, kind: Kind, observedAt: String? = nil, epoch: Int64? = nil) {
         self.field = field
         self.kind = kind
+        self.observedAt = observedAt
+        self.epoch = epoch
     }
 
     /// The field's value after this change, given its value before.
@@ -36,6 +49,12 @@ public struct FieldChange: Sendable, Hashable {
         case .add(let delta):
             if case .integer(let i) = old { return .integer(i &+ delta) }
             return .integer(delta)
+        case .members(let added, let removed):
+            var members: Set<String> = []
+            if case .textSet(let current) = old { members = Set(current) }
+            members.formUnion(added)
+            members.subtract(removed)
+            return .set(members)
         }
     }
 }
@@ -76,40 +95,112 @@ public struct Change: Sendable, Hashable {
 }
 
 extension FieldChange {
-    /// Writes field changes as one JSON object: `{"status":"completed","reopen_count":{"+":1}}`.
+    /// Writes field changes as one JSON object. A plain value is written as is;
+    /// the other forms are objects (field values are never objects):
+    /// `{"+":1}` a counter delta, `{"add":[…],"remove":[…]}` set members,
+    /// `{"=":…,"at":"2021-09-02","epoch":1}` a value with its annotations.
     public static func encode(_ changes: [FieldChange], to out: inout [UInt8]) {
         out.append(UInt8(ascii: "{"))
         for (n, change) in changes.enumerated() {
             if n > 0 { out.append(UInt8(ascii: ",")) }
             JSON.writeString(change.field, to: &out)
             out.append(UInt8(ascii: ":"))
-            switch change.kind {
-            case .set(let value): value.writeJSON(to: &out)
-            case .add(let delta):
-                out.append(contentsOf: Array(#"{"+":"#.utf8))
-                JSON.writeInt(delta, to: &out)
-                out.append(UInt8(ascii: "}"))
-            }
+            change.writeJSON(to: &out)
         }
         out.append(UInt8(ascii: "}"))
     }
 
-    /// Reads the JSON object written by ``encode(_:to:)`` for a record of `entity`.
-    public static func decode(_ json: JSON, entity: Entity) throws -> [FieldChange] {
+    /// Writes this change's value part (see ``encode(_:to:)``).
+    public func writeJSON(to out: inout [UInt8]) {
+        switch kind {
+        case .add(let delta):
+            out.append(contentsOf: #"{"+":"#.utf8)
+            JSON.writeInt(delta, to: &out)
+            out.append(UInt8(ascii: "}"))
+        case .members(let added, let removed):
+            out.append(contentsOf: #"{"add":"#.utf8)
+            Value.textSet(added).writeJSON(to: &out)
+            out.append(contentsOf: #","remove":"#.utf8)
+            Value.textSet(removed).writeJSON(to: &out)
+            out.append(UInt8(ascii: "}"))
+        case .set(let value):
+            if observedAt == nil && epoch == nil {
+                value.writeJSON(to: &out)
+                return
+            }
+            out.append(contentsOf: #"{"=":"#.utf8)
+            value.writeJSON(to: &out)
+            if let observedAt {
+                out.append(contentsOf: #","at":"#.utf8)
+                JSON.writeString(observedAt, to: &out)
+            }
+            if let epoch {
+                out.append(contentsOf: #","epoch":"#.utf8)
+                JSON.writeInt(epoch, to: &out)
+            }
+            out.append(UInt8(ascii: "}"))
+        }
+    }
+
+    /// Reads the JSON object written by ``encode(_:to:)`` for a record of `entity`,
+    /// checking each field exists and each value fits it.
+    public static func decode(_ json: JSON, entity: Entity) throws(ValueProblem) -> [FieldChange] {
         guard case .object(let pairs) = json else {
             throw ValueProblem(kind: .wrongType, reason: "field changes must be an object")
         }
-        return try pairs.map { pair in
-            guard let field = entity.field(pair.key) else {
-                throw ValueProblem(kind: .notAllowed, reason: "unknown field '\(pair.key)' of '\(entity.name)'")
+        var changes: [FieldChange] = []
+        changes.reserveCapacity(pairs.count)
+        for (name, json) in pairs {
+            guard let field = entity.field(name) else {
+                throw ValueProblem(kind: .notAllowed, reason: "\(entity.name) has no field '\(name)'")
             }
-            if case .object = pair.value {
-                guard case .int(let delta)? = pair.value["+"], field.policy == .counter else {
-                    throw ValueProblem(kind: .wrongType, reason: "\(entity.name).\(field.name): bad counter delta")
-                }
-                return FieldChange(field: pair.key, kind: .add(delta))
-            }
-            return FieldChange(field: pair.key, kind: .set(try Value(json: pair.value, for: field.type)))
+            changes.append(try decode(json, field: field, entity: entity.name))
         }
+        return changes
+    }
+
+    static func decode(_ json: JSON, field: Field, entity: String) throws(ValueProblem) -> FieldChange {
+        func fail(_ reason: String) -> ValueProblem {
+            ValueProblem(kind: .wrongType, reason: "\(entity).\(field.name): \(reason)")
+        }
+        func normalized(_ json: JSON) throws(ValueProblem) -> Value {
+            do {
+                return try field.normalize(Value(json: json, for: field.type))
+            } catch {
+                throw ValueProblem(kind: error.kind, reason: "\(entity).\(field.name): \(error.reason)")
+            }
+        }
+        guard case .object(let pairs) = json else {
+            return FieldChange(field: field.name, kind: .set(try normalized(json)))
+        }
+        let keys = Set(pairs.map(\.key))
+        if keys == ["+"] {
+            guard case .int(let delta)? = json["+"], case .counter = field.policy else {
+                throw fail("a counter delta needs an integer and a counter field")
+            }
+            return FieldChange(field: field.name, kind: .add(delta))
+        }
+        if keys == ["add", "remove"] {
+            guard case .union = field.policy, case .textSet(let added) = try normalized(json["add"]!),
+                case .textSet(let removed) = try normalized(json["remove"]!)
+            else { throw fail("set members need two lists of text and a union field") }
+            return FieldChange(field: field.name, kind: .members(added: added, removed: removed))
+        }
+        guard keys.contains("="), keys.isSubset(of: ["=", "at", "epoch"]) else {
+            throw fail("unknown change form (keys: \(keys.sorted().joined(separator: ", ")))")
+        }
+        var change = FieldChange(field: field.name, kind: .set(try normalized(json["="]!)))
+        switch json["at"] {
+        case nil: break
+        case .string(let at)?: change.observedAt = at
+        case .null?: break
+        default: throw fail("'at' must be a date or timestamp")
+        }
+        switch json["epoch"] {
+        case nil: break
+        case .int(let epoch)?: change.epoch = epoch
+        default: throw fail("'epoch' must be an integer")
+        }
+        return change
     }
 }

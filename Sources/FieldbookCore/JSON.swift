@@ -420,31 +420,38 @@ extension JSON {
 
     static func writeString(_ s: String, to out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
-        var s = s
-        s.withUTF8 { utf8 in
-            var runStart = 0
-            for i in 0..<utf8.count {
-                let c = utf8[i]
-                let escape: UInt8
-                switch c {
-                case 0x22: escape = 0x22
-                case 0x5C: escape = 0x5C
-                case 0x0A: escape = UInt8(ascii: "n")
-                case 0x0D: escape = UInt8(ascii: "r")
-                case 0x09: escape = UInt8(ascii: "t")
-                case 0x00..<0x20: escape = UInt8(ascii: "u")
-                default: continue
-                }
-                out.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart..<i]))
-                out.append(0x5C)
-                out.append(escape)
-                if escape == UInt8(ascii: "u") {
-                    out.append(contentsOf: [0x30, 0x30, hexDigits[Int(c >> 4)], hexDigits[Int(c & 0xF)]])
-                }
-                runStart = i + 1
-            }
-            out.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart..<utf8.count]))
+        if s.utf8.withContiguousStorageIfAvailable({ writeEscaped($0, to: &out) }) == nil {
+            writeEscaped(Array(s.utf8), to: &out)
         }
         out.append(UInt8(ascii: "\""))
+    }
+
+    private static func writeEscaped(_ utf8: some RandomAccessCollection<UInt8>, to out: inout [UInt8]) {
+        var runStart = utf8.startIndex
+        var i = utf8.startIndex
+        while i != utf8.endIndex {
+            let c = utf8[i]
+            let escape: UInt8
+            switch c {
+            case 0x22: escape = 0x22
+            case 0x5C: escape = 0x5C
+            case 0x0A: escape = UInt8(ascii: "n")
+            case 0x0D: escape = UInt8(ascii: "r")
+            case 0x09: escape = UInt8(ascii: "t")
+            case 0x00..<0x20: escape = UInt8(ascii: "u")
+            default:
+                i = utf8.index(after: i)
+                continue
+            }
+            out.append(contentsOf: utf8[runStart..<i])
+            out.append(0x5C)
+            out.append(escape)
+            if escape == UInt8(ascii: "u") {
+                out.append(contentsOf: [0x30, 0x30, hexDigits[Int(c >> 4)], hexDigits[Int(c & 0xF)]])
+            }
+            i = utf8.index(after: i)
+            runStart = i
+        }
+        out.append(contentsOf: utf8[runStart..<utf8.endIndex])
     }
 }

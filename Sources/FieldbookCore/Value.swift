@@ -18,7 +18,7 @@ public enum Value: Hashable, Sendable {
         .textSet(Value.normalizedSet(members))
     }
 
-    static func normalizedSet(_ members: some Sequence<String>) -> [String] {
+    public static func normalizedSet(_ members: some Sequence<String>) -> [String] {
         let unique = Set(members)
         return unique.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
     }
@@ -33,6 +33,12 @@ public enum Value: Hashable, Sendable {
     public var text: String? {
         if case .text(let s) = self { return s }
         return nil
+    }
+
+    /// The members when this is ``textSet(_:)``; empty otherwise.
+    public var setMembers: [String] {
+        if case .textSet(let members) = self { return members }
+        return []
     }
 
     /// The integer when this is ``integer(_:)``.

@@ -32,7 +32,7 @@ struct RawStatement {
         }
     }
 
-    func bind(_ index: Int32, _ bytes: [UInt8]) {
+    func bind(_ index: Int32, _ bytes: ArraySlice<UInt8>) {
         bytes.withUnsafeBufferPointer { buffer in
             _ = buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buffer.count) {
                 sqlite3_bind_text(handle, index, $0, Int32(buffer.count), transient)
@@ -54,7 +54,7 @@ struct RawStatement {
         case .textSet:
             var out: [UInt8] = []
             value.writeJSON(to: &out)
-            bind(index, out)
+            bind(index, out[...])
         }
     }
 
@@ -74,6 +74,22 @@ struct RawStatement {
     }
 
     func reset() { sqlite3_reset(handle) }
+
+    /// Reads a result column of the current row as a value of a field of `type`.
+    func column(_ index: Int32, type: FieldType) -> Value {
+        switch sqlite3_column_type(handle, index) {
+        case SQLITE_NULL: return .null
+        case SQLITE_INTEGER:
+            let i = sqlite3_column_int64(handle, index)
+            return type == .boolean ? .boolean(i != 0) : .integer(i)
+        case SQLITE_FLOAT: return .real(sqlite3_column_double(handle, index))
+        default:
+            let count = Int(sqlite3_column_bytes(handle, index))
+            guard let bytes = sqlite3_column_text(handle, index) else { return .null }
+            let text = String(decoding: UnsafeBufferPointer(start: bytes, count: count), as: UTF8.self)
+            return Value(DatabaseValue(value: text)!, type: type)
+        }
+    }
 
     /// Rows changed by the last statement run on the connection.
     func changes(_ db: Database) -> Int32 {

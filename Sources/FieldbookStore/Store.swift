@@ -48,6 +48,7 @@ public final class Store: Sendable {
     let configuration: Configuration
     let tables: [String: EntityTable]
     let state: Mutex<WriterState>
+    let capture = PreUpdateCapture()
 
     struct WriterState {
         var clock: HybridLogicalClock
@@ -67,7 +68,9 @@ public final class Store: Sendable {
         config.busyMode = .timeout(10)
         config.journalMode = .wal
         let cachePages = -configuration.cacheSizeMiB * 1024
+        let capture = self.capture
         config.prepareDatabase { db in
+            if let connection = db.sqliteConnection { capture.install(on: connection) }
             try db.execute(sql: "PRAGMA cache_size = \(cachePages)")
             // WAL + NORMAL: a committed transaction survives a process crash; a power cut
             // can lose the last transactions but never corrupts the file.
@@ -188,18 +191,55 @@ final class EntityTable: Sendable {
     let existsSQL: String
     let selectColumns: String
     let references: [(field: Int, target: String)]
+    /// For each field, the field whose value annotates its changes: the `observedBy`
+    /// field of an `observed` field, the `epoch` field of a `max` field.
+    let annotation: [Int?]
+    /// For an update of field i alone: the fields whose values the pre-update hook captures.
+    let captureIndexForOne: [[Int]]
+    let captureForOne: [[(column: Int32, type: FieldType)]]
 
     init(_ entity: Entity, number: Int) {
         self.entity = entity
         self.number = number
         let columns = entity.fields.map { quoted($0.name) }
-        updateOneSQL = columns.map { "UPDATE \(quoted(entity.name)) SET \($0) = ? WHERE id = ?" }
+        let annotation: [Int?] = entity.fields.map { field in
+            switch field.policy {
+            case .observed(let by): entity.fieldIndex(by)
+            case .max(_, let epoch?): entity.fieldIndex(epoch)
+            default: nil
+            }
+        }
+        self.annotation = annotation
+        captureIndexForOne = entity.fields.enumerated().map { n, field in
+            var indexes: [Int] = []
+            switch field.policy {
+            case .counter, .union: indexes.append(n)
+            default: break
+            }
+            if let source = annotation[n], source != n { indexes.append(source) }
+            return indexes
+        }
+        captureForOne = captureIndexForOne.map { $0.map { (Int32($0 + 1), entity.fields[$0].type) } }
+        updateOneSQL = columns.enumerated().map { n, column in
+            "UPDATE \(quoted(entity.name)) SET \(column) = ? WHERE id = ?"
+        }
         existsSQL = "SELECT 1 FROM \(quoted(entity.name)) WHERE id = ?"
         insertSQL =
             "INSERT INTO \(quoted(entity.name)) (id, \(columns.joined(separator: ", "))) VALUES (?\(String(repeating: ", ?", count: columns.count)))"
         selectColumns = (["id"] + columns).joined(separator: ", ")
         references = entity.fields.enumerated().compactMap { n, field in
             if case .reference(let target) = field.type { (n, target) } else { nil }
+        }
+    }
+}
+
+extension EntityTable {
+    /// Adds the observation time or epoch to a change of field `index`, from the annotating field's value.
+    func annotate(_ change: inout FieldChange, index: Int, with value: Value?) {
+        switch entity.fields[index].policy {
+        case .observed: change.observedAt = value?.text
+        case .max(_, _?): change.epoch = value?.integer ?? 0
+        default: break
         }
     }
 }

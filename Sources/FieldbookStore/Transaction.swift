@@ -79,7 +79,12 @@ extension Store {
             var changes: [FieldChange] = []
             changes.reserveCapacity(fields.count)
             for (n, value) in row.enumerated() where !value.isNull {
-                changes.append(FieldChange(field: fields[n].name, kind: .set(value)))
+                var change = FieldChange(field: fields[n].name, kind: .set(value))
+                if case .union = fields[n].policy, case .textSet(let members) = value {
+                    change.kind = .members(added: members, removed: [])
+                }
+                table.annotate(&change, index: n, with: table.annotation[n].map { row[$0] })
+                changes.append(change)
             }
             try log(entity, recordID, .insert, changes)
             return recordID
@@ -117,15 +122,31 @@ extension Store {
                 try checkReferences(table, row)
             }
 
-            // Counters log a delta, which needs the current value.
-            var current: [Int: Int64] = [:]
-            if updates.contains(where: { fields[$0.index].isCounter }) {
-                let counters = updates.filter { fields[$0.index].isCounter }
-                let sql = "SELECT \(counters.map { quoted(fields[$0.index].name) }.joined(separator: ", ")) FROM \(quoted(entity)) WHERE id = ?"
-                guard let dbRow = try Row.fetchOne(db, sql: sql, arguments: [recordID]) else { throw notFound(entity) }
-                for (n, c) in counters.enumerated() { current[c.index] = dbRow[n] ?? 0 }
+            // Counters and sets log what changed, which needs their old values; observed and
+            // epoch-ordered fields carry another field's value after the write. Both come from
+            // the pre-update hook, without a second lookup of the row.
+            var wanted: [(column: Int32, type: FieldType)]
+            var wantedIndex: [Int]
+            if updates.count == 1 {
+                wanted = table.captureForOne[updates[0].index]
+                wantedIndex = table.captureIndexForOne[updates[0].index]
+            } else {
+                wanted = []
+                wantedIndex = []
             }
-
+            for u in updates where updates.count > 1 {
+                let field = fields[u.index]
+                if field.isCounter || field.isUnion {
+                    wanted.append((Int32(u.index + 1), field.type))
+                    wantedIndex.append(u.index)
+                }
+                if let source = table.annotation[u.index], !updates.contains(where: { $0.index == source }),
+                    !wantedIndex.contains(source)
+                {
+                    wanted.append((Int32(source + 1), fields[source].type))
+                    wantedIndex.append(source)
+                }
+            }
             let update: RawStatement
             if updates.count == 1 {
                 update = try updateOneStatement(table, field: updates[0].index)
@@ -135,18 +156,40 @@ extension Store {
             }
             for (n, u) in updates.enumerated() { update.bind(Int32(n + 1), u.value) }
             update.bind(Int32(updates.count + 1), recordID)
-            try update.run(db)
+            let capture = store.capture
+            if wanted.isEmpty {
+                try update.run(db)
+            } else {
+                try capture.capture(wanted) { try update.run(db) }
+            }
             guard update.changes(db) == 1 else { throw notFound(entity) }
+            /// A field's value before the write (captured fields only).
+            func before(_ index: Int) -> Value? {
+                wantedIndex.firstIndex(of: index).map { capture.old[$0] }
+            }
+            /// A field's value after the write.
+            func after(_ index: Int) -> Value? {
+                if let u = updates.first(where: { $0.index == index }) { return u.value }
+                return wantedIndex.firstIndex(of: index).map { capture.new[$0] }
+            }
 
             var changes: [FieldChange] = []
             changes.reserveCapacity(updates.count)
             for u in updates {
-                let name = fields[u.index].name
-                if fields[u.index].isCounter, case .integer(let new) = u.value {
-                    changes.append(FieldChange(field: name, kind: .add(new &- (current[u.index] ?? 0))))
-                } else {
-                    changes.append(FieldChange(field: name, kind: .set(u.value)))
+                var change = FieldChange(field: fields[u.index].name, kind: .set(u.value))
+                switch (fields[u.index].policy, before(u.index), u.value) {
+                case (.counter, let old?, .integer(let new)):
+                    change.kind = .add(new &- (old.integer ?? 0))
+                case (.union, let old?, let new):
+                    let oldMembers = Set(old.setMembers)
+                    let newMembers = Set(new.setMembers)
+                    change.kind = .members(
+                        added: Value.normalizedSet(newMembers.subtracting(oldMembers)),
+                        removed: Value.normalizedSet(oldMembers.subtracting(newMembers)))
+                default:
+                    table.annotate(&change, index: u.index, with: table.annotation[u.index].flatMap(after))
                 }
+                changes.append(change)
             }
             try log(entity, recordID, .update, changes)
         }
@@ -155,7 +198,7 @@ extension Store {
         public func increment(_ entity: String, id: String, _ field: String, by amount: Int64 = 1) throws {
             let table = try store.entityTable(entity)
             let index = try fieldIndex(table, field)
-            guard table.entity.fields[index].policy == .counter else {
+            guard table.entity.fields[index].isCounter else {
                 throw StoreError(.wrongType, entity: entity, field: field, "is not a counter")
             }
             let recordID = try canonicalID(id, entity: entity)
@@ -330,11 +373,13 @@ extension Store {
         /// many rows per statement. ``Store/write(_:)`` flushes before it commits.
         func log(_ entity: String, _ recordID: String, _ op: ChangeOperation, _ changes: [FieldChange]) throws {
             let (timestamp, base) = store.stamp()
-            var encoded: [UInt8] = []
-            encoded.reserveCapacity(64)
-            FieldChange.encode(changes, to: &encoded)
+            // All queued entries encode their fields into one shared buffer.
+            let start = statements.buffer.count
+            FieldChange.encode(changes, to: &statements.buffer)
             statements.logQueue.append(
-                QueuedChange(entity: entity, record: recordID, op: Int64(op.rawValue), hlc: Int64(bitPattern: timestamp.rawValue), base: base, fields: encoded))
+                QueuedChange(
+                    entity: entity, record: recordID, op: Int64(op.rawValue), hlc: Int64(bitPattern: timestamp.rawValue),
+                    base: base, fields: start..<statements.buffer.count))
             if statements.logQueue.count == Self.logBatch { try flushLog() }
         }
 
@@ -353,7 +398,11 @@ extension Store {
         private func writeQueuedChanges() throws {
             let queue = statements.logQueue
             guard !queue.isEmpty else { return }
-            statements.logQueue.removeAll(keepingCapacity: true)
+            let buffer = statements.buffer
+            defer {
+                statements.logQueue.removeAll(keepingCapacity: true)
+                statements.buffer.removeAll(keepingCapacity: true)
+            }
             let insert: RawStatement
             if queue.count == Self.logBatch {
                 if statements.changelog == nil {
@@ -370,7 +419,7 @@ extension Store {
                 insert.bind(p + 3, entry.op)
                 insert.bind(p + 4, entry.hlc)
                 insert.bind(p + 5, entry.base)
-                insert.bind(p + 6, entry.fields)
+                insert.bind(p + 6, buffer[entry.fields])
                 insert.bind(p + 7, recordKey(entry.record))
             }
             try insert.run(db)
@@ -384,7 +433,8 @@ struct QueuedChange {
     let op: Int64
     let hlc: Int64
     let base: Int64
-    let fields: [UInt8]
+    /// Where the encoded fields are in the transaction's shared buffer.
+    let fields: Range<Int>
 }
 
 extension EntityTable {
@@ -417,6 +467,11 @@ func recordKey(_ id: String) -> Int64 {
 extension Field {
     var isCounter: Bool {
         if case .counter = policy { return true }
+        return false
+    }
+
+    var isUnion: Bool {
+        if case .union = policy { return true }
         return false
     }
 

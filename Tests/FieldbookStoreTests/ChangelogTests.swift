@@ -29,11 +29,33 @@ struct ChangelogTests {
             ])
         #expect(
             changes[1].fields == [
-                FieldChange(field: "beds_total", kind: .set(118)), FieldChange(field: "observed_on", kind: .set("2021-09-02")),
-            ])
+                FieldChange(field: "beds_total", kind: .set(118), observedAt: "2021-09-02"),
+                FieldChange(field: "observed_on", kind: .set("2021-09-02")),
+            ], "an observed field carries its observation date")
         #expect(changes[2].fields == [FieldChange(field: "illegal_graves_found", kind: .add(3))])
         #expect(changes[3].fields == [FieldChange(field: "illegal_graves_found", kind: .add(-2))], "setting a counter logs the delta")
         #expect(changes[4].fields.isEmpty)
+    }
+
+    @Test("sets log members added and removed; observed and epoch fields carry their annotation")
+    func relativeChanges() throws {
+        let store = try makeStore(dir)
+        let site = try store.insert("site", ["name": "幸福院", "kind": "happiness_home", "tags": .set(["六有", "示范"]), "observed_on": "2021-09-01"])
+        try store.update("site", id: site, ["tags": .set(["示范", "星级"])])
+        try store.update("site", id: site, ["beds_total": 40])
+        let finding = try store.insert("finding", ["title": "问题", "status": "completed"])
+        try store.write { try $0.increment("finding", id: finding, "reopen_count") }
+        try store.update("finding", id: finding, ["status": "in_progress"])
+        let changes = try store.pendingChanges()
+        #expect(changes[0].fields.first { $0.field == "tags" }?.kind == .members(added: ["六有", "示范"], removed: []))
+        #expect(changes[1].fields == [FieldChange(field: "tags", kind: .members(added: ["星级"], removed: ["六有"]))])
+        #expect(changes[2].fields == [FieldChange(field: "beds_total", kind: .set(40), observedAt: "2021-09-01")])
+        #expect(changes[3].fields.first { $0.field == "status" } == FieldChange(field: "status", kind: .set("completed"), epoch: 0))
+        #expect(changes[5].fields == [FieldChange(field: "status", kind: .set("in_progress"), epoch: 1)])
+        #expect(try store.record("site", id: site)?["tags"] == .set(["示范", "星级"]))
+        // History still shows whole values.
+        let tags = try store.history(of: site).filter { $0.field == "tags" }.map(\.new)
+        #expect(tags == [.set(["六有", "示范"]), .set(["示范", "星级"])])
     }
 
     @Test("history: field, old → new, when, which device")

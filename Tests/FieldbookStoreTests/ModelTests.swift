@@ -65,7 +65,7 @@ struct ModelTests {
         #expect(last.operation == .update)
         #expect(
             last.fields == [
-                FieldChange(field: "status", kind: .set("completed")), FieldChange(field: "reopen_count", kind: .add(2)),
+                FieldChange(field: "status", kind: .set("completed"), epoch: 2), FieldChange(field: "reopen_count", kind: .add(2)),
                 FieldChange(field: "deadline", kind: .set(.null)),
             ])
         #expect(try store.fetch(Finding.self, id: finding.id) == finding)

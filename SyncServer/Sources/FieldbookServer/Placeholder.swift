@@ -1,0 +1,5 @@
+import Hummingbird
+import GRDB
+import Logging
+import FieldbookCore
+enum Placeholder {}

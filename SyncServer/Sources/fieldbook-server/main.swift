@@ -1,0 +1,2 @@
+import FieldbookServer
+print("x")
