@@ -78,11 +78,18 @@ public struct Change: Sendable, Hashable {
     public var base: Int64
     /// The fields written, in schema order. Empty for a delete.
     public var fields: [FieldChange]
+    /// The server's sequence number for this change, once the server has accepted it.
+    public var serverSequence: Int64?
+    /// The authenticated identity the server stamped on the change (a token's name).
+    public var author: String?
 
     public init(
         sequence: Int64, device: String, entity: String, recordID: String, operation: ChangeOperation,
-        timestamp: HybridTimestamp, base: Int64, fields: [FieldChange]
+        timestamp: HybridTimestamp, base: Int64, fields: [FieldChange], serverSequence: Int64? = nil,
+        author: String? = nil
     ) {
+        self.serverSequence = serverSequence
+        self.author = author
         self.sequence = sequence
         self.device = device
         self.entity = entity

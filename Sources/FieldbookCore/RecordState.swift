@@ -1,0 +1,284 @@
+/// One record as every peer merges it: its field values and what the merge
+/// needs to know about the changes that made them.
+///
+/// Device and server hold a `RecordState` for a record and call
+/// ``apply(_:entity:)`` with each change they learn of. The result depends
+/// only on the set of changes applied, not on the order they arrive in (as
+/// long as each device's own changes arrive in their order, which the
+/// protocol guarantees), so peers that have seen the same changes hold the
+/// same state.
+///
+/// The merge is three-way per field: a change that saw the field's current
+/// value replaces it, whatever the policy. Only changes made without
+/// knowledge of each other (see ``ChangeStamp/saw(_:)``) are merged by the
+/// field's policy:
+///
+/// - `lww` and `append`: the later hybrid-logical-clock timestamp wins (ties by device id);
+/// - `observed`: the later domain time (``FieldChange/observedAt``) wins, then the later timestamp;
+/// - `max`: the higher epoch wins, then the greater value (in the declared order), then the later timestamp;
+/// - `manual`: the later timestamp shows, and the field is in ``conflicts`` until a change that saw every
+///   side replaces them;
+/// - `counter`: every delta is added, concurrent or not;
+/// - `union`: members added and removed merge member by member; a concurrent add and remove of one member keeps it.
+///
+/// A delete keeps the record's values (a tombstone). A delete that did not see
+/// an insert or update of the record is contested: with the entity's
+/// ``DeletePolicy/conflict`` the record stays and the delete is a conflict until a later
+/// change (an update that saw it, or another delete) settles it.
+public struct RecordState: Sendable, Hashable {
+    /// The field values, by field name; a field never written is absent.
+    public internal(set) var values: [String: Value] = [:]
+    /// For each register field: the writes no other write has replaced.
+    var registers: [String: [Candidate]] = [:]
+    /// For each `union` field: for each member, the adds and removes not replaced.
+    var members: [String: [String: [MemberOperation]]] = [:]
+    /// For each device, the last of its changes applied.
+    var applied: [String: ChangeStamp] = [:]
+    /// For each device, its last insert or update.
+    var writes: [String: ChangeStamp] = [:]
+    /// Deletes no later write has replaced.
+    var deletes: [ChangeStamp] = []
+
+    public init() {}
+
+    /// One write to a register field.
+    struct Candidate: Sendable, Hashable {
+        var stamp: ChangeStamp
+        var value: Value
+        var observedAt: String?
+        var epoch: Int64?
+    }
+
+    struct MemberOperation: Sendable, Hashable {
+        var stamp: ChangeStamp
+        var present: Bool
+    }
+
+    /// Whether the record exists: inserted, and not deleted (or its delete is contested).
+    public func exists(onDelete: DeletePolicy) -> Bool {
+        if writes.isEmpty { return false }
+        if deletes.isEmpty { return true }
+        return onDelete == .conflict && deleteIsContested
+    }
+
+    /// A write that no delete saw: the delete was made without knowing of it.
+    var deleteIsContested: Bool {
+        writes.values.contains { write in deletes.allSatisfy { !$0.saw(write) } }
+    }
+
+    /// Whether a change from this device with this sequence number has been applied.
+    public func hasApplied(device: String, sequence: Int64) -> Bool {
+        guard let last = applied[device] else { return false }
+        return sequence <= last.sequence
+    }
+
+    /// Merges `change` (a change to this record) into the state.
+    ///
+    /// A change already applied (by its device and sequence number) changes nothing.
+    /// Field changes the entity does not declare are ignored; decode changes with
+    /// ``FieldChange/decode(_:entity:)`` to reject them first.
+    public mutating func apply(_ change: Change, entity: Entity) {
+        let stamp = change.stamp
+        if hasApplied(device: stamp.device, sequence: stamp.sequence) { return }
+        applied[stamp.device] = stamp
+        if change.operation == .delete {
+            deletes.removeAll { stamp.saw($0) }
+            deletes.append(stamp)
+            deletes.sort { $0.precedes($1) }
+            return
+        }
+        writes[stamp.device] = stamp
+        deletes.removeAll { stamp.saw($0) }
+        for fieldChange in change.fields {
+            guard let field = entity.field(fieldChange.field) else { continue }
+            apply(fieldChange, to: field, stamp: stamp)
+        }
+    }
+
+    private mutating func apply(_ change: FieldChange, to field: Field, stamp: ChangeStamp) {
+        let name = field.name
+        switch (field.policy, change.kind) {
+        case (.counter, .add(let delta)):
+            values[name] = .integer((values[name]?.integer ?? 0) &+ delta)
+        case (.counter, .set(let value)):
+            // An insert's value is the counter's first delta.
+            values[name] = .integer((values[name]?.integer ?? 0) &+ (value.integer ?? 0))
+        case (.union, .members(let added, let removed)):
+            mergeMembers(name, added: added, removed: removed, stamp: stamp)
+        case (.union, .set(let value)):
+            mergeMembers(name, added: value.setMembers, removed: [], stamp: stamp)
+        case (_, .set(let value)):
+            var candidates = registers[name] ?? []
+            candidates.removeAll { stamp.saw($0.stamp) }
+            candidates.append(Candidate(stamp: stamp, value: value, observedAt: change.observedAt, epoch: change.epoch))
+            candidates.sort { $0.stamp.precedes($1.stamp) }
+            registers[name] = candidates
+            values[name] = Self.winner(candidates, policy: field.policy, type: field.type).value
+        case (_, .add), (_, .members):
+            // A form that does not fit the field's policy; decoding rejects it.
+            break
+        }
+    }
+
+    private mutating func mergeMembers(_ name: String, added: [String], removed: [String], stamp: ChangeStamp) {
+        var operations = members[name] ?? [:]
+        for (list, present) in [(added, true), (removed, false)] {
+            for member in list {
+                var ops = operations[member] ?? []
+                ops.removeAll { stamp.saw($0.stamp) }
+                ops.append(MemberOperation(stamp: stamp, present: present))
+                ops.sort { $0.stamp.precedes($1.stamp) }
+                operations[member] = ops
+            }
+        }
+        members[name] = operations
+        values[name] = .set(operations.compactMap { member, ops in ops.contains(where: \.present) ? member : nil })
+    }
+
+    /// The candidate whose value shows: the policy's greatest, ties by timestamp and device.
+    static func winner(_ candidates: [Candidate], policy: MergePolicy, type: FieldType) -> Candidate {
+        // Candidates are sorted by stamp, so the last of equals is the latest.
+        var best = candidates[0]
+        for candidate in candidates.dropFirst() {
+            switch policy {
+            case .observed:
+                if (best.observedAt ?? "").utf8.lexicographicallyPrecedes((candidate.observedAt ?? "").utf8) {
+                    best = candidate
+                } else if (best.observedAt ?? "") == (candidate.observedAt ?? "") {
+                    best = candidate
+                }
+            case .max(let order, _):
+                let be = best.epoch ?? 0
+                let ce = candidate.epoch ?? 0
+                if ce != be {
+                    if ce > be { best = candidate }
+                } else {
+                    let c = compare(candidate.value, best.value, order: order)
+                    if c >= 0 { best = candidate }
+                }
+            default:
+                best = candidate
+            }
+        }
+        return best
+    }
+
+    /// Compares two values of a `max` field: -1, 0 or 1. Null is the least.
+    static func compare(_ a: Value, _ b: Value, order: [String]?) -> Int {
+        func rank(_ v: Value) -> Int? {
+            guard let order, case .text(let t) = v else { return nil }
+            return order.firstIndex(of: t)
+        }
+        switch (a, b) {
+        case (.null, .null): return 0
+        case (.null, _): return -1
+        case (_, .null): return 1
+        default: break
+        }
+        if order != nil {
+            let ra = rank(a) ?? -1
+            let rb = rank(b) ?? -1
+            return ra == rb ? 0 : (ra < rb ? -1 : 1)
+        }
+        switch (a, b) {
+        case (.integer(let x), .integer(let y)): return x == y ? 0 : (x < y ? -1 : 1)
+        case (.real(let x), .real(let y)): return x == y ? 0 : (x < y ? -1 : 1)
+        case (.boolean(let x), .boolean(let y)): return x == y ? 0 : (!x ? -1 : 1)
+        case (.text(let x), .text(let y)):
+            return x == y ? 0 : (x.utf8.lexicographicallyPrecedes(y.utf8) ? -1 : 1)
+        default: return 0
+        }
+    }
+
+    /// The fields whose concurrent writes wait for a person: `manual` fields with more than one value.
+    public func conflictingFields(_ entity: Entity) -> [String] {
+        entity.fields.compactMap { field in
+            guard case .manual = field.policy, let candidates = registers[field.name], candidates.count > 1 else {
+                return nil
+            }
+            return Set(candidates.map(\.value)).count > 1 ? field.name : nil
+        }
+    }
+
+    /// The open conflicts of this record: each `manual` field with concurrent different values,
+    /// and a contested delete.
+    public func conflicts(entity: Entity, recordID: String) -> [Conflict] {
+        var result: [Conflict] = []
+        for name in conflictingFields(entity) {
+            let sides = registers[name]!.map { Conflict.Side(stamp: $0.stamp, value: $0.value, deletes: false) }
+            result.append(Conflict(entity: entity.name, recordID: recordID, field: name, sides: sides))
+        }
+        if !deletes.isEmpty && entity.onDelete == .conflict && deleteIsContested {
+            var sides = deletes.map { Conflict.Side(stamp: $0, value: .null, deletes: true) }
+            for write in writes.values where deletes.allSatisfy({ !$0.saw(write) }) {
+                sides.append(Conflict.Side(stamp: write, value: .null, deletes: false))
+            }
+            sides.sort { $0.stamp.precedes($1.stamp) }
+            result.append(Conflict(entity: entity.name, recordID: recordID, field: nil, sides: sides))
+        }
+        return result
+    }
+
+    /// Fills in the server sequence number of this device's changes once the server has ordered them.
+    ///
+    /// A device learns the number of its own change from the server's answer to a push,
+    /// after it may already have merged the change here.
+    public mutating func assignServerSequences(device: String, _ lookup: (Int64) -> Int64?) {
+        func fill(_ stamp: inout ChangeStamp) {
+            if stamp.device == device, stamp.serverSequence == nil { stamp.serverSequence = lookup(stamp.sequence) }
+        }
+        for (name, var candidates) in registers {
+            for i in candidates.indices { fill(&candidates[i].stamp) }
+            registers[name] = candidates
+        }
+        for (name, var operations) in members {
+            for (member, var ops) in operations {
+                for i in ops.indices { fill(&ops[i].stamp) }
+                operations[member] = ops
+            }
+            members[name] = operations
+        }
+        if var stamp = applied[device] { fill(&stamp); applied[device] = stamp }
+        if var stamp = writes[device] { fill(&stamp); writes[device] = stamp }
+        for i in deletes.indices { fill(&deletes[i]) }
+    }
+
+    /// The server sequence numbers of this device's changes the state refers to, not yet known.
+    public func unassignedSequences(device: String) -> [Int64] {
+        var result: Set<Int64> = []
+        func visit(_ stamp: ChangeStamp) {
+            if stamp.device == device, stamp.serverSequence == nil { result.insert(stamp.sequence) }
+        }
+        for candidates in registers.values { candidates.forEach { visit($0.stamp) } }
+        for operations in members.values { for ops in operations.values { ops.forEach { visit($0.stamp) } } }
+        applied[device].map(visit)
+        writes[device].map(visit)
+        deletes.forEach(visit)
+        return result.sorted()
+    }
+}
+
+/// Concurrent writes that a person must choose between: different values of a
+/// `manual` field, or a delete against an update.
+///
+/// Every peer that has seen the same changes finds the same conflicts. A
+/// conflict is settled by an ordinary change that saw every side.
+public struct Conflict: Sendable, Hashable, Identifiable {
+    /// One side: a change, and the value it wrote (for a field conflict).
+    public struct Side: Sendable, Hashable {
+        public var stamp: ChangeStamp
+        public var value: Value
+        /// True for the delete of a delete-against-update conflict.
+        public var deletes: Bool
+    }
+
+    public var entity: String
+    public var recordID: String
+    /// The field; nil for a delete against an update.
+    public var field: String?
+    /// The sides, oldest first; the last one's value shows until the conflict is settled.
+    public var sides: [Side]
+
+    /// `record-id/field`, or `record-id/-` for a delete conflict: the same on every peer.
+    public var id: String { "\(recordID)/\(field ?? "-")" }
+}
