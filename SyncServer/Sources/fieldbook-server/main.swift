@@ -1,2 +1,99 @@
+import ArgumentParser
+import FieldbookCore
+import FieldbookSchemas
 import FieldbookServer
-print("x")
+import Hummingbird
+import Foundation
+import Logging
+
+/// `fieldbook-server`: the sync server and its administration.
+@main
+struct FieldbookServerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fieldbook-server",
+        abstract: "The Fieldbook sync server.",
+        subcommands: [Serve.self, Token.self])
+}
+
+/// Options every command shares: where the database is and which schema it holds.
+struct StoreOptions: ParsableArguments {
+    @Option(help: "The server database: an SQLite file path.")
+    var database = "fieldbook-server.sqlite"
+
+    @Option(help: "A schema file (default: the bundled inspection schema).", completion: .file(extensions: ["json"]))
+    var schema: String?
+
+    func open() throws -> SQLiteSyncStorage {
+        let bytes = try schema.map { Array(try Data(contentsOf: URL(fileURLWithPath: $0))) } ?? BundledSchemas.inspection
+        return try SQLiteSyncStorage(path: database, schema: try Schema(json: bytes))
+    }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Serve sync requests until SIGINT or SIGTERM.")
+
+    @OptionGroup var store: StoreOptions
+
+    @Option(help: "The address to listen on.")
+    var host = "127.0.0.1"
+
+    @Option(help: "The port to listen on (0: any free port, printed at start).")
+    var port = 8080
+
+    @Option(help: "The log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel = "info"
+
+    func run() async throws {
+        var logger = Logger(label: "fieldbook-server")
+        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        let storage = try store.open()
+        var configuration = ServerConfiguration()
+        configuration.host = host
+        configuration.port = port
+        let host = self.host
+        let app = SyncServer.application(storage: storage, configuration: configuration, logger: logger) { port in
+            // One line a script can wait for.
+            FileHandle.standardOutput.write(Data("listening on http://\(host):\(port)\n".utf8))
+        }
+        try await app.runService()
+    }
+}
+
+struct Token: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Make, list and revoke bearer tokens.", subcommands: [Create.self, List.self, Revoke.self])
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Make a token for a device or person and print it (shown once).")
+        @OptionGroup var store: StoreOptions
+        @Option(help: "Who the token is for; stamped on every change made with it.")
+        var name: String
+
+        func run() async throws {
+            print(try await store.open().createToken(name: name))
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List tokens (never their secrets).")
+        @OptionGroup var store: StoreOptions
+
+        func run() async throws {
+            for token in try await store.open().tokens() {
+                print("\(token.id)\t\(token.name)\t\(token.createdAt)\t\(token.revoked ? "revoked" : "active")")
+            }
+        }
+    }
+
+    struct Revoke: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Revoke every token of a name; requests with them get 401.")
+        @OptionGroup var store: StoreOptions
+        @Option(help: "The name the tokens were made for.")
+        var name: String
+
+        func run() async throws {
+            let count = try await store.open().revokeTokens(name: name)
+            print("revoked \(count) token\(count == 1 ? "" : "s")")
+        }
+    }
+}

@@ -1,5 +1,0 @@
-import Hummingbird
-import GRDB
-import Logging
-import FieldbookCore
-enum Placeholder {}

@@ -1,0 +1,326 @@
+public import FieldbookCore
+import Foundation
+import GRDB
+
+/// The embedded server store: one SQLite file (WAL), zero setup.
+///
+/// One writer at a time (SQLite's), so server sequence numbers commit in
+/// order and a pull can never skip a change that commits later.
+public final class SQLiteSyncStorage: SyncStorage {
+    public let schema: Schema
+    let pool: DatabasePool
+
+    /// Opens or creates the store at `path` for `schema`.
+    /// - Throws: if the file holds another schema or another version.
+    public init(path: String, schema: Schema) throws {
+        var config = Configuration()
+        config.busyMode = .timeout(10)
+        config.journalMode = .wal
+        config.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+            try db.execute(sql: "PRAGMA cache_size = -65536")
+        }
+        pool = try DatabasePool(path: path, configuration: config)
+        self.schema = schema
+        try pool.write { db in try Self.migrate(db, schema: schema) }
+    }
+
+    static func migrate(_ db: Database, schema: Schema) throws {
+        if try !db.tableExists("meta") {
+            try db.execute(
+                sql: """
+                    CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value ANY) STRICT;
+                    CREATE TABLE tokens (
+                        id INTEGER PRIMARY KEY NOT NULL, name TEXT NOT NULL, hash TEXT NOT NULL UNIQUE,
+                        created_at TEXT NOT NULL, revoked_at TEXT) STRICT;
+                    CREATE TABLE devices (
+                        device TEXT PRIMARY KEY NOT NULL, token INTEGER NOT NULL REFERENCES tokens (id),
+                        last_sequence INTEGER NOT NULL) STRICT;
+                    CREATE TABLE changes (
+                        sseq INTEGER PRIMARY KEY NOT NULL, device TEXT NOT NULL, seq INTEGER NOT NULL,
+                        author TEXT NOT NULL, entity TEXT NOT NULL, record TEXT NOT NULL, op INTEGER NOT NULL,
+                        hlc INTEGER NOT NULL, base INTEGER NOT NULL, fields TEXT NOT NULL, received_at TEXT NOT NULL,
+                        UNIQUE (device, seq)) STRICT;
+                    CREATE TABLE records (
+                        entity TEXT NOT NULL, id TEXT NOT NULL, state TEXT NOT NULL, live INTEGER NOT NULL,
+                        PRIMARY KEY (entity, id)) STRICT;
+                    CREATE TABLE conflicts (
+                        id TEXT PRIMARY KEY NOT NULL, entity TEXT NOT NULL, record TEXT NOT NULL, field TEXT,
+                        sides TEXT NOT NULL, opened_at INTEGER NOT NULL, resolved_at INTEGER) STRICT;
+                    """)
+            try db.execute(
+                sql: "INSERT INTO meta (key, value) VALUES ('format', 1), ('schema_name', ?), ('schema_version', ?), ('schema', ?)",
+                arguments: [schema.name, schema.version, schema.json.serialized])
+            return
+        }
+        let name = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'schema_name'")
+        let version = try Int.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'schema_version'")
+        guard name == schema.name, let version else {
+            throw ServerSetupError("the database holds schema '\(name ?? "?")', not '\(schema.name)'")
+        }
+        if version > schema.version {
+            throw ServerSetupError("the database holds schema version \(version), newer than \(schema.version)")
+        }
+        if version < schema.version {
+            // Later versions add entities and fields; records keep their merge states by field name.
+            try db.execute(
+                sql: "UPDATE meta SET value = ? WHERE key = 'schema_version'; UPDATE meta SET value = ? WHERE key = 'schema'",
+                arguments: [schema.version, schema.json.serialized])
+        }
+    }
+
+    // MARK: - Push
+
+    public func push(_ request: PushRequest, identity: Identity) async throws -> PushResponse {
+        let schema = self.schema
+        return try await pool.write { db in
+            try Self.push(db, request, identity: identity, schema: schema)
+        }
+    }
+
+    static func push(_ db: Database, _ request: PushRequest, identity: Identity, schema: Schema) throws -> PushResponse {
+        let device = request.device
+        var lastSequence: Int64
+        if let row = try Row.fetchOne(db, sql: "SELECT token, last_sequence FROM devices WHERE device = ?", arguments: [device]) {
+            let owner: Int64 = row[0]
+            guard owner == identity.tokenID else {
+                throw WireError(.forbidden, "this device id belongs to another token; each device uses its own id")
+            }
+            lastSequence = row[1]
+        } else {
+            try db.execute(
+                sql: "INSERT INTO devices (device, token, last_sequence) VALUES (?, ?, 0)", arguments: [device, identity.tokenID])
+            lastSequence = 0
+        }
+        let now = ISO8601DateFormatter().string(from: Date())
+        var assigned: [PushResponse.Assignment] = []
+        assigned.reserveCapacity(request.changes.count)
+        var states: [RecordKey: RecordState] = [:]
+        var touched: [RecordKey] = []
+        let insert = try db.cachedStatement(
+            sql: """
+                INSERT INTO changes (device, seq, author, entity, record, op, hlc, base, fields, received_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """)
+        for var change in request.changes {
+            let fields = encodeFields(change.fields)
+            if change.sequence <= lastSequence {
+                // Received before: the same content gets the same answer.
+                guard
+                    let row = try Row.fetchOne(
+                        db, sql: "SELECT sseq, entity, record, op, hlc, base, fields FROM changes WHERE device = ? AND seq = ?",
+                        arguments: [device, change.sequence])
+                else {
+                    throw WireError(.sequenceGap, "sequence \(change.sequence) was acknowledged but is not stored")
+                }
+                let same =
+                    (row[1] as String) == change.entity && (row[2] as String) == change.recordID
+                    && (row[3] as Int) == change.operation.rawValue
+                    && (row[4] as Int64) == Int64(bitPattern: change.timestamp.rawValue) && (row[5] as Int64) == change.base
+                    && (row[6] as String) == fields
+                guard same else {
+                    throw WireError(
+                        .sequenceReused,
+                        "device sequence \(change.sequence) was received before with different content; sequence numbers are never reused")
+                }
+                assigned.append(.init(sequence: change.sequence, serverSequence: row[0]))
+                continue
+            }
+            guard change.sequence == lastSequence + 1 else {
+                throw WireError(
+                    .sequenceGap,
+                    "expected device sequence \(lastSequence + 1), got \(change.sequence); push every change in order")
+            }
+            lastSequence = change.sequence
+            try insert.execute(arguments: [
+                device, change.sequence, identity.name, change.entity, change.recordID, change.operation.rawValue,
+                Int64(bitPattern: change.timestamp.rawValue), change.base, fields, now,
+            ])
+            let serverSequence = db.lastInsertedRowID
+            change.serverSequence = serverSequence
+            change.author = identity.name
+            assigned.append(.init(sequence: change.sequence, serverSequence: serverSequence))
+
+            let key = RecordKey(entity: change.entity, id: change.recordID)
+            guard let entity = schema.entity(change.entity) else { continue }
+            if states[key] == nil {
+                states[key] = try loadState(db, key, entity: entity)
+                touched.append(key)
+            }
+            states[key]!.apply(change, entity: entity)
+        }
+        try db.execute(sql: "UPDATE devices SET last_sequence = ? WHERE device = ?", arguments: [lastSequence, device])
+        let head = assigned.map(\.serverSequence).max() ?? 0
+        for key in touched {
+            guard let entity = schema.entity(key.entity), let state = states[key] else { continue }
+            try db.execute(
+                sql: """
+                    INSERT INTO records (entity, id, state, live) VALUES (?, ?, ?, ?)
+                    ON CONFLICT (entity, id) DO UPDATE SET state = excluded.state, live = excluded.live
+                    """,
+                arguments: [key.entity, key.id, state.json.serialized, state.exists(onDelete: entity.onDelete)])
+            try updateConflicts(db, key, state.conflicts(entity: entity, recordID: key.id), at: head)
+        }
+        return PushResponse(assigned: assigned)
+    }
+
+    struct RecordKey: Hashable {
+        var entity: String
+        var id: String
+    }
+
+    static func encodeFields(_ fields: [FieldChange]) -> String {
+        var bytes: [UInt8] = []
+        FieldChange.encode(fields, to: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    static func loadState(_ db: Database, _ key: RecordKey, entity: Entity) throws -> RecordState {
+        guard
+            let text = try String.fetchOne(
+                db, sql: "SELECT state FROM records WHERE entity = ? AND id = ?", arguments: [key.entity, key.id])
+        else { return RecordState() }
+        return try RecordState(json: JSON(parsing: text), entity: entity)
+    }
+
+    /// Opens conflicts that are new, updates the sides of open ones, and marks those no longer open as resolved.
+    static func updateConflicts(_ db: Database, _ key: RecordKey, _ conflicts: [Conflict], at head: Int64) throws {
+        let open = try String.fetchSet(
+            db, sql: "SELECT id FROM conflicts WHERE entity = ? AND record = ? AND resolved_at IS NULL",
+            arguments: [key.entity, key.id])
+        let now = Set(conflicts.map(\.id))
+        for id in open.subtracting(now) {
+            try db.execute(sql: "UPDATE conflicts SET resolved_at = ? WHERE id = ?", arguments: [head, id])
+        }
+        for conflict in conflicts {
+            try db.execute(
+                sql: """
+                    INSERT INTO conflicts (id, entity, record, field, sides, opened_at) VALUES (?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (id) DO UPDATE SET sides = excluded.sides,
+                        opened_at = CASE WHEN resolved_at IS NULL THEN opened_at ELSE excluded.opened_at END,
+                        resolved_at = NULL
+                    """,
+                arguments: [conflict.id, conflict.entity, conflict.recordID, conflict.field, conflict.sidesJSON.serialized, head])
+        }
+    }
+
+    // MARK: - Pull
+
+    public func pull(_ request: PullRequest, identity: Identity) async throws -> PullResponse {
+        let schema = self.schema
+        return try await pool.read { db in
+            let rows = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT sseq, device, seq, author, entity, record, op, hlc, base, fields FROM changes
+                    WHERE sseq > ? ORDER BY sseq LIMIT ?
+                    """, arguments: [request.cursor, request.limit + 1])
+            var changes: [Change] = []
+            changes.reserveCapacity(min(rows.count, request.limit))
+            for row in rows.prefix(request.limit) {
+                let entityName: String = row[4]
+                guard let entity = schema.entity(entityName) else {
+                    throw ServerSetupError("a stored change names entity '\(entityName)', which the schema lacks")
+                }
+                let fieldsText: String = row[9]
+                let hlc: Int64 = row[7]
+                let op: Int = row[6]
+                changes.append(
+                    Change(
+                        sequence: row[2], device: row[1], entity: entityName, recordID: row[5],
+                        operation: ChangeOperation(rawValue: op) ?? .update,
+                        timestamp: HybridTimestamp(rawValue: UInt64(bitPattern: hlc)), base: row[8],
+                        fields: try FieldChange.decode(JSON(parsing: fieldsText), entity: entity),
+                        serverSequence: row[0], author: row[3]))
+            }
+            return PullResponse(
+                changes: changes, cursor: changes.last?.serverSequence ?? request.cursor, more: rows.count > request.limit)
+        }
+    }
+
+    // MARK: - Reading
+
+    public func conflicts() async throws -> [Conflict] {
+        let schema = self.schema
+        return try await pool.read { db in
+            let rows = try Row.fetchAll(
+                db, sql: "SELECT entity, record FROM records WHERE id IN (SELECT record FROM conflicts WHERE resolved_at IS NULL) ORDER BY entity, id")
+            var result: [Conflict] = []
+            for row in rows {
+                let key = RecordKey(entity: row[0], id: row[1])
+                guard let entity = schema.entity(key.entity) else { continue }
+                result += try Self.loadState(db, key, entity: entity).conflicts(entity: entity, recordID: key.id)
+            }
+            return result
+        }
+    }
+
+    public func records(_ entityName: String) async throws -> [(id: String, values: [String: Value])] {
+        guard let entity = schema.entity(entityName) else { return [] }
+        return try await pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT id, state FROM records WHERE entity = ? AND live = 1 ORDER BY id", arguments: [entityName])
+                .map { row in
+                    let text: String = row[1]
+                    return (row[0], try RecordState(json: JSON(parsing: text), entity: entity).values)
+                }
+        }
+    }
+
+    // MARK: - Tokens
+
+    public func authenticate(token: String) async throws -> Identity? {
+        let hash = TokenSecret.hash(token)
+        return try await pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT id, name FROM tokens WHERE hash = ? AND revoked_at IS NULL", arguments: [hash])
+                .map { Identity(tokenID: $0[0], name: $0[1]) }
+        }
+    }
+
+    public func createToken(name: String) async throws -> String {
+        let token = TokenSecret.generate()
+        let hash = TokenSecret.hash(token)
+        try await pool.write { db in
+            try db.execute(
+                sql: "INSERT INTO tokens (name, hash, created_at) VALUES (?, ?, ?)",
+                arguments: [name, hash, ISO8601DateFormatter().string(from: Date())])
+        }
+        return token
+    }
+
+    public func revokeTokens(name: String) async throws -> Int {
+        try await pool.write { db in
+            try db.execute(
+                sql: "UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
+                arguments: [ISO8601DateFormatter().string(from: Date()), name])
+            return db.changesCount
+        }
+    }
+
+    public func tokens() async throws -> [TokenInfo] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT id, name, created_at, revoked_at IS NOT NULL FROM tokens ORDER BY id").map {
+                TokenInfo(id: $0[0], name: $0[1], createdAt: $0[2], revoked: $0[3])
+            }
+        }
+    }
+}
+
+/// The server cannot start on this database, or found it in a state it cannot read.
+public struct ServerSetupError: Error, CustomStringConvertible {
+    public var description: String
+    init(_ description: String) { self.description = description }
+}
+
+extension Conflict {
+    /// The sides as stored and sent: `[{"device","sequence","hlc","value","delete"}]`.
+    public var sidesJSON: JSON {
+        .array(
+            sides.map { side in
+                .object([
+                    ("device", .string(side.stamp.device)), ("sequence", .int(side.stamp.sequence)),
+                    ("hlc", .int(Int64(bitPattern: side.stamp.timestamp.rawValue))), ("value", side.value.json),
+                    ("delete", .bool(side.deletes)),
+                ])
+            })
+    }
+}

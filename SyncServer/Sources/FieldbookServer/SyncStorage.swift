@@ -1,0 +1,61 @@
+public import FieldbookCore
+
+/// Who a request comes from: the token it carried.
+public struct Identity: Sendable, Hashable {
+    /// The token's id in the store.
+    public var tokenID: Int64
+    /// The name the token was created with (a person or a device); stamped on every change accepted.
+    public var name: String
+
+    public init(tokenID: Int64, name: String) {
+        self.tokenID = tokenID
+        self.name = name
+    }
+}
+
+/// A token as listed by an administrator: never the secret itself.
+public struct TokenInfo: Sendable, Hashable {
+    public var id: Int64
+    public var name: String
+    public var createdAt: String
+    public var revoked: Bool
+}
+
+/// Where the server keeps changes, merged records, conflicts and tokens.
+///
+/// One protocol, several stores (SQLite embedded, PostgreSQL): the HTTP
+/// layer calls only these methods, and one conformance suite tests every store.
+///
+/// ## Topics
+/// - ``SQLiteSyncStorage``
+public protocol SyncStorage: Sendable {
+    /// The schema the store holds records of.
+    var schema: Schema { get }
+
+    /// Applies a push all or nothing: new changes get server sequence numbers, are stamped with
+    /// `identity`'s name and merged; changes already received (same device and sequence number,
+    /// same content) get their earlier numbers again.
+    /// - Throws: ``WireError`` (`forbidden`, `sequence_reused`, `sequence_gap`); nothing is applied.
+    func push(_ request: PushRequest, identity: Identity) async throws -> PushResponse
+
+    /// The changes after `request.cursor`, in server order, at most `request.limit`.
+    func pull(_ request: PullRequest, identity: Identity) async throws -> PullResponse
+
+    /// The open conflicts.
+    func conflicts() async throws -> [Conflict]
+
+    /// The merged records of an entity that exist, by id, with their values.
+    func records(_ entity: String) async throws -> [(id: String, values: [String: Value])]
+
+    /// The identity a token stands for, or nil if it is unknown or revoked.
+    func authenticate(token: String) async throws -> Identity?
+
+    /// Makes a new token for `name` and returns it; only its hash is stored.
+    func createToken(name: String) async throws -> String
+
+    /// Revokes every token of `name`; returns how many were revoked.
+    func revokeTokens(name: String) async throws -> Int
+
+    /// Every token, without secrets.
+    func tokens() async throws -> [TokenInfo]
+}
