@@ -113,6 +113,18 @@ let package = Package(
             dependencies: ["FieldbookStore"],
             swiftSettings: strictSettings
         ),
+        // Devices and a live server over loopback HTTP; the protocol's property test.
+        .testTarget(
+            name: "FieldbookSyncTests",
+            dependencies: [
+                "FieldbookStore",
+                "FieldbookServer",
+                "FieldbookSchemas",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
         // End-to-end: runs the built `fieldbook` binary as a process.
         .testTarget(
             name: "FieldbookCLITests",

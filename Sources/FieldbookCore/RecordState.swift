@@ -282,3 +282,17 @@ public struct Conflict: Sendable, Hashable, Identifiable {
     /// `record-id/field`, or `record-id/-` for a delete conflict: the same on every peer.
     public var id: String { "\(recordID)/\(field ?? "-")" }
 }
+
+extension Conflict {
+    /// The sides as stored and sent: `[{"device","sequence","hlc","value","delete"}]`.
+    public var sidesJSON: JSON {
+        .array(
+            sides.map { side in
+                .object([
+                    ("device", .string(side.stamp.device)), ("sequence", .int(side.stamp.sequence)),
+                    ("hlc", .int(Int64(bitPattern: side.stamp.timestamp.rawValue))), ("value", side.value.json),
+                    ("delete", .bool(side.deletes)),
+                ])
+            })
+    }
+}

@@ -84,7 +84,7 @@ extension Store.Transaction {
     func changes(sql condition: String, arguments: StatementArguments) throws -> [Change] {
         try flushLog()
         let rows = try Row.fetchAll(
-            db, sql: "SELECT seq, entity, record, op, hlc, base, fields FROM _changelog \(condition)", arguments: arguments)
+            db, sql: "SELECT seq, entity, record, op, hlc, base, fields, sseq FROM _changelog \(condition)", arguments: arguments)
         return try rows.map { row in
             let entityName: String = row[1]
             let table = try store.entityTable(entityName)
@@ -95,7 +95,7 @@ extension Store.Transaction {
                 sequence: row[0], device: store.deviceID, entity: entityName, recordID: row[2],
                 operation: ChangeOperation(rawValue: op) ?? .update,
                 timestamp: HybridTimestamp(rawValue: UInt64(bitPattern: hlc)), base: row[5],
-                fields: try FieldChange.decode(JSON(parsing: fieldsText), entity: table.entity))
+                fields: try FieldChange.decode(JSON(parsing: fieldsText), entity: table.entity), serverSequence: row[7])
         }
     }
 }

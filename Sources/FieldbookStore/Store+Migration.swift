@@ -8,7 +8,7 @@ import GRDB
 // only additions that keep every record intact are applied.
 
 extension Store {
-    static let storeFormat = 1
+    static let storeFormat = 2
 
     static func migrate(_ db: Database, to schema: Schema) throws {
         let fresh = try !db.tableExists("_fieldbook_meta")
@@ -18,11 +18,17 @@ extension Store {
                 throw StoreError(.incompatibleStore, "the file is an SQLite database but not a Fieldbook store")
             }
             try createStoreTables(db)
+            try createSyncTables(db)
             try createTables(db, for: schema.entities)
             try recordSchema(db, schema)
             return
         }
-        let format = try Int.fetchOne(db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'store_format'") ?? 0
+        var format = try Int.fetchOne(db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'store_format'") ?? 0
+        if format == 1 {
+            try createSyncTables(db)
+            try db.execute(sql: "UPDATE _fieldbook_meta SET value = 2 WHERE key = 'store_format'")
+            format = 2
+        }
         guard format == storeFormat else {
             throw StoreError(.incompatibleStore, "the store has format \(format); this version reads format \(storeFormat)")
         }
@@ -72,6 +78,44 @@ extension Store {
                 INSERT INTO _fieldbook_meta (key, value) VALUES
                     ('store_format', ?), ('device_id', ?), ('acked', 0), ('cursor', 0), ('clock', 0)
                 """, arguments: [storeFormat, device])
+    }
+
+    /// Format 2: what sync needs. Each change's server sequence number once acknowledged; the
+    /// changes pulled from other devices (the rest of the audit trail); the merge state of each
+    /// record that changes from elsewhere have touched; the conflicts found.
+    static func createSyncTables(_ db: Database) throws {
+        try db.execute(
+            sql: """
+                ALTER TABLE _changelog ADD COLUMN sseq INTEGER;
+                CREATE TABLE _received (
+                    sseq INTEGER PRIMARY KEY NOT NULL,
+                    device TEXT NOT NULL,
+                    seq INTEGER NOT NULL,
+                    author TEXT,
+                    entity TEXT NOT NULL,
+                    record TEXT NOT NULL,
+                    record_key INTEGER NOT NULL,
+                    op INTEGER NOT NULL,
+                    hlc INTEGER NOT NULL,
+                    base INTEGER NOT NULL,
+                    fields TEXT NOT NULL) STRICT;
+                CREATE INDEX _received_record ON _received (record_key);
+                CREATE TABLE _record_state (
+                    entity TEXT NOT NULL,
+                    record TEXT NOT NULL,
+                    state TEXT NOT NULL,
+                    folded INTEGER NOT NULL,
+                    PRIMARY KEY (entity, record)) STRICT;
+                CREATE TABLE _conflicts (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    entity TEXT NOT NULL,
+                    record TEXT NOT NULL,
+                    field TEXT,
+                    sides TEXT NOT NULL,
+                    opened_at INTEGER NOT NULL,
+                    resolved_at INTEGER) STRICT;
+                INSERT INTO _fieldbook_meta (key, value) VALUES ('last_sync', NULL);
+                """)
     }
 
     static func sqlType(_ type: FieldType) -> String {

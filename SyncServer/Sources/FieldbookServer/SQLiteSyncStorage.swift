@@ -244,7 +244,7 @@ public final class SQLiteSyncStorage: SyncStorage {
         let schema = self.schema
         return try await pool.read { db in
             let rows = try Row.fetchAll(
-                db, sql: "SELECT entity, record FROM records WHERE id IN (SELECT record FROM conflicts WHERE resolved_at IS NULL) ORDER BY entity, id")
+                db, sql: "SELECT DISTINCT entity, record FROM conflicts WHERE resolved_at IS NULL ORDER BY opened_at, id")
             var result: [Conflict] = []
             for row in rows {
                 let key = RecordKey(entity: row[0], id: row[1])
@@ -309,18 +309,4 @@ public final class SQLiteSyncStorage: SyncStorage {
 public struct ServerSetupError: Error, CustomStringConvertible {
     public var description: String
     init(_ description: String) { self.description = description }
-}
-
-extension Conflict {
-    /// The sides as stored and sent: `[{"device","sequence","hlc","value","delete"}]`.
-    public var sidesJSON: JSON {
-        .array(
-            sides.map { side in
-                .object([
-                    ("device", .string(side.stamp.device)), ("sequence", .int(side.stamp.sequence)),
-                    ("hlc", .int(Int64(bitPattern: side.stamp.timestamp.rawValue))), ("value", side.value.json),
-                    ("delete", .bool(side.deletes)),
-                ])
-            })
-    }
 }

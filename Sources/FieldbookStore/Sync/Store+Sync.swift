@@ -1,0 +1,278 @@
+public import FieldbookCore
+import Foundation
+import GRDB
+import Synchronization
+
+/// What one ``Store/sync(_:options:)`` did.
+public struct SyncReport: Sendable, Hashable {
+    /// Local changes the server acknowledged.
+    public var pushed = 0
+    /// Changes from other devices applied here.
+    public var pulled = 0
+    /// Conflicts open after the sync.
+    public var openConflicts = 0
+    /// The server cursor after the sync.
+    public var cursor: Int64 = 0
+}
+
+/// How ``Store/sync(_:options:)`` talks to the server.
+public struct SyncOptions: Sendable {
+    /// Changes per push.
+    public var pushBatch = 1000
+    /// Changes per pulled page.
+    public var pageSize = 1000
+    /// Tries per request before giving up on a network or server failure.
+    public var attempts = 5
+    /// The wait before the first retry; it doubles each time.
+    public var initialBackoff: Duration = .milliseconds(200)
+    /// Called after each pushed batch and each applied page.
+    public var progress: (@Sendable (SyncReport) -> Void)?
+
+    public init() {}
+}
+
+extension Store {
+    /// Pushes every pending change, then pulls and applies every change the server has
+    /// that this device has not seen, page by page.
+    ///
+    /// Each pushed batch is acknowledged, and each pulled page applied together with the
+    /// cursor, in one transaction: a sync cut off anywhere resumes at the next call and
+    /// loses and repeats nothing. Network and server failures are retried with backoff.
+    public func sync(_ transport: any SyncTransport, options: SyncOptions = SyncOptions()) async throws -> SyncReport {
+        var report = SyncReport()
+        let schemaVersion = SchemaVersion(schema)
+        while true {
+            let batch = try pendingChanges(limit: options.pushBatch)
+            if batch.isEmpty { break }
+            let request = PushRequest(schema: schemaVersion, device: deviceID, changes: batch)
+            let response = try await retrying(options) { try await transport.push(request) }
+            try acknowledge(response)
+            report.pushed += batch.count
+            options.progress?(report)
+        }
+        while true {
+            let cursor = try read { try $0.cursor() }
+            let request = PullRequest(schema: schemaVersion, device: deviceID, cursor: cursor, limit: options.pageSize)
+            let schema = self.schema
+            let page = try await retrying(options) { try await transport.pull(request, schema: schema) }
+            guard page.cursor >= cursor else {
+                throw SyncError(.badResponse, "the server moved the cursor back from \(cursor) to \(page.cursor)")
+            }
+            report.pulled += try apply(page)
+            report.cursor = page.cursor
+            options.progress?(report)
+            if !page.more { break }
+        }
+        try write { tx in
+            try tx.db.execute(
+                sql: "UPDATE _fieldbook_meta SET value = ? WHERE key = 'last_sync'",
+                arguments: [CalendarText.timestamp(millisecondsSince1970: Int64(configuration.wallClock()))])
+        }
+        report.openConflicts = try conflicts().count
+        return report
+    }
+
+    func retrying<T: Sendable>(_ options: SyncOptions, _ body: () async throws -> T) async throws -> T {
+        var delay = options.initialBackoff
+        var attempt = 1
+        while true {
+            do {
+                return try await body()
+            } catch let error as SyncError where error.isRetryable && attempt < options.attempts {
+                try await Task.sleep(for: delay)
+                delay *= 2
+                attempt += 1
+            }
+        }
+    }
+
+    /// Records the server's sequence numbers for pushed changes; they are no longer pending.
+    func acknowledge(_ response: PushResponse) throws {
+        try write { tx in
+            for assignment in response.assigned {
+                try tx.db.execute(
+                    sql: "UPDATE _changelog SET sseq = ? WHERE seq = ?",
+                    arguments: [assignment.serverSequence, assignment.sequence])
+            }
+            if let last = response.assigned.map(\.sequence).max() {
+                try tx.db.execute(
+                    sql: "UPDATE _fieldbook_meta SET value = max(value, ?) WHERE key = 'acked'", arguments: [last])
+            }
+        }
+    }
+
+    /// Applies one pulled page and stores its cursor, in one transaction. Returns how many
+    /// changes from other devices it applied (changes seen before are skipped).
+    func apply(_ page: PullResponse) throws -> Int {
+        var latest = HybridTimestamp.zero
+        let applied = try write { tx in
+            var applied = 0
+            for change in page.changes {
+                latest = max(latest, change.timestamp)
+                if try tx.receive(change) { applied += 1 }
+            }
+            try tx.db.execute(
+                sql: "UPDATE _fieldbook_meta SET value = ? WHERE key = 'cursor'", arguments: [page.cursor])
+            try tx.db.execute(
+                sql: "UPDATE _fieldbook_meta SET value = max(value, ?) WHERE key = 'clock'",
+                arguments: [Int64(bitPattern: latest.rawValue)])
+            return applied
+        }
+        state.withLock {
+            $0.base = max($0.base, page.cursor)
+            $0.clock.receive(latest)
+        }
+        return applied
+    }
+
+    /// The open conflicts, oldest first.
+    public func conflicts() throws -> [Conflict] {
+        try read { tx in
+            let rows = try Row.fetchAll(
+                tx.db, sql: "SELECT DISTINCT entity, record FROM _conflicts WHERE resolved_at IS NULL ORDER BY opened_at, id")
+            var result: [Conflict] = []
+            for row in rows {
+                let table = try entityTable(row[0])
+                let record: String = row[1]
+                // Local changes made since may have settled it.
+                let state = try tx.mergeState(table, record).state
+                result += state.conflicts(entity: table.entity, recordID: record)
+            }
+            return result
+        }
+    }
+}
+
+extension Store.Transaction {
+    func cursor() throws -> Int64 {
+        try Int64.fetchOne(db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'cursor'") ?? 0
+    }
+
+    /// Applies one pulled change. Returns false for this device's own changes and changes seen before.
+    func receive(_ change: Change) throws -> Bool {
+        guard let serverSequence = change.serverSequence else {
+            throw SyncError(.badResponse, "a pulled change has no server sequence number")
+        }
+        if change.device == store.deviceID {
+            // Our own change, ordered by the server: note its number (the push answer may have been lost).
+            try db.execute(
+                sql: "UPDATE _changelog SET sseq = ? WHERE seq = ? AND sseq IS NULL",
+                arguments: [serverSequence, change.sequence])
+            return false
+        }
+        let table = try entityTable(change.entity)
+        try db.execute(
+            sql: """
+                INSERT OR IGNORE INTO _received
+                    (sseq, device, seq, author, entity, record, record_key, op, hlc, base, fields)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+            arguments: [
+                serverSequence, change.device, change.sequence, change.author, change.entity, change.recordID,
+                recordKey(change.recordID), change.operation.rawValue, Int64(bitPattern: change.timestamp.rawValue),
+                change.base, encodeFields(change.fields),
+            ])
+        guard db.changesCount == 1 else { return false }
+
+        var (state, folded) = try mergeState(table, change.recordID)
+        state.apply(change, entity: table.entity)
+        try writeRow(table, change.recordID, state)
+        try db.execute(
+            sql: """
+                INSERT INTO _record_state (entity, record, state, folded) VALUES (?, ?, ?, ?)
+                ON CONFLICT (entity, record) DO UPDATE SET state = excluded.state, folded = excluded.folded
+                """,
+            arguments: [change.entity, change.recordID, state.json.serialized, folded])
+        try noteConflicts(table, change.recordID, state, at: serverSequence)
+        return true
+    }
+
+    /// A record's merge state: the stored one, with the local changes made since folded in.
+    func mergeState(_ table: EntityTable, _ record: String) throws -> (state: RecordState, folded: Int64) {
+        var state = RecordState()
+        var folded: Int64 = 0
+        if let row = try Row.fetchOne(
+            db, sql: "SELECT state, folded FROM _record_state WHERE entity = ? AND record = ?",
+            arguments: [table.entity.name, record])
+        {
+            let text: String = row[0]
+            state = try RecordState(json: JSON(parsing: text), entity: table.entity)
+            folded = row[1]
+        }
+        let local = try changes(
+            sql: "WHERE record_key = ? AND record = ? AND seq > ? ORDER BY seq",
+            arguments: [recordKey(record), record, folded])
+        for change in local {
+            state.apply(change, entity: table.entity)
+            folded = change.sequence
+        }
+        let unknown = state.unassignedSequences(device: store.deviceID)
+        if !unknown.isEmpty {
+            var known: [Int64: Int64] = [:]
+            for sequence in unknown {
+                if let s = try Int64.fetchOne(db, sql: "SELECT sseq FROM _changelog WHERE seq = ?", arguments: [sequence]) {
+                    known[sequence] = s
+                }
+            }
+            state.assignServerSequences(device: store.deviceID) { known[$0] }
+        }
+        return (state, folded)
+    }
+
+    /// Makes the record's row what the merge says: its values, or no row if it is deleted.
+    func writeRow(_ table: EntityTable, _ record: String, _ state: RecordState) throws {
+        let entity = table.entity
+        guard state.exists(onDelete: entity.onDelete) else {
+            try db.execute(sql: "DELETE FROM \(quoted(entity.name)) WHERE id = ?", arguments: [record])
+            return
+        }
+        let columns = entity.fields.map { quoted($0.name) }
+        let sql = """
+            INSERT INTO \(quoted(entity.name)) (id, \(columns.joined(separator: ", ")))
+            VALUES (?\(String(repeating: ", ?", count: columns.count)))
+            ON CONFLICT (id) DO UPDATE SET \(columns.map { "\($0) = excluded.\($0)" }.joined(separator: ", "))
+            """
+        var arguments: [DatabaseValue] = [record.databaseValue]
+        for field in entity.fields { arguments.append((state.values[field.name] ?? .null).databaseValue) }
+        try db.cachedStatement(sql: sql).execute(arguments: StatementArguments(arguments))
+    }
+
+    /// Keeps `_conflicts` in step with a record's state: new conflicts open, settled ones close.
+    func noteConflicts(_ table: EntityTable, _ record: String, _ state: RecordState, at serverSequence: Int64) throws {
+        let conflicts = state.conflicts(entity: table.entity, recordID: record)
+        let open = try String.fetchSet(
+            db, sql: "SELECT id FROM _conflicts WHERE entity = ? AND record = ? AND resolved_at IS NULL",
+            arguments: [table.entity.name, record])
+        for id in open.subtracting(conflicts.map(\.id)) {
+            try db.execute(sql: "UPDATE _conflicts SET resolved_at = ? WHERE id = ?", arguments: [serverSequence, id])
+        }
+        for conflict in conflicts {
+            try db.execute(
+                sql: """
+                    INSERT INTO _conflicts (id, entity, record, field, sides, opened_at) VALUES (?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (id) DO UPDATE SET sides = excluded.sides,
+                        opened_at = CASE WHEN resolved_at IS NULL THEN opened_at ELSE excluded.opened_at END,
+                        resolved_at = NULL
+                    """,
+                arguments: [
+                    conflict.id, conflict.entity, conflict.recordID, conflict.field, conflict.sidesJSON.serialized,
+                    serverSequence,
+                ])
+        }
+    }
+
+    /// Keeps a record that a delete elsewhere contests: an update with no fields, made
+    /// knowing of the delete, settles the conflict in favour of the record.
+    public func keep(_ entity: String, id: String) throws {
+        let table = try entityTable(entity)
+        let recordID = try canonicalID(id, entity: entity)
+        guard try exists(table, recordID) else { throw notFound(entity) }
+        try log(entity, recordID, .update, [])
+    }
+}
+
+func encodeFields(_ fields: [FieldChange]) -> String {
+    var bytes: [UInt8] = []
+    FieldChange.encode(fields, to: &bytes)
+    return String(decoding: bytes, as: UTF8.self)
+}

@@ -1,0 +1,76 @@
+import FieldbookCore
+import FieldbookSchemas
+import FieldbookServer
+import FieldbookStore
+import Foundation
+import Hummingbird
+import Logging
+import Testing
+
+let schema = try! Schema(json: BundledSchemas.inspection)
+
+/// A fresh temporary directory, removed when dropped.
+final class TemporaryDirectory: Sendable {
+    let url: URL
+
+    init() {
+        url = FileManager.default.temporaryDirectory.appendingPathComponent("fieldbook-sync-\(UUID().uuidString)")
+        try! FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    }
+
+    func path(_ name: String) -> String { url.appendingPathComponent(name).path }
+
+    deinit { try? FileManager.default.removeItem(at: url) }
+}
+
+/// Runs a real server (Hummingbird, SQLite storage, a real socket on a free loopback port)
+/// while `body` runs.
+func withServer<T: Sendable>(
+    storage: SQLiteSyncStorage, _ body: @Sendable (URL) async throws -> T
+) async throws -> T {
+    var logger = Logger(label: "test-server")
+    logger.logLevel = .warning
+    var configuration = ServerConfiguration()
+    configuration.port = 0
+    let (ports, continuation) = AsyncStream<Int>.makeStream()
+    let app = SyncServer.application(storage: storage, configuration: configuration, logger: logger) { port in
+        continuation.yield(port)
+    }
+    return try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask {
+            try await app.run()
+            return nil
+        }
+        var iterator = ports.makeAsyncIterator()
+        let port = await iterator.next()!
+        let result = try await body(URL(string: "http://127.0.0.1:\(port)")!)
+        group.cancelAll()
+        while let _ = try await group.next() {}
+        return result
+    }
+}
+
+/// Each entity's live records as `[id: [field: value]]`, nulls left out: what convergence compares.
+func snapshot(_ store: Store) throws -> [String: [String: [String: Value]]] {
+    var result: [String: [String: [String: Value]]] = [:]
+    for entity in schema.entities {
+        var records: [String: [String: Value]] = [:]
+        for record in try store.fetch(Query(entity.name)) {
+            var values: [String: Value] = [:]
+            for (field, value) in zip(entity.fields, record.values) where !value.isNull { values[field.name] = value }
+            records[record.id] = values
+        }
+        result[entity.name] = records
+    }
+    return result
+}
+
+func snapshot(_ storage: SQLiteSyncStorage) async throws -> [String: [String: [String: Value]]] {
+    var result: [String: [String: [String: Value]]] = [:]
+    for entity in schema.entities {
+        var records: [String: [String: Value]] = [:]
+        for (id, values) in try await storage.records(entity.name) { records[id] = values.filter { !$0.value.isNull } }
+        result[entity.name] = records
+    }
+    return result
+}
