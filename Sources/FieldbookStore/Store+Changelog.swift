@@ -36,6 +36,11 @@ extension Store {
         }
     }
 
+    /// The number of changes this device has made.
+    public func changeCount() throws -> Int {
+        try read { try Int.fetchOne($0.db, sql: "SELECT count(*) FROM _changelog") ?? 0 }
+    }
+
     /// Marks every change up to `sequence` as acknowledged. Never moves backwards.
     public func acknowledge(through sequence: Int64) throws {
         try write { tx in

@@ -266,6 +266,11 @@ public final class SQLiteSyncStorage: SyncStorage {
         }
     }
 
+    /// The number of changes the server has accepted.
+    public func changeCount() async throws -> Int {
+        try await pool.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM changes") ?? 0 }
+    }
+
     // MARK: - Tokens
 
     public func authenticate(token: String) async throws -> Identity? {

@@ -1,0 +1,196 @@
+import FieldbookCore
+import FieldbookServer
+import FieldbookStore
+import Foundation
+import Synchronization
+import Testing
+
+/// A seeded generator (SplitMix64): the same seed gives the same scenario.
+struct SeededGenerator: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// A transport straight into the server's storage that loses requests and answers,
+/// and sends requests twice, as a bad network would.
+final class FlakyTransport: SyncTransport {
+    let storage: SQLiteSyncStorage
+    let identity: Identity
+    let rng: Mutex<SeededGenerator>
+    let faults: Bool
+
+    init(storage: SQLiteSyncStorage, identity: Identity, seed: UInt64, faults: Bool) {
+        self.storage = storage
+        self.identity = identity
+        self.rng = Mutex(SeededGenerator(seed: seed))
+        self.faults = faults
+    }
+
+    enum Fault { case none, requestLost, answerLost, repeated }
+
+    func fault() -> Fault {
+        guard faults else { return .none }
+        return rng.withLock { rng in
+            switch Int.random(in: 0..<10, using: &rng) {
+            case 0: .requestLost
+            case 1: .answerLost
+            case 2: .repeated
+            default: .none
+            }
+        }
+    }
+
+    func run<T>(_ body: () async throws -> T) async throws -> T {
+        switch fault() {
+        case .requestLost: throw SyncError(.network, "request lost")
+        case .answerLost:
+            _ = try await body()
+            throw SyncError(.network, "answer lost")
+        case .repeated:
+            _ = try await body()
+            return try await body()
+        case .none: return try await body()
+        }
+    }
+
+    func push(_ request: PushRequest) async throws -> PushResponse {
+        try await run { try await storage.push(request, identity: identity) }
+    }
+
+    func pull(_ request: PullRequest, schema: Schema) async throws -> PullResponse {
+        try await run { try await storage.pull(request, identity: identity) }
+    }
+}
+
+@Suite("Sync: property test over random edits, sync orders and faults")
+struct SyncPropertyTests {
+    /// Cases: FIELDBOOK_SYNC_CASES (default 1,000); FIELDBOOK_SYNC_SEED replays one.
+    static let seeds: [UInt64] = {
+        let env = ProcessInfo.processInfo.environment
+        if let seed = env["FIELDBOOK_SYNC_SEED"].flatMap(UInt64.init) { return [seed] }
+        let count = env["FIELDBOOK_SYNC_CASES"].flatMap(Int.init) ?? 1_000
+        return (0..<UInt64(count)).map { $0 }
+    }()
+
+    /// Scenarios run two at a time (each opens a server and up to five device files).
+    @Test("devices and server converge; nothing acknowledged is lost or applied twice")
+    func converge() async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            var seeds = Self.seeds.makeIterator()
+            func start(_ seed: UInt64?) {
+                guard let seed else { return }
+                group.addTask {
+                    do {
+                        try await Self.scenario(seed: seed)
+                    } catch {
+                        Issue.record("seed \(seed): \(error) (replay: FIELDBOOK_SYNC_SEED=\(seed))")
+                    }
+                }
+            }
+            start(seeds.next())
+            start(seeds.next())
+            while try await group.next() != nil { start(seeds.next()) }
+        }
+    }
+
+    static func scenario(seed: UInt64) async throws {
+        var rng = SeededGenerator(seed: seed &* 0x2545_F491_4F6C_DD1D &+ 17)
+        let dir = TemporaryDirectory()
+        let storage = try SQLiteSyncStorage(path: dir.path("server.sqlite"), schema: schema)
+        let count = Int.random(in: 3...5, using: &rng)
+        var devices: [Store] = []
+        var flaky: [FlakyTransport] = []
+        var reliable: [FlakyTransport] = []
+        for n in 0..<count {
+            devices.append(try Store(path: dir.path("device\(n).sqlite"), schema: schema))
+            let name = "检查员\(n)"
+            _ = try await storage.createToken(name: name)
+            let identity = Identity(tokenID: Int64(n + 1), name: name)
+            flaky.append(FlakyTransport(storage: storage, identity: identity, seed: seed &+ UInt64(n), faults: true))
+            reliable.append(FlakyTransport(storage: storage, identity: identity, seed: 0, faults: false))
+        }
+        var options = SyncOptions()
+        options.attempts = 1
+        options.pushBatch = Int.random(in: 1...4, using: &rng)
+        options.pageSize = Int.random(in: 1...5, using: &rng)
+
+        var increments: [String: Int64] = [:]
+        let people: [Value] = ["王芳", "李明", "张伟", "陈静"]
+        let statuses: [Value] = ["not_started", "in_progress", "completed"]
+        for _ in 0..<Int.random(in: 10...40, using: &rng) {
+            let n = Int.random(in: 0..<count, using: &rng)
+            let device = devices[n]
+            let sites = try device.fetch(Query("site"))
+            let findings = try device.fetch(Query("finding"))
+            do {
+                switch Int.random(in: 0..<12, using: &rng) {
+                case 0:
+                    try device.insert("site", ["name": .text("敬老院\(Int.random(in: 1...9, using: &rng))号"), "kind": "elderly_home"])
+                case 1:
+                    try device.insert(
+                        "finding",
+                        ["title": "问题", "site": sites.randomElement(using: &rng).map { .text($0.id) } ?? .null])
+                case 2 where !findings.isEmpty:
+                    try device.update(
+                        "finding", id: findings.randomElement(using: &rng)!.id,
+                        ["deadline": .text("2022-0\(Int.random(in: 1...9, using: &rng))-30")])
+                case 3 where !findings.isEmpty:
+                    try device.update(
+                        "finding", id: findings.randomElement(using: &rng)!.id,
+                        ["responsible_person": people.randomElement(using: &rng)!, "status": statuses.randomElement(using: &rng)!])
+                case 4 where !sites.isEmpty:
+                    let site = sites.randomElement(using: &rng)!.id
+                    try device.write { try $0.increment("site", id: site, "illegal_graves_found", by: 1) }
+                    increments[site, default: 0] += 1
+                case 5 where !sites.isEmpty:
+                    try device.update(
+                        "site", id: sites.randomElement(using: &rng)!.id,
+                        [
+                            "beds_total": .integer(Int64.random(in: 50...200, using: &rng)),
+                            "observed_on": .text("2021-0\(Int.random(in: 1...9, using: &rng))-01"),
+                        ])
+                case 6 where !sites.isEmpty:
+                    try device.update(
+                        "site", id: sites.randomElement(using: &rng)!.id,
+                        ["tags": .set(["示范", "消防", "四星"].filter { _ in Bool.random(using: &rng) })])
+                case 7 where !findings.isEmpty:
+                    try device.insert(
+                        "progress_note", ["finding": .text(findings.randomElement(using: &rng)!.id), "text": "进展"])
+                case 8 where !findings.isEmpty:
+                    try device.delete("finding", id: findings.randomElement(using: &rng)!.id)
+                default:
+                    _ = try? await device.sync(flaky[n], options: options)
+                }
+            } catch is StoreError {
+                // A delete of a referenced record, say: refused locally, nothing written.
+            }
+        }
+        // The network heals: everyone syncs until nothing moves.
+        for _ in 0..<2 {
+            for n in devices.indices { _ = try await devices[n].sync(reliable[n], options: options) }
+        }
+
+        let server = try await snapshot(storage)
+        let serverConflicts = try await storage.conflicts().map(\.id).sorted()
+        var written = 0
+        for (n, device) in devices.enumerated() {
+            #expect(try snapshot(device) == server, "seed \(seed): device \(n) differs from the server")
+            #expect(try device.conflicts().map(\.id).sorted() == serverConflicts, "seed \(seed): conflicts differ")
+            #expect(try device.pendingCount() == 0, "seed \(seed)")
+            written += try device.changeCount()
+        }
+        // Counters: every increment made anywhere is counted once.
+        for (id, values) in server["site"] ?? [:] {
+            #expect(values["illegal_graves_found"] == .integer(increments[id] ?? 0), "seed \(seed): counter")
+        }
+        // Every change made is on the server exactly once.
+        #expect(try await storage.changeCount() == written, "seed \(seed): changes lost or duplicated")
+    }
+}
