@@ -359,12 +359,16 @@ extension Change {
         guard case .int(let hlc)? = json["hlc"], hlc >= 0 else { throw bad("'hlc' must be an integer ≥ 0") }
         guard case .int(let base)? = json["base"], base >= 0 else { throw bad("'base' must be an integer ≥ 0") }
         guard let fieldsJSON = json["fields"] else { throw bad("'fields' is missing") }
+        if case .object(let pairs) = fieldsJSON, let unknown = pairs.first(where: { entity.field($0.key) == nil }) {
+            throw WireError(
+                .unknownField,
+                "\(path): \(entity.name) has no field '\(unknown.key)' (fields: \(entity.fields.map(\.name).joined(separator: ", ")))")
+        }
         let fields: [FieldChange]
         do {
             fields = try FieldChange.decode(fieldsJSON, entity: entity)
         } catch {
-            let code: WireError.Code = error.kind == .notAllowed ? .unknownField : .invalidValue
-            throw WireError(code, "\(path): \(error.reason)")
+            throw WireError(.invalidValue, "\(path): \(error.reason)")
         }
         var origin = device
         var serverSequence: Int64?
