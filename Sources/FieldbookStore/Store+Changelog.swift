@@ -7,6 +7,8 @@ public struct HistoryEntry: Sendable, Hashable {
     public let sequence: Int64
     /// The device that made the change.
     public let device: String
+    /// Who made it, as the server authenticated them (nil for this device's changes).
+    public let author: String?
     /// When the change was made (hybrid logical clock).
     public let timestamp: HybridTimestamp
     public let operation: ChangeOperation
@@ -49,20 +51,25 @@ extension Store {
         }
     }
 
-    /// Every change made to the record, oldest first, one entry per field changed.
+    /// Every change made to the record, here and on other devices, oldest first (by hybrid
+    /// logical clock), one entry per field changed. Values are shown as each change wrote them.
     public func history(of recordID: String) throws -> [HistoryEntry] {
         guard let id = UUIDText.canonical(recordID) else { return [] }
         return try read { tx in
+            var changes = try tx.changes(
+                sql: "WHERE record_key = ? AND record = ? ORDER BY seq", arguments: [recordKey(id), id])
+            changes += try tx.receivedChanges(record: id)
+            changes.sort { $0.stamp.precedes($1.stamp) }
             var current: [String: Value] = [:]
             var entries: [HistoryEntry] = []
-            let changes = try tx.changes(
-                sql: "WHERE record_key = ? AND record = ? ORDER BY seq", arguments: [recordKey(id), id])
             for change in changes {
+                func entry(_ field: String?, _ old: Value, _ new: Value) -> HistoryEntry {
+                    HistoryEntry(
+                        sequence: change.sequence, device: change.device, author: change.author,
+                        timestamp: change.timestamp, operation: change.operation, field: field, old: old, new: new)
+                }
                 if change.operation == .delete {
-                    entries.append(
-                        HistoryEntry(
-                            sequence: change.sequence, device: change.device, timestamp: change.timestamp,
-                            operation: .delete, field: nil, old: .null, new: .null))
+                    entries.append(entry(nil, .null, .null))
                     current = [:]
                     continue
                 }
@@ -70,10 +77,7 @@ extension Store {
                     let old = current[fieldChange.field] ?? .null
                     let new = fieldChange.applied(to: old)
                     current[fieldChange.field] = new
-                    entries.append(
-                        HistoryEntry(
-                            sequence: change.sequence, device: change.device, timestamp: change.timestamp,
-                            operation: change.operation, field: fieldChange.field, old: old, new: new))
+                    entries.append(entry(fieldChange.field, old, new))
                 }
             }
             return entries
@@ -82,6 +86,28 @@ extension Store {
 }
 
 extension Store.Transaction {
+    /// Changes pulled from other devices to one record.
+    func receivedChanges(record: String) throws -> [Change] {
+        let rows = try Row.fetchAll(
+            db,
+            sql: """
+                SELECT sseq, device, seq, author, entity, op, hlc, base, fields FROM _received
+                WHERE record_key = ? AND record = ? ORDER BY sseq
+                """, arguments: [recordKey(record), record])
+        return try rows.map { row in
+            let table = try store.entityTable(row[4])
+            let fieldsText: String = row[8]
+            let op: Int = row[5]
+            let hlc: Int64 = row[6]
+            return Change(
+                sequence: row[2], device: row[1], entity: table.entity.name, recordID: record,
+                operation: ChangeOperation(rawValue: op) ?? .update,
+                timestamp: HybridTimestamp(rawValue: UInt64(bitPattern: hlc)), base: row[7],
+                fields: try FieldChange.decode(JSON(parsing: fieldsText), entity: table.entity),
+                serverSequence: row[0], author: row[3])
+        }
+    }
+
     func changes(after sequence: Int64, limit: Int) throws -> [Change] {
         try changes(sql: "WHERE seq > ? ORDER BY seq LIMIT ?", arguments: [sequence, limit])
     }

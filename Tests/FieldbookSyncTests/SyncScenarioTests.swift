@@ -63,6 +63,14 @@ struct SyncScenarioTests {
             #expect(record["status"] == "in_progress")
             #expect(record["responsible_person"] == "王芳")
             #expect(record["results"] == "已清理通道")
+            // The history on device 0 is the audit trail of all three: who, which device, what.
+            let history = try team.devices[0].history(of: id)
+            let person = try #require(history.first { $0.field == "responsible_person" && $0.new == "王芳" })
+            #expect(person.author == "李明")
+            #expect(person.device == team.devices[1].deviceID)
+            #expect(person.old == "陈静")
+            #expect(history.contains { $0.field == "results" && $0.author == "张伟" })
+            #expect(history.contains { $0.field == "status" && $0.device == team.devices[0].deviceID })
             try await team.expectConverged()
         }
     }
