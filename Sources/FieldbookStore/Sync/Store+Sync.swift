@@ -40,29 +40,14 @@ extension Store {
     /// loses and repeats nothing. Network and server failures are retried with backoff.
     public func sync(_ transport: any SyncTransport, options: SyncOptions = SyncOptions()) async throws -> SyncReport {
         var report = SyncReport()
-        let schemaVersion = SchemaVersion(schema)
-        while true {
-            let batch = try pendingChanges(limit: options.pushBatch)
-            if batch.isEmpty { break }
-            let request = PushRequest(schema: schemaVersion, device: deviceID, changes: batch)
-            let response = try await retrying(options) { try await transport.push(request) }
-            try acknowledge(response)
-            report.pushed += batch.count
+        report.pushed = try await push(transport, options: options) { report.pushed = $0; options.progress?(report) }
+        let pulled = try await pull(transport, options: options) { pulled, cursor in
+            report.pulled = pulled
+            report.cursor = cursor
             options.progress?(report)
         }
-        while true {
-            let cursor = try read { try $0.cursor() }
-            let request = PullRequest(schema: schemaVersion, device: deviceID, cursor: cursor, limit: options.pageSize)
-            let schema = self.schema
-            let page = try await retrying(options) { try await transport.pull(request, schema: schema) }
-            guard page.cursor >= cursor else {
-                throw SyncError(.badResponse, "the server moved the cursor back from \(cursor) to \(page.cursor)")
-            }
-            report.pulled += try apply(page)
-            report.cursor = page.cursor
-            options.progress?(report)
-            if !page.more { break }
-        }
+        report.pulled = pulled.applied
+        report.cursor = pulled.cursor
         try write { tx in
             try tx.db.execute(
                 sql: "UPDATE _fieldbook_meta SET value = ? WHERE key = 'last_sync'",
@@ -70,6 +55,43 @@ extension Store {
         }
         report.openConflicts = try conflicts().count
         return report
+    }
+
+    /// Pushes every pending change, batch by batch; returns how many the server acknowledged.
+    public func push(
+        _ transport: any SyncTransport, options: SyncOptions = SyncOptions(), progress: (Int) -> Void = { _ in }
+    ) async throws -> Int {
+        var pushed = 0
+        while true {
+            let batch = try pendingChanges(limit: options.pushBatch)
+            if batch.isEmpty { return pushed }
+            let request = PushRequest(schema: SchemaVersion(schema), device: deviceID, changes: batch)
+            let response = try await retrying(options) { try await transport.push(request) }
+            try acknowledge(response)
+            pushed += batch.count
+            progress(pushed)
+        }
+    }
+
+    /// Pulls and applies every change after this device's cursor, page by page; returns how
+    /// many changes from other devices it applied and the cursor reached.
+    public func pull(
+        _ transport: any SyncTransport, options: SyncOptions = SyncOptions(),
+        progress: (_ applied: Int, _ cursor: Int64) -> Void = { _, _ in }
+    ) async throws -> (applied: Int, cursor: Int64) {
+        var applied = 0
+        while true {
+            let cursor = try read { try $0.cursor() }
+            let request = PullRequest(schema: SchemaVersion(schema), device: deviceID, cursor: cursor, limit: options.pageSize)
+            let schema = self.schema
+            let page = try await retrying(options) { try await transport.pull(request, schema: schema) }
+            guard page.cursor >= cursor else {
+                throw SyncError(.badResponse, "the server moved the cursor back from \(cursor) to \(page.cursor)")
+            }
+            applied += try apply(page)
+            progress(applied, page.cursor)
+            if !page.more { return (applied, page.cursor) }
+        }
     }
 
     func retrying<T: Sendable>(_ options: SyncOptions, _ body: () async throws -> T) async throws -> T {

@@ -1,0 +1,197 @@
+import ArgumentParser
+import FieldbookCore
+import FieldbookSchemas
+import FieldbookStore
+import Foundation
+import GRDBSQLite
+
+/// `fieldbook-bench sync`: device A pushes N changes to a real server process on loopback,
+/// device B pulls and applies them; the floor is the same changes inserted into a plain table.
+struct SyncBenchmark: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sync",
+        abstract: "Push N changes from one device through a server process on loopback; pull them on another.",
+        discussion: """
+            Device A writes N changes (one finding inserted per ten changes, the rest updates of its
+            responsible person), then pushes them; device B, new, pulls and applies them. The server is
+            a separate `fieldbook-server` process (the binary next to this one) on the embedded SQLite
+            store. The floor: this process inserting the same N changes into a plain SQLite table.
+            """)
+
+    @Option(help: "How many changes device A makes.")
+    var changes = 1_000_000
+
+    @Option(help: "Changes per push and per pulled page.")
+    var batch = 5_000
+
+    @Flag(help: "End with one JSON object on the last line.")
+    var json = false
+
+    @Option(help: "Directory for the database files (default: a new temporary directory).")
+    var directory: String?
+
+    func run() async throws {
+        let dir = directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("fieldbook-sync-bench-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { if directory == nil { try? FileManager.default.removeItem(atPath: dir) } }
+        let schema = try Schema(json: BundledSchemas.inspection)
+
+        // Device A's changes, written before the clock starts.
+        let a = try Store(path: dir + "/a.sqlite", schema: schema)
+        let round = try a.insert("inspection_round", ["title": "2021年巡察", "team": "区委第一巡察组", "unit": "区民政局"])
+        let people: [Value] = ["张伟", "王芳", "李娜", "刘洋", "陈静"]
+        var ids: [String] = []
+        var written = 0
+        while written < changes {
+            try a.write { tx in
+                for _ in 0..<min(batch, changes - written) {
+                    if written % 10 == 0 {
+                        ids.append(try tx.insert("finding", Row(written, round: round).values))
+                    } else {
+                        try tx.update("finding", id: ids[written % ids.count], ["responsible_person": people[written % 5]])
+                    }
+                    written += 1
+                }
+            }
+        }
+
+        let server = try ServerProcess(directory: dir)
+        defer { server.stop() }
+        let transportA = HTTPTransport(server: server.url, token: try server.token(name: "王芳"))
+        let transportB = HTTPTransport(server: server.url, token: try server.token(name: "李明"))
+        var options = SyncOptions()
+        options.pushBatch = batch
+        options.pageSize = batch
+
+        let pushSeconds = try await measureAsync { _ = try await a.push(transportA, options: options) }
+        let b = try Store(path: dir + "/b.sqlite", schema: schema)
+        var applied = 0
+        let pullSeconds = try await measureAsync { applied = try await b.pull(transportB, options: options).applied }
+        guard applied == changes + 1, try a.pendingCount() == 0 else {
+            throw ValidationError("device B applied \(applied) of \(changes) changes")
+        }
+        let serverPeak = server.peakMemoryMiB()
+        // Both devices hold the same findings.
+        guard try a.fetch(Query("finding")) == b.fetch(Query("finding")) else {
+            throw ValidationError("device B's findings differ from device A's")
+        }
+        let floorSeconds = try floor(dir + "/floor.sqlite", ids: ids, round: round)
+        let devicePeak = peakRSSMiB(pid: getpid())
+
+        let endToEnd = pushSeconds + pullSeconds
+        let n = Double(changes)
+        print("sync: \(changes) changes, \(batch) per push and page, server on loopback (separate process)")
+        print(String(format: "  push        %9.0f changes/s  (%.2f s)", n / pushSeconds, pushSeconds))
+        print(String(format: "  pull        %9.0f changes/s  (%.2f s)", n / pullSeconds, pullSeconds))
+        print(String(format: "  end to end  %9.0f changes/s  (%.2f s)", n / endToEnd, endToEnd))
+        print(String(format: "  floor       %9.0f changes/s  (%.2f s, plain SQLite table, no sync)", n / floorSeconds, floorSeconds))
+        print(String(format: "  ratio       %.2f  (end to end / floor)", endToEnd / floorSeconds))
+        print(String(format: "  peak memory server %.0f MiB, devices (this process) %.0f MiB", serverPeak, devicePeak))
+        if json {
+            print(
+                #"{"scenario":"sync","changes":\#(changes),"push_per_s":\#(Int(n / pushSeconds)),"pull_per_s":\#(Int(n / pullSeconds)),"end_to_end_per_s":\#(Int(n / endToEnd)),"end_to_end_s":\#(String(format: "%.3f", endToEnd)),"floor_s":\#(String(format: "%.3f", floorSeconds)),"ratio":\#(String(format: "%.2f", endToEnd / floorSeconds)),"server_peak_rss_mb":\#(Int(serverPeak)),"device_peak_rss_mb":\#(Int(devicePeak))}"#
+            )
+        }
+    }
+
+    /// The same changes, encoded and inserted as rows of a plain table, with the store's pragmas and batches.
+    func floor(_ path: String, ids: [String], round: String) throws -> Double {
+        let raw = try RawSQLite(path: path)
+        try raw.execute(
+            "CREATE TABLE changes (seq INTEGER PRIMARY KEY, entity TEXT, record TEXT, op INTEGER, hlc INTEGER, fields TEXT) STRICT")
+        let people = ["张伟", "王芳", "李娜", "刘洋", "陈静"]
+        let finding = try Schema(json: BundledSchemas.inspection).entity("finding")!
+        return try measure {
+            let statement = try raw.prepare("INSERT INTO changes (entity, record, op, hlc, fields) VALUES (?, ?, ?, ?, ?)")
+            defer { sqlite3_finalize(statement) }
+            var bytes: [UInt8] = []
+            var n = 0
+            while n < changes {
+                let end = min(changes, n + batch)
+                try raw.execute("BEGIN")
+                for i in n..<end {
+                    bytes.removeAll(keepingCapacity: true)
+                    if i % 10 == 0 {
+                        let values = Row(i, round: round).values
+                        FieldChange.encode(
+                            finding.fields.compactMap { f in values[f.name].map { FieldChange(field: f.name, kind: .set($0)) } },
+                            to: &bytes)
+                    } else {
+                        FieldChange.encode([FieldChange(field: "responsible_person", kind: .set(.text(people[i % 5])))], to: &bytes)
+                    }
+                    sqlite3_bind_text(statement, 1, "finding", -1, transient)
+                    sqlite3_bind_text(statement, 2, ids[i % ids.count], -1, transient)
+                    sqlite3_bind_int64(statement, 3, i % 10 == 0 ? 0 : 1)
+                    sqlite3_bind_int64(statement, 4, Int64(i))
+                    _ = bytes.withUnsafeBytes { sqlite3_bind_text(statement, 5, $0.baseAddress, Int32($0.count), transient) }
+                    try raw.step(statement)
+                }
+                try raw.execute("COMMIT")
+                n = end
+            }
+        }
+    }
+}
+
+/// A `fieldbook-server` process on a free loopback port, on its own SQLite file.
+final class ServerProcess {
+    let process = Process()
+    let binary: URL
+    let database: String
+    let url: URL
+
+    init(directory: String) throws {
+        binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("fieldbook-server")
+        database = directory + "/server.sqlite"
+        process.executableURL = binary
+        process.arguments = ["serve", "--database", database, "--port", "0", "--log-level", "warning"]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        // The server prints "listening on http://HOST:PORT" once it listens.
+        var line: [UInt8] = []
+        while !line.contains(UInt8(ascii: "\n")) {
+            let chunk = output.fileHandleForReading.availableData
+            if chunk.isEmpty { throw ValidationError("fieldbook-server exited before listening") }
+            line += chunk
+        }
+        let text = String(decoding: line, as: UTF8.self)
+        guard let start = text.range(of: "http://"), let url = URL(string: String(text[start.lowerBound...]).trimmingCharacters(in: .whitespacesAndNewlines))
+        else { throw ValidationError("unexpected server output") }
+        self.url = url
+    }
+
+    func token(name: String) throws -> String {
+        let admin = Process()
+        admin.executableURL = binary
+        admin.arguments = ["token", "create", "--database", database, "--name", name]
+        let output = Pipe()
+        admin.standardOutput = output
+        try admin.run()
+        admin.waitUntilExit()
+        return String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    func peakMemoryMiB() -> Double { peakRSSMiB(pid: process.processIdentifier) }
+
+    func stop() {
+        process.terminate()
+        process.waitUntilExit()
+    }
+}
+
+/// A process's peak resident memory (VmHWM), in MiB.
+func peakRSSMiB(pid: Int32) -> Double {
+    guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+        let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") })
+    else { return 0 }
+    let kib = line.split(separator: " ").compactMap { Double($0) }.first ?? 0
+    return kib / 1024
+}
+
+func measureAsync(_ body: () async throws -> Void) async rethrows -> Double {
+    let start = DispatchTime.now().uptimeNanoseconds
+    try await body()
+    return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+}
