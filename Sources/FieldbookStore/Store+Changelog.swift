@@ -115,7 +115,8 @@ extension Store.Transaction {
     func changes(sql condition: String, arguments: StatementArguments) throws -> [Change] {
         try flushLog()
         let rows = try Row.fetchAll(
-            db, sql: "SELECT seq, entity, record, op, hlc, base, fields, sseq FROM _changelog \(condition)", arguments: arguments)
+            db.cachedStatement(sql: "SELECT seq, entity, record, op, hlc, base, fields, sseq FROM _changelog \(condition)"),
+            arguments: arguments)
         return try rows.map { row in
             let entityName: String = row[1]
             let table = try store.entityTable(entityName)

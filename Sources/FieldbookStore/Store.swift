@@ -189,6 +189,9 @@ final class EntityTable: Sendable {
     /// For each field, the UPDATE of that field alone (the common update).
     let updateOneSQL: [String]
     let existsSQL: String
+    /// Writes a whole row, inserting or replacing (applying merged changes).
+    let upsertSQL: String
+    let deleteSQL: String
     let selectColumns: String
     let references: [(field: Int, target: String)]
     /// For each field, the field whose value annotates its changes: the `observedBy`
@@ -224,6 +227,12 @@ final class EntityTable: Sendable {
             "UPDATE \(quoted(entity.name)) SET \(column) = ? WHERE id = ?"
         }
         existsSQL = "SELECT 1 FROM \(quoted(entity.name)) WHERE id = ?"
+        upsertSQL = """
+            INSERT INTO \(quoted(entity.name)) (id, \(columns.joined(separator: ", ")))
+            VALUES (?\(String(repeating: ", ?", count: columns.count)))
+            ON CONFLICT (id) DO UPDATE SET \(columns.map { "\($0) = excluded.\($0)" }.joined(separator: ", "))
+            """
+        deleteSQL = "DELETE FROM \(quoted(entity.name)) WHERE id = ?"
         insertSQL =
             "INSERT INTO \(quoted(entity.name)) (id, \(columns.joined(separator: ", "))) VALUES (?\(String(repeating: ", ?", count: columns.count)))"
         selectColumns = (["id"] + columns).joined(separator: ", ")

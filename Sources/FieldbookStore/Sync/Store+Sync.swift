@@ -126,18 +126,13 @@ extension Store {
     /// Applies one pulled page and stores its cursor, in one transaction. Returns how many
     /// changes from other devices it applied (changes seen before are skipped).
     func apply(_ page: PullResponse) throws -> Int {
-        var latest = HybridTimestamp.zero
+        let latest = page.changes.map(\.timestamp).max() ?? .zero
         let applied = try write { tx in
-            var applied = 0
-            for change in page.changes {
-                latest = max(latest, change.timestamp)
-                if try tx.receive(change) { applied += 1 }
-            }
-            try tx.db.execute(
-                sql: "UPDATE _fieldbook_meta SET value = ? WHERE key = 'cursor'", arguments: [page.cursor])
-            try tx.db.execute(
-                sql: "UPDATE _fieldbook_meta SET value = max(value, ?) WHERE key = 'clock'",
-                arguments: [Int64(bitPattern: latest.rawValue)])
+            let applied = try tx.receive(page.changes)
+            try tx.db.cachedStatement(sql: "UPDATE _fieldbook_meta SET value = ? WHERE key = 'cursor'")
+                .execute(arguments: [page.cursor])
+            try tx.db.cachedStatement(sql: "UPDATE _fieldbook_meta SET value = max(value, ?) WHERE key = 'clock'")
+                .execute(arguments: [Int64(bitPattern: latest.rawValue)])
             return applied
         }
         state.withLock {
@@ -170,43 +165,70 @@ extension Store.Transaction {
         try Int64.fetchOne(db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'cursor'") ?? 0
     }
 
-    /// Applies one pulled change. Returns false for this device's own changes and changes seen before.
-    func receive(_ change: Change) throws -> Bool {
-        guard let serverSequence = change.serverSequence else {
-            throw SyncError(.badResponse, "a pulled change has no server sequence number")
-        }
-        if change.device == store.deviceID {
-            // Our own change, ordered by the server: note its number (the push answer may have been lost).
-            try db.execute(
-                sql: "UPDATE _changelog SET sseq = ? WHERE seq = ? AND sseq IS NULL",
-                arguments: [serverSequence, change.sequence])
-            return false
-        }
-        let table = try entityTable(change.entity)
-        try db.execute(
+    /// Applies pulled changes (in server order); returns how many were new changes from other devices.
+    ///
+    /// This device's own changes only get their server sequence number noted (the push answer
+    /// may have been lost). The others are grouped by record: each record's merge state is read,
+    /// merged with its changes in order, and written back once.
+    func receive(_ changes: [Change]) throws -> Int {
+        let noteOwn = try db.cachedStatement(sql: "UPDATE _changelog SET sseq = ? WHERE seq = ? AND sseq IS NULL")
+        let insert = try db.cachedStatement(
             sql: """
                 INSERT OR IGNORE INTO _received
                     (sseq, device, seq, author, entity, record, record_key, op, hlc, base, fields)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """,
-            arguments: [
+                """)
+        var groups: [RecordRef: [Change]] = [:]
+        var order: [RecordRef] = []
+        for change in changes {
+            guard let serverSequence = change.serverSequence else {
+                throw SyncError(.badResponse, "a pulled change has no server sequence number")
+            }
+            if change.device == store.deviceID {
+                try noteOwn.execute(arguments: [serverSequence, change.sequence])
+                continue
+            }
+            _ = try entityTable(change.entity)
+            try insert.execute(arguments: [
                 serverSequence, change.device, change.sequence, change.author, change.entity, change.recordID,
                 recordKey(change.recordID), change.operation.rawValue, Int64(bitPattern: change.timestamp.rawValue),
                 change.base, encodeFields(change.fields),
             ])
-        guard db.changesCount == 1 else { return false }
-
-        var (state, folded) = try mergeState(table, change.recordID)
-        state.apply(change, entity: table.entity)
-        try writeRow(table, change.recordID, state)
-        try db.execute(
+            guard db.changesCount == 1 else { continue }  // seen before
+            let ref = RecordRef(entity: change.entity, id: change.recordID)
+            if groups[ref] == nil { order.append(ref) }
+            groups[ref, default: []].append(change)
+        }
+        guard !order.isEmpty else { return 0 }
+        let withOpenConflicts = try Set(
+            Row.fetchCursor(
+                db.cachedStatement(sql: "SELECT DISTINCT entity, record FROM _conflicts WHERE resolved_at IS NULL")
+            ).map { RecordRef(entity: $0[0], id: $0[1]) })
+        let saveState = try db.cachedStatement(
             sql: """
                 INSERT INTO _record_state (entity, record, state, folded) VALUES (?, ?, ?, ?)
                 ON CONFLICT (entity, record) DO UPDATE SET state = excluded.state, folded = excluded.folded
-                """,
-            arguments: [change.entity, change.recordID, state.json.serialized, folded])
-        try noteConflicts(table, change.recordID, state, at: serverSequence)
-        return true
+                """)
+        var applied = 0
+        for ref in order {
+            let table = try entityTable(ref.entity)
+            let changes = groups[ref]!
+            var (state, folded) = try mergeState(table, ref.id)
+            for change in changes { state.apply(change, entity: table.entity) }
+            applied += changes.count
+            try writeRow(table, ref.id, state)
+            try saveState.execute(arguments: [ref.entity, ref.id, state.json.serialized, folded])
+            let conflicts = state.conflicts(entity: table.entity, recordID: ref.id)
+            if !conflicts.isEmpty || withOpenConflicts.contains(ref) {
+                try noteConflicts(table, ref.id, conflicts, at: changes.last!.serverSequence!)
+            }
+        }
+        return applied
+    }
+
+    struct RecordRef: Hashable {
+        var entity: String
+        var id: String
     }
 
     /// A record's merge state: the stored one, with the local changes made since folded in.
@@ -214,7 +236,7 @@ extension Store.Transaction {
         var state = RecordState()
         var folded: Int64 = 0
         if let row = try Row.fetchOne(
-            db, sql: "SELECT state, folded FROM _record_state WHERE entity = ? AND record = ?",
+            db.cachedStatement(sql: "SELECT state, folded FROM _record_state WHERE entity = ? AND record = ?"),
             arguments: [table.entity.name, record])
         {
             let text: String = row[0]
@@ -232,7 +254,9 @@ extension Store.Transaction {
         if !unknown.isEmpty {
             var known: [Int64: Int64] = [:]
             for sequence in unknown {
-                if let s = try Int64.fetchOne(db, sql: "SELECT sseq FROM _changelog WHERE seq = ?", arguments: [sequence]) {
+                if let s = try Int64.fetchOne(
+                    db.cachedStatement(sql: "SELECT sseq FROM _changelog WHERE seq = ?"), arguments: [sequence])
+                {
                     known[sequence] = s
                 }
             }
@@ -245,23 +269,16 @@ extension Store.Transaction {
     func writeRow(_ table: EntityTable, _ record: String, _ state: RecordState) throws {
         let entity = table.entity
         guard state.exists(onDelete: entity.onDelete) else {
-            try db.execute(sql: "DELETE FROM \(quoted(entity.name)) WHERE id = ?", arguments: [record])
+            try db.cachedStatement(sql: table.deleteSQL).execute(arguments: [record])
             return
         }
-        let columns = entity.fields.map { quoted($0.name) }
-        let sql = """
-            INSERT INTO \(quoted(entity.name)) (id, \(columns.joined(separator: ", ")))
-            VALUES (?\(String(repeating: ", ?", count: columns.count)))
-            ON CONFLICT (id) DO UPDATE SET \(columns.map { "\($0) = excluded.\($0)" }.joined(separator: ", "))
-            """
         var arguments: [DatabaseValue] = [record.databaseValue]
         for field in entity.fields { arguments.append((state.values[field.name] ?? .null).databaseValue) }
-        try db.cachedStatement(sql: sql).execute(arguments: StatementArguments(arguments))
+        try db.cachedStatement(sql: table.upsertSQL).execute(arguments: StatementArguments(arguments))
     }
 
     /// Keeps `_conflicts` in step with a record's state: new conflicts open, settled ones close.
-    func noteConflicts(_ table: EntityTable, _ record: String, _ state: RecordState, at serverSequence: Int64) throws {
-        let conflicts = state.conflicts(entity: table.entity, recordID: record)
+    func noteConflicts(_ table: EntityTable, _ record: String, _ conflicts: [Conflict], at serverSequence: Int64) throws {
         let open = try String.fetchSet(
             db, sql: "SELECT id FROM _conflicts WHERE entity = ? AND record = ? AND resolved_at IS NULL",
             arguments: [table.entity.name, record])

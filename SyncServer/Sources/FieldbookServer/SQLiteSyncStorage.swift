@@ -151,15 +151,21 @@ public final class SQLiteSyncStorage: SyncStorage {
         }
         try db.execute(sql: "UPDATE devices SET last_sequence = ? WHERE device = ?", arguments: [lastSequence, device])
         let head = assigned.map(\.serverSequence).max() ?? 0
+        let withOpenConflicts = try Set(
+            Row.fetchCursor(db.cachedStatement(sql: "SELECT DISTINCT entity, record FROM conflicts WHERE resolved_at IS NULL"))
+                .map { RecordKey(entity: $0[0], id: $0[1]) })
+        let save = try db.cachedStatement(
+            sql: """
+                INSERT INTO records (entity, id, state, live) VALUES (?, ?, ?, ?)
+                ON CONFLICT (entity, id) DO UPDATE SET state = excluded.state, live = excluded.live
+                """)
         for key in touched {
             guard let entity = schema.entity(key.entity), let state = states[key] else { continue }
-            try db.execute(
-                sql: """
-                    INSERT INTO records (entity, id, state, live) VALUES (?, ?, ?, ?)
-                    ON CONFLICT (entity, id) DO UPDATE SET state = excluded.state, live = excluded.live
-                    """,
-                arguments: [key.entity, key.id, state.json.serialized, state.exists(onDelete: entity.onDelete)])
-            try updateConflicts(db, key, state.conflicts(entity: entity, recordID: key.id), at: head)
+            try save.execute(arguments: [key.entity, key.id, state.json.serialized, state.exists(onDelete: entity.onDelete)])
+            let conflicts = state.conflicts(entity: entity, recordID: key.id)
+            if !conflicts.isEmpty || withOpenConflicts.contains(key) {
+                try updateConflicts(db, key, conflicts, at: head)
+            }
         }
         return PushResponse(assigned: assigned)
     }
@@ -178,7 +184,7 @@ public final class SQLiteSyncStorage: SyncStorage {
     static func loadState(_ db: Database, _ key: RecordKey, entity: Entity) throws -> RecordState {
         guard
             let text = try String.fetchOne(
-                db, sql: "SELECT state FROM records WHERE entity = ? AND id = ?", arguments: [key.entity, key.id])
+                db.cachedStatement(sql: "SELECT state FROM records WHERE entity = ? AND id = ?"), arguments: [key.entity, key.id])
         else { return RecordState() }
         return try RecordState(json: JSON(parsing: text), entity: entity)
     }
