@@ -117,6 +117,21 @@ extension FieldChange {
         out.append(UInt8(ascii: "}"))
     }
 
+    /// This change's value part as a JSON tree (the same form as ``writeJSON(to:)``).
+    public var valueJSON: JSON {
+        switch kind {
+        case .add(let delta): return .object([("+", .int(delta))])
+        case .members(let added, let removed):
+            return .object([("add", Value.textSet(added).json), ("remove", Value.textSet(removed).json)])
+        case .set(let value):
+            if observedAt == nil && epoch == nil { return value.json }
+            var pairs: [(key: String, value: JSON)] = [("=", value.json)]
+            if let observedAt { pairs.append(("at", .string(observedAt))) }
+            if let epoch { pairs.append(("epoch", .int(epoch))) }
+            return .object(pairs)
+        }
+    }
+
     /// Writes this change's value part (see ``encode(_:to:)``).
     public func writeJSON(to out: inout [UInt8]) {
         switch kind {

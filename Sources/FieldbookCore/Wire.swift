@@ -328,10 +328,7 @@ extension Change {
 
     /// The field changes as the JSON object of ``FieldChange/encode(_:to:)``.
     public var fieldsJSON: JSON {
-        var bytes: [UInt8] = []
-        FieldChange.encode(fields, to: &bytes)
-        // Our own encoding always parses.
-        return (try? JSON(parsing: bytes)) ?? .object([])
+        .object(fields.map { ($0.field, $0.valueJSON) })
     }
 
     /// Reads a change object, checking it against `schema`. `device` is the pushing device;
