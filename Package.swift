@@ -103,6 +103,13 @@ let package = Package(
             path: "Tests/Support/fieldbook-crash-writer",
             swiftSettings: strictSettings
         ),
+        // Writes changes and syncs them until killed: the device process of the sync fault tests.
+        .executableTarget(
+            name: "fieldbook-sync-device",
+            dependencies: ["FieldbookStore", "FieldbookSchemas"],
+            path: "Tests/Support/fieldbook-sync-device",
+            swiftSettings: strictSettings
+        ),
         .testTarget(
             name: "FieldbookCoreTests",
             dependencies: ["FieldbookCore", "FieldbookSchemas"],
@@ -120,6 +127,7 @@ let package = Package(
                 "FieldbookStore",
                 "FieldbookServer",
                 "FieldbookSchemas",
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ],
