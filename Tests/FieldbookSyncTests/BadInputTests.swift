@@ -62,7 +62,7 @@ struct BadInputTests {
     @Test("each hostile request gets its code; nothing is written; the server keeps serving")
     func hostile() async throws {
         let dir = TemporaryDirectory()
-        let storage = try SQLiteSyncStorage(path: dir.path("server.sqlite"), schema: schema)
+        let storage = try makeStorage(dir)
         let token = try await storage.createToken(name: "王芳")
         let revoked = try await storage.createToken(name: "离职")
         _ = try await storage.revokeTokens(name: "离职")

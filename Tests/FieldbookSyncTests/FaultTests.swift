@@ -43,12 +43,14 @@ final class ServerProcess {
 
     var url: URL { URL(string: "http://127.0.0.1:\(port)")! }
 
-    func kill() {
+    func kill(_ signal: Int32 = SIGKILL) {
         guard let process else { return }
-        Foundation.kill(process.processIdentifier, SIGKILL)
+        Foundation.kill(process.processIdentifier, signal)
         process.waitUntilExit()
         self.process = nil
     }
+
+    var terminationStatus: Int32? { process?.terminationStatus }
 
     func token(_ name: String) throws -> String {
         let admin = Process()
@@ -69,6 +71,23 @@ func integrityCheck(_ path: String) throws -> String {
 
 @Suite("Sync: killed processes")
 struct FaultTests {
+    @Test("SIGTERM shuts the server down gracefully: exit status 0, the database intact")
+    func gracefulShutdown() async throws {
+        let dir = TemporaryDirectory()
+        let server = ServerProcess(database: dir.path("server.sqlite"))
+        let token = try server.token("王芳")
+        try server.start()
+        let store = try Store(path: dir.path("device.sqlite"), schema: schema)
+        try store.insert("site", ["name": "城厢区公墓", "kind": "cemetery"])
+        _ = try await store.sync(HTTPTransport(server: server.url, token: token))
+        let process = try #require(server.process)
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+        #expect(process.terminationReason == .exit && process.terminationStatus == 0)
+        #expect(try integrityCheck(dir.path("server.sqlite")) == "ok")
+        #expect(try await makeStorage(dir).changeCount() == 1)
+    }
+
     @Test("device and server killed with SIGKILL mid-sync, again and again: nothing lost, nothing twice")
     func killedMidSync() async throws {
         let dir = TemporaryDirectory()
@@ -109,7 +128,7 @@ struct FaultTests {
         #expect(final.status == 0, "the device finishes once left alone: \(final.output)")
         #expect(killedMidway > 0, "at least one kill landed during a sync")
 
-        let storage = try SQLiteSyncStorage(path: dir.path("server.sqlite"), schema: schema)
+        let storage = try makeStorage(dir)
         let device = try Store(path: devicePath, schema: schema)
         #expect(try device.changeCount() == changes)
         #expect(try device.pendingCount() == 0)
@@ -165,7 +184,7 @@ struct RetryTests {
     @Test("network failures are retried with backoff; refusals are not")
     func retries() async throws {
         let dir = TemporaryDirectory()
-        let storage = try SQLiteSyncStorage(path: dir.path("server.sqlite"), schema: schema)
+        let storage = try makeStorage(dir)
         _ = try await storage.createToken(name: "王芳")
         let store = try Store(path: dir.path("device.sqlite"), schema: schema)
         try store.insert("site", ["name": "新度镇社会工作服务站", "kind": "social_work_station"])

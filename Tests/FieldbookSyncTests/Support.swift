@@ -23,10 +23,16 @@ final class TemporaryDirectory: Sendable {
     deinit { try? FileManager.default.removeItem(at: url) }
 }
 
+/// The server store the suites run against. Every protocol test goes through this one
+/// function, so another store (PostgreSQL) runs the same suites.
+func makeStorage(_ dir: TemporaryDirectory) throws -> any SyncStorage {
+    try SQLiteSyncStorage(path: dir.path("server.sqlite"), schema: schema)
+}
+
 /// Runs a real server (Hummingbird, SQLite storage, a real socket on a free loopback port)
 /// while `body` runs.
 func withServer<T: Sendable>(
-    storage: SQLiteSyncStorage, _ body: @Sendable (URL) async throws -> T
+    storage: any SyncStorage, _ body: @Sendable (URL) async throws -> T
 ) async throws -> T {
     var logger = Logger(label: "test-server")
     logger.logLevel = .warning
@@ -65,7 +71,7 @@ func snapshot(_ store: Store) throws -> [String: [String: [String: Value]]] {
     return result
 }
 
-func snapshot(_ storage: SQLiteSyncStorage) async throws -> [String: [String: [String: Value]]] {
+func snapshot(_ storage: any SyncStorage) async throws -> [String: [String: [String: Value]]] {
     var result: [String: [String: [String: Value]]] = [:]
     for entity in schema.entities {
         var records: [String: [String: Value]] = [:]

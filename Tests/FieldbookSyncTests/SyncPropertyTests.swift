@@ -21,12 +21,12 @@ struct SeededGenerator: RandomNumberGenerator {
 /// A transport straight into the server's storage that loses requests and answers,
 /// and sends requests twice, as a bad network would.
 final class FlakyTransport: SyncTransport {
-    let storage: SQLiteSyncStorage
+    let storage: any SyncStorage
     let identity: Identity
     let rng: Mutex<SeededGenerator>
     let faults: Bool
 
-    init(storage: SQLiteSyncStorage, identity: Identity, seed: UInt64, faults: Bool) {
+    init(storage: any SyncStorage, identity: Identity, seed: UInt64, faults: Bool) {
         self.storage = storage
         self.identity = identity
         self.rng = Mutex(SeededGenerator(seed: seed))
@@ -103,7 +103,7 @@ struct SyncPropertyTests {
     static func scenario(seed: UInt64) async throws {
         var rng = SeededGenerator(seed: seed &* 0x2545_F491_4F6C_DD1D &+ 17)
         let dir = TemporaryDirectory()
-        let storage = try SQLiteSyncStorage(path: dir.path("server.sqlite"), schema: schema)
+        let storage = try makeStorage(dir)
         let count = Int.random(in: 3...5, using: &rng)
         var devices: [Store] = []
         var flaky: [FlakyTransport] = []

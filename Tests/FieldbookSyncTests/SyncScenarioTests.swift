@@ -7,12 +7,12 @@ import Testing
 /// Three inspectors' devices against one live server over loopback HTTP.
 struct Team {
     let dir = TemporaryDirectory()
-    let storage: SQLiteSyncStorage
+    let storage: any SyncStorage
     let devices: [Store]
     let tokens: [String]
 
     init() async throws {
-        storage = try SQLiteSyncStorage(path: dir.path("server.sqlite"), schema: schema)
+        storage = try makeStorage(dir)
         var devices: [Store] = []
         var tokens: [String] = []
         for name in ["王芳", "李明", "张伟"] {
@@ -222,7 +222,7 @@ struct SyncScenarioTests {
             return id
         }
         // A new server process on the same file.
-        let reopened = try SQLiteSyncStorage(path: team.dir.path("server.sqlite"), schema: schema)
+        let reopened = try makeStorage(team.dir)
         try await withServer(storage: reopened) { url in
             _ = try await team.devices[1].sync(team.transport(1, url))
             #expect(try team.devices[1].record("finding", id: id)?["status"] == "completed")

@@ -44,6 +44,9 @@ public protocol SyncStorage: Sendable {
     /// The open conflicts.
     func conflicts() async throws -> [Conflict]
 
+    /// The number of changes accepted.
+    func changeCount() async throws -> Int
+
     /// The merged records of an entity that exist, by id, with their values.
     func records(_ entity: String) async throws -> [(id: String, values: [String: Value])]
 
