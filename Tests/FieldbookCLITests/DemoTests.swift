@@ -26,7 +26,7 @@ func runProduct(_ name: String, _ arguments: [String]) throws -> (status: Int32,
 
 @Suite("fieldbook demo")
 struct DemoTests {
-    @Test("the demo writes the example ledger, prints aligned tables, tallies and a history")
+    @Test("the demo runs a server and three devices: offline work, sync, a conflict settled, aligned tables, tallies, history")
     func demo() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fieldbook-demo-test-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -51,9 +51,19 @@ struct DemoTests {
         }
         #expect(Set(columns).count == 1, "columns misaligned: \(columns)")
 
-        // The store the demo left is a real store holding what it printed.
-        let store = try Store(path: dir.appendingPathComponent("device.sqlite").path, schema: try Schema(json: BundledSchemas.inspection))
-        #expect(try store.fetch(Query("finding")).count == 4)
-        #expect(try store.pendingCount() == 25)
+        // Offline work on three devices, a sync, a real conflict seen everywhere, settled, converged.
+        #expect(result.stdout.contains("the same conflict on every device (1, 1, 1)"))
+        #expect(result.stdout.contains("→ 310 everywhere (the later visit wins)"))
+        #expect(result.stdout.contains("Devices agree: yes; open conflicts: 0"))
+
+        // The stores the demo left are real stores holding what it printed, nothing pending.
+        let schema = try Schema(json: BundledSchemas.inspection)
+        for device in ["office", "li", "zhang"] {
+            let store = try Store(path: dir.appendingPathComponent("\(device).sqlite").path, schema: schema)
+            #expect(try store.fetch(Query("finding")).count == 4)
+            #expect(try store.fetch(Query("progress_note")).count == 3)
+            #expect(try store.pendingCount() == 0)
+            #expect(try store.conflicts().isEmpty)
+        }
     }
 }

@@ -4,25 +4,119 @@ import FieldbookSchemas
 import FieldbookStore
 import Foundation
 
-/// `fieldbook demo`: a device store filled with the domain's example sites and findings.
-struct Demo: ParsableCommand {
+/// `fieldbook demo`: the main job. A sync server on the embedded SQLite store, three
+/// devices (the office and two inspectors) that work offline, sync, run into a real conflict,
+/// settle it, and end up holding the same ledger.
+struct Demo: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Create a device store with DOMAIN.md's example sites and findings, and show them with their history.")
+        abstract: "Run a sync server and three devices through DOMAIN.md's example: offline work, sync, a conflict, its resolution.")
 
-    @Option(help: "Where to create the store (default: a new temporary directory).")
+    @Option(help: "Where to put the server's and the devices' files (default: a new temporary directory).")
     var store: String?
 
-    func run() throws {
+    func run() async throws {
         let directory = store ?? FileManager.default.temporaryDirectory
             .appendingPathComponent("fieldbook-demo-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let path = directory + "/device.sqlite"
         let schema = try Schema(json: BundledSchemas.inspection)
-        let device = try Store(path: path, schema: schema)
-        print("Device store: \(path)  (device \(device.deviceID.prefix(8)), schema \(schema.name) v\(schema.version))\n")
+        let server = try DemoServer(database: directory + "/server.sqlite")
+        defer { server.stop() }
+        print("Server: \(server.url.absoluteString)  (fieldbook-server, embedded SQLite: \(directory)/server.sqlite)")
 
-        let story = try DemoStory.write(to: device)
+        let names = ["office": "区民政局 王芳", "li": "检查员 李明", "zhang": "检查员 张伟"]
+        var devices: [String: Store] = [:]
+        var transports: [String: HTTPTransport] = [:]
+        for key in ["office", "li", "zhang"] {
+            devices[key] = try Store(path: "\(directory)/\(key).sqlite", schema: schema)
+            transports[key] = HTTPTransport(server: server.url, token: try server.token(name: names[key]!))
+        }
+        let office = devices["office"]!, li = devices["li"]!, zhang = devices["zhang"]!
+        func sync(_ key: String) async throws {
+            let report = try await devices[key]!.sync(transports[key]!)
+            print("  sync \(pad(names[key]!, to: 13))  pushed \(report.pushed), pulled \(report.pulled), open conflicts \(report.openConflicts)")
+        }
+        func syncAll() async throws {
+            for key in ["office", "li", "zhang", "office", "li", "zhang"] { try await sync(key) }
+        }
 
+        print("\n1. The office enters the inspection round's ledger; everyone syncs.")
+        let story = try DemoStory.write(to: office)
+        try await syncAll()
+
+        print("\n2. In the field, offline: 李明 and 张伟 visit the same elderly home; the office works on.")
+        let fire = story.fire
+        try li.update("site", id: story.home, ["beds_total": 310, "observed_on": "2021-10-12"])
+        try li.update("finding", id: fire, ["deadline": "2022-08-31", "results": "呼叫装置已采购"])
+        try li.insert("progress_note", ["finding": .text(fire), "text": "现场复查：呼叫装置已到货，待安装", "author": "李明"])
+        try zhang.update("site", id: story.home, ["beds_total": 305, "observed_on": "2021-10-05"])
+        try zhang.update("finding", id: fire, ["deadline": "2022-12-31"])
+        try zhang.insert("progress_note", ["finding": .text(fire), "text": "与运营方约谈，确定安装计划", "author": "张伟"])
+        try office.update("finding", id: fire, ["responsible_person": "刘洋"])
+        try office.write { try $0.increment("site", id: story.cemetery, "illegal_graves_found", by: 1) }
+        print("   pending: office \(try office.pendingCount()), 李明 \(try li.pendingCount()), 张伟 \(try zhang.pendingCount())")
+
+        print("\n3. Back in signal, everyone syncs.")
+        try await syncAll()
+        let beds = try office.record("site", id: story.home)?["beds_total"] ?? .null
+        print("   Beds: 李明 counted 310 on 2021-10-12, 张伟 305 on 2021-10-05 → \(beds) everywhere (the later visit wins).")
+        let conflicts = try office.conflicts()
+        var table = TextTable(["冲突 Conflict", "字段 Field", "值 Value", "谁 Who", "时间 When"])
+        for conflict in conflicts {
+            for side in conflict.sides {
+                table.append([
+                    conflict.entity, conflict.field ?? "(delete)", side.deletes ? "(deleted)" : side.value.description,
+                    deviceName(side.stamp.device, devices, names),
+                    CalendarText.timestamp(millisecondsSince1970: Int64(side.stamp.timestamp.millis)),
+                ])
+            }
+        }
+        print("   The deadline was moved twice, offline: the same conflict on every device (\(try li.conflicts().count), \(try zhang.conflicts().count), \(conflicts.count)):")
+        print(table.render(indent: 3))
+
+        print("\n4. The office settles the deadline (2022-12-31) and everyone syncs.")
+        try office.update("finding", id: fire, ["deadline": "2022-12-31"])
+        try await syncAll()
+
+        print("\n5. The ledger, the same on all three devices and the server:\n")
+        try printLedger(office)
+        let snapshots = try [office, li, zhang].map { try ledgerExport($0) }
+        let agree = snapshots.allSatisfy { $0 == snapshots[0] }
+        print("Devices agree: \(agree ? "yes" : "NO"); open conflicts: \(try office.conflicts().count + li.conflicts().count + zhang.conflicts().count)\n")
+
+        print("History of the fire-safety finding (who, on which device):")
+        var history = TextTable(["时间 When", "谁 Who", "字段 Field", "旧 Old", "新 New"])
+        for entry in try zhang.history(of: fire) where entry.field != nil {
+            history.append([
+                CalendarText.timestamp(millisecondsSince1970: Int64(entry.timestamp.millis)),
+                entry.author ?? deviceName(entry.device, devices, names), entry.field ?? "", entry.old.description,
+                entry.new.description,
+            ])
+        }
+        print(history.render() + "\n")
+        print("History of the cemetery record (a corrected count):")
+        var cemetery = TextTable(["时间 When", "字段 Field", "旧 Old", "新 New"])
+        for entry in try li.history(of: story.cemetery) where entry.field != nil {
+            cemetery.append([
+                CalendarText.timestamp(millisecondsSince1970: Int64(entry.timestamp.millis)), entry.field ?? "",
+                entry.old.description, entry.new.description,
+            ])
+        }
+        print(cemetery.render() + "\n")
+        print("Files: \(directory)")
+    }
+
+    func deviceName(_ device: String, _ devices: [String: Store], _ names: [String: String]) -> String {
+        devices.first { $0.value.deviceID == device }.map { names[$0.key]! } ?? String(device.prefix(8))
+    }
+
+    /// Every record of every entity, as JSON text: what "the same ledger" means.
+    func ledgerExport(_ store: Store) throws -> String {
+        try store.schema.entities.map { entity in
+            try store.fetch(Query(entity.name)).map(\.json.serialized).joined(separator: "\n")
+        }.joined(separator: "\n")
+    }
+
+    func printLedger(_ device: Store) throws {
         var sites = TextTable(["场所 Site", "类别 Kind", "运营方 Operator", "床位 Beds", "护理 Nursing", "标签 Tags"])
         for site in try device.fetch(Site.self, where: { $0.sorted(by: "kind").sorted(by: "name") }) {
             sites.append([
@@ -32,12 +126,13 @@ struct Demo: ParsableCommand {
         }
         print(sites.render() + "\n")
 
-        var findings = TextTable(["问题 Finding", "状态 Status", "整改期限 Deadline", "责任人 Person", "措施 Measures"])
+        var findings = TextTable(["问题 Finding", "状态 Status", "整改期限 Deadline", "责任人 Person", "措施 Measures", "进展 Notes"])
         for finding in try device.fetch(Finding.self, where: { $0.sorted(by: "deadline") }) {
             let measures = try device.fetch(Query("measure").filter("finding", .equal, .text(finding.id))).count
+            let notes = try device.fetch(Query("progress_note").filter("finding", .equal, .text(finding.id))).count
             findings.append([
                 finding.title, finding.status.rawValue, finding.deadline?.description ?? "",
-                finding.responsiblePerson ?? "", String(measures),
+                finding.responsiblePerson ?? "", String(measures), String(notes),
             ])
         }
         print(findings.render() + "\n")
@@ -50,18 +145,56 @@ struct Demo: ParsableCommand {
         let visits = try device.fetch(Visit.self)
         print("Findings: \(all.count) (\(byStatus.joined(separator: ", ")))")
         print("Accountability: \(byKind.joined(separator: ", "))")
-        print("Penalties: \(visits.compactMap(\.penaltyYuan).reduce(0, +)) yuan; recovered: \(visits.compactMap(\.recoveredYuan).reduce(0, +)) yuan\n")
+        print("Penalties: \(visits.compactMap(\.penaltyYuan).reduce(0, +)) yuan; recovered: \(visits.compactMap(\.recoveredYuan).reduce(0, +)) yuan")
+    }
+}
 
-        print("History of the cemetery record (a corrected count):")
-        var history = TextTable(["时间 When", "设备 Device", "字段 Field", "旧 Old", "新 New"])
-        for entry in try device.history(of: story.cemetery) {
-            history.append([
-                CalendarText.timestamp(millisecondsSince1970: Int64(entry.timestamp.millis)), String(entry.device.prefix(8)),
-                entry.field ?? "(deleted)", entry.old.description, entry.new.description,
-            ])
+/// A `fieldbook-server` process (the binary beside this one) on a free loopback port.
+final class DemoServer {
+    let process = Process()
+    let binary: URL
+    let database: String
+    let url: URL
+
+    init(database: String) throws {
+        binary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+            .appendingPathComponent("fieldbook-server")
+        guard FileManager.default.isExecutableFile(atPath: binary.path) else {
+            throw ValidationError("fieldbook-server is not built beside fieldbook; run 'swift build' (or ./scripts/demo)")
         }
-        print(history.render() + "\n")
-        print("Pending changes to sync: \(try device.pendingCount())")
+        self.database = database
+        process.executableURL = binary
+        process.arguments = ["serve", "--database", database, "--port", "0", "--log-level", "warning"]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        var text = ""
+        while !text.contains("\n") {
+            let chunk = output.fileHandleForReading.availableData
+            if chunk.isEmpty { throw ValidationError("fieldbook-server stopped before it listened") }
+            text += String(decoding: chunk, as: UTF8.self)
+        }
+        guard let start = text.range(of: "http://"),
+            let url = URL(string: String(text[start.lowerBound...]).trimmingCharacters(in: .whitespacesAndNewlines))
+        else { throw ValidationError("fieldbook-server printed no address") }
+        self.url = url
+    }
+
+    func token(name: String) throws -> String {
+        let admin = Process()
+        admin.executableURL = binary
+        admin.arguments = ["token", "create", "--database", database, "--name", name]
+        let output = Pipe()
+        admin.standardOutput = output
+        try admin.run()
+        admin.waitUntilExit()
+        return String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    func stop() {
+        process.terminate()
+        process.waitUntilExit()
     }
 }
 
@@ -69,6 +202,8 @@ struct Demo: ParsableCommand {
 enum DemoStory {
     struct Written {
         var cemetery: String
+        var home: String
+        var fire: String
     }
 
     static func write(to store: Store) throws -> Written {
@@ -140,6 +275,6 @@ enum DemoStory {
         fire.deadline = CalendarDate("2022-09-30")
         try store.save(fire)
         try store.write { try $0.increment("site", id: cemetery.id, "illegal_graves_found", by: 2) }
-        return Written(cemetery: cemetery.id)
+        return Written(cemetery: cemetery.id, home: home.id, fire: fire.id)
     }
 }

@@ -56,7 +56,8 @@ struct TextTable {
 
     mutating func append(_ row: [String]) { rows.append(row) }
 
-    func render() -> String {
+    /// The table as lines, each starting with `indent` spaces.
+    func render(indent: Int = 0) -> String {
         let cells = ([header] + rows).map { row in
             row.map { truncate($0.replacingNewlines(), to: maxColumnWidth) }
         }
@@ -71,7 +72,8 @@ struct TextTable {
         }
         var out = [line(cells[0]), widths.map { String(repeating: "─", count: $0) }.joined(separator: "  ")]
         out += cells.dropFirst().map(line)
-        return out.joined(separator: "\n")
+        let margin = String(repeating: " ", count: indent)
+        return out.map { margin + $0 }.joined(separator: "\n")
     }
 }
 
