@@ -315,3 +315,30 @@ func encodeFields(_ fields: [FieldChange]) -> String {
     FieldChange.encode(fields, to: &bytes)
     return String(decoding: bytes, as: UTF8.self)
 }
+
+extension Store {
+    /// When the last sync finished (`YYYY-MM-DDTHH:MM:SS.sssZ`), or nil if none has.
+    public func lastSync() throws -> String? {
+        try read { try String.fetchOne($0.db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'last_sync'") }
+    }
+
+    /// The value both sides of a field conflict started from: the field as written by the
+    /// latest change that every side had seen (null if none had: both wrote it first).
+    public func base(of conflict: Conflict) throws -> Value {
+        guard let field = conflict.field else { return .null }
+        return try read { tx in
+            let changes = try tx.changes(
+                sql: "WHERE record_key = ? AND record = ? ORDER BY seq",
+                arguments: [recordKey(conflict.recordID), conflict.recordID]) + tx.receivedChanges(record: conflict.recordID)
+            var base: (stamp: ChangeStamp, value: Value)?
+            for change in changes {
+                let stamp = change.stamp
+                guard conflict.sides.allSatisfy({ $0.stamp.saw(stamp) && $0.stamp != stamp }),
+                    let written = change.fields.first(where: { $0.field == field }), case .set(let value) = written.kind
+                else { continue }
+                if base.map({ $0.stamp.precedes(stamp) }) ?? true { base = (stamp, value) }
+            }
+            return base?.value ?? .null
+        }
+    }
+}

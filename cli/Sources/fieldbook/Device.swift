@@ -1,0 +1,171 @@
+import ArgumentParser
+import FieldbookCore
+import FieldbookSchemas
+import FieldbookStore
+import Foundation
+
+/// What every command takes: which device, and whether to answer in JSON.
+struct DeviceOptions: ParsableArguments {
+    @Option(
+        name: .customLong("store"),
+        help: ArgumentHelp("The device directory (or FIELDBOOK_STORE; default ./.fieldbook).", valueName: "dir"),
+        completion: .directory)
+    var directory: String?
+
+    @Flag(help: "Print exactly one JSON document on stdout.")
+    var json = false
+
+    var path: String {
+        directory ?? ProcessInfo.processInfo.environment["FIELDBOOK_STORE"] ?? ".fieldbook"
+    }
+
+    /// Opens the device made by `fieldbook init`.
+    func open() throws -> Device {
+        let config = try DeviceConfig.read(from: path)
+        let schema: Schema
+        if FileManager.default.fileExists(atPath: path + "/schema.json") {
+            schema = try Schema(json: Array(try Data(contentsOf: URL(fileURLWithPath: path + "/schema.json"))))
+        } else {
+            schema = try Schema(json: BundledSchemas.inspection)
+        }
+        return Device(config: config, store: try Store(path: path + "/device.sqlite", schema: schema))
+    }
+}
+
+/// A device: its store and how it reaches the server.
+struct Device {
+    var config: DeviceConfig
+    var store: Store
+
+    var transport: HTTPTransport { HTTPTransport(server: config.server, token: config.token) }
+
+    func entity(_ name: String) throws -> Entity {
+        guard let entity = store.schema.entity(name) else {
+            throw CLIError(
+                .usage, "no entity '\(name)'; entities: \(store.schema.entities.map(\.name).joined(separator: ", "))")
+        }
+        return entity
+    }
+}
+
+/// `config.json` in the device directory: the server, the token (the file is readable by its owner only), a name.
+struct DeviceConfig {
+    var server: URL
+    var token: String
+    var name: String?
+
+    static func read(from directory: String) throws -> DeviceConfig {
+        let path = directory + "/config.json"
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw CLIError(
+                .notFound, "no device at \(directory); make one with 'fieldbook init --server URL --token TOKEN' (or pass --store DIR)")
+        }
+        guard let json = try? JSON(parsing: Array(data)), case .string(let server)? = json["server"],
+            let url = URL(string: server), case .string(let token)? = json["token"]
+        else { throw CLIError(.validation, "\(path) is damaged; run 'fieldbook init' again in a new directory") }
+        var name: String?
+        if case .string(let n)? = json["name"] { name = n }
+        return DeviceConfig(server: url, token: token, name: name)
+    }
+
+    func write(to directory: String) throws {
+        var pairs: [(key: String, value: JSON)] = [("server", .string(server.absoluteString)), ("token", .string(token))]
+        if let name { pairs.append(("name", .string(name))) }
+        let path = directory + "/config.json"
+        guard FileManager.default.createFile(
+            atPath: path, contents: Data(JSON.object(pairs).serialized.utf8), attributes: [.posixPermissions: 0o600])
+        else { throw CLIError(.validation, "cannot write \(path)") }
+    }
+}
+
+/// A failure with the exit code scripts can tell apart (docs/cli.md, "Exit codes").
+struct CLIError: Error, CustomStringConvertible {
+    enum Kind: Int32 {
+        /// Bad arguments: an unknown entity, a malformed `field=value`.
+        case usage = 64
+        /// A value the schema refuses.
+        case validation = 65
+        /// No such record, conflict or device.
+        case notFound = 66
+        /// Open conflicts stand in the way.
+        case conflict = 67
+        /// The server could not be reached.
+        case network = 69
+        /// The server refused the token.
+        case authentication = 77
+        /// The server refused the request for another reason.
+        case refused = 76
+    }
+
+    var kind: Kind
+    var message: String
+
+    init(_ kind: Kind, _ message: String) {
+        self.kind = kind
+        self.message = message
+    }
+
+    var description: String { message }
+
+    /// The CLI's view of an error from the store or from sync.
+    init(_ error: any Error) {
+        switch error {
+        case let error as CLIError:
+            self = error
+        case let error as StoreError:
+            let kind: Kind =
+                switch error.code {
+                case .notFound: .notFound
+                case .unknownEntity, .unknownField: .usage
+                default: .validation
+                }
+            var message = error.description
+            if error.code == .badFormat, let field = error.field, let entity = error.entity {
+                message += " (\(entity).\(field))"
+            }
+            self.init(kind, message)
+        case let error as SyncError:
+            switch error.kind {
+            case .network: self.init(.network, "\(error.message); the changes stay here and go with the next sync")
+            case .refused(.unauthorized):
+                self.init(
+                    .authentication,
+                    "the server refused the token (\(error.message)); ask an administrator for a new one ('fieldbook-server token create --name NAME') and run 'fieldbook init' with it")
+            case .refused(.schemaMismatch):
+                self.init(.refused, "\(error.message); this device and the server must hold the same schema version")
+            case .refused(let code): self.init(.refused, "the server refused the sync (\(code)): \(error.message)")
+            case .badResponse: self.init(.network, error.description)
+            }
+        case let error as SchemaError:
+            self.init(.validation, "the schema file has mistakes:\n\(error)")
+        default:
+            self.init(.validation, String(describing: error))
+        }
+    }
+}
+
+/// Runs a command body, turning its errors into a message on stderr and the right exit code.
+func run(_ options: DeviceOptions, _ body: () async throws -> Void) async throws {
+    do {
+        try await body()
+    } catch let error as ExitCode {
+        throw error
+    } catch {
+        let failure = CLIError(error)
+        if options.json {
+            FileHandle.standardError.write(
+                Data((JSON.object([("error", .string(failure.message)), ("exit", .int(Int64(failure.kind.rawValue)))]).serialized + "\n").utf8))
+        } else {
+            FileHandle.standardError.write(Data("fieldbook: \(failure.message)\n".utf8))
+        }
+        throw ExitCode(failure.kind.rawValue)
+    }
+}
+
+/// Prints one JSON document.
+func printJSON(_ json: JSON) {
+    print(json.serialized)
+}
+
+/// Whether stdout is a terminal (colour and progress only then).
+var stdoutIsTerminal: Bool { isatty(STDOUT_FILENO) == 1 }

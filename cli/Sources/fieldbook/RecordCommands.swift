@@ -1,0 +1,230 @@
+import ArgumentParser
+import FieldbookCore
+import FieldbookSchemas
+import FieldbookStore
+import Foundation
+
+struct Init: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Make this device: a store in the device directory, and the server it syncs with.")
+
+    @OptionGroup var device: DeviceOptions
+
+    @Option(help: "The sync server, e.g. http://127.0.0.1:8080.")
+    var server: String
+
+    @Option(help: "The bearer token an administrator made with 'fieldbook-server token create'.")
+    var token: String
+
+    @Option(help: "A name for this device.")
+    var name: String?
+
+    @Option(help: "A schema file (default: the bundled inspection schema).", completion: .file(extensions: ["json"]))
+    var schema: String?
+
+    func run() async throws {
+        try await fieldbook.run(device) {
+            guard let url = URL(string: server), url.scheme == "http" || url.scheme == "https", url.host != nil else {
+                throw CLIError(.usage, "--server must be an http(s) URL, e.g. http://127.0.0.1:8080")
+            }
+            let path = device.path
+            if FileManager.default.fileExists(atPath: path + "/config.json") {
+                throw CLIError(.usage, "\(path) is already a device; use another --store directory")
+            }
+            var schemaBytes = BundledSchemas.inspection
+            if let schema {
+                guard let data = FileManager.default.contents(atPath: schema) else {
+                    throw CLIError(.notFound, "no schema file at \(schema)")
+                }
+                schemaBytes = Array(data)
+            }
+            let loaded = try Schema(json: schemaBytes)
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+            if schema != nil { try Data(schemaBytes).write(to: URL(fileURLWithPath: path + "/schema.json")) }
+            let store = try Store(path: path + "/device.sqlite", schema: loaded)
+            try DeviceConfig(server: url, token: token, name: name).write(to: path)
+            if device.json {
+                printJSON(
+                    .object([
+                        ("device", .string(store.deviceID)), ("store", .string(path)), ("server", .string(url.absoluteString)),
+                        ("schema", .string(loaded.name)), ("schema_version", .int(Int64(loaded.version))),
+                    ]))
+            } else {
+                print("Device \(store.deviceID) in \(path), schema \(loaded.name) version \(loaded.version), server \(url.absoluteString)")
+            }
+        }
+    }
+}
+
+struct Add: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Add a record; prints its id.",
+        discussion: "field=value is read by the field's type; field:=JSON gives JSON (sets, null, numbers as text).")
+
+    @OptionGroup var device: DeviceOptions
+    @Argument(help: "The entity, e.g. finding.") var entity: String
+    @Argument(help: "field=value or field:=JSON, one per field.") var assignments: [String] = []
+
+    func run() async throws {
+        try await fieldbook.run(device) {
+            let device = try self.device.open()
+            let id = try device.store.insert(entity, try assignments.assignments(try device.entity(entity)))
+            if self.device.json { printJSON(try device.store.record(entity, id: id)!.json) } else { print(id) }
+        }
+    }
+}
+
+struct SetFields: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "set", abstract: "Change fields of a record.")
+
+    @OptionGroup var device: DeviceOptions
+    @Argument(help: "The entity.") var entity: String
+    @Argument(help: "The record's id.") var id: String
+    @Argument(help: "field=value or field:=JSON, one per field.") var assignments: [String]
+
+    func run() async throws {
+        try await fieldbook.run(device) {
+            let device = try self.device.open()
+            try device.store.update(entity, id: id, try assignments.assignments(try device.entity(entity)))
+            let record = try device.store.record(entity, id: id)!
+            if self.device.json { printJSON(record.json) } else { print(record.id) }
+        }
+    }
+}
+
+struct Delete: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Delete a record (its history stays).")
+
+    @OptionGroup var device: DeviceOptions
+    @Argument(help: "The entity.") var entity: String
+    @Argument(help: "The record's id.") var id: String
+
+    func run() async throws {
+        try await fieldbook.run(device) {
+            let device = try self.device.open()
+            _ = try device.entity(entity)
+            try device.store.delete(entity, id: id)
+            if self.device.json { printJSON(.object([("deleted", .string(id))])) } else { print("deleted \(id)") }
+        }
+    }
+}
+
+struct Get: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show one record.")
+
+    @OptionGroup var device: DeviceOptions
+    @Argument(help: "The entity.") var entity: String
+    @Argument(help: "The record's id.") var id: String
+
+    func run() async throws {
+        try await fieldbook.run(device) {
+            let device = try self.device.open()
+            _ = try device.entity(entity)
+            guard let record = try device.store.record(entity, id: id) else {
+                throw CLIError(.notFound, "no \(entity) record with id \(id)")
+            }
+            if self.device.json {
+                printJSON(record.json)
+            } else {
+                var table = TextTable(["字段 Field", "值 Value"])
+                table.maxColumnWidth = 80
+                table.append(["id", record.id])
+                for (field, value) in zip(record.entity.fields, record.values) {
+                    table.append([field.label.map { "\(field.name) (\($0))" } ?? field.name, value.description])
+                }
+                print(table.render())
+            }
+        }
+    }
+}
+
+struct List: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List records of an entity.")
+
+    @OptionGroup var device: DeviceOptions
+    @Argument(help: "The entity.") var entity: String
+
+    @Option(name: .customLong("where"), help: ArgumentHelp("Only records whose field equals the value (repeatable).", valueName: "field=value"))
+    var filters: [String] = []
+
+    @Option(help: "Sort by this field (prefix - for descending).")
+    var sort: String?
+
+    @Option(help: "At most this many records.")
+    var limit: Int?
+
+    func run() async throws {
+        try await fieldbook.run(device) {
+            let device = try self.device.open()
+            let entity = try device.entity(self.entity)
+            var query = Query(entity.name)
+            for filter in filters {
+                let assignment = try Assignment.parse(filter, entity: entity)
+                query = query.filter(assignment.field, .equal, assignment.value)
+            }
+            if let sort {
+                let descending = sort.hasPrefix("-")
+                let field = descending ? String(sort.dropFirst()) : sort
+                guard field == "id" || entity.field(field) != nil else {
+                    throw CLIError(.usage, "\(entity.name) has no field '\(field)' to sort by")
+                }
+                query = query.sorted(by: field, descending: descending)
+            }
+            if let limit { query = query.limit(limit) }
+            let records = try device.store.fetch(query)
+            if self.device.json {
+                printJSON(.array(records.map(\.json)))
+                return
+            }
+            let shown = entity.fields.prefix(6)
+            var table = TextTable(["id"] + shown.map(\.name))
+            for record in records {
+                table.append([String(record.id.prefix(8))] + shown.map { record[$0.name].description })
+            }
+            print(table.render())
+            print("\(records.count) record\(records.count == 1 ? "" : "s")")
+        }
+    }
+}
+
+struct History: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Who changed a record, when, on which device, from what to what.")
+
+    @OptionGroup var device: DeviceOptions
+    @Argument(help: "The entity.") var entity: String
+    @Argument(help: "The record's id.") var id: String
+
+    func run() async throws {
+        try await fieldbook.run(device) {
+            let device = try self.device.open()
+            _ = try device.entity(entity)
+            let entries = try device.store.history(of: id)
+            if entries.isEmpty, try device.store.record(entity, id: id) == nil {
+                throw CLIError(.notFound, "no \(entity) record with id \(id)")
+            }
+            let me = device.store.deviceID
+            if self.device.json {
+                printJSON(
+                    .array(
+                        entries.map { e in
+                            .object([
+                                ("when", .string(CalendarText.timestamp(millisecondsSince1970: Int64(e.timestamp.millis)))),
+                                ("who", e.author.map(JSON.string) ?? (e.device == me ? device.config.name.map(JSON.string) ?? .null : .null)),
+                                ("device", .string(e.device)), ("operation", .string(e.operation.description)),
+                                ("field", e.field.map(JSON.string) ?? .null), ("old", e.old.json), ("new", e.new.json),
+                            ])
+                        }))
+                return
+            }
+            var table = TextTable(["时间 When", "谁 Who", "设备 Device", "字段 Field", "旧 Old", "新 New"])
+            for e in entries {
+                table.append([
+                    CalendarText.timestamp(millisecondsSince1970: Int64(e.timestamp.millis)),
+                    e.author ?? (e.device == me ? device.config.name ?? "this device" : ""), String(e.device.prefix(8)),
+                    e.field ?? "(deleted)", e.old.description, e.new.description,
+                ])
+            }
+            print(table.render())
+        }
+    }
+}

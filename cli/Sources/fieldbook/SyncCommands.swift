@@ -1,0 +1,237 @@
+import ArgumentParser
+import FieldbookCore
+import FieldbookStore
+import Foundation
+
+struct Sync: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Push this device's changes and pull everyone else's; the only command that needs the network.")
+
+    @OptionGroup var device: DeviceOptions
+
+    func run() async throws {
+        try await fieldbook.run(device) {
+            let device = try self.device.open()
+            var options = SyncOptions()
+            let pending = try device.store.pendingCount()
+            if stdoutIsTerminal && !self.device.json {
+                // A progress line on a terminal, none when piped.
+                options.progress = { report in
+                    let line = "\rsyncing: pushed \(report.pushed)/\(pending), pulled \(report.pulled)"
+                    FileHandle.standardError.write(Data(line.utf8))
+                }
+            }
+            let before = Swift.Set(try device.store.conflicts().map(\.id))
+            let report = try await device.store.sync(device.transport, options: options)
+            if options.progress != nil { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+            let conflicts = try device.store.conflicts()
+            let new = conflicts.filter { !before.contains($0.id) }
+            if self.device.json {
+                printJSON(
+                    .object([
+                        ("pushed", .int(Int64(report.pushed))), ("pulled", .int(Int64(report.pulled))),
+                        ("new_conflicts", .array(new.map { .string($0.id) })),
+                        ("open_conflicts", .int(Int64(conflicts.count))), ("cursor", .int(report.cursor)),
+                    ]))
+            } else {
+                print("pushed \(report.pushed), pulled \(report.pulled), new conflicts \(new.count), open conflicts \(conflicts.count)")
+                if !new.isEmpty { print("see them with 'fieldbook conflicts'") }
+            }
+        }
+    }
+}
+
+struct Status: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Pending changes, the last sync, open conflicts, the server.")
+
+    @OptionGroup var device: DeviceOptions
+
+    func run() async throws {
+        try await fieldbook.run(device) {
+            let device = try self.device.open()
+            let pending = try device.store.pendingCount()
+            let lastSync = try device.store.lastSync()
+            let conflicts = try device.store.conflicts().count
+            if self.device.json {
+                printJSON(
+                    .object([
+                        ("device", .string(device.store.deviceID)), ("name", device.config.name.map(JSON.string) ?? .null),
+                        ("server", .string(device.config.server.absoluteString)), ("pending", .int(Int64(pending))),
+                        ("last_sync", lastSync.map(JSON.string) ?? .null), ("open_conflicts", .int(Int64(conflicts))),
+                        ("schema", .string(device.store.schema.name)),
+                        ("schema_version", .int(Int64(device.store.schema.version))),
+                    ]))
+            } else {
+                print("device         \(device.store.deviceID)\(device.config.name.map { " (\($0))" } ?? "")")
+                print("server         \(device.config.server.absoluteString)")
+                print("pending        \(pending) change\(pending == 1 ? "" : "s")")
+                print("last sync      \(lastSync ?? "never")")
+                print("open conflicts \(conflicts)")
+            }
+        }
+    }
+}
+
+struct Conflicts: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Open conflicts: concurrent edits a person must choose between.", subcommands: [ListConflicts.self, Show.self],
+        defaultSubcommand: ListConflicts.self)
+
+    struct ListConflicts: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "list", abstract: "List open conflicts.")
+        @OptionGroup var device: DeviceOptions
+
+        func run() async throws {
+            try await fieldbook.run(device) {
+                let device = try self.device.open()
+                let conflicts = try device.store.conflicts()
+                if self.device.json {
+                    printJSON(.array(try conflicts.map { try conflictJSON($0, device) }))
+                    return
+                }
+                var table = TextTable(["冲突 ID", "记录 Record", "字段 Field", "本机 Mine", "对方 Theirs", "时间 When"])
+                for conflict in conflicts {
+                    let sides = Sides(conflict, device)
+                    table.append([
+                        conflict.id, conflict.entity, conflict.field ?? "(delete)", sides.mine.map(sideText) ?? "",
+                        sides.theirs.map(sideText).joined(separator: " / "),
+                        conflict.sides.last.map { CalendarText.timestamp(millisecondsSince1970: Int64($0.stamp.timestamp.millis)) } ?? "",
+                    ])
+                }
+                print(table.render())
+                print("\(conflicts.count) open conflict\(conflicts.count == 1 ? "" : "s")")
+            }
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "One conflict, side by side: base, mine, theirs.")
+        @OptionGroup var device: DeviceOptions
+        @Argument(help: "The conflict's id (or a unique prefix).") var id: String
+
+        func run() async throws {
+            try await fieldbook.run(device) {
+                let device = try self.device.open()
+                let conflict = try findConflict(id, device)
+                if self.device.json {
+                    printJSON(try conflictJSON(conflict, device))
+                    return
+                }
+                let sides = Sides(conflict, device)
+                var table = TextTable(["", "值 Value", "设备 Device", "时间 When"])
+                table.maxColumnWidth = 60
+                if conflict.field != nil { table.append(["base", try device.store.base(of: conflict).description, "", ""]) }
+                for side in conflict.sides {
+                    let label = side.stamp.device == device.store.deviceID ? "mine" : "theirs"
+                    table.append([
+                        label, sideText(side), String(side.stamp.device.prefix(8)),
+                        CalendarText.timestamp(millisecondsSince1970: Int64(side.stamp.timestamp.millis)),
+                    ])
+                }
+                print("\(conflict.entity) \(conflict.recordID), \(conflict.field.map { "field \($0)" } ?? "deleted on one side, changed on another")")
+                print(table.render())
+                print(
+                    sides.mine == nil
+                        ? "settle it with 'fieldbook resolve \(conflict.id) --value VALUE' (or --theirs when one other side)"
+                        : "settle it with 'fieldbook resolve \(conflict.id) --mine | --theirs | --value VALUE'")
+            }
+        }
+    }
+}
+
+struct Resolve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Settle a conflict with an ordinary change that supersedes every side.")
+
+    @OptionGroup var device: DeviceOptions
+    @Argument(help: "The conflict's id (or a unique prefix).") var id: String
+    @Flag(help: "Keep this device's side.") var mine = false
+    @Flag(help: "Keep the other device's side.") var theirs = false
+    @Option(help: "Set this value instead (read by the field's type).") var value: String?
+
+    func validate() throws {
+        if [mine, theirs, value != nil].filter({ $0 }).count != 1 {
+            throw ValidationError("give exactly one of --mine, --theirs, --value VALUE")
+        }
+    }
+
+    func run() async throws {
+        try await fieldbook.run(device) {
+            let device = try self.device.open()
+            let conflict = try findConflict(id, device)
+            let sides = Sides(conflict, device)
+            let chosen: Conflict.Side?
+            if mine {
+                guard let side = sides.mine else { throw CLIError(.usage, "this device wrote no side of this conflict; use --theirs or --value") }
+                chosen = side
+            } else if theirs {
+                guard sides.theirs.count == 1 else {
+                    throw CLIError(.usage, "\(sides.theirs.count) other sides: choose one with --value VALUE")
+                }
+                chosen = sides.theirs[0]
+            } else {
+                chosen = nil
+            }
+            if let field = conflict.field {
+                let entity = try device.entity(conflict.entity)
+                let newValue = try chosen?.value ?? Assignment.value(value!, field: entity.field(field)!, entity: entity.name)
+                try device.store.update(conflict.entity, id: conflict.recordID, [field: newValue])
+            } else {
+                guard value == nil else { throw CLIError(.usage, "a delete conflict is settled with --mine or --theirs") }
+                if chosen!.deletes {
+                    try device.store.delete(conflict.entity, id: conflict.recordID)
+                } else {
+                    try device.store.write { try $0.keep(conflict.entity, id: conflict.recordID) }
+                }
+            }
+            if self.device.json {
+                printJSON(.object([("resolved", .string(conflict.id)), ("pending", .int(Int64(try device.store.pendingCount())))]))
+            } else {
+                print("resolved \(conflict.id); 'fieldbook sync' takes the resolution to everyone")
+            }
+        }
+    }
+}
+
+/// This device's side of a conflict and the others'.
+struct Sides {
+    var mine: Conflict.Side?
+    var theirs: [Conflict.Side]
+
+    init(_ conflict: Conflict, _ device: Device) {
+        mine = conflict.sides.last { $0.stamp.device == device.store.deviceID }
+        theirs = conflict.sides.filter { $0.stamp.device != device.store.deviceID }
+    }
+}
+
+func sideText(_ side: Conflict.Side) -> String {
+    side.deletes ? "(deleted)" : side.value.description
+}
+
+func findConflict(_ id: String, _ device: Device) throws -> Conflict {
+    let matches = try device.store.conflicts().filter { $0.id == id || $0.id.hasPrefix(id) }
+    guard matches.count == 1 else {
+        throw CLIError(
+            .notFound, matches.isEmpty ? "no open conflict \(id); see 'fieldbook conflicts'" : "'\(id)' matches \(matches.count) conflicts; give more of the id")
+    }
+    return matches[0]
+}
+
+func conflictJSON(_ conflict: Conflict, _ device: Device) throws -> JSON {
+    .object([
+        ("id", .string(conflict.id)), ("entity", .string(conflict.entity)), ("record", .string(conflict.recordID)),
+        ("field", conflict.field.map(JSON.string) ?? .null),
+        ("base", conflict.field == nil ? .null : try device.store.base(of: conflict).json),
+        (
+            "sides",
+            .array(
+                conflict.sides.map { side in
+                    .object([
+                        ("device", .string(side.stamp.device)), ("mine", .bool(side.stamp.device == device.store.deviceID)),
+                        ("value", side.value.json), ("delete", .bool(side.deletes)),
+                        ("when", .string(CalendarText.timestamp(millisecondsSince1970: Int64(side.stamp.timestamp.millis)))),
+                    ])
+                })
+        ),
+    ])
+}
