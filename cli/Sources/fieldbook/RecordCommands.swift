@@ -147,8 +147,11 @@ struct List: AsyncParsableCommand {
     @Option(name: .customLong("where"), help: ArgumentHelp("Only records whose field equals the value (repeatable).", valueName: "field=value"))
     var filters: [String] = []
 
-    @Option(help: "Sort by this field (prefix - for descending).")
+    @Option(help: "Sort by this field.")
     var sort: String?
+
+    @Flag(help: "Sort in descending order.")
+    var descending = false
 
     @Option(help: "At most this many records.")
     var limit: Int?
@@ -162,9 +165,7 @@ struct List: AsyncParsableCommand {
                 let assignment = try Assignment.parse(filter, entity: entity)
                 query = query.filter(assignment.field, .equal, assignment.value)
             }
-            if let sort {
-                let descending = sort.hasPrefix("-")
-                let field = descending ? String(sort.dropFirst()) : sort
+            if let field = sort {
                 guard field == "id" || entity.field(field) != nil else {
                     throw CLIError(.usage, "\(entity.name) has no field '\(field)' to sort by")
                 }

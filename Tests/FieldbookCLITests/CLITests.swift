@@ -1,0 +1,191 @@
+import FieldbookCore
+import FieldbookSchemas
+import FieldbookStore
+import Foundation
+import Testing
+
+/// A live `fieldbook-server` process and device directories driven through the `fieldbook` binary.
+final class CLIWorld {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fieldbook-cli-\(UUID().uuidString)")
+    let server = Process()
+    var url = ""
+
+    init() throws {
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        server.executableURL = productURL("fieldbook-server")
+        server.arguments = ["serve", "--database", dir.appendingPathComponent("server.sqlite").path, "--port", "0", "--log-level", "error"]
+        let output = Pipe()
+        server.standardOutput = output
+        try server.run()
+        var text = ""
+        while !text.contains("\n") {
+            let chunk = output.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            text += String(decoding: chunk, as: UTF8.self)
+        }
+        url = String(text[text.range(of: "http://")!.lowerBound...]).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    deinit {
+        server.terminate()
+        server.waitUntilExit()
+        try? FileManager.default.removeItem(at: dir)
+    }
+
+    func token(_ name: String) throws -> String {
+        try runProduct("fieldbook-server", ["token", "create", "--database", dir.appendingPathComponent("server.sqlite").path, "--name", name])
+            .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    func path(_ device: String) -> String { dir.appendingPathComponent(device).path }
+
+    /// Runs `fieldbook --store DEVICE ARGS…`.
+    @discardableResult
+    func fieldbook(_ device: String, _ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+        try runProduct("fieldbook", ["--store", path(device)] + arguments)
+    }
+
+    /// Runs with `--json` and parses stdout, expecting success.
+    func json(_ device: String, _ arguments: [String]) throws -> JSON {
+        let result = try fieldbook(device, ["--json"] + arguments)
+        #expect(result.status == 0, "\(arguments): \(result.stderr)")
+        return try JSON(parsing: result.stdout)
+    }
+
+    /// The device's whole store, as text: to check that a failed command changed nothing.
+    func dump(_ device: String) throws -> String {
+        let store = try Store(path: path(device) + "/device.sqlite", schema: try Schema(json: BundledSchemas.inspection))
+        let records = try store.schema.entities.flatMap { try store.fetch(Query($0.name)).map(\.json.serialized) }
+        return records.joined(separator: "\n") + "\npending \(try store.pendingCount())"
+    }
+}
+
+func productURL(_ name: String) -> URL {
+    var dir = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+    while !FileManager.default.fileExists(atPath: dir.appendingPathComponent(name).path), dir.path != "/" {
+        dir.deleteLastPathComponent()
+    }
+    return dir.appendingPathComponent(name)
+}
+
+extension JSON {
+    var string: String? { if case .string(let s) = self { s } else { nil } }
+    var int: Int64? { if case .int(let i) = self { i } else { nil } }
+    var array: [JSON] { if case .array(let a) = self { a } else { [] } }
+}
+
+@Suite("fieldbook CLI: three devices against a live server")
+struct CLITests {
+    @Test("offline work, sync, a conflict seen everywhere, resolved on one device, converged")
+    func story() throws {
+        let world = try CLIWorld()
+        for (device, name) in [("a", "王芳"), ("b", "李明"), ("c", "张伟")] {
+            let result = try world.fieldbook(device, ["init", "--server", world.url, "--token", try world.token(name), "--name", name])
+            #expect(result.status == 0, "\(result.stderr)")
+        }
+        let site = try world.fieldbook("a", ["add", "site", "name=城厢区公建民营敬老院", "kind=elderly_home", "beds_total=300", "tags=公建民营,消防"])
+        #expect(site.status == 0)
+        let siteID = site.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let finding = try world.json("a", ["add", "finding", "title=消防通道堆放杂物", "site=\(siteID)", "deadline=2022-06-30"])
+        let findingID = try #require(finding["id"]?.string)
+        #expect(finding["status"]?.string == "not_started")
+        for device in ["a", "b", "c"] { #expect(try world.fieldbook(device, ["sync"]).status == 0) }
+        #expect(try world.json("b", ["get", "finding", findingID])["title"]?.string == "消防通道堆放杂物")
+
+        // Offline on b and c: the same deadline, different values.
+        #expect(try world.fieldbook("b", ["set", "finding", findingID, "deadline=2022-08-31", "results=已清理"]).status == 0)
+        #expect(try world.fieldbook("c", ["set", "finding", findingID, "deadline=2022-12-31"]).status == 0)
+        #expect(try world.json("b", ["status"])["pending"]?.int == 1)
+        for device in ["b", "c", "a", "b"] { #expect(try world.fieldbook(device, ["sync"]).status == 0) }
+        var conflictID = ""
+        for device in ["a", "b", "c"] {
+            let conflicts = try world.json(device, ["conflicts"]).array
+            #expect(conflicts.count == 1)
+            #expect(conflicts.first?["field"]?.string == "deadline")
+            #expect(conflicts.first?["base"]?.string == "2022-06-30")
+            conflictID = conflicts.first?["id"]?.string ?? ""
+        }
+        let shown = try world.fieldbook("c", ["conflicts", "show", String(conflictID.prefix(12))])
+        #expect(shown.status == 0)
+        #expect(shown.stdout.contains("2022-08-31") && shown.stdout.contains("2022-12-31") && shown.stdout.contains("base"))
+
+        // c keeps its own value; everyone converges.
+        #expect(try world.fieldbook("c", ["resolve", conflictID, "--mine"]).status == 0)
+        for device in ["c", "a", "b"] { #expect(try world.fieldbook(device, ["sync"]).status == 0) }
+        for device in ["a", "b", "c"] {
+            #expect(try world.json(device, ["conflicts"]).array.isEmpty)
+            let record = try world.json(device, ["get", "finding", findingID])
+            #expect(record["deadline"]?.string == "2022-12-31")
+            #expect(record["results"]?.string == "已清理")
+        }
+        #expect(try world.dump("a").replacingOccurrences(of: "pending 0", with: "") == world.dump("b").replacingOccurrences(of: "pending 0", with: ""))
+
+        // The history names who changed what.
+        let history = try world.json("a", ["history", "finding", findingID]).array
+        #expect(history.contains { $0["who"]?.string == "李明" && $0["field"]?.string == "results" })
+        #expect(history.contains { $0["who"]?.string == "张伟" && $0["new"]?.string == "2022-12-31" })
+
+        // list with filters, sort and limit.
+        try world.fieldbook("a", ["add", "site", "name=黄石镇长者食堂", "kind=elder_canteen"])
+        let homes = try world.json("a", ["list", "site", "--where", "kind=elderly_home"]).array
+        #expect(homes.count == 1 && homes.first?["name"]?.string == "城厢区公建民营敬老院")
+        let sorted = try world.json("a", ["list", "site", "--sort", "name", "--descending", "--limit", "1"]).array
+        #expect(sorted.count == 1 && sorted.first?["name"]?.string == "黄石镇长者食堂")
+    }
+
+    @Test("bad arguments and values: a clear error, the documented exit code, nothing changed")
+    func errors() throws {
+        let world = try CLIWorld()
+        #expect(try world.fieldbook("a", ["status"]).status == 66, "no device yet")
+        #expect(try world.fieldbook("a", ["init", "--server", world.url, "--token", try world.token("王芳")]).status == 0)
+        let site = try world.fieldbook("a", ["add", "site", "name=东海镇农村幸福院", "kind=happiness_home"]).stdout
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let before = try world.dump("a")
+        let cases: [(arguments: [String], status: Int32, says: String)] = [
+            (["add", "castle", "name=x"], 64, "entities: site"),
+            (["add", "site", "name=x", "kind=elderly_home", "colour=red"], 64, "fields: name, kind"),
+            (["add", "site", "name", "kind=elderly_home"], 64, "field=value"),
+            (["add", "site", "name=x", "kind=castle"], 65, "one of: elderly_home"),
+            (["add", "site", "kind=cemetery"], 65, "required"),
+            (["add", "site", "name=x", "kind=cemetery", "beds_total=很多"], 65, "whole number"),
+            (["add", "site", "name=x", "kind=cemetery", "observed_on=2021/09/02"], 65, "YYYY-MM-DD"),
+            (["add", "site", "name=\(String(repeating: "长", count: 201))", "kind=cemetery"], 65, "200"),
+            (["add", "site", "name=x", "kind=cemetery", "tags:=[1,2"], 64, "not JSON"),
+            (["add", "finding", "title=x", "site=0190c4e0-0000-7000-8000-000000000001"], 65, "does not exist"),
+            (["set", "site", site, "beds_total=many"], 65, "whole number"),
+            (["set", "site", "0190c4e0-0000-7000-8000-000000000001", "beds_total=1"], 66, "no record"),
+            (["get", "site", "0190c4e0-0000-7000-8000-000000000001"], 66, "no site record"),
+            (["delete", "site", "0190c4e0-0000-7000-8000-000000000001"], 66, "no record"),
+            (["resolve", "nothing", "--mine"], 66, "no open conflict"),
+            (["resolve", "nothing"], 64, "exactly one of"),
+            (["list", "site", "--sort", "colour"], 64, "no field 'colour'"),
+            (["history", "site", "0190c4e0-0000-7000-8000-000000000001"], 66, "no site record"),
+        ]
+        for c in cases {
+            let result = try world.fieldbook("a", c.arguments)
+            #expect(result.status == c.status, "\(c.arguments): \(result.stderr)")
+            #expect(result.stderr.contains(c.says), "\(c.arguments): \(result.stderr)")
+            #expect(result.stdout.isEmpty, "\(c.arguments): errors go to stderr")
+        }
+        #expect(try world.dump("a") == before, "failed commands changed nothing")
+
+        // With --json, the error is JSON on stderr and stdout stays empty.
+        let json = try world.fieldbook("a", ["--json", "add", "site", "name=x", "kind=castle"])
+        #expect(json.status == 65 && json.stdout.isEmpty)
+        #expect(try JSON(parsing: json.stderr.trimmingCharacters(in: .whitespacesAndNewlines))["exit"]?.int == 65)
+
+        // A revoked token: exit 77 and how to get a new one; the change stays pending.
+        _ = try runProduct("fieldbook-server", ["token", "revoke", "--database", world.dir.appendingPathComponent("server.sqlite").path, "--name", "王芳"])
+        let refused = try world.fieldbook("a", ["sync"])
+        #expect(refused.status == 77)
+        #expect(refused.stderr.contains("token create"))
+        #expect(try world.json("a", ["status"])["pending"]?.int == 1)
+
+        // No server: exit 69, nothing lost.
+        #expect(try world.fieldbook("b", ["init", "--server", "http://127.0.0.1:9", "--token", "fbt_x"]).status == 0)
+        try world.fieldbook("b", ["add", "site", "name=西天尾镇公益性公墓", "kind=cemetery"])
+        let offline = try world.fieldbook("b", ["sync"])
+        #expect(offline.status == 69)
+        #expect(try world.json("b", ["status"])["pending"]?.int == 1)
+    }
+}
