@@ -109,6 +109,11 @@ struct CLITests {
         #expect(shown.status == 0)
         #expect(shown.stdout.contains("2022-08-31") && shown.stdout.contains("2022-12-31") && shown.stdout.contains("base"))
 
+        // Closing the finding waits for the conflict to be settled.
+        let blocked = try world.fieldbook("c", ["finding", "close", findingID])
+        #expect(blocked.status == 67)
+        #expect(blocked.stderr.contains("resolve"))
+
         // c keeps its own value; everyone converges.
         #expect(try world.fieldbook("c", ["resolve", conflictID, "--mine"]).status == 0)
         for device in ["c", "a", "b"] { #expect(try world.fieldbook(device, ["sync"]).status == 0) }
@@ -187,5 +192,44 @@ struct CLITests {
         let offline = try world.fieldbook("b", ["sync"])
         #expect(offline.status == 69)
         #expect(try world.json("b", ["status"])["pending"]?.int == 1)
+    }
+
+    @Test("people's commands, the published report and exports, offline")
+    func ledger() throws {
+        let world = try CLIWorld()
+        #expect(try world.fieldbook("a", ["init", "--server", "http://127.0.0.1:9", "--token", "fbt_offline", "--name", "王芳"]).status == 0)
+        let site = try world.fieldbook("a", ["add", "site", "name=城厢区公建民营敬老院, \"示范\"", "kind=elderly_home"]).stdout
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let visit = try world.json("a", ["visit", "log", site, "--date", "2021-09-06", "--inspectors", "张伟,王芳", "--problems", "14"])
+        #expect(visit["inspectors"]?.array.count == 2)
+        let late = try world.json("a", ["finding", "add", "--title", "呼叫装置未安装", "--site", site, "--deadline", "2022-06-30", "--category", "安全管理"])
+        let done = try world.json("a", ["finding", "add", "--title", "违约金未收缴", "--deadline", "2021-12-31", "--category", "合同管理"])
+        try world.fieldbook("a", ["finding", "add", "--title", "长效机制", "--category", "党建"])
+        #expect(try world.fieldbook("a", ["finding", "close", done["id"]!.string!, "--on", "2021-12-20"]).status == 0)
+        #expect(try world.fieldbook("a", ["finding", "note", late["id"]!.string!, "已采购呼叫装置"]).status == 0)
+        try world.fieldbook("a", ["add", "accountability_action", "finding=\(done["id"]!.string!)", "person=某某甲", "kind=admonishment"])
+        try world.fieldbook("a", ["add", "accountability_action", "finding=\(done["id"]!.string!)", "person=某某乙", "kind=reminder"])
+        try world.fieldbook("a", ["set", "visit", visit["id"]!.string!, "penalty_yuan=4000", "recovered_yuan=25131"])
+
+        let report = try world.json("a", ["report", "--today", "2022-07-01"])
+        #expect(report["findings"]?.int == 3)
+        #expect(report["findings_by_status"]?["completed"]?.int == 1)
+        #expect(report["findings_by_status"]?["not_started"]?.int == 2)
+        #expect(report["findings_by_category"]?["安全管理"]?.int == 1)
+        #expect(report["overdue"]?.array.map { $0["title"]?.string } == ["呼叫装置未安装"])
+        #expect(report["accountability_by_kind"]?["admonishment"]?.int == 1)
+        #expect(report["accountability_by_kind"]?["reminder"]?.int == 1)
+        #expect(report["recovered_yuan"] == .double(25131))
+        let human = try world.fieldbook("a", ["report", "--today", "2022-07-01"])
+        #expect(human.stdout.contains("Overdue (deadline passed, not completed): 1"))
+
+        let csv = try world.fieldbook("a", ["export", "site", "--format", "csv"])
+        #expect(csv.status == 0)
+        #expect(csv.stdout.hasPrefix("\u{FEFF}id,name,kind"))
+        #expect(csv.stdout.contains("\"城厢区公建民营敬老院, \"\"示范\"\"\""), "a comma and quotes are quoted")
+        let all = try world.json("a", ["export", "--format", "json"])
+        #expect(all["finding"]?.array.count == 3)
+        #expect(all["progress_note"]?.array.first?["text"]?.string == "已采购呼叫装置")
+        #expect(try world.fieldbook("a", ["export"]).status == 64, "CSV needs one entity")
     }
 }

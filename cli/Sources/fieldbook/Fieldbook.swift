@@ -7,7 +7,7 @@ struct Fieldbook: AsyncParsableCommand {
         discussion: "Every command works offline except sync. Options may come before the command: fieldbook --store DIR --json list site.",
         subcommands: [
             Init.self, Add.self, SetFields.self, Delete.self, Get.self, List.self, Sync.self, Status.self, Conflicts.self,
-            Resolve.self, History.self, Demo.self,
+            Resolve.self, History.self, Report.self, Export.self, FindingCommand.self, VisitCommand.self, Demo.self,
         ])
 }
 
@@ -40,7 +40,8 @@ enum Main {
         // After the command's own name (and a subcommand such as `conflicts show`), before its arguments.
         var head = [command]
         rest = rest.dropFirst()
-        if command == "conflicts", let sub = rest.first, ["list", "show"].contains(sub) {
+        let nested = ["conflicts": ["list", "show"], "finding": ["add", "close", "note"], "visit": ["log"]]
+        if let subcommands = nested[command], let sub = rest.first, subcommands.contains(sub) {
             head.append(sub)
             rest = rest.dropFirst()
         }
