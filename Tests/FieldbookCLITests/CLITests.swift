@@ -89,7 +89,12 @@ struct CLITests {
         let finding = try world.json("a", ["add", "finding", "title=消防通道堆放杂物", "site=\(siteID)", "deadline=2022-06-30"])
         let findingID = try #require(finding["id"]?.string)
         #expect(finding["status"]?.string == "not_started")
-        for device in ["a", "b", "c"] { #expect(try world.fieldbook(device, ["sync"]).status == 0) }
+        for device in ["a", "b", "c"] {
+            let sync = try world.fieldbook(device, ["sync"])
+            #expect(sync.status == 0)
+            // Piped: no progress bar, no colour.
+            #expect(!sync.stderr.contains("syncing") && !sync.stdout.contains("\u{1B}"))
+        }
         #expect(try world.json("b", ["get", "finding", findingID])["title"]?.string == "消防通道堆放杂物")
 
         // Offline on b and c: the same deadline, different values.
@@ -185,6 +190,21 @@ struct CLITests {
         #expect(refused.status == 77)
         #expect(refused.stderr.contains("token create"))
         #expect(try world.json("a", ["status"])["pending"]?.int == 1)
+
+        // A device on another schema version: exit 76, and what differs.
+        var schemaText = String(decoding: BundledSchemas.inspection, as: UTF8.self)
+        schemaText = schemaText.replacingOccurrences(of: #""version": 1"#, with: #""version": 2"#)
+        schemaText = schemaText.replacingOccurrences(
+            of: #"{"name": "town","#, with: #"{"name": "phone", "type": "text", "policy": "lww"}, {"name": "town","#)
+        let schemaFile = world.dir.appendingPathComponent("v2.json")
+        try Data(schemaText.utf8).write(to: schemaFile)
+        #expect(try world.fieldbook("d", ["init", "--server", world.url, "--token", try world.token("张伟"), "--schema", schemaFile.path]).status == 0)
+        try world.fieldbook("d", ["add", "site", "name=x", "kind=cemetery", "phone=0594-1234567"])
+        let mismatch = try world.fieldbook("d", ["sync"])
+        #expect(mismatch.status == 76)
+        #expect(mismatch.stderr.contains("version: 2 here, 1 there"), "\(mismatch.stderr)")
+        #expect(mismatch.stderr.contains("site.phone: only here"))
+        #expect(try world.json("d", ["status"])["pending"]?.int == 1)
 
         // No server: exit 69, nothing lost.
         #expect(try world.fieldbook("b", ["init", "--server", "http://127.0.0.1:9", "--token", "fbt_x"]).status == 0)

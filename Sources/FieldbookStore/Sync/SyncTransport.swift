@@ -78,14 +78,28 @@ public struct HTTPTransport: SyncTransport {
         do { return try PullResponse(json: json, schema: schema) } catch { throw SyncError(.badResponse, error.message) }
     }
 
+    /// The server's schema (`GET /v1/schema`): to tell people what differs when versions disagree.
+    public func schema() async throws -> Schema {
+        let json = try await send("v1/schema", nil)
+        do { return try Schema(json: Array(json.serialized.utf8)) } catch {
+            throw SyncError(.badResponse, "the server's schema does not load: \(error)")
+        }
+    }
+
     func post(_ path: String, _ body: JSON) async throws -> JSON {
+        try await send(path, body)
+    }
+
+    func send(_ path: String, _ body: JSON?) async throws -> JSON {
         var request = URLRequest(url: server.appendingPathComponent(path))
-        request.httpMethod = "POST"
+        request.httpMethod = body == nil ? "GET" : "POST"
         request.setValue("application/json", forHTTPHeaderField: "Content-Type")
         request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
-        var bytes: [UInt8] = []
-        body.write(to: &bytes)
-        request.httpBody = Data(bytes)
+        if let body {
+            var bytes: [UInt8] = []
+            body.write(to: &bytes)
+            request.httpBody = Data(bytes)
+        }
         let data: Data
         let response: URLResponse
         do {

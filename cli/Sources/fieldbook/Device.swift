@@ -156,7 +156,8 @@ func run(_ options: DeviceOptions, _ body: () async throws -> Void) async throws
             FileHandle.standardError.write(
                 Data((JSON.object([("error", .string(failure.message)), ("exit", .int(Int64(failure.kind.rawValue)))]).serialized + "\n").utf8))
         } else {
-            FileHandle.standardError.write(Data("fieldbook: \(failure.message)\n".utf8))
+            let prefix = colour ? "\u{1B}[31mfieldbook:\u{1B}[0m" : "fieldbook:"
+            FileHandle.standardError.write(Data("\(prefix) \(failure.message)\n".utf8))
         }
         throw ExitCode(failure.kind.rawValue)
     }
@@ -167,5 +168,8 @@ func printJSON(_ json: JSON) {
     print(json.serialized)
 }
 
-/// Whether stdout is a terminal (colour and progress only then).
+/// Whether stdout is a terminal (progress only then).
 var stdoutIsTerminal: Bool { isatty(STDOUT_FILENO) == 1 }
+
+/// Colour on stderr: only on a terminal, and never with NO_COLOR set.
+var colour: Bool { isatty(STDERR_FILENO) == 1 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil }

@@ -17,12 +17,26 @@ struct Sync: AsyncParsableCommand {
             if stdoutIsTerminal && !self.device.json {
                 // A progress line on a terminal, none when piped.
                 options.progress = { report in
-                    let line = "\rsyncing: pushed \(report.pushed)/\(pending), pulled \(report.pulled)"
+                    let done = pending == 0 ? 20 : min(20, report.pushed * 20 / pending)
+                    let bar = String(repeating: "█", count: done) + String(repeating: "░", count: 20 - done)
+                    let line = "\rsyncing [\(bar)] pushed \(report.pushed)/\(pending), pulled \(report.pulled)"
                     FileHandle.standardError.write(Data(line.utf8))
                 }
             }
             let before = Swift.Set(try device.store.conflicts().map(\.id))
-            let report = try await device.store.sync(device.transport, options: options)
+            let report: SyncReport
+            do {
+                report = try await device.store.sync(device.transport, options: options)
+            } catch let error as SyncError where error.kind == .refused(.schemaMismatch) {
+                // Say what differs, so the person knows which side to update.
+                let theirs = try? await device.transport.schema()
+                let lines = theirs.map { device.store.schema.differences(from: $0) } ?? []
+                throw CLIError(
+                    .refused,
+                    "this device's schema differs from the server's (\(error.message)):\n  "
+                        + (lines.isEmpty ? "the server did not send its schema" : lines.joined(separator: "\n  "))
+                        + "\nmake the device again with the server's schema ('fieldbook init --schema FILE')")
+            }
             if options.progress != nil { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
             let conflicts = try device.store.conflicts()
             let new = conflicts.filter { !before.contains($0.id) }

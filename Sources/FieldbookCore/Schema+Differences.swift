@@ -1,0 +1,37 @@
+extension Schema {
+    /// What differs between this schema and `other`, one line each, for people:
+    /// versions, entities and fields only one has, fields whose type, policy or rules differ.
+    public func differences(from other: Schema) -> [String] {
+        var lines: [String] = []
+        if name != other.name { lines.append("schema: '\(name)' here, '\(other.name)' there") }
+        if version != other.version { lines.append("version: \(version) here, \(other.version) there") }
+        for entity in entities where other.entity(entity.name) == nil {
+            lines.append("\(entity.name): only here")
+        }
+        for entity in other.entities where self.entity(entity.name) == nil {
+            lines.append("\(entity.name): only there")
+        }
+        for entity in entities {
+            guard let theirs = other.entity(entity.name) else { continue }
+            for field in entity.fields {
+                guard let their = theirs.field(field.name) else {
+                    lines.append("\(entity.name).\(field.name): only here")
+                    continue
+                }
+                if field.type != their.type {
+                    lines.append("\(entity.name).\(field.name): type \(field.type.name) here, \(their.type.name) there")
+                }
+                if field.policy != their.policy {
+                    lines.append("\(entity.name).\(field.name): policy \(field.policy.name) here, \(their.policy.name) there")
+                }
+                if field.required != their.required || field.maxLength != their.maxLength || field.defaultValue != their.defaultValue {
+                    lines.append("\(entity.name).\(field.name): required, maxLength or default differ")
+                }
+            }
+            for field in theirs.fields where entity.field(field.name) == nil {
+                lines.append("\(entity.name).\(field.name): only there")
+            }
+        }
+        return lines
+    }
+}
