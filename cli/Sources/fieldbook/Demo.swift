@@ -45,6 +45,12 @@ struct Demo: AsyncParsableCommand {
 
         print("\n2. In the field, offline: 李明 and 张伟 visit the same elderly home; the office works on.")
         let fire = story.fire
+        try li.insert(
+            "visit",
+            ["site": .text(story.home), "visited_on": "2021-10-12", "inspectors": .set(["李明"]), "problems_found": 2,
+             "summary": "复查：消防通道已清理，呼叫装置到货未安装"])
+        try zhang.insert(
+            "visit", ["site": .text(story.home), "visited_on": "2021-10-05", "inspectors": .set(["张伟"]), "problems_found": 1])
         try li.update("site", id: story.home, ["beds_total": 310, "observed_on": "2021-10-12"])
         try li.update("finding", id: fire, ["deadline": "2022-08-31", "results": "呼叫装置已采购"])
         try li.insert("progress_note", ["finding": .text(fire), "text": "现场复查：呼叫装置已到货，待安装", "author": "李明"])
