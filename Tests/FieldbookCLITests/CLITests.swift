@@ -252,4 +252,46 @@ struct CLITests {
         #expect(all["progress_note"]?.array.first?["text"]?.string == "已采购呼叫装置")
         #expect(try world.fieldbook("a", ["export"]).status == 64, "CSV needs one entity")
     }
+
+    @Test("a delete against an edit, settled with --theirs; a field conflict settled with --value")
+    func resolutions() throws {
+        let world = try CLIWorld()
+        for (device, name) in [("a", "王芳"), ("b", "李明")] {
+            #expect(try world.fieldbook(device, ["init", "--server", world.url, "--token", try world.token(name), "--name", name]).status == 0)
+        }
+        let finding = try world.fieldbook("a", ["add", "finding", "title=公墓台账数据不准确", "deadline=2022-03-31"]).stdout
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let measure = try world.fieldbook("a", ["add", "measure", "finding=\(finding)", "description=逐户核对公墓台账"]).stdout
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        for device in ["a", "b"] { try world.fieldbook(device, ["sync"]) }
+
+        // a deletes the measure while b edits it; a and b also set the deadline differently.
+        #expect(try world.fieldbook("a", ["delete", "measure", measure]).status == 0)
+        #expect(try world.fieldbook("a", ["get", "measure", measure]).status == 66)
+        #expect(try world.fieldbook("b", ["set", "measure", measure, "responsible_person=张伟"]).status == 0)
+        try world.fieldbook("a", ["set", "finding", finding, "deadline=2022-06-30"])
+        try world.fieldbook("b", ["set", "finding", finding, "deadline=2022-09-30"])
+        for device in ["a", "b", "a"] { #expect(try world.fieldbook(device, ["sync"]).status == 0) }
+        let conflicts = try world.json("a", ["conflicts"]).array
+        #expect(conflicts.count == 2)
+        let deleteConflict = try #require(conflicts.first { $0["field"] == .null })
+        // The measure is back on a, with b's edit, until someone decides.
+        #expect(try world.json("a", ["get", "measure", measure])["responsible_person"]?.string == "张伟")
+        // a accepts b's side (keep the edited measure) and sets a new deadline.
+        #expect(try world.fieldbook("a", ["resolve", deleteConflict["id"]!.string!, "--theirs"]).status == 0)
+        let deadline = try #require(conflicts.first { $0["field"]?.string == "deadline" })
+        #expect(try world.fieldbook("a", ["resolve", deadline["id"]!.string!, "--value", "2022/12/31"]).status == 65, "a bad date")
+        #expect(try world.fieldbook("a", ["resolve", deadline["id"]!.string!, "--value", "2022-12-31"]).status == 0)
+        for device in ["a", "b"] { #expect(try world.fieldbook(device, ["sync"]).status == 0) }
+        for device in ["a", "b"] {
+            #expect(try world.json(device, ["conflicts"]).array.isEmpty)
+            #expect(try world.json(device, ["get", "measure", measure])["responsible_person"]?.string == "张伟")
+            #expect(try world.json(device, ["get", "finding", finding])["deadline"]?.string == "2022-12-31")
+        }
+        // A delete that saw the edit deletes everywhere.
+        #expect(try world.fieldbook("b", ["delete", "measure", measure]).status == 0)
+        for device in ["b", "a"] { try world.fieldbook(device, ["sync"]) }
+        #expect(try world.fieldbook("a", ["get", "measure", measure]).status == 66)
+        #expect(try world.json("a", ["history", "measure", measure]).array.contains { $0["operation"]?.string == "delete" })
+    }
 }
