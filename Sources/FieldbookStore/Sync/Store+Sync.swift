@@ -127,19 +127,22 @@ extension Store {
     /// changes from other devices it applied (changes seen before are skipped).
     func apply(_ page: PullResponse) throws -> Int {
         let latest = page.changes.map(\.timestamp).max() ?? .zero
-        let applied = try write { tx in
+        return try write { tx in
             let applied = try tx.receive(page.changes)
             try tx.db.cachedStatement(sql: "UPDATE _fieldbook_meta SET value = ? WHERE key = 'cursor'")
                 .execute(arguments: [page.cursor])
             try tx.db.cachedStatement(sql: "UPDATE _fieldbook_meta SET value = max(value, ?) WHERE key = 'clock'")
                 .execute(arguments: [Int64(bitPattern: latest.rawValue)])
+            // Local writes stamped after this commit saw the page; none can run before this does
+            // (it runs on the writer, right after the commit).
+            tx.db.afterNextTransaction { _ in
+                self.state.withLock {
+                    $0.base = max($0.base, page.cursor)
+                    $0.clock.receive(latest)
+                }
+            }
             return applied
         }
-        state.withLock {
-            $0.base = max($0.base, page.cursor)
-            $0.clock.receive(latest)
-        }
-        return applied
     }
 
     /// The open conflicts, oldest first.
