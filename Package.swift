@@ -52,6 +52,11 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // Runs a fieldbook-server process on loopback: for the demo, the benchmarks and end-to-end tests.
+        .target(
+            name: "FieldbookLocalServer",
+            swiftSettings: strictSettings
+        ),
         // The sync server: Hummingbird routes over a storage protocol; SQLite storage.
         .target(
             name: "FieldbookServer",
@@ -81,6 +86,7 @@ let package = Package(
             name: "fieldbook",
             dependencies: [
                 "FieldbookStore",
+                "FieldbookLocalServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "cli/Sources/fieldbook",
@@ -125,6 +131,7 @@ let package = Package(
             name: "FieldbookSyncTests",
             dependencies: [
                 "FieldbookStore",
+                "FieldbookLocalServer",
                 "FieldbookServer",
                 "FieldbookSchemas",
                 .product(name: "GRDB", package: "GRDB.swift"),
@@ -136,7 +143,7 @@ let package = Package(
         // End-to-end: runs the built `fieldbook` binary as a process.
         .testTarget(
             name: "FieldbookCLITests",
-            dependencies: ["FieldbookStore"],
+            dependencies: ["FieldbookStore", "FieldbookLocalServer"],
             swiftSettings: strictSettings
         ),
     ],

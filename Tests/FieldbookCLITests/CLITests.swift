@@ -1,4 +1,5 @@
 import FieldbookCore
+import FieldbookLocalServer
 import FieldbookSchemas
 import FieldbookStore
 import Foundation
@@ -7,35 +8,20 @@ import Testing
 /// A live `fieldbook-server` process and device directories driven through the `fieldbook` binary.
 final class CLIWorld {
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fieldbook-cli-\(UUID().uuidString)")
-    let server = Process()
-    var url = ""
+    let server: LocalServer
+    var url: String { server.url.absoluteString }
 
     init() throws {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        server.executableURL = productURL("fieldbook-server")
-        server.arguments = ["serve", "--database", dir.appendingPathComponent("server.sqlite").path, "--port", "0", "--log-level", "error"]
-        let output = Pipe()
-        server.standardOutput = output
-        try server.run()
-        var text = ""
-        while !text.contains("\n") {
-            let chunk = output.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            text += String(decoding: chunk, as: UTF8.self)
-        }
-        url = String(text[text.range(of: "http://")!.lowerBound...]).trimmingCharacters(in: .whitespacesAndNewlines)
+        server = try LocalServer(database: dir.appendingPathComponent("server.sqlite").path)
     }
 
     deinit {
-        server.terminate()
-        server.waitUntilExit()
+        server.stop()
         try? FileManager.default.removeItem(at: dir)
     }
 
-    func token(_ name: String) throws -> String {
-        try runProduct("fieldbook-server", ["token", "create", "--database", dir.appendingPathComponent("server.sqlite").path, "--name", name])
-            .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-    }
+    func token(_ name: String) throws -> String { try server.token(name: name) }
 
     func path(_ device: String) -> String { dir.appendingPathComponent(device).path }
 
@@ -58,14 +44,6 @@ final class CLIWorld {
         let records = try store.schema.entities.flatMap { try store.fetch(Query($0.name)).map(\.json.serialized) }
         return records.joined(separator: "\n") + "\npending \(try store.pendingCount())"
     }
-}
-
-func productURL(_ name: String) -> URL {
-    var dir = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
-    while !FileManager.default.fileExists(atPath: dir.appendingPathComponent(name).path), dir.path != "/" {
-        dir.deleteLastPathComponent()
-    }
-    return dir.appendingPathComponent(name)
 }
 
 extension JSON {
@@ -185,7 +163,7 @@ struct CLITests {
         #expect(try JSON(parsing: json.stderr.trimmingCharacters(in: .whitespacesAndNewlines))["exit"]?.int == 65)
 
         // A revoked token: exit 77 and how to get a new one; the change stays pending.
-        _ = try runProduct("fieldbook-server", ["token", "revoke", "--database", world.dir.appendingPathComponent("server.sqlite").path, "--name", "王芳"])
+        try world.server.admin(["token", "revoke", "--database", world.server.database, "--name", "王芳"])
         let refused = try world.fieldbook("a", ["sync"])
         #expect(refused.status == 77)
         #expect(refused.stderr.contains("token create"))

@@ -1,4 +1,5 @@
 import FieldbookCore
+import FieldbookLocalServer
 import FieldbookServer
 import FieldbookStore
 import Foundation
@@ -16,55 +17,6 @@ func productsDirectory() -> URL {
     return url
 }
 
-/// A real `fieldbook-server` process.
-final class ServerProcess {
-    let database: String
-    var process: Process?
-    var port = 0
-
-    init(database: String) { self.database = database }
-
-    func start() throws {
-        let process = Process()
-        process.executableURL = productsDirectory().appendingPathComponent("fieldbook-server")
-        process.arguments = ["serve", "--database", database, "--port", String(port), "--log-level", "error"]
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
-        var text = ""
-        while !text.contains("\n") {
-            let chunk = output.fileHandleForReading.availableData
-            if chunk.isEmpty { throw CocoaError(.fileReadUnknown) }
-            text += String(decoding: chunk, as: UTF8.self)
-        }
-        port = Int(text.split(separator: ":").last!.trimmingCharacters(in: .whitespacesAndNewlines))!
-        self.process = process
-    }
-
-    var url: URL { URL(string: "http://127.0.0.1:\(port)")! }
-
-    func kill(_ signal: Int32 = SIGKILL) {
-        guard let process else { return }
-        Foundation.kill(process.processIdentifier, signal)
-        process.waitUntilExit()
-        self.process = nil
-    }
-
-    var terminationStatus: Int32? { process?.terminationStatus }
-
-    func token(_ name: String) throws -> String {
-        let admin = Process()
-        admin.executableURL = productsDirectory().appendingPathComponent("fieldbook-server")
-        admin.arguments = ["token", "create", "--database", database, "--name", name]
-        let output = Pipe()
-        admin.standardOutput = output
-        try admin.run()
-        admin.waitUntilExit()
-        return String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            .trimmingCharacters(in: .whitespacesAndNewlines)
-    }
-}
-
 func integrityCheck(_ path: String) throws -> String {
     try DatabaseQueue(path: path).read { try String.fetchOne($0, sql: "PRAGMA integrity_check") ?? "" }
 }
@@ -74,16 +26,12 @@ struct FaultTests {
     @Test("SIGTERM shuts the server down gracefully: exit status 0, the database intact")
     func gracefulShutdown() async throws {
         let dir = TemporaryDirectory()
-        let server = ServerProcess(database: dir.path("server.sqlite"))
-        let token = try server.token("王芳")
-        try server.start()
+        let server = try LocalServer(database: dir.path("server.sqlite"))
+        let token = try server.token(name: "王芳")
         let store = try Store(path: dir.path("device.sqlite"), schema: schema)
         try store.insert("site", ["name": "城厢区公墓", "kind": "cemetery"])
         _ = try await store.sync(HTTPTransport(server: server.url, token: token))
-        let process = try #require(server.process)
-        kill(process.processIdentifier, SIGTERM)
-        process.waitUntilExit()
-        #expect(process.terminationReason == .exit && process.terminationStatus == 0)
+        #expect(server.stop(signal: SIGTERM) == 0, "a graceful shutdown exits with status 0")
         #expect(try integrityCheck(dir.path("server.sqlite")) == "ok")
         #expect(try await makeStorage(dir).changeCount() == 1)
     }
@@ -91,10 +39,9 @@ struct FaultTests {
     @Test("device and server killed with SIGKILL mid-sync, again and again: nothing lost, nothing twice")
     func killedMidSync() async throws {
         let dir = TemporaryDirectory()
-        let server = ServerProcess(database: dir.path("server.sqlite"))
-        let token = try server.token("王芳")
-        try server.start()
-        defer { server.kill() }
+        let server = try LocalServer(database: dir.path("server.sqlite"))
+        let token = try server.token(name: "王芳")
+        defer { server.stop() }
         let devicePath = dir.path("device.sqlite")
         let changes = 3_000
         func runDevice(killAfter: Duration?) async throws -> (status: Int32, output: String) {
@@ -120,7 +67,7 @@ struct FaultTests {
             if result.status != 0 { killedMidway += 1 }
             if round % 2 == 1 {
                 // The server dies too, between or during pushes, and comes back on the same port.
-                server.kill()
+                server.stop(signal: SIGKILL)
                 try server.start()
             }
         }
@@ -136,7 +83,7 @@ struct FaultTests {
 
         // A second device pulls everything and agrees with the server and the first device.
         let other = try Store(path: dir.path("other.sqlite"), schema: schema)
-        _ = try await other.sync(HTTPTransport(server: server.url, token: try server.token("李明")))
+        _ = try await other.sync(HTTPTransport(server: server.url, token: try server.token(name: "李明")))
         let serverSnapshot = try await snapshot(storage)
         #expect(try snapshot(other) == serverSnapshot)
         #expect(try snapshot(device) == serverSnapshot)

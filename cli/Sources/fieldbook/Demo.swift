@@ -1,5 +1,6 @@
 import ArgumentParser
 import FieldbookCore
+import FieldbookLocalServer
 import FieldbookSchemas
 import FieldbookStore
 import Foundation
@@ -19,7 +20,7 @@ struct Demo: AsyncParsableCommand {
             .appendingPathComponent("fieldbook-demo-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let schema = try Schema(json: BundledSchemas.inspection)
-        let server = try DemoServer(database: directory + "/server.sqlite")
+        let server = try LocalServer(database: directory + "/server.sqlite")
         defer { server.stop() }
         print("Server: \(server.url.absoluteString)  (fieldbook-server, embedded SQLite: \(directory)/server.sqlite)")
 
@@ -152,55 +153,6 @@ struct Demo: AsyncParsableCommand {
         print("Findings: \(all.count) (\(byStatus.joined(separator: ", ")))")
         print("Accountability: \(byKind.joined(separator: ", "))")
         print("Penalties: \(visits.compactMap(\.penaltyYuan).reduce(0, +)) yuan; recovered: \(visits.compactMap(\.recoveredYuan).reduce(0, +)) yuan")
-    }
-}
-
-/// A `fieldbook-server` process (the binary beside this one) on a free loopback port.
-final class DemoServer {
-    let process = Process()
-    let binary: URL
-    let database: String
-    let url: URL
-
-    init(database: String) throws {
-        binary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
-            .appendingPathComponent("fieldbook-server")
-        guard FileManager.default.isExecutableFile(atPath: binary.path) else {
-            throw ValidationError("fieldbook-server is not built beside fieldbook; run 'swift build' (or ./scripts/demo)")
-        }
-        self.database = database
-        process.executableURL = binary
-        process.arguments = ["serve", "--database", database, "--port", "0", "--log-level", "warning"]
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
-        var text = ""
-        while !text.contains("\n") {
-            let chunk = output.fileHandleForReading.availableData
-            if chunk.isEmpty { throw ValidationError("fieldbook-server stopped before it listened") }
-            text += String(decoding: chunk, as: UTF8.self)
-        }
-        guard let start = text.range(of: "http://"),
-            let url = URL(string: String(text[start.lowerBound...]).trimmingCharacters(in: .whitespacesAndNewlines))
-        else { throw ValidationError("fieldbook-server printed no address") }
-        self.url = url
-    }
-
-    func token(name: String) throws -> String {
-        let admin = Process()
-        admin.executableURL = binary
-        admin.arguments = ["token", "create", "--database", database, "--name", name]
-        let output = Pipe()
-        admin.standardOutput = output
-        try admin.run()
-        admin.waitUntilExit()
-        return String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            .trimmingCharacters(in: .whitespacesAndNewlines)
-    }
-
-    func stop() {
-        process.terminate()
-        process.waitUntilExit()
     }
 }
 

@@ -1,0 +1,121 @@
+public import Foundation
+
+/// A `fieldbook-server` process on this machine, on a loopback port, on its own SQLite file:
+/// what the demo, the sync benchmark and the end-to-end tests run against.
+///
+/// ```swift
+/// let server = try LocalServer(database: "/tmp/server.sqlite")
+/// let token = try server.token(name: "王芳")
+/// // … HTTPTransport(server: server.url, token: token) …
+/// server.stop()
+/// ```
+public final class LocalServer: @unchecked Sendable {
+    /// The `fieldbook-server` binary: beside the running executable (or in a parent folder,
+    /// for test bundles), or `FIELDBOOK_BIN_DIR/fieldbook-server`.
+    public let binary: URL
+    public let database: String
+    /// The port; 0 before the first start picks a free one, kept across restarts.
+    public private(set) var port: Int
+    private var process: Process?
+
+    /// Starts the server on `database` (created if missing) and waits until it listens.
+    public init(database: String, port: Int = 0) throws {
+        binary = try Self.findBinary()
+        self.database = database
+        self.port = port
+        try start()
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    public var url: URL { URL(string: "http://127.0.0.1:\(port)")! }
+
+    /// The running process's id, if it runs.
+    public var processIdentifier: Int32? { process?.processIdentifier }
+
+    /// Starts the server again (after ``stop(signal:)``) on the same port.
+    public func start() throws {
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = ["serve", "--database", database, "--port", String(port), "--log-level", "error"]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        // The server prints "listening on http://HOST:PORT" once it listens.
+        var text = ""
+        while !text.contains("\n") {
+            let chunk = output.fileHandleForReading.availableData
+            if chunk.isEmpty { throw LocalServerError("fieldbook-server stopped before it listened") }
+            text += String(decoding: chunk, as: UTF8.self)
+        }
+        guard let portText = text.split(separator: ":").last, let port = Int(portText.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            throw LocalServerError("fieldbook-server printed no address")
+        }
+        self.port = port
+        self.process = process
+    }
+
+    /// Makes a bearer token for `name` with `fieldbook-server token create`.
+    public func token(name: String) throws -> String {
+        try admin(["token", "create", "--database", database, "--name", name])
+    }
+
+    /// Runs `fieldbook-server ARGUMENTS…` (e.g. `token revoke`) and returns what it printed.
+    @discardableResult
+    public func admin(_ arguments: [String]) throws -> String {
+        let admin = Process()
+        admin.executableURL = binary
+        admin.arguments = arguments
+        let output = Pipe()
+        admin.standardOutput = output
+        try admin.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        admin.waitUntilExit()
+        guard admin.terminationStatus == 0 else { throw LocalServerError("fieldbook-server \(arguments.first ?? "") failed") }
+        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Stops the server: SIGTERM (a graceful shutdown) by default, SIGKILL to simulate a crash.
+    /// Returns the process's termination status.
+    @discardableResult
+    public func stop(signal: Int32 = SIGTERM) -> Int32? {
+        guard let process else { return nil }
+        kill(process.processIdentifier, signal)
+        process.waitUntilExit()
+        self.process = nil
+        return process.terminationReason == .exit ? process.terminationStatus : nil
+    }
+
+    /// The server's peak resident memory (VmHWM), in MiB.
+    public func peakMemoryMiB() -> Double {
+        process.map { peakResidentMiB(pid: $0.processIdentifier) } ?? 0
+    }
+
+    deinit { stop() }
+
+    static func findBinary() throws -> URL {
+        if let dir = ProcessInfo.processInfo.environment["FIELDBOOK_BIN_DIR"] {
+            return URL(fileURLWithPath: dir).appendingPathComponent("fieldbook-server")
+        }
+        var dir = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+        while dir.path != "/" {
+            let candidate = dir.appendingPathComponent("fieldbook-server")
+            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+            dir.deleteLastPathComponent()
+        }
+        throw LocalServerError("fieldbook-server is not built beside this program; run 'swift build' (or ./scripts/demo)")
+    }
+}
+
+/// A local server could not be started or driven.
+public struct LocalServerError: Error, CustomStringConvertible {
+    public var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// A process's peak resident memory (VmHWM from /proc), in MiB; 0 if unknown.
+public func peakResidentMiB(pid: Int32) -> Double {
+    guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+        let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") })
+    else { return 0 }
+    return (line.split(separator: " ").compactMap { Double($0) }.first ?? 0) / 1024
+}
