@@ -91,9 +91,12 @@ struct RawStatement {
         }
     }
 
+    /// The statement's connection.
+    var connection: OpaquePointer { sqlite3_db_handle(handle) }
+
     /// Rows changed by the last statement run on the connection.
     func changes(_ db: Database) -> Int32 {
-        sqlite3_changes(sqlite3_db_handle(handle))
+        sqlite3_changes(connection)
     }
 
     func error(_ code: Int32, _ db: Database) -> DatabaseError {
