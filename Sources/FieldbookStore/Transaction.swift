@@ -185,12 +185,14 @@ extension Store {
             let update = try updateOneStatement(table, field: index)
             let capture = store.capture
             let plan = table.captureForOne[index]
-            update.bind(1, value)
-            update.bind(2, recordID)
-            switch plan {
-            case nil: try update.run(db)
-            case .oldValue(let request)?, .annotation(let request)?:
-                try capture.capture(request, on: update.connection) { try update.run(db) }
+            try update.withValue(1, value) {
+                try update.withText(2, recordID) {
+                    switch plan {
+                    case nil: try update.run(db)
+                    case .oldValue(let request)?, .annotation(let request)?:
+                        try capture.capture(request, on: update.connection) { try update.run(db) }
+                    }
+                }
             }
             guard update.changes(db) == 1 else { throw notFound(table.entity.name) }
             var old: Value?
@@ -395,21 +397,33 @@ extension Store {
                 + Array(repeating: "(?, ?, ?, ?, ?, ?, ?)", count: rows).joined(separator: ", ")
         }
 
-        /// Queues one changelog entry, its fields written by `encodeFields` into the shared buffer;
-        /// ``flushLog()`` writes queued entries in this transaction, many rows per statement.
-        /// ``Store/write(_:)`` flushes before it commits.
+        /// Queues one changelog entry, its fields written by `encodeFields`; ``flushLog()`` writes
+        /// queued entries in this transaction, many rows per statement. ``Store/write(_:)``
+        /// flushes before it commits.
         func log(
             _ entity: String, _ recordID: String, _ op: ChangeOperation, encodeFields: (inout [UInt8]) -> Void
         ) throws {
             let (timestamp, base) = store.stamp()
-            // All queued entries encode their fields into one shared buffer.
-            let start = statements.buffer.count
-            encodeFields(&statements.buffer)
+            // All queued entries write their text into one shared buffer, bound without copying.
+            let text = Self.appendEntry(entity, recordID, to: &statements.buffer, encodeFields)
             statements.logQueue.append(
                 QueuedChange(
-                    entity: entity, record: recordID, op: Int64(op.rawValue), hlc: Int64(bitPattern: timestamp.rawValue),
-                    base: base, fields: start..<statements.buffer.count))
+                    entity: text.entity, record: text.record, fields: text.fields, op: Int64(op.rawValue),
+                    hlc: Int64(bitPattern: timestamp.rawValue), base: base, recordKey: recordKey(recordID)))
             if statements.logQueue.count == Self.logBatch { try flushLog() }
+        }
+
+        /// Appends an entry's entity, record id and fields to `buffer`; returns where each is.
+        private static func appendEntry(
+            _ entity: String, _ recordID: String, to buffer: inout [UInt8], _ encodeFields: (inout [UInt8]) -> Void
+        ) -> (entity: Range<Int>, record: Range<Int>, fields: Range<Int>) {
+            let entityStart = buffer.count
+            buffer.append(contentsOf: entity.utf8)
+            let recordStart = buffer.count
+            buffer.append(contentsOf: recordID.utf8)
+            let fieldsStart = buffer.count
+            encodeFields(&buffer)
+            return (entityStart..<recordStart, recordStart..<fieldsStart, fieldsStart..<buffer.count)
         }
 
         func flushLog() throws {
@@ -427,7 +441,6 @@ extension Store {
         private func writeQueuedChanges() throws {
             let queue = statements.logQueue
             guard !queue.isEmpty else { return }
-            let buffer = statements.buffer
             defer {
                 statements.logQueue.removeAll(keepingCapacity: true)
                 statements.buffer.removeAll(keepingCapacity: true)
@@ -441,29 +454,35 @@ extension Store {
             } else {
                 insert = RawStatement(try db.cachedStatement(sql: Self.changelogSQL(rows: queue.count)))
             }
-            for (n, entry) in queue.enumerated() {
-                let p = Int32(n * 7)
-                insert.bind(p + 1, entry.entity)
-                insert.bind(p + 2, entry.record)
-                insert.bind(p + 3, entry.op)
-                insert.bind(p + 4, entry.hlc)
-                insert.bind(p + 5, entry.base)
-                insert.bind(p + 6, buffer[entry.fields])
-                insert.bind(p + 7, recordKey(entry.record))
+            try statements.buffer.withUnsafeBufferPointer { buffer in
+                // The text bindings point into the buffer: valid only inside this closure.
+                defer { insert.clearBindings() }
+                for (n, entry) in queue.enumerated() {
+                    let p = Int32(n * 7)
+                    insert.bindUnowned(p + 1, buffer, entry.entity)
+                    insert.bindUnowned(p + 2, buffer, entry.record)
+                    insert.bind(p + 3, entry.op)
+                    insert.bind(p + 4, entry.hlc)
+                    insert.bind(p + 5, entry.base)
+                    insert.bindUnowned(p + 6, buffer, entry.fields)
+                    insert.bind(p + 7, entry.recordKey)
+                }
+                try insert.run(db)
             }
-            try insert.run(db)
         }
     }
 }
 
+/// A changelog entry waiting for ``Store/Transaction/flushLog()``. Its text is in the
+/// transaction's shared buffer, at these ranges of UTF-8 bytes.
 struct QueuedChange {
-    let entity: String
-    let record: String
+    let entity: Range<Int>
+    let record: Range<Int>
+    let fields: Range<Int>
     let op: Int64
     let hlc: Int64
     let base: Int64
-    /// Where the encoded fields are in the transaction's shared buffer.
-    let fields: Range<Int>
+    let recordKey: Int64
 }
 
 extension EntityTable {
