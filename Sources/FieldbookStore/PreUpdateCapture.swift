@@ -7,39 +7,49 @@ import GRDBSQLite
 /// delta, observed and epoch-ordered fields the new value of another column.
 /// Reading them this way costs no second lookup of the row.
 ///
-/// One per store, used only on the writer connection while a ``Store/Transaction``
-/// runs an update (writes are serialized), hence `@unchecked Sendable`.
+/// Only the values asked for are read: SQLite reads an old value by copying and
+/// decoding the whole old record, a new value from the statement's registers,
+/// so an update that needs only new values never pays for the old record.
+///
+/// The hook is installed only while a capture runs, so other writes (inserts, the
+/// changelog) do not call it. One per store, used only on the writer connection while
+/// a ``Store/Transaction`` runs an update (writes are serialized), hence `@unchecked Sendable`.
 final class PreUpdateCapture: @unchecked Sendable {
-    /// Table columns to capture (0 is the id), with the type of each.
-    private var columns: [(column: Int32, type: FieldType)] = []
-    private var active = false
-    private(set) var old: [Value] = []
-    private(set) var new: [Value] = []
-    private(set) var captured = false
-
-    /// Installs the hook on a connection.
-    func install(on connection: OpaquePointer) {
-        _ = sqlite3_preupdate_hook(connection, preUpdateCallback, Unmanaged.passUnretained(self).toOpaque())
+    /// What to read from the next updated row.
+    struct Request: Sendable {
+        /// Table columns to capture (0 is the id), with the type of each.
+        let columns: [(column: Int32, type: FieldType)]
+        /// Read the values before the write (else ``old`` holds nulls).
+        let old: Bool
+        /// Read the values after the write (else ``new`` holds nulls).
+        let new: Bool
     }
 
-    /// Captures `columns` of the next row the connection updates while `body` runs.
-    func capture<T>(_ columns: [(column: Int32, type: FieldType)], _ body: () throws -> T) rethrows -> T {
-        self.columns = columns
-        captured = false
-        active = true
-        defer { active = false }
+    private var request: Request?
+    private(set) var old: [Value] = []
+    private(set) var new: [Value] = []
+
+    /// Captures what `request` asks for from the next row `connection` updates while `body` runs.
+    func capture<T>(_ request: Request, on connection: OpaquePointer, _ body: () throws -> T) rethrows -> T {
+        self.request = request
+        old.removeAll(keepingCapacity: true)
+        new.removeAll(keepingCapacity: true)
+        _ = sqlite3_preupdate_hook(connection, preUpdateCallback, Unmanaged.passUnretained(self).toOpaque())
+        defer {
+            _ = sqlite3_preupdate_hook(connection, nil, nil)
+            self.request = nil
+        }
         return try body()
     }
 
     fileprivate func record(_ db: OpaquePointer?, op: Int32) {
-        guard active, !captured, op == SQLITE_UPDATE else { return }
-        captured = true
-        old.removeAll(keepingCapacity: true)
-        new.removeAll(keepingCapacity: true)
-        for (column, type) in columns {
+        // The first UPDATE while a request is set.
+        guard op == SQLITE_UPDATE, let request else { return }
+        self.request = nil
+        for (column, type) in request.columns {
             var value: OpaquePointer?
-            old.append(sqlite3_preupdate_old(db, column, &value) == SQLITE_OK ? Value(sqliteValue: value, type: type) : .null)
-            new.append(sqlite3_preupdate_new(db, column, &value) == SQLITE_OK ? Value(sqliteValue: value, type: type) : .null)
+            old.append(request.old && sqlite3_preupdate_old(db, column, &value) == SQLITE_OK ? Value(sqliteValue: value, type: type) : .null)
+            new.append(request.new && sqlite3_preupdate_new(db, column, &value) == SQLITE_OK ? Value(sqliteValue: value, type: type) : .null)
         }
     }
 }
@@ -59,7 +69,7 @@ extension Value {
         case SQLITE_NULL: self = .null
         case SQLITE_INTEGER:
             let i = sqlite3_value_int64(value)
-            self = type == .boolean ? .boolean(i != 0) : .integer(i)
+            if case .boolean = type { self = .boolean(i != 0) } else { self = .integer(i) }
         case SQLITE_FLOAT: self = .real(sqlite3_value_double(value))
         default:
             let count = Int(sqlite3_value_bytes(value))

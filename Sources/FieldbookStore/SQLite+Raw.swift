@@ -40,6 +40,43 @@ struct RawStatement {
         }
     }
 
+    /// Binds bytes `range` of `buffer` as text without copying them: the buffer must stay
+    /// valid and unchanged until the statement has run and ``clearBindings()`` is called.
+    func bindUnowned(_ index: Int32, _ buffer: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) {
+        let start = UnsafeRawPointer(buffer.baseAddress! + range.lowerBound).assumingMemoryBound(to: CChar.self)
+        sqlite3_bind_text(handle, index, start, Int32(range.count), nil)
+    }
+
+    /// Binds `text` in place, without copying it, while `body` runs (and steps the statement);
+    /// clears the binding after.
+    func withText<T>(_ index: Int32, _ text: String, _ body: () throws -> T) rethrows -> T {
+        var text = text
+        return try text.withUTF8 { utf8 in
+            guard let base = utf8.baseAddress, utf8.count > 0 else {
+                bind(index, "")
+                return try body()
+            }
+            let start = UnsafeRawPointer(base).assumingMemoryBound(to: CChar.self)
+            sqlite3_bind_text(handle, index, start, Int32(utf8.count), nil)
+            defer { sqlite3_bind_null(handle, index) }
+            return try body()
+        }
+    }
+
+    /// Binds `value` while `body` runs, text in place as ``withText(_:_:_:)`` does.
+    func withValue<T>(_ index: Int32, _ value: Value, _ body: () throws -> T) rethrows -> T {
+        guard case .text(let text) = value else {
+            bind(index, value)
+            return try body()
+        }
+        return try withText(index, text, body)
+    }
+
+    /// Drops all bindings (unowned ones must not outlive their buffer).
+    func clearBindings() {
+        sqlite3_clear_bindings(handle)
+    }
+
     func bind(_ index: Int32, _ value: Int64) {
         sqlite3_bind_int64(handle, index, value)
     }
@@ -91,9 +128,12 @@ struct RawStatement {
         }
     }
 
+    /// The statement's connection.
+    var connection: OpaquePointer { sqlite3_db_handle(handle) }
+
     /// Rows changed by the last statement run on the connection.
     func changes(_ db: Database) -> Int32 {
-        sqlite3_changes(sqlite3_db_handle(handle))
+        sqlite3_changes(connection)
     }
 
     func error(_ code: Int32, _ db: Database) -> DatabaseError {

@@ -68,9 +68,7 @@ public final class Store: Sendable {
         config.busyMode = .timeout(10)
         config.journalMode = .wal
         let cachePages = -configuration.cacheSizeMiB * 1024
-        let capture = self.capture
         config.prepareDatabase { db in
-            if let connection = db.sqliteConnection { capture.install(on: connection) }
             try db.execute(sql: "PRAGMA cache_size = \(cachePages)")
             // WAL + NORMAL: a committed transaction survives a process crash; a power cut
             // can lose the last transactions but never corrupts the file.
@@ -197,9 +195,23 @@ final class EntityTable: Sendable {
     /// For each field, the field whose value annotates its changes: the `observedBy`
     /// field of an `observed` field, the `epoch` field of a `max` field.
     let annotation: [Int?]
-    /// For an update of field i alone: the fields whose values the pre-update hook captures.
-    let captureIndexForOne: [[Int]]
-    let captureForOne: [[(column: Int32, type: FieldType)]]
+    /// For each field, how its changes are logged.
+    let changeForm: [ChangeForm]
+    /// For an update of field i alone: what the pre-update hook reads.
+    let captureForOne: [CaptureForOne?]
+    /// For each field, its name as a JSON object key (`"status":`), for encoding changes.
+    let jsonKey: [[UInt8]]
+    /// For each field, the entity a reference field refers to.
+    let referenceTarget: [String?]
+
+    /// What an update of one field reads through the pre-update hook. A field has one
+    /// policy, so it needs at most one of these.
+    enum CaptureForOne: Sendable {
+        /// The field's own value before the write: a counter logs its delta, a set its members.
+        case oldValue(PreUpdateCapture.Request)
+        /// The annotating field's value after the write: an observed field's time, a max field's epoch.
+        case annotation(PreUpdateCapture.Request)
+    }
 
     init(_ entity: Entity, number: Int) {
         self.entity = entity
@@ -213,16 +225,26 @@ final class EntityTable: Sendable {
             }
         }
         self.annotation = annotation
-        captureIndexForOne = entity.fields.enumerated().map { n, field in
-            var indexes: [Int] = []
+        changeForm = entity.fields.map { ChangeForm($0.policy) }
+        captureForOne = entity.fields.enumerated().map { n, field in
             switch field.policy {
-            case .counter, .union: indexes.append(n)
-            default: break
+            case .counter, .union:
+                return .oldValue(PreUpdateCapture.Request(columns: [(Int32(n + 1), field.type)], old: true, new: false))
+            default:
+                guard let source = annotation[n], source != n else { return nil }
+                let column = (Int32(source + 1), entity.fields[source].type)
+                return .annotation(PreUpdateCapture.Request(columns: [column], old: false, new: true))
             }
-            if let source = annotation[n], source != n { indexes.append(source) }
-            return indexes
         }
-        captureForOne = captureIndexForOne.map { $0.map { (Int32($0 + 1), entity.fields[$0].type) } }
+        jsonKey = entity.fields.map { field in
+            var key: [UInt8] = []
+            Value.text(field.name).writeJSON(to: &key)
+            key.append(UInt8(ascii: ":"))
+            return key
+        }
+        referenceTarget = entity.fields.map { field in
+            if case .reference(let target) = field.type { target } else { nil }
+        }
         updateOneSQL = columns.enumerated().map { n, column in
             "UPDATE \(quoted(entity.name)) SET \(column) = ? WHERE id = ?"
         }
@@ -243,11 +265,55 @@ final class EntityTable: Sendable {
 }
 
 extension EntityTable {
+    /// How changes of a field are logged, from its policy.
+    enum ChangeForm: Sendable {
+        /// The new value.
+        case value
+        /// A counter: the difference from the old value.
+        case delta
+        /// A set: the members added and removed.
+        case members
+        /// An observed field: the value and its observation time.
+        case observed
+        /// A max field with an epoch: the value and the epoch.
+        case epoch
+
+        init(_ policy: MergePolicy) {
+            switch policy {
+            case .counter: self = .delta
+            case .union: self = .members
+            case .observed: self = .observed
+            case .max(_, _?): self = .epoch
+            default: self = .value
+            }
+        }
+    }
+
+    /// The changelog form of setting field `index` to `value`: a counter's delta and a set's
+    /// members added and removed (given the `old` value), or the value, with the observation
+    /// time or epoch of an observed or max field (given the annotating field's value after the write).
+    func change(index: Int, to value: Value, old: Value?, annotation: Value?) -> FieldChange {
+        var change = FieldChange(field: entity.fields[index].name, kind: .set(value))
+        switch (changeForm[index], old, value) {
+        case (.delta, let old?, .integer(let new)):
+            change.kind = .add(new &- (old.integer ?? 0))
+        case (.members, let old?, let new):
+            let oldMembers = Set(old.setMembers)
+            let newMembers = Set(new.setMembers)
+            change.kind = .members(
+                added: Value.normalizedSet(newMembers.subtracting(oldMembers)),
+                removed: Value.normalizedSet(oldMembers.subtracting(newMembers)))
+        default:
+            annotate(&change, index: index, with: annotation)
+        }
+        return change
+    }
+
     /// Adds the observation time or epoch to a change of field `index`, from the annotating field's value.
     func annotate(_ change: inout FieldChange, index: Int, with value: Value?) {
-        switch entity.fields[index].policy {
+        switch changeForm[index] {
         case .observed: change.observedAt = value?.text
-        case .max(_, _?): change.epoch = value?.integer ?? 0
+        case .epoch: change.epoch = value?.integer ?? 0
         default: break
         }
     }

@@ -57,7 +57,7 @@ extension Store {
                     throw StoreError(.required, entity: entity, field: field.name, "is required")
                 }
             }
-            try checkReferences(table, row)
+            for (index, _) in table.references { try checkReference(table, index, row[index]) }
             let recordID: String
             if let id {
                 guard let canonical = UUIDText.canonical(id) else {
@@ -86,7 +86,7 @@ extension Store {
                 table.annotate(&change, index: n, with: table.annotation[n].map { row[$0] })
                 changes.append(change)
             }
-            try log(entity, recordID, .insert, changes)
+            try log(entity, recordID, .insert) { FieldChange.encode(changes, to: &$0) }
             return recordID
         }
 
@@ -101,66 +101,57 @@ extension Store {
             if table.entity.appendOnly {
                 throw StoreError(.immutable, entity: entity, "records are append-only: add a new one instead")
             }
+            if values.count == 1, let (name, value) = values.first {
+                try updateOne(table, recordID, name, value)
+                return
+            }
             let fields = table.entity.fields
             var updates: [(index: Int, value: Value)] = []
             updates.reserveCapacity(values.count)
             for (name, value) in values {
-                let index = try fieldIndex(table, name)
-                if case .append = fields[index].policy {
-                    throw StoreError(.immutable, entity: entity, field: name, "is set when the record is added and never changed")
-                }
+                let index = try updatableFieldIndex(table, name)
                 updates.append((index, try normalize(fields[index], value, entity: entity)))
             }
             guard !updates.isEmpty else {
                 guard try exists(table, recordID) else { throw notFound(entity) }
                 return
             }
-            if updates.count > 1 { updates.sort { $0.index < $1.index } }
-            if table.references.contains(where: { ref in updates.contains { $0.index == ref.field } }) {
-                var row = [Value](repeating: .null, count: fields.count)
-                for u in updates { row[u.index] = u.value }
-                try checkReferences(table, row)
-            }
+            updates.sort { $0.index < $1.index }
+            for u in updates { try checkReference(table, u.index, u.value) }
 
             // Counters and sets log what changed, which needs their old values; observed and
             // epoch-ordered fields carry another field's value after the write. Both come from
             // the pre-update hook, without a second lookup of the row.
-            var wanted: [(column: Int32, type: FieldType)]
-            var wantedIndex: [Int]
-            if updates.count == 1 {
-                wanted = table.captureForOne[updates[0].index]
-                wantedIndex = table.captureIndexForOne[updates[0].index]
-            } else {
-                wanted = []
-                wantedIndex = []
-            }
-            for u in updates where updates.count > 1 {
+            var wanted: [(column: Int32, type: FieldType)] = []
+            var wantedIndex: [Int] = []
+            var wantsOld = false
+            var wantsNew = false
+            for u in updates {
                 let field = fields[u.index]
                 if field.isCounter || field.isUnion {
                     wanted.append((Int32(u.index + 1), field.type))
                     wantedIndex.append(u.index)
+                    wantsOld = true
                 }
-                if let source = table.annotation[u.index], !updates.contains(where: { $0.index == source }),
-                    !wantedIndex.contains(source)
-                {
-                    wanted.append((Int32(source + 1), fields[source].type))
-                    wantedIndex.append(source)
+                if let source = table.annotation[u.index], !updates.contains(where: { $0.index == source }) {
+                    if !wantedIndex.contains(source) {
+                        wanted.append((Int32(source + 1), fields[source].type))
+                        wantedIndex.append(source)
+                    }
+                    wantsNew = true
                 }
             }
-            let update: RawStatement
-            if updates.count == 1 {
-                update = try updateOneStatement(table, field: updates[0].index)
-            } else {
-                let sql = "UPDATE \(quoted(entity)) SET \(updates.map { "\(quoted(fields[$0.index].name)) = ?" }.joined(separator: ", ")) WHERE id = ?"
-                update = RawStatement(try db.cachedStatement(sql: sql))
-            }
+            let sql = "UPDATE \(quoted(entity)) SET \(updates.map { "\(quoted(fields[$0.index].name)) = ?" }.joined(separator: ", ")) WHERE id = ?"
+            let update = RawStatement(try db.cachedStatement(sql: sql))
             for (n, u) in updates.enumerated() { update.bind(Int32(n + 1), u.value) }
             update.bind(Int32(updates.count + 1), recordID)
             let capture = store.capture
             if wanted.isEmpty {
                 try update.run(db)
             } else {
-                try capture.capture(wanted) { try update.run(db) }
+                // Old values only when a counter or set needs them: reading one decodes the old record.
+                let request = PreUpdateCapture.Request(columns: wanted, old: wantsOld, new: wantsNew)
+                try capture.capture(request, on: update.connection) { try update.run(db) }
             }
             guard update.changes(db) == 1 else { throw notFound(entity) }
             /// A field's value before the write (captured fields only).
@@ -176,22 +167,50 @@ extension Store {
             var changes: [FieldChange] = []
             changes.reserveCapacity(updates.count)
             for u in updates {
-                var change = FieldChange(field: fields[u.index].name, kind: .set(u.value))
-                switch (fields[u.index].policy, before(u.index), u.value) {
-                case (.counter, let old?, .integer(let new)):
-                    change.kind = .add(new &- (old.integer ?? 0))
-                case (.union, let old?, let new):
-                    let oldMembers = Set(old.setMembers)
-                    let newMembers = Set(new.setMembers)
-                    change.kind = .members(
-                        added: Value.normalizedSet(newMembers.subtracting(oldMembers)),
-                        removed: Value.normalizedSet(oldMembers.subtracting(newMembers)))
-                default:
-                    table.annotate(&change, index: u.index, with: table.annotation[u.index].flatMap(after))
-                }
-                changes.append(change)
+                changes.append(
+                    table.change(
+                        index: u.index, to: u.value, old: before(u.index),
+                        annotation: table.annotation[u.index].flatMap(after)))
             }
-            try log(entity, recordID, .update, changes)
+            try log(entity, recordID, .update) { FieldChange.encode(changes, to: &$0) }
+        }
+
+        /// The common update, of one field: the same checks, hook reads and changelog entry
+        /// as ``update(_:id:_:)`` makes for several, with the statement and the hook's request
+        /// prepared per field and the change encoded without building arrays.
+        private func updateOne(_ table: EntityTable, _ recordID: String, _ name: String, _ value: Value) throws {
+            let index = try updatableFieldIndex(table, name)
+            let value = try normalize(table.entity.fields[index], value, entity: table.entity.name)
+            try checkReference(table, index, value)
+            let update = try updateOneStatement(table, field: index)
+            let capture = store.capture
+            let plan = table.captureForOne[index]
+            try update.withValue(1, value) {
+                try update.withText(2, recordID) {
+                    switch plan {
+                    case nil: try update.run(db)
+                    case .oldValue(let request)?, .annotation(let request)?:
+                        try capture.capture(request, on: update.connection) { try update.run(db) }
+                    }
+                }
+            }
+            guard update.changes(db) == 1 else { throw notFound(table.entity.name) }
+            var old: Value?
+            var annotation: Value?
+            switch plan {
+            case nil: break
+            case .oldValue?: old = capture.old.first
+            case .annotation?: annotation = capture.new.first
+            }
+            if table.annotation[index] == index { annotation = value }
+            let change = table.change(index: index, to: value, old: old, annotation: annotation)
+            try log(table.entity.name, recordID, .update) { out in
+                // What FieldChange.encode writes for [change].
+                out.append(UInt8(ascii: "{"))
+                out.append(contentsOf: table.jsonKey[index])
+                change.writeJSON(to: &out)
+                out.append(UInt8(ascii: "}"))
+            }
         }
 
         /// Adds `amount` to a `counter` field.
@@ -206,7 +225,8 @@ extension Store {
                 sql: "UPDATE \(quoted(entity)) SET \(quoted(field)) = coalesce(\(quoted(field)), 0) + ? WHERE id = ?",
                 arguments: [amount, recordID])
             guard db.changesCount == 1 else { throw notFound(entity) }
-            try log(entity, recordID, .update, [FieldChange(field: field, kind: .add(amount))])
+            let changes = [FieldChange(field: field, kind: .add(amount))]
+            try log(entity, recordID, .update) { FieldChange.encode(changes, to: &$0) }
         }
 
         /// Deletes a record. The changelog keeps its history.
@@ -232,7 +252,7 @@ extension Store {
                 }
             }
             try db.execute(sql: "DELETE FROM \(quoted(entity)) WHERE id = ?", arguments: [recordID])
-            try log(entity, recordID, .delete, [])
+            try log(entity, recordID, .delete) { FieldChange.encode([], to: &$0) }
         }
 
         /// The record with this id, or nil.
@@ -351,14 +371,22 @@ extension Store {
             return try statement.step(db)
         }
 
-        func checkReferences(_ table: EntityTable, _ row: [Value]) throws {
-            for (index, target) in table.references {
-                guard case .text(let id) = row[index] else { continue }
-                if !(try exists(try store.entityTable(target), id)) {
-                    throw StoreError(
-                        .missingReference, entity: table.entity.name, field: table.entity.fields[index].name,
-                        "refers to a \(target) record that does not exist")
-                }
+        /// The index of a field an update may set.
+        func updatableFieldIndex(_ table: EntityTable, _ name: String) throws -> Int {
+            let index = try fieldIndex(table, name)
+            if case .append = table.entity.fields[index].policy {
+                throw StoreError(.immutable, entity: table.entity.name, field: name, "is set when the record is added and never changed")
+            }
+            return index
+        }
+
+        /// Checks that a reference field's value names a record that exists.
+        func checkReference(_ table: EntityTable, _ index: Int, _ value: Value) throws {
+            guard let target = table.referenceTarget[index], case .text(let id) = value else { return }
+            if !(try exists(try store.entityTable(target), id)) {
+                throw StoreError(
+                    .missingReference, entity: table.entity.name, field: table.entity.fields[index].name,
+                    "refers to a \(target) record that does not exist")
             }
         }
 
@@ -369,18 +397,33 @@ extension Store {
                 + Array(repeating: "(?, ?, ?, ?, ?, ?, ?)", count: rows).joined(separator: ", ")
         }
 
-        /// Queues one changelog entry; ``flushLog()`` writes queued entries in this transaction,
-        /// many rows per statement. ``Store/write(_:)`` flushes before it commits.
-        func log(_ entity: String, _ recordID: String, _ op: ChangeOperation, _ changes: [FieldChange]) throws {
+        /// Queues one changelog entry, its fields written by `encodeFields`; ``flushLog()`` writes
+        /// queued entries in this transaction, many rows per statement. ``Store/write(_:)``
+        /// flushes before it commits.
+        func log(
+            _ entity: String, _ recordID: String, _ op: ChangeOperation, encodeFields: (inout [UInt8]) -> Void
+        ) throws {
             let (timestamp, base) = store.stamp()
-            // All queued entries encode their fields into one shared buffer.
-            let start = statements.buffer.count
-            FieldChange.encode(changes, to: &statements.buffer)
+            // All queued entries write their text into one shared buffer, bound without copying.
+            let text = Self.appendEntry(entity, recordID, to: &statements.buffer, encodeFields)
             statements.logQueue.append(
                 QueuedChange(
-                    entity: entity, record: recordID, op: Int64(op.rawValue), hlc: Int64(bitPattern: timestamp.rawValue),
-                    base: base, fields: start..<statements.buffer.count))
+                    entity: text.entity, record: text.record, fields: text.fields, op: Int64(op.rawValue),
+                    hlc: Int64(bitPattern: timestamp.rawValue), base: base, recordKey: recordKey(recordID)))
             if statements.logQueue.count == Self.logBatch { try flushLog() }
+        }
+
+        /// Appends an entry's entity, record id and fields to `buffer`; returns where each is.
+        private static func appendEntry(
+            _ entity: String, _ recordID: String, to buffer: inout [UInt8], _ encodeFields: (inout [UInt8]) -> Void
+        ) -> (entity: Range<Int>, record: Range<Int>, fields: Range<Int>) {
+            let entityStart = buffer.count
+            buffer.append(contentsOf: entity.utf8)
+            let recordStart = buffer.count
+            buffer.append(contentsOf: recordID.utf8)
+            let fieldsStart = buffer.count
+            encodeFields(&buffer)
+            return (entityStart..<recordStart, recordStart..<fieldsStart, fieldsStart..<buffer.count)
         }
 
         func flushLog() throws {
@@ -398,7 +441,6 @@ extension Store {
         private func writeQueuedChanges() throws {
             let queue = statements.logQueue
             guard !queue.isEmpty else { return }
-            let buffer = statements.buffer
             defer {
                 statements.logQueue.removeAll(keepingCapacity: true)
                 statements.buffer.removeAll(keepingCapacity: true)
@@ -412,29 +454,35 @@ extension Store {
             } else {
                 insert = RawStatement(try db.cachedStatement(sql: Self.changelogSQL(rows: queue.count)))
             }
-            for (n, entry) in queue.enumerated() {
-                let p = Int32(n * 7)
-                insert.bind(p + 1, entry.entity)
-                insert.bind(p + 2, entry.record)
-                insert.bind(p + 3, entry.op)
-                insert.bind(p + 4, entry.hlc)
-                insert.bind(p + 5, entry.base)
-                insert.bind(p + 6, buffer[entry.fields])
-                insert.bind(p + 7, recordKey(entry.record))
+            try statements.buffer.withUnsafeBufferPointer { buffer in
+                // The text bindings point into the buffer: valid only inside this closure.
+                defer { insert.clearBindings() }
+                for (n, entry) in queue.enumerated() {
+                    let p = Int32(n * 7)
+                    insert.bindUnowned(p + 1, buffer, entry.entity)
+                    insert.bindUnowned(p + 2, buffer, entry.record)
+                    insert.bind(p + 3, entry.op)
+                    insert.bind(p + 4, entry.hlc)
+                    insert.bind(p + 5, entry.base)
+                    insert.bindUnowned(p + 6, buffer, entry.fields)
+                    insert.bind(p + 7, entry.recordKey)
+                }
+                try insert.run(db)
             }
-            try insert.run(db)
         }
     }
 }
 
+/// A changelog entry waiting for ``Store/Transaction/flushLog()``. Its text is in the
+/// transaction's shared buffer, at these ranges of UTF-8 bytes.
 struct QueuedChange {
-    let entity: String
-    let record: String
+    let entity: Range<Int>
+    let record: Range<Int>
+    let fields: Range<Int>
     let op: Int64
     let hlc: Int64
     let base: Int64
-    /// Where the encoded fields are in the transaction's shared buffer.
-    let fields: Range<Int>
+    let recordKey: Int64
 }
 
 extension EntityTable {

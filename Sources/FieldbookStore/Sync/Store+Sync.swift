@@ -309,7 +309,7 @@ extension Store.Transaction {
         let table = try entityTable(entity)
         let recordID = try canonicalID(id, entity: entity)
         guard try exists(table, recordID) else { throw notFound(entity) }
-        try log(entity, recordID, .update, [])
+        try log(entity, recordID, .update) { FieldChange.encode([], to: &$0) }
     }
 }
 
