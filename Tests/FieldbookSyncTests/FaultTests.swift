@@ -44,7 +44,9 @@ struct FaultTests {
         defer { server.stop() }
         let devicePath = dir.path("device.sqlite")
         let changes = 3_000
-        func runDevice(killAfter: Duration?) async throws -> (status: Int32, output: String) {
+        /// Runs the device; with `killAfter`, kills it with SIGKILL once it has reported that many
+        /// synced batches (in the middle of a sync), unless it finishes first.
+        func runDevice(killAfter batches: Int?) throws -> (status: Int32, output: String) {
             let device = Process()
             device.executableURL = productsDirectory().appendingPathComponent("fieldbook-sync-device")
             device.arguments = [devicePath, server.url.absoluteString, token, String(changes), "40"]
@@ -52,28 +54,32 @@ struct FaultTests {
             device.standardOutput = output
             device.standardError = Pipe()
             try device.run()
-            if let killAfter {
-                try await Task.sleep(for: killAfter)
-                Foundation.kill(device.processIdentifier, SIGKILL)
+            var text = ""
+            while true {
+                let chunk = output.fileHandleForReading.availableData
+                if chunk.isEmpty { break }
+                text += String(decoding: chunk, as: UTF8.self)
+                if let batches, text.components(separatedBy: "progress").count - 1 >= batches {
+                    kill(device.processIdentifier, SIGKILL)
+                    break
+                }
             }
-            let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
             device.waitUntilExit()
             return (device.terminationStatus, text)
         }
-        var rng = SystemRandomNumberGenerator()
-        var killedMidway = 0
+        var killedMidSync = 0
         for round in 0..<8 {
-            let result = try await runDevice(killAfter: .milliseconds(Int.random(in: 150...900, using: &rng)))
-            if result.status != 0 { killedMidway += 1 }
+            let result = try runDevice(killAfter: Int.random(in: 1...6))
+            if result.status != 0 { killedMidSync += 1 }
             if round % 2 == 1 {
                 // The server dies too, between or during pushes, and comes back on the same port.
                 server.stop(signal: SIGKILL)
                 try server.start()
             }
         }
-        let final = try await runDevice(killAfter: nil)
+        let final = try runDevice(killAfter: nil)
         #expect(final.status == 0, "the device finishes once left alone: \(final.output)")
-        #expect(killedMidway > 0, "at least one kill landed during a sync")
+        #expect(killedMidSync > 0, "at least one kill landed during a sync")
 
         let storage = try makeStorage(dir)
         let device = try Store(path: devicePath, schema: schema)

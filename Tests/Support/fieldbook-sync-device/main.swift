@@ -4,7 +4,8 @@
 //
 // Makes sure the store holds CHANGES changes (writing what is missing: sites, then
 // updates of their fields), then syncs in batches of BATCH until nothing is pending,
-// and prints "synced PUSHED PULLED". Killed at any moment, it is simply run again.
+// printing "progress …" after each batch, and "synced PUSHED PULLED" at the end.
+// Killed at any moment, it is simply run again.
 import FieldbookCore
 import FieldbookSchemas
 import FieldbookStore
@@ -40,5 +41,9 @@ options.pushBatch = batch
 options.pageSize = batch
 options.initialBackoff = .milliseconds(100)
 options.attempts = 8
+options.progress = { report in
+    // One line per batch, so a test can kill the process in the middle of a sync.
+    FileHandle.standardOutput.write(Data("progress pushed \(report.pushed) pulled \(report.pulled)\n".utf8))
+}
 let report = try await store.sync(HTTPTransport(server: url, token: arguments[3], timeout: 10), options: options)
 print("synced \(report.pushed) \(report.pulled)")
