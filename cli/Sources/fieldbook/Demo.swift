@@ -144,15 +144,8 @@ struct Demo: AsyncParsableCommand {
         }
         print(findings.render() + "\n")
 
-        // The tallies a bureau publishes, computed from the ledger.
-        let all = try device.fetch(Finding.self)
-        let byStatus = RectificationStatus.allCases.map { status in "\(status.rawValue) \(all.filter { $0.status == status }.count)" }
-        let actions = try device.fetch(AccountabilityAction.self)
-        let byKind = AccountabilityAction.Kind.allCases.map { kind in "\(kind.rawValue) \(actions.filter { $0.kind == kind }.count)" }
-        let visits = try device.fetch(Visit.self)
-        print("Findings: \(all.count) (\(byStatus.joined(separator: ", ")))")
-        print("Accountability: \(byKind.joined(separator: ", "))")
-        print("Penalties: \(visits.compactMap(\.penaltyYuan).reduce(0, +)) yuan; recovered: \(visits.compactMap(\.recoveredYuan).reduce(0, +)) yuan")
+        // The report a bureau publishes, as `fieldbook report` prints it.
+        print(try LedgerReport(device, day: "2022-07-01").render())
     }
 }
 

@@ -3,7 +3,89 @@ import FieldbookCore
 import FieldbookStore
 import Foundation
 
-/// `fieldbook report`: the ledger's tallies as a bureau publishes them (DOMAIN.md, "Publication").
+/// The tallies a bureau publishes (DOMAIN.md, "Publication"), computed from the ledger.
+struct LedgerReport {
+    var day: String
+    var findings: [Record]
+    var byStatus: [(String, Int)]
+    var byCategory: [(String, Int)]
+    var overdue: [Record]
+    var measures: Int
+    var measuresByStatus: [(String, Int)]
+    var accountabilityByKind: [(String, Int)]
+    var penalties: Double
+    var recovered: Double
+
+    /// The ledger as of `day` (YYYY-MM-DD): a finding is overdue once its deadline has passed
+    /// while it is not completed and not a long-term measure.
+    init(_ store: Store, day: String) throws {
+        self.day = day
+        findings = try store.fetch(Query("finding"))
+        let measures = try store.fetch(Query("measure"))
+        let actions = try store.fetch(Query("accountability_action"))
+        let visits = try store.fetch(Query("visit"))
+        func tally(_ records: [Record], _ field: String, order: [String] = []) -> [(String, Int)] {
+            var counts: [String: Int] = [:]
+            for record in records { counts[record[field].description.isEmpty ? "—" : record[field].description, default: 0] += 1 }
+            let rest = counts.filter { !order.contains($0.key) }.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+            return order.map { ($0, counts[$0] ?? 0) } + rest
+        }
+        let statuses = ["not_started", "in_progress", "completed"]
+        byStatus = tally(findings, "status", order: statuses)
+        byCategory = tally(findings, "category")
+        overdue = findings.filter { f in
+            guard case .text(let deadline) = f["deadline"] else { return false }
+            return deadline < day && f["status"] != "completed" && f["long_term"] != .boolean(true)
+        }.sorted { $0["deadline"].description < $1["deadline"].description }
+        self.measures = measures.count
+        measuresByStatus = tally(measures, "status", order: statuses)
+        accountabilityByKind = tally(actions, "kind", order: ["admonishment", "criticism", "reminder"])
+        func sum(_ field: String) -> Double { visits.compactMap { if case .real(let d) = $0[field] { d } else { nil } }.reduce(0, +) }
+        penalties = sum("penalty_yuan")
+        recovered = sum("recovered_yuan")
+    }
+
+    static func today() -> String {
+        String(CalendarText.timestamp(millisecondsSince1970: Int64(Date().timeIntervalSince1970 * 1000)).prefix(10))
+    }
+
+    var json: JSON {
+        func object(_ pairs: [(String, Int)]) -> JSON { .object(pairs.map { ($0.0, .int(Int64($0.1))) }) }
+        return .object([
+            ("as_of", .string(day)), ("findings", .int(Int64(findings.count))),
+            ("findings_by_status", object(byStatus)), ("findings_by_category", object(byCategory)),
+            (
+                "overdue",
+                .array(overdue.map { .object([("id", .string($0.id)), ("title", $0["title"].json), ("deadline", $0["deadline"].json), ("status", $0["status"].json)]) })
+            ),
+            ("measures", .int(Int64(measures))), ("measures_by_status", object(measuresByStatus)),
+            ("accountability_by_kind", object(accountabilityByKind)), ("penalties_yuan", .double(penalties)),
+            ("recovered_yuan", .double(recovered)),
+        ])
+    }
+
+    func render() -> String {
+        func line(_ pairs: [(String, Int)]) -> String { pairs.map { "\($0.0) \($0.1)" }.joined(separator: ", ") }
+        var out = ["整改台账 Rectification ledger, as of \(day)", "", "Findings: \(findings.count) (\(line(byStatus)))"]
+        var categories = TextTable(["类别 Category", "问题 Findings"])
+        for (category, count) in byCategory { categories.append([category, String(count)]) }
+        out += [categories.render(indent: 2), "", "Overdue (deadline passed, not completed): \(overdue.count)"]
+        if !overdue.isEmpty {
+            var table = TextTable(["问题 Finding", "整改期限 Deadline", "状态 Status", "责任人 Person"])
+            for f in overdue {
+                table.append([f["title"].description, f["deadline"].description, f["status"].description, f["responsible_person"].description])
+            }
+            out.append(table.render(indent: 2))
+        }
+        out += [
+            "", "Measures: \(measures) (\(line(measuresByStatus)))", "Accountability: \(line(accountabilityByKind))",
+            String(format: "Penalties: %.2f yuan; recovered: %.2f yuan", penalties, recovered),
+        ]
+        return out.joined(separator: "\n")
+    }
+}
+
+/// `fieldbook report`: the ledger's tallies as a bureau publishes them.
 struct Report: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "The ledger as published: findings by status and category, overdue findings, measures, accountability, money.")
@@ -16,64 +98,10 @@ struct Report: AsyncParsableCommand {
     func run() async throws {
         try await fieldbook.run(device) {
             let device = try self.device.open()
-            let store = device.store
-            let day = today ?? String(CalendarText.timestamp(millisecondsSince1970: Int64(Date().timeIntervalSince1970 * 1000)).prefix(10))
+            let day = today ?? LedgerReport.today()
             guard CalendarText.isValidDate(day) else { throw CLIError(.validation, "--today expects a date written YYYY-MM-DD") }
-            let findings = try store.fetch(Query("finding"))
-            let measures = try store.fetch(Query("measure"))
-            let actions = try store.fetch(Query("accountability_action"))
-            let visits = try store.fetch(Query("visit"))
-
-            func tally(_ records: [Record], _ field: String, order: [String] = []) -> [(String, Int)] {
-                var counts: [String: Int] = [:]
-                for record in records { counts[record[field].description.isEmpty ? "—" : record[field].description, default: 0] += 1 }
-                let known = order.map { ($0, counts[$0] ?? 0) }
-                let rest = counts.filter { !order.contains($0.key) }.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
-                return known + rest
-            }
-            let statuses = ["not_started", "in_progress", "completed"]
-            let byStatus = tally(findings, "status", order: statuses)
-            let byCategory = tally(findings, "category")
-            let overdue = findings.filter { f in
-                guard case .text(let deadline) = f["deadline"] else { return false }
-                return deadline < day && f["status"] != "completed" && f["long_term"] != .boolean(true)
-            }.sorted { $0["deadline"].description < $1["deadline"].description }
-            let measuresByStatus = tally(measures, "status", order: statuses)
-            let byKind = tally(actions, "kind", order: ["admonishment", "criticism", "reminder"])
-            func sum(_ field: String) -> Double { visits.compactMap { if case .real(let d) = $0[field] { d } else { nil } }.reduce(0, +) }
-            let penalties = sum("penalty_yuan")
-            let recovered = sum("recovered_yuan")
-
-            if self.device.json {
-                func object(_ pairs: [(String, Int)]) -> JSON { .object(pairs.map { ($0.0, .int(Int64($0.1))) }) }
-                printJSON(
-                    .object([
-                        ("as_of", .string(day)), ("findings", .int(Int64(findings.count))),
-                        ("findings_by_status", object(byStatus)), ("findings_by_category", object(byCategory)),
-                        ("overdue", .array(overdue.map { .object([("id", .string($0.id)), ("title", $0["title"].json), ("deadline", $0["deadline"].json), ("status", $0["status"].json)]) })),
-                        ("measures", .int(Int64(measures.count))), ("measures_by_status", object(measuresByStatus)),
-                        ("accountability_by_kind", object(byKind)), ("penalties_yuan", .double(penalties)),
-                        ("recovered_yuan", .double(recovered)),
-                    ]))
-                return
-            }
-            func line(_ pairs: [(String, Int)]) -> String { pairs.map { "\($0.0) \($0.1)" }.joined(separator: ", ") }
-            print("整改台账 Rectification ledger, as of \(day)\n")
-            print("Findings: \(findings.count) (\(line(byStatus)))")
-            var categories = TextTable(["类别 Category", "问题 Findings"])
-            for (category, count) in byCategory { categories.append([category, String(count)]) }
-            print(categories.render(indent: 2) + "\n")
-            print("Overdue (deadline passed, not completed): \(overdue.count)")
-            if !overdue.isEmpty {
-                var table = TextTable(["问题 Finding", "整改期限 Deadline", "状态 Status", "责任人 Person"])
-                for f in overdue {
-                    table.append([f["title"].description, f["deadline"].description, f["status"].description, f["responsible_person"].description])
-                }
-                print(table.render(indent: 2))
-            }
-            print("\nMeasures: \(measures.count) (\(line(measuresByStatus)))")
-            print("Accountability: \(line(byKind))")
-            print(String(format: "Penalties: %.2f yuan; recovered: %.2f yuan", penalties, recovered))
+            let report = try LedgerReport(device.store, day: day)
+            if self.device.json { printJSON(report.json) } else { print(report.render()) }
         }
     }
 }
@@ -171,7 +199,7 @@ struct FindingCommand: AsyncParsableCommand {
                         .conflict,
                         "the finding has \(open.count) open conflict\(open.count == 1 ? "" : "s") (\(open.map { $0.field ?? "delete" }.joined(separator: ", "))); settle them first with 'fieldbook resolve'")
                 }
-                let day = on ?? String(CalendarText.timestamp(millisecondsSince1970: Int64(Date().timeIntervalSince1970 * 1000)).prefix(10))
+                let day = on ?? LedgerReport.today()
                 try device.store.update(
                     "finding", id: finding.id,
                     try ["status=completed", "rectified_on=\(day)"].assignments(try device.entity("finding")))
@@ -214,7 +242,7 @@ struct VisitCommand: AsyncParsableCommand {
         func run() async throws {
             try await fieldbook.run(device) {
                 let device = try self.device.open()
-                let day = date ?? String(CalendarText.timestamp(millisecondsSince1970: Int64(Date().timeIntervalSince1970 * 1000)).prefix(10))
+                let day = date ?? LedgerReport.today()
                 var arguments = ["site=\(site)", "visited_on=\(day)"]
                 if let inspectors { arguments.append("inspectors=\(inspectors)") }
                 if let summary { arguments.append("summary=\(summary)") }
