@@ -217,7 +217,7 @@ extension Store.Transaction {
             for change in changes { state.apply(change, entity: table.entity) }
             applied += changes.count
             try writeRow(table, ref.id, state)
-            try saveState.execute(arguments: [ref.entity, ref.id, state.json.serialized, folded])
+            try saveState.execute(arguments: [ref.entity, ref.id, String(decoding: state.encoded, as: UTF8.self), folded])
             let conflicts = state.conflicts(entity: table.entity, recordID: ref.id)
             if !conflicts.isEmpty || withOpenConflicts.contains(ref) {
                 try noteConflicts(table, ref.id, conflicts, at: changes.last!.serverSequence!)
@@ -240,7 +240,7 @@ extension Store.Transaction {
             arguments: [table.entity.name, record])
         {
             let text: String = row[0]
-            state = try RecordState(json: JSON(parsing: text), entity: table.entity)
+            state = try RecordState(encoded: Array(text.utf8), entity: table.entity)
             folded = row[1]
         }
         let local = try changes(

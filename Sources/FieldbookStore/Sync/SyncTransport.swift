@@ -69,23 +69,27 @@ public struct HTTPTransport: SyncTransport {
     }
 
     public func push(_ request: PushRequest) async throws -> PushResponse {
-        let json = try await post("v1/push", request.json)
-        do { return try PushResponse(json: json) } catch { throw SyncError(.badResponse, error.message) }
+        var body: [UInt8] = []
+        body.reserveCapacity(256 * request.changes.count + 256)
+        request.encode(to: &body)
+        let bytes = try await post("v1/push", body)
+        do { return try PushResponse(utf8: bytes) } catch { throw SyncError(.badResponse, error.message) }
     }
 
     public func pull(_ request: PullRequest, schema: Schema) async throws -> PullResponse {
-        let json = try await post("v1/pull", request.json)
-        do { return try PullResponse(json: json, schema: schema) } catch { throw SyncError(.badResponse, error.message) }
+        var body: [UInt8] = []
+        request.encode(to: &body)
+        let bytes = try await post("v1/pull", body)
+        do { return try PullResponse(utf8: bytes, schema: schema) } catch { throw SyncError(.badResponse, error.message) }
     }
 
-    func post(_ path: String, _ body: JSON) async throws -> JSON {
+    /// Posts a JSON body; returns the answer's body if the status is 200, or throws the protocol error.
+    func post(_ path: String, _ body: [UInt8]) async throws -> [UInt8] {
         var request = URLRequest(url: server.appendingPathComponent(path))
         request.httpMethod = "POST"
         request.setValue("application/json", forHTTPHeaderField: "Content-Type")
         request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
-        var bytes: [UInt8] = []
-        body.write(to: &bytes)
-        request.httpBody = Data(bytes)
+        request.httpBody = Data(body)
         let data: Data
         let response: URLResponse
         do {
@@ -94,14 +98,12 @@ public struct HTTPTransport: SyncTransport {
             throw SyncError(.network, "\(server.absoluteString) could not be reached (\(type(of: error)))")
         }
         let status = (response as? HTTPURLResponse)?.statusCode ?? 0
-        let json = try? JSON(parsing: Array(data))
         guard status == 200 else {
-            if let json, let wire = WireError(json: json) {
+            if let json = try? JSON(parsing: Array(data)), let wire = WireError(json: json) {
                 throw SyncError(.refused(wire.code), status: status, wire.message)
             }
             throw SyncError(.badResponse, status: status, "HTTP \(status) without a protocol error")
         }
-        guard let json else { throw SyncError(.badResponse, status: status, "the body is not JSON") }
-        return json
+        return Array(data)
     }
 }
