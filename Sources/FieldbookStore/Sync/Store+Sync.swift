@@ -111,10 +111,10 @@ extension Store {
     /// Records the server's sequence numbers for pushed changes; they are no longer pending.
     func acknowledge(_ response: PushResponse) throws {
         try write { tx in
+            // One statement prepared once for the batch, not once per change.
+            let note = try tx.db.cachedStatement(sql: "UPDATE _changelog SET sseq = ? WHERE seq = ?")
             for assignment in response.assigned {
-                try tx.db.execute(
-                    sql: "UPDATE _changelog SET sseq = ? WHERE seq = ?",
-                    arguments: [assignment.serverSequence, assignment.sequence])
+                try note.execute(arguments: [assignment.serverSequence, assignment.sequence])
             }
             if let last = response.assigned.map(\.sequence).max() {
                 try tx.db.execute(
