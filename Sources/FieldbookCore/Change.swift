@@ -167,62 +167,100 @@ extension FieldChange {
     /// Reads the JSON object written by ``encode(_:to:)`` for a record of `entity`,
     /// checking each field exists and each value fits it.
     public static func decode(_ json: JSON, entity: Entity) throws(ValueProblem) -> [FieldChange] {
-        guard case .object(let pairs) = json else {
+        var bytes: [UInt8] = []
+        json.write(to: &bytes)
+        return try decode(utf8: bytes, entity: entity)
+    }
+
+    /// Reads the JSON text written by ``encode(_:to:)`` for a record of `entity`,
+    /// checking each field exists and each value fits it.
+    public static func decode(utf8 bytes: [UInt8], entity: Entity) throws(ValueProblem) -> [FieldChange] {
+        let tape: JSONTape
+        do {
+            tape = try JSONTape(parsing: bytes)
+        } catch {
+            throw ValueProblem(kind: .wrongType, reason: "field changes must be JSON (\(error))")
+        }
+        return try decode(tape, 0, entity: entity)
+    }
+
+    /// Reads the field changes object at `index` of `tape`.
+    static func decode(_ tape: JSONTape, _ index: Int, entity: Entity) throws(ValueProblem) -> [FieldChange] {
+        guard tape.kind(index) == .object else {
             throw ValueProblem(kind: .wrongType, reason: "field changes must be an object")
         }
         var changes: [FieldChange] = []
-        changes.reserveCapacity(pairs.count)
-        for (name, json) in pairs {
-            guard let field = entity.field(name) else {
-                throw ValueProblem(kind: .notAllowed, reason: "\(entity.name) has no field '\(name)'")
+        changes.reserveCapacity(Int(tape[index].length))
+        for key in tape.keys(index) {
+            guard let field = tape.field(key, in: entity) else {
+                throw ValueProblem(kind: .notAllowed, reason: "\(entity.name) has no field '\(tape.string(key)!)'")
             }
-            changes.append(try decode(json, field: field, entity: entity.name))
+            changes.append(try decode(tape, key + 1, field: field, entity: entity.name))
         }
         return changes
     }
 
-    static func decode(_ json: JSON, field: Field, entity: String) throws(ValueProblem) -> FieldChange {
+    static func decode(_ tape: JSONTape, _ index: Int, field: Field, entity: String) throws(ValueProblem) -> FieldChange {
         func fail(_ reason: String) -> ValueProblem {
             ValueProblem(kind: .wrongType, reason: "\(entity).\(field.name): \(reason)")
         }
-        func normalized(_ json: JSON) throws(ValueProblem) -> Value {
+        func normalized(_ index: Int) throws(ValueProblem) -> Value {
             do {
-                return try field.normalize(Value(json: json, for: field.type))
+                return try field.normalize(Value(tape, index, for: field.type))
             } catch {
                 throw ValueProblem(kind: error.kind, reason: "\(entity).\(field.name): \(error.reason)")
             }
         }
-        guard case .object(let pairs) = json else {
-            return FieldChange(field: field.name, kind: .set(try normalized(json)))
+        guard tape.kind(index) == .object else {
+            return FieldChange(field: field.name, kind: .set(try normalized(index)))
         }
-        let keys = Set(pairs.map(\.key))
-        if keys == ["+"] {
-            guard case .int(let delta)? = json["+"], case .counter = field.policy else {
+        let plus = tape.member(index, "+")
+        let count = Int(tape[index].length)
+        if count == 1, let plus {
+            guard let delta = tape.int(plus), case .counter = field.policy else {
                 throw fail("a counter delta needs an integer and a counter field")
             }
             return FieldChange(field: field.name, kind: .add(delta))
         }
-        if keys == ["add", "remove"] {
-            guard case .union = field.policy, case .textSet(let added) = try normalized(json["add"]!),
-                case .textSet(let removed) = try normalized(json["remove"]!)
+        if count == 2, let add = tape.member(index, "add"), let remove = tape.member(index, "remove") {
+            guard case .union = field.policy, case .textSet(let added) = try normalized(add),
+                case .textSet(let removed) = try normalized(remove)
             else { throw fail("set members need two lists of text and a union field") }
             return FieldChange(field: field.name, kind: .members(added: added, removed: removed))
         }
-        guard keys.contains("="), keys.isSubset(of: ["=", "at", "epoch"]) else {
+        let value = tape.member(index, "=")
+        let at = tape.member(index, "at")
+        let epoch = tape.member(index, "epoch")
+        guard let value, count == 1 + (at == nil ? 0 : 1) + (epoch == nil ? 0 : 1) else {
+            let keys = tape.keys(index).map { tape.string($0)! }
             throw fail("unknown change form (keys: \(keys.sorted().joined(separator: ", ")))")
         }
-        var change = FieldChange(field: field.name, kind: .set(try normalized(json["="]!)))
-        switch json["at"] {
-        case nil: break
-        case .string(let at)?: change.observedAt = at
-        case .null?: break
-        default: throw fail("'at' must be a date or timestamp")
+        var change = FieldChange(field: field.name, kind: .set(try normalized(value)))
+        if let at {
+            switch tape.kind(at) {
+            case .string: change.observedAt = tape.string(at)
+            case .null: break
+            default: throw fail("'at' must be a date or timestamp")
+            }
         }
-        switch json["epoch"] {
-        case nil: break
-        case .int(let epoch)?: change.epoch = epoch
-        default: throw fail("'epoch' must be an integer")
+        if let epoch {
+            guard let e = tape.int(epoch) else { throw fail("'epoch' must be an integer") }
+            change.epoch = e
         }
         return change
+    }
+}
+
+extension JSONTape {
+    /// The field of `entity` named by the string at `index`, compared without making a string.
+    func field(_ index: Int, in entity: Entity) -> Field? {
+        entity.fields.first { stringEquals(index, $0.name) }
+    }
+}
+
+extension UUIDText {
+    /// The canonical form of the UUID in the string at `index` of `tape`.
+    static func canonical(_ tape: JSONTape, _ index: Int) -> String? {
+        tape.string(index).flatMap { canonical($0) }
     }
 }

@@ -128,6 +128,39 @@ extension Value {
     }
 }
 
+extension Value {
+    /// Reads the JSON value at `index` of `tape` as ``init(json:for:)`` reads a tree.
+    init(_ tape: JSONTape, _ index: Int, for type: FieldType) throws(ValueProblem) {
+        switch tape.kind(index) {
+        case .null: self = .null
+        case .bool: self = .boolean(tape.bool(index)!)
+        case .int:
+            let i = tape.int(index)!
+            self = type == .real ? .real(Double(i)) : .integer(i)
+        case .double:
+            let d = tape.double(index)!
+            if type == .integer, d.rounded() == d, let i = Int64(exactly: d) {
+                self = .integer(i)
+            } else {
+                self = .real(d)
+            }
+        case .string: self = .text(tape.string(index)!)
+        case .array:
+            var members: [String] = []
+            members.reserveCapacity(Int(tape[index].length))
+            for item in tape.elements(index) {
+                guard let s = tape.string(item) else {
+                    throw ValueProblem(kind: .wrongType, reason: "a set holds text only")
+                }
+                members.append(s)
+            }
+            self = .set(members)
+        case .object:
+            throw ValueProblem(kind: .wrongType, reason: "expects \(type.expectation), got an object")
+        }
+    }
+}
+
 /// Checks and canonical forms for dates and timestamps written as text.
 public enum CalendarText {
     static func digits(_ bytes: ArraySlice<UInt8>) -> Int? {

@@ -17,15 +17,28 @@ extension ChangeStamp {
         ])
     }
 
-    init?(json: JSON) {
-        guard case .array(let items) = json, items.count == 5, case .string(let device) = items[0],
-            case .int(let sequence) = items[1], case .int(let hlc) = items[2], case .int(let base) = items[3]
+    /// Appends the bytes of `json.serialized`.
+    func encode(to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "["))
+        JSON.writeString(device, to: &out)
+        out.append(UInt8(ascii: ","))
+        JSON.writeInt(sequence, to: &out)
+        out.append(UInt8(ascii: ","))
+        JSON.writeInt(Int64(bitPattern: timestamp.rawValue), to: &out)
+        out.append(UInt8(ascii: ","))
+        JSON.writeInt(base, to: &out)
+        out.append(UInt8(ascii: ","))
+        if let serverSequence { JSON.writeInt(serverSequence, to: &out) } else { out.append(contentsOf: "null".utf8) }
+        out.append(UInt8(ascii: "]"))
+    }
+
+    init?(_ tape: JSONTape, _ index: Int) {
+        guard tape.kind(index) == .array, tape[index].length == 5, let device = tape.string(index + 1),
+            let sequence = tape.int(index + 2), let hlc = tape.int(index + 3), let base = tape.int(index + 4)
         else { return nil }
-        var serverSequence: Int64?
-        if case .int(let s) = items[4] { serverSequence = s }
         self.init(
             device: device, sequence: sequence, timestamp: HybridTimestamp(rawValue: UInt64(bitPattern: hlc)),
-            base: base, serverSequence: serverSequence)
+            base: base, serverSequence: tape.int(index + 5))
     }
 }
 
@@ -37,91 +50,161 @@ public struct RecordStateFormatError: Error, CustomStringConvertible, Sendable {
 extension RecordState {
     /// The state as JSON (see the format above).
     public var json: JSON {
-        func sortedObject<V>(_ dict: [String: V], _ transform: (V) -> JSON) -> JSON {
-            .object(dict.keys.sorted().map { ($0, transform(dict[$0]!)) })
+        // Checked by construction: the encoder writes JSON.
+        try! JSON(parsing: encoded)
+    }
+
+    /// The state's stored form: the compact JSON text of the format above.
+    public var encoded: [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(1024)
+        encode(to: &out)
+        return out
+    }
+
+    /// Appends the state's stored form to `out`: keys sorted, stamps of `applied` and `writes`
+    /// sorted by device and sequence, so equal states give equal bytes.
+    public func encode(to out: inout [UInt8]) {
+        func sortedObject<V>(_ dict: [String: V], _ write: (V, inout [UInt8]) -> Void) {
+            out.append(UInt8(ascii: "{"))
+            for (n, key) in dict.keys.sorted().enumerated() {
+                if n > 0 { out.append(UInt8(ascii: ",")) }
+                JSON.writeString(key, to: &out)
+                out.append(UInt8(ascii: ":"))
+                write(dict[key]!, &out)
+            }
+            out.append(UInt8(ascii: "}"))
         }
-        func stamps(_ list: some Sequence<ChangeStamp>) -> JSON {
-            .array(list.sorted { $0.device < $1.device || ($0.device == $1.device && $0.sequence < $1.sequence) }.map(\.json))
+        func stamps(_ list: some Collection<ChangeStamp>, sorted: Bool) {
+            out.append(UInt8(ascii: "["))
+            let ordered =
+                sorted
+                ? list.sorted { $0.device < $1.device || ($0.device == $1.device && $0.sequence < $1.sequence) } : Array(list)
+            for (n, stamp) in ordered.enumerated() {
+                if n > 0 { out.append(UInt8(ascii: ",")) }
+                stamp.encode(to: &out)
+            }
+            out.append(UInt8(ascii: "]"))
         }
-        return .object([
-            ("values", sortedObject(values) { $0.json }),
-            (
-                "reg",
-                sortedObject(registers) { candidates in
-                    .array(
-                        candidates.map {
-                            .array([$0.stamp.json, $0.value.json, $0.observedAt.map(JSON.string) ?? .null, $0.epoch.map(JSON.int) ?? .null])
-                        })
+        out.append(contentsOf: #"{"values":"#.utf8)
+        sortedObject(values) { $0.writeJSON(to: &$1) }
+        out.append(contentsOf: #","reg":"#.utf8)
+        sortedObject(registers) { candidates, out in
+            out.append(UInt8(ascii: "["))
+            for (n, candidate) in candidates.enumerated() {
+                out.append(contentsOf: n > 0 ? ",[".utf8 : "[".utf8)
+                candidate.stamp.encode(to: &out)
+                out.append(UInt8(ascii: ","))
+                candidate.value.writeJSON(to: &out)
+                out.append(UInt8(ascii: ","))
+                if let at = candidate.observedAt { JSON.writeString(at, to: &out) } else { out.append(contentsOf: "null".utf8) }
+                out.append(UInt8(ascii: ","))
+                if let epoch = candidate.epoch { JSON.writeInt(epoch, to: &out) } else { out.append(contentsOf: "null".utf8) }
+                out.append(UInt8(ascii: "]"))
+            }
+            out.append(UInt8(ascii: "]"))
+        }
+        out.append(contentsOf: #","mem":"#.utf8)
+        sortedObject(members) { operations, out in
+            out.append(UInt8(ascii: "{"))
+            for (n, member) in operations.keys.sorted().enumerated() {
+                if n > 0 { out.append(UInt8(ascii: ",")) }
+                JSON.writeString(member, to: &out)
+                out.append(contentsOf: ":[".utf8)
+                for (m, op) in operations[member]!.enumerated() {
+                    out.append(contentsOf: m > 0 ? ",[".utf8 : "[".utf8)
+                    op.stamp.encode(to: &out)
+                    out.append(UInt8(ascii: ","))
+                    JSON.writeBool(op.present, to: &out)
+                    out.append(UInt8(ascii: "]"))
                 }
-            ),
-            (
-                "mem",
-                sortedObject(members) { operations in
-                    sortedObject(operations) { ops in .array(ops.map { .array([$0.stamp.json, .bool($0.present)]) }) }
-                }
-            ),
-            ("applied", stamps(applied.values)),
-            ("writes", stamps(writes.values)),
-            ("deletes", .array(deletes.map(\.json))),
-        ])
+                out.append(UInt8(ascii: "]"))
+            }
+            out.append(UInt8(ascii: "}"))
+        }
+        out.append(contentsOf: #","applied":"#.utf8)
+        stamps(applied.values, sorted: true)
+        out.append(contentsOf: #","writes":"#.utf8)
+        stamps(writes.values, sorted: true)
+        out.append(contentsOf: #","deletes":"#.utf8)
+        stamps(deletes, sorted: false)
+        out.append(UInt8(ascii: "}"))
     }
 
     /// Reads a state written by ``json`` for a record of `entity`. Fields the entity no longer has are dropped.
     public init(json: JSON, entity: Entity) throws(RecordStateFormatError) {
+        var bytes: [UInt8] = []
+        json.write(to: &bytes)
+        try self.init(encoded: bytes, entity: entity)
+    }
+
+    /// Reads a state's stored form (``encoded``) for a record of `entity`. Fields the entity no longer has are dropped.
+    public init(encoded bytes: [UInt8], entity: Entity) throws(RecordStateFormatError) {
         self.init()
         func fail(_ what: String) -> RecordStateFormatError {
             RecordStateFormatError(description: "stored merge state of a \(entity.name) record: bad \(what)")
         }
-        func object(_ key: String) throws(RecordStateFormatError) -> [(key: String, value: JSON)] {
-            guard case .object(let pairs)? = json[key] else { throw fail(key) }
-            return pairs
+        let tape: JSONTape
+        do {
+            tape = try JSONTape(parsing: bytes)
+        } catch {
+            throw fail("JSON (\(error))")
         }
-        func stampList(_ key: String) throws(RecordStateFormatError) -> [ChangeStamp] {
-            guard case .array(let items)? = json[key] else { throw fail(key) }
+        func object(_ key: StaticString) throws(RecordStateFormatError) -> JSONTape.Children {
+            guard let index = tape.member(0, key), tape.kind(index) == .object else { throw fail(key.description) }
+            return tape.keys(index)
+        }
+        func stampList(_ key: StaticString) throws(RecordStateFormatError) -> [ChangeStamp] {
+            guard let index = tape.member(0, key), tape.kind(index) == .array else { throw fail(key.description) }
             var result: [ChangeStamp] = []
-            for item in items {
-                guard let stamp = ChangeStamp(json: item) else { throw fail(key) }
+            result.reserveCapacity(Int(tape[index].length))
+            for item in tape.elements(index) {
+                guard let stamp = ChangeStamp(tape, item) else { throw fail(key.description) }
                 result.append(stamp)
             }
             return result
         }
-        for (name, valueJSON) in try object("values") {
-            guard let field = entity.field(name) else { continue }
-            guard let value = try? Value(json: valueJSON, for: field.type) else { throw fail("value of \(name)") }
-            values[name] = value
+        for key in try object("values") {
+            guard let field = tape.field(key, in: entity) else { continue }
+            guard let value = try? Value(tape, key + 1, for: field.type) else { throw fail("value of \(field.name)") }
+            values[field.name] = value
         }
-        for (name, list) in try object("reg") {
-            guard let field = entity.field(name) else { continue }
-            guard case .array(let items) = list else { throw fail("register \(name)") }
+        for key in try object("reg") {
+            guard let field = tape.field(key, in: entity) else { continue }
+            let list = key + 1
+            guard tape.kind(list) == .array else { throw fail("register \(field.name)") }
             var candidates: [Candidate] = []
-            for item in items {
-                guard case .array(let parts) = item, parts.count == 4, let stamp = ChangeStamp(json: parts[0]),
-                    let value = try? Value(json: parts[1], for: field.type)
-                else { throw fail("register \(name)") }
-                var at: String?
-                if case .string(let s) = parts[2] { at = s }
-                var epoch: Int64?
-                if case .int(let e) = parts[3] { epoch = e }
-                candidates.append(Candidate(stamp: stamp, value: value, observedAt: at, epoch: epoch))
+            candidates.reserveCapacity(Int(tape[list].length))
+            for item in tape.elements(list) {
+                guard tape.kind(item) == .array, tape[item].length == 4, let stamp = ChangeStamp(tape, item + 1) else {
+                    throw fail("register \(field.name)")
+                }
+                let v = tape.next(item + 1)
+                guard let value = try? Value(tape, v, for: field.type) else { throw fail("register \(field.name)") }
+                let at = tape.next(v)
+                let epoch = tape.next(at)
+                candidates.append(Candidate(stamp: stamp, value: value, observedAt: tape.string(at), epoch: tape.int(epoch)))
             }
-            registers[name] = candidates
+            registers[field.name] = candidates
         }
-        for (name, memberJSON) in try object("mem") {
-            guard entity.field(name) != nil else { continue }
-            guard case .object(let pairs) = memberJSON else { throw fail("members of \(name)") }
+        for key in try object("mem") {
+            guard let field = tape.field(key, in: entity) else { continue }
+            let object = key + 1
+            guard tape.kind(object) == .object else { throw fail("members of \(field.name)") }
             var operations: [String: [MemberOperation]] = [:]
-            for (member, list) in pairs {
-                guard case .array(let items) = list else { throw fail("members of \(name)") }
+            for member in tape.keys(object) {
+                let list = member + 1
+                guard tape.kind(list) == .array else { throw fail("members of \(field.name)") }
                 var ops: [MemberOperation] = []
-                for item in items {
-                    guard case .array(let parts) = item, parts.count == 2, let stamp = ChangeStamp(json: parts[0]),
-                        case .bool(let present) = parts[1]
-                    else { throw fail("members of \(name)") }
+                for item in tape.elements(list) {
+                    guard tape.kind(item) == .array, tape[item].length == 2, let stamp = ChangeStamp(tape, item + 1),
+                        let present = tape.bool(tape.next(item + 1))
+                    else { throw fail("members of \(field.name)") }
                     ops.append(MemberOperation(stamp: stamp, present: present))
                 }
-                operations[member] = ops
+                operations[tape.string(member)!] = ops
             }
-            members[name] = operations
+            members[field.name] = operations
         }
         for stamp in try stampList("applied") { applied[stamp.device] = stamp }
         for stamp in try stampList("writes") { writes[stamp.device] = stamp }

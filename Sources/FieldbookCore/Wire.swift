@@ -167,6 +167,12 @@ public struct PullResponse: Sendable, Hashable {
 }
 
 // MARK: - JSON
+//
+// Each message has a tree form (`json`, for tests and tools) and a byte form:
+// `encode(to:)` writes the same bytes as `json.serialized` without building
+// the tree, and `init(utf8:…)` reads a message from its bytes through a
+// ``JSONTape`` without building a tree. The tree initializers serialize and
+// read the bytes, so there is one reader and every check is made once, the same way.
 
 extension PushRequest {
     public var json: JSON {
@@ -178,18 +184,48 @@ extension PushRequest {
         ])
     }
 
+    /// Appends the message's JSON text (the bytes of `json.serialized`) to `out`.
+    public func encode(to out: inout [UInt8]) {
+        out.append(contentsOf: #"{"protocol":"#.utf8)
+        JSON.writeInt(Int64(SyncProtocol.version), to: &out)
+        out.append(contentsOf: #","schema":"#.utf8)
+        schema.encode(to: &out)
+        out.append(contentsOf: #","device":"#.utf8)
+        JSON.writeString(device, to: &out)
+        out.append(contentsOf: #","changes":["#.utf8)
+        for (n, change) in changes.enumerated() {
+            if n > 0 { out.append(UInt8(ascii: ",")) }
+            change.encodeWire(to: &out, withOrigin: false)
+        }
+        out.append(contentsOf: "]}".utf8)
+    }
+
     /// Reads a push for `schema`, checking every change against it.
     public init(json: JSON, schema: Schema) throws(WireError) {
-        let message = try Message(json, expecting: schema)
+        var bytes: [UInt8] = []
+        json.write(to: &bytes)
+        try self.init(utf8: bytes, schema: schema)
+    }
+
+    /// Reads a push from its JSON text, checking every change against `schema`.
+    /// - Parameter maxChanges: a push of more changes is refused with `batch_too_large`
+    ///   (before any other check but the JSON syntax).
+    public init(utf8 bytes: [UInt8], schema: Schema, maxChanges: Int = .max) throws(WireError) {
+        let tape = try JSONTape(wire: bytes)
+        if let list = tape.member(0, "changes"), tape.kind(list) == .array, Int(tape[list].length) > maxChanges {
+            throw WireError(
+                .batchTooLarge, "a push holds at most \(maxChanges) changes; this one holds \(tape[list].length)")
+        }
+        let message = try Message(tape, expecting: schema)
         device = try message.deviceID()
         self.schema = SchemaVersion(schema)
-        guard case .array(let items)? = json["changes"] else {
+        guard let list = tape.member(0, "changes"), tape.kind(list) == .array else {
             throw WireError(.badMessage, "'changes' must be an array")
         }
         var changes: [Change] = []
-        changes.reserveCapacity(items.count)
-        for (n, item) in items.enumerated() {
-            changes.append(try Change(wire: item, schema: schema, device: device, at: "changes[\(n)]"))
+        changes.reserveCapacity(Int(tape[list].length))
+        for (n, item) in tape.elements(list).enumerated() {
+            changes.append(try Change(wire: tape, item, schema: schema, device: device, number: n))
         }
         self.changes = changes
     }
@@ -203,14 +239,38 @@ extension PushResponse {
         ])
     }
 
+    /// Appends the message's JSON text (the bytes of `json.serialized`) to `out`.
+    public func encode(to out: inout [UInt8]) {
+        out.append(contentsOf: #"{"protocol":"#.utf8)
+        JSON.writeInt(Int64(SyncProtocol.version), to: &out)
+        out.append(contentsOf: #","assigned":["#.utf8)
+        for (n, pair) in assigned.enumerated() {
+            out.append(contentsOf: n > 0 ? ",[".utf8 : "[".utf8)
+            JSON.writeInt(pair.sequence, to: &out)
+            out.append(UInt8(ascii: ","))
+            JSON.writeInt(pair.serverSequence, to: &out)
+            out.append(UInt8(ascii: "]"))
+        }
+        out.append(contentsOf: "]}".utf8)
+    }
+
     public init(json: JSON) throws(WireError) {
-        _ = try Message(json, expecting: nil)
-        guard case .array(let items)? = json["assigned"] else {
+        var bytes: [UInt8] = []
+        json.write(to: &bytes)
+        try self.init(utf8: bytes)
+    }
+
+    /// Reads a push response from its JSON text.
+    public init(utf8 bytes: [UInt8]) throws(WireError) {
+        let tape = try JSONTape(wire: bytes)
+        _ = try Message(tape, expecting: nil)
+        guard let list = tape.member(0, "assigned"), tape.kind(list) == .array else {
             throw WireError(.badMessage, "'assigned' must be an array")
         }
         var assigned: [Assignment] = []
-        for item in items {
-            guard case .array(let pair) = item, pair.count == 2, case .int(let seq) = pair[0], case .int(let sseq) = pair[1]
+        assigned.reserveCapacity(Int(tape[list].length))
+        for item in tape.elements(list) {
+            guard tape.kind(item) == .array, tape[item].length == 2, let seq = tape.int(item + 1), let sseq = tape.int(item + 2)
             else { throw WireError(.badMessage, "'assigned' holds [sequence, serverSequence] pairs") }
             assigned.append(Assignment(sequence: seq, serverSequence: sseq))
         }
@@ -229,18 +289,32 @@ extension PullRequest {
         ])
     }
 
+    /// Appends the message's JSON text (the bytes of `json.serialized`) to `out`.
+    public func encode(to out: inout [UInt8]) {
+        json.write(to: &out)
+    }
+
     public init(json: JSON, schema: Schema) throws(WireError) {
-        let message = try Message(json, expecting: schema)
+        var bytes: [UInt8] = []
+        json.write(to: &bytes)
+        try self.init(utf8: bytes, schema: schema)
+    }
+
+    /// Reads a pull request from its JSON text.
+    public init(utf8 bytes: [UInt8], schema: Schema) throws(WireError) {
+        let tape = try JSONTape(wire: bytes)
+        let message = try Message(tape, expecting: schema)
         device = try message.deviceID()
         self.schema = SchemaVersion(schema)
-        guard case .int(let cursor)? = json["cursor"], cursor >= 0 else {
+        guard let c = tape.member(0, "cursor"), let cursor = tape.int(c), cursor >= 0 else {
             throw WireError(.badMessage, "'cursor' must be an integer ≥ 0")
         }
         self.cursor = cursor
-        switch json["limit"] {
-        case nil: limit = 1000
-        case .int(let limit)? where limit >= 1: self.limit = Int(clamping: limit)
-        default: throw WireError(.badMessage, "'limit' must be an integer ≥ 1")
+        if let l = tape.member(0, "limit") {
+            guard let limit = tape.int(l), limit >= 1 else { throw WireError(.badMessage, "'limit' must be an integer ≥ 1") }
+            self.limit = Int(clamping: limit)
+        } else {
+            limit = 1000
         }
     }
 }
@@ -255,15 +329,52 @@ extension PullResponse {
         ])
     }
 
+    /// Appends the message's JSON text (the bytes of `json.serialized`) to `out`.
+    public func encode(to out: inout [UInt8]) {
+        Self.encodeStart(to: &out)
+        for (n, change) in changes.enumerated() {
+            if n > 0 { out.append(UInt8(ascii: ",")) }
+            change.encodeWire(to: &out, withOrigin: true)
+        }
+        Self.encodeEnd(cursor: cursor, more: more, to: &out)
+    }
+
+    /// Appends the start of a pull response, up to the first change: for a server that writes
+    /// the changes itself (see ``Change/encodeWire(to:sequence:entity:recordID:operation:hlc:base:fields:origin:)``),
+    /// separated by commas, then calls ``encodeEnd(cursor:more:to:)``.
+    public static func encodeStart(to out: inout [UInt8]) {
+        out.append(contentsOf: #"{"protocol":"#.utf8)
+        JSON.writeInt(Int64(SyncProtocol.version), to: &out)
+        out.append(contentsOf: #","changes":["#.utf8)
+    }
+
+    /// Appends the end of a pull response begun with ``encodeStart(to:)``.
+    public static func encodeEnd(cursor: Int64, more: Bool, to out: inout [UInt8]) {
+        out.append(contentsOf: #"],"cursor":"#.utf8)
+        JSON.writeInt(cursor, to: &out)
+        out.append(contentsOf: #","more":"#.utf8)
+        JSON.writeBool(more, to: &out)
+        out.append(UInt8(ascii: "}"))
+    }
+
     public init(json: JSON, schema: Schema) throws(WireError) {
-        _ = try Message(json, expecting: nil)
-        guard case .array(let items)? = json["changes"], case .int(let cursor)? = json["cursor"],
-            case .bool(let more)? = json["more"]
+        var bytes: [UInt8] = []
+        json.write(to: &bytes)
+        try self.init(utf8: bytes, schema: schema)
+    }
+
+    /// Reads a pull response from its JSON text, checking every change against `schema`.
+    public init(utf8 bytes: [UInt8], schema: Schema) throws(WireError) {
+        let tape = try JSONTape(wire: bytes)
+        _ = try Message(tape, expecting: nil)
+        guard let list = tape.member(0, "changes"), tape.kind(list) == .array,
+            let c = tape.member(0, "cursor"), let cursor = tape.int(c),
+            let m = tape.member(0, "more"), let more = tape.bool(m)
         else { throw WireError(.badMessage, "a pull response has 'changes', 'cursor' and 'more'") }
         var changes: [Change] = []
-        changes.reserveCapacity(items.count)
-        for (n, item) in items.enumerated() {
-            changes.append(try Change(wire: item, schema: schema, device: nil, at: "changes[\(n)]"))
+        changes.reserveCapacity(Int(tape[list].length))
+        for (n, item) in tape.elements(list).enumerated() {
+            changes.append(try Change(wire: tape, item, schema: schema, device: nil, number: n))
         }
         self.changes = changes
         self.cursor = cursor
@@ -271,13 +382,34 @@ extension PullResponse {
     }
 }
 
+extension SchemaVersion {
+    func encode(to out: inout [UInt8]) {
+        out.append(contentsOf: #"{"name":"#.utf8)
+        JSON.writeString(name, to: &out)
+        out.append(contentsOf: #","version":"#.utf8)
+        JSON.writeInt(Int64(version), to: &out)
+        out.append(UInt8(ascii: "}"))
+    }
+}
+
+extension JSONTape {
+    /// Parses a message body; a syntax error is `malformed_json`.
+    init(wire bytes: [UInt8]) throws(WireError) {
+        do {
+            try self.init(parsing: bytes)
+        } catch {
+            throw WireError(.malformedJSON, "the body is not valid JSON: \(error)")
+        }
+    }
+}
+
 /// The envelope every message shares: the protocol version and, for requests, the schema.
 private struct Message {
-    let json: JSON
+    let tape: JSONTape
 
-    init(_ json: JSON, expecting schema: Schema?) throws(WireError) {
-        guard case .object = json else { throw WireError(.badMessage, "the message must be a JSON object") }
-        guard case .int(let version)? = json["protocol"] else {
+    init(_ tape: JSONTape, expecting schema: Schema?) throws(WireError) {
+        guard tape.kind(0) == .object else { throw WireError(.badMessage, "the message must be a JSON object") }
+        guard let p = tape.member(0, "protocol"), let version = tape.int(p) else {
             throw WireError(.badMessage, "'protocol' (the protocol version, an integer) is missing")
         }
         guard version == SyncProtocol.version else {
@@ -286,20 +418,22 @@ private struct Message {
                 "protocol version \(version) is not spoken here; this peer speaks version \(SyncProtocol.version)")
         }
         if let schema {
-            guard case .string(let name)? = json["schema"]?["name"], case .int(let v)? = json["schema"]?["version"] else {
+            guard let s = tape.member(0, "schema"), let n = tape.member(s, "name"), let name = tape.string(n),
+                let v = tape.member(s, "version"), let version = tape.int(v)
+            else {
                 throw WireError(.badMessage, "'schema' must be {\"name\": …, \"version\": …}")
             }
-            guard name == schema.name, v == schema.version else {
+            guard name == schema.name, version == schema.version else {
                 throw WireError(
                     .schemaMismatch,
-                    "the request is for schema '\(name)' version \(v); the server holds '\(schema.name)' version \(schema.version)")
+                    "the request is for schema '\(name)' version \(version); the server holds '\(schema.name)' version \(schema.version)")
             }
         }
-        self.json = json
+        self.tape = tape
     }
 
     func deviceID() throws(WireError) -> String {
-        guard case .string(let device)? = json["device"], let canonical = UUIDText.canonical(device) else {
+        guard let d = tape.member(0, "device"), let device = tape.string(d), let canonical = UUIDText.canonical(device) else {
             throw WireError(.badMessage, "'device' must be the device's id, a UUID")
         }
         return canonical
@@ -326,64 +460,120 @@ extension Change {
         return .object(pairs)
     }
 
+    /// Appends the protocol object (the bytes of `wireJSON(withOrigin:).serialized`) to `out`.
+    public func encodeWire(to out: inout [UInt8], withOrigin: Bool) {
+        Self.encodeWire(
+            to: &out, sequence: sequence, entity: entity, recordID: recordID, operation: operation,
+            hlc: Int64(bitPattern: timestamp.rawValue), base: base,
+            fields: { FieldChange.encode(fields, to: &$0) },
+            origin: withOrigin ? (device, serverSequence, author) : nil)
+    }
+
+    /// Appends a change's protocol object from its parts; `fields` appends the field changes' object
+    /// (for a server that stores them as the text of ``FieldChange/encode(_:to:)``, that text as it is).
+    public static func encodeWire(
+        to out: inout [UInt8], sequence: Int64, entity: String, recordID: String, operation: ChangeOperation, hlc: Int64,
+        base: Int64, fields: (inout [UInt8]) -> Void, origin: (device: String, serverSequence: Int64?, author: String?)?
+    ) {
+        out.append(contentsOf: #"{"seq":"#.utf8)
+        JSON.writeInt(sequence, to: &out)
+        out.append(contentsOf: #","entity":"#.utf8)
+        JSON.writeString(entity, to: &out)
+        out.append(contentsOf: #","id":"#.utf8)
+        JSON.writeString(recordID, to: &out)
+        switch operation {
+        case .insert: out.append(contentsOf: #","op":"insert","hlc":"#.utf8)
+        case .update: out.append(contentsOf: #","op":"update","hlc":"#.utf8)
+        case .delete: out.append(contentsOf: #","op":"delete","hlc":"#.utf8)
+        }
+        JSON.writeInt(hlc, to: &out)
+        out.append(contentsOf: #","base":"#.utf8)
+        JSON.writeInt(base, to: &out)
+        out.append(contentsOf: #","fields":"#.utf8)
+        fields(&out)
+        if let origin {
+            out.append(contentsOf: #","device":"#.utf8)
+            JSON.writeString(origin.device, to: &out)
+            if let serverSequence = origin.serverSequence {
+                out.append(contentsOf: #","sseq":"#.utf8)
+                JSON.writeInt(serverSequence, to: &out)
+            }
+            if let author = origin.author {
+                out.append(contentsOf: #","author":"#.utf8)
+                JSON.writeString(author, to: &out)
+            }
+        }
+        out.append(UInt8(ascii: "}"))
+    }
+
     /// The field changes as the JSON object of ``FieldChange/encode(_:to:)``.
     public var fieldsJSON: JSON {
         .object(fields.map { ($0.field, $0.valueJSON) })
     }
 
-    /// Reads a change object, checking it against `schema`. `device` is the pushing device;
-    /// nil when the change carries its own (a pulled change).
-    init(wire json: JSON, schema: Schema, device: String?, at path: String) throws(WireError) {
-        func bad(_ what: String) -> WireError { WireError(.badMessage, "\(path): \(what)") }
-        guard case .object = json else { throw bad("a change must be an object") }
-        guard case .int(let seq)? = json["seq"], seq >= 1 else { throw bad("'seq' must be an integer ≥ 1") }
-        guard case .string(let entityName)? = json["entity"] else { throw bad("'entity' must be a string") }
-        guard let entity = schema.entity(entityName) else {
+    /// Reads the change object at `index` of a message, checking it against `schema`. `device` is
+    /// the pushing device; nil when the change carries its own (a pulled change). `number` is its
+    /// position in the message, for error messages.
+    init(wire tape: JSONTape, _ index: Int, schema: Schema, device: String?, number: Int) throws(WireError) {
+        func path() -> String { "changes[\(number)]" }
+        func bad(_ what: String) -> WireError { WireError(.badMessage, "\(path()): \(what)") }
+        guard tape.kind(index) == .object else { throw bad("a change must be an object") }
+        guard let s = tape.member(index, "seq"), let seq = tape.int(s), seq >= 1 else {
+            throw bad("'seq' must be an integer ≥ 1")
+        }
+        guard let e = tape.member(index, "entity"), tape.kind(e) == .string else { throw bad("'entity' must be a string") }
+        guard let entity = schema.entities.first(where: { tape.stringEquals(e, $0.name) }) else {
             throw WireError(
                 .unknownEntity,
-                "\(path): no entity '\(entityName)' (entities: \(schema.entities.map(\.name).joined(separator: ", ")))")
+                "\(path()): no entity '\(tape.string(e)!)' (entities: \(schema.entities.map(\.name).joined(separator: ", ")))")
         }
-        guard case .string(let idText)? = json["id"], let id = UUIDText.canonical(idText) else {
+        guard let i = tape.member(index, "id"), let id = UUIDText.canonical(tape, i) else {
             throw bad("'id' must be a UUID")
         }
         let operation: ChangeOperation
-        switch json["op"] {
-        case .string("insert")?: operation = .insert
-        case .string("update")?: operation = .update
-        case .string("delete")?: operation = .delete
-        default: throw bad("'op' must be \"insert\", \"update\" or \"delete\"")
+        guard let o = tape.member(index, "op") else { throw bad("'op' must be \"insert\", \"update\" or \"delete\"") }
+        if tape.stringEquals(o, "insert") {
+            operation = .insert
+        } else if tape.stringEquals(o, "update") {
+            operation = .update
+        } else if tape.stringEquals(o, "delete") {
+            operation = .delete
+        } else {
+            throw bad("'op' must be \"insert\", \"update\" or \"delete\"")
         }
-        guard case .int(let hlc)? = json["hlc"], hlc >= 0 else { throw bad("'hlc' must be an integer ≥ 0") }
-        guard case .int(let base)? = json["base"], base >= 0 else { throw bad("'base' must be an integer ≥ 0") }
-        guard let fieldsJSON = json["fields"] else { throw bad("'fields' is missing") }
-        if case .object(let pairs) = fieldsJSON, let unknown = pairs.first(where: { entity.field($0.key) == nil }) {
+        guard let h = tape.member(index, "hlc"), let hlc = tape.int(h), hlc >= 0 else { throw bad("'hlc' must be an integer ≥ 0") }
+        guard let b = tape.member(index, "base"), let base = tape.int(b), base >= 0 else {
+            throw bad("'base' must be an integer ≥ 0")
+        }
+        guard let f = tape.member(index, "fields") else { throw bad("'fields' is missing") }
+        if let unknown = tape.keys(f).first(where: { tape.field($0, in: entity) == nil }) {
             throw WireError(
                 .unknownField,
-                "\(path): \(entity.name) has no field '\(unknown.key)' (fields: \(entity.fields.map(\.name).joined(separator: ", ")))")
+                "\(path()): \(entity.name) has no field '\(tape.string(unknown)!)' (fields: \(entity.fields.map(\.name).joined(separator: ", ")))")
         }
         let fields: [FieldChange]
         do {
-            fields = try FieldChange.decode(fieldsJSON, entity: entity)
+            fields = try FieldChange.decode(tape, f, entity: entity)
         } catch {
-            throw WireError(.invalidValue, "\(path): \(error.reason)")
+            throw WireError(.invalidValue, "\(path()): \(error.reason)")
         }
         var origin = device
         var serverSequence: Int64?
         var author: String?
         if device == nil {
-            guard case .string(let d)? = json["device"], let canonical = UUIDText.canonical(d) else {
+            guard let d = tape.member(index, "device"), let canonical = UUIDText.canonical(tape, d) else {
                 throw bad("'device' must be a UUID")
             }
             origin = canonical
-            guard case .int(let s)? = json["sseq"] else { throw bad("'sseq' must be an integer") }
-            serverSequence = s
-            if case .string(let a)? = json["author"] { author = a }
+            guard let s = tape.member(index, "sseq"), let sseq = tape.int(s) else { throw bad("'sseq' must be an integer") }
+            serverSequence = sseq
+            if let a = tape.member(index, "author") { author = tape.string(a) }
         }
         self.init(
-            sequence: seq, device: origin!, entity: entityName, recordID: id, operation: operation,
+            sequence: seq, device: origin!, entity: entity.name, recordID: id, operation: operation,
             timestamp: HybridTimestamp(rawValue: UInt64(hlc)), base: base, fields: fields,
             serverSequence: serverSequence, author: author)
-        if let problem = validity(entity) { throw WireError(.invalidChange, "\(path): \(problem)") }
+        if let problem = validity(entity) { throw WireError(.invalidChange, "\(path()): \(problem)") }
     }
 
     /// Why the schema forbids this change, or nil if it allows it.

@@ -103,7 +103,7 @@ extension Store.Transaction {
                 sequence: row[2], device: row[1], entity: table.entity.name, recordID: record,
                 operation: ChangeOperation(rawValue: op) ?? .update,
                 timestamp: HybridTimestamp(rawValue: UInt64(bitPattern: hlc)), base: row[7],
-                fields: try FieldChange.decode(JSON(parsing: fieldsText), entity: table.entity),
+                fields: try FieldChange.decode(utf8: Array(fieldsText.utf8), entity: table.entity),
                 serverSequence: row[0], author: row[3])
         }
     }
@@ -127,7 +127,7 @@ extension Store.Transaction {
                 sequence: row[0], device: store.deviceID, entity: entityName, recordID: row[2],
                 operation: ChangeOperation(rawValue: op) ?? .update,
                 timestamp: HybridTimestamp(rawValue: UInt64(bitPattern: hlc)), base: row[5],
-                fields: try FieldChange.decode(JSON(parsing: fieldsText), entity: table.entity), serverSequence: row[7])
+                fields: try FieldChange.decode(utf8: Array(fieldsText.utf8), entity: table.entity), serverSequence: row[7])
         }
     }
 }

@@ -111,10 +111,10 @@ extension Store {
     /// Records the server's sequence numbers for pushed changes; they are no longer pending.
     func acknowledge(_ response: PushResponse) throws {
         try write { tx in
+            // One statement prepared once for the batch, not once per change.
+            let note = try tx.db.cachedStatement(sql: "UPDATE _changelog SET sseq = ? WHERE seq = ?")
             for assignment in response.assigned {
-                try tx.db.execute(
-                    sql: "UPDATE _changelog SET sseq = ? WHERE seq = ?",
-                    arguments: [assignment.serverSequence, assignment.sequence])
+                try note.execute(arguments: [assignment.serverSequence, assignment.sequence])
             }
             if let last = response.assigned.map(\.sequence).max() {
                 try tx.db.execute(
@@ -220,7 +220,7 @@ extension Store.Transaction {
             for change in changes { state.apply(change, entity: table.entity) }
             applied += changes.count
             try writeRow(table, ref.id, state)
-            try saveState.execute(arguments: [ref.entity, ref.id, state.json.serialized, folded])
+            try saveState.execute(arguments: [ref.entity, ref.id, String(decoding: state.encoded, as: UTF8.self), folded])
             let conflicts = state.conflicts(entity: table.entity, recordID: ref.id)
             if !conflicts.isEmpty || withOpenConflicts.contains(ref) {
                 try noteConflicts(table, ref.id, conflicts, at: changes.last!.serverSequence!)
@@ -243,7 +243,7 @@ extension Store.Transaction {
             arguments: [table.entity.name, record])
         {
             let text: String = row[0]
-            state = try RecordState(json: JSON(parsing: text), entity: table.entity)
+            state = try RecordState(encoded: Array(text.utf8), entity: table.entity)
             folded = row[1]
         }
         let local = try changes(

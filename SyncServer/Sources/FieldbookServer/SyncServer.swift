@@ -42,26 +42,24 @@ public enum SyncServer {
         }
         router.post("/v1/push") { request, context in
             let identity = try await authenticate(request, storage)
-            let json = try await body(request, limit: configuration.maxBodyBytes)
-            if case .array(let changes)? = json["changes"], changes.count > configuration.maxBatch {
-                throw WireError(
-                    .batchTooLarge, "a push holds at most \(configuration.maxBatch) changes; this one holds \(changes.count)")
-            }
-            let push = try PushRequest(json: json, schema: storage.schema)
+            let bytes = try await body(request, limit: configuration.maxBodyBytes)
+            let push = try PushRequest(utf8: bytes, schema: storage.schema, maxChanges: configuration.maxBatch)
             let response = try await storage.push(push, identity: identity)
             context.logger.info(
                 "push", metadata: ["device": .string(push.device), "changes": .stringConvertible(push.changes.count)])
-            return jsonResponse(response.json)
+            var out: [UInt8] = []
+            out.reserveCapacity(16 * push.changes.count + 32)
+            response.encode(to: &out)
+            return jsonResponse(bytes: out)
         }
         router.post("/v1/pull") { request, context in
             let identity = try await authenticate(request, storage)
-            let json = try await body(request, limit: configuration.maxBodyBytes)
-            var pull = try PullRequest(json: json, schema: storage.schema)
+            let bytes = try await body(request, limit: configuration.maxBodyBytes)
+            var pull = try PullRequest(utf8: bytes, schema: storage.schema)
             pull.limit = min(pull.limit, configuration.maxPage)
-            let response = try await storage.pull(pull, identity: identity)
-            context.logger.debug(
-                "pull", metadata: ["cursor": .stringConvertible(pull.cursor), "changes": .stringConvertible(response.changes.count)])
-            return jsonResponse(response.json)
+            let response = try await storage.pullResponseBody(pull, identity: identity)
+            context.logger.debug("pull", metadata: ["cursor": .stringConvertible(pull.cursor)])
+            return jsonResponse(bytes: response)
         }
         router.get("/v1/conflicts") { request, _ in
             _ = try await authenticate(request, storage)
@@ -94,24 +92,25 @@ public enum SyncServer {
         return identity
     }
 
-    static func body(_ request: Request, limit: Int) async throws -> JSON {
+    /// The request body's bytes; the caller parses them (a syntax error is `malformed_json`).
+    static func body(_ request: Request, limit: Int) async throws -> [UInt8] {
         let buffer: ByteBuffer
         do {
             buffer = try await request.body.collect(upTo: limit)
         } catch is NIOTooManyBytesError {
             throw WireError(.bodyTooLarge, "the request body is larger than \(limit) bytes; push fewer changes at a time")
         }
-        do {
-            return try JSON(parsing: buffer.readableBytesView)
-        } catch {
-            throw WireError(.malformedJSON, "the body is not valid JSON: \(error)")
-        }
+        return Array(buffer.readableBytesView)
     }
 
     static func jsonResponse(_ json: JSON, status: HTTPResponse.Status = .ok) -> Response {
         var bytes: [UInt8] = []
         json.write(to: &bytes)
-        return Response(
+        return jsonResponse(bytes: bytes, status: status)
+    }
+
+    static func jsonResponse(bytes: [UInt8], status: HTTPResponse.Status = .ok) -> Response {
+        Response(
             status: status, headers: [.contentType: "application/json; charset=utf-8"],
             body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
     }

@@ -41,6 +41,10 @@ public protocol SyncStorage: Sendable {
     /// The changes after `request.cursor`, in server order, at most `request.limit`.
     func pull(_ request: PullRequest, identity: Identity) async throws -> PullResponse
 
+    /// The same page as ``pull(_:identity:)``, as the JSON text of its pull response
+    /// (``PullResponse/encode(to:)``). A store may write it without decoding what it stored.
+    func pullResponseBody(_ request: PullRequest, identity: Identity) async throws -> [UInt8]
+
     /// The open conflicts.
     func conflicts() async throws -> [Conflict]
 
@@ -61,4 +65,12 @@ public protocol SyncStorage: Sendable {
 
     /// Every token, without secrets.
     func tokens() async throws -> [TokenInfo]
+}
+
+extension SyncStorage {
+    public func pullResponseBody(_ request: PullRequest, identity: Identity) async throws -> [UInt8] {
+        var out: [UInt8] = []
+        try await pull(request, identity: identity).encode(to: &out)
+        return out
+    }
 }

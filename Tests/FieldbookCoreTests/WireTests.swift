@@ -1,0 +1,164 @@
+import FieldbookCore
+import FieldbookSchemas
+import Testing
+
+/// The byte-level writers and the tape reader against the JSON tree forms they replace.
+@Suite("Wire: messages written as bytes and read from a tape")
+struct WireTests {
+    let schema = try! Schema(json: BundledSchemas.inspection)
+    let device = "018f0000-0000-7000-8000-00000000000a"
+    let other = "018f0000-0000-7000-8000-00000000000b"
+    let record = "018f0000-0000-7000-8000-000000000001"
+
+    /// Changes with every field change form, Chinese text and characters that must be escaped.
+    func changes(origin: Bool) -> [Change] {
+        func change(_ seq: Int64, _ entity: String, _ op: ChangeOperation, _ fields: [FieldChange]) -> Change {
+            Change(
+                sequence: seq, device: origin ? other : device, entity: entity, recordID: record, operation: op,
+                timestamp: HybridTimestamp(millis: 1_700_000_000_000 + UInt64(seq), counter: 3), base: seq - 1,
+                fields: fields, serverSequence: origin ? 100 + seq : nil, author: origin ? "王芳 \"组长\"\n" : nil)
+        }
+        return [
+            change(
+                1, "site", .insert,
+                [
+                    FieldChange(field: "name", kind: .set("新度镇敬老院\\「一」\u{1}")),
+                    FieldChange(field: "kind", kind: .set("elderly_home")),
+                    FieldChange(field: "beds_total", kind: .set(120), observedAt: "2021-09-02"),
+                    FieldChange(field: "observed_on", kind: .set("2021-09-02")),
+                    FieldChange(field: "tags", kind: .set(.set(["公建民营", "消防", "😀"]))),
+                ]),
+            change(
+                2, "site", .update,
+                [
+                    FieldChange(field: "illegal_graves_found", kind: .add(-3)),
+                    FieldChange(field: "tags", kind: .members(added: ["示范"], removed: ["消防"])),
+                ]),
+            change(3, "finding", .insert, [
+                FieldChange(field: "title", kind: .set("养老院“六有”标准未达标")),
+                FieldChange(field: "status", kind: .set("in_progress"), epoch: 2),
+                FieldChange(field: "long_term", kind: .set(true)),
+            ]),
+            change(4, "visit", .update, [FieldChange(field: "penalty_yuan", kind: .set(0.1))]),
+            change(5, "finding", .delete, []),
+        ]
+    }
+
+    func bytes(_ write: (inout [UInt8]) -> Void) -> [UInt8] {
+        var out: [UInt8] = []
+        write(&out)
+        return out
+    }
+
+    @Test("a push request: the bytes are the tree's serialization and read back equal")
+    func push() throws {
+        let request = PushRequest(schema: SchemaVersion(schema), device: device, changes: changes(origin: false))
+        let written = bytes { request.encode(to: &$0) }
+        #expect(written == Array(request.json.serialized.utf8))
+        #expect(try PushRequest(utf8: written, schema: schema) == request)
+        #expect(try PushRequest(json: request.json, schema: schema) == request)
+    }
+
+    @Test("a pull response: the bytes are the tree's serialization and read back equal")
+    func pull() throws {
+        let response = PullResponse(changes: changes(origin: true), cursor: 105, more: true)
+        let written = bytes { response.encode(to: &$0) }
+        #expect(written == Array(response.json.serialized.utf8))
+        #expect(try PullResponse(utf8: written, schema: schema) == response)
+        let empty = PullResponse(changes: [], cursor: 7, more: false)
+        #expect(bytes { empty.encode(to: &$0) } == Array(empty.json.serialized.utf8))
+    }
+
+    @Test("a change spliced from its stored fields text is the change written whole")
+    func splice() throws {
+        for change in changes(origin: true) {
+            let stored = bytes { FieldChange.encode(change.fields, to: &$0) }
+            let spliced = bytes { out in
+                Change.encodeWire(
+                    to: &out, sequence: change.sequence, entity: change.entity, recordID: change.recordID,
+                    operation: change.operation, hlc: Int64(bitPattern: change.timestamp.rawValue), base: change.base,
+                    fields: { $0.append(contentsOf: stored) }, origin: (change.device, change.serverSequence, change.author))
+            }
+            #expect(spliced == Array(change.wireJSON(withOrigin: true).serialized.utf8))
+            let entity = schema.entity(change.entity)!
+            #expect(try FieldChange.decode(utf8: stored, entity: entity) == change.fields)
+        }
+    }
+
+    @Test("push and pull requests and a push response read back equal")
+    func small() throws {
+        let pull = PullRequest(schema: SchemaVersion(schema), device: device, cursor: 41, limit: 1000)
+        #expect(bytes { pull.encode(to: &$0) } == Array(pull.json.serialized.utf8))
+        #expect(try PullRequest(utf8: bytes { pull.encode(to: &$0) }, schema: schema) == pull)
+        let answer = PushResponse(assigned: [.init(sequence: 1, serverSequence: 9), .init(sequence: 2, serverSequence: 12)])
+        #expect(bytes { answer.encode(to: &$0) } == Array(answer.json.serialized.utf8))
+        #expect(try PushResponse(utf8: bytes { answer.encode(to: &$0) }) == answer)
+    }
+
+    @Test("a reader accepts any valid JSON: whitespace, member order, escapes")
+    func anyValidJSON() throws {
+        let text = """
+            { "changes" : [ { "fields" : { "name" : "\\u65b0\\u5ea6\\u9547", "kind" : "cemetery" },
+              "base" : 0 , "hlc" : 1 , "op" : "insert" , "id" : "018F0000-0000-7000-8000-000000000001",
+              "entity" : "s\\u0069te" , "seq" : 1 } ] ,
+              "device" : "018f0000-0000-7000-8000-00000000000a", "schema": {"version": 1, "name": "inspection"},
+              "protocol" : 1 }
+            """
+        let request = try PushRequest(utf8: Array(text.utf8), schema: schema)
+        #expect(request.changes.count == 1)
+        #expect(request.changes[0].entity == "site")
+        #expect(request.changes[0].recordID == record)
+        #expect(request.changes[0].fields == [FieldChange(field: "name", kind: .set("新度镇")), FieldChange(field: "kind", kind: .set("cemetery"))])
+    }
+
+    @Test("refusals keep their codes", arguments: [
+        (#"{"protocol":1,"#, "malformed_json"),
+        (#"{"protocol":2,"changes":[]}"#, "protocol_mismatch"),
+        (#"{"protocol":1,"schema":{"name":"inspection","version":1},"device":"x","changes":[]}"#, "bad_message"),
+        (#"{"protocol":1,"schema":{"name":"inspection","version":2},"device":"x","changes":[]}"#, "schema_mismatch"),
+    ])
+    func refusals(text: String, code: String) {
+        #expect(throws: WireError.self) { try PushRequest(utf8: Array(text.utf8), schema: schema) }
+        do {
+            _ = try PushRequest(utf8: Array(text.utf8), schema: schema)
+        } catch {
+            #expect(error.code.rawValue == code)
+        }
+    }
+}
+
+@Suite("Merge state: stored form")
+struct StoredStateTests {
+    @Test("the stored form is the documented JSON, and text in that form reads back")
+    func golden() throws {
+        var s = Scenario()
+        let insert = s.accept(
+            s.change(
+                deviceC, 1, t: 1, .insert, entity: "site",
+                [set("name", "新度镇敬老院"), set("tags", .set(["消防", "公建民营"]))]))
+        let state = s.state([insert], entity: "site")
+        let stamp = #"["018f0000-0000-7000-8000-00000000000c",1,65536,0,1]"#
+        let expected =
+            #"{"values":{"name":"新度镇敬老院","tags":["公建民营","消防"]},"reg":{"name":[["#
+            + stamp + #","新度镇敬老院",null,null]]},"mem":{"tags":{"公建民营":[["# + stamp + #",true]],"消防":[["# + stamp
+            + #",true]]}},"applied":["# + stamp + #"],"writes":["# + stamp + #"],"deletes":[]}"#
+        #expect(String(decoding: state.encoded, as: UTF8.self) == expected)
+        #expect(try RecordState(encoded: Array(expected.utf8), entity: s.site) == state)
+        #expect(try RecordState(json: JSON(parsing: expected), entity: s.site) == state)
+    }
+
+    @Test("a state with every part reads back equal and writes the same bytes")
+    func everyPart() throws {
+        var s = Scenario()
+        let insert = s.accept(
+            s.change(deviceC, 1, t: 1, .insert, [set("title", "敬老院消防通道堵塞"), set("status", "not_started", epoch: 0)]))
+        let a = s.accept(s.change(deviceA, 1, t: 20, base: 1, [set("description", "甲"), set("status", "completed", epoch: 1)]))
+        let b = s.change(deviceB, 1, t: 10, base: 1, [set("description", "乙 \"引号\"\n")])
+        let d = s.change(deviceB, 2, t: 11, base: 1, .delete)
+        let state = s.state([insert, a, b, d])
+        let back = try RecordState(encoded: state.encoded, entity: s.finding)
+        #expect(back == state)
+        #expect(back.encoded == state.encoded)
+        #expect(try state.encoded == Array(JSON(parsing: state.encoded).serialized.utf8))
+    }
+}
