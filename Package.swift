@@ -102,6 +102,7 @@ let package = Package(
             name: "fieldbook-bench",
             dependencies: [
                 "FieldbookStore",
+                "FieldbookLocalServer",
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],

@@ -1,5 +1,6 @@
 import ArgumentParser
 import FieldbookCore
+import FieldbookLocalServer
 import FieldbookSchemas
 import FieldbookStore
 import Foundation
@@ -55,7 +56,7 @@ struct SyncBenchmark: AsyncParsableCommand {
             }
         }
 
-        let server = try ServerProcess(directory: dir)
+        let server = try LocalServer(database: dir + "/server.sqlite")
         defer { server.stop() }
         let transportA = HTTPTransport(server: server.url, token: try server.token(name: "王芳"))
         let transportB = HTTPTransport(server: server.url, token: try server.token(name: "李明"))
@@ -73,13 +74,13 @@ struct SyncBenchmark: AsyncParsableCommand {
             throw ValidationError("device B applied \(applied) of \(changes) changes")
         }
         let serverPeak = server.peakMemoryMiB()
-        let syncPeak = peakRSSMiB(pid: getpid())
+        let syncPeak = peakResidentMiB(pid: getpid())
         // Both devices hold the same findings.
         guard try a.fetch(Query("finding")) == b.fetch(Query("finding")) else {
             throw ValidationError("device B's findings differ from device A's")
         }
         let floorSeconds = try floor(dir + "/floor.sqlite", ids: ids, round: round)
-        let devicePeak = peakRSSMiB(pid: getpid())
+        let devicePeak = peakResidentMiB(pid: getpid())
 
         let endToEnd = pushSeconds + pullSeconds
         let n = Double(changes)
@@ -139,66 +140,9 @@ struct SyncBenchmark: AsyncParsableCommand {
     }
 }
 
-/// A `fieldbook-server` process on a free loopback port, on its own SQLite file.
-final class ServerProcess {
-    let process = Process()
-    let binary: URL
-    let database: String
-    let url: URL
-
-    init(directory: String) throws {
-        binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("fieldbook-server")
-        database = directory + "/server.sqlite"
-        process.executableURL = binary
-        process.arguments = ["serve", "--database", database, "--port", "0", "--log-level", "warning"]
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
-        // The server prints "listening on http://HOST:PORT" once it listens.
-        var line: [UInt8] = []
-        while !line.contains(UInt8(ascii: "\n")) {
-            let chunk = output.fileHandleForReading.availableData
-            if chunk.isEmpty { throw ValidationError("fieldbook-server exited before listening") }
-            line += chunk
-        }
-        let text = String(decoding: line, as: UTF8.self)
-        guard let start = text.range(of: "http://"), let url = URL(string: String(text[start.lowerBound...]).trimmingCharacters(in: .whitespacesAndNewlines))
-        else { throw ValidationError("unexpected server output") }
-        self.url = url
-    }
-
-    func token(name: String) throws -> String {
-        let admin = Process()
-        admin.executableURL = binary
-        admin.arguments = ["token", "create", "--database", database, "--name", name]
-        let output = Pipe()
-        admin.standardOutput = output
-        try admin.run()
-        admin.waitUntilExit()
-        return String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            .trimmingCharacters(in: .whitespacesAndNewlines)
-    }
-
-    func peakMemoryMiB() -> Double { peakRSSMiB(pid: process.processIdentifier) }
-
-    func stop() {
-        process.terminate()
-        process.waitUntilExit()
-    }
-}
-
 /// Resets a process's peak resident memory (VmHWM) to its current size (Linux: `clear_refs` 5).
 func resetPeakRSS(pid: Int32) {
     try? "5".write(toFile: "/proc/\(pid)/clear_refs", atomically: false, encoding: .utf8)
-}
-
-/// A process's peak resident memory (VmHWM), in MiB.
-func peakRSSMiB(pid: Int32) -> Double {
-    guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-        let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") })
-    else { return 0 }
-    let kib = line.split(separator: " ").compactMap { Double($0) }.first ?? 0
-    return kib / 1024
 }
 
 func measureAsync(_ body: () async throws -> Void) async rethrows -> Double {
