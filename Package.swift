@@ -24,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         // Pure Swift, no I/O: schema model, values, clock, changes.
@@ -70,10 +71,23 @@ let package = Package(
             path: "SyncServer/Sources/FieldbookServer",
             swiftSettings: strictSettings
         ),
+        // The PostgreSQL store: the only target that imports PostgresNIO.
+        .target(
+            name: "FieldbookServerPostgres",
+            dependencies: [
+                "FieldbookCore",
+                "FieldbookServer",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "SyncServer/Sources/FieldbookServerPostgres",
+            swiftSettings: strictSettings
+        ),
         .executableTarget(
             name: "fieldbook-server",
             dependencies: [
                 "FieldbookServer",
+                "FieldbookServerPostgres",
                 "FieldbookSchemas",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -133,10 +147,12 @@ let package = Package(
                 "FieldbookStore",
                 "FieldbookLocalServer",
                 "FieldbookServer",
+                "FieldbookServerPostgres",
                 "FieldbookSchemas",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
             ],
             swiftSettings: strictSettings
         ),
