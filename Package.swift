@@ -27,6 +27,7 @@ let package = Package(
         // The device's HTTP client (the server-side Swift standard; already in the graph through Hummingbird's tests).
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         // Pure Swift, no I/O: schema model, values, clock, changes.
@@ -76,10 +77,23 @@ let package = Package(
             path: "SyncServer/Sources/FieldbookServer",
             swiftSettings: strictSettings
         ),
+        // The PostgreSQL store: the only target that imports PostgresNIO.
+        .target(
+            name: "FieldbookServerPostgres",
+            dependencies: [
+                "FieldbookCore",
+                "FieldbookServer",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "SyncServer/Sources/FieldbookServerPostgres",
+            swiftSettings: strictSettings
+        ),
         .executableTarget(
             name: "fieldbook-server",
             dependencies: [
                 "FieldbookServer",
+                "FieldbookServerPostgres",
                 "FieldbookSchemas",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -140,10 +154,12 @@ let package = Package(
                 "FieldbookStore",
                 "FieldbookLocalServer",
                 "FieldbookServer",
+                "FieldbookServerPostgres",
                 "FieldbookSchemas",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
             ],
             swiftSettings: strictSettings
         ),

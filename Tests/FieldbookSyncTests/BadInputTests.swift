@@ -59,10 +59,10 @@ struct BadInputTests {
         ("a valid change after an invalid one", pushBody(change() + "," + change(seq: 2, entity: "castle")), 400, "unknown_entity"),
     ]
 
-    @Test("each hostile request gets its code; nothing is written; the server keeps serving")
-    func hostile() async throws {
+    @Test("each hostile request gets its code; nothing is written; the server keeps serving", arguments: Backend.all)
+    func hostile(backend: Backend) async throws {
         let dir = TemporaryDirectory()
-        let storage = try makeStorage(dir)
+        let storage = try await makeStorage(dir, backend)
         let token = try await storage.createToken(name: "王芳")
         let revoked = try await storage.createToken(name: "离职")
         _ = try await storage.revokeTokens(name: "离职")

@@ -33,7 +33,7 @@ struct FaultTests {
         _ = try await store.sync(HTTPTransport(server: server.url, token: token))
         #expect(server.stop(signal: SIGTERM) == 0, "a graceful shutdown exits with status 0")
         #expect(try integrityCheck(dir.path("server.sqlite")) == "ok")
-        #expect(try await makeStorage(dir).changeCount() == 1)
+        #expect(try await makeStorage(dir, .sqlite).changeCount() == 1)
     }
 
     @Test("device and server killed with SIGKILL mid-sync, again and again: nothing lost, nothing twice")
@@ -81,7 +81,7 @@ struct FaultTests {
         #expect(final.status == 0, "the device finishes once left alone: \(final.output)")
         #expect(killedMidSync > 0, "at least one kill landed during a sync")
 
-        let storage = try makeStorage(dir)
+        let storage = try await makeStorage(dir, .sqlite)
         let device = try Store(path: devicePath, schema: schema)
         #expect(try device.changeCount() == changes)
         #expect(try device.pendingCount() == 0)
@@ -134,10 +134,10 @@ final class FailingFirst: SyncTransport {
 
 @Suite("Sync: retries")
 struct RetryTests {
-    @Test("network failures are retried with backoff; refusals are not")
-    func retries() async throws {
+    @Test("network failures are retried with backoff; refusals are not", arguments: Backend.all)
+    func retries(backend: Backend) async throws {
         let dir = TemporaryDirectory()
-        let storage = try makeStorage(dir)
+        let storage = try await makeStorage(dir, backend)
         _ = try await storage.createToken(name: "王芳")
         let store = try Store(path: dir.path("device.sqlite"), schema: schema)
         try store.insert("site", ["name": "新度镇社会工作服务站", "kind": "social_work_station"])

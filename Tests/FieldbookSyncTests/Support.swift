@@ -1,10 +1,12 @@
 import FieldbookCore
 import FieldbookSchemas
 import FieldbookServer
+import FieldbookServerPostgres
 import FieldbookStore
 import Foundation
 import Hummingbird
 import Logging
+import PostgresNIO
 import Testing
 
 let schema = try! Schema(json: BundledSchemas.inspection)
@@ -20,13 +22,52 @@ final class TemporaryDirectory: Sendable {
 
     func path(_ name: String) -> String { url.appendingPathComponent(name).path }
 
+    /// A PostgreSQL schema name unique to this directory: a PostgreSQL store "in" it is fresh,
+    /// and opening it again (a server restart) finds the same tables.
+    var namespace: String {
+        "t_" + url.lastPathComponent.dropFirst("fieldbook-sync-".count).lowercased().filter { $0 != "-" }
+    }
+
     deinit { try? FileManager.default.removeItem(at: url) }
 }
 
+/// A server store the protocol suites run against.
+enum Backend: String, Sendable, CustomTestStringConvertible {
+    case sqlite, postgres
+
+    /// SQLite always; PostgreSQL too when FIELDBOOK_POSTGRES_URL names a database (scripts/test starts one).
+    static let all: [Backend] = postgresURL == nil ? [.sqlite] : [.sqlite, .postgres]
+
+    var testDescription: String { rawValue }
+}
+
+let postgresURL = ProcessInfo.processInfo.environment["FIELDBOOK_POSTGRES_URL"].flatMap { $0.isEmpty ? nil : $0 }
+
+/// One client (and connection pool) for every PostgreSQL store of the test process, running from first use.
+let postgresClient: PostgresClient = {
+    var logger = Logger(label: "test-postgres")
+    logger.logLevel = .warning
+    var configuration = try! PostgresSyncStorage.configuration(url: postgresURL!)
+    configuration.options.maximumConnections = 40
+    let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+    Task { await client.run() }
+    return client
+}()
+
 /// The server store the suites run against. Every protocol test goes through this one
-/// function, so another store (PostgreSQL) runs the same suites.
-func makeStorage(_ dir: TemporaryDirectory) throws -> any SyncStorage {
-    try SQLiteSyncStorage(path: dir.path("server.sqlite"), schema: schema)
+/// function, so every store runs the same suites: an SQLite file in `dir`, or a PostgreSQL
+/// schema of its own (``TemporaryDirectory/namespace``) in the database of FIELDBOOK_POSTGRES_URL.
+func makeStorage(_ dir: TemporaryDirectory, _ backend: Backend) async throws -> any SyncStorage {
+    switch backend {
+    case .sqlite:
+        return try SQLiteSyncStorage(path: dir.path("server.sqlite"), schema: schema)
+    case .postgres:
+        var logger = Logger(label: "test-postgres")
+        logger.logLevel = .warning
+        let storage = try PostgresSyncStorage(client: postgresClient, schema: schema, namespace: dir.namespace, logger: logger)
+        try await storage.migrate()
+        return storage
+    }
 }
 
 /// Runs a real server (Hummingbird, SQLite storage, a real socket on a free loopback port)

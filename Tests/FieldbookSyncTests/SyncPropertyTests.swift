@@ -80,17 +80,17 @@ struct SyncPropertyTests {
     }()
 
     /// Scenarios run two at a time (each opens a server and up to five device files).
-    @Test("devices and server converge; nothing acknowledged is lost or applied twice")
-    func converge() async throws {
+    @Test("devices and server converge; nothing acknowledged is lost or applied twice", arguments: Backend.all)
+    func converge(backend: Backend) async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
             var seeds = Self.seeds.makeIterator()
             func start(_ seed: UInt64?) {
                 guard let seed else { return }
                 group.addTask {
                     do {
-                        try await Self.scenario(seed: seed)
+                        try await Self.scenario(seed: seed, backend: backend)
                     } catch {
-                        Issue.record("seed \(seed): \(error) (replay: FIELDBOOK_SYNC_SEED=\(seed))")
+                        Issue.record("\(backend) seed \(seed): \(error) (replay: FIELDBOOK_SYNC_SEED=\(seed))")
                     }
                 }
             }
@@ -100,10 +100,10 @@ struct SyncPropertyTests {
         }
     }
 
-    static func scenario(seed: UInt64) async throws {
+    static func scenario(seed: UInt64, backend: Backend) async throws {
         var rng = SeededGenerator(seed: seed &* 0x2545_F491_4F6C_DD1D &+ 17)
         let dir = TemporaryDirectory()
-        let storage = try makeStorage(dir)
+        let storage = try await makeStorage(dir, backend)
         let count = Int.random(in: 3...5, using: &rng)
         var devices: [Store] = []
         var flaky: [FlakyTransport] = []

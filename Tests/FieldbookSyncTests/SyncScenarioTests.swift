@@ -7,12 +7,14 @@ import Testing
 /// Three inspectors' devices against one live server over loopback HTTP.
 struct Team {
     let dir = TemporaryDirectory()
+    let backend: Backend
     let storage: any SyncStorage
     let devices: [Store]
     let tokens: [String]
 
-    init() async throws {
-        storage = try makeStorage(dir)
+    init(_ backend: Backend) async throws {
+        self.backend = backend
+        storage = try await makeStorage(dir, backend)
         var devices: [Store] = []
         var tokens: [String] = []
         for name in ["王芳", "李明", "张伟"] {
@@ -50,9 +52,9 @@ struct SyncScenarioTests {
         return id
     }
 
-    @Test("different fields edited offline on three devices: all kept")
-    func differentFields() async throws {
-        let team = try await Team()
+    @Test("different fields edited offline on three devices: all kept", arguments: Backend.all)
+    func differentFields(backend: Backend) async throws {
+        let team = try await Team(backend)
         try await withServer(storage: team.storage) { url in
             let id = try await sharedFinding(team, url)
             try team.devices[0].update("finding", id: id, ["status": "in_progress"])
@@ -75,9 +77,9 @@ struct SyncScenarioTests {
         }
     }
 
-    @Test("the same lww field: the later timestamp wins everywhere")
-    func lww() async throws {
-        let team = try await Team()
+    @Test("the same lww field: the later timestamp wins everywhere", arguments: Backend.all)
+    func lww(backend: Backend) async throws {
+        let team = try await Team(backend)
         try await withServer(storage: team.storage) { url in
             let id = try await sharedFinding(team, url)
             try team.devices[2].update("finding", id: id, ["responsible_person": "张伟"])
@@ -92,9 +94,9 @@ struct SyncScenarioTests {
         }
     }
 
-    @Test("the same manual field: a conflict on every device; resolving it on one converges all")
-    func manual() async throws {
-        let team = try await Team()
+    @Test("the same manual field: a conflict on every device; resolving it on one converges all", arguments: Backend.all)
+    func manual(backend: Backend) async throws {
+        let team = try await Team(backend)
         try await withServer(storage: team.storage) { url in
             let id = try await sharedFinding(team, url)
             try team.devices[0].update("finding", id: id, ["deadline": "2022-06-30"])
@@ -122,9 +124,9 @@ struct SyncScenarioTests {
         }
     }
 
-    @Test("an observed field: the later visit date wins, whatever the sync order", arguments: [false, true])
-    func observed(laterSyncsFirst: Bool) async throws {
-        let team = try await Team()
+    @Test("an observed field: the later visit date wins, whatever the sync order", arguments: Backend.all, [false, true])
+    func observed(backend: Backend, laterSyncsFirst: Bool) async throws {
+        let team = try await Team(backend)
         try await withServer(storage: team.storage) { url in
             let site = try team.devices[0].insert("site", ["name": "新度镇敬老院", "kind": "elderly_home"])
             try await team.syncAll(url)
@@ -141,9 +143,9 @@ struct SyncScenarioTests {
         }
     }
 
-    @Test("progress notes added on every device are all kept; counters add up")
-    func appendAndCounter() async throws {
-        let team = try await Team()
+    @Test("progress notes added on every device are all kept; counters add up", arguments: Backend.all)
+    func appendAndCounter(backend: Backend) async throws {
+        let team = try await Team(backend)
         try await withServer(storage: team.storage) { url in
             let id = try await sharedFinding(team, url)
             let site = try team.devices[0].insert("site", ["name": "城厢区公墓", "kind": "cemetery"])
@@ -161,9 +163,9 @@ struct SyncScenarioTests {
         }
     }
 
-    @Test("delete against an edit: a conflict, not a silent loss; settled by keeping or deleting")
-    func deleteAgainstEdit() async throws {
-        let team = try await Team()
+    @Test("delete against an edit: a conflict, not a silent loss; settled by keeping or deleting", arguments: Backend.all)
+    func deleteAgainstEdit(backend: Backend) async throws {
+        let team = try await Team(backend)
         try await withServer(storage: team.storage) { url in
             let measure = try team.devices[0].insert(
                 "measure", ["finding": .text(try await sharedFinding(team, url)), "description": "建立消防台账"])
@@ -188,9 +190,9 @@ struct SyncScenarioTests {
         }
     }
 
-    @Test("a push retried after its answer was lost changes nothing twice")
-    func retriedPush() async throws {
-        let team = try await Team()
+    @Test("a push retried after its answer was lost changes nothing twice", arguments: Backend.all)
+    func retriedPush(backend: Backend) async throws {
+        let team = try await Team(backend)
         try await withServer(storage: team.storage) { url in
             let transport = team.transport(0, url)
             let id = try team.devices[0].insert("site", ["name": "黄石镇幸福院", "kind": "happiness_home"])
@@ -212,9 +214,9 @@ struct SyncScenarioTests {
         }
     }
 
-    @Test("the server restarts between a push and a pull; the devices converge")
-    func serverRestart() async throws {
-        let team = try await Team()
+    @Test("the server restarts between a push and a pull; the devices converge", arguments: Backend.all)
+    func serverRestart(backend: Backend) async throws {
+        let team = try await Team(backend)
         let id = try await withServer(storage: team.storage) { url in
             let id = try await sharedFinding(team, url)
             try team.devices[0].update("finding", id: id, ["status": "completed"])
@@ -222,7 +224,7 @@ struct SyncScenarioTests {
             return id
         }
         // A new server process on the same file.
-        let reopened = try makeStorage(team.dir)
+        let reopened = try await makeStorage(team.dir, team.backend)
         try await withServer(storage: reopened) { url in
             _ = try await team.devices[1].sync(team.transport(1, url))
             #expect(try team.devices[1].record("finding", id: id)?["status"] == "completed")

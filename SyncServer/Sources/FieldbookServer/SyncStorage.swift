@@ -19,6 +19,13 @@ public struct TokenInfo: Sendable, Hashable {
     public var name: String
     public var createdAt: String
     public var revoked: Bool
+
+    public init(id: Int64, name: String, createdAt: String, revoked: Bool) {
+        self.id = id
+        self.name = name
+        self.createdAt = createdAt
+        self.revoked = revoked
+    }
 }
 
 /// Where the server keeps changes, merged records, conflicts and tokens.

@@ -1,16 +1,16 @@
 import Crypto
 
 /// Bearer tokens: 32 random bytes, shown once; the server keeps only their SHA-256.
-enum TokenSecret {
-    static let prefix = "fbt_"
+package enum TokenSecret {
+    package static let prefix = "fbt_"
 
-    static func generate() -> String {
+    package static func generate() -> String {
         var rng = SystemRandomNumberGenerator()
         let bytes = (0..<32).map { _ in UInt8.random(in: 0...255, using: &rng) }
         return prefix + hex(bytes)
     }
 
-    static func hash(_ token: String) -> String {
+    package static func hash(_ token: String) -> String {
         hex(Array(SHA256.hash(data: Array(token.utf8))))
     }
 

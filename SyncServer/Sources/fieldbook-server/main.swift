@@ -2,6 +2,7 @@ import ArgumentParser
 import FieldbookCore
 import FieldbookSchemas
 import FieldbookServer
+import FieldbookServerPostgres
 import Hummingbird
 import Foundation
 import Logging
@@ -17,15 +18,24 @@ struct FieldbookServerCommand: AsyncParsableCommand {
 
 /// Options every command shares: where the database is and which schema it holds.
 struct StoreOptions: ParsableArguments {
-    @Option(help: "The server database: an SQLite file path.")
+    @Option(help: "The server database: an SQLite file path, or postgres://USER:PASS@HOST:PORT/DB.")
     var database = "fieldbook-server.sqlite"
 
     @Option(help: "A schema file (default: the bundled inspection schema).", completion: .file(extensions: ["json"]))
     var schema: String?
 
-    func open() throws -> SQLiteSyncStorage {
+    /// Opens the store (for PostgreSQL: runs a connection pool and migrates the tables) while `body` runs.
+    func withStorage<T>(logger: Logger? = nil, _ body: (any SyncStorage) async throws -> T) async throws -> T {
         let bytes = try schema.map { Array(try Data(contentsOf: URL(fileURLWithPath: $0))) } ?? BundledSchemas.inspection
-        return try SQLiteSyncStorage(path: database, schema: try Schema(json: bytes))
+        let schema = try Schema(json: bytes)
+        if PostgresSyncStorage.isURL(database) {
+            var quiet = Logger(label: "fieldbook-server")
+            quiet.logLevel = .warning
+            return try await PostgresSyncStorage.withStorage(url: database, schema: schema, logger: logger ?? quiet) {
+                try await body($0)
+            }
+        }
+        return try await body(try SQLiteSyncStorage(path: database, schema: schema))
     }
 }
 
@@ -46,16 +56,17 @@ struct Serve: AsyncParsableCommand {
     func run() async throws {
         var logger = Logger(label: "fieldbook-server")
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
-        let storage = try store.open()
         var configuration = ServerConfiguration()
         configuration.host = host
         configuration.port = port
         let host = self.host
-        let app = SyncServer.application(storage: storage, configuration: configuration, logger: logger) { port in
-            // One line a script can wait for.
-            FileHandle.standardOutput.write(Data("listening on http://\(host):\(port)\n".utf8))
+        try await store.withStorage(logger: logger) { storage in
+            let app = SyncServer.application(storage: storage, configuration: configuration, logger: logger) { port in
+                // One line a script can wait for.
+                FileHandle.standardOutput.write(Data("listening on http://\(host):\(port)\n".utf8))
+            }
+            try await app.runService()
         }
-        try await app.runService()
     }
 }
 
@@ -70,7 +81,7 @@ struct Token: AsyncParsableCommand {
         var name: String
 
         func run() async throws {
-            print(try await store.open().createToken(name: name))
+            print(try await store.withStorage { try await $0.createToken(name: name) })
         }
     }
 
@@ -79,7 +90,7 @@ struct Token: AsyncParsableCommand {
         @OptionGroup var store: StoreOptions
 
         func run() async throws {
-            for token in try await store.open().tokens() {
+            for token in try await store.withStorage({ try await $0.tokens() }) {
                 print("\(token.id)\t\(token.name)\t\(token.createdAt)\t\(token.revoked ? "revoked" : "active")")
             }
         }
@@ -92,7 +103,7 @@ struct Token: AsyncParsableCommand {
         var name: String
 
         func run() async throws {
-            let count = try await store.open().revokeTokens(name: name)
+            let count = try await store.withStorage { try await $0.revokeTokens(name: name) }
             print("revoked \(count) token\(count == 1 ? "" : "s")")
         }
     }

@@ -1,0 +1,490 @@
+public import FieldbookCore
+public import FieldbookServer
+import Foundation
+public import Logging
+public import PostgresNIO
+
+/// The server store for deployments that outgrow one machine: several `fieldbook-server`
+/// processes share one PostgreSQL database.
+///
+/// Same semantics as ``FieldbookServer/SQLiteSyncStorage``, table for table: pushes are all or
+/// nothing and idempotent (deduplicated by device and device sequence), changes are merged
+/// through `RecordState`, conflicts are kept as rows, tokens are stored hashed.
+///
+/// The store talks to the database through a `PostgresClient`, whose `run()` must be active
+/// while the store is used (it owns the connection pool). ``withStorage(url:schema:namespace:logger:_:)``
+/// runs one for the duration of a closure:
+///
+/// ```swift
+/// try await PostgresSyncStorage.withStorage(url: "postgres://fieldbook:secret@127.0.0.1:5432/fieldbook",
+///                                           schema: schema, logger: logger) { storage in
+///     try await SyncServer.application(storage: storage, configuration: .init(), logger: logger).runService()
+/// }
+/// ```
+///
+/// ## Cursor correctness
+///
+/// A pull returns the changes after a cursor, and a device never asks again for numbers at or
+/// below its cursor. With concurrent transactions, numbers drawn from a PostgreSQL sequence
+/// can *commit* out of order: transaction A draws 41, transaction B draws 42 and commits first,
+/// a pull sees 42 and moves its cursor past 41, which A commits a moment later — and that
+/// device would never see 41. This store rules that out the simplest way: every push takes a
+/// transaction-level advisory lock (`pg_advisory_xact_lock`) on its namespace before it reads
+/// or writes anything, and holds it until it commits or rolls back. Only one push at a time
+/// draws server sequence numbers, and PostgreSQL releases a transaction's locks only after its
+/// commit is visible, so every number below a visible one is visible too (or was rolled back and
+/// is a gap no one will ever fill). The same lock serializes the read-merge-write of record
+/// states, which would otherwise race between concurrent pushes to the same record — exactly
+/// the single-writer discipline of the SQLite store, shared by every server process on the
+/// database. Pulls, reads and token checks take no lock.
+public final class PostgresSyncStorage: SyncStorage {
+    public let schema: Schema
+    /// The client the store runs its queries on; its `run()` must be active.
+    public let client: PostgresClient
+    /// The PostgreSQL schema (namespace) holding the store's tables.
+    public let namespace: String
+    let logger: Logger
+    /// Test seam: runs inside every push transaction, after its changes are inserted and before it
+    /// commits (the concurrency test delays commits with it).
+    let insideTransaction: (@Sendable () async throws -> Void)?
+
+    /// A store in `namespace` of the database `client` connects to. Call ``migrate()`` before use.
+    /// - Parameter namespace: a PostgreSQL schema name: lowercase letters, digits and `_`.
+    /// - Throws: ``PostgresSetupError`` if `namespace` is not such a name.
+    public convenience init(client: PostgresClient, schema: Schema, namespace: String = "public", logger: Logger) throws {
+        try self.init(client: client, schema: schema, namespace: namespace, logger: logger, insideTransaction: nil)
+    }
+
+    package init(
+        client: PostgresClient, schema: Schema, namespace: String, logger: Logger,
+        insideTransaction: (@Sendable () async throws -> Void)?
+    ) throws {
+        guard !namespace.isEmpty, namespace.count <= 63, namespace.first.map({ !$0.isNumber }) ?? false,
+            namespace.allSatisfy({ ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "_" })
+        else {
+            throw PostgresSetupError("a namespace is lowercase letters, digits and '_', starting with a letter")
+        }
+        self.client = client
+        self.schema = schema
+        self.namespace = namespace
+        self.logger = logger
+        self.insideTransaction = insideTransaction
+    }
+
+    /// Runs a `PostgresClient` for the database at `url` while `body` runs, with a migrated store on it.
+    /// - Parameter url: `postgres://USER:PASS@HOST:PORT/DB`; `?sslmode=disable` turns TLS off
+    ///   (by default it is used when the server offers it).
+    public static func withStorage<T>(
+        url: String, schema: Schema, namespace: String = "public", logger: Logger,
+        _ body: (PostgresSyncStorage) async throws -> T
+    ) async throws -> T {
+        let client = PostgresClient(configuration: try configuration(url: url), backgroundLogger: logger)
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await client.run() }
+            defer { group.cancelAll() }
+            let storage = try PostgresSyncStorage(client: client, schema: schema, namespace: namespace, logger: logger)
+            try await storage.migrate()
+            return try await body(storage)
+        }
+    }
+
+    /// Whether `database` names a PostgreSQL database (a `postgres://` or `postgresql://` URL).
+    public static func isURL(_ database: String) -> Bool {
+        database.hasPrefix("postgres://") || database.hasPrefix("postgresql://")
+    }
+
+    /// A client configuration from `postgres://USER:PASS@HOST:PORT/DB` (port 5432 if left out).
+    /// - Throws: ``PostgresSetupError`` naming what is missing; never echoing the URL, which holds a password.
+    public static func configuration(url: String) throws -> PostgresClient.Configuration {
+        guard isURL(url), let components = URLComponents(string: url) else {
+            throw PostgresSetupError("the database URL is not of the form postgres://USER:PASS@HOST:PORT/DB")
+        }
+        guard let host = components.host, !host.isEmpty else { throw PostgresSetupError("the database URL names no host") }
+        guard let user = components.user, !user.isEmpty else { throw PostgresSetupError("the database URL names no user") }
+        let database = String(components.path.drop { $0 == "/" })
+        guard !database.isEmpty else { throw PostgresSetupError("the database URL names no database") }
+        var configuration = PostgresClient.Configuration(
+            host: host, port: components.port ?? 5432, username: user.removingPercentEncoding ?? user,
+            password: components.password.map { $0.removingPercentEncoding ?? $0 },
+            database: database.removingPercentEncoding ?? database, tls: .disable)
+        if components.queryItems?.first(where: { $0.name == "sslmode" })?.value != "disable" {
+            configuration.tls = .prefer(.makeClientConfiguration())
+        }
+        return configuration
+    }
+
+    /// `namespace.table`, for SQL.
+    func t(_ table: String) -> String { "\"\(namespace)\".\(table)" }
+
+    // MARK: - Migration
+
+    /// Creates the namespace and its tables if they are missing, or checks and migrates them.
+    ///
+    /// Safe when several processes start at once: it runs under an advisory lock.
+    /// - Throws: ``PostgresSetupError`` if the database holds another schema or a newer version.
+    public func migrate() async throws {
+        let schema = self.schema
+        try await transaction { c in
+            try await c.query("SELECT pg_advisory_xact_lock(hashtext('fieldbook.migrate'))", logger: logger)
+            try await c.query("CREATE SCHEMA IF NOT EXISTS \(unescaped: "\"\(namespace)\"")", logger: logger)
+            let exists = try await c.query("SELECT to_regclass(\(t("meta"))) IS NOT NULL", logger: logger)
+                .collect().first?.decode(Bool.self) ?? false
+            if !exists {
+                for statement in [
+                    "CREATE TABLE \(t("meta")) (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+                    """
+                    CREATE TABLE \(t("tokens")) (id BIGSERIAL PRIMARY KEY, name TEXT NOT NULL, hash TEXT NOT NULL UNIQUE,
+                        created_at TEXT NOT NULL, revoked_at TEXT)
+                    """,
+                    """
+                    CREATE TABLE \(t("devices")) (device TEXT PRIMARY KEY, token BIGINT NOT NULL REFERENCES \(t("tokens")) (id),
+                        last_sequence BIGINT NOT NULL)
+                    """,
+                    """
+                    CREATE TABLE \(t("changes")) (sseq BIGSERIAL PRIMARY KEY, device TEXT NOT NULL, seq BIGINT NOT NULL,
+                        author TEXT NOT NULL, entity TEXT NOT NULL, record TEXT NOT NULL, op BIGINT NOT NULL,
+                        hlc BIGINT NOT NULL, base BIGINT NOT NULL, fields TEXT NOT NULL, received_at TEXT NOT NULL,
+                        UNIQUE (device, seq))
+                    """,
+                    """
+                    CREATE TABLE \(t("records")) (entity TEXT NOT NULL, id TEXT NOT NULL, state TEXT NOT NULL,
+                        live BOOLEAN NOT NULL, PRIMARY KEY (entity, id))
+                    """,
+                    """
+                    CREATE TABLE \(t("conflicts")) (id TEXT PRIMARY KEY, entity TEXT NOT NULL, record TEXT NOT NULL,
+                        field TEXT, sides TEXT NOT NULL, opened_at BIGINT NOT NULL, resolved_at BIGINT)
+                    """,
+                    "CREATE INDEX ON \(t("conflicts")) (entity, record) WHERE resolved_at IS NULL",
+                ] {
+                    try await c.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                }
+                try await c.query(
+                    """
+                    INSERT INTO \(unescaped: t("meta")) (key, value) VALUES ('format', '1'), ('schema_name', \(schema.name)),
+                        ('schema_version', \(String(schema.version))), ('schema', \(schema.json.serialized))
+                    """, logger: logger)
+                return
+            }
+            var meta: [String: String] = [:]
+            for try await (key, value) in try await c.query("SELECT key, value FROM \(unescaped: t("meta"))", logger: logger)
+                .decode((String, String).self)
+            {
+                meta[key] = value
+            }
+            let name = meta["schema_name"]
+            guard name == schema.name, let version = meta["schema_version"].flatMap(Int.init) else {
+                throw PostgresSetupError("the database holds schema '\(name ?? "?")', not '\(schema.name)'")
+            }
+            if version > schema.version {
+                throw PostgresSetupError("the database holds schema version \(version), newer than \(schema.version)")
+            }
+            if version < schema.version {
+                // Later versions add entities and fields; records keep their merge states by field name.
+                try await c.query(
+                    "UPDATE \(unescaped: t("meta")) SET value = \(String(schema.version)) WHERE key = 'schema_version'",
+                    logger: logger)
+                try await c.query(
+                    "UPDATE \(unescaped: t("meta")) SET value = \(schema.json.serialized) WHERE key = 'schema'", logger: logger)
+            }
+        }
+    }
+
+    /// Runs `body` in a transaction on one leased connection: committed if it returns, rolled back if it throws
+    /// (its error rethrown as is, so a ``WireError`` reaches the client unchanged).
+    func transaction<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+        try await client.withConnection { c in
+            try await c.query("BEGIN", logger: logger)
+            let value: T
+            do {
+                value = try await body(c)
+            } catch {
+                _ = try? await c.query("ROLLBACK", logger: logger)
+                throw error
+            }
+            try await c.query("COMMIT", logger: logger)
+            return value
+        }
+    }
+
+    // MARK: - Push
+
+    public func push(_ request: PushRequest, identity: Identity) async throws -> PushResponse {
+        try await transaction { c in try await push(c, request, identity: identity) }
+    }
+
+    func push(_ c: PostgresConnection, _ request: PushRequest, identity: Identity) async throws -> PushResponse {
+        // The one-writer lock: see "Cursor correctness" above. Held until COMMIT or ROLLBACK.
+        try await c.query("SELECT pg_advisory_xact_lock(hashtext(\("fieldbook.push." + namespace)))", logger: logger)
+        let device = request.device
+        var lastSequence: Int64
+        if let (owner, last) = try await c.query(
+            "SELECT token, last_sequence FROM \(unescaped: t("devices")) WHERE device = \(device)", logger: logger
+        ).collect().first?.decode((Int64, Int64).self) {
+            guard owner == identity.tokenID else {
+                throw WireError(.forbidden, "this device id belongs to another token; each device uses its own id")
+            }
+            lastSequence = last
+        } else {
+            try await c.query(
+                "INSERT INTO \(unescaped: t("devices")) (device, token, last_sequence) VALUES (\(device), \(identity.tokenID), 0)",
+                logger: logger)
+            lastSequence = 0
+        }
+        let now = ISO8601DateFormatter().string(from: Date())
+        var assigned: [PushResponse.Assignment] = []
+        assigned.reserveCapacity(request.changes.count)
+        var states: [RecordKey: RecordState] = [:]
+        var touched: [RecordKey] = []
+        for var change in request.changes {
+            let fields = Self.encodeFields(change.fields)
+            let hlc = Int64(bitPattern: change.timestamp.rawValue)
+            let op = Int64(change.operation.rawValue)
+            if change.sequence <= lastSequence {
+                // Received before: the same content gets the same answer.
+                guard
+                    let row = try await c.query(
+                        """
+                        SELECT sseq, entity, record, op, hlc, base, fields FROM \(unescaped: t("changes"))
+                        WHERE device = \(device) AND seq = \(change.sequence)
+                        """, logger: logger
+                    ).collect().first
+                else {
+                    throw WireError(.sequenceGap, "sequence \(change.sequence) was acknowledged but is not stored")
+                }
+                let (sseq, entity, record, storedOp, storedHLC, base, storedFields) = try row.decode(
+                    (Int64, String, String, Int64, Int64, Int64, String).self)
+                let same =
+                    entity == change.entity && record == change.recordID && storedOp == op && storedHLC == hlc
+                    && base == change.base && storedFields == fields
+                guard same else {
+                    throw WireError(
+                        .sequenceReused,
+                        "device sequence \(change.sequence) was received before with different content; sequence numbers are never reused")
+                }
+                assigned.append(.init(sequence: change.sequence, serverSequence: sseq))
+                continue
+            }
+            guard change.sequence == lastSequence + 1 else {
+                throw WireError(
+                    .sequenceGap,
+                    "expected device sequence \(lastSequence + 1), got \(change.sequence); push every change in order")
+            }
+            lastSequence = change.sequence
+            let serverSequence = try await c.query(
+                """
+                INSERT INTO \(unescaped: t("changes")) (device, seq, author, entity, record, op, hlc, base, fields, received_at)
+                VALUES (\(device), \(change.sequence), \(identity.name), \(change.entity), \(change.recordID), \(op),
+                    \(hlc), \(change.base), \(fields), \(now))
+                RETURNING sseq
+                """, logger: logger
+            ).collect().first!.decode(Int64.self)
+            change.serverSequence = serverSequence
+            change.author = identity.name
+            assigned.append(.init(sequence: change.sequence, serverSequence: serverSequence))
+
+            let key = RecordKey(entity: change.entity, id: change.recordID)
+            guard let entity = schema.entity(change.entity) else { continue }
+            if states[key] == nil {
+                states[key] = try await loadState(c, key, entity: entity)
+                touched.append(key)
+            }
+            states[key]!.apply(change, entity: entity)
+        }
+        try await insideTransaction?()
+        try await c.query(
+            "UPDATE \(unescaped: t("devices")) SET last_sequence = \(lastSequence) WHERE device = \(device)", logger: logger)
+        let head = assigned.map(\.serverSequence).max() ?? 0
+        var withOpenConflicts: Set<RecordKey> = []
+        if !touched.isEmpty {
+            for try await (entity, id) in try await c.query(
+                "SELECT DISTINCT entity, record FROM \(unescaped: t("conflicts")) WHERE resolved_at IS NULL", logger: logger
+            ).decode((String, String).self) {
+                withOpenConflicts.insert(RecordKey(entity: entity, id: id))
+            }
+        }
+        for key in touched {
+            guard let entity = schema.entity(key.entity), let state = states[key] else { continue }
+            try await c.query(
+                """
+                INSERT INTO \(unescaped: t("records")) (entity, id, state, live)
+                VALUES (\(key.entity), \(key.id), \(state.json.serialized), \(state.exists(onDelete: entity.onDelete)))
+                ON CONFLICT (entity, id) DO UPDATE SET state = excluded.state, live = excluded.live
+                """, logger: logger)
+            let conflicts = state.conflicts(entity: entity, recordID: key.id)
+            if !conflicts.isEmpty || withOpenConflicts.contains(key) {
+                try await updateConflicts(c, key, conflicts, at: head)
+            }
+        }
+        return PushResponse(assigned: assigned)
+    }
+
+    struct RecordKey: Hashable {
+        var entity: String
+        var id: String
+    }
+
+    static func encodeFields(_ fields: [FieldChange]) -> String {
+        var bytes: [UInt8] = []
+        FieldChange.encode(fields, to: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    func loadState(_ c: PostgresConnection, _ key: RecordKey, entity: Entity) async throws -> RecordState {
+        guard
+            let text = try await c.query(
+                "SELECT state FROM \(unescaped: t("records")) WHERE entity = \(key.entity) AND id = \(key.id)", logger: logger
+            ).collect().first?.decode(String.self)
+        else { return RecordState() }
+        return try RecordState(json: JSON(parsing: text), entity: entity)
+    }
+
+    /// Opens conflicts that are new, updates the sides of open ones, and marks those no longer open as resolved.
+    func updateConflicts(_ c: PostgresConnection, _ key: RecordKey, _ conflicts: [Conflict], at head: Int64) async throws {
+        var open: Set<String> = []
+        for try await id in try await c.query(
+            """
+            SELECT id FROM \(unescaped: t("conflicts")) WHERE entity = \(key.entity) AND record = \(key.id) AND resolved_at IS NULL
+            """, logger: logger
+        ).decode(String.self) {
+            open.insert(id)
+        }
+        let now = Set(conflicts.map(\.id))
+        for id in open.subtracting(now) {
+            try await c.query("UPDATE \(unescaped: t("conflicts")) SET resolved_at = \(head) WHERE id = \(id)", logger: logger)
+        }
+        for conflict in conflicts {
+            try await c.query(
+                """
+                INSERT INTO \(unescaped: t("conflicts")) AS c (id, entity, record, field, sides, opened_at)
+                VALUES (\(conflict.id), \(conflict.entity), \(conflict.recordID), \(conflict.field),
+                    \(conflict.sidesJSON.serialized), \(head))
+                ON CONFLICT (id) DO UPDATE SET sides = excluded.sides,
+                    opened_at = CASE WHEN c.resolved_at IS NULL THEN c.opened_at ELSE excluded.opened_at END,
+                    resolved_at = NULL
+                """, logger: logger)
+        }
+    }
+
+    // MARK: - Pull
+
+    public func pull(_ request: PullRequest, identity: Identity) async throws -> PullResponse {
+        let rows = try await client.query(
+            """
+            SELECT sseq, device, seq, author, entity, record, op, hlc, base, fields FROM \(unescaped: t("changes"))
+            WHERE sseq > \(request.cursor) ORDER BY sseq LIMIT \(Int64(request.limit) + 1)
+            """, logger: logger)
+        var changes: [Change] = []
+        var count = 0
+        for try await (sseq, device, seq, author, entityName, record, op, hlc, base, fieldsText) in rows.decode(
+            (Int64, String, Int64, String, String, String, Int64, Int64, Int64, String).self)
+        {
+            count += 1
+            guard count <= request.limit else { continue }
+            guard let entity = schema.entity(entityName) else {
+                throw PostgresSetupError("a stored change names entity '\(entityName)', which the schema lacks")
+            }
+            changes.append(
+                Change(
+                    sequence: seq, device: device, entity: entityName, recordID: record,
+                    operation: ChangeOperation(rawValue: Int(op)) ?? .update,
+                    timestamp: HybridTimestamp(rawValue: UInt64(bitPattern: hlc)), base: base,
+                    fields: try FieldChange.decode(JSON(parsing: fieldsText), entity: entity),
+                    serverSequence: sseq, author: author))
+        }
+        return PullResponse(
+            changes: changes, cursor: changes.last?.serverSequence ?? request.cursor, more: count > request.limit)
+    }
+
+    // MARK: - Reading
+
+    public func conflicts() async throws -> [Conflict] {
+        try await client.withConnection { c in
+            var keys: [RecordKey] = []
+            for try await (entity, record) in try await c.query(
+                """
+                SELECT entity, record FROM \(unescaped: t("conflicts")) WHERE resolved_at IS NULL
+                GROUP BY entity, record ORDER BY min(opened_at), min(id COLLATE "C")
+                """, logger: logger
+            ).decode((String, String).self) {
+                keys.append(RecordKey(entity: entity, id: record))
+            }
+            var result: [Conflict] = []
+            for key in keys {
+                guard let entity = schema.entity(key.entity) else { continue }
+                result += try await loadState(c, key, entity: entity).conflicts(entity: entity, recordID: key.id)
+            }
+            return result
+        }
+    }
+
+    public func records(_ entityName: String) async throws -> [(id: String, values: [String: Value])] {
+        guard let entity = schema.entity(entityName) else { return [] }
+        var result: [(id: String, values: [String: Value])] = []
+        for try await (id, state) in try await client.query(
+            """
+            SELECT id, state FROM \(unescaped: t("records")) WHERE entity = \(entityName) AND live ORDER BY id COLLATE "C"
+            """, logger: logger
+        ).decode((String, String).self) {
+            result.append((id, try RecordState(json: JSON(parsing: state), entity: entity).values))
+        }
+        return result
+    }
+
+    /// The number of changes the server has accepted.
+    public func changeCount() async throws -> Int {
+        let count = try await client.query("SELECT count(*) FROM \(unescaped: t("changes"))", logger: logger)
+            .collect().first?.decode(Int64.self) ?? 0
+        return Int(count)
+    }
+
+    // MARK: - Tokens
+
+    public func authenticate(token: String) async throws -> Identity? {
+        let hash = TokenSecret.hash(token)
+        guard
+            let (id, name) = try await client.query(
+                "SELECT id, name FROM \(unescaped: t("tokens")) WHERE hash = \(hash) AND revoked_at IS NULL", logger: logger
+            ).collect().first?.decode((Int64, String).self)
+        else { return nil }
+        return Identity(tokenID: id, name: name)
+    }
+
+    public func createToken(name: String) async throws -> String {
+        let token = TokenSecret.generate()
+        let hash = TokenSecret.hash(token)
+        try await client.query(
+            """
+            INSERT INTO \(unescaped: t("tokens")) (name, hash, created_at)
+            VALUES (\(name), \(hash), \(ISO8601DateFormatter().string(from: Date())))
+            """, logger: logger)
+        return token
+    }
+
+    public func revokeTokens(name: String) async throws -> Int {
+        let revoked = try await client.query(
+            """
+            UPDATE \(unescaped: t("tokens")) SET revoked_at = \(ISO8601DateFormatter().string(from: Date()))
+            WHERE name = \(name) AND revoked_at IS NULL RETURNING id
+            """, logger: logger
+        ).collect()
+        return revoked.count
+    }
+
+    public func tokens() async throws -> [TokenInfo] {
+        var result: [TokenInfo] = []
+        for try await (id, name, createdAt, revoked) in try await client.query(
+            "SELECT id, name, created_at, revoked_at IS NOT NULL FROM \(unescaped: t("tokens")) ORDER BY id", logger: logger
+        ).decode((Int64, String, String, Bool).self) {
+            result.append(TokenInfo(id: id, name: name, createdAt: createdAt, revoked: revoked))
+        }
+        return result
+    }
+}
+
+/// The PostgreSQL store cannot start on this database, or found it in a state it cannot read.
+///
+/// Its description never holds the database URL or any stored data.
+public struct PostgresSetupError: Error, CustomStringConvertible {
+    public var description: String
+    init(_ description: String) { self.description = description }
+}
