@@ -132,6 +132,13 @@ extension FieldChange {
         }
     }
 
+    /// The changes as the text ``encode(_:to:)`` writes: what stores keep and compare.
+    public static func text(_ changes: [FieldChange]) -> String {
+        var bytes: [UInt8] = []
+        encode(changes, to: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
     /// Writes this change's value part (see ``encode(_:to:)``).
     public func writeJSON(to out: inout [UInt8]) {
         switch kind {

@@ -195,7 +195,7 @@ extension Store.Transaction {
             try insert.execute(arguments: [
                 serverSequence, change.device, change.sequence, change.author, change.entity, change.recordID,
                 recordKey(change.recordID), change.operation.rawValue, Int64(bitPattern: change.timestamp.rawValue),
-                change.base, encodeFields(change.fields),
+                change.base, FieldChange.text(change.fields),
             ])
             guard db.changesCount == 1 else { continue }  // seen before
             let ref = RecordRef(entity: change.entity, id: change.recordID)
@@ -311,12 +311,6 @@ extension Store.Transaction {
         guard try exists(table, recordID) else { throw notFound(entity) }
         try log(entity, recordID, .update) { FieldChange.encode([], to: &$0) }
     }
-}
-
-func encodeFields(_ fields: [FieldChange]) -> String {
-    var bytes: [UInt8] = []
-    FieldChange.encode(fields, to: &bytes)
-    return String(decoding: bytes, as: UTF8.self)
 }
 
 extension Store {

@@ -103,7 +103,7 @@ public final class SQLiteSyncStorage: SyncStorage {
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """)
         for var change in request.changes {
-            let fields = encodeFields(change.fields)
+            let fields = FieldChange.text(change.fields)
             if change.sequence <= lastSequence {
                 // Received before: the same content gets the same answer.
                 guard
@@ -175,12 +175,6 @@ public final class SQLiteSyncStorage: SyncStorage {
     struct RecordKey: Hashable {
         var entity: String
         var id: String
-    }
-
-    static func encodeFields(_ fields: [FieldChange]) -> String {
-        var bytes: [UInt8] = []
-        FieldChange.encode(fields, to: &bytes)
-        return String(decoding: bytes, as: UTF8.self)
     }
 
     static func loadState(_ db: Database, _ key: RecordKey, entity: Entity) throws -> RecordState {

@@ -236,7 +236,7 @@ public final class PostgresSyncStorage: SyncStorage {
         var states: [RecordKey: RecordState] = [:]
         var touched: [RecordKey] = []
         for var change in request.changes {
-            let fields = Self.encodeFields(change.fields)
+            let fields = FieldChange.text(change.fields)
             let hlc = Int64(bitPattern: change.timestamp.rawValue)
             let op = Int64(change.operation.rawValue)
             if change.sequence <= lastSequence {
@@ -321,12 +321,6 @@ public final class PostgresSyncStorage: SyncStorage {
     struct RecordKey: Hashable {
         var entity: String
         var id: String
-    }
-
-    static func encodeFields(_ fields: [FieldChange]) -> String {
-        var bytes: [UInt8] = []
-        FieldChange.encode(fields, to: &bytes)
-        return String(decoding: bytes, as: UTF8.self)
     }
 
     func loadState(_ c: PostgresConnection, _ key: RecordKey, entity: Entity) async throws -> RecordState {
