@@ -78,123 +78,86 @@ public final class SQLiteSyncStorage: SyncStorage {
         }
     }
 
+    /// One push, in the writer's transaction: the steps of ``PushPlan``, one row at a time.
     static func push(_ db: Database, _ request: PushRequest, identity: Identity, schema: Schema) throws -> PushResponse {
         let device = request.device
-        var lastSequence: Int64
-        if let row = try Row.fetchOne(db, sql: "SELECT token, last_sequence FROM devices WHERE device = ?", arguments: [device]) {
-            let owner: Int64 = row[0]
-            guard owner == identity.tokenID else {
-                throw WireError(.forbidden, "this device id belongs to another token; each device uses its own id")
-            }
-            lastSequence = row[1]
-        } else {
-            try db.execute(
-                sql: "INSERT INTO devices (device, token, last_sequence) VALUES (?, ?, 0)", arguments: [device, identity.tokenID])
-            lastSequence = 0
+        let row = try Row.fetchOne(db, sql: "SELECT token, last_sequence FROM devices WHERE device = ?", arguments: [device])
+        var plan = try PushPlan(request, identity: identity, device: row.map { ($0[0], $0[1]) }, schema: schema)
+        if row == nil {
+            try db.execute(sql: "INSERT INTO devices (device, token, last_sequence) VALUES (?, ?, 0)", arguments: [device, identity.tokenID])
         }
+
+        var stored: [Int64: PushPlan.Stored] = [:]
+        let earlier = try db.cachedStatement(
+            sql: "SELECT sseq, entity, record, op, hlc, base, fields FROM changes WHERE device = ? AND seq = ?")
+        for sequence in plan.earlierSequences {
+            if let row = try Row.fetchOne(earlier, arguments: [device, sequence]) {
+                stored[sequence] = PushPlan.Stored(
+                    serverSequence: row[0], entity: row[1], recordID: row[2], operation: row[3], hlc: row[4], base: row[5],
+                    fields: row[6])
+            }
+        }
+        try plan.acknowledge(stored: stored)
+
         let now = ISO8601DateFormatter().string(from: Date())
-        var assigned: [PushResponse.Assignment] = []
-        assigned.reserveCapacity(request.changes.count)
-        var states: [RecordKey: RecordState] = [:]
-        var touched: [RecordKey] = []
         let insert = try db.cachedStatement(
             sql: """
                 INSERT INTO changes (device, seq, author, entity, record, op, hlc, base, fields, received_at)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """)
-        for var change in request.changes {
-            let fields = FieldChange.text(change.fields)
-            if change.sequence <= lastSequence {
-                // Received before: the same content gets the same answer.
-                guard
-                    let row = try Row.fetchOne(
-                        db, sql: "SELECT sseq, entity, record, op, hlc, base, fields FROM changes WHERE device = ? AND seq = ?",
-                        arguments: [device, change.sequence])
-                else {
-                    throw WireError(.sequenceGap, "sequence \(change.sequence) was acknowledged but is not stored")
-                }
-                let same =
-                    (row[1] as String) == change.entity && (row[2] as String) == change.recordID
-                    && (row[3] as Int) == change.operation.rawValue
-                    && (row[4] as Int64) == Int64(bitPattern: change.timestamp.rawValue) && (row[5] as Int64) == change.base
-                    && (row[6] as String) == fields
-                guard same else {
-                    throw WireError(
-                        .sequenceReused,
-                        "device sequence \(change.sequence) was received before with different content; sequence numbers are never reused")
-                }
-                assigned.append(.init(sequence: change.sequence, serverSequence: row[0]))
-                continue
-            }
-            guard change.sequence == lastSequence + 1 else {
-                throw WireError(
-                    .sequenceGap,
-                    "expected device sequence \(lastSequence + 1), got \(change.sequence); push every change in order")
-            }
-            lastSequence = change.sequence
+        var serverSequences: [Int64] = []
+        serverSequences.reserveCapacity(plan.fresh.count)
+        for (change, fields) in zip(plan.fresh, plan.freshFields) {
             try insert.execute(arguments: [
                 device, change.sequence, identity.name, change.entity, change.recordID, change.operation.rawValue,
                 Int64(bitPattern: change.timestamp.rawValue), change.base, fields, now,
             ])
-            let serverSequence = db.lastInsertedRowID
-            change.serverSequence = serverSequence
-            change.author = identity.name
-            assigned.append(.init(sequence: change.sequence, serverSequence: serverSequence))
-
-            let key = RecordKey(entity: change.entity, id: change.recordID)
-            guard let entity = schema.entity(change.entity) else { continue }
-            if states[key] == nil {
-                states[key] = try loadState(db, key, entity: entity)
-                touched.append(key)
-            }
-            states[key]!.apply(change, entity: entity)
+            serverSequences.append(db.lastInsertedRowID)
         }
-        try db.execute(sql: "UPDATE devices SET last_sequence = ? WHERE device = ?", arguments: [lastSequence, device])
-        let head = assigned.map(\.serverSequence).max() ?? 0
+        try db.execute(sql: "UPDATE devices SET last_sequence = ? WHERE device = ?", arguments: [plan.lastSequence, device])
+
+        var states: [PushPlan.RecordKey: RecordState] = [:]
+        for key in plan.records {
+            states[key] = try loadState(db, key, entity: schema.entity(key.entity)!)
+        }
+        let head = serverSequences.last ?? 0
         let withOpenConflicts = try Set(
             Row.fetchCursor(db.cachedStatement(sql: "SELECT DISTINCT entity, record FROM conflicts WHERE resolved_at IS NULL"))
-                .map { RecordKey(entity: $0[0], id: $0[1]) })
+                .map { PushPlan.RecordKey(entity: $0[0], id: $0[1]) })
         let save = try db.cachedStatement(
             sql: """
                 INSERT INTO records (entity, id, state, live) VALUES (?, ?, ?, ?)
                 ON CONFLICT (entity, id) DO UPDATE SET state = excluded.state, live = excluded.live
                 """)
-        for key in touched {
-            guard let entity = schema.entity(key.entity), let state = states[key] else { continue }
+        for record in plan.merge(states: states, serverSequences: serverSequences) {
             try save.execute(arguments: [
-                key.entity, key.id, String(decoding: state.encoded, as: UTF8.self), state.exists(onDelete: entity.onDelete),
+                record.key.entity, record.key.id, String(decoding: record.state.encoded, as: UTF8.self), record.live,
             ])
-            let conflicts = state.conflicts(entity: entity, recordID: key.id)
-            if !conflicts.isEmpty || withOpenConflicts.contains(key) {
-                try updateConflicts(db, key, conflicts, at: head)
+            if !record.conflicts.isEmpty || withOpenConflicts.contains(record.key) {
+                try updateConflicts(db, record.key, record.conflicts, at: head)
             }
         }
-        return PushResponse(assigned: assigned)
+        return plan.response(serverSequences: serverSequences)
     }
 
-    struct RecordKey: Hashable {
-        var entity: String
-        var id: String
-    }
-
-    static func loadState(_ db: Database, _ key: RecordKey, entity: Entity) throws -> RecordState {
+    static func loadState(_ db: Database, _ key: PushPlan.RecordKey, entity: Entity) throws -> RecordState? {
         guard
             let text = try String.fetchOne(
                 db.cachedStatement(sql: "SELECT state FROM records WHERE entity = ? AND id = ?"), arguments: [key.entity, key.id])
-        else { return RecordState() }
+        else { return nil }
         return try RecordState(encoded: Array(text.utf8), entity: entity)
     }
 
-    /// Opens conflicts that are new, updates the sides of open ones, and marks those no longer open as resolved.
-    static func updateConflicts(_ db: Database, _ key: RecordKey, _ conflicts: [Conflict], at head: Int64) throws {
+    /// Brings the conflict rows of one record in step with its merged state (``ConflictUpkeep``).
+    static func updateConflicts(_ db: Database, _ key: PushPlan.RecordKey, _ conflicts: [Conflict], at head: Int64) throws {
         let open = try String.fetchSet(
             db, sql: "SELECT id FROM conflicts WHERE entity = ? AND record = ? AND resolved_at IS NULL",
             arguments: [key.entity, key.id])
-        let now = Set(conflicts.map(\.id))
-        for id in open.subtracting(now) {
+        let (resolve, upsert) = ConflictUpkeep.changes(open: open, current: conflicts)
+        for id in resolve {
             try db.execute(sql: "UPDATE conflicts SET resolved_at = ? WHERE id = ?", arguments: [head, id])
         }
-        for conflict in conflicts {
+        for conflict in upsert {
             try db.execute(
                 sql: """
                     INSERT INTO conflicts (id, entity, record, field, sides, opened_at) VALUES (?, ?, ?, ?, ?, ?)
@@ -288,9 +251,9 @@ public final class SQLiteSyncStorage: SyncStorage {
                 db, sql: "SELECT DISTINCT entity, record FROM conflicts WHERE resolved_at IS NULL ORDER BY opened_at, id")
             var result: [Conflict] = []
             for row in rows {
-                let key = RecordKey(entity: row[0], id: row[1])
-                guard let entity = schema.entity(key.entity) else { continue }
-                result += try Self.loadState(db, key, entity: entity).conflicts(entity: entity, recordID: key.id)
+                let key = PushPlan.RecordKey(entity: row[0], id: row[1])
+                guard let entity = schema.entity(key.entity), let state = try Self.loadState(db, key, entity: entity) else { continue }
+                result += state.conflicts(entity: entity, recordID: key.id)
             }
             return result
         }

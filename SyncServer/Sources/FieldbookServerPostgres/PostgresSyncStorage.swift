@@ -212,151 +212,116 @@ public final class PostgresSyncStorage: SyncStorage {
         try await transaction { c in try await push(c, request, identity: identity) }
     }
 
+    /// One push, in its transaction: the steps of ``PushPlan``, each a statement over arrays
+    /// (a push of 5,000 changes is a handful of round trips, not thousands).
     func push(_ c: PostgresConnection, _ request: PushRequest, identity: Identity) async throws -> PushResponse {
         // The one-writer lock: see "Cursor correctness" above. Held until COMMIT or ROLLBACK.
         try await c.query("SELECT pg_advisory_xact_lock(hashtext(\("fieldbook.push." + namespace)))", logger: logger)
         let device = request.device
-        var lastSequence: Int64
-        if let (owner, last) = try await c.query(
+        let row = try await c.query(
             "SELECT token, last_sequence FROM \(unescaped: t("devices")) WHERE device = \(device)", logger: logger
-        ).collect().first?.decode((Int64, Int64).self) {
-            guard owner == identity.tokenID else {
-                throw WireError(.forbidden, "this device id belongs to another token; each device uses its own id")
-            }
-            lastSequence = last
-        } else {
+        ).collect().first?.decode((Int64, Int64).self)
+        var plan = try PushPlan(request, identity: identity, device: row.map { (owner: $0.0, lastSequence: $0.1) }, schema: schema)
+        if row == nil {
             try await c.query(
                 "INSERT INTO \(unescaped: t("devices")) (device, token, last_sequence) VALUES (\(device), \(identity.tokenID), 0)",
                 logger: logger)
-            lastSequence = 0
         }
-        let now = ISO8601DateFormatter().string(from: Date())
-        var assigned: [PushResponse.Assignment] = []
-        assigned.reserveCapacity(request.changes.count)
-        var states: [RecordKey: RecordState] = [:]
-        var touched: [RecordKey] = []
-        for var change in request.changes {
-            let fields = FieldChange.text(change.fields)
-            let hlc = Int64(bitPattern: change.timestamp.rawValue)
-            let op = Int64(change.operation.rawValue)
-            if change.sequence <= lastSequence {
-                // Received before: the same content gets the same answer.
-                guard
-                    let row = try await c.query(
-                        """
-                        SELECT sseq, entity, record, op, hlc, base, fields FROM \(unescaped: t("changes"))
-                        WHERE device = \(device) AND seq = \(change.sequence)
-                        """, logger: logger
-                    ).collect().first
-                else {
-                    throw WireError(.sequenceGap, "sequence \(change.sequence) was acknowledged but is not stored")
-                }
-                let (sseq, entity, record, storedOp, storedHLC, base, storedFields) = try row.decode(
-                    (Int64, String, String, Int64, Int64, Int64, String).self)
-                let same =
-                    entity == change.entity && record == change.recordID && storedOp == op && storedHLC == hlc
-                    && base == change.base && storedFields == fields
-                guard same else {
-                    throw WireError(
-                        .sequenceReused,
-                        "device sequence \(change.sequence) was received before with different content; sequence numbers are never reused")
-                }
-                assigned.append(.init(sequence: change.sequence, serverSequence: sseq))
-                continue
-            }
-            guard change.sequence == lastSequence + 1 else {
-                throw WireError(
-                    .sequenceGap,
-                    "expected device sequence \(lastSequence + 1), got \(change.sequence); push every change in order")
-            }
-            lastSequence = change.sequence
-            let serverSequence = try await c.query(
-                """
-                INSERT INTO \(unescaped: t("changes")) (device, seq, author, entity, record, op, hlc, base, fields, received_at)
-                VALUES (\(device), \(change.sequence), \(identity.name), \(change.entity), \(change.recordID), \(op),
-                    \(hlc), \(change.base), \(fields), \(now))
-                RETURNING sseq
-                """, logger: logger
-            ).collect().first!.decode(Int64.self)
-            change.serverSequence = serverSequence
-            change.author = identity.name
-            assigned.append(.init(sequence: change.sequence, serverSequence: serverSequence))
 
-            let key = RecordKey(entity: change.entity, id: change.recordID)
-            guard let entity = schema.entity(change.entity) else { continue }
-            if states[key] == nil {
-                states[key] = try await loadState(c, key, entity: entity)
-                touched.append(key)
+        var stored: [Int64: PushPlan.Stored] = [:]
+        if !plan.earlierSequences.isEmpty {
+            for try await (seq, sseq, entity, record, op, hlc, base, fields) in try await c.query(
+                """
+                SELECT seq, sseq, entity, record, op, hlc, base, fields FROM \(unescaped: t("changes"))
+                WHERE device = \(device) AND seq = ANY(\(plan.earlierSequences))
+                """, logger: logger
+            ).decode((Int64, Int64, String, String, Int64, Int64, Int64, String).self) {
+                stored[seq] = PushPlan.Stored(
+                    serverSequence: sseq, entity: entity, recordID: record, operation: Int(op), hlc: hlc, base: base, fields: fields)
             }
-            states[key]!.apply(change, entity: entity)
+        }
+        try plan.acknowledge(stored: stored)
+
+        // Numbered here, under the push lock, rather than by the column's sequence: one statement inserts
+        // them all, in device order, and a rolled-back push leaves no gap.
+        var serverSequences: [Int64] = []
+        if !plan.fresh.isEmpty {
+            let head = try await c.query("SELECT coalesce(max(sseq), 0) FROM \(unescaped: t("changes"))", logger: logger)
+                .collect().first!.decode(Int64.self)
+            serverSequences = (1...Int64(plan.fresh.count)).map { head + $0 }
+            try await c.query(
+                """
+                INSERT INTO \(unescaped: t("changes")) (sseq, device, seq, author, entity, record, op, hlc, base, fields, received_at)
+                SELECT s, \(device), q, \(identity.name), e, r, o, h, b, f, \(ISO8601DateFormatter().string(from: Date()))
+                FROM unnest(\(serverSequences), \(plan.fresh.map(\.sequence)), \(plan.fresh.map(\.entity)),
+                    \(plan.fresh.map(\.recordID)), \(plan.fresh.map { Int64($0.operation.rawValue) }),
+                    \(plan.fresh.map { Int64(bitPattern: $0.timestamp.rawValue) }), \(plan.fresh.map(\.base)), \(plan.freshFields))
+                    AS u(s, q, e, r, o, h, b, f)
+                """, logger: logger)
         }
         try await insideTransaction?()
         try await c.query(
-            "UPDATE \(unescaped: t("devices")) SET last_sequence = \(lastSequence) WHERE device = \(device)", logger: logger)
-        let head = assigned.map(\.serverSequence).max() ?? 0
-        var withOpenConflicts: Set<RecordKey> = []
-        if !touched.isEmpty {
-            for try await (entity, id) in try await c.query(
-                "SELECT DISTINCT entity, record FROM \(unescaped: t("conflicts")) WHERE resolved_at IS NULL", logger: logger
-            ).decode((String, String).self) {
-                withOpenConflicts.insert(RecordKey(entity: entity, id: id))
+            "UPDATE \(unescaped: t("devices")) SET last_sequence = \(plan.lastSequence) WHERE device = \(device)", logger: logger)
+
+        let keys = plan.records
+        guard !keys.isEmpty else { return plan.response(serverSequences: serverSequences) }
+        var states: [PushPlan.RecordKey: RecordState] = [:]
+        for try await (entity, id, state) in try await c.query(
+            """
+            SELECT entity, id, state FROM \(unescaped: t("records"))
+            WHERE (entity, id) IN (SELECT * FROM unnest(\(keys.map(\.entity)), \(keys.map(\.id))))
+            """, logger: logger
+        ).decode((String, String, String).self) {
+            states[PushPlan.RecordKey(entity: entity, id: id)] = try RecordState(encoded: Array(state.utf8), entity: schema.entity(entity)!)
+        }
+        let merged = plan.merge(states: states, serverSequences: serverSequences)
+        try await c.query(
+            """
+            INSERT INTO \(unescaped: t("records")) (entity, id, state, live)
+            SELECT * FROM unnest(\(merged.map(\.key.entity)), \(merged.map(\.key.id)),
+                \(merged.map { String(decoding: $0.state.encoded, as: UTF8.self) }), \(merged.map(\.live)))
+            ON CONFLICT (entity, id) DO UPDATE SET state = excluded.state, live = excluded.live
+            """, logger: logger)
+
+        // Conflict rows: for the records that have conflicts now or had open ones.
+        var open: [PushPlan.RecordKey: Set<String>] = [:]
+        for try await (entity, record, id) in try await c.query(
+            """
+            SELECT entity, record, id FROM \(unescaped: t("conflicts"))
+            WHERE resolved_at IS NULL AND (entity, record) IN (SELECT * FROM unnest(\(keys.map(\.entity)), \(keys.map(\.id))))
+            """, logger: logger
+        ).decode((String, String, String).self) {
+            open[PushPlan.RecordKey(entity: entity, id: record), default: []].insert(id)
+        }
+        let head = serverSequences.last ?? 0
+        for record in merged where !record.conflicts.isEmpty || open[record.key] != nil {
+            let (resolve, upsert) = ConflictUpkeep.changes(open: open[record.key] ?? [], current: record.conflicts)
+            if !resolve.isEmpty {
+                try await c.query(
+                    "UPDATE \(unescaped: t("conflicts")) SET resolved_at = \(head) WHERE id = ANY(\(resolve))", logger: logger)
+            }
+            for conflict in upsert {
+                try await c.query(
+                    """
+                    INSERT INTO \(unescaped: t("conflicts")) AS c (id, entity, record, field, sides, opened_at)
+                    VALUES (\(conflict.id), \(conflict.entity), \(conflict.recordID), \(conflict.field),
+                        \(conflict.sidesJSON.serialized), \(head))
+                    ON CONFLICT (id) DO UPDATE SET sides = excluded.sides,
+                        opened_at = CASE WHEN c.resolved_at IS NULL THEN c.opened_at ELSE excluded.opened_at END,
+                        resolved_at = NULL
+                    """, logger: logger)
             }
         }
-        for key in touched {
-            guard let entity = schema.entity(key.entity), let state = states[key] else { continue }
-            try await c.query(
-                """
-                INSERT INTO \(unescaped: t("records")) (entity, id, state, live)
-                VALUES (\(key.entity), \(key.id), \(state.json.serialized), \(state.exists(onDelete: entity.onDelete)))
-                ON CONFLICT (entity, id) DO UPDATE SET state = excluded.state, live = excluded.live
-                """, logger: logger)
-            let conflicts = state.conflicts(entity: entity, recordID: key.id)
-            if !conflicts.isEmpty || withOpenConflicts.contains(key) {
-                try await updateConflicts(c, key, conflicts, at: head)
-            }
-        }
-        return PushResponse(assigned: assigned)
+        return plan.response(serverSequences: serverSequences)
     }
 
-    struct RecordKey: Hashable {
-        var entity: String
-        var id: String
-    }
-
-    func loadState(_ c: PostgresConnection, _ key: RecordKey, entity: Entity) async throws -> RecordState {
+    func loadState(_ c: PostgresConnection, _ key: PushPlan.RecordKey, entity: Entity) async throws -> RecordState? {
         guard
             let text = try await c.query(
                 "SELECT state FROM \(unescaped: t("records")) WHERE entity = \(key.entity) AND id = \(key.id)", logger: logger
             ).collect().first?.decode(String.self)
-        else { return RecordState() }
-        return try RecordState(json: JSON(parsing: text), entity: entity)
-    }
-
-    /// Opens conflicts that are new, updates the sides of open ones, and marks those no longer open as resolved.
-    func updateConflicts(_ c: PostgresConnection, _ key: RecordKey, _ conflicts: [Conflict], at head: Int64) async throws {
-        var open: Set<String> = []
-        for try await id in try await c.query(
-            """
-            SELECT id FROM \(unescaped: t("conflicts")) WHERE entity = \(key.entity) AND record = \(key.id) AND resolved_at IS NULL
-            """, logger: logger
-        ).decode(String.self) {
-            open.insert(id)
-        }
-        let now = Set(conflicts.map(\.id))
-        for id in open.subtracting(now) {
-            try await c.query("UPDATE \(unescaped: t("conflicts")) SET resolved_at = \(head) WHERE id = \(id)", logger: logger)
-        }
-        for conflict in conflicts {
-            try await c.query(
-                """
-                INSERT INTO \(unescaped: t("conflicts")) AS c (id, entity, record, field, sides, opened_at)
-                VALUES (\(conflict.id), \(conflict.entity), \(conflict.recordID), \(conflict.field),
-                    \(conflict.sidesJSON.serialized), \(head))
-                ON CONFLICT (id) DO UPDATE SET sides = excluded.sides,
-                    opened_at = CASE WHEN c.resolved_at IS NULL THEN c.opened_at ELSE excluded.opened_at END,
-                    resolved_at = NULL
-                """, logger: logger)
-        }
+        else { return nil }
+        return try RecordState(encoded: Array(text.utf8), entity: entity)
     }
 
     // MARK: - Pull
@@ -389,23 +354,56 @@ public final class PostgresSyncStorage: SyncStorage {
             changes: changes, cursor: changes.last?.serverSequence ?? request.cursor, more: count > request.limit)
     }
 
+    /// Writes the page straight from the rows, each change's stored field text spliced in as it is
+    /// (it was checked when pushed), as ``FieldbookServer/SQLiteSyncStorage`` does.
+    public func pullResponseBody(_ request: PullRequest, identity: Identity) async throws -> [UInt8] {
+        let rows = try await client.query(
+            """
+            SELECT sseq, device, seq, author, entity, record, op, hlc, base, fields FROM \(unescaped: t("changes"))
+            WHERE sseq > \(request.cursor) ORDER BY sseq LIMIT \(Int64(request.limit) + 1)
+            """, logger: logger)
+        var out: [UInt8] = []
+        out.reserveCapacity(256 * min(request.limit, 10_000) + 64)
+        PullResponse.encodeStart(to: &out)
+        var count = 0
+        var cursor = request.cursor
+        var more = false
+        for try await (sseq, device, seq, author, entity, record, op, hlc, base, fields) in rows.decode(
+            (Int64, String, Int64, String, String, String, Int64, Int64, Int64, String).self)
+        {
+            guard count < request.limit else {
+                more = true
+                continue
+            }
+            if count > 0 { out.append(UInt8(ascii: ",")) }
+            Change.encodeWire(
+                to: &out, sequence: seq, entity: entity, recordID: record,
+                operation: ChangeOperation(rawValue: Int(op)) ?? .update, hlc: hlc, base: base,
+                fields: { $0.append(contentsOf: fields.utf8) }, origin: (device, sseq, author))
+            cursor = sseq
+            count += 1
+        }
+        PullResponse.encodeEnd(cursor: cursor, more: more, to: &out)
+        return out
+    }
+
     // MARK: - Reading
 
     public func conflicts() async throws -> [Conflict] {
         try await client.withConnection { c in
-            var keys: [RecordKey] = []
+            var keys: [PushPlan.RecordKey] = []
             for try await (entity, record) in try await c.query(
                 """
                 SELECT entity, record FROM \(unescaped: t("conflicts")) WHERE resolved_at IS NULL
                 GROUP BY entity, record ORDER BY min(opened_at), min(id COLLATE "C")
                 """, logger: logger
             ).decode((String, String).self) {
-                keys.append(RecordKey(entity: entity, id: record))
+                keys.append(PushPlan.RecordKey(entity: entity, id: record))
             }
             var result: [Conflict] = []
             for key in keys {
-                guard let entity = schema.entity(key.entity) else { continue }
-                result += try await loadState(c, key, entity: entity).conflicts(entity: entity, recordID: key.id)
+                guard let entity = schema.entity(key.entity), let state = try await loadState(c, key, entity: entity) else { continue }
+                result += state.conflicts(entity: entity, recordID: key.id)
             }
             return result
         }
@@ -419,7 +417,7 @@ public final class PostgresSyncStorage: SyncStorage {
             SELECT id, state FROM \(unescaped: t("records")) WHERE entity = \(entityName) AND live ORDER BY id COLLATE "C"
             """, logger: logger
         ).decode((String, String).self) {
-            result.append((id, try RecordState(json: JSON(parsing: state), entity: entity).values))
+            result.append((id, try RecordState(encoded: Array(state.utf8), entity: entity).values))
         }
         return result
     }

@@ -1,0 +1,216 @@
+package import FieldbookCore
+
+/// The store-agnostic half of a push: every check, every merge and every conflict decision,
+/// with the reading and writing left to the store.
+///
+/// Each server store runs the same steps, in one transaction that it rolls back on any error:
+///
+/// 1. Read the device's row and make the plan: ``init(_:identity:device:)`` checks ownership
+///    and order, and splits the changes into ``fresh`` ones and ones received before.
+/// 2. Read the stored changes at ``earlierSequences`` and pass them to ``acknowledge(stored:)``,
+///    which rejects a sequence number reused with different content.
+/// 3. Insert the ``fresh`` changes (their field text is in ``freshFields``), numbered in order,
+///    and record the device's ``lastSequence``.
+/// 4. Read the merge states of ``records`` and pass them, with the new server sequence numbers,
+///    to ``merge(states:serverSequences:)``; write what it returns, and keep the conflict table
+///    in step with ``ConflictUpkeep``.
+/// 5. Answer with ``response(serverSequences:)``.
+///
+/// So the stores cannot disagree about what a push means; they differ only in how they read
+/// and write (one row at a time in SQLite, in arrays in PostgreSQL).
+package struct PushPlan: Sendable {
+    /// A change as a store holds it: what a repeated push is compared with.
+    package struct Stored: Sendable, Equatable {
+        package var serverSequence: Int64
+        package var entity: String
+        package var recordID: String
+        package var operation: Int
+        package var hlc: Int64
+        package var base: Int64
+        package var fields: String
+
+        package init(
+            serverSequence: Int64, entity: String, recordID: String, operation: Int, hlc: Int64, base: Int64, fields: String
+        ) {
+            self.serverSequence = serverSequence
+            self.entity = entity
+            self.recordID = recordID
+            self.operation = operation
+            self.hlc = hlc
+            self.base = base
+            self.fields = fields
+        }
+    }
+
+    /// A record the push touched, merged: the state to store and the conflicts it now has.
+    package struct Merged: Sendable {
+        package var key: RecordKey
+        package var state: RecordState
+        /// Whether the record exists (the `live` column).
+        package var live: Bool
+        package var conflicts: [Conflict]
+    }
+
+    /// A record of the server store, by entity and id.
+    package struct RecordKey: Hashable, Sendable {
+        package var entity: String
+        package var id: String
+
+        package init(entity: String, id: String) {
+            self.entity = entity
+            self.id = id
+        }
+    }
+
+    /// The pushing device's id.
+    package let device: String
+    /// The name stamped on every new change.
+    package let author: String
+    /// The changes not received before, in device order: sequences `lastSequence - fresh.count + 1 … lastSequence`.
+    package private(set) var fresh: [Change] = []
+    /// The stored form of each fresh change's fields (``FieldChange/text(_:)``).
+    package private(set) var freshFields: [String] = []
+    /// The device's last sequence number once the push is applied.
+    package private(set) var lastSequence: Int64
+    /// The device sequence numbers of the request's changes received in earlier pushes.
+    package private(set) var earlierSequences: [Int64] = []
+    /// Each request change in order: a fresh change (its index in ``fresh``) or one received before (its sequence).
+    private var answers: [Answer] = []
+    private var earlier: [Int64: (change: Change, fields: String)] = [:]
+    private var earlierServerSequences: [Int64: Int64] = [:]
+    private let schema: Schema
+
+    private enum Answer {
+        case fresh(Int)
+        case earlier(Int64)
+    }
+
+    /// Checks a push against the device's row and sorts its changes.
+    /// - Parameters:
+    ///   - device: the device's row, or nil for a device never seen: the token that owns it and its last sequence number.
+    /// - Throws: ``WireError`` `forbidden` if the device id belongs to another token; `sequence_gap` if a new
+    ///   change does not follow the last one; `sequence_reused` if the request repeats a sequence with other content.
+    package init(_ request: PushRequest, identity: Identity, device row: (owner: Int64, lastSequence: Int64)?, schema: Schema) throws {
+        if let row, row.owner != identity.tokenID {
+            throw WireError(.forbidden, "this device id belongs to another token; each device uses its own id")
+        }
+        self.schema = schema
+        device = request.device
+        author = identity.name
+        let previous = row?.lastSequence ?? 0
+        lastSequence = previous
+        answers.reserveCapacity(request.changes.count)
+        fresh.reserveCapacity(request.changes.count)
+        freshFields.reserveCapacity(request.changes.count)
+        for change in request.changes {
+            let fields = FieldChange.text(change.fields)
+            if change.sequence <= lastSequence {
+                // Received before — in an earlier push, or earlier in this one: the same content gets the same answer.
+                if change.sequence > previous {
+                    let index = Int(change.sequence - previous - 1)
+                    guard Self.same(fresh[index], freshFields[index], change, fields) else { throw Self.reused(change.sequence) }
+                    answers.append(.fresh(index))
+                } else {
+                    if let seen = earlier[change.sequence] {
+                        guard Self.same(seen.change, seen.fields, change, fields) else { throw Self.reused(change.sequence) }
+                    } else {
+                        earlier[change.sequence] = (change, fields)
+                        earlierSequences.append(change.sequence)
+                    }
+                    answers.append(.earlier(change.sequence))
+                }
+                continue
+            }
+            guard change.sequence == lastSequence + 1 else {
+                throw WireError(
+                    .sequenceGap, "expected device sequence \(lastSequence + 1), got \(change.sequence); push every change in order")
+            }
+            lastSequence = change.sequence
+            answers.append(.fresh(fresh.count))
+            fresh.append(change)
+            freshFields.append(fields)
+        }
+    }
+
+    /// Checks the changes received before against what the store holds at ``earlierSequences``.
+    /// - Throws: ``WireError`` `sequence_reused` if one differs, `sequence_gap` if one is missing.
+    package mutating func acknowledge(stored: [Int64: Stored]) throws {
+        for sequence in earlierSequences {
+            guard let row = stored[sequence] else {
+                throw WireError(.sequenceGap, "sequence \(sequence) was acknowledged but is not stored")
+            }
+            let (change, fields) = earlier[sequence]!
+            let same =
+                row.entity == change.entity && row.recordID == change.recordID && row.operation == change.operation.rawValue
+                && row.hlc == Int64(bitPattern: change.timestamp.rawValue) && row.base == change.base && row.fields == fields
+            guard same else { throw Self.reused(sequence) }
+            earlierServerSequences[sequence] = row.serverSequence
+        }
+    }
+
+    /// The records the fresh changes touch, each once, in the order first touched.
+    package var records: [RecordKey] {
+        var seen: Set<RecordKey> = []
+        var keys: [RecordKey] = []
+        for change in fresh where schema.entity(change.entity) != nil {
+            let key = RecordKey(entity: change.entity, id: change.recordID)
+            if seen.insert(key).inserted { keys.append(key) }
+        }
+        return keys
+    }
+
+    /// Merges the fresh changes, numbered `serverSequences` (one per fresh change, in order), into
+    /// the stored `states` of ``records`` (a record missing from `states` is new).
+    package func merge(states: [RecordKey: RecordState], serverSequences: [Int64]) -> [Merged] {
+        precondition(serverSequences.count == fresh.count, "one server sequence per fresh change")
+        var merged = states
+        for (index, var change) in fresh.enumerated() {
+            guard let entity = schema.entity(change.entity) else { continue }
+            change.serverSequence = serverSequences[index]
+            change.author = author
+            merged[RecordKey(entity: change.entity, id: change.recordID), default: RecordState()].apply(change, entity: entity)
+        }
+        return records.map { key in
+            let entity = schema.entity(key.entity)!
+            let state = merged[key]!
+            return Merged(
+                key: key, state: state, live: state.exists(onDelete: entity.onDelete),
+                conflicts: state.conflicts(entity: entity, recordID: key.id))
+        }
+    }
+
+    /// The answer: a server sequence for every change of the request, in order.
+    package func response(serverSequences: [Int64]) -> PushResponse {
+        PushResponse(
+            assigned: answers.map { answer in
+                switch answer {
+                case .fresh(let index):
+                    return .init(sequence: fresh[index].sequence, serverSequence: serverSequences[index])
+                case .earlier(let sequence):
+                    return .init(sequence: sequence, serverSequence: earlierServerSequences[sequence]!)
+                }
+            })
+    }
+
+    private static func same(_ a: Change, _ aFields: String, _ b: Change, _ bFields: String) -> Bool {
+        a.entity == b.entity && a.recordID == b.recordID && a.operation == b.operation && a.timestamp == b.timestamp
+            && a.base == b.base && aFields == bFields
+    }
+
+    private static func reused(_ sequence: Int64) -> WireError {
+        WireError(
+            .sequenceReused,
+            "device sequence \(sequence) was received before with different content; sequence numbers are never reused")
+    }
+}
+
+/// Keeps a store's conflict table in step with the merge: the same decisions for every store.
+package enum ConflictUpkeep {
+    /// What to write for one record: `open` are the ids of its conflicts the table holds unresolved,
+    /// `current` the conflicts its merged state has now.
+    /// - Returns: the ids to mark resolved, and the conflicts to insert or refresh (reopening a resolved one).
+    package static func changes(open: Set<String>, current: [Conflict]) -> (resolve: [String], upsert: [Conflict]) {
+        let now = Set(current.map(\.id))
+        return (open.subtracting(now).sorted(), current)
+    }
+}
