@@ -66,10 +66,13 @@ struct SyncBenchmark: AsyncParsableCommand {
 
         // From here the peak counts push and pull only, not device A's writes before them.
         resetPeakRSS(pid: getpid())
+        let cpu0 = (device: cpuSecondsUsed(pid: getpid()), server: server.cpuSeconds())
         let pushSeconds = try await measureAsync { _ = try await a.push(transportA, options: options) }
+        let cpu1 = (device: cpuSecondsUsed(pid: getpid()), server: server.cpuSeconds())
         let b = try Store(path: dir + "/b.sqlite", schema: schema)
         var applied = 0
         let pullSeconds = try await measureAsync { applied = try await b.pull(transportB, options: options).applied }
+        let cpu2 = (device: cpuSecondsUsed(pid: getpid()), server: server.cpuSeconds())
         guard applied == changes + 1, try a.pendingCount() == 0 else {
             throw ValidationError("device B applied \(applied) of \(changes) changes")
         }
@@ -88,6 +91,10 @@ struct SyncBenchmark: AsyncParsableCommand {
         print(String(format: "  push        %9.0f changes/s  (%.2f s)", n / pushSeconds, pushSeconds))
         print(String(format: "  pull        %9.0f changes/s  (%.2f s)", n / pullSeconds, pullSeconds))
         print(String(format: "  end to end  %9.0f changes/s  (%.2f s)", n / endToEnd, endToEnd))
+        print(
+            String(
+                format: "  cpu         push: device %.2f s, server %.2f s; pull: device %.2f s, server %.2f s",
+                cpu1.device - cpu0.device, cpu1.server - cpu0.server, cpu2.device - cpu1.device, cpu2.server - cpu1.server))
         print(String(format: "  floor       %9.0f changes/s  (%.2f s, plain SQLite table, no sync)", n / floorSeconds, floorSeconds))
         print(String(format: "  ratio       %.2f  (end to end / floor)", endToEnd / floorSeconds))
         print(

@@ -90,6 +90,11 @@ public final class LocalServer: @unchecked Sendable {
         process.map { peakResidentMiB(pid: $0.processIdentifier) } ?? 0
     }
 
+    /// The CPU time the server process has used so far (user and system), in seconds.
+    public func cpuSeconds() -> Double {
+        process.map { cpuSecondsUsed(pid: $0.processIdentifier) } ?? 0
+    }
+
     deinit { stop() }
 
     static func findBinary() throws -> URL {
@@ -118,4 +123,15 @@ public func peakResidentMiB(pid: Int32) -> Double {
         let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") })
     else { return 0 }
     return (line.split(separator: " ").compactMap { Double($0) }.first ?? 0) / 1024
+}
+
+/// The CPU time (user and system) a process has used so far, from /proc; 0 if unknown.
+public func cpuSecondsUsed(pid: Int32) -> Double {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+        let end = stat.lastIndex(of: ")")
+    else { return 0 }
+    // After "pid (comm)": state is field 3; utime and stime are fields 14 and 15.
+    let fields = stat[stat.index(after: end)...].split(separator: " ")
+    guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+    return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
 }

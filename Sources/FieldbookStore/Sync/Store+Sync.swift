@@ -58,39 +58,55 @@ extension Store {
     }
 
     /// Pushes every pending change, batch by batch; returns how many the server acknowledged.
+    ///
+    /// The next batch is read from the changelog while the current one is on the wire, so the
+    /// device and the server work at the same time; batches are still sent one after another.
     public func push(
         _ transport: any SyncTransport, options: SyncOptions = SyncOptions(), progress: (Int) -> Void = { _ in }
     ) async throws -> Int {
         var pushed = 0
-        while true {
-            let batch = try pendingChanges(limit: options.pushBatch)
-            if batch.isEmpty { return pushed }
+        var batch = try pendingChanges(limit: options.pushBatch)
+        while let last = batch.last {
             let request = PushRequest(schema: SchemaVersion(schema), device: deviceID, changes: batch)
+            async let next = read { try $0.changes(after: last.sequence, limit: options.pushBatch) }
             let response = try await retrying(options) { try await transport.push(request) }
             try acknowledge(response)
             pushed += batch.count
             progress(pushed)
+            batch = try await next
         }
+        return pushed
     }
 
     /// Pulls and applies every change after this device's cursor, page by page; returns how
     /// many changes from other devices it applied and the cursor reached.
+    ///
+    /// The next page is requested (and decoded) while the current one is applied; each page is
+    /// still applied in order, together with its cursor.
     public func pull(
         _ transport: any SyncTransport, options: SyncOptions = SyncOptions(),
         progress: (_ applied: Int, _ cursor: Int64) -> Void = { _, _ in }
     ) async throws -> (applied: Int, cursor: Int64) {
-        var applied = 0
-        while true {
-            let cursor = try read { try $0.cursor() }
-            let request = PullRequest(schema: SchemaVersion(schema), device: deviceID, cursor: cursor, limit: options.pageSize)
-            let schema = self.schema
+        let schema = self.schema
+        let device = deviceID
+        @Sendable func page(after cursor: Int64) async throws -> PullResponse {
+            let request = PullRequest(schema: SchemaVersion(schema), device: device, cursor: cursor, limit: options.pageSize)
             let page = try await retrying(options) { try await transport.pull(request, schema: schema) }
             guard page.cursor >= cursor else {
                 throw SyncError(.badResponse, "the server moved the cursor back from \(cursor) to \(page.cursor)")
             }
-            applied += try apply(page)
-            progress(applied, page.cursor)
-            if !page.more { return (applied, page.cursor) }
+            return page
+        }
+        var applied = 0
+        var current = try await page(after: try read { try $0.cursor() })
+        while true {
+            let more = current.more
+            let cursor = current.cursor
+            async let next = more ? page(after: cursor) : nil
+            applied += try apply(current)
+            progress(applied, cursor)
+            guard let following = try await next else { return (applied, cursor) }
+            current = following
         }
     }
 
