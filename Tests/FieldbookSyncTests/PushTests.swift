@@ -1,0 +1,90 @@
+import FieldbookCore
+import FieldbookServer
+import FieldbookStore
+import Testing
+
+/// The push algorithm (`PushPlan`) through each server store: repeats, gaps and reuse, within one
+/// request and across requests, answered the same way by every store.
+@Suite("Server: one push algorithm for every store")
+struct PushTests {
+    /// A device with `count` changes of its own, and a store with a token for it.
+    func setUp(_ backend: Backend, _ dir: TemporaryDirectory, count: Int) async throws -> (
+        storage: any SyncStorage, identity: Identity, device: Store, changes: [Change]
+    ) {
+        let storage = try await makeStorage(dir, backend)
+        let identity = try #require(try await storage.authenticate(token: try await storage.createToken(name: "王芳")))
+        let device = try Store(path: dir.path("device.sqlite"), schema: schema)
+        let site = try device.insert("site", ["name": "幸福院", "kind": "happiness_home"])
+        for i in 1..<count { try device.update("site", id: site, ["town": .text("镇\(i)")]) }
+        return (storage, identity, device, try device.pendingChanges(limit: count))
+    }
+
+    func request(_ device: Store, _ changes: [Change]) -> PushRequest {
+        PushRequest(schema: SchemaVersion(schema), device: device.deviceID, changes: changes)
+    }
+
+    @Test("a change repeated inside one request gets one server sequence", arguments: Backend.all)
+    func repeatedWithinRequest(_ backend: Backend) async throws {
+        let dir = TemporaryDirectory()
+        let (storage, identity, device, changes) = try await setUp(backend, dir, count: 3)
+        let response = try await storage.push(
+            request(device, [changes[0], changes[1], changes[1], changes[2], changes[0]]), identity: identity)
+        #expect(response.assigned.map(\.sequence) == [1, 2, 2, 3, 1])
+        #expect(response.assigned[1].serverSequence == response.assigned[2].serverSequence)
+        #expect(response.assigned[0].serverSequence == response.assigned[4].serverSequence)
+        #expect(Set(response.assigned.map(\.serverSequence)).count == 3)
+        #expect(try await storage.changeCount() == 3)
+
+        // The whole push again, and again in part: the same numbers, nothing added.
+        let again = try await storage.push(request(device, Array(changes[1...])), identity: identity)
+        #expect(again.assigned == Array(response.assigned[2...3]))
+        #expect(try await storage.changeCount() == 3)
+    }
+
+    @Test("a sequence reused with other content, in the same request or a later one, applies nothing", arguments: Backend.all)
+    func reused(_ backend: Backend) async throws {
+        let dir = TemporaryDirectory()
+        let (storage, identity, device, changes) = try await setUp(backend, dir, count: 3)
+        var other = changes[1]
+        other.fields = [FieldChange(field: "town", kind: .set("别的镇"))]
+
+        let inRequest = await #expect(throws: WireError.self) {
+            _ = try await storage.push(request(device, [changes[0], changes[1], other]), identity: identity)
+        }
+        #expect(inRequest?.code == .sequenceReused)
+        #expect(try await storage.changeCount() == 0)
+
+        _ = try await storage.push(request(device, Array(changes[0...1])), identity: identity)
+        let before = try await snapshot(storage)
+        let later = await #expect(throws: WireError.self) {
+            _ = try await storage.push(request(device, [other, changes[2]]), identity: identity)
+        }
+        #expect(later?.code == .sequenceReused)
+        #expect(try await storage.changeCount() == 2)
+        #expect(try await snapshot(storage) == before)
+    }
+
+    @Test("a gap, or a device id of another token, applies nothing", arguments: Backend.all)
+    func gapAndOwner(_ backend: Backend) async throws {
+        let dir = TemporaryDirectory()
+        let (storage, identity, device, changes) = try await setUp(backend, dir, count: 3)
+        let gap = await #expect(throws: WireError.self) {
+            _ = try await storage.push(request(device, [changes[0], changes[2]]), identity: identity)
+        }
+        #expect(gap?.code == .sequenceGap)
+        #expect(try await storage.changeCount() == 0)
+
+        _ = try await storage.push(request(device, [changes[0]]), identity: identity)
+        let other = try #require(try await storage.authenticate(token: try await storage.createToken(name: "李明")))
+        let forbidden = await #expect(throws: WireError.self) {
+            _ = try await storage.push(request(device, [changes[1]]), identity: other)
+        }
+        #expect(forbidden?.code == .forbidden)
+        #expect(try await storage.changeCount() == 1)
+
+        // The owner goes on where it left off.
+        let response = try await storage.push(request(device, Array(changes[1...])), identity: identity)
+        #expect(response.assigned.map(\.sequence) == [2, 3])
+        #expect(try await storage.records("site").first?.values["town"] == .text("镇2"))
+    }
+}
