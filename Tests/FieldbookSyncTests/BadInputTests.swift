@@ -356,6 +356,9 @@ struct BadInputTests {
             // Every table is still there, and a device pulls the values back byte for byte.
             let tables = try await fingerprint(fixture.storage, fixture.dir)
             for table in ["changes", "records", "tokens", "devices", "conflicts", "meta"] { #expect(tables[table] != nil) }
+            // The fingerprint sees every write: the changes (and the records) pushed are in it.
+            #expect(tables["changes"]?.count == 2 + hostile.count)
+            #expect(tables["changes"]?.contains { $0.contains("DROP TABLE changes") } == true)
             let store = try Store(path: fixture.dir.path("device.sqlite"), schema: schema)
             _ = try await store.sync(HTTPTransport(server: url, token: try await fixture.storage.createToken(name: "张伟")))
             for (n, text) in hostile.enumerated() {
