@@ -55,6 +55,8 @@ public struct WireError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let forbidden = Code(rawValue: "forbidden")
         /// No such endpoint or object.
         public static let notFound = Code(rawValue: "not_found")
+        /// The endpoint exists but takes another HTTP method.
+        public static let methodNotAllowed = Code(rawValue: "method_not_allowed")
         /// The server failed; the request may be retried.
         public static let internalError = Code(rawValue: "internal")
         /// The server is shutting down or overloaded; retry later.

@@ -70,6 +70,13 @@ extension Store {
             let request = PushRequest(schema: SchemaVersion(schema), device: deviceID, changes: batch)
             async let next = read { try $0.changes(after: last.sequence, limit: options.pushBatch) }
             let response = try await retrying(options) { try await transport.push(request) }
+            // An answer that does not match the batch would mark changes as received that the
+            // server never took: they would never be pushed again.
+            guard response.assigned.map(\.sequence) == batch.map(\.sequence),
+                response.assigned.allSatisfy({ $0.serverSequence >= 1 })
+            else {
+                throw SyncError(.badResponse, "the push answer does not assign one server sequence number to each change pushed")
+            }
             try acknowledge(response)
             pushed += batch.count
             progress(pushed)
@@ -95,6 +102,7 @@ extension Store {
             guard page.cursor >= cursor else {
                 throw SyncError(.badResponse, "the server moved the cursor back from \(cursor) to \(page.cursor)")
             }
+            try Store.check(page, after: cursor)
             return page
         }
         var applied = 0
@@ -107,6 +115,27 @@ extension Store {
             progress(applied, cursor)
             guard let following = try await next else { return (applied, cursor) }
             current = following
+        }
+    }
+
+    /// Refuses a page that breaks the protocol in a way that would lose or skip changes, or loop:
+    /// changes must come in ascending server order after the cursor, the page's cursor must be
+    /// its last change's (or the request's, for an empty page), and a page that says more follow
+    /// must make progress.
+    static func check(_ page: PullResponse, after cursor: Int64) throws {
+        var previous = cursor
+        for change in page.changes {
+            guard let serverSequence = change.serverSequence, serverSequence > previous else {
+                throw SyncError(.badResponse, "the pulled changes are not in ascending server order after cursor \(cursor)")
+            }
+            previous = serverSequence
+        }
+        guard page.cursor == previous else {
+            throw SyncError(
+                .badResponse, "the page's cursor \(page.cursor) is not the server sequence number of its last change (\(previous))")
+        }
+        guard !page.more || !page.changes.isEmpty else {
+            throw SyncError(.badResponse, "the server says more changes follow but sent none")
         }
     }
 

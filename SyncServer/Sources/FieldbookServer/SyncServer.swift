@@ -74,6 +74,19 @@ public enum SyncServer {
                     }))
                 ]))
         }
+        // Another method on a known path: 405 with the method it takes, not a 404 that says it does not exist.
+        for (path, allowed) in [
+            ("/health", "GET"), ("/v1/schema", "GET"), ("/v1/push", "POST"), ("/v1/pull", "POST"), ("/v1/conflicts", "GET"),
+        ] {
+            for method in [HTTPRequest.Method.get, .post, .put, .delete, .patch] where method.rawValue != allowed {
+                router.on(RouterPath(path), method: method) { _, _ in
+                    var response = jsonResponse(
+                        WireError(.methodNotAllowed, "\(path) takes \(allowed) only").json, status: .methodNotAllowed)
+                    response.headers[.allow] = allowed
+                    return response
+                }
+            }
+        }
         return Application(
             router: router,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "fieldbook-server"),
@@ -123,6 +136,7 @@ extension WireError {
         case .unauthorized: .unauthorized
         case .forbidden: .forbidden
         case .notFound: .notFound
+        case .methodNotAllowed: .methodNotAllowed
         case .bodyTooLarge, .batchTooLarge: .contentTooLarge
         case .protocolMismatch, .schemaMismatch, .sequenceGap: .conflict
         case .internalError: .internalServerError
