@@ -43,7 +43,16 @@ struct Run: ParsableCommand {
         var random = SplitMix64(seed: seed)
         let dir = directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("fieldbook-chaos-\(seed)-\(getpid())").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        print("fieldbook-chaos: \(devices) devices, \(changes) changes, seed \(seed), files in \(dir)")
+        say("fieldbook-chaos: \(devices) devices, \(changes) changes, seed \(seed), files in \(dir)")
+        // The server's error log (connections cut mid-request, say) goes to server.log, not here.
+        let serverLog = open("\(dir)/server.log", O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        let standardError = dup(2)
+        if serverLog >= 0 { dup2(serverLog, 2) }
+        defer {
+            dup2(standardError, 2)
+            close(standardError)
+            if serverLog >= 0 { close(serverLog) }
+        }
 
         let server = try LocalServer(database: "\(dir)/server.sqlite")
         let names = ["王芳", "李明", "张伟", "刘洋", "陈静", "杨磊", "赵敏", "黄强"]
@@ -90,7 +99,7 @@ struct Run: ParsableCommand {
             }
             if let pid = server.processIdentifier, kill(pid, 0) != 0 {
                 counts.serverDiedAlone += 1
-                print("the server stopped without being killed; starting it again")
+                say("the server stopped without being killed; starting it again")
                 server.stop()
                 try restart(server)
             }
@@ -115,7 +124,7 @@ struct Run: ParsableCommand {
             }
             if elapsed() >= nextReport {
                 let made = slots.reduce(0) { $0 + max($1.made, $1.output.state.withLock { $0.made }) }
-                print(String(format: "[%4.0f s] changes %d/%d  devices done %d/%d  faults %d (%@)", elapsed(), made, changes,
+                say(String(format: "[%4.0f s] changes %d/%d  devices done %d/%d  faults %d (%@)", elapsed(), made, changes,
                     slots.filter(\.done).count, devices, counts.total(proxy.counts), counts.describe(proxy.counts)))
                 nextReport += 5
             }
@@ -136,7 +145,7 @@ struct Run: ParsableCommand {
                     if tries == 3 {
                         cleanFailures += 1
                         let log = (try? String(contentsOfFile: "\(dir)/device-\(slot.index + 1).log", encoding: .utf8)) ?? ""
-                        print("device \(slot.index + 1) failed its clean sync (pass \(pass)) 3 times: \(log.split(separator: "\n").last ?? "")")
+                        say("device \(slot.index + 1) failed its clean sync (pass \(pass)) 3 times: \(log.split(separator: "\n").last ?? "")")
                         break
                     }
                 }
@@ -144,16 +153,16 @@ struct Run: ParsableCommand {
         }
         guard server.stop(signal: SIGTERM) == 0 else { throw ChaosError("the server did not shut down cleanly") }
         let final = proxy.counts
-        print(String(format: "faulty phase %.1f s, clean sync %.1f s; %d device runs, %d device syncs gave up (retries exhausted), %d connections, %d requests through the proxy",
+        say(String(format: "faulty phase %.1f s, clean sync %.1f s; %d device runs, %d device syncs gave up (retries exhausted), %d connections, %d requests through the proxy",
             faultyPhase, elapsed() - faultyPhase, slots.reduce(0) { $0 + $1.runs }, counts.gaveUp, final.connections, final.requests))
-        print("faults: \(counts.describe(final))")
+        say("faults: \(counts.describe(final))")
         if limited {
-            print("duration limit (\(Int(durationLimit)) s) reached before every device made its changes")
+            say("duration limit (\(Int(durationLimit)) s) reached before every device made its changes")
         }
 
         let verdict = try Verifier(devices: slots.map(\.store), server: "\(dir)/server.sqlite").check()
         let failed = verdict.failed || cleanFailures > 0 || counts.serverDiedAlone > 0
-        if failed { print("files kept in \(dir)") }
+        if failed { say("files kept in \(dir)") }
         verdict.print(faults: counts.total(final))
         if failed { throw ExitCode(1) }
         if directory == nil { try? FileManager.default.removeItem(atPath: dir) }

@@ -113,7 +113,8 @@ struct Device: AsyncParsableCommand {
     }
 }
 
-/// Prints a line at once (the driver reads the device's progress as it happens).
+/// Prints a line at once, unbuffered: the driver reads a device's progress as it happens, and
+/// the driver's own progress shows in a pipe or a file as it happens.
 func say(_ line: String) {
     FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }

@@ -32,10 +32,10 @@ struct Verifier {
 
         /// The problems found (the first 20), the integrity line, and the summary line last.
         func print(faults: Int) {
-            for line in details.prefix(20) { Swift.print("  " + line) }
-            if details.count > 20 { Swift.print("  … and \(details.count - 20) more") }
-            Swift.print("integrity: \(integrityFailures == 0 ? "ok" : "\(integrityFailures) files FAILED") (\(files) files)")
-            Swift.print("faults: \(faults)  changes: \(changes)  lost: \(lost)  duplicated: \(duplicated)  diverged: \(diverged)")
+            for line in details.prefix(20) { say("  " + line) }
+            if details.count > 20 { say("  … and \(details.count - 20) more") }
+            say("integrity: \(integrityFailures == 0 ? "ok" : "\(integrityFailures) files FAILED") (\(files) files)")
+            say("faults: \(faults)  changes: \(changes)  lost: \(lost)  duplicated: \(duplicated)  diverged: \(diverged)")
         }
     }
 
