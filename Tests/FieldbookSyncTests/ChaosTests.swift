@@ -33,7 +33,7 @@ struct ChaosTests {
     func chaos() throws {
         let dir = TemporaryDirectory()
         let run = try runChaos([
-            "--devices", "3", "--changes", "3000", "--seed", "20211102", "--duration-limit", "90",
+            "--devices", "3", "--changes", "3000", "--seed", "20211102", "--duration-limit", "150",
             "--server-kill-every", "2.5", "--device-kill-every", "1", "--drop", "0.05", "--delay", "0.06", "--cut", "0.05",
             "--round", "150", "--batch", "50", "--directory", dir.path("run"),
         ])
