@@ -137,6 +137,20 @@ let package = Package(
             path: "Tests/Support/fieldbook-sync-device",
             swiftSettings: strictSettings
         ),
+        // Sync under faults, end to end: device processes, a server killed at random, a proxy that
+        // drops and cuts connections; then checks nothing is lost, doubled or diverged (scripts/faults).
+        .executableTarget(
+            name: "fieldbook-chaos",
+            dependencies: [
+                "FieldbookStore",
+                "FieldbookSchemas",
+                "FieldbookLocalServer",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Tests/Support/fieldbook-chaos",
+            swiftSettings: strictSettings
+        ),
         .testTarget(
             name: "FieldbookCoreTests",
             dependencies: ["FieldbookCore", "FieldbookSchemas"],
