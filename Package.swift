@@ -151,6 +151,19 @@ let package = Package(
             path: "Tests/Support/fieldbook-chaos",
             swiftSettings: strictSettings
         ),
+        // A SQLite VFS that records writes and syncs, to show what a power cut would leave on disk.
+        .target(
+            name: "CFieldbookPowerCut",
+            path: "Tests/Support/CFieldbookPowerCut",
+            linkerSettings: [.linkedLibrary("sqlite3")]
+        ),
+        // Two devices and a server in one process on that VFS: the files of the power-cut test.
+        .executableTarget(
+            name: "fieldbook-power-cut",
+            dependencies: ["CFieldbookPowerCut", "FieldbookStore", "FieldbookServer", "FieldbookSchemas"],
+            path: "Tests/Support/fieldbook-power-cut",
+            swiftSettings: strictSettings
+        ),
         .testTarget(
             name: "FieldbookCoreTests",
             dependencies: ["FieldbookCore", "FieldbookSchemas"],

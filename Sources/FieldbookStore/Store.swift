@@ -33,6 +33,9 @@ public final class Store: Sendable {
         public var cacheSizeMiB = 64
         /// Open read-only: no migration, no writes.
         public var readOnly = false
+        /// Whether a push first makes the changes it sends durable. Only the power-cut test
+        /// turns it off, to show what is lost without it.
+        package var durableBeforePush = true
 
         public init() {}
     }
@@ -70,8 +73,11 @@ public final class Store: Sendable {
         let cachePages = -configuration.cacheSizeMiB * 1024
         config.prepareDatabase { db in
             try db.execute(sql: "PRAGMA cache_size = \(cachePages)")
-            // WAL + NORMAL: a committed transaction survives a process crash; a power cut
-            // can lose the last transactions but never corrupts the file.
+            // WAL + NORMAL: a commit survives a process crash at once, and a power cut once the
+            // WAL is next fsynced (a checkpoint, or `flush()`, which every push calls first). A
+            // power cut can lose the last local commits, never corrupts the file, and never loses
+            // a change the server has seen. See docs/reliability.md, Durability. (GRDB sets NORMAL
+            // on the writer too when it turns WAL on.)
             try db.execute(sql: "PRAGMA synchronous = NORMAL")
         }
         let pool = try DatabasePool(path: path, configuration: config)

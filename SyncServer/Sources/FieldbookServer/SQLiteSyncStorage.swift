@@ -11,17 +11,29 @@ public final class SQLiteSyncStorage: SyncStorage {
     let pool: DatabasePool
 
     /// Opens or creates the store at `path` for `schema`.
+    ///
+    /// WAL with `synchronous = FULL`: every commit is on disk (the WAL fsynced) before a push
+    /// is acknowledged, so a power cut loses nothing the server has answered for
+    /// (docs/reliability.md, Durability).
     /// - Throws: if the file holds another schema or another version.
-    public init(path: String, schema: Schema) throws {
+    public convenience init(path: String, schema: Schema) throws {
+        try self.init(path: path, schema: schema, synchronous: "FULL")
+    }
+
+    /// Opens the store with another `synchronous` setting: only the power-cut test does, to show
+    /// what `NORMAL` would lose.
+    package init(path: String, schema: Schema, synchronous: String) throws {
         var config = Configuration()
         config.busyMode = .timeout(10)
         config.journalMode = .wal
         config.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA synchronous = NORMAL")
             try db.execute(sql: "PRAGMA cache_size = -65536")
         }
         pool = try DatabasePool(path: path, configuration: config)
         self.schema = schema
+        // Set on the writer after opening: GRDB sets NORMAL when it turns WAL on, after
+        // `prepareDatabase` has run. Readers commit nothing.
+        try pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA synchronous = \(synchronous)") }
         try pool.write { db in try Self.migrate(db, schema: schema) }
     }
 
