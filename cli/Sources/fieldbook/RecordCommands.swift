@@ -162,7 +162,7 @@ struct List: AsyncParsableCommand {
             let entity = try device.entity(self.entity)
             var query = Query(entity.name)
             for filter in filters {
-                let assignment = try Assignment.parse(filter, entity: entity)
+                let assignment = try FieldAssignment.parse(filter, entity: entity)
                 query = query.filter(assignment.field, .equal, assignment.value)
             }
             if let field = sort {

@@ -188,7 +188,7 @@ struct Resolve: AsyncParsableCommand {
             }
             if let field = conflict.field {
                 let entity = try device.entity(conflict.entity)
-                let newValue = try chosen?.value ?? Assignment.value(value!, field: entity.field(field)!, entity: entity.name)
+                let newValue = try chosen?.value ?? FieldAssignment.value(value!, field: entity.field(field)!, entity: entity.name)
                 try device.store.update(conflict.entity, id: conflict.recordID, [field: newValue])
             } else {
                 guard value == nil else { throw CLIError(.usage, "a delete conflict is settled with --mine or --theirs") }
