@@ -16,7 +16,8 @@ struct SyncBenchmark: AsyncParsableCommand {
             Device A writes N changes (one finding inserted per ten changes, the rest updates of its
             responsible person), then pushes them; device B, new, pulls and applies them. The server is
             a separate `fieldbook-server` process (the binary next to this one) on the embedded SQLite
-            store. The floor: this process inserting the same N changes into a plain SQLite table.
+            store, or with --database on PostgreSQL (in a new namespace of that database, left there
+            afterwards). The floor: this process inserting the same N changes into a plain SQLite table.
             """)
 
     @Option(help: "How many changes device A makes.")
@@ -24,6 +25,9 @@ struct SyncBenchmark: AsyncParsableCommand {
 
     @Option(help: "Changes per push and per pulled page.")
     var batch = 5_000
+
+    @Option(help: "The server database: a postgres:// URL (default: an SQLite file in the directory).")
+    var database: String?
 
     @Flag(help: "End with one JSON object on the last line.")
     var json = false
@@ -56,7 +60,16 @@ struct SyncBenchmark: AsyncParsableCommand {
             }
         }
 
-        let server = try LocalServer(database: dir + "/server.sqlite")
+        let server: LocalServer
+        let storeName: String
+        if let database {
+            let namespace = "bench_" + UUID().uuidString.lowercased().filter { $0 != "-" }.prefix(12)
+            server = try LocalServer(database: database, namespace: namespace)
+            storeName = "PostgreSQL"
+        } else {
+            server = try LocalServer(database: dir + "/server.sqlite")
+            storeName = "SQLite"
+        }
         defer { server.stop() }
         let transportA = HTTPTransport(server: server.url, token: try server.token(name: "王芳"))
         let transportB = HTTPTransport(server: server.url, token: try server.token(name: "李明"))
@@ -87,7 +100,7 @@ struct SyncBenchmark: AsyncParsableCommand {
 
         let endToEnd = pushSeconds + pullSeconds
         let n = Double(changes)
-        print("sync: \(changes) changes, \(batch) per push and page, server on loopback (separate process)")
+        print("sync: \(changes) changes, \(batch) per push and page, server on loopback (separate process) on \(storeName)")
         print(String(format: "  push        %9.0f changes/s  (%.2f s)", n / pushSeconds, pushSeconds))
         print(String(format: "  pull        %9.0f changes/s  (%.2f s)", n / pullSeconds, pullSeconds))
         print(String(format: "  end to end  %9.0f changes/s  (%.2f s)", n / endToEnd, endToEnd))
@@ -103,7 +116,7 @@ struct SyncBenchmark: AsyncParsableCommand {
                 serverPeak, syncPeak, devicePeak))
         if json {
             print(
-                #"{"scenario":"sync","changes":\#(changes),"push_per_s":\#(Int(n / pushSeconds)),"pull_per_s":\#(Int(n / pullSeconds)),"end_to_end_per_s":\#(Int(n / endToEnd)),"end_to_end_s":\#(String(format: "%.3f", endToEnd)),"floor_s":\#(String(format: "%.3f", floorSeconds)),"ratio":\#(String(format: "%.2f", endToEnd / floorSeconds)),"server_peak_rss_mb":\#(Int(serverPeak)),"device_peak_rss_mb":\#(Int(syncPeak)),"device_peak_rss_with_checks_mb":\#(Int(devicePeak))}"#
+                #"{"scenario":"sync","store":"\#(database == nil ? "sqlite" : "postgres")","changes":\#(changes),"push_per_s":\#(Int(n / pushSeconds)),"pull_per_s":\#(Int(n / pullSeconds)),"end_to_end_per_s":\#(Int(n / endToEnd)),"end_to_end_s":\#(String(format: "%.3f", endToEnd)),"floor_s":\#(String(format: "%.3f", floorSeconds)),"ratio":\#(String(format: "%.2f", endToEnd / floorSeconds)),"server_peak_rss_mb":\#(Int(serverPeak)),"device_peak_rss_mb":\#(Int(syncPeak)),"device_peak_rss_with_checks_mb":\#(Int(devicePeak))}"#
             )
         }
     }

@@ -1,7 +1,7 @@
 public import Foundation
 
-/// A `fieldbook-server` process on this machine, on a loopback port, on its own SQLite file:
-/// what the demo, the sync benchmark and the end-to-end tests run against.
+/// A `fieldbook-server` process on this machine, on a loopback port, on its own SQLite file or
+/// a PostgreSQL database: what the demo, the benchmarks and the end-to-end tests run against.
 ///
 /// ```swift
 /// let server = try LocalServer(database: "/tmp/server.sqlite")
@@ -9,19 +9,27 @@ public import Foundation
 /// // … HTTPTransport(server: server.url, token: token) …
 /// server.stop()
 /// ```
+///
+/// Several processes can serve one PostgreSQL database (and namespace): start one
+/// `LocalServer` per process with the same `database` and `namespace`.
 public final class LocalServer: @unchecked Sendable {
     /// The `fieldbook-server` binary: beside the running executable (or in a parent folder,
     /// for test bundles), or `FIELDBOOK_BIN_DIR/fieldbook-server`.
     public let binary: URL
+    /// An SQLite path or a `postgres://` URL.
     public let database: String
+    /// The PostgreSQL schema (namespace) holding the tables, or nil for the server's default (`public`).
+    public let namespace: String?
     /// The port; 0 before the first start picks a free one, kept across restarts.
     public private(set) var port: Int
     private var process: Process?
 
     /// Starts the server on `database` (created if missing) and waits until it listens.
-    public init(database: String, port: Int = 0) throws {
+    /// - Parameter namespace: PostgreSQL only: the schema holding the tables (created if missing).
+    public init(database: String, namespace: String? = nil, port: Int = 0) throws {
         binary = try Self.findBinary()
         self.database = database
+        self.namespace = namespace
         self.port = port
         try start()
     }
@@ -36,7 +44,7 @@ public final class LocalServer: @unchecked Sendable {
     public func start() throws {
         let process = Process()
         process.executableURL = binary
-        process.arguments = ["serve", "--database", database, "--port", String(port), "--log-level", "error"]
+        process.arguments = ["serve"] + databaseArguments + ["--port", String(port), "--log-level", "error"]
         let output = Pipe()
         process.standardOutput = output
         try process.run()
@@ -56,7 +64,12 @@ public final class LocalServer: @unchecked Sendable {
 
     /// Makes a bearer token for `name` with `fieldbook-server token create`.
     public func token(name: String) throws -> String {
-        try admin(["token", "create", "--database", database, "--name", name])
+        try admin(["token", "create"] + databaseArguments + ["--name", name])
+    }
+
+    /// `--database DATABASE [--namespace NAMESPACE]`, for ``admin(_:)``.
+    public var databaseArguments: [String] {
+        ["--database", database] + (namespace.map { ["--namespace", $0] } ?? [])
     }
 
     /// Runs `fieldbook-server ARGUMENTS…` (e.g. `token revoke`) and returns what it printed.

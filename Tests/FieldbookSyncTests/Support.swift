@@ -1,4 +1,5 @@
 import FieldbookCore
+import FieldbookLocalServer
 import FieldbookSchemas
 import FieldbookServer
 import FieldbookServerPostgres
@@ -67,6 +68,16 @@ func makeStorage(_ dir: TemporaryDirectory, _ backend: Backend) async throws -> 
         let storage = try PostgresSyncStorage(client: postgresClient, schema: schema, namespace: dir.namespace, logger: logger)
         try await storage.migrate()
         return storage
+    }
+}
+
+/// A real `fieldbook-server` process on the store `makeStorage(dir, backend)` opens: the SQLite
+/// file `server.sqlite` in `dir`, or the namespace ``TemporaryDirectory/namespace`` of the
+/// database of FIELDBOOK_POSTGRES_URL. Call it again for another process on the same PostgreSQL store.
+func makeLocalServer(_ dir: TemporaryDirectory, _ backend: Backend) throws -> LocalServer {
+    switch backend {
+    case .sqlite: try LocalServer(database: dir.path("server.sqlite"))
+    case .postgres: try LocalServer(database: postgresURL!, namespace: dir.namespace)
     }
 }
 

@@ -24,6 +24,18 @@ struct StoreOptions: ParsableArguments {
     @Option(help: "A schema file (default: the bundled inspection schema).", completion: .file(extensions: ["json"]))
     var schema: String?
 
+    @Option(
+        help: ArgumentHelp(
+            "PostgreSQL only: the schema (namespace) holding the tables, created if missing.",
+            discussion: "Lowercase letters, digits and '_'. Each namespace is a separate store with its own tokens."))
+    var namespace = "public"
+
+    func validate() throws {
+        if namespace != "public" && !PostgresSyncStorage.isURL(database) {
+            throw ValidationError("--namespace applies to a postgres:// database only")
+        }
+    }
+
     /// Opens the store (for PostgreSQL: runs a connection pool and migrates the tables) while `body` runs.
     func withStorage<T>(logger: Logger? = nil, _ body: (any SyncStorage) async throws -> T) async throws -> T {
         let bytes = try schema.map { Array(try Data(contentsOf: URL(fileURLWithPath: $0))) } ?? BundledSchemas.inspection
@@ -31,7 +43,8 @@ struct StoreOptions: ParsableArguments {
         if PostgresSyncStorage.isURL(database) {
             var quiet = Logger(label: "fieldbook-server")
             quiet.logLevel = .warning
-            return try await PostgresSyncStorage.withStorage(url: database, schema: schema, logger: logger ?? quiet) {
+            return try await PostgresSyncStorage.withStorage(
+                url: database, schema: schema, namespace: namespace, logger: logger ?? quiet) {
                 try await body($0)
             }
         }
