@@ -72,6 +72,8 @@ package struct PushPlan: Sendable {
     package private(set) var freshFields: [String] = []
     /// The device's last sequence number once the push is applied.
     package private(set) var lastSequence: Int64
+    /// The records the fresh changes touch, each once, in the order first touched.
+    package private(set) var records: [RecordKey] = []
     /// The device sequence numbers of the request's changes received in earlier pushes.
     package private(set) var earlierSequences: [Int64] = []
     /// Each request change in order: a fresh change (its index in ``fresh``) or one received before (its sequence).
@@ -100,6 +102,7 @@ package struct PushPlan: Sendable {
         let previous = row?.lastSequence ?? 0
         lastSequence = previous
         answers.reserveCapacity(request.changes.count)
+        var touched: Set<RecordKey> = []
         fresh.reserveCapacity(request.changes.count)
         freshFields.reserveCapacity(request.changes.count)
         for change in request.changes {
@@ -129,6 +132,8 @@ package struct PushPlan: Sendable {
             answers.append(.fresh(fresh.count))
             fresh.append(change)
             freshFields.append(fields)
+            let key = RecordKey(entity: change.entity, id: change.recordID)
+            if schema.entity(change.entity) != nil, touched.insert(key).inserted { records.append(key) }
         }
     }
 
@@ -148,16 +153,6 @@ package struct PushPlan: Sendable {
         }
     }
 
-    /// The records the fresh changes touch, each once, in the order first touched.
-    package var records: [RecordKey] {
-        var seen: Set<RecordKey> = []
-        var keys: [RecordKey] = []
-        for change in fresh where schema.entity(change.entity) != nil {
-            let key = RecordKey(entity: change.entity, id: change.recordID)
-            if seen.insert(key).inserted { keys.append(key) }
-        }
-        return keys
-    }
 
     /// Merges the fresh changes, numbered `serverSequences` (one per fresh change, in order), into
     /// the stored `states` of ``records`` (a record missing from `states` is new).
