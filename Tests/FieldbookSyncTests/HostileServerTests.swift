@@ -91,18 +91,7 @@ func withHostileServer<T: Sendable>(_ answer: HostileAnswer, _ body: @Sendable (
     let app = Application(
         router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
         onServerRunning: { continuation.yield($0.localAddress?.port ?? 0) }, logger: logger)
-    return try await withThrowingTaskGroup(of: T?.self) { group in
-        group.addTask {
-            try await app.run()
-            return nil
-        }
-        var iterator = ports.makeAsyncIterator()
-        let port = await iterator.next()!
-        let result = try await body(URL(string: "http://127.0.0.1:\(port)")!)
-        group.cancelAll()
-        while let _ = try await group.next() {}
-        return result
-    }
+    return try await withRunning(app, port: ports, body)
 }
 
 @Suite("Device: a hostile server's answer is refused and changes nothing on the device")

@@ -94,7 +94,14 @@ func withServer<T: Sendable>(
     let app = SyncServer.application(storage: storage, configuration: configuration, logger: logger) { port in
         continuation.yield(port)
     }
-    return try await withThrowingTaskGroup(of: T?.self) { group in
+    return try await withRunning(app, port: ports, body)
+}
+
+/// Runs `app` while `body` runs with its loopback URL; `ports` yields the port it bound when it starts.
+func withRunning<T: Sendable>(
+    _ app: some ApplicationProtocol, port ports: AsyncStream<Int>, _ body: @Sendable (URL) async throws -> T
+) async throws -> T {
+    try await withThrowingTaskGroup(of: T?.self) { group in
         group.addTask {
             try await app.run()
             return nil
