@@ -44,12 +44,23 @@ let package = Package(
         ),
         // Declares SQLite's pre-update hook, which the system library has but sqlite3.h hides.
         .target(name: "CFieldbookSQLite"),
+        // GRDB statements bound and stepped through the C API: the hot paths of device and server.
+        .target(
+            name: "FieldbookSQLite",
+            dependencies: [
+                "FieldbookCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
+            ],
+            swiftSettings: strictSettings
+        ),
         // The device library: SQLite store, migrations, records, changelog.
         .target(
             name: "FieldbookStore",
             dependencies: [
                 "FieldbookCore",
                 "FieldbookSchemas",
+                "FieldbookSQLite",
                 "CFieldbookSQLite",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
@@ -69,6 +80,7 @@ let package = Package(
             name: "FieldbookServer",
             dependencies: [
                 "FieldbookCore",
+                "FieldbookSQLite",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),

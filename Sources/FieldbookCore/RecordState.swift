@@ -108,12 +108,8 @@ public struct RecordState: Sendable, Hashable {
         case (.union, .set(let value)):
             mergeMembers(name, added: value.setMembers, removed: [], stamp: stamp)
         case (_, .set(let value)):
-            var candidates = registers[name] ?? []
-            candidates.removeAll { stamp.saw($0.stamp) }
-            candidates.append(Candidate(stamp: stamp, value: value, observedAt: change.observedAt, epoch: change.epoch))
-            candidates.sort { $0.stamp.precedes($1.stamp) }
-            registers[name] = candidates
-            values[name] = Self.winner(candidates, policy: field.policy, type: field.type).value
+            let candidate = Candidate(stamp: stamp, value: value, observedAt: change.observedAt, epoch: change.epoch)
+            values[name] = Self.add(candidate, to: &registers[name, default: []], policy: field.policy, type: field.type)
         case (_, .add), (_, .members):
             // A form that does not fit the field's policy; decoding rejects it.
             break
@@ -133,6 +129,17 @@ public struct RecordState: Sendable, Hashable {
         }
         members[name] = operations
         values[name] = .set(operations.compactMap { member, ops in ops.contains(where: \.present) ? member : nil })
+    }
+
+    /// Adds a write to a register (in place: the common case, a write that saw the one before,
+    /// replaces it without copying the list) and returns the value that shows.
+    private static func add(_ candidate: Candidate, to candidates: inout [Candidate], policy: MergePolicy, type: FieldType) -> Value {
+        let stamp = candidate.stamp
+        candidates.removeAll { stamp.saw($0.stamp) }
+        candidates.append(candidate)
+        if candidates.count == 1 { return candidate.value }
+        candidates.sort { $0.stamp.precedes($1.stamp) }
+        return winner(candidates, policy: policy, type: type).value
     }
 
     /// The candidate whose value shows: the policy's greatest, ties by timestamp and device.

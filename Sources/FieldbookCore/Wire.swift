@@ -548,16 +548,20 @@ extension Change {
             throw bad("'base' must be an integer ≥ 0")
         }
         guard let f = tape.member(index, "fields") else { throw bad("'fields' is missing") }
-        if let unknown = tape.keys(f).first(where: { tape.field($0, in: entity) == nil }) {
-            throw WireError(
-                .unknownField,
-                "\(path()): \(entity.name) has no field '\(tape.string(unknown)!)' (fields: \(entity.fields.map(\.name).joined(separator: ", ")))")
-        }
-        let fields: [FieldChange]
-        do {
-            fields = try FieldChange.decode(tape, f, entity: entity)
-        } catch {
-            throw WireError(.invalidValue, "\(path()): \(error.reason)")
+        guard tape.kind(f) == .object else { throw WireError(.invalidValue, "\(path()): field changes must be an object") }
+        var fields: [FieldChange] = []
+        fields.reserveCapacity(Int(tape[f].length))
+        for key in tape.keys(f) {
+            guard let field = tape.field(key, in: entity) else {
+                throw WireError(
+                    .unknownField,
+                    "\(path()): \(entity.name) has no field '\(tape.string(key)!)' (fields: \(entity.fields.map(\.name).joined(separator: ", ")))")
+            }
+            do {
+                fields.append(try FieldChange.decode(tape, key + 1, field: field, entity: entity.name))
+            } catch {
+                throw WireError(.invalidValue, "\(path()): \(error.reason)")
+            }
         }
         var origin = device
         var serverSequence: Int64?
@@ -597,13 +601,12 @@ extension Change {
                 }
             }
         case .insert:
-            let given = Set(fields.map(\.field))
-            for field in entity.fields where field.required && !given.contains(field.name) {
+            for field in entity.fields where field.required && !fields.contains(where: { $0.field == field.name }) {
                 return "\(entity.name).\(field.name) is required"
             }
         }
-        var seen: Set<String> = []
-        for change in fields where !seen.insert(change.field).inserted {
+        // A change names a few fields: comparing pairs costs less than hashing them.
+        for (n, change) in fields.enumerated() where fields[..<n].contains(where: { $0.field == change.field }) {
             return "\(entity.name).\(change.field) appears twice"
         }
         return nil

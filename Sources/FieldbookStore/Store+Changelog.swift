@@ -24,17 +24,13 @@ extension Store {
     /// Changes not yet acknowledged by the server, oldest first.
     /// - Parameter limit: at most this many.
     public func pendingChanges(limit: Int = 1000) throws -> [Change] {
-        try read { tx in
-            let acked = try Int64.fetchOne(tx.db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'acked'") ?? 0
-            return try tx.changes(after: acked, limit: limit)
-        }
+        try read { tx in try tx.changes(after: tx.acknowledged(), limit: limit) }
     }
 
     /// The number of changes not yet acknowledged.
     public func pendingCount() throws -> Int {
         try read { tx in
-            let acked = try Int64.fetchOne(tx.db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'acked'") ?? 0
-            return try Int.fetchOne(tx.db, sql: "SELECT count(*) FROM _changelog WHERE seq > ?", arguments: [acked]) ?? 0
+            try Int.fetchOne(tx.db, sql: "SELECT count(*) FROM _changelog WHERE seq > ?", arguments: [tx.acknowledged()]) ?? 0
         }
     }
 
@@ -86,6 +82,11 @@ extension Store {
 }
 
 extension Store.Transaction {
+    /// The last sequence number the server has acknowledged.
+    func acknowledged() throws -> Int64 {
+        try Int64.fetchOne(db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'acked'") ?? 0
+    }
+
     /// Changes pulled from other devices to one record.
     func receivedChanges(record: String) throws -> [Change] {
         let rows = try Row.fetchAll(

@@ -137,6 +137,24 @@ public final class Store: Sendable {
         }
     }
 
+    /// ``write(_:)`` for async code (sync): the caller's task waits suspended while the
+    /// transaction runs on the store's writer, so no thread of the concurrency pool is held.
+    func writeAsync<T: Sendable>(_ body: @escaping @Sendable (Transaction) throws -> T) async throws -> T {
+        try await pool.write { db in
+            let transaction = Transaction(store: self, db: db, statements: StatementCache(self.tables.count))
+            let result = try body(transaction)
+            try transaction.flushLog()
+            return result
+        }
+    }
+
+    /// ``read(_:)`` for async code, suspended as ``writeAsync(_:)`` is.
+    func readAsync<T: Sendable>(_ body: @escaping @Sendable (Transaction) throws -> T) async throws -> T {
+        try await pool.read { db in
+            try body(Transaction(store: self, db: db, statements: StatementCache(self.tables.count)))
+        }
+    }
+
     /// Inserts a record in its own transaction and returns its id.
     @discardableResult
     public func insert(_ entity: String, _ values: [String: Value], id: String? = nil) throws -> String {

@@ -1,4 +1,5 @@
 public import FieldbookCore
+import FieldbookSQLite
 import GRDB
 
 extension Store {

@@ -1,5 +1,6 @@
 public import FieldbookCore
 import Foundation
+import FieldbookSQLite
 import GRDB
 import Synchronization
 
@@ -65,14 +66,14 @@ extension Store {
         _ transport: any SyncTransport, options: SyncOptions = SyncOptions(), progress: (Int) -> Void = { _ in }
     ) async throws -> Int {
         var pushed = 0
-        var batch = try pendingChanges(limit: options.pushBatch)
+        var batch = try await readAsync { tx in try tx.changes(after: tx.acknowledged(), limit: options.pushBatch) }
         while let last = batch.last {
             // Once the server holds a change, a power cut here must not lose it: this device would
             // give its sequence number to another change, which the server would refuse for ever
             // (`sequence_reused`).
-            if configuration.durableBeforePush { try flush() }
+            if configuration.durableBeforePush { try await flushAsync() }
             let request = PushRequest(schema: SchemaVersion(schema), device: deviceID, changes: batch)
-            async let next = read { try $0.changes(after: last.sequence, limit: options.pushBatch) }
+            async let next = readAsync { try $0.changes(after: last.sequence, limit: options.pushBatch) }
             let response = try await retrying(options) { try await transport.push(request) }
             // An answer that does not match the batch would mark changes as received that the
             // server never took: they would never be pushed again.
@@ -81,7 +82,7 @@ extension Store {
             else {
                 throw SyncError(.badResponse, "the push answer does not assign one server sequence number to each change pushed")
             }
-            try acknowledge(response)
+            try await acknowledge(response)
             pushed += batch.count
             progress(pushed)
             batch = try await next
@@ -110,12 +111,12 @@ extension Store {
             return page
         }
         var applied = 0
-        var current = try await page(after: try read { try $0.cursor() })
+        var current = try await page(after: try await readAsync { try $0.cursor() })
         while true {
             let more = current.more
             let cursor = current.cursor
             async let next = more ? page(after: cursor) : nil
-            applied += try apply(current)
+            applied += try await apply(current)
             progress(applied, cursor)
             guard let following = try await next else { return (applied, cursor) }
             current = following
@@ -158,12 +159,13 @@ extension Store {
     }
 
     /// Records the server's sequence numbers for pushed changes; they are no longer pending.
-    func acknowledge(_ response: PushResponse) throws {
-        try write { tx in
-            // One statement prepared once for the batch, not once per change.
-            let note = try tx.db.cachedStatement(sql: "UPDATE _changelog SET sseq = ? WHERE seq = ?")
+    func acknowledge(_ response: PushResponse) async throws {
+        try await writeAsync { tx in
+            let note = RawStatement(try tx.db.cachedStatement(sql: "UPDATE _changelog SET sseq = ? WHERE seq = ?"))
             for assignment in response.assigned {
-                try note.execute(arguments: [assignment.serverSequence, assignment.sequence])
+                note.bind(1, assignment.serverSequence)
+                note.bind(2, assignment.sequence)
+                try note.run(tx.db)
             }
             if let last = response.assigned.map(\.sequence).max() {
                 try tx.db.execute(
@@ -174,9 +176,9 @@ extension Store {
 
     /// Applies one pulled page and stores its cursor, in one transaction. Returns how many
     /// changes from other devices it applied (changes seen before are skipped).
-    func apply(_ page: PullResponse) throws -> Int {
+    func apply(_ page: PullResponse) async throws -> Int {
         let latest = page.changes.map(\.timestamp).max() ?? .zero
-        return try write { tx in
+        return try await writeAsync { tx in
             let applied = try tx.receive(page.changes)
             try tx.db.cachedStatement(sql: "UPDATE _fieldbook_meta SET value = ? WHERE key = 'cursor'")
                 .execute(arguments: [page.cursor])
@@ -223,30 +225,44 @@ extension Store.Transaction {
     /// may have been lost). The others are grouped by record: each record's merge state is read,
     /// merged with its changes in order, and written back once.
     func receive(_ changes: [Change]) throws -> Int {
-        let noteOwn = try db.cachedStatement(sql: "UPDATE _changelog SET sseq = ? WHERE seq = ? AND sseq IS NULL")
-        let insert = try db.cachedStatement(
-            sql: """
-                INSERT OR IGNORE INTO _received
-                    (sseq, device, seq, author, entity, record, record_key, op, hlc, base, fields)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """)
+        // The statements run once per change or per record: bound and stepped through the C API.
+        let noteOwn = RawStatement(try db.cachedStatement(sql: "UPDATE _changelog SET sseq = ? WHERE seq = ? AND sseq IS NULL"))
+        let insert = RawStatement(
+            try db.cachedStatement(
+                sql: """
+                    INSERT OR IGNORE INTO _received
+                        (sseq, device, seq, author, entity, record, record_key, op, hlc, base, fields)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """))
         var groups: [RecordRef: [Change]] = [:]
         var order: [RecordRef] = []
+        var fields: [UInt8] = []
         for change in changes {
             guard let serverSequence = change.serverSequence else {
                 throw SyncError(.badResponse, "a pulled change has no server sequence number")
             }
             if change.device == store.deviceID {
-                try noteOwn.execute(arguments: [serverSequence, change.sequence])
+                noteOwn.bind(1, serverSequence)
+                noteOwn.bind(2, change.sequence)
+                try noteOwn.run(db)
                 continue
             }
             _ = try entityTable(change.entity)
-            try insert.execute(arguments: [
-                serverSequence, change.device, change.sequence, change.author, change.entity, change.recordID,
-                recordKey(change.recordID), change.operation.rawValue, Int64(bitPattern: change.timestamp.rawValue),
-                change.base, FieldChange.text(change.fields),
-            ])
-            guard db.changesCount == 1 else { continue }  // seen before
+            fields.removeAll(keepingCapacity: true)
+            FieldChange.encode(change.fields, to: &fields)
+            insert.bind(1, serverSequence)
+            insert.bind(2, change.device)
+            insert.bind(3, change.sequence)
+            if let author = change.author { insert.bind(4, author) } else { insert.bindNull(4) }
+            insert.bind(5, change.entity)
+            insert.bind(6, change.recordID)
+            insert.bind(7, recordKey(change.recordID))
+            insert.bind(8, Int64(change.operation.rawValue))
+            insert.bind(9, Int64(bitPattern: change.timestamp.rawValue))
+            insert.bind(10, change.base)
+            insert.bind(11, fields[...])
+            try insert.run(db)
+            guard insert.changes(db) == 1 else { continue }  // seen before
             let ref = RecordRef(entity: change.entity, id: change.recordID)
             if groups[ref] == nil { order.append(ref) }
             groups[ref, default: []].append(change)
@@ -256,11 +272,13 @@ extension Store.Transaction {
             Row.fetchCursor(
                 db.cachedStatement(sql: "SELECT DISTINCT entity, record FROM _conflicts WHERE resolved_at IS NULL")
             ).map { RecordRef(entity: $0[0], id: $0[1]) })
-        let saveState = try db.cachedStatement(
-            sql: """
-                INSERT INTO _record_state (entity, record, state, folded) VALUES (?, ?, ?, ?)
-                ON CONFLICT (entity, record) DO UPDATE SET state = excluded.state, folded = excluded.folded
-                """)
+        let saveState = RawStatement(
+            try db.cachedStatement(
+                sql: """
+                    INSERT INTO _record_state (entity, record, state, folded) VALUES (?, ?, ?, ?)
+                    ON CONFLICT (entity, record) DO UPDATE SET state = excluded.state, folded = excluded.folded
+                    """))
+        var encoded: [UInt8] = []
         var applied = 0
         for ref in order {
             let table = try entityTable(ref.entity)
@@ -269,7 +287,13 @@ extension Store.Transaction {
             for change in changes { state.apply(change, entity: table.entity) }
             applied += changes.count
             try writeRow(table, ref.id, state)
-            try saveState.execute(arguments: [ref.entity, ref.id, String(decoding: state.encoded, as: UTF8.self), folded])
+            encoded.removeAll(keepingCapacity: true)
+            state.encode(to: &encoded)
+            saveState.bind(1, ref.entity)
+            saveState.bind(2, ref.id)
+            saveState.bind(3, encoded[...])
+            saveState.bind(4, folded)
+            try saveState.run(db)
             let conflicts = state.conflicts(entity: table.entity, recordID: ref.id)
             if !conflicts.isEmpty || withOpenConflicts.contains(ref) {
                 try noteConflicts(table, ref.id, conflicts, at: changes.last!.serverSequence!)
@@ -287,20 +311,32 @@ extension Store.Transaction {
     func mergeState(_ table: EntityTable, _ record: String) throws -> (state: RecordState, folded: Int64) {
         var state = RecordState()
         var folded: Int64 = 0
-        if let row = try Row.fetchOne(
-            db.cachedStatement(sql: "SELECT state, folded FROM _record_state WHERE entity = ? AND record = ?"),
-            arguments: [table.entity.name, record])
-        {
-            let text: String = row[0]
-            state = try RecordState(encoded: Array(text.utf8), entity: table.entity)
-            folded = row[1]
+        let select = RawStatement(
+            try db.cachedStatement(sql: "SELECT state, folded FROM _record_state WHERE entity = ? AND record = ?"))
+        select.bind(1, table.entity.name)
+        select.bind(2, record)
+        if try select.step(db) {
+            state = try RecordState(encoded: select.bytes(0), entity: table.entity)
+            folded = select.int64(1)
         }
-        let local = try changes(
-            sql: "WHERE record_key = ? AND record = ? AND seq > ? ORDER BY seq",
-            arguments: [recordKey(record), record, folded])
-        for change in local {
-            state.apply(change, entity: table.entity)
-            folded = change.sequence
+        select.reset()
+        // Most records have no local change since their state was stored: look before reading.
+        let key = recordKey(record)
+        let newer = RawStatement(
+            try db.cachedStatement(sql: "SELECT 1 FROM _changelog WHERE record_key = ? AND record = ? AND seq > ? LIMIT 1"))
+        try flushLog()
+        newer.bind(1, key)
+        newer.bind(2, record)
+        newer.bind(3, folded)
+        let hasNewer = try newer.step(db)
+        newer.reset()
+        if hasNewer {
+            let local = try changes(
+                sql: "WHERE record_key = ? AND record = ? AND seq > ? ORDER BY seq", arguments: [key, record, folded])
+            for change in local {
+                state.apply(change, entity: table.entity)
+                folded = change.sequence
+            }
         }
         let unknown = state.unassignedSequences(device: store.deviceID)
         if !unknown.isEmpty {
@@ -324,9 +360,10 @@ extension Store.Transaction {
             try db.cachedStatement(sql: table.deleteSQL).execute(arguments: [record])
             return
         }
-        var arguments: [DatabaseValue] = [record.databaseValue]
-        for field in entity.fields { arguments.append((state.values[field.name] ?? .null).databaseValue) }
-        try db.cachedStatement(sql: table.upsertSQL).execute(arguments: StatementArguments(arguments))
+        let upsert = RawStatement(try db.cachedStatement(sql: table.upsertSQL))
+        upsert.bind(1, record)
+        for (n, field) in entity.fields.enumerated() { upsert.bind(Int32(n + 2), state.values[field.name] ?? .null) }
+        try upsert.run(db)
     }
 
     /// Keeps `_conflicts` in step with a record's state: new conflicts open, settled ones close.
@@ -371,21 +408,28 @@ extension Store {
     /// them would hurt, an inspection finished say; it costs one fsync, a few milliseconds.
     /// ``push(_:options:progress:)`` calls it before each batch it sends.
     public func flush() throws {
-        try pool.writeWithoutTransaction { db in
-            // One commit with FULL fsyncs the log, and with it every commit before. fullfsync:
-            // on Apple platforms a plain fsync leaves the data in the drive's cache.
-            try db.execute(sql: "PRAGMA synchronous = FULL; PRAGMA fullfsync = ON")
-            defer { try? db.execute(sql: "PRAGMA synchronous = NORMAL; PRAGMA fullfsync = OFF") }
-            try db.inTransaction {
-                // A commit that writes nothing syncs nothing: this one writes, unless an earlier
-                // flush already made every change there is durable.
-                try db.execute(
-                    sql: """
-                        INSERT INTO _fieldbook_meta (key, value) SELECT 'durable', coalesce(max(seq), 0) FROM _changelog WHERE true
-                        ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)
-                        """)
-                return .commit
-            }
+        try pool.writeWithoutTransaction(Self.flush)
+    }
+
+    /// ``flush()`` for async code: the task waits suspended, not holding a thread of the concurrency pool.
+    func flushAsync() async throws {
+        try await pool.writeWithoutTransaction(Self.flush)
+    }
+
+    @Sendable private static func flush(_ db: Database) throws {
+        // One commit with FULL fsyncs the log, and with it every commit before. fullfsync:
+        // on Apple platforms a plain fsync leaves the data in the drive's cache.
+        try db.execute(sql: "PRAGMA synchronous = FULL; PRAGMA fullfsync = ON")
+        defer { try? db.execute(sql: "PRAGMA synchronous = NORMAL; PRAGMA fullfsync = OFF") }
+        try db.inTransaction {
+            // A commit that writes nothing syncs nothing: this one writes, unless an earlier
+            // flush already made every change there is durable.
+            try db.execute(
+                sql: """
+                    INSERT INTO _fieldbook_meta (key, value) SELECT 'durable', coalesce(max(seq), 0) FROM _changelog WHERE true
+                    ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)
+                    """)
+            return .commit
         }
     }
 

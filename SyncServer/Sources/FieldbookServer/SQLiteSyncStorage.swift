@@ -1,4 +1,5 @@
 public import FieldbookCore
+import FieldbookSQLite
 import Foundation
 import GRDB
 
@@ -111,24 +112,34 @@ public final class SQLiteSyncStorage: SyncStorage {
         }
         try plan.acknowledge(stored: stored)
 
+        // The rows are bound and stepped through the C API (RawStatement): once per change and per record.
         let now = ISO8601DateFormatter().string(from: Date())
-        let insert = try db.cachedStatement(
-            sql: """
-                INSERT INTO changes (device, seq, author, entity, record, op, hlc, base, fields, received_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """)
+        let insert = RawStatement(
+            try db.cachedStatement(
+                sql: """
+                    INSERT INTO changes (device, seq, author, entity, record, op, hlc, base, fields, received_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """))
         var serverSequences: [Int64] = []
         serverSequences.reserveCapacity(plan.fresh.count)
+        insert.bind(1, device)
+        insert.bind(3, identity.name)
+        insert.bind(10, now)
         for (change, fields) in zip(plan.fresh, plan.freshFields) {
-            try insert.execute(arguments: [
-                device, change.sequence, identity.name, change.entity, change.recordID, change.operation.rawValue,
-                Int64(bitPattern: change.timestamp.rawValue), change.base, fields, now,
-            ])
-            serverSequences.append(db.lastInsertedRowID)
+            insert.bind(2, change.sequence)
+            insert.bind(4, change.entity)
+            insert.bind(5, change.recordID)
+            insert.bind(6, Int64(change.operation.rawValue))
+            insert.bind(7, Int64(bitPattern: change.timestamp.rawValue))
+            insert.bind(8, change.base)
+            insert.bind(9, fields)
+            try insert.run(db)
+            serverSequences.append(insert.lastInsertedRowID)
         }
         try db.execute(sql: "UPDATE devices SET last_sequence = ? WHERE device = ?", arguments: [plan.lastSequence, device])
 
         var states: [PushPlan.RecordKey: RecordState] = [:]
+        states.reserveCapacity(plan.records.count)
         for key in plan.records {
             states[key] = try loadState(db, key, entity: schema.entity(key.entity)!)
         }
@@ -136,15 +147,21 @@ public final class SQLiteSyncStorage: SyncStorage {
         let withOpenConflicts = try Set(
             Row.fetchCursor(db.cachedStatement(sql: "SELECT DISTINCT entity, record FROM conflicts WHERE resolved_at IS NULL"))
                 .map { PushPlan.RecordKey(entity: $0[0], id: $0[1]) })
-        let save = try db.cachedStatement(
-            sql: """
-                INSERT INTO records (entity, id, state, live) VALUES (?, ?, ?, ?)
-                ON CONFLICT (entity, id) DO UPDATE SET state = excluded.state, live = excluded.live
-                """)
+        let save = RawStatement(
+            try db.cachedStatement(
+                sql: """
+                    INSERT INTO records (entity, id, state, live) VALUES (?, ?, ?, ?)
+                    ON CONFLICT (entity, id) DO UPDATE SET state = excluded.state, live = excluded.live
+                    """))
+        var encoded: [UInt8] = []
         for record in plan.merge(states: states, serverSequences: serverSequences) {
-            try save.execute(arguments: [
-                record.key.entity, record.key.id, String(decoding: record.state.encoded, as: UTF8.self), record.live,
-            ])
+            encoded.removeAll(keepingCapacity: true)
+            record.state.encode(to: &encoded)
+            save.bind(1, record.key.entity)
+            save.bind(2, record.key.id)
+            save.bind(3, encoded[...])
+            save.bind(4, Int64(record.live ? 1 : 0))
+            try save.run(db)
             if !record.conflicts.isEmpty || withOpenConflicts.contains(record.key) {
                 try updateConflicts(db, record.key, record.conflicts, at: head)
             }
@@ -153,11 +170,12 @@ public final class SQLiteSyncStorage: SyncStorage {
     }
 
     static func loadState(_ db: Database, _ key: PushPlan.RecordKey, entity: Entity) throws -> RecordState? {
-        guard
-            let text = try String.fetchOne(
-                db.cachedStatement(sql: "SELECT state FROM records WHERE entity = ? AND id = ?"), arguments: [key.entity, key.id])
-        else { return nil }
-        return try RecordState(encoded: Array(text.utf8), entity: entity)
+        let select = RawStatement(try db.cachedStatement(sql: "SELECT state FROM records WHERE entity = ? AND id = ?"))
+        defer { select.reset() }
+        select.bind(1, key.entity)
+        select.bind(2, key.id)
+        guard try select.step(db) else { return nil }
+        return try RecordState(encoded: select.bytes(0), entity: entity)
     }
 
     /// Brings the conflict rows of one record in step with its merged state (``ConflictUpkeep``).
@@ -222,30 +240,34 @@ public final class SQLiteSyncStorage: SyncStorage {
             var out: [UInt8] = []
             out.reserveCapacity(256 * min(request.limit, 10_000) + 64)
             PullResponse.encodeStart(to: &out)
-            let rows = try Row.fetchCursor(
-                db.cachedStatement(
+            let rows = RawStatement(
+                try db.cachedStatement(
                     sql: """
                         SELECT sseq, device, seq, author, entity, record, op, hlc, base, fields FROM changes
                         WHERE sseq > ? ORDER BY sseq LIMIT ?
-                        """), arguments: [request.cursor, request.limit + 1])
+                        """))
+            defer { rows.reset() }
+            rows.bind(1, request.cursor)
+            rows.bind(2, Int64(request.limit + 1))
             var count = 0
             var cursor = request.cursor
             var more = false
-            while let row = try rows.next() {
+            while try rows.step(db) {
                 if count == request.limit {
                     more = true
                     break
                 }
                 if count > 0 { out.append(UInt8(ascii: ",")) }
-                let op: Int = row[6]
-                let serverSequence: Int64 = row[0]
-                try row.withUnsafeData(atIndex: 9) { fields in
-                    Change.encodeWire(
-                        to: &out, sequence: row[2], entity: row[4], recordID: row[5],
-                        operation: ChangeOperation(rawValue: op) ?? .update, hlc: row[7], base: row[8],
-                        fields: { $0.append(contentsOf: fields ?? Data("{}".utf8)) },
-                        origin: (row[1], serverSequence, row[3]))
-                }
+                let serverSequence = rows.int64(0)
+                Change.encodeWire(
+                    to: &out, sequence: rows.int64(2), entity: rows.text(4), recordID: rows.text(5),
+                    operation: ChangeOperation(rawValue: Int(rows.int64(6))) ?? .update, hlc: rows.int64(7), base: rows.int64(8),
+                    fields: { out in
+                        rows.withBytes(9) { fields in
+                            if fields.isEmpty { out.append(contentsOf: "{}".utf8) } else { out.append(contentsOf: fields) }
+                        }
+                    },
+                    origin: (rows.text(1), serverSequence, rows.text(3)))
                 cursor = serverSequence
                 count += 1
             }
