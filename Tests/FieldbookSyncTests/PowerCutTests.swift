@@ -105,8 +105,10 @@ func powerCutViolations(oldSettings: Bool) async throws -> (cuts: Int, violation
 private func resumeSync(_ manifest: PowerCutManifest, _ directory: URL) async throws {
     let storage = try SQLiteSyncStorage(path: directory.appendingPathComponent("server.sqlite").path, schema: schema)
     try await withServer(storage: storage) { url in
+        // A few tries: with the whole suite running on two cores, a connection can time out.
         var options = SyncOptions()
-        options.attempts = 1
+        options.attempts = 3
+        options.initialBackoff = .milliseconds(100)
         var devices: [(store: Store, token: String)] = []
         for device in manifest.devices {
             let store = try Store(path: directory.appendingPathComponent(device.file).path, schema: schema)

@@ -109,7 +109,9 @@ public struct HTTPTransport: SyncTransport {
             let buffer = try await response.body.collect(upTo: 1 << 30)
             data = Array(buffer.readableBytesView)
         } catch {
-            throw SyncError(.network, "\(server.absoluteString) could not be reached (\(type(of: error)))")
+            // HTTPClientError names the failure (connectTimeout, remoteConnectionClosed…) and nothing else.
+            let reason = error is HTTPClientError ? "\(error)" : "\(type(of: error))"
+            throw SyncError(.network, "\(server.absoluteString) could not be reached (\(reason))")
         }
         guard status == 200 else {
             if let json = try? JSON(parsing: data), let wire = WireError(json: json) {
