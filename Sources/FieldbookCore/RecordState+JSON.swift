@@ -1,13 +1,18 @@
 // The stored form of a record's merge state, on devices and on the server:
 // one JSON object, compact, with field names as keys (so a schema that adds
-// fields reads old states).
+// fields reads old states). Each distinct stamp is written once, in "stamps",
+// and referred to by its index there:
 //
-//   {"values":{field:value,…},
-//    "reg":{field:[[stamp,value,at,epoch],…],…},
-//    "mem":{field:{member:[[stamp,present],…],…},…},
-//    "applied":[stamp,…], "writes":[stamp,…], "deletes":[stamp,…]}
+//   {"stamps":[stamp,…],
+//    "values":{field:value,…},
+//    "reg":{field:[[i,value,at,epoch],…],…},
+//    "mem":{field:{member:[[i,present],…],…},…},
+//    "applied":[i,…], "writes":[i,…], "deletes":[i,…]}
 //
-// where a stamp is [device, sequence, hlc, base, serverSequence or null].
+// where a stamp is [device, sequence, hlc, base, serverSequence or null] and the
+// stamps are sorted by device, sequence, hlc, base and server sequence (null first).
+// The first form, without "stamps" and with each stamp written where it is used,
+// still reads.
 
 extension ChangeStamp {
     var json: JSON {
@@ -62,9 +67,16 @@ extension RecordState {
         return out
     }
 
-    /// Appends the state's stored form to `out`: keys sorted, stamps of `applied` and `writes`
-    /// sorted by device and sequence, so equal states give equal bytes.
+    /// Appends the state's stored form to `out`: keys sorted, each stamp once in a sorted table,
+    /// stamps of `applied` and `writes` by device and sequence, so equal states give equal bytes.
     public func encode(to out: inout [UInt8]) {
+        let table = stampTable
+        // Most records have a few distinct stamps: a scan finds one sooner than hashing it.
+        let lookup: [ChangeStamp: Int]? =
+            table.count > 16 ? Dictionary(uniqueKeysWithValues: table.enumerated().map { ($1, $0) }) : nil
+        func writeIndex(_ stamp: ChangeStamp) {
+            JSON.writeInt(Int64(lookup?[stamp] ?? table.firstIndex(of: stamp)!), to: &out)
+        }
         func sortedObject<V>(_ dict: [String: V], _ write: (V, inout [UInt8]) -> Void) {
             out.append(UInt8(ascii: "{"))
             for (n, key) in dict.keys.sorted().enumerated() {
@@ -75,25 +87,30 @@ extension RecordState {
             }
             out.append(UInt8(ascii: "}"))
         }
-        func stamps(_ list: some Collection<ChangeStamp>, sorted: Bool) {
+        func indices(_ list: some Collection<ChangeStamp>, sorted: Bool) {
             out.append(UInt8(ascii: "["))
             let ordered =
                 sorted
                 ? list.sorted { $0.device < $1.device || ($0.device == $1.device && $0.sequence < $1.sequence) } : Array(list)
             for (n, stamp) in ordered.enumerated() {
                 if n > 0 { out.append(UInt8(ascii: ",")) }
-                stamp.encode(to: &out)
+                writeIndex(stamp)
             }
             out.append(UInt8(ascii: "]"))
         }
-        out.append(contentsOf: #"{"values":"#.utf8)
+        out.append(contentsOf: #"{"stamps":["#.utf8)
+        for (n, stamp) in table.enumerated() {
+            if n > 0 { out.append(UInt8(ascii: ",")) }
+            stamp.encode(to: &out)
+        }
+        out.append(contentsOf: #"],"values":"#.utf8)
         sortedObject(values) { $0.writeJSON(to: &$1) }
         out.append(contentsOf: #","reg":"#.utf8)
         sortedObject(registers) { candidates, out in
             out.append(UInt8(ascii: "["))
             for (n, candidate) in candidates.enumerated() {
                 out.append(contentsOf: n > 0 ? ",[".utf8 : "[".utf8)
-                candidate.stamp.encode(to: &out)
+                writeIndex(candidate.stamp)
                 out.append(UInt8(ascii: ","))
                 candidate.value.writeJSON(to: &out)
                 out.append(UInt8(ascii: ","))
@@ -113,7 +130,7 @@ extension RecordState {
                 out.append(contentsOf: ":[".utf8)
                 for (m, op) in operations[member]!.enumerated() {
                     out.append(contentsOf: m > 0 ? ",[".utf8 : "[".utf8)
-                    op.stamp.encode(to: &out)
+                    writeIndex(op.stamp)
                     out.append(UInt8(ascii: ","))
                     JSON.writeBool(op.present, to: &out)
                     out.append(UInt8(ascii: "]"))
@@ -123,12 +140,33 @@ extension RecordState {
             out.append(UInt8(ascii: "}"))
         }
         out.append(contentsOf: #","applied":"#.utf8)
-        stamps(applied.values, sorted: true)
+        indices(applied.values, sorted: true)
         out.append(contentsOf: #","writes":"#.utf8)
-        stamps(writes.values, sorted: true)
+        indices(writes.values, sorted: true)
         out.append(contentsOf: #","deletes":"#.utf8)
-        stamps(deletes, sorted: false)
+        indices(deletes, sorted: false)
         out.append(UInt8(ascii: "}"))
+    }
+
+    /// Every stamp the state holds, each once, in the stored order.
+    private var stampTable: [ChangeStamp] {
+        var all: [ChangeStamp] = []
+        for candidates in registers.values { for candidate in candidates { all.append(candidate.stamp) } }
+        for operations in members.values { for ops in operations.values { for op in ops { all.append(op.stamp) } } }
+        all.append(contentsOf: applied.values)
+        all.append(contentsOf: writes.values)
+        all.append(contentsOf: deletes)
+        all.sort { a, b in
+            if a.device != b.device { return a.device < b.device }
+            if a.sequence != b.sequence { return a.sequence < b.sequence }
+            if a.timestamp != b.timestamp { return a.timestamp < b.timestamp }
+            if a.base != b.base { return a.base < b.base }
+            return (a.serverSequence ?? -1) < (b.serverSequence ?? -1)
+        }
+        var table: [ChangeStamp] = []
+        table.reserveCapacity(all.count)
+        for stamp in all where table.last != stamp { table.append(stamp) }
+        return table
     }
 
     /// Reads a state written by ``json`` for a record of `entity`. Fields the entity no longer has are dropped.
@@ -150,6 +188,23 @@ extension RecordState {
         } catch {
             throw fail("JSON (\(error))")
         }
+        // The stamp at `index`: an index into "stamps", or (the first form) the stamp itself.
+        var table: [ChangeStamp]?
+        if let index = tape.member(0, "stamps") {
+            guard tape.kind(index) == .array else { throw fail("stamps") }
+            var stamps: [ChangeStamp] = []
+            stamps.reserveCapacity(Int(tape[index].length))
+            for item in tape.elements(index) {
+                guard let stamp = ChangeStamp(tape, item) else { throw fail("stamps") }
+                stamps.append(stamp)
+            }
+            table = stamps
+        }
+        func readStamp(_ index: Int) -> ChangeStamp? {
+            guard let table else { return ChangeStamp(tape, index) }
+            guard let i = tape.int(index), i >= 0, i < table.count else { return nil }
+            return table[Int(i)]
+        }
         func object(_ key: StaticString) throws(RecordStateFormatError) -> JSONTape.Children {
             guard let index = tape.member(0, key), tape.kind(index) == .object else { throw fail(key.description) }
             return tape.keys(index)
@@ -159,7 +214,7 @@ extension RecordState {
             var result: [ChangeStamp] = []
             result.reserveCapacity(Int(tape[index].length))
             for item in tape.elements(index) {
-                guard let stamp = ChangeStamp(tape, item) else { throw fail(key.description) }
+                guard let stamp = readStamp(item) else { throw fail(key.description) }
                 result.append(stamp)
             }
             return result
@@ -176,7 +231,7 @@ extension RecordState {
             var candidates: [Candidate] = []
             candidates.reserveCapacity(Int(tape[list].length))
             for item in tape.elements(list) {
-                guard tape.kind(item) == .array, tape[item].length == 4, let stamp = ChangeStamp(tape, item + 1) else {
+                guard tape.kind(item) == .array, tape[item].length == 4, let stamp = readStamp(item + 1) else {
                     throw fail("register \(field.name)")
                 }
                 let v = tape.next(item + 1)
@@ -197,7 +252,7 @@ extension RecordState {
                 guard tape.kind(list) == .array else { throw fail("members of \(field.name)") }
                 var ops: [MemberOperation] = []
                 for item in tape.elements(list) {
-                    guard tape.kind(item) == .array, tape[item].length == 2, let stamp = ChangeStamp(tape, item + 1),
+                    guard tape.kind(item) == .array, tape[item].length == 2, let stamp = readStamp(item + 1),
                         let present = tape.bool(tape.next(item + 1))
                     else { throw fail("members of \(field.name)") }
                     ops.append(MemberOperation(stamp: stamp, present: present))

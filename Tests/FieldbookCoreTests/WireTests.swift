@@ -139,12 +139,25 @@ struct StoredStateTests {
         let state = s.state([insert], entity: "site")
         let stamp = #"["018f0000-0000-7000-8000-00000000000c",1,65536,0,1]"#
         let expected =
-            #"{"values":{"name":"新度镇敬老院","tags":["公建民营","消防"]},"reg":{"name":[["#
-            + stamp + #","新度镇敬老院",null,null]]},"mem":{"tags":{"公建民营":[["# + stamp + #",true]],"消防":[["# + stamp
-            + #",true]]}},"applied":["# + stamp + #"],"writes":["# + stamp + #"],"deletes":[]}"#
+            #"{"stamps":["# + stamp + #"],"values":{"name":"新度镇敬老院","tags":["公建民营","消防"]},"#
+            + #""reg":{"name":[[0,"新度镇敬老院",null,null]]},"mem":{"tags":{"公建民营":[[0,true]],"消防":[[0,true]]}},"#
+            + #""applied":[0],"writes":[0],"deletes":[]}"#
         #expect(String(decoding: state.encoded, as: UTF8.self) == expected)
         #expect(try RecordState(encoded: Array(expected.utf8), entity: s.site) == state)
         #expect(try RecordState(json: JSON(parsing: expected), entity: s.site) == state)
+
+        // The first form, each stamp written where it is used, as stores written before hold it.
+        let first =
+            #"{"values":{"name":"新度镇敬老院","tags":["公建民营","消防"]},"reg":{"name":[["#
+            + stamp + #","新度镇敬老院",null,null]]},"mem":{"tags":{"公建民营":[["# + stamp + #",true]],"消防":[["# + stamp
+            + #",true]]}},"applied":["# + stamp + #"],"writes":["# + stamp + #"],"deletes":[]}"#
+        #expect(try RecordState(encoded: Array(first.utf8), entity: s.site) == state)
+    }
+
+    @Test("a stamp index outside the table is refused")
+    func badIndex() {
+        let text = #"{"stamps":[],"values":{},"reg":{},"mem":{},"applied":[0],"writes":[],"deletes":[]}"#
+        #expect(throws: RecordStateFormatError.self) { try RecordState(encoded: Array(text.utf8), entity: Scenario().site) }
     }
 
     @Test("a state with every part reads back equal and writes the same bytes")
