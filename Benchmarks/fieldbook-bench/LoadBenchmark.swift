@@ -38,6 +38,13 @@ struct LoadBenchmark: AsyncParsableCommand {
     @Option(help: "Write-then-sync rounds per device (its changes are split evenly).")
     var batches = 5
 
+    @Option(
+        help: """
+            Seconds from the end of a device's sync to its next round (±25% at random; the first round, \
+            and the last sync, at a random moment within it). 0: back to back, as fast as the machine allows.
+            """)
+    var interval: Double = 0
+
     @Option(help: "The server database: a postgres:// URL (default: an SQLite file in the directory).")
     var database: String?
 
@@ -51,6 +58,7 @@ struct LoadBenchmark: AsyncParsableCommand {
         guard devices >= 2, changesPerDevice >= 10, batches >= 1, batches <= changesPerDevice else {
             throw ValidationError("need at least 2 devices, 10 changes per device, and 1 to C batches")
         }
+        guard interval >= 0 else { throw ValidationError("the interval is 0 or more seconds") }
     }
 
     func run() async throws {
@@ -116,7 +124,16 @@ struct LoadBenchmark: AsyncParsableCommand {
         let perBatch = changesPerDevice / batches
         let changesPerDevice = self.changesPerDevice
         let batches = self.batches
+        let interval = self.interval
+        /// The pause before a device's next round: none back to back; else `interval` ±25%, or,
+        /// for a first round or the last sync, anywhere within it (so the devices do not start together).
+        @Sendable func pause(first: Bool) async throws {
+            guard interval > 0 else { return }
+            let seconds = first ? Double.random(in: 0..<interval) : interval * Double.random(in: 0.75...1.25)
+            try await Task.sleep(for: .milliseconds(Int(seconds * 1000)))
+        }
         let start = DispatchTime.now().uptimeNanoseconds
+        let cpu0 = (devices: cpuSecondsUsed(pid: getpid()), server: server.cpuSeconds())
         // Each device's own sites and the last town it wrote to each: what every device must end with.
         let written = try await withThrowingTaskGroup(of: [String: String].self) { group in
             for n in 0..<devices {
@@ -127,6 +144,7 @@ struct LoadBenchmark: AsyncParsableCommand {
                     var sites: [String] = []
                     var made = 0
                     for batch in 0..<batches {
+                        try await pause(first: batch == 0)
                         let count = batch == batches - 1 ? changesPerDevice - made : perBatch
                         try store.write { tx in
                             for _ in 0..<count {
@@ -158,11 +176,15 @@ struct LoadBenchmark: AsyncParsableCommand {
             for n in 0..<devices {
                 let store = stores[n]
                 let transport = transports[n]
-                group.addTask { await recorder.sync(store, transport, options) }
+                group.addTask {
+                    try await pause(first: true)
+                    await recorder.sync(store, transport, options)
+                }
             }
             try await group.waitForAll()
         }
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        let cpu = (devices: cpuSecondsUsed(pid: getpid()) - cpu0.devices, server: server.cpuSeconds() - cpu0.server)
         let serverPeak = server.peakMemoryMiB()
 
         // Lost: a site of another device missing or not at its last value, or changes not applied.
@@ -179,7 +201,9 @@ struct LoadBenchmark: AsyncParsableCommand {
         let stats = recorder.statistics()
         let total = Double(devices * changesPerDevice)
         print(
-            "load: \(devices) devices × \(changesPerDevice) changes in \(batches) syncs each, server on \(storeName) (separate process), devices in this process"
+            "load: \(devices) devices × \(changesPerDevice) changes in \(batches) syncs each"
+                + (interval > 0 ? String(format: " about %.0f s apart", interval) : " back to back")
+                + ", server on \(storeName) (separate process), devices in this process"
         )
         print(String(format: "  throughput   %9.0f changes/s written and delivered to every device  (%.2f s)", total / seconds, seconds))
         print(
@@ -191,12 +215,16 @@ struct LoadBenchmark: AsyncParsableCommand {
             String(
                 format: "  whole syncs  %d: p50 %.1f ms, p99 %.1f ms, max %.1f ms", stats.syncs.count, stats.syncs.p(0.5), stats.syncs.p(0.99),
                 stats.syncs.p(1)))
+        print(
+            String(
+                format: "  cpu          server %.1f s, devices %.1f s: %.0f%% of the two cores", cpu.server, cpu.devices,
+                100 * (cpu.server + cpu.devices) / (2 * seconds)))
         print("  errors       \(stats.failedRequests) failed requests (retried), \(stats.failedSyncs) failed syncs")
         print("  lost         \(lost)  (\(written.count) sites checked on each device; \(pulledWrong) devices applied a wrong number of changes)")
         print(String(format: "  peak memory  server %.0f MiB, devices (this process) %.0f MiB", serverPeak, peakResidentMiB(pid: getpid())))
         if json {
             print(
-                #"{"scenario":"load","devices":\#(devices),"changes_per_s":\#(Int(total / seconds)),"p50_ms":\#(String(format: "%.1f", stats.requests.p(0.5))),"p99_ms":\#(String(format: "%.1f", stats.requests.p(0.99))),"errors":\#(stats.failedRequests + stats.failedSyncs),"lost":\#(lost)}"#
+                #"{"scenario":"load","devices":\#(devices),"interval_s":\#(interval),"changes_per_s":\#(Int(total / seconds)),"p50_ms":\#(String(format: "%.1f", stats.requests.p(0.5))),"p99_ms":\#(String(format: "%.1f", stats.requests.p(0.99))),"errors":\#(stats.failedRequests + stats.failedSyncs),"lost":\#(lost)}"#
             )
         }
     }
