@@ -91,29 +91,25 @@ package struct RawStatement {
         sqlite3_column_int64(handle, index)
     }
 
-    /// A result column of the current row as text (empty for null).
-    package func text(_ index: Int32) -> String {
-        let count = Int(sqlite3_column_bytes(handle, index))
-        guard count > 0, let start = sqlite3_column_text(handle, index) else { return "" }
-        return String(decoding: UnsafeBufferPointer(start: start, count: count), as: UTF8.self)
-    }
-
     /// Calls `body` with a result column's text bytes, valid only while it runs (empty for null).
     package func withBytes<T>(_ index: Int32, _ body: (UnsafeBufferPointer<UInt8>) throws -> T) rethrows -> T {
-        let count = Int(sqlite3_column_bytes(handle, index))
-        guard count > 0, let start = sqlite3_column_text(handle, index) else { return try body(UnsafeBufferPointer(start: nil, count: 0)) }
-        return try body(UnsafeBufferPointer(start: start, count: count))
+        // The text first, then its length (the order SQLite documents).
+        guard let start = sqlite3_column_text(handle, index) else { return try body(UnsafeBufferPointer(start: nil, count: 0)) }
+        return try body(UnsafeBufferPointer(start: start, count: Int(sqlite3_column_bytes(handle, index))))
+    }
+
+    /// A result column of the current row as text (empty for null).
+    package func text(_ index: Int32) -> String {
+        withBytes(index) { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// A result column of the current row as its text's bytes (empty for null).
+    package func bytes(_ index: Int32) -> [UInt8] {
+        withBytes(index) { Array($0) }
     }
 
     /// The rowid of the last row inserted on the statement's connection.
     package var lastInsertedRowID: Int64 { sqlite3_last_insert_rowid(connection) }
-
-    /// A result column of the current row as its text's bytes (empty for null).
-    package func bytes(_ index: Int32) -> [UInt8] {
-        let count = Int(sqlite3_column_bytes(handle, index))
-        guard count > 0, let start = sqlite3_column_text(handle, index) else { return [] }
-        return Array(UnsafeBufferPointer(start: start, count: count))
-    }
 
     package func bind(_ index: Int32, _ value: Value) {
         switch value {
