@@ -135,7 +135,8 @@ public func peakResidentMiB(pid: Int32) -> Double {
     guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
         let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") })
     else { return 0 }
-    return (line.split(separator: " ").compactMap { Double($0) }.first ?? 0) / 1024
+    // "VmHWM:\t  123456 kB": the padding shrinks as the figure grows, to none at 8 digits (~9.5 GiB).
+    return (line.split(whereSeparator: { $0 == " " || $0 == "\t" }).compactMap { Double($0) }.first ?? 0) / 1024
 }
 
 /// The CPU time (user and system) a process has used so far, from /proc; 0 if unknown.
