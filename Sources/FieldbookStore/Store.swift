@@ -122,37 +122,35 @@ public final class Store: Sendable {
     /// Runs `body` in one write transaction: all its writes commit together, or,
     /// if it throws, none of them do.
     public func write<T>(_ body: (Transaction) throws -> T) throws -> T {
-        try pool.write { db in
-            let transaction = Transaction(store: self, db: db, statements: StatementCache(tables.count))
-            let result = try body(transaction)
-            try transaction.flushLog()
-            return result
-        }
+        try pool.write { try self.writing($0, body) }
     }
 
     /// Runs `body` with a consistent read-only view of the store.
     public func read<T>(_ body: (Transaction) throws -> T) throws -> T {
-        try pool.read { db in
-            try body(Transaction(store: self, db: db, statements: StatementCache(tables.count)))
-        }
+        try pool.read { try body(self.transaction($0)) }
     }
 
     /// ``write(_:)`` for async code (sync): the caller's task waits suspended while the
     /// transaction runs on the store's writer, so no thread of the concurrency pool is held.
     func writeAsync<T: Sendable>(_ body: @escaping @Sendable (Transaction) throws -> T) async throws -> T {
-        try await pool.write { db in
-            let transaction = Transaction(store: self, db: db, statements: StatementCache(self.tables.count))
-            let result = try body(transaction)
-            try transaction.flushLog()
-            return result
-        }
+        try await pool.write { try self.writing($0, body) }
     }
 
     /// ``read(_:)`` for async code, suspended as ``writeAsync(_:)`` is.
     func readAsync<T: Sendable>(_ body: @escaping @Sendable (Transaction) throws -> T) async throws -> T {
-        try await pool.read { db in
-            try body(Transaction(store: self, db: db, statements: StatementCache(self.tables.count)))
-        }
+        try await pool.read { try body(self.transaction($0)) }
+    }
+
+    private func transaction(_ db: Database) -> Transaction {
+        Transaction(store: self, db: db, statements: StatementCache(tables.count))
+    }
+
+    /// Runs `body` in the writer's open transaction and writes the changelog entries it queued.
+    private func writing<T>(_ db: Database, _ body: (Transaction) throws -> T) throws -> T {
+        let transaction = transaction(db)
+        let result = try body(transaction)
+        try transaction.flushLog()
+        return result
     }
 
     /// Inserts a record in its own transaction and returns its id.
