@@ -291,7 +291,15 @@ struct TimedTransport: SyncTransport {
     func push(_ request: PushRequest) async throws -> PushResponse {
         var body: [UInt8] = []
         request.encode(to: &body)
-        return try await timed(push: true) {
+        return try await push(body: body)
+    }
+
+    func push(encoded: EncodedPush) async throws -> PushResponse {
+        try await push(body: encoded.body)
+    }
+
+    func push(body: [UInt8]) async throws -> PushResponse {
+        try await timed(push: true) {
             let bytes = try await send("v1/push", body)
             do { return try PushResponse(utf8: bytes) } catch { throw SyncError(.badResponse, String(describing: error)) }
         }

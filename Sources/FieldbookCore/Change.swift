@@ -198,8 +198,9 @@ extension FieldChange {
         }
         var changes: [FieldChange] = []
         changes.reserveCapacity(Int(tape[index].length))
+        var hint = 0
         for key in tape.keys(index) {
-            guard let field = tape.field(key, in: entity) else {
+            guard let field = tape.field(key, in: entity, hint: &hint) else {
                 throw ValueProblem(kind: .notAllowed, reason: "\(entity.name) has no field '\(tape.string(key)!)'")
             }
             changes.append(try decode(tape, key + 1, field: field, entity: entity.name))
@@ -261,7 +262,36 @@ extension FieldChange {
 extension JSONTape {
     /// The field of `entity` named by the string at `index`, compared without making a string.
     func field(_ index: Int, in entity: Entity) -> Field? {
-        entity.fields.first { stringEquals(index, $0.name) }
+        var hint = 0
+        return field(index, in: entity, hint: &hint)
+    }
+
+    /// The field of `entity` named by the string at `index`. The search starts at `hint`, the
+    /// position after the field found last: changes and states name fields in schema order, so
+    /// the next one is usually the first looked at.
+    func field(_ index: Int, in entity: Entity, hint: inout Int) -> Field? {
+        let token = self[index]
+        guard kind(index) == .string else { return nil }
+        if token.escaped {
+            guard let n = string(index).flatMap(entity.fieldIndex) else { return nil }
+            hint = n + 1
+            return entity.fields[n]
+        }
+        let names = entity.fieldNames
+        let length = Int(token.length)
+        let found: Int? = bytes.withUnsafeBufferPointer { buffer in
+            let key = UnsafeBufferPointer(rebasing: buffer[Int(token.start)..<Int(token.start) + length])
+            var n = hint < names.count ? hint : 0
+            for _ in 0..<names.count {
+                let name = names[n]
+                if name.count == length && name.withUnsafeBufferPointer({ $0.elementsEqual(key) }) { return n }
+                n = n + 1 == names.count ? 0 : n + 1
+            }
+            return nil
+        }
+        guard let found else { return nil }
+        hint = found + 1
+        return entity.fields[found]
     }
 }
 

@@ -182,6 +182,13 @@ extension JSON {
         out.append(UInt8(ascii: "\""))
     }
 
+    /// Writes UTF-8 text (a column of a database row, say) as a JSON string.
+    package static func writeString(utf8: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        writeEscaped(utf8, to: &out)
+        out.append(UInt8(ascii: "\""))
+    }
+
     private static func writeEscaped(_ utf8: some RandomAccessCollection<UInt8>, to out: inout [UInt8]) {
         var runStart = utf8.startIndex
         var i = utf8.startIndex

@@ -219,13 +219,14 @@ extension RecordState {
             }
             return result
         }
+        var hint = 0
         for key in try object("values") {
-            guard let field = tape.field(key, in: entity) else { continue }
+            guard let field = tape.field(key, in: entity, hint: &hint) else { continue }
             guard let value = try? Value(tape, key + 1, for: field.type) else { throw fail("value of \(field.name)") }
             values[field.name] = value
         }
         for key in try object("reg") {
-            guard let field = tape.field(key, in: entity) else { continue }
+            guard let field = tape.field(key, in: entity, hint: &hint) else { continue }
             let list = key + 1
             guard tape.kind(list) == .array else { throw fail("register \(field.name)") }
             var candidates: [Candidate] = []
@@ -243,7 +244,7 @@ extension RecordState {
             registers[field.name] = candidates
         }
         for key in try object("mem") {
-            guard let field = tape.field(key, in: entity) else { continue }
+            guard let field = tape.field(key, in: entity, hint: &hint) else { continue }
             let object = key + 1
             guard tape.kind(object) == .object else { throw fail("members of \(field.name)") }
             var operations: [String: [MemberOperation]] = [:]

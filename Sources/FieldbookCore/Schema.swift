@@ -59,6 +59,8 @@ public final class Entity: Sendable, Hashable {
     /// The fields in file order (the record id is implicit and not listed).
     public let fields: [Field]
     private let index: [String: Int]
+    /// Each field's name as UTF-8, in ``fields`` order: compared with names in JSON text without making strings.
+    let fieldNames: [[UInt8]]
 
     init(name: String, label: String?, appendOnly: Bool, onDelete: DeletePolicy, fields: [Field]) {
         self.name = name
@@ -66,6 +68,7 @@ public final class Entity: Sendable, Hashable {
         self.appendOnly = appendOnly
         self.onDelete = onDelete
         self.fields = fields
+        fieldNames = fields.map { Array($0.name.utf8) }
         var index: [String: Int] = [:]
         for (n, f) in fields.enumerated() { index[f.name] = n }
         self.index = index

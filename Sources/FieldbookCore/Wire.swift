@@ -188,6 +188,18 @@ extension PushRequest {
 
     /// Appends the message's JSON text (the bytes of `json.serialized`) to `out`.
     public func encode(to out: inout [UInt8]) {
+        Self.encodeStart(schema: schema, device: device, to: &out)
+        for (n, change) in changes.enumerated() {
+            if n > 0 { out.append(UInt8(ascii: ",")) }
+            change.encodeWire(to: &out, withOrigin: false)
+        }
+        Self.encodeEnd(to: &out)
+    }
+
+    /// Appends the start of a push, up to its first change: for a device that writes the changes
+    /// itself (see ``Change/encodeWire(to:sequence:entity:recordID:operation:hlc:base:fields:origin:)``),
+    /// separated by commas, then calls ``encodeEnd(to:)``.
+    public static func encodeStart(schema: SchemaVersion, device: String, to out: inout [UInt8]) {
         out.append(contentsOf: #"{"protocol":"#.utf8)
         JSON.writeInt(Int64(SyncProtocol.version), to: &out)
         out.append(contentsOf: #","schema":"#.utf8)
@@ -195,10 +207,10 @@ extension PushRequest {
         out.append(contentsOf: #","device":"#.utf8)
         JSON.writeString(device, to: &out)
         out.append(contentsOf: #","changes":["#.utf8)
-        for (n, change) in changes.enumerated() {
-            if n > 0 { out.append(UInt8(ascii: ",")) }
-            change.encodeWire(to: &out, withOrigin: false)
-        }
+    }
+
+    /// Appends the end of a push begun with ``encodeStart(schema:device:to:)``.
+    public static func encodeEnd(to out: inout [UInt8]) {
         out.append(contentsOf: "]}".utf8)
     }
 
@@ -442,6 +454,20 @@ private struct Message {
     }
 }
 
+/// A text part of a change for ``Change/encodeWire(to:sequence:entity:recordID:operation:hlc:base:fields:origin:)``:
+/// a string, or UTF-8 bytes straight from a database row (no `String` made for them).
+package enum WireText {
+    case string(String)
+    case utf8(UnsafeBufferPointer<UInt8>)
+
+    func write(to out: inout [UInt8]) {
+        switch self {
+        case .string(let text): JSON.writeString(text, to: &out)
+        case .utf8(let bytes): JSON.writeString(utf8: bytes, to: &out)
+        }
+    }
+}
+
 extension Change {
     /// The change as a protocol object. With `withOrigin`, also its device, server sequence number and author.
     public func wireJSON(withOrigin: Bool) -> JSON {
@@ -465,24 +491,24 @@ extension Change {
     /// Appends the protocol object (the bytes of `wireJSON(withOrigin:).serialized`) to `out`.
     public func encodeWire(to out: inout [UInt8], withOrigin: Bool) {
         Self.encodeWire(
-            to: &out, sequence: sequence, entity: entity, recordID: recordID, operation: operation,
+            to: &out, sequence: sequence, entity: .string(entity), recordID: .string(recordID), operation: operation,
             hlc: Int64(bitPattern: timestamp.rawValue), base: base,
             fields: { FieldChange.encode(fields, to: &$0) },
-            origin: withOrigin ? (device, serverSequence, author) : nil)
+            origin: withOrigin ? (.string(device), serverSequence, author.map(WireText.string)) : nil)
     }
 
     /// Appends a change's protocol object from its parts; `fields` appends the field changes' object
-    /// (for a server that stores them as the text of ``FieldChange/encode(_:to:)``, that text as it is).
-    public static func encodeWire(
-        to out: inout [UInt8], sequence: Int64, entity: String, recordID: String, operation: ChangeOperation, hlc: Int64,
-        base: Int64, fields: (inout [UInt8]) -> Void, origin: (device: String, serverSequence: Int64?, author: String?)?
+    /// (for a peer that stores them as the text of ``FieldChange/encode(_:to:)``, that text as it is).
+    package static func encodeWire(
+        to out: inout [UInt8], sequence: Int64, entity: WireText, recordID: WireText, operation: ChangeOperation, hlc: Int64,
+        base: Int64, fields: (inout [UInt8]) -> Void, origin: (device: WireText, serverSequence: Int64?, author: WireText?)?
     ) {
         out.append(contentsOf: #"{"seq":"#.utf8)
         JSON.writeInt(sequence, to: &out)
         out.append(contentsOf: #","entity":"#.utf8)
-        JSON.writeString(entity, to: &out)
+        entity.write(to: &out)
         out.append(contentsOf: #","id":"#.utf8)
-        JSON.writeString(recordID, to: &out)
+        recordID.write(to: &out)
         switch operation {
         case .insert: out.append(contentsOf: #","op":"insert","hlc":"#.utf8)
         case .update: out.append(contentsOf: #","op":"update","hlc":"#.utf8)
@@ -495,14 +521,14 @@ extension Change {
         fields(&out)
         if let origin {
             out.append(contentsOf: #","device":"#.utf8)
-            JSON.writeString(origin.device, to: &out)
+            origin.device.write(to: &out)
             if let serverSequence = origin.serverSequence {
                 out.append(contentsOf: #","sseq":"#.utf8)
                 JSON.writeInt(serverSequence, to: &out)
             }
             if let author = origin.author {
                 out.append(contentsOf: #","author":"#.utf8)
-                JSON.writeString(author, to: &out)
+                author.write(to: &out)
             }
         }
         out.append(UInt8(ascii: "}"))
@@ -551,8 +577,9 @@ extension Change {
         guard tape.kind(f) == .object else { throw WireError(.invalidValue, "\(path()): field changes must be an object") }
         var fields: [FieldChange] = []
         fields.reserveCapacity(Int(tape[f].length))
+        var hint = 0
         for key in tape.keys(f) {
-            guard let field = tape.field(key, in: entity) else {
+            guard let field = tape.field(key, in: entity, hint: &hint) else {
                 throw WireError(
                     .unknownField,
                     "\(path()): \(entity.name) has no field '\(tape.string(key)!)' (fields: \(entity.fields.map(\.name).joined(separator: ", ")))")

@@ -93,9 +93,14 @@ package struct RawStatement {
 
     /// Calls `body` with a result column's text bytes, valid only while it runs (empty for null).
     package func withBytes<T>(_ index: Int32, _ body: (UnsafeBufferPointer<UInt8>) throws -> T) rethrows -> T {
+        try body(utf8(index))
+    }
+
+    /// A result column's text bytes, valid until the statement steps again or is reset (empty for null).
+    package func utf8(_ index: Int32) -> UnsafeBufferPointer<UInt8> {
         // The text first, then its length (the order SQLite documents).
-        guard let start = sqlite3_column_text(handle, index) else { return try body(UnsafeBufferPointer(start: nil, count: 0)) }
-        return try body(UnsafeBufferPointer(start: start, count: Int(sqlite3_column_bytes(handle, index))))
+        guard let start = sqlite3_column_text(handle, index) else { return UnsafeBufferPointer(start: nil, count: 0) }
+        return UnsafeBufferPointer(start: start, count: Int(sqlite3_column_bytes(handle, index)))
     }
 
     /// A result column of the current row as text (empty for null).

@@ -75,11 +75,30 @@ struct WireTests {
             let stored = bytes { FieldChange.encode(change.fields, to: &$0) }
             let spliced = bytes { out in
                 Change.encodeWire(
-                    to: &out, sequence: change.sequence, entity: change.entity, recordID: change.recordID,
+                    to: &out, sequence: change.sequence, entity: .string(change.entity), recordID: .string(change.recordID),
                     operation: change.operation, hlc: Int64(bitPattern: change.timestamp.rawValue), base: change.base,
-                    fields: { $0.append(contentsOf: stored) }, origin: (change.device, change.serverSequence, change.author))
+                    fields: { $0.append(contentsOf: stored) },
+                    origin: (.string(change.device), change.serverSequence, change.author.map(WireText.string)))
             }
             #expect(spliced == Array(change.wireJSON(withOrigin: true).serialized.utf8))
+            // The same from UTF-8 bytes, as read from a database row.
+            let texts = [change.entity, change.recordID, change.device, change.author ?? ""].map { Array($0.utf8) }
+            let fromBytes = bytes { out in
+                texts[0].withUnsafeBufferPointer { entity in
+                    texts[1].withUnsafeBufferPointer { record in
+                        texts[2].withUnsafeBufferPointer { device in
+                            texts[3].withUnsafeBufferPointer { author in
+                                Change.encodeWire(
+                                    to: &out, sequence: change.sequence, entity: .utf8(entity), recordID: .utf8(record),
+                                    operation: change.operation, hlc: Int64(bitPattern: change.timestamp.rawValue),
+                                    base: change.base, fields: { $0.append(contentsOf: stored) },
+                                    origin: (.utf8(device), change.serverSequence, change.author == nil ? nil : .utf8(author)))
+                            }
+                        }
+                    }
+                }
+            }
+            #expect(fromBytes == spliced)
             let entity = schema.entity(change.entity)!
             #expect(try FieldChange.decode(utf8: stored, entity: entity) == change.fields)
         }
@@ -98,7 +117,7 @@ struct WireTests {
     @Test("a reader accepts any valid JSON: whitespace, member order, escapes")
     func anyValidJSON() throws {
         let text = """
-            { "changes" : [ { "fields" : { "name" : "\\u65b0\\u5ea6\\u9547", "kind" : "cemetery" },
+            { "changes" : [ { "fields" : { "town" : "城关镇", "kind" : "cemetery", "n\\u0061me" : "\\u65b0\\u5ea6\\u9547" },
               "base" : 0 , "hlc" : 1 , "op" : "insert" , "id" : "018F0000-0000-7000-8000-000000000001",
               "entity" : "s\\u0069te" , "seq" : 1 } ] ,
               "device" : "018f0000-0000-7000-8000-00000000000a", "schema": {"version": 1, "name": "inspection"},
@@ -108,7 +127,26 @@ struct WireTests {
         #expect(request.changes.count == 1)
         #expect(request.changes[0].entity == "site")
         #expect(request.changes[0].recordID == record)
-        #expect(request.changes[0].fields == [FieldChange(field: "name", kind: .set("新度镇")), FieldChange(field: "kind", kind: .set("cemetery"))])
+        #expect(
+            request.changes[0].fields == [
+                FieldChange(field: "town", kind: .set("城关镇")), FieldChange(field: "kind", kind: .set("cemetery")),
+                FieldChange(field: "name", kind: .set("新度镇")),
+            ])
+    }
+
+    @Test("a field name that is a prefix, an extension or a near miss of a field's is unknown", arguments: ["nam", "names", "nbme", "Name", ""])
+    func nearMissField(name: String) {
+        let text = """
+            {"protocol":1,"schema":{"name":"inspection","version":1},"device":"018f0000-0000-7000-8000-00000000000a",
+             "changes":[{"seq":1,"entity":"site","id":"018f0000-0000-7000-8000-000000000001","op":"update","hlc":1,"base":0,
+             "fields":{"kind":"cemetery","\(name)":"x"}}]}
+            """
+        do {
+            _ = try PushRequest(utf8: Array(text.utf8), schema: schema)
+            Issue.record("'\(name)' was taken for a field")
+        } catch {
+            #expect(error.code == .unknownField)
+        }
     }
 
     @Test("refusals keep their codes", arguments: [

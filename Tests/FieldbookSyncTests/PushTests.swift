@@ -2,6 +2,7 @@ import FieldbookCore
 import FieldbookServer
 import FieldbookStore
 import Testing
+import Synchronization
 
 /// The push algorithm (`PushPlan`) through each server store: repeats, gaps and reuse, within one
 /// request and across requests, answered the same way by every store.
@@ -86,5 +87,56 @@ struct PushTests {
         let response = try await storage.push(request(device, Array(changes[1...])), identity: identity)
         #expect(response.assigned.map(\.sequence) == [2, 3])
         #expect(try await storage.records("site").first?.values["town"] == .text("镇2"))
+    }
+
+    @Test("a device pushes its stored change text as it is: the body is the request its changes make, byte for byte")
+    func splicedBody() async throws {
+        let dir = TemporaryDirectory()
+        let device = try Store(path: dir.path("device.sqlite"), schema: schema)
+        // Every form a field change takes, text that JSON escapes, and a delete.
+        let site = try device.insert(
+            "site",
+            [
+                "name": "幸福院 \"东区\"\n第二\t楼 \\ 🌿", "kind": "happiness_home", "beds_total": 40, "observed_on": "2021-09-02",
+                "tags": .set(["消防", "食堂"]), "meets_six_haves": true,
+            ])
+        try device.update("site", id: site, ["town": "城关镇", "tags": .set(["消防"]), "beds_total": 42])
+        try device.write { try $0.increment("site", id: site, "illegal_graves_found", by: 3) }
+        let other = try device.insert("site", ["name": "公墓", "kind": "cemetery"])
+        try device.delete("site", id: other)
+        let changes = try device.pendingChanges(limit: 100)
+        #expect(changes.count == 5)
+        var expected: [UInt8] = []
+        PushRequest(schema: SchemaVersion(schema), device: device.deviceID, changes: changes).encode(to: &expected)
+
+        let recorder = PushRecorder()
+        #expect(try await device.push(recorder) == 5)
+        let bodies = recorder.bodies.withLock { $0 }
+        #expect(bodies == [expected])
+        // And it reads back as those changes.
+        #expect(try PushRequest(utf8: try #require(bodies.first), schema: schema).changes == changes)
+    }
+}
+
+/// Answers every push as a server would, keeping each body it was sent.
+final class PushRecorder: SyncTransport {
+    let bodies = Mutex<[[UInt8]]>([])
+    let next = Mutex<Int64>(0)
+
+    func push(_ request: PushRequest) async throws -> PushResponse {
+        Issue.record("the store sent a decoded request, not its encoded body")
+        return PushResponse(assigned: [])
+    }
+
+    func push(encoded: EncodedPush) async throws -> PushResponse {
+        bodies.withLock { $0.append(encoded.body) }
+        return PushResponse(
+            assigned: encoded.sequences.map { sequence in
+                .init(sequence: sequence, serverSequence: next.withLock { $0 += 1; return $0 })
+            })
+    }
+
+    func pull(_ request: PullRequest, schema: Schema) async throws -> PullResponse {
+        PullResponse(changes: [], cursor: request.cursor, more: false)
     }
 }

@@ -66,24 +66,24 @@ extension Store {
         _ transport: any SyncTransport, options: SyncOptions = SyncOptions(), progress: (Int) -> Void = { _ in }
     ) async throws -> Int {
         var pushed = 0
-        var batch = try await readAsync { tx in try tx.changes(after: tx.acknowledged(), limit: options.pushBatch) }
-        while let last = batch.last {
+        var batch = try await readAsync { tx in try tx.encodedPush(after: tx.acknowledged(), limit: options.pushBatch) }
+        while let last = batch.sequences.last {
             // Once the server holds a change, a power cut here must not lose it: this device would
             // give its sequence number to another change, which the server would refuse for ever
             // (`sequence_reused`).
             if configuration.durableBeforePush { try await flushAsync() }
-            let request = PushRequest(schema: SchemaVersion(schema), device: deviceID, changes: batch)
-            async let next = readAsync { try $0.changes(after: last.sequence, limit: options.pushBatch) }
-            let response = try await retrying(options) { try await transport.push(request) }
+            let request = batch
+            async let next = readAsync { try $0.encodedPush(after: last, limit: options.pushBatch) }
+            let response = try await retrying(options) { try await transport.push(encoded: request) }
             // An answer that does not match the batch would mark changes as received that the
             // server never took: they would never be pushed again.
-            guard response.assigned.map(\.sequence) == batch.map(\.sequence),
+            guard response.assigned.map(\.sequence) == batch.sequences,
                 response.assigned.allSatisfy({ $0.serverSequence >= 1 })
             else {
                 throw SyncError(.badResponse, "the push answer does not assign one server sequence number to each change pushed")
             }
             try await acknowledge(response)
-            pushed += batch.count
+            pushed += batch.sequences.count
             progress(pushed)
             batch = try await next
         }
@@ -215,6 +215,37 @@ extension Store {
 }
 
 extension Store.Transaction {
+    /// Up to `limit` changes after `sequence` as a push body, the stored field text spliced in
+    /// (it is what ``FieldChange/encode(_:to:)`` wrote when the change was made).
+    func encodedPush(after sequence: Int64, limit: Int) throws -> EncodedPush {
+        try flushLog()
+        let rows = RawStatement(
+            try db.cachedStatement(
+                sql: "SELECT seq, entity, record, op, hlc, base, fields FROM _changelog WHERE seq > ? ORDER BY seq LIMIT ?"))
+        defer { rows.reset() }
+        rows.bind(1, sequence)
+        rows.bind(2, Int64(limit))
+        var body: [UInt8] = []
+        body.reserveCapacity(256 * min(limit, 10_000) + 256)
+        var sequences: [Int64] = []
+        PushRequest.encodeStart(schema: SchemaVersion(store.schema), device: store.deviceID, to: &body)
+        while try rows.step(db) {
+            if !sequences.isEmpty { body.append(UInt8(ascii: ",")) }
+            let sequence = rows.int64(0)
+            // Text columns are written from SQLite's buffers, valid until the next step.
+            Change.encodeWire(
+                to: &body, sequence: sequence, entity: .utf8(rows.utf8(1)), recordID: .utf8(rows.utf8(2)),
+                operation: ChangeOperation(rawValue: Int(rows.int64(3))) ?? .update, hlc: rows.int64(4), base: rows.int64(5),
+                fields: { out in
+                    let fields = rows.utf8(6)
+                    if fields.isEmpty { out.append(contentsOf: "{}".utf8) } else { out.append(contentsOf: fields) }
+                }, origin: nil)
+            sequences.append(sequence)
+        }
+        PushRequest.encodeEnd(to: &body)
+        return EncodedPush(body: body, sequences: sequences, schema: store.schema)
+    }
+
     func cursor() throws -> Int64 {
         try Int64.fetchOne(db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'cursor'") ?? 0
     }

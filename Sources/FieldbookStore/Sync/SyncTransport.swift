@@ -10,7 +10,31 @@ import NIOHTTP1
 /// that drops answers, say) to prove that sync survives it.
 public protocol SyncTransport: Sendable {
     func push(_ request: PushRequest) async throws -> PushResponse
+    /// Pushes a batch already written as the body the server reads (what ``Store/push(_:options:progress:)``
+    /// sends). The default reads the request back and calls ``push(_:)``.
+    func push(encoded: EncodedPush) async throws -> PushResponse
     func pull(_ request: PullRequest, schema: Schema) async throws -> PullResponse
+}
+
+extension SyncTransport {
+    public func push(encoded: EncodedPush) async throws -> PushResponse {
+        try await push(encoded.request())
+    }
+}
+
+/// A batch of pending changes written as a push body: the changelog's stored field text is
+/// spliced in as it is, not decoded and encoded again.
+public struct EncodedPush: Sendable {
+    /// A ``PushRequest`` as JSON.
+    public let body: [UInt8]
+    /// The device sequence numbers of its changes, in order.
+    public let sequences: [Int64]
+    let schema: Schema
+
+    /// The request the body holds.
+    public func request() throws -> PushRequest {
+        try PushRequest(utf8: body, schema: schema)
+    }
 }
 
 /// Why a sync request failed.
@@ -72,6 +96,14 @@ public struct HTTPTransport: SyncTransport {
         var body: [UInt8] = []
         body.reserveCapacity(256 * request.changes.count + 256)
         request.encode(to: &body)
+        return try await push(body: body)
+    }
+
+    public func push(encoded: EncodedPush) async throws -> PushResponse {
+        try await push(body: encoded.body)
+    }
+
+    private func push(body: [UInt8]) async throws -> PushResponse {
         let bytes = try await send("v1/push", body)
         do { return try PushResponse(utf8: bytes) } catch { throw SyncError(.badResponse, error.message) }
     }

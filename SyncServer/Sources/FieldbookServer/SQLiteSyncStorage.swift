@@ -259,15 +259,15 @@ public final class SQLiteSyncStorage: SyncStorage {
                 }
                 if count > 0 { out.append(UInt8(ascii: ",")) }
                 let serverSequence = rows.int64(0)
+                // Text columns are written from SQLite's buffers, valid until the next step.
                 Change.encodeWire(
-                    to: &out, sequence: rows.int64(2), entity: rows.text(4), recordID: rows.text(5),
+                    to: &out, sequence: rows.int64(2), entity: .utf8(rows.utf8(4)), recordID: .utf8(rows.utf8(5)),
                     operation: ChangeOperation(rawValue: Int(rows.int64(6))) ?? .update, hlc: rows.int64(7), base: rows.int64(8),
                     fields: { out in
-                        rows.withBytes(9) { fields in
-                            if fields.isEmpty { out.append(contentsOf: "{}".utf8) } else { out.append(contentsOf: fields) }
-                        }
+                        let fields = rows.utf8(9)
+                        if fields.isEmpty { out.append(contentsOf: "{}".utf8) } else { out.append(contentsOf: fields) }
                     },
-                    origin: (rows.text(1), serverSequence, rows.text(3)))
+                    origin: (.utf8(rows.utf8(1)), serverSequence, .utf8(rows.utf8(3))))
                 cursor = serverSequence
                 count += 1
             }

@@ -377,9 +377,9 @@ public final class PostgresSyncStorage: SyncStorage {
             }
             if count > 0 { out.append(UInt8(ascii: ",")) }
             Change.encodeWire(
-                to: &out, sequence: seq, entity: entity, recordID: record,
+                to: &out, sequence: seq, entity: .string(entity), recordID: .string(record),
                 operation: ChangeOperation(rawValue: Int(op)) ?? .update, hlc: hlc, base: base,
-                fields: { $0.append(contentsOf: fields.utf8) }, origin: (device, sseq, author))
+                fields: { $0.append(contentsOf: fields.utf8) }, origin: (.string(device), sseq, .string(author)))
             cursor = sseq
             count += 1
         }
