@@ -4,15 +4,15 @@
 // and referred to by its index there:
 //
 //   {"stamps":[stamp,…],
-//    "values":{field:value,…},
+//    "values":{field:value,…},       counters only: the other fields' values follow from "reg" and "mem"
 //    "reg":{field:[[i,value,at,epoch],…],…},
 //    "mem":{field:{member:[[i,present],…],…},…},
 //    "applied":[i,…], "writes":[i,…], "deletes":[i,…]}
 //
 // where a stamp is [device, sequence, hlc, base, serverSequence or null] and the
 // stamps are sorted by device, sequence, hlc, base and server sequence (null first).
-// The first form, without "stamps" and with each stamp written where it is used,
-// still reads.
+// The earlier forms still read: the first, without "stamps" and with each stamp
+// written where it is used, and the second, with every field's value in "values".
 
 extension ChangeStamp {
     var json: JSON {
@@ -77,9 +77,9 @@ extension RecordState {
         func writeIndex(_ stamp: ChangeStamp) {
             JSON.writeInt(Int64(lookup?[stamp] ?? table.firstIndex(of: stamp)!), to: &out)
         }
-        func sortedObject<V>(_ dict: [String: V], _ write: (V, inout [UInt8]) -> Void) {
+        func sortedObject<V>(_ dict: [String: V], only keep: (String) -> Bool = { _ in true }, _ write: (V, inout [UInt8]) -> Void) {
             out.append(UInt8(ascii: "{"))
-            for (n, key) in dict.keys.sorted().enumerated() {
+            for (n, key) in dict.keys.filter(keep).sorted().enumerated() {
                 if n > 0 { out.append(UInt8(ascii: ",")) }
                 JSON.writeString(key, to: &out)
                 out.append(UInt8(ascii: ":"))
@@ -104,7 +104,7 @@ extension RecordState {
             stamp.encode(to: &out)
         }
         out.append(contentsOf: #"],"values":"#.utf8)
-        sortedObject(values) { $0.writeJSON(to: &$1) }
+        sortedObject(values, only: { self.registers[$0] == nil && self.members[$0] == nil }) { $0.writeJSON(to: &$1) }
         out.append(contentsOf: #","reg":"#.utf8)
         sortedObject(registers) { candidates, out in
             out.append(UInt8(ascii: "["))
@@ -150,22 +150,31 @@ extension RecordState {
 
     /// Every stamp the state holds, each once, in the stored order.
     private var stampTable: [ChangeStamp] {
-        var all: [ChangeStamp] = []
-        for candidates in registers.values { for candidate in candidates { all.append(candidate.stamp) } }
-        for operations in members.values { for ops in operations.values { for op in ops { all.append(op.stamp) } } }
-        all.append(contentsOf: applied.values)
-        all.append(contentsOf: writes.values)
-        all.append(contentsOf: deletes)
-        all.sort { a, b in
+        // Most states hold a few distinct stamps, each used many times: keep each once as it
+        // comes (a scan, or a set once there are many), then sort the few.
+        var table: [ChangeStamp] = []
+        var seen: Set<ChangeStamp>?
+        func add(_ stamp: ChangeStamp) {
+            if seen == nil {
+                if table.contains(stamp) { return }
+                table.append(stamp)
+                if table.count > 16 { seen = Set(table) }
+            } else if seen!.insert(stamp).inserted {
+                table.append(stamp)
+            }
+        }
+        for candidates in registers.values { for candidate in candidates { add(candidate.stamp) } }
+        for operations in members.values { for ops in operations.values { for op in ops { add(op.stamp) } } }
+        for stamp in applied.values { add(stamp) }
+        for stamp in writes.values { add(stamp) }
+        for stamp in deletes { add(stamp) }
+        table.sort { a, b in
             if a.device != b.device { return a.device < b.device }
             if a.sequence != b.sequence { return a.sequence < b.sequence }
             if a.timestamp != b.timestamp { return a.timestamp < b.timestamp }
             if a.base != b.base { return a.base < b.base }
             return (a.serverSequence ?? -1) < (b.serverSequence ?? -1)
         }
-        var table: [ChangeStamp] = []
-        table.reserveCapacity(all.count)
-        for stamp in all where table.last != stamp { table.append(stamp) }
         return table
     }
 
@@ -261,6 +270,15 @@ extension RecordState {
                 operations[tape.string(member)!] = ops
             }
             members[field.name] = operations
+        }
+        // A register's value is its winner's, a set's its members present (the second form also
+        // stored them in "values": the same values).
+        for (name, candidates) in registers {
+            guard let field = entity.field(name), !candidates.isEmpty else { throw fail("register \(name)") }
+            values[name] = Self.winner(candidates, policy: field.policy, type: field.type).value
+        }
+        for (name, operations) in members {
+            values[name] = Self.present(operations)
         }
         for stamp in try stampList("applied") { applied[stamp.device] = stamp }
         for stamp in try stampList("writes") { writes[stamp.device] = stamp }

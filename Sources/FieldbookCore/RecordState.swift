@@ -128,7 +128,12 @@ public struct RecordState: Sendable, Hashable {
             }
         }
         members[name] = operations
-        values[name] = .set(operations.compactMap { member, ops in ops.contains(where: \.present) ? member : nil })
+        values[name] = Self.present(operations)
+    }
+
+    /// A `union` field's value: the members with an add no remove replaced.
+    static func present(_ operations: [String: [MemberOperation]]) -> Value {
+        .set(operations.compactMap { member, ops in ops.contains(where: \.present) ? member : nil })
     }
 
     /// Adds a write to a register (in place: the common case, a write that saw the one before,

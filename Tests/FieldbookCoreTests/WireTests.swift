@@ -177,7 +177,7 @@ struct StoredStateTests {
         let state = s.state([insert], entity: "site")
         let stamp = #"["018f0000-0000-7000-8000-00000000000c",1,65536,0,1]"#
         let expected =
-            #"{"stamps":["# + stamp + #"],"values":{"name":"新度镇敬老院","tags":["公建民营","消防"]},"#
+            #"{"stamps":["# + stamp + #"],"values":{},"#
             + #""reg":{"name":[[0,"新度镇敬老院",null,null]]},"mem":{"tags":{"公建民营":[[0,true]],"消防":[[0,true]]}},"#
             + #""applied":[0],"writes":[0],"deletes":[]}"#
         #expect(String(decoding: state.encoded, as: UTF8.self) == expected)
@@ -190,6 +190,29 @@ struct StoredStateTests {
             + stamp + #","新度镇敬老院",null,null]]},"mem":{"tags":{"公建民营":[["# + stamp + #",true]],"消防":[["# + stamp
             + #",true]]}},"applied":["# + stamp + #"],"writes":["# + stamp + #"],"deletes":[]}"#
         #expect(try RecordState(encoded: Array(first.utf8), entity: s.site) == state)
+
+        // The second form: every field's value in "values" too.
+        let second =
+            #"{"stamps":["# + stamp + #"],"values":{"name":"新度镇敬老院","tags":["公建民营","消防"]},"#
+            + #""reg":{"name":[[0,"新度镇敬老院",null,null]]},"mem":{"tags":{"公建民营":[[0,true]],"消防":[[0,true]]}},"#
+            + #""applied":[0],"writes":[0],"deletes":[]}"#
+        #expect(try RecordState(encoded: Array(second.utf8), entity: s.site) == state)
+    }
+
+    @Test("a counter's value is stored; a register's and a set's follow from their writes")
+    func derivedValues() throws {
+        var s = Scenario()
+        let insert = s.accept(
+            s.change(deviceC, 1, t: 1, .insert, entity: "site", [set("name", "公墓"), set("illegal_graves_found", 2)]))
+        let a = s.accept(s.change(deviceA, 1, t: 2, base: 1, .update, entity: "site", [set("name", "甲"), set("tags", .set(["甲"]))]))
+        let b = s.accept(s.change(deviceB, 1, t: 3, base: 1, .update, entity: "site", [set("name", "乙"), set("tags", .set(["乙"]))]))
+        let state = s.state([insert, a, b], entity: "site")
+        let stored = try JSON(parsing: state.encoded)
+        #expect(stored["values"] == .object([("illegal_graves_found", .int(2))]))
+        let read = try RecordState(encoded: state.encoded, entity: s.site)
+        #expect(read == state)
+        #expect(read.values["name"] == "乙")
+        #expect(read.values["tags"] == .set(["甲", "乙"]))
     }
 
     @Test("a stamp index outside the table is refused")
