@@ -42,13 +42,15 @@ let package = Package(
             resources: [.embedInCode("inspection.json")],
             swiftSettings: strictSettings
         ),
-        // Declares SQLite's pre-update hook, which the system library has but sqlite3.h hides.
+        // Declares SQLite's pre-update hook, which the system library has but sqlite3.h hides, and
+        // makes SQLite's process-wide settings (sqlite3_config is variadic: not callable from Swift).
         .target(name: "CFieldbookSQLite"),
         // GRDB statements bound and stepped through the C API: the hot paths of device and server.
         .target(
             name: "FieldbookSQLite",
             dependencies: [
                 "FieldbookCore",
+                "CFieldbookSQLite",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
             ],

@@ -1,1 +1,7 @@
-// Declarations only; see include/CFieldbookSQLite.h.
+#include <sqlite3.h>
+#include "CFieldbookSQLite.h"
+
+int fieldbook_sqlite_configure(void) {
+    // SQLite counts every allocation under a global mutex unless told not to.
+    return sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}

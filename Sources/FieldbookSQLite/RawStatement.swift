@@ -1,6 +1,16 @@
+import CFieldbookSQLite
 package import FieldbookCore
 package import GRDB
 import GRDBSQLite
+
+/// SQLite's process-wide settings, made once, before the first connection a store opens.
+package enum SQLiteSettings {
+    /// Turns off SQLite's allocation statistics, which count every allocation under one global
+    /// mutex. Call before opening a connection; a call after one has opened changes nothing.
+    package static func apply() { _ = applied }
+
+    private static let applied: Void = { _ = fieldbook_sqlite_configure() }()
+}
 
 // The hot paths bind and step GRDB's cached statements through the C API: on the
 // device, insert, update, the changelog and applying pulled changes; on the server,

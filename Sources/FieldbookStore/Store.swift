@@ -1,5 +1,6 @@
 public import FieldbookCore
 import Foundation
+import FieldbookSQLite
 import GRDB
 import Synchronization
 
@@ -80,6 +81,7 @@ public final class Store: Sendable {
             // on the writer too when it turns WAL on.)
             try db.execute(sql: "PRAGMA synchronous = NORMAL")
         }
+        SQLiteSettings.apply()
         let pool = try DatabasePool(path: path, configuration: config)
         self.pool = pool
         self.path = path

@@ -16,4 +16,9 @@ void *sqlite3_preupdate_hook(
 int sqlite3_preupdate_old(sqlite3 *db, int column, sqlite3_value **value);
 int sqlite3_preupdate_new(sqlite3 *db, int column, sqlite3_value **value);
 
+// Process-wide settings for SQLite, made before the first connection opens (sqlite3_config
+// is variadic, so Swift cannot call it): no allocation statistics. Returns SQLite's result
+// code (SQLITE_MISUSE once a connection has opened: the settings then stay as they are).
+int fieldbook_sqlite_configure(void);
+
 #endif

@@ -30,6 +30,7 @@ public final class SQLiteSyncStorage: SyncStorage {
         config.prepareDatabase { db in
             try db.execute(sql: "PRAGMA cache_size = -65536")
         }
+        SQLiteSettings.apply()
         pool = try DatabasePool(path: path, configuration: config)
         self.schema = schema
         // Set on the writer after opening: GRDB sets NORMAL when it turns WAL on, after
