@@ -29,6 +29,9 @@ struct SyncBenchmark: AsyncParsableCommand {
     @Option(help: "The server database: a postgres:// URL (default: an SQLite file in the directory).")
     var database: String?
 
+    @Flag(help: "Device B pulls while device A pushes, as a second device online at the same time would (default: after).")
+    var overlap = false
+
     @Flag(help: "End with one JSON object on the last line.")
     var json = false
 
@@ -78,13 +81,34 @@ struct SyncBenchmark: AsyncParsableCommand {
         options.pageSize = batch
 
         // From here the peak counts push and pull only, not device A's writes before them.
-        resetPeakRSS(pid: getpid())
-        let cpu0 = (device: cpuSecondsUsed(pid: getpid()), server: server.cpuSeconds())
-        let pushSeconds = try await measureAsync { _ = try await a.push(transportA, options: options) }
-        let cpu1 = (device: cpuSecondsUsed(pid: getpid()), server: server.cpuSeconds())
         let b = try Store(path: dir + "/b.sqlite", schema: schema)
+        resetPeakRSS(pid: getpid())
         var applied = 0
-        let pullSeconds = try await measureAsync { applied = try await b.pull(transportB, options: options).applied }
+        let pushSeconds: Double
+        let pullSeconds: Double
+        let endToEnd: Double
+        let cpu0 = (device: cpuSecondsUsed(pid: getpid()), server: server.cpuSeconds())
+        var cpu1 = cpu0
+        if overlap {
+            // B pulls what the server has, again and again, until it has every change; its pull
+            // starts with A's push and ends when the last change is applied.
+            let pushOptions = options
+            async let pushed = measureAsync { _ = try await a.push(transportA, options: pushOptions) }
+            endToEnd = try await measureAsync {
+                while true {
+                    applied += try await b.pull(transportB, options: options).applied
+                    if applied >= changes + 1 { break }
+                    try await Task.sleep(for: .milliseconds(1))
+                }
+            }
+            pushSeconds = try await pushed
+            pullSeconds = endToEnd
+        } else {
+            pushSeconds = try await measureAsync { _ = try await a.push(transportA, options: options) }
+            cpu1 = (device: cpuSecondsUsed(pid: getpid()), server: server.cpuSeconds())
+            pullSeconds = try await measureAsync { applied = try await b.pull(transportB, options: options).applied }
+            endToEnd = pushSeconds + pullSeconds
+        }
         let cpu2 = (device: cpuSecondsUsed(pid: getpid()), server: server.cpuSeconds())
         guard applied == changes + 1, try a.pendingCount() == 0 else {
             throw ValidationError("device B applied \(applied) of \(changes) changes")
@@ -98,16 +122,24 @@ struct SyncBenchmark: AsyncParsableCommand {
         let floorSeconds = try floor(dir + "/floor.sqlite", ids: ids, round: round)
         let devicePeak = peakResidentMiB(pid: getpid())
 
-        let endToEnd = pushSeconds + pullSeconds
         let n = Double(changes)
-        print("sync: \(changes) changes, \(batch) per push and page, server on loopback (separate process) on \(storeName)")
-        print(String(format: "  push        %9.0f changes/s  (%.2f s)", n / pushSeconds, pushSeconds))
-        print(String(format: "  pull        %9.0f changes/s  (%.2f s)", n / pullSeconds, pullSeconds))
-        print(String(format: "  end to end  %9.0f changes/s  (%.2f s)", n / endToEnd, endToEnd))
         print(
-            String(
-                format: "  cpu         push: device %.2f s, server %.2f s; pull: device %.2f s, server %.2f s",
-                cpu1.device - cpu0.device, cpu1.server - cpu0.server, cpu2.device - cpu1.device, cpu2.server - cpu1.server))
+            "sync: \(changes) changes, \(batch) per push and page, server on loopback (separate process) on \(storeName)"
+                + (overlap ? "; B pulls while A pushes" : "; B pulls after A has pushed"))
+        print(String(format: "  push        %9.0f changes/s  (%.2f s)", n / pushSeconds, pushSeconds))
+        print(String(format: "  pull        %9.0f changes/s  (%.2f s%@)", n / pullSeconds, pullSeconds, overlap ? ", from the start of the push" : ""))
+        print(String(format: "  end to end  %9.0f changes/s  (%.2f s)", n / endToEnd, endToEnd))
+        if overlap {
+            print(
+                String(
+                    format: "  cpu         push and pull: devices %.2f s, server %.2f s", cpu2.device - cpu0.device,
+                    cpu2.server - cpu0.server))
+        } else {
+            print(
+                String(
+                    format: "  cpu         push: device %.2f s, server %.2f s; pull: device %.2f s, server %.2f s",
+                    cpu1.device - cpu0.device, cpu1.server - cpu0.server, cpu2.device - cpu1.device, cpu2.server - cpu1.server))
+        }
         print(String(format: "  floor       %9.0f changes/s  (%.2f s, plain SQLite table, no sync)", n / floorSeconds, floorSeconds))
         print(String(format: "  ratio       %.2f  (end to end / floor)", endToEnd / floorSeconds))
         print(
@@ -116,7 +148,7 @@ struct SyncBenchmark: AsyncParsableCommand {
                 serverPeak, syncPeak, devicePeak))
         if json {
             print(
-                #"{"scenario":"sync","store":"\#(database == nil ? "sqlite" : "postgres")","changes":\#(changes),"push_per_s":\#(Int(n / pushSeconds)),"pull_per_s":\#(Int(n / pullSeconds)),"end_to_end_per_s":\#(Int(n / endToEnd)),"end_to_end_s":\#(String(format: "%.3f", endToEnd)),"floor_s":\#(String(format: "%.3f", floorSeconds)),"ratio":\#(String(format: "%.2f", endToEnd / floorSeconds)),"server_peak_rss_mb":\#(Int(serverPeak)),"device_peak_rss_mb":\#(Int(syncPeak)),"device_peak_rss_with_checks_mb":\#(Int(devicePeak))}"#
+                #"{"scenario":"sync","store":"\#(database == nil ? "sqlite" : "postgres")","overlap":\#(overlap),"changes":\#(changes),"push_per_s":\#(Int(n / pushSeconds)),"pull_per_s":\#(Int(n / pullSeconds)),"end_to_end_per_s":\#(Int(n / endToEnd)),"end_to_end_s":\#(String(format: "%.3f", endToEnd)),"floor_s":\#(String(format: "%.3f", floorSeconds)),"ratio":\#(String(format: "%.2f", endToEnd / floorSeconds)),"server_peak_rss_mb":\#(Int(serverPeak)),"device_peak_rss_mb":\#(Int(syncPeak)),"device_peak_rss_with_checks_mb":\#(Int(devicePeak))}"#
             )
         }
     }
