@@ -350,6 +350,10 @@ final class StatementCache {
     var insert: [Statement?]
     var exists: [Statement?]
     var updateOne: [[Statement?]]
+    /// Sync: each table's upsert of a merged row, and the statements run once per merged record.
+    var upsert: [Statement?]
+    var selectState: Statement?
+    var newerLocal: Statement?
     var lastTable: EntityTable?
     var logQueue: [QueuedChange] = []
     var logFailure: (any Error)?
@@ -360,6 +364,7 @@ final class StatementCache {
         insert = Array(repeating: nil, count: entityCount)
         exists = Array(repeating: nil, count: entityCount)
         updateOne = Array(repeating: [], count: entityCount)
+        upsert = Array(repeating: nil, count: entityCount)
     }
 }
 

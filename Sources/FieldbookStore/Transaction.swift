@@ -25,6 +25,14 @@ extension Store {
             return RawStatement(statement)
         }
 
+        /// A statement prepared once per transaction and kept in `slot` (GRDB's own cache hashes the SQL text on every use).
+        func statement(_ slot: ReferenceWritableKeyPath<StatementCache, Statement?>, _ sql: @autoclosure () -> String) throws -> RawStatement {
+            if let cached = statements[keyPath: slot] { return RawStatement(cached) }
+            let statement = try db.cachedStatement(sql: sql())
+            statements[keyPath: slot] = statement
+            return RawStatement(statement)
+        }
+
         func updateOneStatement(_ table: EntityTable, field: Int) throws -> RawStatement {
             if statements.updateOne[table.number].isEmpty {
                 statements.updateOne[table.number] = Array(repeating: nil, count: table.entity.fields.count)

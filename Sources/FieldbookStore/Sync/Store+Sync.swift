@@ -265,10 +265,11 @@ extension Store.Transaction {
                         (sseq, device, seq, author, entity, record, record_key, op, hlc, base, fields)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """))
-        var groups: [RecordRef: [Change]] = [:]
-        var order: [RecordRef] = []
+        // Each record's new changes, by their positions in `changes`, records in the order first touched.
+        var groupOf: [RecordRef: Int] = [:]
+        var groups: [(ref: RecordRef, changes: [Int])] = []
         var fields: [UInt8] = []
-        for change in changes {
+        for (position, change) in changes.enumerated() {
             guard let serverSequence = change.serverSequence else {
                 throw SyncError(.badResponse, "a pulled change has no server sequence number")
             }
@@ -295,10 +296,14 @@ extension Store.Transaction {
             try insert.run(db)
             guard insert.changes(db) == 1 else { continue }  // seen before
             let ref = RecordRef(entity: change.entity, id: change.recordID)
-            if groups[ref] == nil { order.append(ref) }
-            groups[ref, default: []].append(change)
+            if let group = groupOf[ref] {
+                groups[group].changes.append(position)
+            } else {
+                groupOf[ref] = groups.count
+                groups.append((ref, [position]))
+            }
         }
-        guard !order.isEmpty else { return 0 }
+        guard !groups.isEmpty else { return 0 }
         let withOpenConflicts = try Set(
             Row.fetchCursor(
                 db.cachedStatement(sql: "SELECT DISTINCT entity, record FROM _conflicts WHERE resolved_at IS NULL")
@@ -311,12 +316,11 @@ extension Store.Transaction {
                     """))
         var encoded: [UInt8] = []
         var applied = 0
-        for ref in order {
+        for (ref, positions) in groups {
             let table = try entityTable(ref.entity)
-            let changes = groups[ref]!
             var (state, folded) = try mergeState(table, ref.id)
-            for change in changes { state.apply(change, entity: table.entity) }
-            applied += changes.count
+            for position in positions { state.apply(changes[position], entity: table.entity) }
+            applied += positions.count
             try writeRow(table, ref.id, state)
             encoded.removeAll(keepingCapacity: true)
             state.encode(to: &encoded)
@@ -327,7 +331,7 @@ extension Store.Transaction {
             try saveState.run(db)
             let conflicts = state.conflicts(entity: table.entity, recordID: ref.id)
             if !conflicts.isEmpty || withOpenConflicts.contains(ref) {
-                try noteConflicts(table, ref.id, conflicts, at: changes.last!.serverSequence!)
+                try noteConflicts(table, ref.id, conflicts, at: changes[positions.last!].serverSequence!)
             }
         }
         return applied
@@ -342,8 +346,7 @@ extension Store.Transaction {
     func mergeState(_ table: EntityTable, _ record: String) throws -> (state: RecordState, folded: Int64) {
         var state = RecordState()
         var folded: Int64 = 0
-        let select = RawStatement(
-            try db.cachedStatement(sql: "SELECT state, folded FROM _record_state WHERE entity = ? AND record = ?"))
+        let select = try statement(\.selectState, "SELECT state, folded FROM _record_state WHERE entity = ? AND record = ?")
         select.bind(1, table.entity.name)
         select.bind(2, record)
         if try select.step(db) {
@@ -353,8 +356,7 @@ extension Store.Transaction {
         select.reset()
         // Most records have no local change since their state was stored: look before reading.
         let key = recordKey(record)
-        let newer = RawStatement(
-            try db.cachedStatement(sql: "SELECT 1 FROM _changelog WHERE record_key = ? AND record = ? AND seq > ? LIMIT 1"))
+        let newer = try statement(\.newerLocal, "SELECT 1 FROM _changelog WHERE record_key = ? AND record = ? AND seq > ? LIMIT 1")
         try flushLog()
         newer.bind(1, key)
         newer.bind(2, record)
@@ -391,7 +393,14 @@ extension Store.Transaction {
             try db.cachedStatement(sql: table.deleteSQL).execute(arguments: [record])
             return
         }
-        let upsert = RawStatement(try db.cachedStatement(sql: table.upsertSQL))
+        let upsert: RawStatement
+        if let cached = statements.upsert[table.number] {
+            upsert = RawStatement(cached)
+        } else {
+            let statement = try db.cachedStatement(sql: table.upsertSQL)
+            statements.upsert[table.number] = statement
+            upsert = RawStatement(statement)
+        }
         upsert.bind(1, record)
         for (n, field) in entity.fields.enumerated() { upsert.bind(Int32(n + 2), state.values[field.name] ?? .null) }
         try upsert.run(db)
