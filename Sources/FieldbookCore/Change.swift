@@ -261,12 +261,7 @@ extension FieldChange {
 
 extension JSONTape {
     /// The field of `entity` named by the string at `index`, compared without making a string.
-    func field(_ index: Int, in entity: Entity) -> Field? {
-        var hint = 0
-        return field(index, in: entity, hint: &hint)
-    }
-
-    /// The field of `entity` named by the string at `index`. The search starts at `hint`, the
+    /// The search starts at `hint`, the
     /// position after the field found last: changes and states name fields in schema order, so
     /// the next one is usually the first looked at.
     func field(_ index: Int, in entity: Entity, hint: inout Int) -> Field? {

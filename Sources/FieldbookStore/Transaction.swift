@@ -18,6 +18,13 @@ extension Store {
             return RawStatement(statement)
         }
 
+        func upsertStatement(_ table: EntityTable) throws -> RawStatement {
+            if let cached = statements.upsert[table.number] { return RawStatement(cached) }
+            let statement = try db.cachedStatement(sql: table.upsertSQL)
+            statements.upsert[table.number] = statement
+            return RawStatement(statement)
+        }
+
         func existsStatement(_ table: EntityTable) throws -> RawStatement {
             if let cached = statements.exists[table.number] { return RawStatement(cached) }
             let statement = try db.cachedStatement(sql: table.existsSQL)

@@ -393,14 +393,7 @@ extension Store.Transaction {
             try db.cachedStatement(sql: table.deleteSQL).execute(arguments: [record])
             return
         }
-        let upsert: RawStatement
-        if let cached = statements.upsert[table.number] {
-            upsert = RawStatement(cached)
-        } else {
-            let statement = try db.cachedStatement(sql: table.upsertSQL)
-            statements.upsert[table.number] = statement
-            upsert = RawStatement(statement)
-        }
+        let upsert = try upsertStatement(table)
         upsert.bind(1, record)
         for (n, field) in entity.fields.enumerated() { upsert.bind(Int32(n + 2), state.values[field.name] ?? .null) }
         try upsert.run(db)
