@@ -20,7 +20,7 @@ struct ConcurrencyTests {
         // Every push sleeps 0–20 ms after inserting its changes, before it commits: the window in which a
         // later-numbered change could commit first if numbers were not handed out one transaction at a time.
         let storage = try PostgresSyncStorage(
-            client: postgresClient, schema: schema, namespace: dir.namespace, logger: logger,
+            client: await postgresClient(), schema: schema, namespace: dir.namespace, logger: logger,
             insideTransaction: { try await Task.sleep(for: .milliseconds(Int.random(in: 0...20))) })
         try await storage.migrate()
         let writers = 8

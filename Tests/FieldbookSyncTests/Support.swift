@@ -44,16 +44,27 @@ enum Backend: String, Sendable, CustomTestStringConvertible {
 
 let postgresURL = ProcessInfo.processInfo.environment["FIELDBOOK_POSTGRES_URL"].flatMap { $0.isEmpty ? nil : $0 }
 
-/// One client (and connection pool) for every PostgreSQL store of the test process, running from first use.
-let postgresClient: PostgresClient = {
+/// One client (and connection pool) for every PostgreSQL store of the test process, running from first use,
+/// and a task that ends once its `run()` has begun.
+private let postgres: (client: PostgresClient, begun: Task<Void, Never>) = {
     var logger = Logger(label: "test-postgres")
     logger.logLevel = .warning
     var configuration = try! PostgresSyncStorage.configuration(url: postgresURL!)
     configuration.options.maximumConnections = 40
     let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
-    Task { await client.run() }
-    return client
+    let (started, begun) = AsyncStream<Void>.makeStream()
+    Task {
+        begun.finish()
+        await client.run()
+    }
+    return (client, Task { for await _ in started {} })
 }()
+
+/// The shared PostgreSQL client, once it runs (a lease made before its `run()` has begun waits, and logs a warning).
+func postgresClient() async -> PostgresClient {
+    await postgres.begun.value
+    return postgres.client
+}
 
 /// The server store the suites run against. Every protocol test goes through this one
 /// function, so every store runs the same suites: an SQLite file in `dir`, or a PostgreSQL
@@ -65,7 +76,8 @@ func makeStorage(_ dir: TemporaryDirectory, _ backend: Backend) async throws -> 
     case .postgres:
         var logger = Logger(label: "test-postgres")
         logger.logLevel = .warning
-        let storage = try PostgresSyncStorage(client: postgresClient, schema: schema, namespace: dir.namespace, logger: logger)
+        let storage = try PostgresSyncStorage(
+            client: await postgresClient(), schema: schema, namespace: dir.namespace, logger: logger)
         try await storage.migrate()
         return storage
     }

@@ -80,7 +80,14 @@ public final class PostgresSyncStorage: SyncStorage {
     ) async throws -> T {
         let client = PostgresClient(configuration: try configuration(url: url), backgroundLogger: logger)
         return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await client.run() }
+            // A lease made before run() has begun waits for it, with a warning in the log at every
+            // start: wait until the task that runs the client has begun.
+            let (started, begun) = AsyncStream<Void>.makeStream()
+            group.addTask {
+                begun.finish()
+                await client.run()
+            }
+            for await _ in started {}
             defer { group.cancelAll() }
             let storage = try PostgresSyncStorage(client: client, schema: schema, namespace: namespace, logger: logger)
             try await storage.migrate()
@@ -120,12 +127,13 @@ public final class PostgresSyncStorage: SyncStorage {
 
     /// Creates the namespace and its tables if they are missing, or checks and migrates them.
     ///
-    /// Safe when several processes start at once: it runs under an advisory lock.
+    /// Safe when several processes start at once: it runs under an advisory lock, one per
+    /// namespace (stores in other namespaces migrate at the same time, not one after another).
     /// - Throws: ``PostgresSetupError`` if the database holds another schema or a newer version.
     public func migrate() async throws {
         let schema = self.schema
         try await transaction { c in
-            try await c.query("SELECT pg_advisory_xact_lock(hashtext('fieldbook.migrate'))", logger: logger)
+            try await c.query("SELECT pg_advisory_xact_lock(hashtext(\("fieldbook.migrate." + namespace)))", logger: logger)
             try await c.query("CREATE SCHEMA IF NOT EXISTS \(unescaped: "\"\(namespace)\"")", logger: logger)
             let exists = try await c.query("SELECT to_regclass(\(t("meta"))) IS NOT NULL", logger: logger)
                 .collect().first?.decode(Bool.self) ?? false
