@@ -95,9 +95,16 @@ struct SyncBenchmark: AsyncParsableCommand {
             let pushOptions = options
             async let pushed = measureAsync { _ = try await a.push(transportA, options: pushOptions) }
             endToEnd = try await measureAsync {
+                var lastProgress = ContinuousClock.now
                 while true {
-                    applied += try await b.pull(transportB, options: options).applied
+                    let pulled = try await b.pull(transportB, options: options).applied
+                    applied += pulled
                     if applied >= changes + 1 { break }
+                    if pulled > 0 {
+                        lastProgress = .now
+                    } else if ContinuousClock.now - lastProgress > .seconds(60) {
+                        throw ValidationError("device B received nothing for a minute, at \(applied) of \(changes) changes")
+                    }
                     try await Task.sleep(for: .milliseconds(1))
                 }
             }
