@@ -101,11 +101,6 @@ package struct RawStatement {
         sqlite3_column_int64(handle, index)
     }
 
-    /// Calls `body` with a result column's text bytes, valid only while it runs (empty for null).
-    package func withBytes<T>(_ index: Int32, _ body: (UnsafeBufferPointer<UInt8>) throws -> T) rethrows -> T {
-        try body(utf8(index))
-    }
-
     /// A result column's text bytes, valid until the statement steps again or is reset (empty for null).
     package func utf8(_ index: Int32) -> UnsafeBufferPointer<UInt8> {
         // The text first, then its length (the order SQLite documents).
@@ -113,14 +108,9 @@ package struct RawStatement {
         return UnsafeBufferPointer(start: start, count: Int(sqlite3_column_bytes(handle, index)))
     }
 
-    /// A result column of the current row as text (empty for null).
-    package func text(_ index: Int32) -> String {
-        withBytes(index) { String(decoding: $0, as: UTF8.self) }
-    }
-
     /// A result column of the current row as its text's bytes (empty for null).
     package func bytes(_ index: Int32) -> [UInt8] {
-        withBytes(index) { Array($0) }
+        Array(utf8(index))
     }
 
     /// The rowid of the last row inserted on the statement's connection.

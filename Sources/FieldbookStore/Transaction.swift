@@ -12,23 +12,24 @@ extension Store {
         let statements: StatementCache
 
         func insertStatement(_ table: EntityTable) throws -> RawStatement {
-            if let cached = statements.insert[table.number] { return RawStatement(cached) }
-            let statement = try db.cachedStatement(sql: table.insertSQL)
-            statements.insert[table.number] = statement
-            return RawStatement(statement)
+            try statement(\.insert, table, table.insertSQL)
         }
 
         func upsertStatement(_ table: EntityTable) throws -> RawStatement {
-            if let cached = statements.upsert[table.number] { return RawStatement(cached) }
-            let statement = try db.cachedStatement(sql: table.upsertSQL)
-            statements.upsert[table.number] = statement
-            return RawStatement(statement)
+            try statement(\.upsert, table, table.upsertSQL)
         }
 
         func existsStatement(_ table: EntityTable) throws -> RawStatement {
-            if let cached = statements.exists[table.number] { return RawStatement(cached) }
-            let statement = try db.cachedStatement(sql: table.existsSQL)
-            statements.exists[table.number] = statement
+            try statement(\.exists, table, table.existsSQL)
+        }
+
+        /// A statement of `table`'s, prepared once per transaction and kept in `slots` at the table's number.
+        private func statement(
+            _ slots: ReferenceWritableKeyPath<StatementCache, [Statement?]>, _ table: EntityTable, _ sql: @autoclosure () -> String
+        ) throws -> RawStatement {
+            if let cached = statements[keyPath: slots][table.number] { return RawStatement(cached) }
+            let statement = try db.cachedStatement(sql: sql())
+            statements[keyPath: slots][table.number] = statement
             return RawStatement(statement)
         }
 
