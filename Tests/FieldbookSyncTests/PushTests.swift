@@ -1,8 +1,12 @@
+import AsyncHTTPClient
 import FieldbookCore
 import FieldbookServer
 import FieldbookStore
-import Testing
+import Foundation
+import NIOCore
+import NIOHTTP1
 import Synchronization
+import Testing
 
 /// The push algorithm (`PushPlan`) through each server store: repeats, gaps and reuse, within one
 /// request and across requests, answered the same way by every store.
@@ -115,6 +119,117 @@ struct PushTests {
         #expect(bodies == [expected])
         // And it reads back as those changes.
         #expect(try PushRequest(utf8: try #require(bodies.first), schema: schema).changes == changes)
+    }
+}
+
+extension PushTests {
+    @Test("a push that reaches the server while the device's push before it is still arriving waits for it", arguments: Backend.all)
+    func overtakingPushWaits(_ backend: Backend) async throws {
+        let dir = TemporaryDirectory()
+        let storage = try await makeStorage(dir, backend)
+        let token = try await storage.createToken(name: "王芳")
+        let device = try Store(path: dir.path("device.sqlite"), schema: schema)
+        let site = try device.insert("site", ["name": "幸福院", "kind": "happiness_home"])
+        for i in 1...3 { try device.update("site", id: site, ["town": .text("镇\(i)")]) }
+        let changes = try device.pendingChanges(limit: 4)
+        func body(_ part: ArraySlice<Change>) -> [UInt8] {
+            var bytes: [UInt8] = []
+            request(device, Array(part)).encode(to: &bytes)
+            return bytes
+        }
+        let first = body(changes[0...1])
+        let second = body(changes[2...3])
+
+        try await withServer(storage: storage) { url in
+            // The first push: its head and half its body now, the rest when told.
+            let (parts, feed) = AsyncStream<ByteBuffer>.makeStream()
+            feed.yield(ByteBuffer(bytes: first[..<(first.count / 2)]))
+            var slow = HTTPClientRequest(url: url.appendingPathComponent("v1/push").absoluteString)
+            slow.method = .POST
+            slow.headers.add(name: "Authorization", value: "Bearer \(token)")
+            slow.body = .stream(parts, length: .known(first.count))
+            async let firstStatus = HTTPClient.shared.execute(slow, timeout: .seconds(30)).status.code
+            try await Task.sleep(for: .milliseconds(300))
+
+            // The second reaches the store first. Refused at once, it would be answered `sequence_gap`.
+            async let secondAnswer = post(url, "v1/push", token: token, body: second)
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(try await storage.changeCount() == 0)
+            feed.yield(ByteBuffer(bytes: first[(first.count / 2)...]))
+            feed.finish()
+
+            let status = try await firstStatus
+            #expect(status == 200)
+            let answer = try await secondAnswer
+            #expect(answer.status == 200 && answer.code == nil)
+            #expect(try await storage.changeCount() == 4)
+        }
+    }
+
+    @Test("a batch refused because it overtook the one before it is sent again once that one is answered")
+    func overtakenBatchResent() async throws {
+        let dir = TemporaryDirectory()
+        let storage = try await makeStorage(dir, .sqlite)
+        let token = try await storage.createToken(name: "王芳")
+        let device = try Store(path: dir.path("device.sqlite"), schema: schema)
+        let site = try device.insert("site", ["name": "幸福院", "kind": "happiness_home"])
+        for i in 1...5 { try device.update("site", id: site, ["town": .text("镇\(i)")]) }
+
+        try await withServer(storage: storage) { url in
+            let transport = Overtaking(HTTPTransport(server: url, token: token))
+            var options = SyncOptions()
+            options.pushBatch = 2
+            let pushed = try await device.push(transport, options: options)
+            #expect(pushed == 6)
+            // The second batch was sent first and refused, then sent again and taken.
+            let outcomes = transport.outcomes.withLock { $0 }
+            #expect(outcomes.first == "2-3: sequence_gap")
+            #expect(outcomes.dropFirst() == ["0-1: ok", "2-3: ok", "4-5: ok"])
+            #expect(try device.pendingChanges(limit: 10).isEmpty)
+            #expect(try await storage.changeCount() == 6)
+            #expect(try await storage.records("site").first?.values["town"] == .text("镇5"))
+        }
+    }
+}
+
+/// Holds a device's first push until its second has been answered, so the second reaches the
+/// server first; notes each push's changes (by position) and outcome, in the order they end.
+final class Overtaking: SyncTransport {
+    let inner: HTTPTransport
+    let outcomes = Mutex<[String]>([])
+    let secondDone: AsyncStream<Void>
+    let signal: AsyncStream<Void>.Continuation
+    let calls = Mutex(0)
+
+    init(_ inner: HTTPTransport) {
+        self.inner = inner
+        (secondDone, signal) = AsyncStream<Void>.makeStream()
+    }
+
+    func push(_ request: PushRequest) async throws -> PushResponse {
+        try await inner.push(request)
+    }
+
+    func push(encoded: EncodedPush) async throws -> PushResponse {
+        let call = calls.withLock { $0 += 1; return $0 }
+        if call == 1 {
+            var wait = secondDone.makeAsyncIterator()
+            _ = await wait.next()
+        }
+        defer { if call == 2 { signal.yield() } }
+        let name = "\(encoded.sequences.first! - 1)-\(encoded.sequences.last! - 1)"
+        do {
+            let response = try await inner.push(encoded: encoded)
+            outcomes.withLock { $0.append("\(name): ok") }
+            return response
+        } catch let error as SyncError {
+            if case .refused(let code) = error.kind { outcomes.withLock { $0.append("\(name): \(code.rawValue)") } }
+            throw error
+        }
+    }
+
+    func pull(_ request: PullRequest, schema: Schema) async throws -> PullResponse {
+        try await inner.pull(request, schema: schema)
     }
 }
 

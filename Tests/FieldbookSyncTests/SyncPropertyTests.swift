@@ -47,7 +47,16 @@ final class FlakyTransport: SyncTransport {
         }
     }
 
+    /// Runs `body` under the fault drawn, reporting a refusal as a real transport does.
     func run<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await faulty(body)
+        } catch let error as WireError {
+            throw SyncError(.refused(error.code), error.message)
+        }
+    }
+
+    private func faulty<T>(_ body: () async throws -> T) async throws -> T {
         switch fault() {
         case .requestLost: throw SyncError(.network, "request lost")
         case .answerLost:

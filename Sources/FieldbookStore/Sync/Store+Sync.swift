@@ -60,32 +60,83 @@ extension Store {
 
     /// Pushes every pending change, batch by batch; returns how many the server acknowledged.
     ///
-    /// The next batch is read from the changelog while the current one is on the wire, so the
-    /// device and the server work at the same time; batches are still sent one after another.
+    /// Two batches are on the wire at a time: the next is read from the changelog ahead and sent
+    /// before the answer to the one before it is awaited and recorded, so the server has it at hand
+    /// when it finishes that one. The server takes a device's changes in sequence order only: a
+    /// batch that reaches it before the one ahead of it is refused (`sequence_gap`), nothing of it
+    /// applied, and is sent again once that one is answered; the rest of the push then goes one
+    /// batch at a time.
     public func push(
         _ transport: any SyncTransport, options: SyncOptions = SyncOptions(), progress: (Int) -> Void = { _ in }
     ) async throws -> Int {
+        struct Sent {
+            var batch: EncodedPush
+            /// Whether it was sent while the batch ahead of it was unanswered.
+            var overtaking: Bool
+            var answer: Task<PushResponse, any Error>
+        }
+        final class Overtaken: Sendable {
+            let happened = Atomic(false)
+        }
+        let overtaken = Overtaken()
         var pushed = 0
-        var batch = try await readAsync { tx in try tx.encodedPush(after: tx.acknowledged(), limit: options.pushBatch) }
-        while let last = batch.sequences.last {
-            // Once the server holds a change, a power cut here must not lose it: this device would
-            // give its sequence number to another change, which the server would refuse for ever
-            // (`sequence_reused`).
-            if configuration.durableBeforePush { try await flushAsync() }
-            let request = batch
-            async let next = readAsync { try $0.encodedPush(after: last, limit: options.pushBatch) }
-            let response = try await retrying(options) { try await transport.push(encoded: request) }
-            // An answer that does not match the batch would mark changes as received that the
-            // server never took: they would never be pushed again.
-            guard response.assigned.map(\.sequence) == batch.sequences,
-                response.assigned.allSatisfy({ $0.serverSequence >= 1 })
-            else {
-                throw SyncError(.badResponse, "the push answer does not assign one server sequence number to each change pushed")
+        var durable: Int64 = 0  // changes up to this sequence number are on disk
+        var inFlight: [Sent] = []  // oldest first
+        var upcoming: Task<EncodedPush, any Error>? = Task {
+            try await readAsync { tx in try tx.encodedPush(after: tx.acknowledged(), limit: options.pushBatch) }
+        }
+        do {
+            while true {
+                let window = overtaken.happened.load(ordering: .relaxed) ? 1 : 2
+                if inFlight.count < window, let reading = upcoming {
+                    let batch = try await reading.value
+                    upcoming = nil
+                    if let last = batch.sequences.last {
+                        // Once the server holds a change, a power cut must not lose it: this device would
+                        // give its sequence number to another change, which the server would refuse for
+                        // ever (`sequence_reused`).
+                        if configuration.durableBeforePush, last > durable { durable = try await flushAsync() }
+                        let answer = Task {
+                            do {
+                                return try await retrying(options) { try await transport.push(encoded: batch) }
+                            } catch let error as SyncError where error.kind == .refused(.sequenceGap) {
+                                overtaken.happened.store(true, ordering: .relaxed)
+                                throw error
+                            }
+                        }
+                        inFlight.append(Sent(batch: batch, overtaking: !inFlight.isEmpty, answer: answer))
+                        upcoming = Task { try await readAsync { try $0.encodedPush(after: last, limit: options.pushBatch) } }
+                        continue
+                    }
+                }
+                guard !inFlight.isEmpty else { break }
+                let earlier = inFlight.removeFirst()
+                let response: PushResponse
+                do {
+                    response = try await earlier.answer.value
+                } catch let error as SyncError where error.kind == .refused(.sequenceGap) && earlier.overtaking {
+                    // The batch ahead of it has been answered since.
+                    response = try await retrying(options) { try await transport.push(encoded: earlier.batch) }
+                }
+                // An answer that does not match the batch would mark changes as received that the
+                // server never took: they would never be pushed again.
+                guard response.assigned.map(\.sequence) == earlier.batch.sequences,
+                    response.assigned.allSatisfy({ $0.serverSequence >= 1 })
+                else {
+                    throw SyncError(.badResponse, "the push answer does not assign one server sequence number to each change pushed")
+                }
+                try await acknowledge(response)
+                pushed += earlier.batch.sequences.count
+                progress(pushed)
             }
-            try await acknowledge(response)
-            pushed += batch.sequences.count
-            progress(pushed)
-            batch = try await next
+        } catch {
+            // Pushes are idempotent: one still on the wire would do no harm, but none is left running.
+            for sent in inFlight {
+                sent.answer.cancel()
+                _ = try? await sent.answer.value
+            }
+            _ = try? await upcoming?.value
+            throw error
         }
         return pushed
     }
@@ -439,17 +490,18 @@ extension Store {
     /// committed, but a power cut (or a crash of the operating system) can roll back the last
     /// commits, those made since SQLite last fsynced its write-ahead log. Call this where losing
     /// them would hurt, an inspection finished say; it costs one fsync, a few milliseconds.
-    /// ``push(_:options:progress:)`` calls it before each batch it sends.
+    /// ``push(_:options:progress:)`` calls it before the first batch it sends, and again before a batch holding changes made since.
     public func flush() throws {
-        try pool.writeWithoutTransaction(Self.flush)
+        _ = try pool.writeWithoutTransaction(Self.flush)
     }
 
-    /// ``flush()`` for async code: the task waits suspended, not holding a thread of the concurrency pool.
-    func flushAsync() async throws {
+    /// ``flush()`` for async code: the task waits suspended, not holding a thread of the concurrency
+    /// pool. Returns the last sequence number made durable.
+    func flushAsync() async throws -> Int64 {
         try await pool.writeWithoutTransaction(Self.flush)
     }
 
-    @Sendable private static func flush(_ db: Database) throws {
+    @Sendable private static func flush(_ db: Database) throws -> Int64 {
         // One commit with FULL fsyncs the log, and with it every commit before. fullfsync:
         // on Apple platforms a plain fsync leaves the data in the drive's cache.
         try db.execute(sql: "PRAGMA synchronous = FULL; PRAGMA fullfsync = ON")
@@ -464,6 +516,7 @@ extension Store {
                     """)
             return .commit
         }
+        return try Int64.fetchOne(db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'durable'") ?? 0
     }
 
     /// When the last sync finished (`YYYY-MM-DDTHH:MM:SS.sssZ`), or nil if none has.

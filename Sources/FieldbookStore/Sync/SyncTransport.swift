@@ -7,7 +7,10 @@ import NIOHTTP1
 /// How a device reaches a sync server: one push, one pull.
 ///
 /// ``HTTPTransport`` is the real one; tests may put another in between (one
-/// that drops answers, say) to prove that sync survives it.
+/// that drops answers, say) to prove that sync survives it. A transport throws ``SyncError``:
+/// a failure to reach the server as `.network`, and a refusal by the server as `.refused`
+/// with its code (``Store/push(_:options:progress:)`` sends a batch refused with
+/// `sequence_gap` again once the batch ahead of it is answered).
 public protocol SyncTransport: Sendable {
     func push(_ request: PushRequest) async throws -> PushResponse
     /// Pushes a batch already written as the body the server reads (what ``Store/push(_:options:progress:)``

@@ -40,11 +40,20 @@ public enum SyncServer {
             _ = try await authenticate(request, storage)
             return jsonResponse(storage.schema.json)
         }
+        let arrivals = PushArrivals()
         router.post("/v1/push") { request, context in
             let identity = try await authenticate(request, storage)
-            let bytes = try await body(request, limit: configuration.maxBodyBytes)
-            let push = try PushRequest(utf8: bytes, schema: storage.schema, maxChanges: configuration.maxBatch)
-            let response = try await storage.push(push, identity: identity)
+            let (push, response) = try await arrivals.run(token: identity.tokenID) {
+                let bytes = try await body(request, limit: configuration.maxBodyBytes)
+                let push = try PushRequest(utf8: bytes, schema: storage.schema, maxChanges: configuration.maxBatch)
+                do {
+                    return (push, try await storage.push(push, identity: identity))
+                } catch let error as WireError where error.code == .sequenceGap {
+                    // Perhaps it overtook the device's push before it, still running here.
+                    guard await arrivals.awaitAnother(token: identity.tokenID) else { throw error }
+                    return (push, try await storage.push(push, identity: identity))
+                }
+            }
             context.logger.info(
                 "push", metadata: ["device": .string(push.device), "changes": .stringConvertible(push.changes.count)])
             var out: [UInt8] = []

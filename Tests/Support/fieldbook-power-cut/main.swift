@@ -75,7 +75,12 @@ struct InProcessTransport: SyncTransport {
     func push(_ request: PushRequest) async throws -> PushResponse {
         let through = request.changes.map(\.sequence).max() ?? 0
         events.note(.sent, request.device, through)
-        let response = try await storage.push(request, identity: identity)
+        let response: PushResponse
+        do {
+            response = try await storage.push(request, identity: identity)
+        } catch let error as WireError {
+            throw SyncError(.refused(error.code), error.message)  // as a real transport reports it
+        }
         events.note(.acknowledged, request.device, through)
         return response
     }

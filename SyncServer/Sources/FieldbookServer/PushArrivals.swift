@@ -1,0 +1,57 @@
+import Synchronization
+
+/// The pushes of each token in progress in this process, so that a push that arrives ahead of
+/// its turn can wait for the one before it instead of being refused.
+///
+/// A device sends its next batch before the answer to the one before it (``Store/push``), so two
+/// of its pushes can be decoded at once and the later one reach the store first; the store
+/// refuses it (`sequence_gap`) and applies nothing. The push route then waits until another push
+/// of the same token, one not itself waiting, finishes here, and tries once more. With no such
+/// push (the earlier one went to another server process, or never came) the refusal stands and
+/// the device sends the batch again later.
+final class PushArrivals: Sendable {
+    private struct Lane {
+        var running = 0
+        var waiting: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let lanes = Mutex<[Int64: Lane]>([:])
+
+    /// Runs one push of `token`.
+    func run<T: Sendable>(token: Int64, _ body: () async throws -> T) async throws -> T {
+        lanes.withLock { $0[token, default: Lane()].running += 1 }
+        defer { leave(token) }
+        return try await body()
+    }
+
+    /// Waits until another running push of `token` finishes; false at once if there is none.
+    /// Called from inside ``run(token:_:)``: while it waits, this push does not count as running.
+    func awaitAnother(token: Int64) async -> Bool {
+        let others = lanes.withLock { $0[token]!.running - 1 }
+        guard others > 0 else { return false }
+        await withCheckedContinuation { continuation in
+            let resumeNow = lanes.withLock { lanes in
+                // Another push may have finished since the count was read.
+                guard lanes[token]!.running > 1 else { return true }
+                lanes[token]!.running -= 1
+                lanes[token]!.waiting.append(continuation)
+                return false
+            }
+            if resumeNow { continuation.resume() }
+        }
+        return true
+    }
+
+    private func leave(_ token: Int64) {
+        let waiting = lanes.withLock { lanes -> [CheckedContinuation<Void, Never>] in
+            var lane = lanes[token]!
+            lane.running -= 1
+            let waiting = lane.waiting
+            lane.running += waiting.count
+            lane.waiting = []
+            lanes[token] = lane.running == 0 ? nil : lane
+            return waiting
+        }
+        for continuation in waiting { continuation.resume() }
+    }
+}
