@@ -152,20 +152,20 @@ extension Store {
     ) async throws -> (applied: Int, cursor: Int64) {
         let schema = self.schema
         let device = deviceID
-        @Sendable func page(after cursor: Int64) async throws -> PullResponse {
+        @Sendable func page(after cursor: Int64) async throws -> ReceivedPage {
             let request = PullRequest(schema: SchemaVersion(schema), device: device, cursor: cursor, limit: options.pageSize)
             let page = try await retrying(options) { try await transport.pull(request, schema: schema) }
             guard page.cursor >= cursor else {
                 throw SyncError(.badResponse, "the server moved the cursor back from \(cursor) to \(page.cursor)")
             }
             try Store.check(page, after: cursor)
-            return page
+            return ReceivedPage(page, device: device)
         }
         var applied = 0
         var current = try await page(after: try await readAsync { try $0.cursor() })
         while true {
-            let more = current.more
-            let cursor = current.cursor
+            let more = current.page.more
+            let cursor = current.page.cursor
             async let next = more ? page(after: cursor) : nil
             applied += try await apply(current)
             progress(applied, cursor)
@@ -227,10 +227,11 @@ extension Store {
 
     /// Applies one pulled page and stores its cursor, in one transaction. Returns how many
     /// changes from other devices it applied (changes seen before are skipped).
-    func apply(_ page: PullResponse) async throws -> Int {
+    func apply(_ received: ReceivedPage) async throws -> Int {
+        let page = received.page
         let latest = page.changes.map(\.timestamp).max() ?? .zero
         return try await writeAsync { tx in
-            let applied = try tx.receive(page.changes)
+            let applied = try tx.receive(received)
             try tx.db.cachedStatement(sql: "UPDATE _fieldbook_meta SET value = ? WHERE key = 'cursor'")
                 .execute(arguments: [page.cursor])
             try tx.db.cachedStatement(sql: "UPDATE _fieldbook_meta SET value = max(value, ?) WHERE key = 'clock'")
@@ -301,12 +302,13 @@ extension Store.Transaction {
         try Int64.fetchOne(db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'cursor'") ?? 0
     }
 
-    /// Applies pulled changes (in server order); returns how many were new changes from other devices.
+    /// Applies a pulled page's changes (in server order); returns how many were new changes from other devices.
     ///
     /// This device's own changes only get their server sequence number noted (the push answer
     /// may have been lost). The others are grouped by record: each record's merge state is read,
     /// merged with its changes in order, and written back once.
-    func receive(_ changes: [Change]) throws -> Int {
+    func receive(_ received: ReceivedPage) throws -> Int {
+        let changes = received.page.changes
         // The statements run once per change or per record: bound and stepped through the C API.
         let noteOwn = RawStatement(try db.cachedStatement(sql: "UPDATE _changelog SET sseq = ? WHERE seq = ? AND sseq IS NULL"))
         let insert = RawStatement(
@@ -316,10 +318,7 @@ extension Store.Transaction {
                         (sseq, device, seq, author, entity, record, record_key, op, hlc, base, fields)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """))
-        // Each record's new changes, by their positions in `changes`, records in the order first touched.
-        var groupOf: [RecordRef: Int] = [:]
-        var groups: [(ref: RecordRef, changes: [Int])] = []
-        var fields: [UInt8] = []
+        var new = [Bool](repeating: false, count: changes.count)
         for (position, change) in changes.enumerated() {
             guard let serverSequence = change.serverSequence else {
                 throw SyncError(.badResponse, "a pulled change has no server sequence number")
@@ -330,35 +329,21 @@ extension Store.Transaction {
                 try noteOwn.run(db)
                 continue
             }
-            _ = try entityTable(change.entity)
-            fields.removeAll(keepingCapacity: true)
-            FieldChange.encode(change.fields, to: &fields)
             insert.bind(1, serverSequence)
             insert.bind(2, change.device)
             insert.bind(3, change.sequence)
             if let author = change.author { insert.bind(4, author) } else { insert.bindNull(4) }
             insert.bind(5, change.entity)
             insert.bind(6, change.recordID)
-            insert.bind(7, recordKey(change.recordID))
+            insert.bind(7, received.recordKeys[position])
             insert.bind(8, Int64(change.operation.rawValue))
             insert.bind(9, Int64(bitPattern: change.timestamp.rawValue))
             insert.bind(10, change.base)
-            insert.bind(11, fields[...])
+            insert.bind(11, received.fields(position))
             try insert.run(db)
-            guard insert.changes(db) == 1 else { continue }  // seen before
-            let ref = RecordRef(entity: change.entity, id: change.recordID)
-            if let group = groupOf[ref] {
-                groups[group].changes.append(position)
-            } else {
-                groupOf[ref] = groups.count
-                groups.append((ref, [position]))
-            }
+            new[position] = insert.changes(db) == 1  // or seen before
         }
-        guard !groups.isEmpty else { return 0 }
-        let withOpenConflicts = try Set(
-            Row.fetchCursor(
-                db.cachedStatement(sql: "SELECT DISTINCT entity, record FROM _conflicts WHERE resolved_at IS NULL")
-            ).map { RecordRef(entity: $0[0], id: $0[1]) })
+        var withOpenConflicts: Set<RecordRef>?
         let saveState = RawStatement(
             try db.cachedStatement(
                 sql: """
@@ -367,11 +352,19 @@ extension Store.Transaction {
                     """))
         var encoded: [UInt8] = []
         var applied = 0
-        for (ref, positions) in groups {
+        for (ref, positions) in received.groups {
+            let fresh = positions.filter { new[$0] }
+            guard let lastPosition = fresh.last else { continue }
+            if withOpenConflicts == nil {
+                withOpenConflicts = try Set(
+                    Row.fetchCursor(
+                        db.cachedStatement(sql: "SELECT DISTINCT entity, record FROM _conflicts WHERE resolved_at IS NULL")
+                    ).map { RecordRef(entity: $0[0], id: $0[1]) })
+            }
             let table = try entityTable(ref.entity)
             var (state, folded) = try mergeState(table, ref.id)
-            for position in positions { state.apply(changes[position], entity: table.entity) }
-            applied += positions.count
+            for position in fresh { state.apply(changes[position], entity: table.entity) }
+            applied += fresh.count
             try writeRow(table, ref.id, state)
             encoded.removeAll(keepingCapacity: true)
             state.encode(to: &encoded)
@@ -381,14 +374,14 @@ extension Store.Transaction {
             saveState.bind(4, folded)
             try saveState.run(db)
             let conflicts = state.conflicts(entity: table.entity, recordID: ref.id)
-            if !conflicts.isEmpty || withOpenConflicts.contains(ref) {
-                try noteConflicts(table, ref.id, conflicts, at: changes[positions.last!].serverSequence!)
+            if !conflicts.isEmpty || withOpenConflicts!.contains(ref) {
+                try noteConflicts(table, ref.id, conflicts, at: changes[lastPosition].serverSequence!)
             }
         }
         return applied
     }
 
-    struct RecordRef: Hashable {
+    struct RecordRef: Hashable, Sendable {
         var entity: String
         var id: String
     }
@@ -542,5 +535,53 @@ extension Store {
             }
             return base?.value ?? .null
         }
+    }
+}
+
+/// A pulled page with what applying it needs worked out beforehand, while the page before it is
+/// applied: each change's fields as `_received` stores them and its record key, and the changes
+/// of other devices grouped by record.
+struct ReceivedPage: Sendable {
+    let page: PullResponse
+    let recordKeys: [Int64]
+    /// For each record changed by another device, the positions of its changes, records in the order first touched.
+    let groups: [(ref: Store.Transaction.RecordRef, changes: [Int])]
+    /// Every change's field text (``FieldChange/encode(_:to:)``), one after another, and where each ends.
+    private let fieldText: [UInt8]
+    private let fieldEnds: [Int]
+
+    init(_ page: PullResponse, device: String) {
+        self.page = page
+        var recordKeys: [Int64] = []
+        recordKeys.reserveCapacity(page.changes.count)
+        var groupOf: [Store.Transaction.RecordRef: Int] = [:]
+        var groups: [(ref: Store.Transaction.RecordRef, changes: [Int])] = []
+        var fieldText: [UInt8] = []
+        fieldText.reserveCapacity(128 * page.changes.count)
+        var fieldEnds: [Int] = []
+        fieldEnds.reserveCapacity(page.changes.count)
+        for (position, change) in page.changes.enumerated() {
+            recordKeys.append(recordKey(change.recordID))
+            if change.device != device {
+                FieldChange.encode(change.fields, to: &fieldText)
+                let ref = Store.Transaction.RecordRef(entity: change.entity, id: change.recordID)
+                if let group = groupOf[ref] {
+                    groups[group].changes.append(position)
+                } else {
+                    groupOf[ref] = groups.count
+                    groups.append((ref, [position]))
+                }
+            }
+            fieldEnds.append(fieldText.count)
+        }
+        self.recordKeys = recordKeys
+        self.groups = groups
+        self.fieldText = fieldText
+        self.fieldEnds = fieldEnds
+    }
+
+    /// The field text of the change at `position`.
+    func fields(_ position: Int) -> ArraySlice<UInt8> {
+        fieldText[(position == 0 ? 0 : fieldEnds[position - 1])..<fieldEnds[position]]
     }
 }
