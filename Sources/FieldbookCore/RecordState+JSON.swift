@@ -79,11 +79,11 @@ extension RecordState {
         }
         func sortedObject<V>(_ dict: [String: V], only keep: (String) -> Bool = { _ in true }, _ write: (V, inout [UInt8]) -> Void) {
             out.append(UInt8(ascii: "{"))
-            for (n, key) in dict.keys.filter(keep).sorted().enumerated() {
+            for (n, pair) in dict.filter({ keep($0.key) }).sorted(by: { $0.key < $1.key }).enumerated() {
                 if n > 0 { out.append(UInt8(ascii: ",")) }
-                JSON.writeString(key, to: &out)
+                JSON.writeString(pair.key, to: &out)
                 out.append(UInt8(ascii: ":"))
-                write(dict[key]!, &out)
+                write(pair.value, &out)
             }
             out.append(UInt8(ascii: "}"))
         }
@@ -104,7 +104,11 @@ extension RecordState {
             stamp.encode(to: &out)
         }
         out.append(contentsOf: #"],"values":"#.utf8)
-        sortedObject(values, only: { self.registers[$0] == nil && self.members[$0] == nil }) { $0.writeJSON(to: &$1) }
+        if values.count == registers.count + members.count, members.isEmpty || registers.keys.allSatisfy({ members[$0] == nil }) {
+            out.append(contentsOf: "{}".utf8)  // no counters: every value follows from a register or a set
+        } else {
+            sortedObject(values, only: { self.registers[$0] == nil && self.members[$0] == nil }) { $0.writeJSON(to: &$1) }
+        }
         out.append(contentsOf: #","reg":"#.utf8)
         sortedObject(registers) { candidates, out in
             out.append(UInt8(ascii: "["))

@@ -79,8 +79,13 @@ public struct RecordState: Sendable, Hashable {
     /// ``FieldChange/decode(_:entity:)`` to reject them first.
     public mutating func apply(_ change: Change, entity: Entity) {
         let stamp = change.stamp
-        if hasApplied(device: stamp.device, sequence: stamp.sequence) { return }
-        applied[stamp.device] = stamp
+        // One lookup of the device, to check and to replace.
+        if let last = applied.index(forKey: stamp.device) {
+            if stamp.sequence <= applied.values[last].sequence { return }
+            applied.values[last] = stamp
+        } else {
+            applied[stamp.device] = stamp
+        }
         if change.operation == .delete {
             deletes.removeAll { stamp.saw($0) }
             deletes.append(stamp)
@@ -88,7 +93,12 @@ public struct RecordState: Sendable, Hashable {
             return
         }
         writes[stamp.device] = stamp
-        deletes.removeAll { stamp.saw($0) }
+        if !deletes.isEmpty { deletes.removeAll { stamp.saw($0) } }
+        if registers.isEmpty {
+            // A new record: room for every field at once, not grown a field at a time.
+            values.reserveCapacity(entity.fields.count)
+            registers.reserveCapacity(entity.fields.count)
+        }
         for fieldChange in change.fields {
             guard let field = entity.field(fieldChange.field) else { continue }
             apply(fieldChange, to: field, stamp: stamp)

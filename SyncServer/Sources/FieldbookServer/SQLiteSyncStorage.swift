@@ -114,7 +114,7 @@ public final class SQLiteSyncStorage: SyncStorage {
         try plan.acknowledge(stored: stored)
 
         // The rows are bound and stepped through the C API (RawStatement): once per change and per record.
-        let now = ISO8601DateFormatter().string(from: Date())
+        let now = CalendarText.timestamp(millisecondsSince1970: Int64(Date().timeIntervalSince1970 * 1000))
         let insert = RawStatement(
             try db.cachedStatement(
                 sql: """

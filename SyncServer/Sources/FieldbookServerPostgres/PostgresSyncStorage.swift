@@ -260,7 +260,7 @@ public final class PostgresSyncStorage: SyncStorage {
             try await c.query(
                 """
                 INSERT INTO \(unescaped: t("changes")) (sseq, device, seq, author, entity, record, op, hlc, base, fields, received_at)
-                SELECT s, \(device), q, \(identity.name), e, r, o, h, b, f, \(ISO8601DateFormatter().string(from: Date()))
+                SELECT s, \(device), q, \(identity.name), e, r, o, h, b, f, \(CalendarText.timestamp(millisecondsSince1970: Int64(Date().timeIntervalSince1970 * 1000)))
                 FROM unnest(\(serverSequences), \(plan.fresh.map(\.sequence)), \(plan.fresh.map(\.entity)),
                     \(plan.fresh.map(\.recordID)), \(plan.fresh.map { Int64($0.operation.rawValue) }),
                     \(plan.fresh.map { Int64(bitPattern: $0.timestamp.rawValue) }), \(plan.fresh.map(\.base)), \(plan.freshFields))
