@@ -319,29 +319,32 @@ extension Store.Transaction {
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """))
         var new = [Bool](repeating: false, count: changes.count)
-        for (position, change) in changes.enumerated() {
-            guard let serverSequence = change.serverSequence else {
-                throw SyncError(.badResponse, "a pulled change has no server sequence number")
+        // Through the buffer: each change read in place, not copied (and its strings retained) first.
+        try changes.withUnsafeBufferPointer { changes in
+            for position in changes.indices {
+                guard let serverSequence = changes[position].serverSequence else {
+                    throw SyncError(.badResponse, "a pulled change has no server sequence number")
+                }
+                if received.own[position] {
+                    noteOwn.bind(1, serverSequence)
+                    noteOwn.bind(2, changes[position].sequence)
+                    try noteOwn.run(db)
+                    continue
+                }
+                insert.bind(1, serverSequence)
+                insert.bind(2, changes[position].device)
+                insert.bind(3, changes[position].sequence)
+                if let author = changes[position].author { insert.bind(4, author) } else { insert.bindNull(4) }
+                insert.bind(5, changes[position].entity)
+                insert.bind(6, changes[position].recordID)
+                insert.bind(7, received.recordKeys[position])
+                insert.bind(8, Int64(changes[position].operation.rawValue))
+                insert.bind(9, Int64(bitPattern: changes[position].timestamp.rawValue))
+                insert.bind(10, changes[position].base)
+                insert.bind(11, received.fields(position))
+                try insert.run(db)
+                new[position] = insert.changes(db) == 1  // or seen before
             }
-            if change.device == store.deviceID {
-                noteOwn.bind(1, serverSequence)
-                noteOwn.bind(2, change.sequence)
-                try noteOwn.run(db)
-                continue
-            }
-            insert.bind(1, serverSequence)
-            insert.bind(2, change.device)
-            insert.bind(3, change.sequence)
-            if let author = change.author { insert.bind(4, author) } else { insert.bindNull(4) }
-            insert.bind(5, change.entity)
-            insert.bind(6, change.recordID)
-            insert.bind(7, received.recordKeys[position])
-            insert.bind(8, Int64(change.operation.rawValue))
-            insert.bind(9, Int64(bitPattern: change.timestamp.rawValue))
-            insert.bind(10, change.base)
-            insert.bind(11, received.fields(position))
-            try insert.run(db)
-            new[position] = insert.changes(db) == 1  // or seen before
         }
         var withOpenConflicts: Set<RecordRef>?
         let saveState = RawStatement(
@@ -543,6 +546,8 @@ extension Store {
 /// of other devices grouped by record.
 struct ReceivedPage: Sendable {
     let page: PullResponse
+    /// Whether each change is this device's own.
+    let own: [Bool]
     let recordKeys: [Int64]
     /// For each record changed by another device, the positions of its changes, records in the order first touched.
     let groups: [(ref: Store.Transaction.RecordRef, changes: [Int])]
@@ -560,9 +565,13 @@ struct ReceivedPage: Sendable {
         fieldText.reserveCapacity(128 * page.changes.count)
         var fieldEnds: [Int] = []
         fieldEnds.reserveCapacity(page.changes.count)
-        for (position, change) in page.changes.enumerated() {
+        var own: [Bool] = []
+        own.reserveCapacity(page.changes.count)
+        for position in page.changes.indices {
+            let change = page.changes[position]
             recordKeys.append(recordKey(change.recordID))
-            if change.device != device {
+            own.append(change.device == device)
+            if !own[position] {
                 FieldChange.encode(change.fields, to: &fieldText)
                 let ref = Store.Transaction.RecordRef(entity: change.entity, id: change.recordID)
                 if let group = groupOf[ref] {
@@ -574,6 +583,7 @@ struct ReceivedPage: Sendable {
             }
             fieldEnds.append(fieldText.count)
         }
+        self.own = own
         self.recordKeys = recordKeys
         self.groups = groups
         self.fieldText = fieldText
