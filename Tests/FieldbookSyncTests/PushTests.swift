@@ -69,6 +69,29 @@ struct PushTests {
         #expect(try await snapshot(storage) == before)
     }
 
+    @Test("a change sent again with its fields in another order is the same change", arguments: Backend.all)
+    func fieldOrderIsNotContent(_ backend: Backend) async throws {
+        let dir = TemporaryDirectory()
+        let (storage, identity, device, changes) = try await setUp(backend, dir, count: 2)
+        #expect(changes[0].fields.count > 1)
+        var reordered = changes[0]
+        reordered.fields.reverse()
+        // In one request, and in a later one (a client whose encoder orders keys differently each run).
+        let first = try await storage.push(request(device, [changes[0], reordered]), identity: identity)
+        #expect(first.assigned[0] == first.assigned[1])
+        let again = try await storage.push(request(device, [reordered, changes[1]]), identity: identity)
+        #expect(again.assigned.map(\.serverSequence) == [first.assigned[0].serverSequence, again.assigned[1].serverSequence])
+        #expect(try await storage.changeCount() == 2)
+
+        // Other content is still other content.
+        var other = reordered
+        other.fields[0].kind = .set("别的")
+        let refused = await #expect(throws: WireError.self) {
+            _ = try await storage.push(request(device, [other]), identity: identity)
+        }
+        #expect(refused?.code == .sequenceReused)
+    }
+
     @Test("a gap, or a device id of another token, applies nothing", arguments: Backend.all)
     func gapAndOwner(_ backend: Backend) async throws {
         let dir = TemporaryDirectory()

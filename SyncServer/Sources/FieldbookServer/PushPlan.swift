@@ -147,7 +147,8 @@ package struct PushPlan: Sendable {
             let (change, fields) = earlier[sequence]!
             let same =
                 row.entity == change.entity && row.recordID == change.recordID && row.operation == change.operation.rawValue
-                && row.hlc == Int64(bitPattern: change.timestamp.rawValue) && row.base == change.base && row.fields == fields
+                && row.hlc == Int64(bitPattern: change.timestamp.rawValue) && row.base == change.base
+                && (row.fields == fields || storedFields(row.fields, match: change))
             guard same else { throw Self.reused(sequence) }
             earlierServerSequences[sequence] = row.serverSequence
         }
@@ -189,7 +190,22 @@ package struct PushPlan: Sendable {
 
     private static func same(_ a: Change, _ aFields: String, _ b: Change, _ bFields: String) -> Bool {
         a.entity == b.entity && a.recordID == b.recordID && a.operation == b.operation && a.timestamp == b.timestamp
-            && a.base == b.base && aFields == bFields
+            && a.base == b.base && (aFields == bFields || sameFields(a.fields, b.fields))
+    }
+
+    /// Whether two lists hold the same field changes, in any order: a change writes each of its
+    /// fields once, so the order of its JSON keys is not content (a client's encoder may order them
+    /// differently each time it runs).
+    private static func sameFields(_ a: [FieldChange], _ b: [FieldChange]) -> Bool {
+        a.count == b.count && Set(a) == Set(b)
+    }
+
+    /// Whether a stored change's field text holds the field changes of `change`, in any order.
+    private func storedFields(_ text: String, match change: Change) -> Bool {
+        guard let entity = schema.entity(change.entity),
+            let stored = try? FieldChange.decode(utf8: Array(text.utf8), entity: entity)
+        else { return false }
+        return Self.sameFields(stored, change.fields)
     }
 
     private static func reused(_ sequence: Int64) -> WireError {
