@@ -343,7 +343,7 @@ struct TimedTransport: SyncTransport {
         }
         guard status == 200 else {
             if let json = try? JSON(parsing: data), let wire = WireError(json: json) {
-                throw SyncError(.refused(wire.code), status: status, wire.message)
+                throw SyncError(refusal: wire, status: status)
             }
             throw SyncError(.badResponse, status: status, "HTTP \(status) without a protocol error")
         }

@@ -52,7 +52,7 @@ final class FlakyTransport: SyncTransport {
         do {
             return try await faulty(body)
         } catch let error as WireError {
-            throw SyncError(.refused(error.code), error.message)
+            throw SyncError(refusal: error)
         }
     }
 

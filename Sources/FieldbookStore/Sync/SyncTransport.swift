@@ -62,6 +62,11 @@ public struct SyncError: Error, Sendable, CustomStringConvertible {
         self.message = message
     }
 
+    /// The server's refusal of a request, as every transport reports it: `.refused` with its code.
+    public init(refusal: WireError, status: Int? = nil) {
+        self.init(.refused(refusal.code), status: status, refusal.message)
+    }
+
     /// Whether the same request may succeed later: network failures and server-side failures.
     public var isRetryable: Bool {
         switch kind {
@@ -150,7 +155,7 @@ public struct HTTPTransport: SyncTransport {
         }
         guard status == 200 else {
             if let json = try? JSON(parsing: data), let wire = WireError(json: json) {
-                throw SyncError(.refused(wire.code), status: status, wire.message)
+                throw SyncError(refusal: wire, status: status)
             }
             throw SyncError(.badResponse, status: status, "HTTP \(status) without a protocol error")
         }

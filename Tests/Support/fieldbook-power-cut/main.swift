@@ -79,7 +79,7 @@ struct InProcessTransport: SyncTransport {
         do {
             response = try await storage.push(request, identity: identity)
         } catch let error as WireError {
-            throw SyncError(.refused(error.code), error.message)  // as a real transport reports it
+            throw SyncError(refusal: error)  // as a real transport reports it
         }
         events.note(.acknowledged, request.device, through)
         return response
