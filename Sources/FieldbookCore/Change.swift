@@ -265,12 +265,17 @@ extension JSONTape {
     /// position after the field found last: changes and states name fields in schema order, so
     /// the next one is usually the first looked at.
     func field(_ index: Int, in entity: Entity, hint: inout Int) -> Field? {
+        fieldPosition(index, in: entity, hint: &hint).map { entity.fields[$0] }
+    }
+
+    /// The position in `entity`'s fields of the field named by the string at `index` (see ``field(_:in:hint:)``).
+    func fieldPosition(_ index: Int, in entity: Entity, hint: inout Int) -> Int? {
         let token = self[index]
         guard kind(index) == .string else { return nil }
         if token.escaped {
             guard let n = string(index).flatMap(entity.fieldIndex) else { return nil }
             hint = n + 1
-            return entity.fields[n]
+            return n
         }
         let names = entity.fieldNames
         let length = Int(token.length)
@@ -286,7 +291,7 @@ extension JSONTape {
         }
         guard let found else { return nil }
         hint = found + 1
-        return entity.fields[found]
+        return found
     }
 }
 

@@ -77,9 +77,9 @@ extension RecordState {
         func writeIndex(_ stamp: ChangeStamp) {
             JSON.writeInt(Int64(lookup?[stamp] ?? table.firstIndex(of: stamp)!), to: &out)
         }
-        func sortedObject<V>(_ dict: [String: V], only keep: (String) -> Bool = { _ in true }, _ write: (V, inout [UInt8]) -> Void) {
+        func sortedObject<V>(_ dict: [String: V], _ write: (V, inout [UInt8]) -> Void) {
             out.append(UInt8(ascii: "{"))
-            for (n, pair) in dict.filter({ keep($0.key) }).sorted(by: { $0.key < $1.key }).enumerated() {
+            for (n, pair) in dict.sorted(by: { $0.key < $1.key }).enumerated() {
                 if n > 0 { out.append(UInt8(ascii: ",")) }
                 JSON.writeString(pair.key, to: &out)
                 out.append(UInt8(ascii: ":"))
@@ -103,17 +103,25 @@ extension RecordState {
             if n > 0 { out.append(UInt8(ascii: ",")) }
             stamp.encode(to: &out)
         }
-        out.append(contentsOf: #"],"values":"#.utf8)
-        if values.count == registers.count + members.count, members.isEmpty || registers.keys.allSatisfy({ members[$0] == nil }) {
-            out.append(contentsOf: "{}".utf8)  // no counters: every value follows from a register or a set
-        } else {
-            sortedObject(values, only: { self.registers[$0] == nil && self.members[$0] == nil }) { $0.writeJSON(to: &$1) }
+        // "values": counters only, the other fields' values follow from "reg" and "mem".
+        out.append(contentsOf: #"],"values":{"#.utf8)
+        var first = true
+        for n in layout.byName where slots[n].candidates.isEmpty {
+            guard let value = slots[n].value, members.isEmpty || members[layout.names[n]] == nil else { continue }
+            if !first { out.append(UInt8(ascii: ",")) }
+            first = false
+            out.append(contentsOf: layout.keys[n])
+            value.writeJSON(to: &out)
         }
-        out.append(contentsOf: #","reg":"#.utf8)
-        sortedObject(registers) { candidates, out in
+        out.append(contentsOf: #"},"reg":{"#.utf8)
+        first = true
+        for n in layout.byName where !slots[n].candidates.isEmpty {
+            if !first { out.append(UInt8(ascii: ",")) }
+            first = false
+            out.append(contentsOf: layout.keys[n])
             out.append(UInt8(ascii: "["))
-            for (n, candidate) in candidates.enumerated() {
-                out.append(contentsOf: n > 0 ? ",[".utf8 : "[".utf8)
+            for (m, candidate) in slots[n].candidates.enumerated() {
+                out.append(contentsOf: m > 0 ? ",[".utf8 : "[".utf8)
                 writeIndex(candidate.stamp)
                 out.append(UInt8(ascii: ","))
                 candidate.value.writeJSON(to: &out)
@@ -125,6 +133,7 @@ extension RecordState {
             }
             out.append(UInt8(ascii: "]"))
         }
+        out.append(UInt8(ascii: "}"))
         out.append(contentsOf: #","mem":"#.utf8)
         sortedObject(members) { operations, out in
             out.append(UInt8(ascii: "{"))
@@ -167,7 +176,7 @@ extension RecordState {
                 table.append(stamp)
             }
         }
-        for candidates in registers.values { for candidate in candidates { add(candidate.stamp) } }
+        for slot in slots { for candidate in slot.candidates { add(candidate.stamp) } }
         for operations in members.values { for ops in operations.values { for op in ops { add(op.stamp) } } }
         for stamp in applied.values { add(stamp) }
         for stamp in writes.values { add(stamp) }
@@ -192,6 +201,8 @@ extension RecordState {
     /// Reads a state's stored form (``encoded``) for a record of `entity`. Fields the entity no longer has are dropped.
     public init(encoded bytes: [UInt8], entity: Entity) throws(RecordStateFormatError) {
         self.init()
+        layout = entity.layout
+        slots = [Slot](repeating: Slot(), count: entity.fields.count)
         func fail(_ what: String) -> RecordStateFormatError {
             RecordStateFormatError(description: "stored merge state of a \(entity.name) record: bad \(what)")
         }
@@ -234,14 +245,16 @@ extension RecordState {
         }
         var hint = 0
         for key in try object("values") {
-            guard let field = tape.field(key, in: entity, hint: &hint) else { continue }
+            guard let position = tape.fieldPosition(key, in: entity, hint: &hint) else { continue }
+            let field = entity.fields[position]
             guard let value = try? Value(tape, key + 1, for: field.type) else { throw fail("value of \(field.name)") }
-            values[field.name] = value
+            slots[position].value = value
         }
         for key in try object("reg") {
-            guard let field = tape.field(key, in: entity, hint: &hint) else { continue }
+            guard let position = tape.fieldPosition(key, in: entity, hint: &hint) else { continue }
+            let field = entity.fields[position]
             let list = key + 1
-            guard tape.kind(list) == .array else { throw fail("register \(field.name)") }
+            guard tape.kind(list) == .array, tape[list].length > 0 else { throw fail("register \(field.name)") }
             var candidates: [Candidate] = []
             candidates.reserveCapacity(Int(tape[list].length))
             for item in tape.elements(list) {
@@ -254,7 +267,8 @@ extension RecordState {
                 let epoch = tape.next(at)
                 candidates.append(Candidate(stamp: stamp, value: value, observedAt: tape.string(at), epoch: tape.int(epoch)))
             }
-            registers[field.name] = candidates
+            slots[position].candidates = candidates
+            slots[position].value = Self.winner(candidates, policy: field.policy, type: field.type).value
         }
         for key in try object("mem") {
             guard let field = tape.field(key, in: entity, hint: &hint) else { continue }
@@ -275,14 +289,10 @@ extension RecordState {
             }
             members[field.name] = operations
         }
-        // A register's value is its winner's, a set's its members present (the second form also
-        // stored them in "values": the same values).
-        for (name, candidates) in registers {
-            guard let field = entity.field(name), !candidates.isEmpty else { throw fail("register \(name)") }
-            values[name] = Self.winner(candidates, policy: field.policy, type: field.type).value
-        }
+        // A register's value is its winner's (above), a set's its members present (the second form
+        // also stored them in "values": the same values).
         for (name, operations) in members {
-            values[name] = Self.present(operations)
+            slots[entity.fieldIndex(name)!].value = Self.present(operations)
         }
         for stamp in try stampList("applied") { applied[stamp.device] = stamp }
         for stamp in try stampList("writes") { writes[stamp.device] = stamp }

@@ -26,11 +26,11 @@
 /// ``DeletePolicy/conflict`` the record stays and the delete is a conflict until a later
 /// change (an update that saw it, or another delete) settles it.
 public struct RecordState: Sendable, Hashable {
-    /// The field values, by field name; a field never written is absent.
-    public internal(set) var values: [String: Value] = [:]
-    /// For each register field: the writes no other write has replaced.
-    var registers: [String: [Candidate]] = [:]
-    /// For each `union` field: for each member, the adds and removes not replaced.
+    /// The entity's fields by position, as the state was laid out for them; empty before the first write.
+    var layout: FieldLayout = .empty
+    /// Each field's value and register, by position in ``layout``.
+    var slots: [Slot] = []
+    /// For each `union` field, by name: for each member, the adds and removes not replaced.
     var members: [String: [String: [MemberOperation]]] = [:]
     /// For each device, the last of its changes applied.
     var applied: [String: ChangeStamp] = [:]
@@ -40,6 +40,14 @@ public struct RecordState: Sendable, Hashable {
     var deletes: [ChangeStamp] = []
 
     public init() {}
+
+    /// One field of the record.
+    struct Slot: Sendable, Hashable {
+        /// The value that shows; nil for a field never written.
+        var value: Value?
+        /// For a register field (neither a counter nor a set): the writes no other write has replaced.
+        var candidates: [Candidate] = []
+    }
 
     /// One write to a register field.
     struct Candidate: Sendable, Hashable {
@@ -52,6 +60,48 @@ public struct RecordState: Sendable, Hashable {
     struct MemberOperation: Sendable, Hashable {
         var stamp: ChangeStamp
         var present: Bool
+    }
+
+    /// The field values, by field name; a field never written is absent.
+    public var values: [String: Value] {
+        var result: [String: Value] = [:]
+        for (n, slot) in slots.enumerated() {
+            if let value = slot.value { result[layout.names[n]] = value }
+        }
+        return result
+    }
+
+    /// The value of `entity`'s field at `position` (in ``Entity/fields``), or nil if it was never written.
+    public func value(at position: Int, of entity: Entity) -> Value? {
+        slot(position, of: entity)?.value
+    }
+
+    /// The slot of `entity`'s field at `position`: at that position when the state is laid out for
+    /// `entity` (always, but for a state of another version of it), else found by name.
+    func slot(_ position: Int, of entity: Entity) -> Slot? {
+        if layout === entity.layout { return slots[position] }
+        return layout.position(entity.fields[position].name).map { slots[$0] }
+    }
+
+    /// Two states are equal when they hold the same merge information: when their stored forms are equal.
+    public static func == (lhs: RecordState, rhs: RecordState) -> Bool {
+        lhs.encoded == rhs.encoded
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(encoded)
+    }
+
+    /// Lays the state out for `layout`: a new state gets a slot per field; a state laid out for
+    /// another version of the entity keeps its fields by name and drops the fields `layout` lacks.
+    mutating func adopt(_ layout: FieldLayout) {
+        if self.layout === layout { return }
+        var moved = [Slot](repeating: Slot(), count: layout.names.count)
+        for (n, slot) in slots.enumerated() {
+            if let position = layout.position(self.layout.names[n]) { moved[position] = slot }
+        }
+        self.layout = layout
+        slots = moved
     }
 
     /// Whether the record exists: inserted, and not deleted (or its delete is contested).
@@ -94,39 +144,39 @@ public struct RecordState: Sendable, Hashable {
         }
         writes[stamp.device] = stamp
         if !deletes.isEmpty { deletes.removeAll { stamp.saw($0) } }
-        if registers.isEmpty {
-            // A new record: room for every field at once, not grown a field at a time.
-            values.reserveCapacity(entity.fields.count)
-            registers.reserveCapacity(entity.fields.count)
-        }
-        for fieldChange in change.fields {
-            guard let field = entity.field(fieldChange.field) else { continue }
-            apply(fieldChange, to: field, stamp: stamp)
+        adopt(entity.layout)
+        var hint = 0
+        change.fields.withUnsafeBufferPointer { fields in  // each read in place, not copied
+            for i in fields.indices {
+                guard let position = entity.position(of: fields[i].field, hint: hint) else { continue }
+                hint = position + 1
+                apply(fields[i], at: position, field: entity.fields[position], stamp: stamp)
+            }
         }
     }
 
-    private mutating func apply(_ change: FieldChange, to field: Field, stamp: ChangeStamp) {
-        let name = field.name
+    private mutating func apply(_ change: FieldChange, at position: Int, field: Field, stamp: ChangeStamp) {
         switch (field.policy, change.kind) {
         case (.counter, .add(let delta)):
-            values[name] = .integer((values[name]?.integer ?? 0) &+ delta)
+            slots[position].value = .integer((slots[position].value?.integer ?? 0) &+ delta)
         case (.counter, .set(let value)):
             // An insert's value is the counter's first delta.
-            values[name] = .integer((values[name]?.integer ?? 0) &+ (value.integer ?? 0))
+            slots[position].value = .integer((slots[position].value?.integer ?? 0) &+ (value.integer ?? 0))
         case (.union, .members(let added, let removed)):
-            mergeMembers(name, added: added, removed: removed, stamp: stamp)
+            mergeMembers(field.name, at: position, added: added, removed: removed, stamp: stamp)
         case (.union, .set(let value)):
-            mergeMembers(name, added: value.setMembers, removed: [], stamp: stamp)
+            mergeMembers(field.name, at: position, added: value.setMembers, removed: [], stamp: stamp)
         case (_, .set(let value)):
             let candidate = Candidate(stamp: stamp, value: value, observedAt: change.observedAt, epoch: change.epoch)
-            values[name] = Self.add(candidate, to: &registers[name, default: []], policy: field.policy, type: field.type)
+            let shown = Self.add(candidate, to: &slots[position].candidates, policy: field.policy, type: field.type)
+            slots[position].value = shown
         case (_, .add), (_, .members):
             // A form that does not fit the field's policy; decoding rejects it.
             break
         }
     }
 
-    private mutating func mergeMembers(_ name: String, added: [String], removed: [String], stamp: ChangeStamp) {
+    private mutating func mergeMembers(_ name: String, at position: Int, added: [String], removed: [String], stamp: ChangeStamp) {
         var operations = members[name] ?? [:]
         for (list, present) in [(added, true), (removed, false)] {
             for member in list {
@@ -138,7 +188,7 @@ public struct RecordState: Sendable, Hashable {
             }
         }
         members[name] = operations
-        values[name] = Self.present(operations)
+        slots[position].value = Self.present(operations)
     }
 
     /// A `union` field's value: the members with an add no remove replaced.
@@ -214,8 +264,9 @@ public struct RecordState: Sendable, Hashable {
 
     /// The fields whose concurrent writes wait for a person: `manual` fields with more than one value.
     public func conflictingFields(_ entity: Entity) -> [String] {
-        entity.fields.compactMap { field in
-            guard case .manual = field.policy, let candidates = registers[field.name], candidates.count > 1 else {
+        entity.fields.indices.compactMap { position in
+            let field = entity.fields[position]
+            guard case .manual = field.policy, let candidates = slot(position, of: entity)?.candidates, candidates.count > 1 else {
                 return nil
             }
             return Set(candidates.map(\.value)).count > 1 ? field.name : nil
@@ -227,7 +278,8 @@ public struct RecordState: Sendable, Hashable {
     public func conflicts(entity: Entity, recordID: String) -> [Conflict] {
         var result: [Conflict] = []
         for name in conflictingFields(entity) {
-            let sides = registers[name]!.map { Conflict.Side(stamp: $0.stamp, value: $0.value, deletes: false) }
+            let candidates = slot(entity.fieldIndex(name)!, of: entity)!.candidates
+            let sides = candidates.map { Conflict.Side(stamp: $0.stamp, value: $0.value, deletes: false) }
             result.append(Conflict(entity: entity.name, recordID: recordID, field: name, sides: sides))
         }
         if !deletes.isEmpty && entity.onDelete == .conflict && deleteIsContested {
@@ -249,9 +301,8 @@ public struct RecordState: Sendable, Hashable {
         func fill(_ stamp: inout ChangeStamp) {
             if stamp.device == device, stamp.serverSequence == nil { stamp.serverSequence = lookup(stamp.sequence) }
         }
-        for (name, var candidates) in registers {
-            for i in candidates.indices { fill(&candidates[i].stamp) }
-            registers[name] = candidates
+        for n in slots.indices {
+            for i in slots[n].candidates.indices { fill(&slots[n].candidates[i].stamp) }
         }
         for (name, var operations) in members {
             for (member, var ops) in operations {
@@ -271,7 +322,7 @@ public struct RecordState: Sendable, Hashable {
         func visit(_ stamp: ChangeStamp) {
             if stamp.device == device, stamp.serverSequence == nil { result.insert(stamp.sequence) }
         }
-        for candidates in registers.values { candidates.forEach { visit($0.stamp) } }
+        for slot in slots { slot.candidates.forEach { visit($0.stamp) } }
         for operations in members.values { for ops in operations.values { ops.forEach { visit($0.stamp) } } }
         applied[device].map(visit)
         writes[device].map(visit)

@@ -61,6 +61,8 @@ public final class Entity: Sendable, Hashable {
     private let index: [String: Int]
     /// Each field's name as UTF-8, in ``fields`` order: compared with names in JSON text without making strings.
     let fieldNames: [[UInt8]]
+    /// The fields as merge states lay them out: by position in ``fields``.
+    let layout: FieldLayout
 
     init(name: String, label: String?, appendOnly: Bool, onDelete: DeletePolicy, fields: [Field]) {
         self.name = name
@@ -69,6 +71,7 @@ public final class Entity: Sendable, Hashable {
         self.onDelete = onDelete
         self.fields = fields
         fieldNames = fields.map { Array($0.name.utf8) }
+        layout = FieldLayout(names: fields.map(\.name))
         var index: [String: Int] = [:]
         for (n, f) in fields.enumerated() { index[f.name] = n }
         self.index = index
@@ -84,6 +87,13 @@ public final class Entity: Sendable, Hashable {
         index[name]
     }
 
+    /// The position of the field called `name`, looking at `hint` first: changes name their fields
+    /// in schema order, so the position after the one found last is usually the next.
+    func position(of name: String, hint: Int) -> Int? {
+        if hint < fields.count, fields[hint].name == name { return hint }
+        return index[name]
+    }
+
     public static func == (lhs: Entity, rhs: Entity) -> Bool {
         lhs.name == rhs.name && lhs.label == rhs.label && lhs.appendOnly == rhs.appendOnly && lhs.onDelete == rhs.onDelete
             && lhs.fields == rhs.fields
@@ -92,6 +102,42 @@ public final class Entity: Sendable, Hashable {
     public func hash(into hasher: inout Hasher) {
         hasher.combine(name)
         hasher.combine(fields)
+    }
+}
+
+/// An entity's field names by position: how a ``RecordState`` lays out its fields. One per
+/// entity, shared by every state of its records, so a state knows its layout by identity.
+final class FieldLayout: Sendable, Hashable {
+    let names: [String]
+    /// The positions in ascending name order: the order a stored state lists its fields in.
+    let byName: [Int]
+    /// Each name as a JSON object key, `"name":`, ready to write.
+    let keys: [[UInt8]]
+
+    /// The layout of a state no write has touched yet.
+    static let empty = FieldLayout(names: [])
+
+    init(names: [String]) {
+        self.names = names
+        byName = names.indices.sorted { names[$0] < names[$1] }
+        keys = names.map { name in
+            var key: [UInt8] = []
+            JSON.writeString(name, to: &key)
+            key.append(UInt8(ascii: ":"))
+            return key
+        }
+    }
+
+    func position(_ name: String) -> Int? {
+        names.firstIndex(of: name)
+    }
+
+    static func == (lhs: FieldLayout, rhs: FieldLayout) -> Bool {
+        lhs === rhs || lhs.names == rhs.names
+    }
+
+    func hash(into hasher: inout Hasher) {
+        hasher.combine(names)
     }
 }
 

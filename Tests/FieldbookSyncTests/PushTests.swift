@@ -170,7 +170,7 @@ extension PushTests {
             var slow = HTTPClientRequest(url: url.appendingPathComponent("v1/push").absoluteString)
             slow.method = .POST
             slow.headers.add(name: "Authorization", value: "Bearer \(token)")
-            slow.body = .stream(parts, length: .known(first.count))
+            slow.body = .stream(parts, length: .known(Int64(first.count)))
             async let firstStatus = HTTPClient.shared.execute(slow, timeout: .seconds(30)).status.code
             try await Task.sleep(for: .milliseconds(300))
 

@@ -61,8 +61,9 @@ extension Store {
     /// Pushes every pending change, batch by batch; returns how many the server acknowledged.
     ///
     /// Two batches are on the wire at a time: the next is read from the changelog ahead and sent
-    /// before the answer to the one before it is awaited and recorded, so the server has it at hand
-    /// when it finishes that one. The server takes a device's changes in sequence order only: a
+    /// before the answer to the one before it is awaited, and the one after it as soon as that
+    /// answer comes, before this device records it; so the server has a batch at hand whenever it
+    /// finishes one. The server takes a device's changes in sequence order only: a
     /// batch that reaches it before the one ahead of it is refused (`sequence_gap`), nothing of it
     /// applied, and is sent again once that one is answered; the rest of the push then goes one
     /// batch at a time.
@@ -85,31 +86,32 @@ extension Store {
         var upcoming: Task<EncodedPush, any Error>? = Task {
             try await readAsync { tx in try tx.encodedPush(after: tx.acknowledged(), limit: options.pushBatch) }
         }
-        do {
-            while true {
-                let window = overtaken.happened.load(ordering: .relaxed) ? 1 : 2
-                if inFlight.count < window, let reading = upcoming {
-                    let batch = try await reading.value
-                    upcoming = nil
-                    if let last = batch.sequences.last {
-                        // Once the server holds a change, a power cut must not lose it: this device would
-                        // give its sequence number to another change, which the server would refuse for
-                        // ever (`sequence_reused`).
-                        if configuration.durableBeforePush, last > durable { durable = try await flushAsync() }
-                        let answer = Task {
-                            do {
-                                return try await retrying(options) { try await transport.push(encoded: batch) }
-                            } catch let error as SyncError where error.kind == .refused(.sequenceGap) {
-                                overtaken.happened.store(true, ordering: .relaxed)
-                                throw error
-                            }
-                        }
-                        inFlight.append(Sent(batch: batch, overtaking: !inFlight.isEmpty, answer: answer))
-                        upcoming = Task { try await readAsync { try $0.encodedPush(after: last, limit: options.pushBatch) } }
-                        continue
+        // Sends batches until two are unanswered (one, once the server has refused one that
+        // overtook the batch ahead of it) or none is left.
+        func send() async throws {
+            while inFlight.count < (overtaken.happened.load(ordering: .relaxed) ? 1 : 2), let reading = upcoming {
+                let batch = try await reading.value
+                upcoming = nil
+                guard let last = batch.sequences.last else { return }
+                // Once the server holds a change, a power cut must not lose it: this device would
+                // give its sequence number to another change, which the server would refuse for
+                // ever (`sequence_reused`).
+                if configuration.durableBeforePush, last > durable { durable = try await flushAsync() }
+                let answer = Task {
+                    do {
+                        return try await retrying(options) { try await transport.push(encoded: batch) }
+                    } catch let error as SyncError where error.kind == .refused(.sequenceGap) {
+                        overtaken.happened.store(true, ordering: .relaxed)
+                        throw error
                     }
                 }
-                guard !inFlight.isEmpty else { break }
+                inFlight.append(Sent(batch: batch, overtaking: !inFlight.isEmpty, answer: answer))
+                upcoming = Task { try await readAsync { try $0.encodedPush(after: last, limit: options.pushBatch) } }
+            }
+        }
+        do {
+            try await send()
+            while !inFlight.isEmpty {
                 let earlier = inFlight.removeFirst()
                 let response: PushResponse
                 do {
@@ -125,6 +127,8 @@ extension Store {
                 else {
                     throw SyncError(.badResponse, "the push answer does not assign one server sequence number to each change pushed")
                 }
+                // The next batch goes first: the server works on it while this device records the answer.
+                try await send()
                 try await acknowledge(response)
                 pushed += earlier.batch.sequences.count
                 progress(pushed)
@@ -442,7 +446,7 @@ extension Store.Transaction {
         }
         let upsert = try upsertStatement(table)
         upsert.bind(1, record)
-        for (n, field) in entity.fields.enumerated() { upsert.bind(Int32(n + 2), state.values[field.name] ?? .null) }
+        for n in entity.fields.indices { upsert.bind(Int32(n + 2), state.value(at: n, of: entity) ?? .null) }
         try upsert.run(db)
     }
 

@@ -5,8 +5,10 @@ package import FieldbookCore
 ///
 /// Each server store runs the same steps, in one transaction that it rolls back on any error:
 ///
-/// 1. Read the device's row and make the plan: ``init(_:identity:device:)`` checks ownership
-///    and order, and splits the changes into ``fresh`` ones and ones received before.
+/// 0. Before the transaction (so the one writer does not): ``fieldTexts(_:)``, each change's
+///    fields as stored.
+/// 1. Read the device's row and make the plan: ``init(_:fields:identity:device:schema:)`` checks
+///    ownership and order, and splits the changes into ``fresh`` ones and ones received before.
 /// 2. Read the stored changes at ``earlierSequences`` and pass them to ``acknowledge(stored:)``,
 ///    which rejects a sequence number reused with different content.
 /// 3. Insert the ``fresh`` changes (their field text is in ``freshFields``), numbered in order,
@@ -87,12 +89,24 @@ package struct PushPlan: Sendable {
         case earlier(Int64)
     }
 
+    /// Each change's fields as a store keeps them (``FieldChange/text(_:)``), in request order.
+    ///
+    /// Work for any thread: a store computes them before it takes its writer, which then only compares and stores them.
+    package static func fieldTexts(_ request: PushRequest) -> [String] {
+        request.changes.map { FieldChange.text($0.fields) }
+    }
+
     /// Checks a push against the device's row and sorts its changes.
     /// - Parameters:
+    ///   - fields: ``fieldTexts(_:)`` of the request.
     ///   - device: the device's row, or nil for a device never seen: the token that owns it and its last sequence number.
     /// - Throws: ``WireError`` `forbidden` if the device id belongs to another token; `sequence_gap` if a new
     ///   change does not follow the last one; `sequence_reused` if the request repeats a sequence with other content.
-    package init(_ request: PushRequest, identity: Identity, device row: (owner: Int64, lastSequence: Int64)?, schema: Schema) throws {
+    package init(
+        _ request: PushRequest, fields texts: [String], identity: Identity, device row: (owner: Int64, lastSequence: Int64)?,
+        schema: Schema
+    ) throws {
+        precondition(texts.count == request.changes.count, "one field text per change")
         if let row, row.owner != identity.tokenID {
             throw WireError(.forbidden, "this device id belongs to another token; each device uses its own id")
         }
@@ -105,8 +119,7 @@ package struct PushPlan: Sendable {
         var touched: Set<RecordKey> = []
         fresh.reserveCapacity(request.changes.count)
         freshFields.reserveCapacity(request.changes.count)
-        for change in request.changes {
-            let fields = FieldChange.text(change.fields)
+        for (change, fields) in zip(request.changes, texts) {
             if change.sequence <= lastSequence {
                 // Received before — in an earlier push, or earlier in this one: the same content gets the same answer.
                 if change.sequence > previous {

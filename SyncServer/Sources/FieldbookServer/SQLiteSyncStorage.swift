@@ -87,16 +87,19 @@ public final class SQLiteSyncStorage: SyncStorage {
 
     public func push(_ request: PushRequest, identity: Identity) async throws -> PushResponse {
         let schema = self.schema
+        let fields = PushPlan.fieldTexts(request)
         return try await pool.write { db in
-            try Self.push(db, request, identity: identity, schema: schema)
+            try Self.push(db, request, fields: fields, identity: identity, schema: schema)
         }
     }
 
     /// One push, in the writer's transaction: the steps of ``PushPlan``, one row at a time.
-    static func push(_ db: Database, _ request: PushRequest, identity: Identity, schema: Schema) throws -> PushResponse {
+    static func push(_ db: Database, _ request: PushRequest, fields: [String], identity: Identity, schema: Schema) throws
+        -> PushResponse
+    {
         let device = request.device
         let row = try Row.fetchOne(db, sql: "SELECT token, last_sequence FROM devices WHERE device = ?", arguments: [device])
-        var plan = try PushPlan(request, identity: identity, device: row.map { ($0[0], $0[1]) }, schema: schema)
+        var plan = try PushPlan(request, fields: fields, identity: identity, device: row.map { ($0[0], $0[1]) }, schema: schema)
         if row == nil {
             try db.execute(sql: "INSERT INTO devices (device, token, last_sequence) VALUES (?, ?, 0)", arguments: [device, identity.tokenID])
         }

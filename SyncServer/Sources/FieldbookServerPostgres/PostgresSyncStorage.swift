@@ -217,19 +217,21 @@ public final class PostgresSyncStorage: SyncStorage {
     // MARK: - Push
 
     public func push(_ request: PushRequest, identity: Identity) async throws -> PushResponse {
-        try await transaction { c in try await push(c, request, identity: identity) }
+        let fields = PushPlan.fieldTexts(request)
+        return try await transaction { c in try await push(c, request, fields: fields, identity: identity) }
     }
 
     /// One push, in its transaction: the steps of ``PushPlan``, each a statement over arrays
     /// (a push of 5,000 changes is a handful of round trips, not thousands).
-    func push(_ c: PostgresConnection, _ request: PushRequest, identity: Identity) async throws -> PushResponse {
+    func push(_ c: PostgresConnection, _ request: PushRequest, fields: [String], identity: Identity) async throws -> PushResponse {
         // The one-writer lock: see "Cursor correctness" above. Held until COMMIT or ROLLBACK.
         try await c.query("SELECT pg_advisory_xact_lock(hashtext(\("fieldbook.push." + namespace)))", logger: logger)
         let device = request.device
         let row = try await c.query(
             "SELECT token, last_sequence FROM \(unescaped: t("devices")) WHERE device = \(device)", logger: logger
         ).collect().first?.decode((Int64, Int64).self)
-        var plan = try PushPlan(request, identity: identity, device: row.map { (owner: $0.0, lastSequence: $0.1) }, schema: schema)
+        var plan = try PushPlan(
+            request, fields: fields, identity: identity, device: row.map { (owner: $0.0, lastSequence: $0.1) }, schema: schema)
         if row == nil {
             try await c.query(
                 "INSERT INTO \(unescaped: t("devices")) (device, token, last_sequence) VALUES (\(device), \(identity.tokenID), 0)",
