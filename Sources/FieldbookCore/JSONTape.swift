@@ -137,6 +137,21 @@ struct JSONTape {
         return nil
     }
 
+    /// ``member(_:_:)``, looking first at the key at `hint`: members read in the order a peer
+    /// writes them cost one comparison each. Start with `hint` at `index + 1` (the first key); on
+    /// return it is the key after the member found.
+    func member(_ index: Int, _ key: StaticString, hint: inout Int) -> Int? {
+        // `hint` is the object's first key or follows a member of it: a key of it, or its end.
+        if hint > index, hint < Int(tokens[index].next), stringEquals(hint, key) {
+            let value = hint + 1
+            hint = Int(tokens[value].next)
+            return value
+        }
+        guard let value = member(index, key) else { return nil }
+        hint = Int(tokens[value].next)
+        return value
+    }
+
     /// The indices of the elements of the array at `index` (empty if it is not an array).
     func elements(_ index: Int) -> Children {
         Children(tape: self, first: index + 1, count: tokens[index].kind == .array ? Int(tokens[index].length) : 0, stride: 0)

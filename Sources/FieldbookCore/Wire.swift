@@ -546,20 +546,21 @@ extension Change {
         func path() -> String { "changes[\(number)]" }
         func bad(_ what: String) -> WireError { WireError(.badMessage, "\(path()): \(what)") }
         guard tape.kind(index) == .object else { throw bad("a change must be an object") }
-        guard let s = tape.member(index, "seq"), let seq = tape.int(s), seq >= 1 else {
+        var next = index + 1  // members are looked for in the order peers write them
+        guard let s = tape.member(index, "seq", hint: &next), let seq = tape.int(s), seq >= 1 else {
             throw bad("'seq' must be an integer ≥ 1")
         }
-        guard let e = tape.member(index, "entity"), tape.kind(e) == .string else { throw bad("'entity' must be a string") }
+        guard let e = tape.member(index, "entity", hint: &next), tape.kind(e) == .string else { throw bad("'entity' must be a string") }
         guard let entity = schema.entities.first(where: { tape.stringEquals(e, $0.name) }) else {
             throw WireError(
                 .unknownEntity,
                 "\(path()): no entity '\(tape.string(e)!)' (entities: \(schema.entities.map(\.name).joined(separator: ", ")))")
         }
-        guard let i = tape.member(index, "id"), let id = UUIDText.canonical(tape, i) else {
+        guard let i = tape.member(index, "id", hint: &next), let id = UUIDText.canonical(tape, i) else {
             throw bad("'id' must be a UUID")
         }
         let operation: ChangeOperation
-        guard let o = tape.member(index, "op") else { throw bad("'op' must be \"insert\", \"update\" or \"delete\"") }
+        guard let o = tape.member(index, "op", hint: &next) else { throw bad("'op' must be \"insert\", \"update\" or \"delete\"") }
         if tape.stringEquals(o, "insert") {
             operation = .insert
         } else if tape.stringEquals(o, "update") {
@@ -569,11 +570,11 @@ extension Change {
         } else {
             throw bad("'op' must be \"insert\", \"update\" or \"delete\"")
         }
-        guard let h = tape.member(index, "hlc"), let hlc = tape.int(h), hlc >= 0 else { throw bad("'hlc' must be an integer ≥ 0") }
-        guard let b = tape.member(index, "base"), let base = tape.int(b), base >= 0 else {
+        guard let h = tape.member(index, "hlc", hint: &next), let hlc = tape.int(h), hlc >= 0 else { throw bad("'hlc' must be an integer ≥ 0") }
+        guard let b = tape.member(index, "base", hint: &next), let base = tape.int(b), base >= 0 else {
             throw bad("'base' must be an integer ≥ 0")
         }
-        guard let f = tape.member(index, "fields") else { throw bad("'fields' is missing") }
+        guard let f = tape.member(index, "fields", hint: &next) else { throw bad("'fields' is missing") }
         guard tape.kind(f) == .object else { throw WireError(.invalidValue, "\(path()): field changes must be an object") }
         var fields: [FieldChange] = []
         fields.reserveCapacity(Int(tape[f].length))
@@ -594,13 +595,13 @@ extension Change {
         var serverSequence: Int64?
         var author: String?
         if device == nil {
-            guard let d = tape.member(index, "device"), let canonical = UUIDText.canonical(tape, d) else {
+            guard let d = tape.member(index, "device", hint: &next), let canonical = UUIDText.canonical(tape, d) else {
                 throw bad("'device' must be a UUID")
             }
             origin = canonical
-            guard let s = tape.member(index, "sseq"), let sseq = tape.int(s) else { throw bad("'sseq' must be an integer") }
+            guard let s = tape.member(index, "sseq", hint: &next), let sseq = tape.int(s) else { throw bad("'sseq' must be an integer") }
             serverSequence = sseq
-            if let a = tape.member(index, "author") { author = tape.string(a) }
+            if let a = tape.member(index, "author", hint: &next) { author = tape.string(a) }
         }
         self.init(
             sequence: seq, device: origin!, entity: entity.name, recordID: id, operation: operation,
