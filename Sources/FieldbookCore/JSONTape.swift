@@ -119,6 +119,17 @@ struct JSONTape {
         }
     }
 
+    /// Whether the value at `index` is a string whose text is the UTF-8 `text`.
+    func stringEquals(_ index: Int, utf8 text: [UInt8]) -> Bool {
+        let token = tokens[index]
+        guard token.kind == .string else { return false }
+        if token.escaped { return string(index).map { Array($0.utf8) == text } ?? false }
+        guard Int(token.length) == text.count else { return false }
+        return bytes.withUnsafeBufferPointer { buffer in
+            text.elementsEqual(buffer[Int(token.start)..<Int(token.start + token.length)])
+        }
+    }
+
     /// The raw bytes of the value at `index` as they appear in the text (for a string: without its quotes).
     func rawBytes(_ index: Int) -> ArraySlice<UInt8> {
         let token = tokens[index]

@@ -63,6 +63,8 @@ public final class Entity: Sendable, Hashable {
     let fieldNames: [[UInt8]]
     /// The fields as merge states lay them out: by position in ``fields``.
     let layout: FieldLayout
+    /// ``name`` as UTF-8: compared with names in JSON text without making strings.
+    let nameUTF8: [UInt8]
 
     init(name: String, label: String?, appendOnly: Bool, onDelete: DeletePolicy, fields: [Field]) {
         self.name = name
@@ -72,6 +74,7 @@ public final class Entity: Sendable, Hashable {
         self.fields = fields
         fieldNames = fields.map { Array($0.name.utf8) }
         layout = FieldLayout(names: fields.map(\.name))
+        nameUTF8 = Array(name.utf8)
         var index: [String: Int] = [:]
         for (n, f) in fields.enumerated() { index[f.name] = n }
         self.index = index

@@ -551,7 +551,7 @@ extension Change {
             throw bad("'seq' must be an integer ≥ 1")
         }
         guard let e = tape.member(index, "entity", hint: &next), tape.kind(e) == .string else { throw bad("'entity' must be a string") }
-        guard let entity = schema.entities.first(where: { tape.stringEquals(e, $0.name) }) else {
+        guard let entity = schema.entities.first(where: { tape.stringEquals(e, utf8: $0.nameUTF8) }) else {
             throw WireError(
                 .unknownEntity,
                 "\(path()): no entity '\(tape.string(e)!)' (entities: \(schema.entities.map(\.name).joined(separator: ", ")))")
@@ -618,8 +618,11 @@ extension Change {
             if entity.appendOnly { return "\(entity.name) records are append-only and cannot be deleted" }
         case .update:
             if entity.appendOnly { return "\(entity.name) records are append-only and cannot be updated" }
+            var hint = 0
             for change in fields {
-                guard let field = entity.field(change.field) else { continue }
+                guard let position = entity.position(of: change.field, hint: hint) else { continue }
+                hint = position + 1
+                let field = entity.fields[position]
                 if case .append = field.policy { return "\(entity.name).\(field.name) is set only when the record is added" }
                 if case .union = field.policy, case .set = change.kind {
                     return "\(entity.name).\(field.name) is a set merged by union: send members added and removed"
