@@ -9,7 +9,7 @@ import Synchronization
 /// of the same token, one not itself waiting, finishes here, and tries once more. With no such
 /// push (the earlier one went to another server process, or never came) the refusal stands and
 /// the device sends the batch again later.
-final class PushArrivals: Sendable {
+package final class PushArrivals: Sendable {
     private struct Lane {
         var running = 0
         var waiting: [CheckedContinuation<Void, Never>] = []
@@ -17,8 +17,10 @@ final class PushArrivals: Sendable {
 
     private let lanes = Mutex<[Int64: Lane]>([:])
 
+    package init() {}
+
     /// Runs one push of `token`.
-    func run<T: Sendable>(token: Int64, _ body: () async throws -> T) async throws -> T {
+    package func run<T: Sendable>(token: Int64, _ body: () async throws -> T) async throws -> T {
         lanes.withLock { $0[token, default: Lane()].running += 1 }
         defer { leave(token) }
         return try await body()
@@ -26,7 +28,7 @@ final class PushArrivals: Sendable {
 
     /// Waits until another running push of `token` finishes; false at once if there is none.
     /// Called from inside ``run(token:_:)``: while it waits, this push does not count as running.
-    func awaitAnother(token: Int64) async -> Bool {
+    package func awaitAnother(token: Int64) async -> Bool {
         let others = lanes.withLock { $0[token]!.running - 1 }
         guard others > 0 else { return false }
         await withCheckedContinuation { continuation in

@@ -1,0 +1,109 @@
+import FieldbookServer
+import Synchronization
+import Testing
+
+/// `PushArrivals` on its own: when a push refused for a gap waits, for what, and that two such
+/// pushes of one token cannot wait for each other.
+@Suite("Server: a push that overtook the one before it waits only for a running push of its token")
+struct PushArrivalsTests {
+    /// Something a task sets and another reads.
+    final class Flag: Sendable {
+        let value = Atomic(false)
+    }
+
+    @Test("with no other push of its token running, a refused push does not wait", .timeLimit(.minutes(1)))
+    func alone() async throws {
+        let arrivals = PushArrivals()
+        #expect(try await arrivals.run(token: 1) { await arrivals.awaitAnother(token: 1) } == false)
+
+        // A push of another token running does not count.
+        let (release, releaseFeed) = AsyncStream<Void>.makeStream()
+        let (entered, enteredFeed) = AsyncStream<Void>.makeStream()
+        let other = Task {
+            try await arrivals.run(token: 2) {
+                enteredFeed.yield()
+                for await _ in release { break }
+            }
+        }
+        for await _ in entered { break }
+        #expect(try await arrivals.run(token: 1) { await arrivals.awaitAnother(token: 1) } == false)
+        releaseFeed.yield()
+        try await other.value
+    }
+
+    @Test("a waiting push goes on when the other push of its token finishes, not before", .timeLimit(.minutes(1)))
+    func waitsForTheOther() async throws {
+        let arrivals = PushArrivals()
+        let (release, releaseFeed) = AsyncStream<Void>.makeStream()
+        let (entered, enteredFeed) = AsyncStream<Void>.makeStream()
+        let first = Task {
+            try await arrivals.run(token: 7) {
+                enteredFeed.yield()
+                for await _ in release { break }
+                return "first"
+            }
+        }
+        for await _ in entered { break }
+        let resumed = Flag()
+        let second = Task {
+            try await arrivals.run(token: 7) {
+                let waited = await arrivals.awaitAnother(token: 7)
+                resumed.value.store(true, ordering: .sequentiallyConsistent)
+                return waited
+            }
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        let wentOn = resumed.value.load(ordering: .sequentiallyConsistent)
+        #expect(!wentOn, "it went on while the other push was still running")
+        releaseFeed.yield()
+        #expect(try await second.value == true)
+        #expect(try await first.value == "first")
+    }
+
+    @Test("two refused pushes of one token do not wait for each other", .timeLimit(.minutes(1)), arguments: 0..<20)
+    func noMutualWait(round: Int) async throws {
+        // Both running, then both refused at once: while one waits it does not count as running,
+        // so the other finds nobody to wait for (or finds the first already waiting and goes on);
+        // when it finishes, the first goes on too.
+        let arrivals = PushArrivals()
+        let (entered, enteredFeed) = AsyncStream<Void>.makeStream()
+        let gate = Gate()
+        let pushes = (0..<2).map { _ in
+            Task {
+                try await arrivals.run(token: 3) {
+                    enteredFeed.yield()
+                    await gate.wait()
+                    return await arrivals.awaitAnother(token: 3)
+                }
+            }
+        }
+        var count = 0
+        for await _ in entered {
+            count += 1
+            if count == 2 { break }
+        }
+        await gate.open()
+        var waited: [Bool] = []
+        for push in pushes { waited.append(try await push.value) }
+        #expect(waited.contains(true), "one of them found the other running: \(waited)")
+        // Nothing is left counted: a later lone push does not wait.
+        #expect(try await arrivals.run(token: 3) { await arrivals.awaitAnother(token: 3) } == false)
+    }
+
+    /// Lets every task waiting at it go on at once.
+    actor Gate {
+        private var isOpen = false
+        private var waiting: [CheckedContinuation<Void, Never>] = []
+
+        func wait() async {
+            if isOpen { return }
+            await withCheckedContinuation { waiting.append($0) }
+        }
+
+        func open() {
+            isOpen = true
+            for continuation in waiting { continuation.resume() }
+            waiting = []
+        }
+    }
+}
