@@ -8,6 +8,7 @@ import Foundation
 import Hummingbird
 import Logging
 import PostgresNIO
+import ServiceLifecycle
 import Testing
 
 let schema = try! Schema(json: BundledSchemas.inspection)
@@ -109,21 +110,31 @@ func withServer<T: Sendable>(
     return try await withRunning(app, port: ports, body)
 }
 
-/// Runs `app` while `body` runs with its loopback URL; `ports` yields the port it bound when it starts.
+/// Runs `app` while `body` runs with its loopback URL; `ports` yields the port it bound when it
+/// starts. Then stops it as SIGTERM would (gracefully: requests in progress are answered), or,
+/// if that takes more than ten seconds, by cancelling it.
 func withRunning<T: Sendable>(
     _ app: some ApplicationProtocol, port ports: AsyncStream<Int>, _ body: @Sendable (URL) async throws -> T
 ) async throws -> T {
-    try await withThrowingTaskGroup(of: T?.self) { group in
-        group.addTask {
-            try await app.run()
-            return nil
-        }
+    var logger = Logger(label: "test-server")
+    logger.logLevel = .warning
+    let services = ServiceGroup(configuration: .init(services: [app], logger: logger))
+    return try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { try await services.run() }
         var iterator = ports.makeAsyncIterator()
         let port = await iterator.next()!
-        let result = try await body(URL(string: "http://127.0.0.1:\(port)")!)
+        let result: Result<T, any Error>
+        do {
+            result = .success(try await body(URL(string: "http://127.0.0.1:\(port)")!))
+        } catch {
+            result = .failure(error)
+        }
+        await services.triggerGracefulShutdown()
+        group.addTask { try? await Task.sleep(for: .seconds(10)) }
+        _ = try await group.next()  // the server stopped, or ten seconds passed
         group.cancelAll()
         while let _ = try await group.next() {}
-        return result
+        return try result.get()
     }
 }
 
