@@ -29,6 +29,10 @@ public final class SQLiteSyncStorage: SyncStorage {
         config.journalMode = .wal
         config.prepareDatabase { db in
             try db.execute(sql: "PRAGMA cache_size = -65536")
+            // A checkpoint every 10,000 pages (about 40 MB of log), not SQLite's 1,000: pages a
+            // push rewrites again and again (merge states, indexes) are copied to the file less
+            // often; 6% less server CPU in a push (docs/benchmarks.md).
+            try db.execute(sql: "PRAGMA wal_autocheckpoint = 10000")
         }
         SQLiteSettings.apply()
         pool = try DatabasePool(path: path, configuration: config)
