@@ -209,8 +209,12 @@ struct LoadBenchmark: AsyncParsableCommand {
         print(
             String(
                 format: "  round trips  %d (pushes %d, pulled pages %d): p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms",
-                stats.requests.count, stats.pushes, stats.requests.count - stats.pushes, stats.requests.p(0.5), stats.requests.p(0.9),
-                stats.requests.p(0.99), stats.requests.p(1)))
+                stats.requests.count, stats.pushes.count, stats.requests.count - stats.pushes.count, stats.requests.p(0.5),
+                stats.requests.p(0.9), stats.requests.p(0.99), stats.requests.p(1)))
+        print(
+            String(
+                format: "    of which pushes: p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms", stats.pushes.p(0.5), stats.pushes.p(0.9),
+                stats.pushes.p(0.99), stats.pushes.p(1)))
         print(
             String(
                 format: "  whole syncs  %d: p50 %.1f ms, p99 %.1f ms, max %.1f ms", stats.syncs.count, stats.syncs.p(0.5), stats.syncs.p(0.99),
@@ -234,8 +238,9 @@ struct LoadBenchmark: AsyncParsableCommand {
 final class Recorder: Sendable {
     struct State {
         var requests: [Double] = []
+        /// The pushes' round trips alone (also in `requests`).
+        var pushes: [Double] = []
         var syncs: [Double] = []
-        var pushes = 0
         var failedRequests = 0
         var failedSyncs = 0
         var pulled: [String: Int] = [:]
@@ -245,7 +250,7 @@ final class Recorder: Sendable {
     func request(_ milliseconds: Double, push: Bool) {
         state.withLock {
             $0.requests.append(milliseconds)
-            if push { $0.pushes += 1 }
+            if push { $0.pushes.append(milliseconds) }
         }
     }
 
@@ -269,8 +274,8 @@ final class Recorder: Sendable {
 
     func pulled(_ device: String) -> Int { state.withLock { $0.pulled[device] ?? 0 } }
 
-    func statistics() -> (requests: [Double], syncs: [Double], pushes: Int, failedRequests: Int, failedSyncs: Int) {
-        state.withLock { ($0.requests.sorted(), $0.syncs.sorted(), $0.pushes, $0.failedRequests, $0.failedSyncs) }
+    func statistics() -> (requests: [Double], syncs: [Double], pushes: [Double], failedRequests: Int, failedSyncs: Int) {
+        state.withLock { ($0.requests.sorted(), $0.syncs.sorted(), $0.pushes.sorted(), $0.failedRequests, $0.failedSyncs) }
     }
 }
 
