@@ -42,7 +42,7 @@ public struct RecordState: Sendable, Hashable {
     public init() {}
 
     /// One field of the record.
-    struct Slot: Sendable, Hashable {
+    struct Slot: Sendable {
         /// The value that shows; nil for a field never written.
         var value: Value?
         /// For a register field (neither a counter nor a set): the writes no other write has replaced.
@@ -50,14 +50,14 @@ public struct RecordState: Sendable, Hashable {
     }
 
     /// One write to a register field.
-    struct Candidate: Sendable, Hashable {
+    struct Candidate: Sendable {
         var stamp: ChangeStamp
         var value: Value
         var observedAt: String?
         var epoch: Int64?
     }
 
-    struct MemberOperation: Sendable, Hashable {
+    struct MemberOperation: Sendable {
         var stamp: ChangeStamp
         var present: Bool
     }

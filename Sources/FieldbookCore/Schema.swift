@@ -110,7 +110,7 @@ public final class Entity: Sendable, Hashable {
 
 /// An entity's field names by position: how a ``RecordState`` lays out its fields. One per
 /// entity, shared by every state of its records, so a state knows its layout by identity.
-final class FieldLayout: Sendable, Hashable {
+final class FieldLayout: Sendable {
     let names: [String]
     /// The positions in ascending name order: the order a stored state lists its fields in.
     let byName: [Int]
@@ -133,14 +133,6 @@ final class FieldLayout: Sendable, Hashable {
 
     func position(_ name: String) -> Int? {
         names.firstIndex(of: name)
-    }
-
-    static func == (lhs: FieldLayout, rhs: FieldLayout) -> Bool {
-        lhs === rhs || lhs.names == rhs.names
-    }
-
-    func hash(into hasher: inout Hasher) {
-        hasher.combine(names)
     }
 }
 
