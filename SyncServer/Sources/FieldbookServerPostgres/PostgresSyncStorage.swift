@@ -226,17 +226,17 @@ public final class PostgresSyncStorage: SyncStorage {
     func push(_ c: PostgresConnection, _ request: PushRequest, fields: [String], identity: Identity) async throws -> PushResponse {
         // The one-writer lock: see "Cursor correctness" above. Held until COMMIT or ROLLBACK.
         try await c.query("SELECT pg_advisory_xact_lock(hashtext(\("fieldbook.push." + namespace)))", logger: logger)
+        // Few round trips while the lock is held: the device's row with the head of the log; the
+        // changes with the device's new last sequence; the records' states with their open conflicts.
         let device = request.device
-        let row = try await c.query(
-            "SELECT token, last_sequence FROM \(unescaped: t("devices")) WHERE device = \(device)", logger: logger
-        ).collect().first?.decode((Int64, Int64).self)
-        var plan = try PushPlan(
-            request, fields: fields, identity: identity, device: row.map { (owner: $0.0, lastSequence: $0.1) }, schema: schema)
-        if row == nil {
-            try await c.query(
-                "INSERT INTO \(unescaped: t("devices")) (device, token, last_sequence) VALUES (\(device), \(identity.tokenID), 0)",
-                logger: logger)
-        }
+        let (owner, last, head) = try await c.query(
+            """
+            SELECT d.token, d.last_sequence, (SELECT coalesce(max(sseq), 0) FROM \(unescaped: t("changes")))
+            FROM (SELECT 1) AS one LEFT JOIN \(unescaped: t("devices")) AS d ON d.device = \(device)
+            """, logger: logger
+        ).collect().first!.decode((Int64?, Int64?, Int64).self)
+        let row = owner.flatMap { owner in last.map { (owner: owner, lastSequence: $0) } }
+        var plan = try PushPlan(request, fields: fields, identity: identity, device: row, schema: schema)
 
         var stored: [Int64: PushPlan.Stored] = [:]
         if !plan.earlierSequences.isEmpty {
@@ -253,36 +253,40 @@ public final class PostgresSyncStorage: SyncStorage {
         try plan.acknowledge(stored: stored)
 
         // Numbered here, under the push lock, rather than by the column's sequence: one statement inserts
-        // them all, in device order, and a rolled-back push leaves no gap.
-        var serverSequences: [Int64] = []
-        if !plan.fresh.isEmpty {
-            let head = try await c.query("SELECT coalesce(max(sseq), 0) FROM \(unescaped: t("changes"))", logger: logger)
-                .collect().first!.decode(Int64.self)
-            serverSequences = (1...Int64(plan.fresh.count)).map { head + $0 }
-            try await c.query(
-                """
+        // them all, in device order, and a rolled-back push leaves no gap. The same statement records
+        // the device's last sequence (adding its row the first time).
+        let serverSequences = plan.fresh.indices.map { head + Int64($0) + 1 }
+        try await c.query(
+            """
+            WITH fresh AS (
                 INSERT INTO \(unescaped: t("changes")) (sseq, device, seq, author, entity, record, op, hlc, base, fields, received_at)
                 SELECT s, \(device), q, \(identity.name), e, r, o, h, b, f, \(CalendarText.timestamp(millisecondsSince1970: Int64(Date().timeIntervalSince1970 * 1000)))
                 FROM unnest(\(serverSequences), \(plan.fresh.map(\.sequence)), \(plan.fresh.map(\.entity)),
                     \(plan.fresh.map(\.recordID)), \(plan.fresh.map { Int64($0.operation.rawValue) }),
                     \(plan.fresh.map { Int64(bitPattern: $0.timestamp.rawValue) }), \(plan.fresh.map(\.base)), \(plan.freshFields))
-                    AS u(s, q, e, r, o, h, b, f)
-                """, logger: logger)
-        }
+                    AS u(s, q, e, r, o, h, b, f))
+            INSERT INTO \(unescaped: t("devices")) (device, token, last_sequence)
+            VALUES (\(device), \(identity.tokenID), \(plan.lastSequence))
+            ON CONFLICT (device) DO UPDATE SET last_sequence = excluded.last_sequence
+            """, logger: logger)
         try await insideTransaction?()
-        try await c.query(
-            "UPDATE \(unescaped: t("devices")) SET last_sequence = \(plan.lastSequence) WHERE device = \(device)", logger: logger)
 
         let keys = plan.records
         guard !keys.isEmpty else { return plan.response(serverSequences: serverSequences) }
         var states: [PushPlan.RecordKey: RecordState] = [:]
-        for try await (entity, id, state) in try await c.query(
+        var open: [PushPlan.RecordKey: Set<String>] = [:]
+        for try await (entity, id, state, conflicts) in try await c.query(
             """
-            SELECT entity, id, state FROM \(unescaped: t("records"))
-            WHERE (entity, id) IN (SELECT * FROM unnest(\(keys.map(\.entity)), \(keys.map(\.id))))
+            SELECT k.entity, k.id, r.state, ARRAY(
+                SELECT c.id FROM \(unescaped: t("conflicts")) AS c
+                WHERE c.entity = k.entity AND c.record = k.id AND c.resolved_at IS NULL)
+            FROM unnest(\(keys.map(\.entity)), \(keys.map(\.id))) AS k(entity, id)
+            LEFT JOIN \(unescaped: t("records")) AS r ON r.entity = k.entity AND r.id = k.id
             """, logger: logger
-        ).decode((String, String, String).self) {
-            states[PushPlan.RecordKey(entity: entity, id: id)] = try RecordState(encoded: Array(state.utf8), entity: schema.entity(entity)!)
+        ).decode((String, String, String?, [String]).self) {
+            let key = PushPlan.RecordKey(entity: entity, id: id)
+            if let state { states[key] = try RecordState(encoded: Array(state.utf8), entity: schema.entity(entity)!) }
+            if !conflicts.isEmpty { open[key] = Set(conflicts) }
         }
         let merged = plan.merge(states: states, serverSequences: serverSequences)
         try await c.query(
@@ -294,28 +298,19 @@ public final class PostgresSyncStorage: SyncStorage {
             """, logger: logger)
 
         // Conflict rows: for the records that have conflicts now or had open ones.
-        var open: [PushPlan.RecordKey: Set<String>] = [:]
-        for try await (entity, record, id) in try await c.query(
-            """
-            SELECT entity, record, id FROM \(unescaped: t("conflicts"))
-            WHERE resolved_at IS NULL AND (entity, record) IN (SELECT * FROM unnest(\(keys.map(\.entity)), \(keys.map(\.id))))
-            """, logger: logger
-        ).decode((String, String, String).self) {
-            open[PushPlan.RecordKey(entity: entity, id: record), default: []].insert(id)
-        }
-        let head = serverSequences.last ?? 0
+        let at = serverSequences.last ?? head
         for record in merged where !record.conflicts.isEmpty || open[record.key] != nil {
             let (resolve, upsert) = ConflictUpkeep.changes(open: open[record.key] ?? [], current: record.conflicts)
             if !resolve.isEmpty {
                 try await c.query(
-                    "UPDATE \(unescaped: t("conflicts")) SET resolved_at = \(head) WHERE id = ANY(\(resolve))", logger: logger)
+                    "UPDATE \(unescaped: t("conflicts")) SET resolved_at = \(at) WHERE id = ANY(\(resolve))", logger: logger)
             }
             for conflict in upsert {
                 try await c.query(
                     """
                     INSERT INTO \(unescaped: t("conflicts")) AS c (id, entity, record, field, sides, opened_at)
                     VALUES (\(conflict.id), \(conflict.entity), \(conflict.recordID), \(conflict.field),
-                        \(conflict.sidesJSON.serialized), \(head))
+                        \(conflict.sidesJSON.serialized), \(at))
                     ON CONFLICT (id) DO UPDATE SET sides = excluded.sides,
                         opened_at = CASE WHEN c.resolved_at IS NULL THEN c.opened_at ELSE excluded.opened_at END,
                         resolved_at = NULL
