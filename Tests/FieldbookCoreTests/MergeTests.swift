@@ -1,5 +1,6 @@
 import FieldbookCore
 import FieldbookSchemas
+import Foundation
 import Testing
 
 /// Builds changes the way devices and the server would number them.
@@ -228,6 +229,43 @@ struct MergeTests {
         let insert = s.accept(s.change(deviceA, 1, t: 1, .insert, [set("title", "问题"), set("status", "not_started")]))
         let count = s.accept(s.change(deviceA, 2, t: 2, entity: "finding", [FieldChange(field: "reopen_count", kind: .add(1))]))
         #expect(s.state([insert, count, count]) == s.state([insert, count]))
+    }
+
+    @Test("a state merged on with another copy of its entity, or a later version with a field added first, keeps every field by name")
+    func otherLayout() throws {
+        var s = Scenario()
+        let insert = s.accept(
+            s.change(
+                deviceA, 1, t: 1, .insert,
+                [set("title", "敬老院消防通道堵塞"), set("status", "not_started"), set("responsible_person", "张伟")]))
+        let reopen = s.accept(s.change(deviceA, 2, t: 2, base: 1, [FieldChange(field: "reopen_count", kind: .add(1))]))
+        let update = s.accept(s.change(deviceB, 1, t: 3, base: 1, [set("responsible_person", "王芳"), set("deadline", "2022-03-31")]))
+        let reference = s.state([insert, reopen, update])
+
+        // The same schema loaded again: equal entities, other objects.
+        let again = try #require(try Schema(json: BundledSchemas.inspection).entity("finding"))
+        // A later version whose finding has a field before all the others: every position moves.
+        var file = try #require(try JSONSerialization.jsonObject(with: Data(BundledSchemas.inspection)) as? [String: Any])
+        var entities = try #require(file["entities"] as? [[String: Any]])
+        let n = try #require(entities.firstIndex { $0["name"] as? String == "finding" })
+        var fields = try #require(entities[n]["fields"] as? [[String: Any]])
+        fields.insert(["name": "aa_note", "type": "text", "policy": "lww"], at: 0)
+        entities[n]["fields"] = fields
+        file["entities"] = entities
+        file["version"] = try #require(file["version"] as? Int) + 1
+        let later = try #require(try Schema(json: Array(JSONSerialization.data(withJSONObject: file))).entity("finding"))
+
+        for entity in [again, later] {
+            var state = s.state([insert, reopen])
+            state.apply(update, entity: entity)
+            #expect(state == reference)
+            #expect(state.values == reference.values)
+            for (position, field) in entity.fields.enumerated() {
+                #expect(state.value(at: position, of: entity) == reference.values[field.name], "\(field.name)")
+            }
+        }
+        #expect(reference.values["responsible_person"] == "王芳")
+        #expect(reference.values["reopen_count"] == .integer(1))
     }
 
     @Test("the stored form reads back equal, Chinese text byte for byte")

@@ -17,33 +17,16 @@ struct PushArrivalsTests {
         #expect(try await arrivals.run(token: 1) { await arrivals.awaitAnother(token: 1) } == false)
 
         // A push of another token running does not count.
-        let (release, releaseFeed) = AsyncStream<Void>.makeStream()
-        let (entered, enteredFeed) = AsyncStream<Void>.makeStream()
-        let other = Task {
-            try await arrivals.run(token: 2) {
-                enteredFeed.yield()
-                for await _ in release { break }
-            }
-        }
-        for await _ in entered { break }
+        let other = await running(arrivals, token: 2)
         #expect(try await arrivals.run(token: 1) { await arrivals.awaitAnother(token: 1) } == false)
-        releaseFeed.yield()
-        try await other.value
+        other.finish()
+        try await other.push.value
     }
 
     @Test("a waiting push goes on when the other push of its token finishes, not before", .timeLimit(.minutes(1)))
     func waitsForTheOther() async throws {
         let arrivals = PushArrivals()
-        let (release, releaseFeed) = AsyncStream<Void>.makeStream()
-        let (entered, enteredFeed) = AsyncStream<Void>.makeStream()
-        let first = Task {
-            try await arrivals.run(token: 7) {
-                enteredFeed.yield()
-                for await _ in release { break }
-                return "first"
-            }
-        }
-        for await _ in entered { break }
+        let first = await running(arrivals, token: 7)
         let resumed = Flag()
         let second = Task {
             try await arrivals.run(token: 7) {
@@ -55,9 +38,9 @@ struct PushArrivalsTests {
         try await Task.sleep(for: .milliseconds(300))
         let wentOn = resumed.value.load(ordering: .sequentiallyConsistent)
         #expect(!wentOn, "it went on while the other push was still running")
-        releaseFeed.yield()
+        first.finish()
         #expect(try await second.value == true)
-        #expect(try await first.value == "first")
+        try await first.push.value
     }
 
     @Test("two refused pushes of one token do not wait for each other", .timeLimit(.minutes(1)), arguments: 0..<20)
@@ -88,6 +71,20 @@ struct PushArrivalsTests {
         #expect(waited.contains(true), "one of them found the other running: \(waited)")
         // Nothing is left counted: a later lone push does not wait.
         #expect(try await arrivals.run(token: 3) { await arrivals.awaitAnother(token: 3) } == false)
+    }
+
+    /// A push of `token` that has started and runs until `finish` is called.
+    func running(_ arrivals: PushArrivals, token: Int64) async -> (push: Task<Void, any Error>, finish: @Sendable () -> Void) {
+        let (release, releaseFeed) = AsyncStream<Void>.makeStream()
+        let (entered, enteredFeed) = AsyncStream<Void>.makeStream()
+        let push = Task {
+            try await arrivals.run(token: token) {
+                enteredFeed.yield()
+                for await _ in release { break }
+            }
+        }
+        for await _ in entered { break }
+        return (push, { releaseFeed.yield() })
     }
 
     /// Lets every task waiting at it go on at once.
