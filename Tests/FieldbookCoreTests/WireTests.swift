@@ -127,6 +127,11 @@ struct WireTests {
         #expect(request.changes.count == 1)
         #expect(request.changes[0].entity == "site")
         #expect(request.changes[0].recordID == record)
+        // Read from members in the reverse of the order peers write them.
+        #expect(request.changes[0].sequence == 1)
+        #expect(request.changes[0].timestamp.rawValue == 1)
+        #expect(request.changes[0].base == 0)
+        #expect(request.changes[0].operation == .insert)
         #expect(
             request.changes[0].fields == [
                 FieldChange(field: "town", kind: .set("城关镇")), FieldChange(field: "kind", kind: .set("cemetery")),
