@@ -21,7 +21,9 @@ struct LoadBenchmark: AsyncParsableCommand {
             pulls every other device's changes so far. When all are done, each syncs once more, so every
             device ends holding every change. The server is a separate `fieldbook-server` process (the
             binary next to this one) on an SQLite file, or on PostgreSQL with --database (in a new
-            namespace of that database, left there afterwards).
+            namespace of that database, left there afterwards). The devices' stores run their database
+            work on one pool of threads, as many as cores, at utility priority: the devices stand in for
+            phones, whose work would not share the server's cores (--own-threads: a store's usual threads).
 
             Timed: from the first write to the last device holding everything. Round trip: one HTTP
             request (a push, or one pulled page) from sending to the parsed answer. Checked at the end:
@@ -47,6 +49,13 @@ struct LoadBenchmark: AsyncParsableCommand {
 
     @Option(help: "The server database: a postgres:// URL (default: an SQLite file in the directory).")
     var database: String?
+
+    @Flag(
+        help: """
+            Give each device's store threads of its own, as an app's one store has, instead of one \
+            pool for all: hundreds of database threads then crowd out the network threads.
+            """)
+    var ownThreads = false
 
     @Flag(help: "End with one JSON object on the last line.")
     var json = false
@@ -91,7 +100,11 @@ struct LoadBenchmark: AsyncParsableCommand {
             }
         }
         if let error = failure.withLock({ $0 }) { throw error }
-        let stores = try (0..<devices).map { try Store(path: "\(dir)/device\($0).sqlite", schema: schema) }
+        var storeConfiguration = Store.Configuration()
+        storeConfiguration.sharedWorkers = !ownThreads
+        let stores = try (0..<devices).map {
+            try Store(path: "\(dir)/device\($0).sqlite", schema: schema, configuration: storeConfiguration)
+        }
 
         // The devices' own HTTP client: a connection per device, as D phones would have (the shared
         // client keeps 8 per host and would queue the rest inside this process).
@@ -204,6 +217,7 @@ struct LoadBenchmark: AsyncParsableCommand {
             "load: \(devices) devices × \(changesPerDevice) changes in \(batches) syncs each"
                 + (interval > 0 ? String(format: " about %.0f s apart", interval) : " back to back")
                 + ", server on \(storeName) (separate process), devices in this process"
+                + (ownThreads ? ", each store on threads of its own" : ", their database work on shared threads")
         )
         print(String(format: "  throughput   %9.0f changes/s written and delivered to every device  (%.2f s)", total / seconds, seconds))
         print(
@@ -228,7 +242,7 @@ struct LoadBenchmark: AsyncParsableCommand {
         print(String(format: "  peak memory  server %.0f MiB, devices (this process) %.0f MiB", serverPeak, peakResidentMiB(pid: getpid())))
         if json {
             print(
-                #"{"scenario":"load","devices":\#(devices),"interval_s":\#(interval),"changes_per_s":\#(Int(total / seconds)),"p50_ms":\#(String(format: "%.1f", stats.requests.p(0.5))),"p99_ms":\#(String(format: "%.1f", stats.requests.p(0.99))),"errors":\#(stats.failedRequests + stats.failedSyncs),"lost":\#(lost)}"#
+                #"{"scenario":"load","devices":\#(devices),"interval_s":\#(interval),"device_threads":"\#(ownThreads ? "own" : "shared")","changes_per_s":\#(Int(total / seconds)),"p50_ms":\#(String(format: "%.1f", stats.requests.p(0.5))),"p99_ms":\#(String(format: "%.1f", stats.requests.p(0.99))),"errors":\#(stats.failedRequests + stats.failedSyncs),"lost":\#(lost)}"#
             )
         }
     }

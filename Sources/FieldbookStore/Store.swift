@@ -37,6 +37,12 @@ public final class Store: Sendable {
         /// Whether a push first makes the changes it sends durable. Only the power-cut test
         /// turns it off, to show what is lost without it.
         package var durableBeforePush = true
+        /// Run the store's database work on a pool that every store of the process with this set
+        /// shares (as many threads as cores, at utility priority) instead of on threads of its
+        /// own (one per connection, at user-initiated priority). For a process that hosts many
+        /// stores at once, as the load benchmark's devices: hundreds of database threads would
+        /// otherwise crowd out its network threads and the server's.
+        package var sharedWorkers = false
 
         public init() {}
     }
@@ -71,6 +77,7 @@ public final class Store: Sendable {
         config.readonly = configuration.readOnly
         config.busyMode = .timeout(10)
         config.journalMode = .wal
+        if configuration.sharedWorkers { config.targetQueue = .global(qos: .utility) }
         let cachePages = -configuration.cacheSizeMiB * 1024
         config.prepareDatabase { db in
             try db.execute(sql: "PRAGMA cache_size = \(cachePages)")
@@ -134,7 +141,7 @@ public final class Store: Sendable {
 
     /// ``write(_:)`` for async code (sync): the caller's task waits suspended while the
     /// transaction runs on the store's writer, so no thread of the concurrency pool is held.
-    func writeAsync<T: Sendable>(_ body: @escaping @Sendable (Transaction) throws -> T) async throws -> T {
+    package func writeAsync<T: Sendable>(_ body: @escaping @Sendable (Transaction) throws -> T) async throws -> T {
         try await pool.write { try self.writing($0, body) }
     }
 

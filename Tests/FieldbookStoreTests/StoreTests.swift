@@ -1,6 +1,7 @@
 import FieldbookCore
 import FieldbookStore
 import Foundation
+import Synchronization
 import Testing
 
 @Suite("Store: records")
@@ -137,5 +138,49 @@ struct StoreRecordTests {
             }
         }
         #expect(try snapshot(store) == before)
+    }
+}
+
+@Suite("Store: threads")
+struct StoreThreadTests {
+    let dir = TemporaryDirectory()
+
+    /// How many of `count` stores' write transactions run at once when all are started together
+    /// and each keeps its thread busy for 50 ms; every store's write must have committed.
+    func concurrentWrites(count: Int, sharedWorkers: Bool) async throws -> Int {
+        var configuration = Store.Configuration()
+        configuration.sharedWorkers = sharedWorkers
+        let stores = try (0..<count).map { try makeStore(dir, name: "\(sharedWorkers)-\($0).sqlite", configuration: configuration) }
+        final class Running: Sendable {
+            let counts = Mutex((now: 0, most: 0))
+        }
+        let running = Running()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for store in stores {
+                group.addTask {
+                    try await store.writeAsync { tx in
+                        running.counts.withLock { $0.now += 1; $0.most = max($0.most, $0.now) }
+                        defer { running.counts.withLock { $0.now -= 1 } }
+                        let end = ContinuousClock.now + .milliseconds(50)
+                        while ContinuousClock.now < end {}
+                        _ = try tx.insert("inspection_round", ["title": "2021年巡察", "team": "第一巡察组", "unit": "区民政局"])
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        for store in stores { #expect(try store.fetch(Query("inspection_round")).count == 1) }
+        return running.counts.withLock { $0.most }
+    }
+
+    @Test("stores with shared workers run their database work on about as many threads as cores, not one each")
+    func sharedWorkers() async throws {
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        let count = max(16, 3 * cores)
+        let shared = try await concurrentWrites(count: count, sharedWorkers: true)
+        #expect(shared <= cores + 2, "\(shared) of \(count) writes ran at once on \(cores) cores")
+        // Without it each store has a writer thread of its own: the measure tells the two apart.
+        let own = try await concurrentWrites(count: count, sharedWorkers: false)
+        #expect(own > cores + 2, "only \(own) of \(count) writes ran at once with a thread each")
     }
 }
