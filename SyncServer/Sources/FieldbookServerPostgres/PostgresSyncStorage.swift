@@ -359,36 +359,37 @@ public final class PostgresSyncStorage: SyncStorage {
             changes: changes, cursor: changes.last?.serverSequence ?? request.cursor, more: count > request.limit)
     }
 
-    /// Writes the page straight from the rows, each change's stored field text spliced in as it is
-    /// (it was checked when pushed), as ``FieldbookServer/SQLiteSyncStorage`` does.
+    /// Has PostgreSQL write the page's changes, each as ``Change/encodeWire(to:withOrigin:)``
+    /// would, its stored field text spliced in as it is (it was checked when pushed): one row for
+    /// the page, not one decoded row per change, so the server process handles a page's bytes
+    /// once. Strings pass through `to_json`, PostgreSQL's JSON string escaping.
     public func pullResponseBody(_ request: PullRequest, identity: Identity) async throws -> [UInt8] {
+        let limit = Int64(request.limit)
         let rows = try await client.query(
             """
-            SELECT sseq, device, seq, author, entity, record, op, hlc, base, fields FROM \(unescaped: t("changes"))
-            WHERE sseq > \(request.cursor) ORDER BY sseq LIMIT \(Int64(request.limit) + 1)
+            SELECT coalesce(string_agg(
+                    '{"seq":' || seq || ',"entity":' || to_json(entity) || ',"id":' || to_json(record)
+                    || CASE op WHEN 0 THEN ',"op":"insert","hlc":' WHEN 1 THEN ',"op":"update","hlc":'
+                        ELSE ',"op":"delete","hlc":' END
+                    || hlc || ',"base":' || base || ',"fields":' || fields || ',"device":' || to_json(device)
+                    || ',"sseq":' || sseq || ',"author":' || to_json(author) || '}',
+                    ',' ORDER BY sseq) FILTER (WHERE n <= \(limit)), ''),
+                coalesce(max(sseq) FILTER (WHERE n <= \(limit)), \(request.cursor)),
+                count(*) > \(limit)
+            FROM (
+                SELECT *, row_number() OVER (ORDER BY sseq) AS n FROM (
+                    SELECT sseq, device, seq, author, entity, record, op, hlc, base, fields FROM \(unescaped: t("changes"))
+                    WHERE sseq > \(request.cursor) ORDER BY sseq LIMIT \(limit + 1)
+                ) page
+            ) numbered
             """, logger: logger)
         var out: [UInt8] = []
-        out.reserveCapacity(256 * min(request.limit, 10_000) + 64)
         PullResponse.encodeStart(to: &out)
-        var count = 0
-        var cursor = request.cursor
-        var more = false
-        for try await (sseq, device, seq, author, entity, record, op, hlc, base, fields) in rows.decode(
-            (Int64, String, Int64, String, String, String, Int64, Int64, Int64, String).self)
-        {
-            guard count < request.limit else {
-                more = true
-                continue
-            }
-            if count > 0 { out.append(UInt8(ascii: ",")) }
-            Change.encodeWire(
-                to: &out, sequence: seq, entity: .string(entity), recordID: .string(record),
-                operation: ChangeOperation(rawValue: Int(op)) ?? .update, hlc: hlc, base: base,
-                fields: { $0.append(contentsOf: fields.utf8) }, origin: (.string(device), sseq, .string(author)))
-            cursor = sseq
-            count += 1
+        for try await (changes, cursor, more) in rows.decode((ByteBuffer, Int64, Bool).self) {
+            out.reserveCapacity(changes.readableBytes + 64)
+            out.append(contentsOf: changes.readableBytesView)
+            PullResponse.encodeEnd(cursor: cursor, more: more, to: &out)
         }
-        PullResponse.encodeEnd(cursor: cursor, more: more, to: &out)
         return out
     }
 
