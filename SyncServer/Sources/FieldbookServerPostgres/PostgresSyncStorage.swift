@@ -226,15 +226,40 @@ public final class PostgresSyncStorage: SyncStorage {
     func push(_ c: PostgresConnection, _ request: PushRequest, fields: [String], identity: Identity) async throws -> PushResponse {
         // The one-writer lock: see "Cursor correctness" above. Held until COMMIT or ROLLBACK.
         try await c.query("SELECT pg_advisory_xact_lock(hashtext(\("fieldbook.push." + namespace)))", logger: logger)
-        // Few round trips while the lock is held: the device's row with the head of the log; the
-        // changes with the device's new last sequence; the records' states with their open conflicts.
+        // Two round trips while the lock is held, and the commit: one read (the device's row, the head
+        // of the log, the states of the request's records with their open conflicts), one write (the
+        // changes, the device's last sequence, the merged states). A retried batch's records are
+        // read whether or not its changes turn out new: the read does not wait on the plan.
         let device = request.device
-        let (owner, last, head) = try await c.query(
+        var keys: [PushPlan.RecordKey] = []
+        var seen: Set<PushPlan.RecordKey> = []
+        for change in request.changes {
+            let key = PushPlan.RecordKey(entity: change.entity, id: change.recordID)
+            if seen.insert(key).inserted { keys.append(key) }
+        }
+        var owner: Int64?
+        var last: Int64?
+        var head: Int64 = 0
+        var states: [PushPlan.RecordKey: RecordState] = [:]
+        var open: [PushPlan.RecordKey: Set<String>] = [:]
+        for try await (token, lastSequence, top, entity, id, state, conflicts) in try await c.query(
             """
-            SELECT d.token, d.last_sequence, (SELECT coalesce(max(sseq), 0) FROM \(unescaped: t("changes")))
-            FROM (SELECT 1) AS one LEFT JOIN \(unescaped: t("devices")) AS d ON d.device = \(device)
+            SELECT d.token, d.last_sequence, (SELECT coalesce(max(sseq), 0) FROM \(unescaped: t("changes"))),
+                k.entity, k.id, r.state, ARRAY(
+                    SELECT c.id FROM \(unescaped: t("conflicts")) AS c
+                    WHERE c.entity = k.entity AND c.record = k.id AND c.resolved_at IS NULL)
+            FROM (SELECT 1) AS one
+            LEFT JOIN \(unescaped: t("devices")) AS d ON d.device = \(device)
+            LEFT JOIN unnest(\(keys.map(\.entity)), \(keys.map(\.id))) AS k(entity, id) ON true
+            LEFT JOIN \(unescaped: t("records")) AS r ON r.entity = k.entity AND r.id = k.id
             """, logger: logger
-        ).collect().first!.decode((Int64?, Int64?, Int64).self)
+        ).decode((Int64?, Int64?, Int64, String?, String?, String?, [String]?).self) {
+            (owner, last, head) = (token, lastSequence, top)
+            guard let entity, let id else { continue }
+            let key = PushPlan.RecordKey(entity: entity, id: id)
+            if let state { states[key] = try RecordState(encoded: Array(state.utf8), entity: schema.entity(entity)!) }
+            if let conflicts, !conflicts.isEmpty { open[key] = Set(conflicts) }
+        }
         let row = owner.flatMap { owner in last.map { (owner: owner, lastSequence: $0) } }
         var plan = try PushPlan(request, fields: fields, identity: identity, device: row, schema: schema)
 
@@ -254,8 +279,9 @@ public final class PostgresSyncStorage: SyncStorage {
 
         // Numbered here, under the push lock, rather than by the column's sequence: one statement inserts
         // them all, in device order, and a rolled-back push leaves no gap. The same statement records
-        // the device's last sequence (adding its row the first time).
+        // the device's last sequence (adding its row the first time) and the merged states.
         let serverSequences = plan.fresh.indices.map { head + Int64($0) + 1 }
+        let merged = plan.merge(states: states, serverSequences: serverSequences)
         try await c.query(
             """
             WITH fresh AS (
@@ -264,38 +290,17 @@ public final class PostgresSyncStorage: SyncStorage {
                 FROM unnest(\(serverSequences), \(plan.fresh.map(\.sequence)), \(plan.fresh.map(\.entity)),
                     \(plan.fresh.map(\.recordID)), \(plan.fresh.map { Int64($0.operation.rawValue) }),
                     \(plan.fresh.map { Int64(bitPattern: $0.timestamp.rawValue) }), \(plan.fresh.map(\.base)), \(plan.freshFields))
-                    AS u(s, q, e, r, o, h, b, f))
-            INSERT INTO \(unescaped: t("devices")) (device, token, last_sequence)
-            VALUES (\(device), \(identity.tokenID), \(plan.lastSequence))
-            ON CONFLICT (device) DO UPDATE SET last_sequence = excluded.last_sequence
-            """, logger: logger)
-        try await insideTransaction?()
-
-        let keys = plan.records
-        guard !keys.isEmpty else { return plan.response(serverSequences: serverSequences) }
-        var states: [PushPlan.RecordKey: RecordState] = [:]
-        var open: [PushPlan.RecordKey: Set<String>] = [:]
-        for try await (entity, id, state, conflicts) in try await c.query(
-            """
-            SELECT k.entity, k.id, r.state, ARRAY(
-                SELECT c.id FROM \(unescaped: t("conflicts")) AS c
-                WHERE c.entity = k.entity AND c.record = k.id AND c.resolved_at IS NULL)
-            FROM unnest(\(keys.map(\.entity)), \(keys.map(\.id))) AS k(entity, id)
-            LEFT JOIN \(unescaped: t("records")) AS r ON r.entity = k.entity AND r.id = k.id
-            """, logger: logger
-        ).decode((String, String, String?, [String]).self) {
-            let key = PushPlan.RecordKey(entity: entity, id: id)
-            if let state { states[key] = try RecordState(encoded: Array(state.utf8), entity: schema.entity(entity)!) }
-            if !conflicts.isEmpty { open[key] = Set(conflicts) }
-        }
-        let merged = plan.merge(states: states, serverSequences: serverSequences)
-        try await c.query(
-            """
+                    AS u(s, q, e, r, o, h, b, f)),
+            device AS (
+                INSERT INTO \(unescaped: t("devices")) (device, token, last_sequence)
+                VALUES (\(device), \(identity.tokenID), \(plan.lastSequence))
+                ON CONFLICT (device) DO UPDATE SET last_sequence = excluded.last_sequence)
             INSERT INTO \(unescaped: t("records")) (entity, id, state, live)
             SELECT * FROM unnest(\(merged.map(\.key.entity)), \(merged.map(\.key.id)),
                 \(merged.map { String(decoding: $0.state.encoded, as: UTF8.self) }), \(merged.map(\.live)))
             ON CONFLICT (entity, id) DO UPDATE SET state = excluded.state, live = excluded.live
             """, logger: logger)
+        try await insideTransaction?()
 
         // Conflict rows: for the records that have conflicts now or had open ones.
         let at = serverSequences.last ?? head
