@@ -224,6 +224,13 @@ public final class PostgresSyncStorage: SyncStorage {
     /// One push, in its transaction: the steps of ``PushPlan``, each a statement over arrays
     /// (a push of 5,000 changes is a handful of round trips, not thousands).
     func push(_ c: PostgresConnection, _ request: PushRequest, fields: [String], identity: Identity) async throws -> PushResponse {
+        // The request's records, found before the lock is taken.
+        var keys: [PushPlan.RecordKey] = []
+        var seen: Set<PushPlan.RecordKey> = []
+        for change in request.changes {
+            let key = PushPlan.RecordKey(entity: change.entity, id: change.recordID)
+            if seen.insert(key).inserted { keys.append(key) }
+        }
         // The one-writer lock: see "Cursor correctness" above. Held until COMMIT or ROLLBACK.
         try await c.query("SELECT pg_advisory_xact_lock(hashtext(\("fieldbook.push." + namespace)))", logger: logger)
         // Two round trips while the lock is held, and the commit: one read (the device's row, the head
@@ -231,12 +238,6 @@ public final class PostgresSyncStorage: SyncStorage {
         // changes, the device's last sequence, the merged states). A retried batch's records are
         // read whether or not its changes turn out new: the read does not wait on the plan.
         let device = request.device
-        var keys: [PushPlan.RecordKey] = []
-        var seen: Set<PushPlan.RecordKey> = []
-        for change in request.changes {
-            let key = PushPlan.RecordKey(entity: change.entity, id: change.recordID)
-            if seen.insert(key).inserted { keys.append(key) }
-        }
         var owner: Int64?
         var last: Int64?
         var head: Int64 = 0
