@@ -368,7 +368,9 @@ public final class PostgresSyncStorage: SyncStorage {
     /// Has PostgreSQL write the page's changes, each as ``Change/encodeWire(to:withOrigin:)``
     /// would, its stored field text spliced in as it is (it was checked when pushed): one row for
     /// the page, not one decoded row per change, so the server process handles a page's bytes
-    /// once. Strings pass through `to_json`, PostgreSQL's JSON string escaping.
+    /// once. Strings pass through `to_json`, PostgreSQL's JSON string escaping. Every column
+    /// concatenated is `NOT NULL` (a null would make its change's text null, and `string_agg`
+    /// would leave the change out while the cursor moved past it).
     public func pullResponseBody(_ request: PullRequest, identity: Identity) async throws -> [UInt8] {
         let limit = Int64(request.limit)
         let rows = try await client.query(
@@ -389,13 +391,13 @@ public final class PostgresSyncStorage: SyncStorage {
                 ) page
             ) numbered
             """, logger: logger)
+        // An aggregate over no rows is still one row.
+        let (changes, cursor, more) = try await rows.collect().first!.decode((ByteBuffer, Int64, Bool).self)
         var out: [UInt8] = []
+        out.reserveCapacity(changes.readableBytes + 64)
         PullResponse.encodeStart(to: &out)
-        for try await (changes, cursor, more) in rows.decode((ByteBuffer, Int64, Bool).self) {
-            out.reserveCapacity(changes.readableBytes + 64)
-            out.append(contentsOf: changes.readableBytesView)
-            PullResponse.encodeEnd(cursor: cursor, more: more, to: &out)
-        }
+        out.append(contentsOf: changes.readableBytesView)
+        PullResponse.encodeEnd(cursor: cursor, more: more, to: &out)
         return out
     }
 
