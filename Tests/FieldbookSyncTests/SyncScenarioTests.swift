@@ -77,6 +77,29 @@ struct SyncScenarioTests {
         }
     }
 
+    @Test("text JSON must escape — quotes, backslashes, control characters — arrives byte for byte, the author's name too", arguments: Backend.all)
+    func escapedText(backend: Backend) async throws {
+        let dir = TemporaryDirectory()
+        let storage = try await makeStorage(dir, backend)
+        let author = "王\"芳\\组长\t(第一组)\u{1}"
+        let title = "消防通道\"堵塞\"\\C:\\path\n第二行\t制表\r\u{1F}👩🏽‍⚕️"
+        let writer = try Store(path: dir.path("writer.sqlite"), schema: schema)
+        let reader = try Store(path: dir.path("reader.sqlite"), schema: schema)
+        let writerToken = try await storage.createToken(name: author)
+        let readerToken = try await storage.createToken(name: "李明")
+        try await withServer(storage: storage) { url in
+            let id = try writer.insert("finding", ["title": .text(title), "responsible_person": .text(author)])
+            _ = try await writer.sync(HTTPTransport(server: url, token: writerToken))
+            _ = try await reader.sync(HTTPTransport(server: url, token: readerToken))
+            let record = try #require(try reader.record("finding", id: id))
+            #expect(Array(record["title"].text!.utf8) == Array(title.utf8))
+            #expect(Array(record["responsible_person"].text!.utf8) == Array(author.utf8))
+            let history = try reader.history(of: id)
+            #expect(!history.isEmpty)
+            #expect(history.allSatisfy { $0.author.map { Array($0.utf8) } == Array(author.utf8) })
+        }
+    }
+
     @Test("the same lww field: the later timestamp wins everywhere", arguments: Backend.all)
     func lww(backend: Backend) async throws {
         let team = try await Team(backend)
