@@ -116,7 +116,6 @@ package struct PushPlan: Sendable {
         let previous = row?.lastSequence ?? 0
         lastSequence = previous
         answers.reserveCapacity(request.changes.count)
-        var touched: Set<RecordKey> = []
         fresh.reserveCapacity(request.changes.count)
         freshFields.reserveCapacity(request.changes.count)
         for (change, fields) in zip(request.changes, texts) {
@@ -145,9 +144,19 @@ package struct PushPlan: Sendable {
             answers.append(.fresh(fresh.count))
             fresh.append(change)
             freshFields.append(fields)
+        }
+        records = Self.records(fresh, schema: schema)
+    }
+
+    /// The records `changes` touch (of entities in `schema`), each once, in the order first touched.
+    package static func records(_ changes: [Change], schema: Schema) -> [RecordKey] {
+        var touched: Set<RecordKey> = []
+        var records: [RecordKey] = []
+        for change in changes {
             let key = RecordKey(entity: change.entity, id: change.recordID)
             if schema.entity(change.entity) != nil, touched.insert(key).inserted { records.append(key) }
         }
+        return records
     }
 
     /// Checks the changes received before against what the store holds at ``earlierSequences``.

@@ -225,12 +225,7 @@ public final class PostgresSyncStorage: SyncStorage {
     /// (a push of 5,000 changes is a handful of round trips, not thousands).
     func push(_ c: PostgresConnection, _ request: PushRequest, fields: [String], identity: Identity) async throws -> PushResponse {
         // The request's records, found before the lock is taken.
-        var keys: [PushPlan.RecordKey] = []
-        var seen: Set<PushPlan.RecordKey> = []
-        for change in request.changes {
-            let key = PushPlan.RecordKey(entity: change.entity, id: change.recordID)
-            if seen.insert(key).inserted { keys.append(key) }
-        }
+        let keys = PushPlan.records(request.changes, schema: schema)
         // The one-writer lock: see "Cursor correctness" above. Held until COMMIT or ROLLBACK.
         try await c.query("SELECT pg_advisory_xact_lock(hashtext(\("fieldbook.push." + namespace)))", logger: logger)
         // Two round trips while the lock is held, and the commit: one read (the device's row, the head
