@@ -3,6 +3,7 @@ import FieldbookCore
 import FieldbookServer
 import FieldbookStore
 import Foundation
+import GRDB
 import NIOCore
 import NIOHTTP1
 import Synchronization
@@ -26,6 +27,28 @@ struct PushTests {
 
     func request(_ device: Store, _ changes: [Change]) -> PushRequest {
         PushRequest(schema: SchemaVersion(schema), device: device.deviceID, changes: changes)
+    }
+
+    @Test("a new SQLite server store has 16 KiB pages; a store made with smaller ones keeps them and takes pushes")
+    func pageSize() async throws {
+        let dir = TemporaryDirectory()
+        func pageSize(_ path: String) throws -> Int? {
+            try DatabaseQueue(path: path).read { try Int.fetchOne($0, sql: "PRAGMA page_size") }
+        }
+        _ = try SQLiteSyncStorage(path: dir.path("new.sqlite"), schema: schema)
+        #expect(try pageSize(dir.path("new.sqlite")) == 16384)
+
+        // A file that already has pages (as every store made before had 4 KiB ones): its size stays.
+        var wal = Configuration()
+        wal.journalMode = .wal
+        try await DatabaseQueue(path: dir.path("server.sqlite"), configuration: wal).write { db in
+            try db.execute(sql: "PRAGMA page_size = 4096; CREATE TABLE earlier (x)")
+        }
+        let (storage, identity, device, changes) = try await setUp(.sqlite, dir, count: 3)
+        let response = try await storage.push(request(device, changes), identity: identity)
+        #expect(response.assigned.map(\.sequence) == [1, 2, 3])
+        #expect(try await storage.changeCount() == 3)
+        #expect(try pageSize(dir.path("server.sqlite")) == 4096)
     }
 
     @Test("a change repeated inside one request gets one server sequence", arguments: Backend.all)
