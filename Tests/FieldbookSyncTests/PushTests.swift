@@ -29,26 +29,44 @@ struct PushTests {
         PushRequest(schema: SchemaVersion(schema), device: device.deviceID, changes: changes)
     }
 
-    @Test("a new SQLite server store has 16 KiB pages; a store made with smaller ones keeps them and takes pushes")
-    func pageSize() async throws {
+    @Test("a new SQLite server store has 16 KiB pages and merge states without rowids; a store made before keeps its layout and works")
+    func fileLayout() async throws {
         let dir = TemporaryDirectory()
-        func pageSize(_ path: String) throws -> Int? {
-            try DatabaseQueue(path: path).read { try Int.fetchOne($0, sql: "PRAGMA page_size") }
+        func layout(_ path: String) throws -> (pageSize: Int?, statesWithoutRowID: Bool?) {
+            try DatabaseQueue(path: path).read { db in
+                (
+                    try Int.fetchOne(db, sql: "PRAGMA page_size"),
+                    try Bool.fetchOne(db, sql: "SELECT wr FROM pragma_table_list WHERE name = 'records'")
+                )
+            }
         }
         _ = try SQLiteSyncStorage(path: dir.path("new.sqlite"), schema: schema)
-        #expect(try pageSize(dir.path("new.sqlite")) == 16384)
+        #expect(try layout(dir.path("new.sqlite")) == (16384, true))
 
-        // A file that already has pages (as every store made before had 4 KiB ones): its size stays.
+        // A store as made before: 4 KiB pages (a file that has pages keeps their size) and a
+        // rowid table of merge states. The same statements read and write it.
         var wal = Configuration()
         wal.journalMode = .wal
         try await DatabaseQueue(path: dir.path("server.sqlite"), configuration: wal).write { db in
             try db.execute(sql: "PRAGMA page_size = 4096; CREATE TABLE earlier (x)")
         }
-        let (storage, identity, device, changes) = try await setUp(.sqlite, dir, count: 3)
-        let response = try await storage.push(request(device, changes), identity: identity)
-        #expect(response.assigned.map(\.sequence) == [1, 2, 3])
-        #expect(try await storage.changeCount() == 3)
-        #expect(try pageSize(dir.path("server.sqlite")) == 4096)
+        let (storage, identity, device, changes) = try await setUp(.sqlite, dir, count: 4)
+        try await DatabaseQueue(path: dir.path("server.sqlite")).write { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE records_rowid (
+                        entity TEXT NOT NULL, id TEXT NOT NULL, state TEXT NOT NULL, live INTEGER NOT NULL,
+                        PRIMARY KEY (entity, id)) STRICT;
+                    DROP TABLE records;
+                    ALTER TABLE records_rowid RENAME TO records;
+                    """)
+        }
+        #expect(try layout(dir.path("server.sqlite")) == (4096, false))
+        _ = try await storage.push(request(device, Array(changes[..<2])), identity: identity)
+        let response = try await storage.push(request(device, Array(changes[2...])), identity: identity)
+        #expect(response.assigned.map(\.sequence) == [3, 4])
+        #expect(try await storage.changeCount() == 4)
+        #expect(try await storage.records("site").map { $0.values["town"] } == [.text("镇3")])
     }
 
     @Test("a change repeated inside one request gets one server sequence", arguments: Backend.all)

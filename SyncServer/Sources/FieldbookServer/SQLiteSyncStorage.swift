@@ -66,7 +66,7 @@ public final class SQLiteSyncStorage: SyncStorage {
                         UNIQUE (device, seq)) STRICT;
                     CREATE TABLE records (
                         entity TEXT NOT NULL, id TEXT NOT NULL, state TEXT NOT NULL, live INTEGER NOT NULL,
-                        PRIMARY KEY (entity, id)) STRICT;
+                        PRIMARY KEY (entity, id)) STRICT, WITHOUT ROWID;
                     CREATE TABLE conflicts (
                         id TEXT PRIMARY KEY NOT NULL, entity TEXT NOT NULL, record TEXT NOT NULL, field TEXT,
                         sides TEXT NOT NULL, opened_at INTEGER NOT NULL, resolved_at INTEGER) STRICT;
