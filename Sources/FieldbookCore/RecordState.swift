@@ -128,7 +128,18 @@ public struct RecordState: Sendable, Hashable {
     /// Field changes the entity does not declare are ignored; decode changes with
     /// ``FieldChange/decode(_:entity:)`` to reject them first.
     public mutating func apply(_ change: Change, entity: Entity) {
-        let stamp = change.stamp
+        apply(change, stamp: change.stamp, entity: entity)
+    }
+
+    /// ``apply(_:entity:)`` for a change the server numbers `serverSequence` as it merges it
+    /// (so it need not copy the change to set it).
+    package mutating func apply(_ change: Change, serverSequence: Int64, entity: Entity) {
+        var stamp = change.stamp
+        stamp.serverSequence = serverSequence
+        apply(change, stamp: stamp, entity: entity)
+    }
+
+    private mutating func apply(_ change: Change, stamp: ChangeStamp, entity: Entity) {
         // One lookup of the device, to check and to replace.
         if let last = applied.index(forKey: stamp.device) {
             if stamp.sequence <= applied.values[last].sequence { return }

@@ -76,6 +76,8 @@ package struct PushPlan: Sendable {
     package private(set) var lastSequence: Int64
     /// The records the fresh changes touch, each once, in the order first touched.
     package private(set) var records: [RecordKey] = []
+    /// For each fresh change, the position of its record in ``records`` (-1 for an entity the schema lacks).
+    private var recordOfFresh: [Int] = []
     /// The device sequence numbers of the request's changes received in earlier pushes.
     package private(set) var earlierSequences: [Int64] = []
     /// Each request change in order: a fresh change (its index in ``fresh``) or one received before (its sequence).
@@ -116,47 +118,80 @@ package struct PushPlan: Sendable {
         let previous = row?.lastSequence ?? 0
         lastSequence = previous
         answers.reserveCapacity(request.changes.count)
-        fresh.reserveCapacity(request.changes.count)
-        freshFields.reserveCapacity(request.changes.count)
-        for (change, fields) in zip(request.changes, texts) {
-            if change.sequence <= lastSequence {
-                // Received before — in an earlier push, or earlier in this one: the same content gets the same answer.
-                if change.sequence > previous {
-                    let index = Int(change.sequence - previous - 1)
-                    guard Self.same(fresh[index], freshFields[index], change, fields) else { throw Self.reused(change.sequence) }
-                    answers.append(.fresh(index))
-                } else {
-                    if let seen = earlier[change.sequence] {
-                        guard Self.same(seen.change, seen.fields, change, fields) else { throw Self.reused(change.sequence) }
+        // Where each fresh change is in the request: copied out only if some are not fresh.
+        var positions: [Int] = []
+        positions.reserveCapacity(request.changes.count)
+        try request.changes.withUnsafeBufferPointer { changes in
+            for position in changes.indices {
+                let sequence = changes[position].sequence
+                if sequence <= lastSequence {
+                    // Received before — in an earlier push, or earlier in this one: the same content gets the same answer.
+                    if sequence > previous {
+                        let index = Int(sequence - previous - 1)
+                        guard Self.same(changes[positions[index]], texts[positions[index]], changes[position], texts[position]) else {
+                            throw Self.reused(sequence)
+                        }
+                        answers.append(.fresh(index))
                     } else {
-                        earlier[change.sequence] = (change, fields)
-                        earlierSequences.append(change.sequence)
+                        if let seen = earlier[sequence] {
+                            guard Self.same(seen.change, seen.fields, changes[position], texts[position]) else {
+                                throw Self.reused(sequence)
+                            }
+                        } else {
+                            earlier[sequence] = (changes[position], texts[position])
+                            earlierSequences.append(sequence)
+                        }
+                        answers.append(.earlier(sequence))
                     }
-                    answers.append(.earlier(change.sequence))
+                    continue
                 }
-                continue
+                guard sequence == lastSequence + 1 else {
+                    throw WireError(
+                        .sequenceGap, "expected device sequence \(lastSequence + 1), got \(sequence); push every change in order")
+                }
+                lastSequence = sequence
+                answers.append(.fresh(positions.count))
+                positions.append(position)
             }
-            guard change.sequence == lastSequence + 1 else {
-                throw WireError(
-                    .sequenceGap, "expected device sequence \(lastSequence + 1), got \(change.sequence); push every change in order")
-            }
-            lastSequence = change.sequence
-            answers.append(.fresh(fresh.count))
-            fresh.append(change)
-            freshFields.append(fields)
         }
-        records = Self.records(fresh, schema: schema)
+        if positions.count == request.changes.count {
+            fresh = request.changes
+            freshFields = texts
+        } else {
+            fresh = positions.map { request.changes[$0] }
+            freshFields = positions.map { texts[$0] }
+        }
+        (records, recordOfFresh) = Self.records(of: fresh, schema: schema)
     }
 
     /// The records `changes` touch (of entities in `schema`), each once, in the order first touched.
     package static func records(_ changes: [Change], schema: Schema) -> [RecordKey] {
-        var touched: Set<RecordKey> = []
+        records(of: changes, schema: schema).records
+    }
+
+    /// ``records(_:schema:)``, and for each change the position of its record in that list (-1 for an entity not in `schema`).
+    private static func records(of changes: [Change], schema: Schema) -> (records: [RecordKey], recordOf: [Int]) {
+        var positions: [RecordKey: Int] = [:]
         var records: [RecordKey] = []
-        for change in changes {
-            let key = RecordKey(entity: change.entity, id: change.recordID)
-            if schema.entity(change.entity) != nil, touched.insert(key).inserted { records.append(key) }
+        var recordOf: [Int] = []
+        recordOf.reserveCapacity(changes.count)
+        changes.withUnsafeBufferPointer { changes in
+            for change in changes.indices {
+                guard schema.entity(changes[change].entity) != nil else {
+                    recordOf.append(-1)
+                    continue
+                }
+                let next = records.count
+                // One lookup: the position stored, or this one stored as the next.
+                let position = { (stored: inout Int) -> Int in
+                    if stored < 0 { stored = next }
+                    return stored
+                }(&positions[RecordKey(entity: changes[change].entity, id: changes[change].recordID), default: -1])
+                if position == next { records.append(RecordKey(entity: changes[change].entity, id: changes[change].recordID)) }
+                recordOf.append(position)
+            }
         }
-        return records
+        return (records, recordOf)
     }
 
     /// Checks the changes received before against what the store holds at ``earlierSequences``.
@@ -181,19 +216,18 @@ package struct PushPlan: Sendable {
     /// the stored `states` of ``records`` (a record missing from `states` is new).
     package func merge(states: [RecordKey: RecordState], serverSequences: [Int64]) -> [Merged] {
         precondition(serverSequences.count == fresh.count, "one server sequence per fresh change")
-        var merged = states
-        for (index, var change) in fresh.enumerated() {
-            guard let entity = schema.entity(change.entity) else { continue }
-            change.serverSequence = serverSequences[index]
-            change.author = author
-            merged[RecordKey(entity: change.entity, id: change.recordID), default: RecordState()].apply(change, entity: entity)
+        let entities = records.map { schema.entity($0.entity)! }
+        var merged = records.map { states[$0] ?? RecordState() }
+        fresh.withUnsafeBufferPointer { fresh in
+            for index in fresh.indices where recordOfFresh[index] >= 0 {
+                let record = recordOfFresh[index]
+                merged[record].apply(fresh[index], serverSequence: serverSequences[index], entity: entities[record])
+            }
         }
-        return records.map { key in
-            let entity = schema.entity(key.entity)!
-            let state = merged[key]!
-            return Merged(
-                key: key, state: state, live: state.exists(onDelete: entity.onDelete),
-                conflicts: state.conflicts(entity: entity, recordID: key.id))
+        return records.indices.map { n in
+            Merged(
+                key: records[n], state: merged[n], live: merged[n].exists(onDelete: entities[n].onDelete),
+                conflicts: merged[n].conflicts(entity: entities[n], recordID: records[n].id))
         }
     }
 

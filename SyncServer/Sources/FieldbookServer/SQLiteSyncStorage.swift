@@ -138,16 +138,18 @@ public final class SQLiteSyncStorage: SyncStorage {
         insert.bind(1, device)
         insert.bind(3, identity.name)
         insert.bind(10, now)
-        for (change, fields) in zip(plan.fresh, plan.freshFields) {
-            insert.bind(2, change.sequence)
-            insert.bind(4, change.entity)
-            insert.bind(5, change.recordID)
-            insert.bind(6, Int64(change.operation.rawValue))
-            insert.bind(7, Int64(bitPattern: change.timestamp.rawValue))
-            insert.bind(8, change.base)
-            insert.bind(9, fields)
-            try insert.run(db)
-            serverSequences.append(insert.lastInsertedRowID)
+        try plan.fresh.withUnsafeBufferPointer { fresh in  // each change read in place, not copied
+            for n in fresh.indices {
+                insert.bind(2, fresh[n].sequence)
+                insert.bind(4, fresh[n].entity)
+                insert.bind(5, fresh[n].recordID)
+                insert.bind(6, Int64(fresh[n].operation.rawValue))
+                insert.bind(7, Int64(bitPattern: fresh[n].timestamp.rawValue))
+                insert.bind(8, fresh[n].base)
+                insert.bind(9, plan.freshFields[n])
+                try insert.run(db)
+                serverSequences.append(insert.lastInsertedRowID)
+            }
         }
         try db.execute(sql: "UPDATE devices SET last_sequence = ? WHERE device = ?", arguments: [plan.lastSequence, device])
 
