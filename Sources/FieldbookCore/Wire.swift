@@ -238,8 +238,9 @@ extension PushRequest {
         }
         var changes: [Change] = []
         changes.reserveCapacity(Int(tape[list].length))
+        var names = Change.WireNames()
         for (n, item) in tape.elements(list).enumerated() {
-            changes.append(try Change(wire: tape, item, schema: schema, device: device, number: n))
+            changes.append(try Change(wire: tape, item, schema: schema, device: device, number: n, names: &names))
         }
         self.changes = changes
     }
@@ -387,8 +388,9 @@ extension PullResponse {
         else { throw WireError(.badMessage, "a pull response has 'changes', 'cursor' and 'more'") }
         var changes: [Change] = []
         changes.reserveCapacity(Int(tape[list].length))
+        var names = Change.WireNames()
         for (n, item) in tape.elements(list).enumerated() {
-            changes.append(try Change(wire: tape, item, schema: schema, device: nil, number: n))
+            changes.append(try Change(wire: tape, item, schema: schema, device: nil, number: n, names: &names))
         }
         self.changes = changes
         self.cursor = cursor
@@ -542,7 +544,14 @@ extension Change {
     /// Reads the change object at `index` of a message, checking it against `schema`. `device` is
     /// the pushing device; nil when the change carries its own (a pulled change). `number` is its
     /// position in the message, for error messages.
-    init(wire tape: JSONTape, _ index: Int, schema: Schema, device: String?, number: Int) throws(WireError) {
+    /// The device id and author of the change read last: the next change of a page is most often
+    /// from the same device and person, and then shares their strings instead of making its own.
+    struct WireNames {
+        var device: String?
+        var author: String?
+    }
+
+    init(wire tape: JSONTape, _ index: Int, schema: Schema, device: String?, number: Int, names: inout WireNames) throws(WireError) {
         func path() -> String { "changes[\(number)]" }
         func bad(_ what: String) -> WireError { WireError(.badMessage, "\(path()): \(what)") }
         guard tape.kind(index) == .object else { throw bad("a change must be an object") }
@@ -595,13 +604,24 @@ extension Change {
         var serverSequence: Int64?
         var author: String?
         if device == nil {
-            guard let d = tape.member(index, "device", hint: &next), let canonical = UUIDText.canonical(tape, d) else {
-                throw bad("'device' must be a UUID")
+            guard let d = tape.member(index, "device", hint: &next) else { throw bad("'device' must be a UUID") }
+            if let known = names.device, tape.stringEquals(d, known) {
+                origin = known
+            } else {
+                guard let canonical = UUIDText.canonical(tape, d) else { throw bad("'device' must be a UUID") }
+                origin = canonical
+                names.device = canonical
             }
-            origin = canonical
             guard let s = tape.member(index, "sseq", hint: &next), let sseq = tape.int(s) else { throw bad("'sseq' must be an integer") }
             serverSequence = sseq
-            if let a = tape.member(index, "author", hint: &next) { author = tape.string(a) }
+            if let a = tape.member(index, "author", hint: &next) {
+                if let known = names.author, tape.stringEquals(a, known) {
+                    author = known
+                } else {
+                    author = tape.string(a)
+                    names.author = author
+                }
+            }
         }
         self.init(
             sequence: seq, device: origin!, entity: entity.name, recordID: id, operation: operation,

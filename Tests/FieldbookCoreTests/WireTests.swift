@@ -69,6 +69,24 @@ struct WireTests {
         #expect(bytes { empty.encode(to: &$0) } == Array(empty.json.serialized.utf8))
     }
 
+    @Test("a pull page whose changes alternate between devices and authors reads each one's own")
+    func pullNames() throws {
+        // Runs of one device and author, then another, then back; an author missing; a device in upper case.
+        let origins: [(device: String, author: String?)] = [
+            (other, "王芳"), (other, "王芳"), (device, "李娜"), (device, "王芳"), (other, nil), (other, "李娜"),
+            (other.uppercased(), "李娜"), (device, "李娜"),
+        ]
+        let changes = origins.enumerated().map { n, origin in
+            Change(
+                sequence: Int64(n + 1), device: origin.device, entity: "site", recordID: record, operation: .update,
+                timestamp: HybridTimestamp(millis: 1_700_000_000_000, counter: UInt16(n)), base: 0,
+                fields: [FieldChange(field: "town", kind: .set(.text("镇\(n)")))], serverSequence: Int64(n + 1), author: origin.author)
+        }
+        let read = try PullResponse(utf8: bytes { PullResponse(changes: changes, cursor: 8, more: false).encode(to: &$0) }, schema: schema)
+        #expect(read.changes.map(\.device) == origins.map { $0.device.lowercased() })
+        #expect(read.changes.map(\.author) == origins.map(\.author))
+    }
+
     @Test("a change spliced from its stored fields text is the change written whole")
     func splice() throws {
         for change in changes(origin: true) {
