@@ -187,6 +187,24 @@ struct PushTests {
 }
 
 extension PushTests {
+    @Test("a push answer's server sequence numbers are noted change by change, in runs and out of them")
+    func acknowledgedNumbers() async throws {
+        let dir = TemporaryDirectory()
+        let device = try Store(path: dir.path("device.sqlite"), schema: schema)
+        let site = try device.insert("site", ["name": "幸福院", "kind": "happiness_home"])
+        for i in 1..<8 { try device.update("site", id: site, ["town": .text("镇\(i)")]) }
+        // Runs of consecutive numbers (1–3, 4–5, 6–7) and one alone (8), as other devices' pushes between them would leave.
+        let numbers: [Int64: Int64] = [1: 10, 2: 11, 3: 12, 4: 20, 5: 21, 6: 7, 7: 8, 8: 30]
+        let recorder = PushRecorder(number: { numbers[$0]! })
+        #expect(try await device.push(recorder) == 8)
+        let noted = try await DatabaseQueue(path: dir.path("device.sqlite")).read { db in
+            try Row.fetchAll(db, sql: "SELECT seq, sseq FROM _changelog ORDER BY seq").map { row -> (Int64, Int64?) in (row[0], row[1]) }
+        }
+        #expect(noted.map(\.0) == Array(1...8))
+        #expect(noted.map(\.1) == (1...8).map { numbers[$0] })
+        #expect(try device.pendingChanges(limit: 10).isEmpty)
+    }
+
     @Test("a push that reaches the server while the device's push before it is still arriving waits for it", arguments: Backend.all)
     func overtakingPushWaits(_ backend: Backend) async throws {
         let dir = TemporaryDirectory()
@@ -301,6 +319,12 @@ final class Overtaking: SyncTransport {
 final class PushRecorder: SyncTransport {
     let bodies = Mutex<[[UInt8]]>([])
     let next = Mutex<Int64>(0)
+    /// The server sequence number to answer for a device sequence number; nil: 1, 2, 3, … in the order received.
+    let number: (@Sendable (Int64) -> Int64)?
+
+    init(number: (@Sendable (Int64) -> Int64)? = nil) {
+        self.number = number
+    }
 
     func push(_ request: PushRequest) async throws -> PushResponse {
         Issue.record("the store sent a decoded request, not its encoded body")
@@ -311,7 +335,7 @@ final class PushRecorder: SyncTransport {
         bodies.withLock { $0.append(encoded.body) }
         return PushResponse(
             assigned: encoded.sequences.map { sequence in
-                .init(sequence: sequence, serverSequence: next.withLock { $0 += 1; return $0 })
+                .init(sequence: sequence, serverSequence: number?(sequence) ?? next.withLock { $0 += 1; return $0 })
             })
     }
 

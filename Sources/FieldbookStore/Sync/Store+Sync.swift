@@ -216,11 +216,23 @@ extension Store {
     /// Records the server's sequence numbers for pushed changes; they are no longer pending.
     func acknowledge(_ response: PushResponse) async throws {
         try await writeAsync { tx in
-            let note = RawStatement(try tx.db.cachedStatement(sql: "UPDATE _changelog SET sseq = ? WHERE seq = ?"))
-            for assignment in response.assigned {
-                note.bind(1, assignment.serverSequence)
-                note.bind(2, assignment.sequence)
+            // A run of changes numbered one after another on both sides (a whole batch, as a rule)
+            // is noted by one statement, not one per change.
+            let note = RawStatement(try tx.db.cachedStatement(sql: "UPDATE _changelog SET sseq = seq + ? WHERE seq BETWEEN ? AND ?"))
+            let assigned = response.assigned
+            var start = 0
+            while start < assigned.count {
+                var end = start + 1
+                while end < assigned.count, assigned[end].sequence == assigned[end - 1].sequence + 1,
+                    assigned[end].serverSequence == assigned[end - 1].serverSequence + 1
+                {
+                    end += 1
+                }
+                note.bind(1, assigned[start].serverSequence - assigned[start].sequence)
+                note.bind(2, assigned[start].sequence)
+                note.bind(3, assigned[end - 1].sequence)
                 try note.run(tx.db)
+                start = end
             }
             if let last = response.assigned.map(\.sequence).max() {
                 try tx.db.execute(
