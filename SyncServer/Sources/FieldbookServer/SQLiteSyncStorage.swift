@@ -34,9 +34,10 @@ public final class SQLiteSyncStorage: SyncStorage {
             // (docs/benchmarks.md, "16 KiB pages on the server").
             try db.execute(sql: "PRAGMA page_size = 16384")
             try db.execute(sql: "PRAGMA cache_size = -65536")
-            // A checkpoint every 10,000 pages (about 40 MB of log), not SQLite's 1,000: pages a
-            // push rewrites again and again (merge states, indexes) are copied to the file less
-            // often; 6% less server CPU in a push (docs/benchmarks.md).
+            // A checkpoint every 10,000 pages (about 160 MB of log with 16 KiB pages, 40 MB with
+            // 4 KiB), not SQLite's 1,000: pages a push rewrites again and again (merge states,
+            // indexes) are copied to the file less often; 6% less server CPU in a push with 4 KiB
+            // pages; with 16 KiB, 1,000 to 10,000 measure the same (docs/benchmarks.md).
             try db.execute(sql: "PRAGMA wal_autocheckpoint = 10000")
         }
         SQLiteSettings.apply()
