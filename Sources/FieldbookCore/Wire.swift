@@ -541,9 +541,6 @@ extension Change {
         .object(fields.map { ($0.field, $0.valueJSON) })
     }
 
-    /// Reads the change object at `index` of a message, checking it against `schema`. `device` is
-    /// the pushing device; nil when the change carries its own (a pulled change). `number` is its
-    /// position in the message, for error messages.
     /// The device id and author of the change read last: the next change of a page is most often
     /// from the same device and person, and then shares their strings instead of making its own.
     struct WireNames {
@@ -551,6 +548,9 @@ extension Change {
         var author: String?
     }
 
+    /// Reads the change object at `index` of a message, checking it against `schema`. `device` is
+    /// the pushing device; nil when the change carries its own (a pulled change). `number` is its
+    /// position in the message, for error messages; `names` carries strings from one change to the next.
     init(wire tape: JSONTape, _ index: Int, schema: Schema, device: String?, number: Int, names: inout WireNames) throws(WireError) {
         func path() -> String { "changes[\(number)]" }
         func bad(_ what: String) -> WireError { WireError(.badMessage, "\(path()): \(what)") }

@@ -30,8 +30,8 @@ public final class SQLiteSyncStorage: SyncStorage {
         config.prepareDatabase { db in
             // 16 KiB pages, not SQLite's 4 KiB (it takes effect when the file is created; an
             // existing store keeps its size): a push appends thousands of change rows, and
-            // with a quarter as many pages to fill, link and log, pushes are 10–15% faster
-            // (docs/benchmarks.md, "16 KiB pages on the server").
+            // with a quarter as many pages to fill, link and log, pushes are 10–20% faster at
+            // 200,000 changes, about 4% at 1M (docs/benchmarks.md, "16 KiB pages on the server").
             try db.execute(sql: "PRAGMA page_size = 16384")
             try db.execute(sql: "PRAGMA cache_size = -65536")
             // A checkpoint every 10,000 pages (about 160 MB of log with 16 KiB pages, 40 MB with
