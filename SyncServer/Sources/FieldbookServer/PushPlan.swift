@@ -181,14 +181,14 @@ package struct PushPlan: Sendable {
                     recordOf.append(-1)
                     continue
                 }
-                let next = records.count
-                // One lookup: the position stored, or this one stored as the next.
-                let position = { (stored: inout Int) -> Int in
-                    if stored < 0 { stored = next }
-                    return stored
-                }(&positions[RecordKey(entity: changes[change].entity, id: changes[change].recordID), default: -1])
-                if position == next { records.append(RecordKey(entity: changes[change].entity, id: changes[change].recordID)) }
-                recordOf.append(position)
+                let key = RecordKey(entity: changes[change].entity, id: changes[change].recordID)
+                if let position = positions[key] {
+                    recordOf.append(position)
+                } else {
+                    positions[key] = records.count
+                    recordOf.append(records.count)
+                    records.append(key)
+                }
             }
         }
         return (records, recordOf)
