@@ -1,3 +1,4 @@
+import FieldbookCore
 import FieldbookServer
 import Synchronization
 import Testing
@@ -71,6 +72,62 @@ struct PushArrivalsTests {
         #expect(waited.contains(true), "one of them found the other running: \(waited)")
         // Nothing is left counted: a later lone push does not wait.
         #expect(try await arrivals.run(token: 3) { await arrivals.awaitAnother(token: 3) } == false)
+    }
+
+    @Test("a push that overtook two pushes of its token waits for both, in turn", .timeLimit(.minutes(1)))
+    func overtookTwo() async throws {
+        // Pushes 1, 2 and 3 of one device reach the store as 3, 2, 1 would: 3 and 2 are refused
+        // and wait for 1. When 1 finishes, 3 tries again before 2 does and is refused again: it
+        // must wait for 2 this time, not give up.
+        let arrivals = PushArrivals()
+        let store = InOrder()
+        let (release, releaseFeed) = AsyncStream<Void>.makeStream()
+        let (entered, enteredFeed) = AsyncStream<Void>.makeStream()
+        let first = Task {
+            try await arrivals.run(token: 5) {
+                enteredFeed.yield()
+                for await _ in release { break }
+                try await arrivals.store(token: 5) { try await store.take(1) }
+            }
+        }
+        for await _ in entered { break }
+        let third = Task { try await arrivals.run(token: 5) { try await arrivals.store(token: 5) { try await store.take(3) } } }
+        try await store.waitForAttempt(of: 3)
+        let second = Task {
+            try await arrivals.run(token: 5) {
+                try await arrivals.store(token: 5) {
+                    // Its second try comes late, after the third push's.
+                    if await store.attempts(of: 2) > 0 { try await Task.sleep(for: .milliseconds(200)) }
+                    try await store.take(2)
+                }
+            }
+        }
+        try await store.waitForAttempt(of: 2)
+        try await Task.sleep(for: .milliseconds(100))  // both are waiting now
+        releaseFeed.yield()
+        try await first.value
+        try await second.value
+        try await third.value
+        #expect(await store.next == 4)
+        #expect(await store.attempts(of: 3) == 3, "refused before the first push, before the second, then taken")
+    }
+
+    /// A store that takes a device's pushes 1, 2, 3, … in order only and refuses the others for a gap.
+    actor InOrder {
+        private(set) var next = 1
+        private var tried: [Int: Int] = [:]
+
+        func take(_ push: Int) throws {
+            tried[push, default: 0] += 1
+            guard push == next else { throw WireError(.sequenceGap, "expected push \(next), got \(push)") }
+            next += 1
+        }
+
+        func attempts(of push: Int) -> Int { tried[push, default: 0] }
+
+        func waitForAttempt(of push: Int) async throws {
+            while tried[push, default: 0] == 0 { try await Task.sleep(for: .milliseconds(5)) }
+        }
     }
 
     /// A push of `token` that has started and runs until `finish` is called.

@@ -60,19 +60,20 @@ extension Store {
 
     /// Pushes every pending change, batch by batch; returns how many the server acknowledged.
     ///
-    /// Two batches are on the wire at a time: the next is read from the changelog ahead and sent
-    /// before the answer to the one before it is awaited, and the one after it as soon as that
-    /// answer comes, before this device records it; so the server has a batch at hand whenever it
-    /// finishes one. The server takes a device's changes in sequence order only: a
-    /// batch that reaches it before the one ahead of it is refused (`sequence_gap`), nothing of it
-    /// applied, and is sent again once that one is answered; the rest of the push then goes one
-    /// batch at a time.
+    /// Three batches are on the wire at a time: each is read from the changelog ahead and sent
+    /// before the answers to the ones before it are awaited, and the next as soon as an answer
+    /// comes, before this device records it; so the server has a batch at hand whenever it
+    /// finishes one. The server takes a device's changes in sequence order only: a batch that
+    /// reaches it before one ahead of it waits there for that one, and is refused
+    /// (`sequence_gap`), nothing of it applied, only if that one is not there (it went to another
+    /// server process, say). A refused batch is sent again once the ones ahead of it are
+    /// answered; the rest of the push then goes one batch at a time.
     public func push(
         _ transport: any SyncTransport, options: SyncOptions = SyncOptions(), progress: (Int) -> Void = { _ in }
     ) async throws -> Int {
         struct Sent {
             var batch: EncodedPush
-            /// Whether it was sent while the batch ahead of it was unanswered.
+            /// Whether it was sent while a batch ahead of it was unanswered.
             var overtaking: Bool
             var answer: Task<PushResponse, any Error>
         }
@@ -86,10 +87,10 @@ extension Store {
         var upcoming: Task<EncodedPush, any Error>? = Task {
             try await readAsync { tx in try tx.encodedPush(after: tx.acknowledged(), limit: options.pushBatch) }
         }
-        // Sends batches until two are unanswered (one, once the server has refused one that
-        // overtook the batch ahead of it) or none is left.
+        // Sends batches until three are unanswered (one, once the server has refused one that
+        // overtook a batch ahead of it) or none is left.
         func send() async throws {
-            while inFlight.count < (overtaken.happened.load(ordering: .relaxed) ? 1 : 2), let reading = upcoming {
+            while inFlight.count < (overtaken.happened.load(ordering: .relaxed) ? 1 : 3), let reading = upcoming {
                 let batch = try await reading.value
                 upcoming = nil
                 guard let last = batch.sequences.last else { return }
@@ -117,7 +118,7 @@ extension Store {
                 do {
                     response = try await earlier.answer.value
                 } catch let error as SyncError where error.kind == .refused(.sequenceGap) && earlier.overtaking {
-                    // The batch ahead of it has been answered since.
+                    // The batches ahead of it have been answered since.
                     response = try await retrying(options) { try await transport.push(encoded: earlier.batch) }
                 }
                 // An answer that does not match the batch would mark changes as received that the

@@ -46,13 +46,7 @@ public enum SyncServer {
             let (push, response) = try await arrivals.run(token: identity.tokenID) {
                 let bytes = try await body(request, limit: configuration.maxBodyBytes)
                 let push = try PushRequest(utf8: bytes, schema: storage.schema, maxChanges: configuration.maxBatch)
-                do {
-                    return (push, try await storage.push(push, identity: identity))
-                } catch let error as WireError where error.code == .sequenceGap {
-                    // Perhaps it overtook the device's push before it, still running here.
-                    guard await arrivals.awaitAnother(token: identity.tokenID) else { throw error }
-                    return (push, try await storage.push(push, identity: identity))
-                }
+                return (push, try await arrivals.store(token: identity.tokenID) { try await storage.push(push, identity: identity) })
             }
             context.logger.info(
                 "push", metadata: ["device": .string(push.device), "changes": .stringConvertible(push.changes.count)])
