@@ -101,6 +101,11 @@ package struct RawStatement {
         sqlite3_column_int64(handle, index)
     }
 
+    /// Whether a result column of the current row is null.
+    package func isNull(_ index: Int32) -> Bool {
+        sqlite3_column_type(handle, index) == SQLITE_NULL
+    }
+
     /// A result column's text bytes, valid until the statement steps again or is reset (empty for null).
     package func utf8(_ index: Int32) -> UnsafeBufferPointer<UInt8> {
         // The text first, then its length (the order SQLite documents).

@@ -87,26 +87,36 @@ extension Store.Transaction {
         try Int64.fetchOne(db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'acked'") ?? 0
     }
 
-    /// Changes pulled from other devices to one record.
+    /// Changes pulled from other devices to one record, in server order.
+    ///
+    /// They are found from the record's merge state, which names the last, each naming the one
+    /// before it (`prev`); a record id is looked for in every entity.
     func receivedChanges(record: String) throws -> [Change] {
-        let rows = try Row.fetchAll(
-            db,
-            sql: """
-                SELECT sseq, device, seq, author, entity, op, hlc, base, fields FROM _received
-                WHERE record_key = ? AND record = ? ORDER BY sseq
-                """, arguments: [recordKey(record), record])
-        return try rows.map { row in
-            let table = try store.entityTable(row[4])
-            let fieldsText: String = row[8]
-            let op: Int = row[5]
-            let hlc: Int64 = row[6]
-            return Change(
-                sequence: row[2], device: row[1], entity: table.entity.name, recordID: record,
-                operation: ChangeOperation(rawValue: op) ?? .update,
-                timestamp: HybridTimestamp(rawValue: UInt64(bitPattern: hlc)), base: row[7],
-                fields: try FieldChange.decode(utf8: Array(fieldsText.utf8), entity: table.entity),
-                serverSequence: row[0], author: row[3])
+        let last = try db.cachedStatement(sql: "SELECT received FROM _record_state WHERE entity = ? AND record = ?")
+        let link = try db.cachedStatement(
+            sql: "SELECT sseq, device, seq, author, op, hlc, base, fields, prev FROM _received WHERE sseq = ?")
+        var changes: [Change] = []
+        for entity in store.schema.entities {
+            var next = try Int64.fetchOne(last, arguments: [entity.name, record])
+            while let serverSequence = next {
+                guard let row = try Row.fetchOne(link, arguments: [serverSequence]) else {
+                    throw StoreError(
+                        .incompatibleStore, "the store's received changes are damaged: change \(serverSequence) is missing")
+                }
+                let fieldsText: String = row[7]
+                let op: Int = row[4]
+                let hlc: Int64 = row[5]
+                changes.append(
+                    Change(
+                        sequence: row[2], device: row[1], entity: entity.name, recordID: record,
+                        operation: ChangeOperation(rawValue: op) ?? .update,
+                        timestamp: HybridTimestamp(rawValue: UInt64(bitPattern: hlc)), base: row[6],
+                        fields: try FieldChange.decode(utf8: Array(fieldsText.utf8), entity: entity),
+                        serverSequence: serverSequence, author: row[3]))
+                next = row[8]
+            }
         }
+        return changes.sorted { $0.serverSequence! < $1.serverSequence! }
     }
 
     func changes(after sequence: Int64, limit: Int) throws -> [Change] {

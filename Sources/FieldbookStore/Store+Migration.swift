@@ -8,7 +8,7 @@ import GRDB
 // only additions that keep every record intact are applied.
 
 extension Store {
-    static let storeFormat = 2
+    static let storeFormat = 3
 
     static func migrate(_ db: Database, to schema: Schema) throws {
         let fresh = try !db.tableExists("_fieldbook_meta")
@@ -19,6 +19,7 @@ extension Store {
             }
             try createStoreTables(db)
             try createSyncTables(db)
+            try chainReceivedChanges(db)
             try createTables(db, for: schema.entities)
             try recordSchema(db, schema)
             return
@@ -28,6 +29,11 @@ extension Store {
             try createSyncTables(db)
             try db.execute(sql: "UPDATE _fieldbook_meta SET value = 2 WHERE key = 'store_format'")
             format = 2
+        }
+        if format == 2 {
+            try chainReceivedChanges(db)
+            try db.execute(sql: "UPDATE _fieldbook_meta SET value = 3 WHERE key = 'store_format'")
+            format = 3
         }
         guard format == storeFormat else {
             throw StoreError(.incompatibleStore, "the store has format \(format); this version reads format \(storeFormat)")
@@ -115,6 +121,26 @@ extension Store {
                     opened_at INTEGER NOT NULL,
                     resolved_at INTEGER) STRICT;
                 INSERT INTO _fieldbook_meta (key, value) VALUES ('last_sync', NULL);
+                """)
+    }
+
+    /// Format 3: a record's received changes are found by a chain instead of an index. Each
+    /// `_received` row names the change received before it to the same record (`prev`), and the
+    /// record's merge state names the last (`received`). The index on `record_key`, which cost
+    /// every pulled change an insert at a random place, is dropped, and the column with it.
+    static func chainReceivedChanges(_ db: Database) throws {
+        try db.execute(
+            sql: """
+                ALTER TABLE _received ADD COLUMN prev INTEGER;
+                ALTER TABLE _record_state ADD COLUMN received INTEGER;
+                UPDATE _received SET prev = linked.prev
+                FROM (SELECT sseq, lag(sseq) OVER (PARTITION BY entity, record ORDER BY sseq) AS prev FROM _received) AS linked
+                WHERE linked.sseq = _received.sseq AND linked.prev IS NOT NULL;
+                UPDATE _record_state SET received = last.sseq
+                FROM (SELECT entity, record, max(sseq) AS sseq FROM _received GROUP BY entity, record) AS last
+                WHERE last.entity = _record_state.entity AND last.record = _record_state.record;
+                DROP INDEX _received_record;
+                ALTER TABLE _received DROP COLUMN record_key;
                 """)
     }
 

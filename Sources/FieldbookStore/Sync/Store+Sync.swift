@@ -323,16 +323,22 @@ extension Store.Transaction {
     ///
     /// This device's own changes only get their server sequence number noted (the push answer
     /// may have been lost). The others are grouped by record: each record's merge state is read,
-    /// merged with its changes in order, and written back once.
+    /// merged with its changes in order, and written back once. Each change is kept in
+    /// `_received`, linked to the change received before it to the same record (the first to
+    /// the one the record's state names), so a record's history is found without an index.
     func receive(_ received: ReceivedPage) throws -> Int {
         let changes = received.page.changes
+        var states: [(state: RecordState, folded: Int64, received: Int64?)] = []
+        states.reserveCapacity(received.groups.count)
+        for group in received.groups {
+            states.append(try mergeState(entityTable(group.ref.entity), group.ref.id))
+        }
         // The statements run once per change or per record: bound and stepped through the C API.
         let noteOwn = RawStatement(try db.cachedStatement(sql: "UPDATE _changelog SET sseq = ? WHERE seq = ? AND sseq IS NULL"))
         let insert = RawStatement(
             try db.cachedStatement(
                 sql: """
-                    INSERT OR IGNORE INTO _received
-                        (sseq, device, seq, author, entity, record, record_key, op, hlc, base, fields)
+                    INSERT OR IGNORE INTO _received (sseq, device, seq, author, entity, record, prev, op, hlc, base, fields)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """))
         var new = [Bool](repeating: false, count: changes.count)
@@ -342,7 +348,7 @@ extension Store.Transaction {
                 guard let serverSequence = changes[position].serverSequence else {
                     throw SyncError(.badResponse, "a pulled change has no server sequence number")
                 }
-                if received.own[position] {
+                guard let group = received.group[position] else {
                     noteOwn.bind(1, serverSequence)
                     noteOwn.bind(2, changes[position].sequence)
                     try noteOwn.run(db)
@@ -354,25 +360,27 @@ extension Store.Transaction {
                 if let author = changes[position].author { insert.bind(4, author) } else { insert.bindNull(4) }
                 insert.bind(5, changes[position].entity)
                 insert.bind(6, changes[position].recordID)
-                insert.bind(7, received.recordKeys[position])
+                if let previous = states[group].received { insert.bind(7, previous) } else { insert.bindNull(7) }
                 insert.bind(8, Int64(changes[position].operation.rawValue))
                 insert.bind(9, Int64(bitPattern: changes[position].timestamp.rawValue))
                 insert.bind(10, changes[position].base)
                 insert.bind(11, received.fields(position))
                 try insert.run(db)
                 new[position] = insert.changes(db) == 1  // or seen before
+                if new[position] { states[group].received = serverSequence }
             }
         }
         var withOpenConflicts: Set<RecordRef>?
         let saveState = RawStatement(
             try db.cachedStatement(
                 sql: """
-                    INSERT INTO _record_state (entity, record, state, folded) VALUES (?, ?, ?, ?)
-                    ON CONFLICT (entity, record) DO UPDATE SET state = excluded.state, folded = excluded.folded
+                    INSERT INTO _record_state (entity, record, state, folded, received) VALUES (?, ?, ?, ?, ?)
+                    ON CONFLICT (entity, record) DO UPDATE SET
+                        state = excluded.state, folded = excluded.folded, received = excluded.received
                     """))
         var encoded: [UInt8] = []
         var applied = 0
-        for (ref, positions) in received.groups {
+        for (group, (ref, positions)) in received.groups.enumerated() {
             let fresh = positions.filter { new[$0] }
             guard let lastPosition = fresh.last else { continue }
             if withOpenConflicts == nil {
@@ -382,7 +390,8 @@ extension Store.Transaction {
                     ).map { RecordRef(entity: $0[0], id: $0[1]) })
             }
             let table = try entityTable(ref.entity)
-            var (state, folded) = try mergeState(table, ref.id)
+            var state = RecordState()
+            swap(&state, &states[group].state)  // the only reference: merged in place, not copied
             for position in fresh { state.apply(changes[position], entity: table.entity) }
             applied += fresh.count
             try writeRow(table, ref.id, state)
@@ -391,7 +400,8 @@ extension Store.Transaction {
             saveState.bind(1, ref.entity)
             saveState.bind(2, ref.id)
             saveState.bind(3, encoded[...])
-            saveState.bind(4, folded)
+            saveState.bind(4, states[group].folded)
+            saveState.bind(5, states[group].received!)
             try saveState.run(db)
             let conflicts = state.conflicts(entity: table.entity, recordID: ref.id)
             if !conflicts.isEmpty || withOpenConflicts!.contains(ref) {
@@ -406,16 +416,20 @@ extension Store.Transaction {
         var id: String
     }
 
-    /// A record's merge state: the stored one, with the local changes made since folded in.
-    func mergeState(_ table: EntityTable, _ record: String) throws -> (state: RecordState, folded: Int64) {
+    /// A record's merge state: the stored one, with the local changes made since folded in; and
+    /// the server sequence number of the last change received to the record, if any.
+    func mergeState(_ table: EntityTable, _ record: String) throws -> (state: RecordState, folded: Int64, received: Int64?) {
         var state = RecordState()
         var folded: Int64 = 0
-        let select = try statement(\.selectState, "SELECT state, folded FROM _record_state WHERE entity = ? AND record = ?")
+        var received: Int64?
+        let select = try statement(
+            \.selectState, "SELECT state, folded, received FROM _record_state WHERE entity = ? AND record = ?")
         select.bind(1, table.entity.name)
         select.bind(2, record)
         if try select.step(db) {
             state = try RecordState(encoded: select.bytes(0), entity: table.entity)
             folded = select.int64(1)
+            received = select.isNull(2) ? nil : select.int64(2)
         }
         select.reset()
         // Most records have no local change since their state was stored: look before reading.
@@ -447,7 +461,7 @@ extension Store.Transaction {
             }
             state.assignServerSequences(device: store.deviceID) { known[$0] }
         }
-        return (state, folded)
+        return (state, folded, received)
     }
 
     /// Makes the record's row what the merge says: its values, or no row if it is deleted.
@@ -559,13 +573,12 @@ extension Store {
 }
 
 /// A pulled page with what applying it needs worked out beforehand, while the page before it is
-/// applied: each change's fields as `_received` stores them and its record key, and the changes
-/// of other devices grouped by record.
+/// applied: each change's fields as `_received` stores them, and the changes of other devices
+/// grouped by record.
 struct ReceivedPage: Sendable {
     let page: PullResponse
-    /// Whether each change is this device's own.
-    let own: [Bool]
-    let recordKeys: [Int64]
+    /// For each change, its record's place in `groups`; nil for this device's own changes.
+    let group: [Int?]
     /// For each record changed by another device, the positions of its changes, records in the order first touched.
     let groups: [(ref: Store.Transaction.RecordRef, changes: [Int])]
     /// Every change's field text (``FieldChange/encode(_:to:)``), one after another, and where each ends.
@@ -574,34 +587,33 @@ struct ReceivedPage: Sendable {
 
     init(_ page: PullResponse, device: String) {
         self.page = page
-        var recordKeys: [Int64] = []
-        recordKeys.reserveCapacity(page.changes.count)
         var groupOf: [Store.Transaction.RecordRef: Int] = [:]
         var groups: [(ref: Store.Transaction.RecordRef, changes: [Int])] = []
         var fieldText: [UInt8] = []
         fieldText.reserveCapacity(128 * page.changes.count)
         var fieldEnds: [Int] = []
         fieldEnds.reserveCapacity(page.changes.count)
-        var own: [Bool] = []
-        own.reserveCapacity(page.changes.count)
+        var group: [Int?] = []
+        group.reserveCapacity(page.changes.count)
         for position in page.changes.indices {
             let change = page.changes[position]
-            recordKeys.append(recordKey(change.recordID))
-            own.append(change.device == device)
-            if !own[position] {
+            if change.device == device {
+                group.append(nil)
+            } else {
                 FieldChange.encode(change.fields, to: &fieldText)
                 let ref = Store.Transaction.RecordRef(entity: change.entity, id: change.recordID)
-                if let group = groupOf[ref] {
-                    groups[group].changes.append(position)
+                if let known = groupOf[ref] {
+                    groups[known].changes.append(position)
+                    group.append(known)
                 } else {
                     groupOf[ref] = groups.count
+                    group.append(groups.count)
                     groups.append((ref, [position]))
                 }
             }
             fieldEnds.append(fieldText.count)
         }
-        self.own = own
-        self.recordKeys = recordKeys
+        self.group = group
         self.groups = groups
         self.fieldText = fieldText
         self.fieldEnds = fieldEnds
