@@ -105,6 +105,46 @@ struct JSONTests {
         #expect(throws: JSONParseError.self) { try JSON(parsing: deep) }
     }
 
+    @Test("strings of every kind of character, at every offset: text reads back, a raw control character, quote or bad byte is refused")
+    func stringBytes() throws {
+        // Random text of ASCII, Chinese, emoji, escapes and control characters, after 0–7 bytes of
+        // padding (a parser that reads several bytes at a time must find each one wherever it lies).
+        let pieces: [[UInt8]] = ["a", "Z", "0", " ", "~", "\u{7F}", "é", "巡察", "👩🏽‍⚕️", "\"", "\\", "\n", "\u{01}", "\u{1F}"].map { Array($0.utf8) }
+        var generator = SystemRandomNumberGenerator()
+        for round in 0..<3000 {
+            var text: [UInt8] = []
+            for _ in 0..<Int.random(in: 0...40, using: &generator) { text += pieces.randomElement(using: &generator)! }
+            let padding = [UInt8](repeating: UInt8(ascii: " "), count: round % 8)
+            let string = String(decoding: text, as: UTF8.self)
+            var escaped: [UInt8] = []
+            JSON.string(string).write(to: &escaped)
+            #expect(try JSON(parsing: padding + escaped) == .string(string), "\(escaped)")
+
+            // The same text with one byte put raw into it: a control character, a quote (it ends the
+            // string early), or a byte that is not UTF-8.
+            let bad: [UInt8] = [0x00, 0x01, 0x0A, 0x1F, 0x22, 0xFF, 0xC0, 0x80]
+            let at = Int.random(in: 0...text.count, using: &generator)
+            var raw = escaped
+            raw.insert(bad.randomElement(using: &generator)!, at: 1 + plainPrefix(escaped, upTo: at))
+            #expect(throws: JSONParseError.self, "\(raw)") { try JSON(parsing: padding + raw) }
+        }
+    }
+
+    /// The length of the longest prefix of a JSON string's content (after its opening quote),
+    /// at most `limit` bytes, that does not cut an escape or a character in two.
+    func plainPrefix(_ escaped: [UInt8], upTo limit: Int) -> Int {
+        var n = 0
+        var i = 1
+        while i < escaped.count - 1 {
+            let c = escaped[i]
+            let size = c == UInt8(ascii: "\\") ? (escaped[i + 1] == UInt8(ascii: "u") ? 6 : 2) : c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4
+            if n + size > limit { break }
+            n += size
+            i += size
+        }
+        return n
+    }
+
     @Test("reals keep a fraction so they read back as reals")
     func reals() throws {
         #expect(JSON.double(3).serialized == "3.0")
