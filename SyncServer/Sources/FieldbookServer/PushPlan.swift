@@ -95,7 +95,14 @@ package struct PushPlan: Sendable {
     ///
     /// Work for any thread: a store computes them before it takes its writer, which then only compares and stores them.
     package static func fieldTexts(_ request: PushRequest) -> [String] {
-        request.changes.map { FieldChange.text($0.fields) }
+        // One buffer for all (a buffer per change grew several times for an insert's fields).
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(1024)
+        return request.changes.map { change in
+            bytes.removeAll(keepingCapacity: true)
+            FieldChange.encode(change.fields, to: &bytes)
+            return String(decoding: bytes, as: UTF8.self)
+        }
     }
 
     /// Checks a push against the device's row and sorts its changes.
@@ -175,9 +182,17 @@ package struct PushPlan: Sendable {
         var records: [RecordKey] = []
         var recordOf: [Int] = []
         recordOf.reserveCapacity(changes.count)
+        // Changes come in runs of one entity: its name is looked up once per run (a decoded
+        // change's name shares the schema's storage, so the comparison is of two pointers).
+        var entity = ""
+        var known = false
         changes.withUnsafeBufferPointer { changes in
             for change in changes.indices {
-                guard schema.entity(changes[change].entity) != nil else {
+                if changes[change].entity != entity {
+                    entity = changes[change].entity
+                    known = schema.entity(entity) != nil
+                }
+                guard known else {
                     recordOf.append(-1)
                     continue
                 }
