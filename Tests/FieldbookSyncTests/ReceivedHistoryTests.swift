@@ -72,6 +72,58 @@ struct ReceivedHistoryTests {
         }
     }
 
+    @Test("a pulled page with this device's own change, its push answer lost, and a change that saw it: no conflict")
+    func ownChangeInPage() async throws {
+        let dir = TemporaryDirectory()
+        let storage = try await makeStorage(dir, .sqlite)
+        let a = try Store(path: dir.path("a.sqlite"), schema: schema)
+        let b = try Store(path: dir.path("b.sqlite"), schema: schema)
+        let tokenA = try await storage.createToken(name: "王芳")
+        let tokenB = try await storage.createToken(name: "李明")
+        try await withServer(storage: storage) { url in
+            let transportA = HTTPTransport(server: url, token: tokenA)
+            let transportB = HTTPTransport(server: url, token: tokenB)
+            let finding = try a.insert("finding", ["title": "消防通道堵塞", "deadline": "2022-03-31", "responsible_person": "陈静"])
+            _ = try await a.sync(transportA)
+            _ = try await b.sync(transportB)
+
+            // A's edit reaches the server, but its answer does not reach A: A has no server number for it.
+            try a.update("finding", id: finding, ["description": "A的描述"])
+            var once = SyncOptions()
+            once.attempts = 1
+            await #expect(throws: SyncError.self) { _ = try await a.push(AnswerLost(transportA), options: once) }
+            #expect(try a.pendingCount() == 1)
+
+            // B pulls A's edit and writes over it, knowing it: no conflict anywhere.
+            _ = try await b.sync(transportB)
+            try b.update("finding", id: finding, ["description": "B的描述"])
+            _ = try await b.sync(transportB)
+
+            // A pulls its own edit (learning its number there) and B's, in one page.
+            _ = try await a.pull(transportA)
+            #expect(try a.conflicts().isEmpty)
+            #expect(try a.record("finding", id: finding)?["description"] == "B的描述")
+            #expect(try await storage.conflicts().isEmpty)
+        }
+    }
+
+    /// Sends each push, then reports its answer lost.
+    struct AnswerLost: SyncTransport {
+        let inner: HTTPTransport
+        init(_ inner: HTTPTransport) { self.inner = inner }
+        func push(_ request: PushRequest) async throws -> PushResponse {
+            _ = try await inner.push(request)
+            throw SyncError(.network, "answer lost")
+        }
+        func push(encoded: EncodedPush) async throws -> PushResponse {
+            _ = try await inner.push(encoded: encoded)
+            throw SyncError(.network, "answer lost")
+        }
+        func pull(_ request: PullRequest, schema: Schema) async throws -> PullResponse {
+            try await inner.pull(request, schema: schema)
+        }
+    }
+
     @Test("a store of format 2 (an index on record keys) is chained when opened; its history is the same, and grows")
     func fromFormat2() async throws {
         let dir = TemporaryDirectory()

@@ -328,13 +328,27 @@ extension Store.Transaction {
     /// the one the record's state names), so a record's history is found without an index.
     func receive(_ received: ReceivedPage) throws -> Int {
         let changes = received.page.changes
+        // The statements run once per change or per record: bound and stepped through the C API;
+        // each change read in place, not copied (and its strings retained) first.
+        // This device's own changes first: their server numbers (the push answer may have been
+        // lost) are what the merge states read next give their stamps.
+        let noteOwn = RawStatement(try db.cachedStatement(sql: "UPDATE _changelog SET sseq = ? WHERE seq = ? AND sseq IS NULL"))
+        try changes.withUnsafeBufferPointer { changes in
+            for position in changes.indices {
+                guard let serverSequence = changes[position].serverSequence else {
+                    throw SyncError(.badResponse, "a pulled change has no server sequence number")
+                }
+                guard received.group[position] == nil else { continue }
+                noteOwn.bind(1, serverSequence)
+                noteOwn.bind(2, changes[position].sequence)
+                try noteOwn.run(db)
+            }
+        }
         var states: [(state: RecordState, folded: Int64, received: Int64?)] = []
         states.reserveCapacity(received.groups.count)
         for group in received.groups {
             states.append(try mergeState(entityTable(group.ref.entity), group.ref.id))
         }
-        // The statements run once per change or per record: bound and stepped through the C API.
-        let noteOwn = RawStatement(try db.cachedStatement(sql: "UPDATE _changelog SET sseq = ? WHERE seq = ? AND sseq IS NULL"))
         let insert = RawStatement(
             try db.cachedStatement(
                 sql: """
@@ -342,18 +356,10 @@ extension Store.Transaction {
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """))
         var new = [Bool](repeating: false, count: changes.count)
-        // Through the buffer: each change read in place, not copied (and its strings retained) first.
         try changes.withUnsafeBufferPointer { changes in
             for position in changes.indices {
-                guard let serverSequence = changes[position].serverSequence else {
-                    throw SyncError(.badResponse, "a pulled change has no server sequence number")
-                }
-                guard let group = received.group[position] else {
-                    noteOwn.bind(1, serverSequence)
-                    noteOwn.bind(2, changes[position].sequence)
-                    try noteOwn.run(db)
-                    continue
-                }
+                guard let group = received.group[position] else { continue }
+                let serverSequence = changes[position].serverSequence!  // checked above
                 insert.bind(1, serverSequence)
                 insert.bind(2, changes[position].device)
                 insert.bind(3, changes[position].sequence)
