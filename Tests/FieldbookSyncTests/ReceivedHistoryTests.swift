@@ -46,19 +46,32 @@ struct ReceivedHistoryTests {
         return options
     }
 
-    @Test("a record's history holds each change pulled to it, in order, whatever the pages held")
-    func chained() async throws {
+    /// Runs `body` with a live server on SQLite: device A's store, the path for device B's, each
+    /// device's transport, and the server's storage.
+    func withDevices(
+        _ body: @Sendable (
+            _ a: Store, _ bPath: String, _ toA: HTTPTransport, _ toB: HTTPTransport, _ storage: any SyncStorage
+        ) async throws -> Void
+    ) async throws {
         let dir = TemporaryDirectory()
         let storage = try await makeStorage(dir, .sqlite)
         let a = try Store(path: dir.path("a.sqlite"), schema: schema)
-        let b = try Store(path: dir.path("b.sqlite"), schema: schema)
         let tokenA = try await storage.createToken(name: "王芳")
         let tokenB = try await storage.createToken(name: "李明")
         try await withServer(storage: storage) { url in
+            try await body(
+                a, dir.path("b.sqlite"), HTTPTransport(server: url, token: tokenA), HTTPTransport(server: url, token: tokenB), storage)
+        }
+    }
+
+    @Test("a record's history holds each change pulled to it, in order, whatever the pages held")
+    func chained() async throws {
+        try await withDevices { a, bPath, toA, toB, _ in
+            let b = try Store(path: bPath, schema: schema)
             let edits = try Edits(a, rounds: 0..<6)
-            _ = try await a.sync(HTTPTransport(server: url, token: tokenA), options: options(page: 5))
+            _ = try await a.sync(toA, options: options(page: 5))
             // Pages of 3 split one record's changes across pages and mix records in each.
-            _ = try await b.sync(HTTPTransport(server: url, token: tokenB), options: options(page: 3))
+            _ = try await b.sync(toB, options: options(page: 3))
             for id in edits.ids {
                 let history = try entries(b, id)
                 #expect(history == (try entries(a, id)))
@@ -74,15 +87,8 @@ struct ReceivedHistoryTests {
 
     @Test("a pulled page with this device's own change, its push answer lost, and a change that saw it: no conflict")
     func ownChangeInPage() async throws {
-        let dir = TemporaryDirectory()
-        let storage = try await makeStorage(dir, .sqlite)
-        let a = try Store(path: dir.path("a.sqlite"), schema: schema)
-        let b = try Store(path: dir.path("b.sqlite"), schema: schema)
-        let tokenA = try await storage.createToken(name: "王芳")
-        let tokenB = try await storage.createToken(name: "李明")
-        try await withServer(storage: storage) { url in
-            let transportA = HTTPTransport(server: url, token: tokenA)
-            let transportB = HTTPTransport(server: url, token: tokenB)
+        try await withDevices { a, bPath, transportA, transportB, storage in
+            let b = try Store(path: bPath, schema: schema)
             let finding = try a.insert("finding", ["title": "消防通道堵塞", "deadline": "2022-03-31", "responsible_person": "陈静"])
             _ = try await a.sync(transportA)
             _ = try await b.sync(transportB)
@@ -126,19 +132,13 @@ struct ReceivedHistoryTests {
 
     @Test("a store of format 2 (an index on record keys) is chained when opened; its history is the same, and grows")
     func fromFormat2() async throws {
-        let dir = TemporaryDirectory()
-        let storage = try await makeStorage(dir, .sqlite)
-        let a = try Store(path: dir.path("a.sqlite"), schema: schema)
-        let tokenA = try await storage.createToken(name: "王芳")
-        let tokenB = try await storage.createToken(name: "李明")
-        let bPath = dir.path("b.sqlite")
-        try await withServer(storage: storage) { url in
+        try await withDevices { a, bPath, toA, toB, _ in
             let edits = try Edits(a, rounds: 0..<4)
-            _ = try await a.sync(HTTPTransport(server: url, token: tokenA), options: options(page: 5))
+            _ = try await a.sync(toA, options: options(page: 5))
             var before: [String: [String]] = [:]
             do {
                 let b = try Store(path: bPath, schema: schema)
-                _ = try await b.sync(HTTPTransport(server: url, token: tokenB), options: options(page: 3))
+                _ = try await b.sync(toB, options: options(page: 3))
                 for id in edits.ids { before[id] = try entries(b, id) }
             }
             try Self.makeFormat2(bPath)
@@ -153,8 +153,8 @@ struct ReceivedHistoryTests {
 
             // More changes pulled after the upgrade extend the chains it made.
             _ = try Edits(a, rounds: 4..<7, site: edits.site, findings: edits.findings)
-            _ = try await a.sync(HTTPTransport(server: url, token: tokenA), options: options(page: 5))
-            _ = try await b.sync(HTTPTransport(server: url, token: tokenB), options: options(page: 3))
+            _ = try await a.sync(toA, options: options(page: 5))
+            _ = try await b.sync(toB, options: options(page: 3))
             for id in edits.ids {
                 let history = try entries(b, id)
                 #expect(history == (try entries(a, id)))
