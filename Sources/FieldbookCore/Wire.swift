@@ -61,27 +61,57 @@ public struct WireError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let internalError = Code(rawValue: "internal")
         /// The server is shutting down or overloaded; retry later.
         public static let unavailable = Code(rawValue: "unavailable")
+        /// The request names a server identity the store no longer has: it was restored or
+        /// replaced, and its numbers mean other changes now (``WireError/serverChanged``).
+        public static let serverChanged = Code(rawValue: "server_changed")
+        /// A pull's cursor is past every change the server holds: it lost changes (was restored)
+        /// without taking a new identity.
+        public static let cursorAhead = Code(rawValue: "cursor_ahead")
+    }
+
+    /// What a device needs to start again with a restored or replaced server: sent with `server_changed`.
+    public struct ServerChanged: Sendable, Hashable {
+        /// The server's identity now.
+        public var identity: String
+        /// The last of the requesting device's sequence numbers the server holds (0 if none):
+        /// it holds that device's changes 1 to this one.
+        public var acknowledged: Int64
+
+        public init(identity: String, acknowledged: Int64) {
+            self.identity = identity
+            self.acknowledged = acknowledged
+        }
     }
 
     public var code: Code
     public var message: String
+    /// With `server_changed`: the server's new identity and what it holds of the device's changes.
+    public var serverChanged: ServerChanged?
 
-    public init(_ code: Code, _ message: String) {
+    public init(_ code: Code, _ message: String, serverChanged: ServerChanged? = nil) {
         self.code = code
         self.message = message
+        self.serverChanged = serverChanged
     }
 
     public var description: String { "\(code): \(message)" }
 
     /// The error as the JSON body the server sends.
     public var json: JSON {
-        .object([("error", .object([("code", .string(code.rawValue)), ("message", .string(message))]))])
+        var members: [(String, JSON)] = [("code", .string(code.rawValue)), ("message", .string(message))]
+        if let serverChanged {
+            members += [("server", .string(serverChanged.identity)), ("acknowledged", .int(serverChanged.acknowledged))]
+        }
+        return .object([("error", .object(members))])
     }
 
     /// Reads an error body; nil if the body is not one.
     public init?(json: JSON) {
         guard case .string(let code)? = json["error"]?["code"] else { return nil }
         self.init(Code(rawValue: code), json["error"]?["message"].flatMap { if case .string(let s) = $0 { s } else { nil } } ?? "")
+        if case .string(let server)? = json["error"]?["server"], case .int(let acknowledged)? = json["error"]?["acknowledged"] {
+            serverChanged = ServerChanged(identity: server, acknowledged: acknowledged)
+        }
     }
 }
 
@@ -108,11 +138,15 @@ public struct PushRequest: Sendable, Hashable {
     /// The device that made every change in the batch.
     public var device: String
     public var changes: [Change]
+    /// The server identity the changes' bases count in (the one the device last synced with);
+    /// nil if the device has none yet. A server with another identity refuses the push (`server_changed`).
+    public var server: String?
 
-    public init(schema: SchemaVersion, device: String, changes: [Change]) {
+    public init(schema: SchemaVersion, device: String, changes: [Change], server: String? = nil) {
         self.schema = schema
         self.device = device
         self.changes = changes
+        self.server = server
     }
 }
 
@@ -121,6 +155,8 @@ public struct PushRequest: Sendable, Hashable {
 public struct PushResponse: Sendable, Hashable {
     /// For each change pushed, in order: its device sequence number and its server sequence number.
     public var assigned: [Assignment]
+    /// The server's identity: the numbering ``Assignment/serverSequence`` counts in. Nil from a server that sends none.
+    public var server: String?
 
     public struct Assignment: Sendable, Hashable {
         public var sequence: Int64
@@ -131,7 +167,10 @@ public struct PushResponse: Sendable, Hashable {
         }
     }
 
-    public init(assigned: [Assignment]) { self.assigned = assigned }
+    public init(assigned: [Assignment], server: String? = nil) {
+        self.assigned = assigned
+        self.server = server
+    }
 }
 
 /// A device asks for the changes after its cursor.
@@ -142,12 +181,16 @@ public struct PullRequest: Sendable, Hashable {
     public var cursor: Int64
     /// At most this many changes.
     public var limit: Int
+    /// The server identity ``cursor`` counts in; nil if the device has none yet. A server with
+    /// another identity refuses the pull (`server_changed`).
+    public var server: String?
 
-    public init(schema: SchemaVersion, device: String, cursor: Int64, limit: Int) {
+    public init(schema: SchemaVersion, device: String, cursor: Int64, limit: Int, server: String? = nil) {
         self.schema = schema
         self.device = device
         self.cursor = cursor
         self.limit = limit
+        self.server = server
     }
 }
 
@@ -160,11 +203,15 @@ public struct PullResponse: Sendable, Hashable {
     public var cursor: Int64
     /// Whether more changes follow this page.
     public var more: Bool
+    /// The server's identity: the numbering ``cursor`` and the changes' server sequence numbers count in.
+    /// Nil from a server that sends none.
+    public var server: String?
 
-    public init(changes: [Change], cursor: Int64, more: Bool) {
+    public init(changes: [Change], cursor: Int64, more: Bool, server: String? = nil) {
         self.changes = changes
         self.cursor = cursor
         self.more = more
+        self.server = server
     }
 }
 
@@ -182,13 +229,14 @@ extension PushRequest {
             ("protocol", .int(Int64(SyncProtocol.version))),
             ("schema", schema.json),
             ("device", .string(device)),
-            ("changes", .array(changes.map { $0.wireJSON(withOrigin: false) })),
+        ] + (server.map { [("server", .string($0))] } ?? []) + [
+            ("changes", .array(changes.map { $0.wireJSON(withOrigin: false) }))
         ])
     }
 
     /// Appends the message's JSON text (the bytes of `json.serialized`) to `out`.
     public func encode(to out: inout [UInt8]) {
-        Self.encodeStart(schema: schema, device: device, to: &out)
+        Self.encodeStart(schema: schema, device: device, server: server, to: &out)
         for (n, change) in changes.enumerated() {
             if n > 0 { out.append(UInt8(ascii: ",")) }
             change.encodeWire(to: &out, withOrigin: false)
@@ -199,17 +247,21 @@ extension PushRequest {
     /// Appends the start of a push, up to its first change: for a device that writes the changes
     /// itself (see ``Change/encodeWire(to:sequence:entity:recordID:operation:hlc:base:fields:origin:)``),
     /// separated by commas, then calls ``encodeEnd(to:)``.
-    public static func encodeStart(schema: SchemaVersion, device: String, to out: inout [UInt8]) {
+    public static func encodeStart(schema: SchemaVersion, device: String, server: String? = nil, to out: inout [UInt8]) {
         out.append(contentsOf: #"{"protocol":"#.utf8)
         JSON.writeInt(Int64(SyncProtocol.version), to: &out)
         out.append(contentsOf: #","schema":"#.utf8)
         schema.encode(to: &out)
         out.append(contentsOf: #","device":"#.utf8)
         JSON.writeString(device, to: &out)
+        if let server {
+            out.append(contentsOf: #","server":"#.utf8)
+            JSON.writeString(server, to: &out)
+        }
         out.append(contentsOf: #","changes":["#.utf8)
     }
 
-    /// Appends the end of a push begun with ``encodeStart(schema:device:to:)``.
+    /// Appends the end of a push begun with ``encodeStart(schema:device:server:to:)``.
     public static func encodeEnd(to out: inout [UInt8]) {
         out.append(contentsOf: "]}".utf8)
     }
@@ -232,6 +284,7 @@ extension PushRequest {
         }
         let message = try Message(tape, expecting: schema)
         device = try message.deviceID()
+        server = try message.serverIdentity()
         self.schema = SchemaVersion(schema)
         guard let list = tape.member(0, "changes"), tape.kind(list) == .array else {
             throw WireError(.badMessage, "'changes' must be an array")
@@ -251,7 +304,7 @@ extension PushResponse {
         .object([
             ("protocol", .int(Int64(SyncProtocol.version))),
             ("assigned", .array(assigned.map { .array([.int($0.sequence), .int($0.serverSequence)]) })),
-        ])
+        ] + (server.map { [("server", .string($0))] } ?? []))
     }
 
     /// Appends the message's JSON text (the bytes of `json.serialized`) to `out`.
@@ -266,7 +319,12 @@ extension PushResponse {
             JSON.writeInt(pair.serverSequence, to: &out)
             out.append(UInt8(ascii: "]"))
         }
-        out.append(contentsOf: "]}".utf8)
+        out.append(UInt8(ascii: "]"))
+        if let server {
+            out.append(contentsOf: #","server":"#.utf8)
+            JSON.writeString(server, to: &out)
+        }
+        out.append(UInt8(ascii: "}"))
     }
 
     public init(json: JSON) throws(WireError) {
@@ -278,7 +336,7 @@ extension PushResponse {
     /// Reads a push response from its JSON text.
     public init(utf8 bytes: [UInt8]) throws(WireError) {
         let tape = try JSONTape(wire: bytes)
-        _ = try Message(tape, expecting: nil)
+        server = try Message(tape, expecting: nil).serverIdentity()
         guard let list = tape.member(0, "assigned"), tape.kind(list) == .array else {
             throw WireError(.badMessage, "'assigned' must be an array")
         }
@@ -301,7 +359,7 @@ extension PullRequest {
             ("device", .string(device)),
             ("cursor", .int(cursor)),
             ("limit", .int(Int64(limit))),
-        ])
+        ] + (server.map { [("server", .string($0))] } ?? []))
     }
 
     /// Appends the message's JSON text (the bytes of `json.serialized`) to `out`.
@@ -320,6 +378,7 @@ extension PullRequest {
         let tape = try JSONTape(wire: bytes)
         let message = try Message(tape, expecting: schema)
         device = try message.deviceID()
+        server = try message.serverIdentity()
         self.schema = SchemaVersion(schema)
         guard let c = tape.member(0, "cursor"), let cursor = tape.int(c), cursor >= 0 else {
             throw WireError(.badMessage, "'cursor' must be an integer ≥ 0")
@@ -341,7 +400,7 @@ extension PullResponse {
             ("changes", .array(changes.map { $0.wireJSON(withOrigin: true) })),
             ("cursor", .int(cursor)),
             ("more", .bool(more)),
-        ])
+        ] + (server.map { [("server", .string($0))] } ?? []))
     }
 
     /// Appends the message's JSON text (the bytes of `json.serialized`) to `out`.
@@ -352,6 +411,7 @@ extension PullResponse {
             change.encodeWire(to: &out, withOrigin: true)
         }
         Self.encodeEnd(cursor: cursor, more: more, to: &out)
+        if let server { Self.appendServer(server, to: &out) }
     }
 
     /// Appends the start of a pull response, up to the first change: for a server that writes
@@ -372,6 +432,15 @@ extension PullResponse {
         out.append(UInt8(ascii: "}"))
     }
 
+    /// Adds the `server` member (``server``) to a pull response's text ended by ``encodeEnd(cursor:more:to:)``.
+    public static func appendServer(_ server: String, to out: inout [UInt8]) {
+        guard out.last == UInt8(ascii: "}") else { return }
+        out.removeLast()
+        out.append(contentsOf: #","server":"#.utf8)
+        JSON.writeString(server, to: &out)
+        out.append(UInt8(ascii: "}"))
+    }
+
     public init(json: JSON, schema: Schema) throws(WireError) {
         var bytes: [UInt8] = []
         json.write(to: &bytes)
@@ -381,7 +450,7 @@ extension PullResponse {
     /// Reads a pull response from its JSON text, checking every change against `schema`.
     public init(utf8 bytes: [UInt8], schema: Schema) throws(WireError) {
         let tape = try JSONTape(wire: bytes)
-        _ = try Message(tape, expecting: nil)
+        server = try Message(tape, expecting: nil).serverIdentity()
         guard let list = tape.member(0, "changes"), tape.kind(list) == .array,
             let c = tape.member(0, "cursor"), let cursor = tape.int(c),
             let m = tape.member(0, "more"), let more = tape.bool(m)
@@ -451,6 +520,15 @@ private struct Message {
     func deviceID() throws(WireError) -> String {
         guard let d = tape.member(0, "device"), let device = tape.string(d), let canonical = UUIDText.canonical(device) else {
             throw WireError(.badMessage, "'device' must be the device's id, a UUID")
+        }
+        return canonical
+    }
+
+    /// The optional `server` member: a server identity (a UUID), nil if absent.
+    func serverIdentity() throws(WireError) -> String? {
+        guard let s = tape.member(0, "server") else { return nil }
+        guard let server = tape.string(s), let canonical = UUIDText.canonical(server) else {
+            throw WireError(.badMessage, "'server' must be a server identity, a UUID")
         }
         return canonical
     }

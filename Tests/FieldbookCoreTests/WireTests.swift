@@ -1,5 +1,6 @@
 import FieldbookCore
 import FieldbookSchemas
+import Foundation
 import Testing
 
 /// The byte-level writers and the tape reader against the JSON tree forms they replace.
@@ -67,6 +68,38 @@ struct WireTests {
         #expect(try PullResponse(utf8: written, schema: schema) == response)
         let empty = PullResponse(changes: [], cursor: 7, more: false)
         #expect(bytes { empty.encode(to: &$0) } == Array(empty.json.serialized.utf8))
+    }
+
+    @Test("the server identity in requests, answers and the server_changed refusal: bytes as the tree's, read back equal")
+    func serverIdentity() throws {
+        let server = "7d1f0000-0000-4000-8000-0000000000ff"
+        let push = PushRequest(schema: SchemaVersion(schema), device: device, changes: changes(origin: false), server: server)
+        let pushed = bytes { push.encode(to: &$0) }
+        #expect(pushed == Array(push.json.serialized.utf8))
+        #expect(try PushRequest(utf8: pushed, schema: schema) == push)
+        let answer = PushResponse(assigned: [.init(sequence: 1, serverSequence: 9)], server: server)
+        let answered = bytes { answer.encode(to: &$0) }
+        #expect(answered == Array(answer.json.serialized.utf8))
+        #expect(try PushResponse(utf8: answered) == answer)
+        let page = PullResponse(changes: changes(origin: true), cursor: 105, more: true, server: server)
+        let paged = bytes { page.encode(to: &$0) }
+        #expect(paged == Array(page.json.serialized.utf8))
+        #expect(try PullResponse(utf8: paged, schema: schema) == page)
+        let pull = PullRequest(schema: SchemaVersion(schema), device: device, cursor: 3, limit: 10, server: server)
+        #expect(try PullRequest(json: pull.json, schema: schema) == pull)
+        // Upper case reads as the canonical lower case; anything but a UUID is refused.
+        var upper = pull.json.serialized
+        upper = upper.replacingOccurrences(of: server, with: server.uppercased())
+        #expect(try PullRequest(utf8: Array(upper.utf8), schema: schema).server == server)
+        for bad in [#""server":7"#, #""server":"x""#, #""server":null"#] {
+            let text = pull.json.serialized.replacingOccurrences(of: #""server":"\#(server)""#, with: bad)
+            #expect(throws: WireError(.badMessage, "'server' must be a server identity, a UUID")) {
+                try PullRequest(utf8: Array(text.utf8), schema: schema)
+            }
+        }
+        let refusal = WireError(.serverChanged, "restored", serverChanged: .init(identity: server, acknowledged: 17))
+        #expect(WireError(json: try JSON(parsing: refusal.json.serialized)) == refusal)
+        #expect(WireError(json: try JSON(parsing: WireError(.sequenceGap, "gap").json.serialized))?.serverChanged == nil)
     }
 
     @Test("a pull page whose changes alternate between devices and authors reads each one's own")

@@ -313,7 +313,8 @@ struct BadInputTests {
             let good = pushBody(change(seq: 2, op: "update", fields: #"{"town":"新度镇"}"#))
             let ok = try await send(url, "v1/push", headers: ["Authorization": "Bearer \(fixture.owner)"], body: good)
             #expect(ok.status == 200)
-            #expect(String(decoding: ok.body, as: UTF8.self) == #"{"protocol":1,"assigned":[[2,3]]}"#)
+            let identity = try await fixture.storage.standing(device: "").identity
+            #expect(String(decoding: ok.body, as: UTF8.self) == #"{"protocol":1,"assigned":[[2,3]],"server":"\#(identity)"}"#)
             #expect(try await fixture.storage.changeCount() == 3)
         }
     }
@@ -375,10 +376,14 @@ struct BadInputTests {
         try await withServer(storage: fixture.storage) { url in
             try await fixture.setUp(url)
             let auth = ["Authorization": "Bearer \(fixture.owner)"]
-            // A cursor past the server's head: an empty page that keeps the cursor (protocol.md: "the
-            // request's cursor if the page is empty").
+            // At the server's head: an empty page that keeps the cursor (protocol.md: "the request's
+            // cursor if the page is empty"), and names the server's identity.
+            let identity = try await fixture.storage.standing(device: "").identity
+            let atHead = try await send(url, "v1/pull", headers: auth, body: pullBody(#","cursor":2"#))
+            #expect(String(decoding: atHead.body, as: UTF8.self) == #"{"protocol":1,"changes":[],"cursor":2,"more":false,"server":"\#(identity)"}"#)
+            // Past it: refused, never an empty page (the server lost changes the device has seen).
             let beyond = try await send(url, "v1/pull", headers: auth, body: pullBody(#","cursor":9223372036854775807"#))
-            #expect(String(decoding: beyond.body, as: UTF8.self) == #"{"protocol":1,"changes":[],"cursor":9223372036854775807,"more":false}"#)
+            #expect(beyond.status == 409 && beyond.code == "cursor_ahead")
             // A huge page size is lowered to the server's.
             let huge = try await send(url, "v1/pull", headers: auth, body: pullBody(#","cursor":0,"limit":9223372036854775807"#))
             let page = try PullResponse(utf8: huge.body, schema: schema)

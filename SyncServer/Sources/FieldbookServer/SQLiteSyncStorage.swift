@@ -46,7 +46,13 @@ public final class SQLiteSyncStorage: SyncStorage {
         // Set on the writer after opening: GRDB sets NORMAL when it turns WAL on, after
         // `prepareDatabase` has run. Readers commit nothing.
         try pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA synchronous = \(synchronous)") }
-        try pool.write { db in try Self.migrate(db, schema: schema) }
+        try pool.write { db in
+            try Self.migrate(db, schema: schema)
+            // A store made before stores had identities gets one the first time it is opened.
+            try db.execute(
+                sql: "INSERT INTO meta (key, value) VALUES ('identity', ?) ON CONFLICT (key) DO NOTHING",
+                arguments: [UUID().uuidString.lowercased()])
+        }
     }
 
     static func migrate(_ db: Database, schema: Schema) throws {
@@ -323,6 +329,29 @@ public final class SQLiteSyncStorage: SyncStorage {
     /// The number of changes the server has accepted.
     public func changeCount() async throws -> Int {
         try await pool.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM changes") ?? 0 }
+    }
+
+    // MARK: - Identity
+
+    public func standing(device: String) async throws -> StoreStanding {
+        try await pool.read { db in
+            let row = try Row.fetchOne(
+                db,
+                sql: """
+                    SELECT (SELECT value FROM meta WHERE key = 'identity'), (SELECT coalesce(max(sseq), 0) FROM changes),
+                        d.last_sequence, d.token
+                    FROM (SELECT 1) LEFT JOIN devices AS d ON d.device = ?
+                    """, arguments: [device])!
+            return StoreStanding(identity: row[0], head: row[1], deviceSequence: row[2] ?? 0, deviceToken: row[3])
+        }
+    }
+
+    public func renewIdentity() async throws -> String {
+        let identity = UUID().uuidString.lowercased()
+        try await pool.write { db in
+            try db.execute(sql: "UPDATE meta SET value = ? WHERE key = 'identity'", arguments: [identity])
+        }
+        return identity
     }
 
     // MARK: - Tokens

@@ -46,7 +46,15 @@ public enum SyncServer {
             let (push, response) = try await arrivals.run(token: identity.tokenID) {
                 let bytes = try await body(request, limit: configuration.maxBodyBytes)
                 let push = try PushRequest(utf8: bytes, schema: storage.schema, maxChanges: configuration.maxBatch)
-                return (push, try await arrivals.store(token: identity.tokenID) { try await storage.push(push, identity: identity) })
+                // Checked before the store is: a push whose bases count in another numbering would be
+                // merged as if its writer had seen other changes.
+                let standing = try await storage.standing(device: push.device)
+                // A base is the writer's cursor: one past the last change is as sure a sign of lost changes.
+                let base = push.changes.reduce(0) { max($0, $1.base) }
+                try standing.check(server: push.server, cursor: base, token: identity.tokenID)
+                var response = try await arrivals.store(token: identity.tokenID) { try await storage.push(push, identity: identity) }
+                response.server = standing.identity
+                return (push, response)
             }
             context.logger.info(
                 "push", metadata: ["device": .string(push.device), "changes": .stringConvertible(push.changes.count)])
@@ -60,7 +68,10 @@ public enum SyncServer {
             let bytes = try await body(request, limit: configuration.maxBodyBytes)
             var pull = try PullRequest(utf8: bytes, schema: storage.schema)
             pull.limit = min(pull.limit, configuration.maxPage)
-            let response = try await storage.pullResponseBody(pull, identity: identity)
+            let standing = try await storage.standing(device: pull.device)
+            try standing.check(server: pull.server, cursor: pull.cursor, token: identity.tokenID)
+            var response = try await storage.pullResponseBody(pull, identity: identity)
+            PullResponse.appendServer(standing.identity, to: &response)
             context.logger.debug("pull", metadata: ["cursor": .stringConvertible(pull.cursor)])
             return jsonResponse(bytes: response)
         }
@@ -141,7 +152,7 @@ extension WireError {
         case .notFound: .notFound
         case .methodNotAllowed: .methodNotAllowed
         case .bodyTooLarge, .batchTooLarge: .contentTooLarge
-        case .protocolMismatch, .schemaMismatch, .sequenceGap: .conflict
+        case .protocolMismatch, .schemaMismatch, .sequenceGap, .serverChanged, .cursorAhead: .conflict
         case .internalError: .internalServerError
         case .unavailable: .serviceUnavailable
         default: .badRequest

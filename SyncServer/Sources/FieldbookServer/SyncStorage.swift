@@ -72,6 +72,52 @@ public protocol SyncStorage: Sendable {
 
     /// Every token, without secrets.
     func tokens() async throws -> [TokenInfo]
+
+    /// What a request is checked against before it is served: the store's identity, its last
+    /// server sequence number, and what it holds of `device`'s changes.
+    func standing(device: String) async throws -> StoreStanding
+
+    /// Gives the store a new identity and returns it. An operator does this after restoring the
+    /// store from a backup (docs/deployment.md), with no server running on it: every device then
+    /// starts again with it (docs/protocol.md, "Server identity").
+    func renewIdentity() async throws -> String
+}
+
+/// A store's identity and how far it has got, as ``SyncStorage/standing(device:)`` reads them.
+public struct StoreStanding: Sendable, Hashable {
+    /// The store's identity, a UUID: new when the store is made, renewed when it is restored.
+    public var identity: String
+    /// The last server sequence number given out (0 if none).
+    public var head: Int64
+    /// The last of the device's sequence numbers the store holds (0 if none).
+    public var deviceSequence: Int64
+    /// The token that owns the device, if it has pushed.
+    public var deviceToken: Int64?
+
+    public init(identity: String, head: Int64, deviceSequence: Int64, deviceToken: Int64?) {
+        self.identity = identity
+        self.head = head
+        self.deviceSequence = deviceSequence
+        self.deviceToken = deviceToken
+    }
+
+    /// Refuses a request whose numbers count in another identity (`server_changed`, with this
+    /// identity and what the store holds of the device's changes, if `token` owns the device),
+    /// and a pull whose cursor, or a push whose change's base, is past the last change
+    /// (`cursor_ahead`): the store lost changes the device has seen, and was not given a new identity.
+    public func check(server: String?, cursor: Int64?, token: Int64) throws(WireError) {
+        if let server, server != identity {
+            throw WireError(
+                .serverChanged,
+                "the server was restored or replaced since this device last synced: push every change again and pull from the start",
+                serverChanged: .init(identity: identity, acknowledged: deviceToken == token ? deviceSequence : 0))
+        }
+        if let cursor, cursor > head {
+            throw WireError(
+                .cursorAhead,
+                "this device has seen server change \(cursor), past the server's last (\(head)): the server lost changes; its operator must run 'fieldbook-server identity renew'")
+        }
+    }
 }
 
 extension SyncStorage {

@@ -169,7 +169,8 @@ public final class PostgresSyncStorage: SyncStorage {
                 try await c.query(
                     """
                     INSERT INTO \(unescaped: t("meta")) (key, value) VALUES ('format', '1'), ('schema_name', \(schema.name)),
-                        ('schema_version', \(String(schema.version))), ('schema', \(schema.json.serialized))
+                        ('schema_version', \(String(schema.version))), ('schema', \(schema.json.serialized)),
+                    ('identity', \(UUID().uuidString.lowercased()))
                     """, logger: logger)
                 return
             }
@@ -185,6 +186,12 @@ public final class PostgresSyncStorage: SyncStorage {
             }
             if version > schema.version {
                 throw PostgresSetupError("the database holds schema version \(version), newer than \(schema.version)")
+            }
+            if meta["identity"] == nil {
+                // A store made before stores had identities gets one the first time it is opened.
+                try await c.query(
+                    "INSERT INTO \(unescaped: t("meta")) (key, value) VALUES ('identity', \(UUID().uuidString.lowercased()))",
+                    logger: logger)
             }
             if version < schema.version {
                 // Later versions add entities and fields; records keep their merge states by field name.
@@ -436,6 +443,28 @@ public final class PostgresSyncStorage: SyncStorage {
         let count = try await client.query("SELECT count(*) FROM \(unescaped: t("changes"))", logger: logger)
             .collect().first?.decode(Int64.self) ?? 0
         return Int(count)
+    }
+
+    // MARK: - Identity
+
+    public func standing(device: String) async throws -> StoreStanding {
+        // One round trip; the head is the last row of the primary key's index.
+        let row = try await client.query(
+            """
+            SELECT (SELECT value FROM \(unescaped: t("meta")) WHERE key = 'identity'),
+                (SELECT coalesce(max(sseq), 0) FROM \(unescaped: t("changes"))), d.last_sequence, d.token
+            FROM (SELECT 1) AS one LEFT JOIN \(unescaped: t("devices")) AS d ON d.device = \(device)
+            """, logger: logger
+        ).collect().first!
+        let (identity, head, sequence, token) = try row.decode((String, Int64, Int64?, Int64?).self)
+        return StoreStanding(identity: identity, head: head, deviceSequence: sequence ?? 0, deviceToken: token)
+    }
+
+    public func renewIdentity() async throws -> String {
+        let identity = UUID().uuidString.lowercased()
+        try await client.query(
+            "UPDATE \(unescaped: t("meta")) SET value = \(identity) WHERE key = 'identity'", logger: logger)
+        return identity
     }
 
     // MARK: - Tokens

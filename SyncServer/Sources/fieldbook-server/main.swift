@@ -13,7 +13,7 @@ struct FieldbookServerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fieldbook-server",
         abstract: "The Fieldbook sync server.",
-        subcommands: [Serve.self, Token.self])
+        subcommands: [Serve.self, Token.self, ServerIdentity.self])
 }
 
 /// Options every command shares: where the database is and which schema it holds.
@@ -118,6 +118,37 @@ struct Token: AsyncParsableCommand {
         func run() async throws {
             let count = try await store.withStorage { try await $0.revokeTokens(name: name) }
             print("revoked \(count) token\(count == 1 ? "" : "s")")
+        }
+    }
+}
+
+struct ServerIdentity: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "identity",
+        abstract: "Show or renew the store's identity (renew it after restoring the store from a backup).",
+        subcommands: [Show.self, Renew.self])
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print the store's identity.")
+        @OptionGroup var store: StoreOptions
+
+        func run() async throws {
+            print(try await store.withStorage { try await $0.standing(device: "").identity })
+        }
+    }
+
+    struct Renew: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Give the store a new identity and print it.",
+            discussion: """
+                Run it after restoring the store from a backup, before any server serves it: devices \
+                then push every change the restored store lacks and pull from the start. Without it \
+                they refuse to sync with a store that lost changes they have seen (cursor_ahead).
+                """)
+        @OptionGroup var store: StoreOptions
+
+        func run() async throws {
+            print(try await store.withStorage { try await $0.renewIdentity() })
         }
     }
 }
