@@ -68,8 +68,22 @@ extension Store {
     /// (`sequence_gap`), nothing of it applied, only if that one is not there (it went to another
     /// server process, say). A refused batch is sent again once the ones ahead of it are
     /// answered; the rest of the push then goes one batch at a time.
+    ///
+    /// A server restored or replaced since the last sync refuses the push (`server_changed`): this
+    /// device then starts again with it (``startAgain(with:)``) and pushes every change it lacks.
     public func push(
         _ transport: any SyncTransport, options: SyncOptions = SyncOptions(), progress: (Int) -> Void = { _ in }
+    ) async throws -> Int {
+        do {
+            return try await pushPending(transport, options: options, progress: progress)
+        } catch let error as SyncError where error.serverChanged != nil {
+            try await startAgain(with: error.serverChanged!)
+            return try await pushPending(transport, options: options, progress: progress)
+        }
+    }
+
+    private func pushPending(
+        _ transport: any SyncTransport, options: SyncOptions, progress: (Int) -> Void
     ) async throws -> Int {
         struct Sent {
             var batch: EncodedPush
@@ -151,14 +165,31 @@ extension Store {
     ///
     /// The next page is requested (and decoded) while the current one is applied; each page is
     /// still applied in order, together with its cursor.
+    ///
+    /// A server restored or replaced since the last sync refuses the pull (`server_changed`): this
+    /// device then starts again with it (``startAgain(with:)``) and pulls from the start.
     public func pull(
         _ transport: any SyncTransport, options: SyncOptions = SyncOptions(),
         progress: (_ applied: Int, _ cursor: Int64) -> Void = { _, _ in }
     ) async throws -> (applied: Int, cursor: Int64) {
+        do {
+            return try await pullNew(transport, options: options, progress: progress)
+        } catch let error as SyncError where error.serverChanged != nil {
+            try await startAgain(with: error.serverChanged!)
+            return try await pullNew(transport, options: options, progress: progress)
+        }
+    }
+
+    private func pullNew(
+        _ transport: any SyncTransport, options: SyncOptions,
+        progress: (_ applied: Int, _ cursor: Int64) -> Void
+    ) async throws -> (applied: Int, cursor: Int64) {
         let schema = self.schema
         let device = deviceID
+        let (start, server) = try await readAsync { (try $0.cursor(), try $0.serverIdentity()) }
         @Sendable func page(after cursor: Int64) async throws -> ReceivedPage {
-            let request = PullRequest(schema: SchemaVersion(schema), device: device, cursor: cursor, limit: options.pageSize)
+            let request = PullRequest(
+                schema: SchemaVersion(schema), device: device, cursor: cursor, limit: options.pageSize, server: server)
             let page = try await retrying(options) { try await transport.pull(request, schema: schema) }
             guard page.cursor >= cursor else {
                 throw SyncError(.badResponse, "the server moved the cursor back from \(cursor) to \(page.cursor)")
@@ -167,7 +198,7 @@ extension Store {
             return ReceivedPage(page, device: device)
         }
         var applied = 0
-        var current = try await page(after: try await readAsync { try $0.cursor() })
+        var current = try await page(after: start)
         while true {
             let more = current.page.more
             let cursor = current.page.cursor
@@ -217,6 +248,7 @@ extension Store {
     /// Records the server's sequence numbers for pushed changes; they are no longer pending.
     func acknowledge(_ response: PushResponse) async throws {
         try await writeAsync { tx in
+            try tx.noteServerIdentity(response.server)
             // A run of changes numbered one after another on both sides (a whole batch, as a rule)
             // is noted by one statement, not one per change.
             let note = RawStatement(try tx.db.cachedStatement(sql: "UPDATE _changelog SET sseq = seq + ? WHERE seq BETWEEN ? AND ?"))
@@ -248,6 +280,7 @@ extension Store {
         let page = received.page
         let latest = page.changes.map(\.timestamp).max() ?? .zero
         return try await writeAsync { tx in
+            try tx.noteServerIdentity(page.server)
             let applied = try tx.receive(received)
             try tx.db.cachedStatement(sql: "UPDATE _fieldbook_meta SET value = ? WHERE key = 'cursor'")
                 .execute(arguments: [page.cursor])
@@ -263,6 +296,61 @@ extension Store {
             }
             return applied
         }
+    }
+
+    /// Starts again with a server that was restored from a backup or replaced (it refused a request
+    /// with `server_changed`): its numbers now name other changes, so every number this device
+    /// holds in the old numbering is dropped, in one transaction (docs/protocol.md, "Server identity").
+    ///
+    /// The changes the server holds (1 to `changed.acknowledged`) keep their bases: they were written
+    /// and numbered before the backup was taken, in the numbering the server still has. The rest
+    /// will be pushed again, and their bases become 0: they claim to have seen no other device's
+    /// change, which may make conflicts but never lets one overwrite a change it did not see. The
+    /// changes received from other devices, the merge states and the conflicts are dropped; the
+    /// records show this device's own changes until the pull from cursor 0 brings the rest again.
+    /// - Throws: ``SyncError`` (`.badResponse`) if the server holds more of this device's changes
+    ///   than it has made: it cannot start again with that server (nothing is changed).
+    func startAgain(with changed: WireError.ServerChanged) async throws {
+        try await writeAsync { tx in
+            try tx.flushLog()
+            let made = try Int64.fetchOne(tx.db, sql: "SELECT coalesce(max(seq), 0) FROM _changelog") ?? 0
+            guard changed.acknowledged >= 0, changed.acknowledged <= made else {
+                throw SyncError(
+                    .badResponse,
+                    "the server says it holds \(changed.acknowledged) of this device's changes; this device has made \(made)")
+            }
+            try tx.db.execute(
+                sql: """
+                    UPDATE _changelog SET sseq = NULL WHERE sseq IS NOT NULL;
+                    UPDATE _changelog SET base = 0 WHERE seq > ? AND base != 0;
+                    DELETE FROM _received;
+                    DELETE FROM _record_state;
+                    DELETE FROM _conflicts;
+                    UPDATE _fieldbook_meta SET value = 0 WHERE key = 'cursor';
+                    UPDATE _fieldbook_meta SET value = ? WHERE key = 'acked';
+                    INSERT INTO _fieldbook_meta (key, value) VALUES ('server', ?)
+                        ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+                    """, arguments: [changed.acknowledged, changed.acknowledged, changed.identity])
+            // Each record as this device's own changes make it.
+            for table in self.tables.values {
+                try tx.db.execute(sql: "DELETE FROM \(quoted(table.entity.name))")
+            }
+            for row in try Row.fetchAll(tx.db, sql: "SELECT DISTINCT entity, record FROM _changelog ORDER BY entity, record") {
+                guard let table = self.tables[row[0] as String] else { continue }
+                let record: String = row[1]
+                try tx.writeRow(table, record, try tx.mergeState(table, record).state)
+            }
+            // Local writes from now on saw nothing of the new numbering yet.
+            tx.db.afterNextTransaction { _ in self.state.withLock { $0.base = 0 } }
+        }
+        // A change pushed with its new base must not come back with its old one after a power cut.
+        if configuration.durableBeforePush { _ = try await flushAsync() }
+    }
+
+    /// The identity of the server this device last synced with, or nil if it has not synced
+    /// with one that sends its identity.
+    public func serverIdentity() throws -> String? {
+        try read { try $0.serverIdentity() }
     }
 
     /// The open conflicts, oldest first.
@@ -297,7 +385,7 @@ extension Store.Transaction {
         var body: [UInt8] = []
         body.reserveCapacity(256 * min(limit, 10_000) + 256)
         var sequences: [Int64] = []
-        PushRequest.encodeStart(schema: SchemaVersion(store.schema), device: store.deviceID, to: &body)
+        PushRequest.encodeStart(schema: SchemaVersion(store.schema), device: store.deviceID, server: try serverIdentity(), to: &body)
         while try rows.step(db) {
             if !sequences.isEmpty { body.append(UInt8(ascii: ",")) }
             let sequence = rows.int64(0)
@@ -317,6 +405,25 @@ extension Store.Transaction {
 
     func cursor() throws -> Int64 {
         try Int64.fetchOne(db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'cursor'") ?? 0
+    }
+
+    func serverIdentity() throws -> String? {
+        try String.fetchOne(db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'server'")
+    }
+
+    /// Takes the identity an answer names: the device's first, or the one it already has. An
+    /// answer in another numbering than the request's would mix two numberings in this store.
+    func noteServerIdentity(_ server: String?) throws {
+        guard let server else { return }  // a server that sends none
+        switch try serverIdentity() {
+        case server: return
+        case nil:
+            try db.execute(
+                sql: "INSERT INTO _fieldbook_meta (key, value) VALUES ('server', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                arguments: [server])
+        case .some:
+            throw SyncError(.badResponse, "the server answered with another identity than the request named")
+        }
     }
 
     /// Applies a pulled page's changes (in server order); returns how many were new changes from other devices.

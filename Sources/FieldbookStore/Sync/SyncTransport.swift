@@ -55,6 +55,8 @@ public struct SyncError: Error, Sendable, CustomStringConvertible {
     /// The HTTP status, when there was one.
     public var status: Int?
     public var message: String
+    /// With a `server_changed` refusal: the server's new identity and what it holds of this device's changes.
+    public var serverChanged: WireError.ServerChanged?
 
     public init(_ kind: Kind, status: Int? = nil, _ message: String) {
         self.kind = kind
@@ -65,6 +67,7 @@ public struct SyncError: Error, Sendable, CustomStringConvertible {
     /// The server's refusal of a request, as every transport reports it: `.refused` with its code.
     public init(refusal: WireError, status: Int? = nil) {
         self.init(.refused(refusal.code), status: status, refusal.message)
+        serverChanged = refusal.serverChanged
     }
 
     /// Whether the same request may succeed later: network failures and server-side failures.

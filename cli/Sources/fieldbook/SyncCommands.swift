@@ -74,10 +74,12 @@ struct Status: AsyncParsableCommand {
                         ("last_sync", lastSync.map(JSON.string) ?? .null), ("open_conflicts", .int(Int64(conflicts))),
                         ("schema", .string(device.store.schema.name)),
                         ("schema_version", .int(Int64(device.store.schema.version))),
+                        ("server_identity", try device.store.serverIdentity().map(JSON.string) ?? .null),
                     ]))
             } else {
                 print("device         \(device.store.deviceID)\(device.config.name.map { " (\($0))" } ?? "")")
                 print("server         \(device.config.server.absoluteString)")
+                print("server id      \(try device.store.serverIdentity() ?? "none yet")")
                 print("pending        \(pending) change\(pending == 1 ? "" : "s")")
                 print("last sync      \(lastSync ?? "never")")
                 print("open conflicts \(conflicts)")

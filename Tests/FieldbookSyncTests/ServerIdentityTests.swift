@@ -1,0 +1,228 @@
+import FieldbookCore
+import FieldbookServer
+import FieldbookServerPostgres
+import FieldbookStore
+import Foundation
+import GRDB
+import Logging
+import PostgresNIO
+import Testing
+
+/// A server restored from an older backup: its numbers name other changes than the ones the
+/// devices hold. With a new identity (`fieldbook-server identity renew`) the devices start again
+/// with it and nothing is lost or applied twice; without one, they refuse to sync with it.
+@Suite("Server identity: a restored server")
+struct ServerIdentityTests {
+    /// A copy of the store as it is now, and how to open a store on that copy later: for SQLite a
+    /// copy of the file (`VACUUM INTO`, what `sqlite3 .backup` makes), for PostgreSQL a copy of the
+    /// namespace's tables into a namespace of their own (what `pg_dump -n` and `pg_restore` make).
+    struct Backup {
+        let open: @Sendable () async throws -> any SyncStorage
+    }
+
+    func makeBackup(_ dir: TemporaryDirectory, _ backend: Backend) async throws -> Backup {
+        switch backend {
+        case .sqlite:
+            let copy = dir.path("backup.sqlite")
+            try await DatabaseQueue(path: dir.path("server.sqlite")).writeWithoutTransaction { db in
+                try db.execute(sql: "VACUUM INTO ?", arguments: [copy])
+            }
+            return Backup {
+                // Restoring is copying the backup into place.
+                let restored = dir.path("restored-\(UUID().uuidString).sqlite")
+                try FileManager.default.copyItem(atPath: copy, toPath: restored)
+                return try SQLiteSyncStorage(path: restored, schema: schema)
+            }
+        case .postgres:
+            var logger = Logger(label: "test-postgres")
+            logger.logLevel = .warning
+            let client = await postgresClient()
+            let copy = dir.namespace + "_backup"
+            try await client.withConnection { c in
+                try await c.query(PostgresQuery(unsafeSQL: "BEGIN ISOLATION LEVEL REPEATABLE READ"), logger: logger)
+                try await c.query(PostgresQuery(unsafeSQL: "CREATE SCHEMA \"\(copy)\""), logger: logger)
+                for table in ["meta", "tokens", "devices", "changes", "records", "conflicts"] {
+                    try await c.query(
+                        PostgresQuery(
+                            unsafeSQL: """
+                                CREATE TABLE "\(copy)".\(table) (LIKE "\(dir.namespace)".\(table) INCLUDING ALL);
+                                """), logger: logger)
+                    try await c.query(
+                        PostgresQuery(unsafeSQL: "INSERT INTO \"\(copy)\".\(table) SELECT * FROM \"\(dir.namespace)\".\(table)"),
+                        logger: logger)
+                }
+                try await c.query(PostgresQuery(unsafeSQL: "COMMIT"), logger: logger)
+            }
+            let quiet = logger
+            return Backup {
+                let storage = try PostgresSyncStorage(client: client, schema: schema, namespace: copy, logger: quiet)
+                try await storage.migrate()
+                return storage
+            }
+        }
+    }
+
+    /// Every change the store holds, as (device, sequence) → how many times.
+    func held(_ storage: any SyncStorage) async throws -> [String: [Int64: Int]] {
+        var result: [String: [Int64: Int]] = [:]
+        var cursor: Int64 = 0
+        let reader = Identity(tokenID: 0, name: "test")
+        while true {
+            let page = try await storage.pull(
+                PullRequest(schema: SchemaVersion(schema), device: UUID().uuidString.lowercased(), cursor: cursor, limit: 10_000),
+                identity: reader)
+            for change in page.changes { result[change.device, default: [:]][change.sequence, default: 0] += 1 }
+            cursor = page.cursor
+            if !page.more { return result }
+        }
+    }
+
+    func refusal(_ body: () async throws -> Void) async -> WireError.Code? {
+        do {
+            try await body()
+            return nil
+        } catch let error as SyncError {
+            if case .refused(let code) = error.kind { return code }
+            return nil
+        } catch {
+            return nil
+        }
+    }
+
+    @Test(
+        "restored from an older copy while devices keep working: every device and the server converge, every change acknowledged is there once",
+        arguments: Backend.all)
+    func restored(_ backend: Backend) async throws {
+        let dir = TemporaryDirectory()
+        let storage = try await makeStorage(dir, backend)
+        let tokens = [try await storage.createToken(name: "王芳"), try await storage.createToken(name: "李明"), try await storage.createToken(name: "陈静")]
+        let a = try Store(path: dir.path("a.sqlite"), schema: schema)
+        let b = try Store(path: dir.path("b.sqlite"), schema: schema)
+        let c = try Store(path: dir.path("c.sqlite"), schema: schema)
+        let devices = [a, b, c]
+        let options = {
+            var options = SyncOptions()
+            options.pushBatch = 2  // several batches on the wire
+            options.pageSize = 3
+            return options
+        }()
+        let old = try await storage.standing(device: "").identity
+
+        // Before the backup: a site and a finding every device has.
+        let site = try a.insert("site", ["name": "幸福院", "kind": "happiness_home"])
+        let finding = try a.insert("finding", ["title": "消防通道堵塞", "status": "not_started", "description": "初查"])
+        try a.update("finding", id: finding, ["reopen_count": 1])
+        let backup = try await withServer(storage: storage) { url in
+            for (store, token) in zip(devices, tokens) { _ = try await store.sync(HTTPTransport(server: url, token: token), options: options) }
+            let copy = try await makeBackup(dir, backend)
+            // After it: changes the server acknowledges and will lose.
+            try a.update("finding", id: finding, ["reopen_count": 2, "status": "in_progress"])
+            let second = try a.insert("finding", ["title": "台账不全", "status": "not_started"])
+            _ = try await a.sync(HTTPTransport(server: url, token: tokens[0]), options: options)
+            _ = try b.insert("site", ["name": "敬老院", "kind": "elderly_home"])
+            try b.update("site", id: site, ["town": "城关镇", "tags": .set(["民办"])])
+            _ = try await b.sync(HTTPTransport(server: url, token: tokens[1]), options: options)
+            _ = try await c.sync(HTTPTransport(server: url, token: tokens[2]), options: options)
+            // C sets the description having seen all of that; acknowledged, then lost.
+            try c.update("finding", id: finding, ["description": "C：已复查"])
+            try c.update("site", id: site, ["illegal_graves_found": 3])
+            _ = try await c.sync(HTTPTransport(server: url, token: tokens[2]), options: options)
+            // Not yet pushed when the server fails.
+            try a.update("finding", id: second, ["title": "台账不全（补）"])
+            return copy
+        }
+        #expect(try await storage.standing(device: "").head > 0)
+
+        // B, not knowing of C's description, writes another: concurrent with C's.
+        try b.update("finding", id: finding, ["description": "B：待整改"])
+        let before = try devices.map { try snapshot($0) }
+        let pendingBefore = try devices.map { try $0.pendingCount() }
+
+        // Restored by copying, identity not renewed: every device that has seen a lost change refuses
+        // to sync with it, and nothing changes on the device.
+        let forgotten = try await backup.open()
+        try await withServer(storage: forgotten) { url in
+            for (store, token) in zip(devices, tokens) {
+                #expect(await refusal { _ = try await store.sync(HTTPTransport(server: url, token: token), options: options) } == .cursorAhead)
+            }
+        }
+        #expect(try devices.map { try snapshot($0) } == before)
+        #expect(try devices.map { try $0.pendingCount() } == pendingBefore)
+        #expect(try devices.allSatisfy { try $0.serverIdentity() == old })
+
+        // Renewed: every device starts again with it, while they keep writing.
+        let restored = try await backup.open()
+        let renewed = try await restored.renewIdentity()
+        #expect(renewed != old)
+        try await withServer(storage: restored) { url in
+            let transports = tokens.map { HTTPTransport(server: url, token: $0) }
+            _ = try await b.sync(transports[1], options: options)
+            // Enough new changes that the new numbering passes the bases A and C wrote under the old one.
+            for n in 0..<8 { try b.update("site", id: site, ["village": .text("东村\(n)")]) }
+            _ = try await b.sync(transports[1], options: options)
+            _ = try await a.sync(transports[0], options: options)
+            _ = try await c.sync(transports[2], options: options)
+            try c.update("site", id: site, ["illegal_graves_found": 5])
+            for _ in 0..<2 {
+                for (store, transport) in zip(devices, transports) { _ = try await store.sync(transport, options: options) }
+            }
+        }
+
+        let server = try await snapshot(restored)
+        let serverConflicts = Set(try await restored.conflicts().map { $0.id })
+        for store in devices {
+            #expect(try snapshot(store) == server)
+            #expect(try store.pendingCount() == 0)
+            #expect(try store.serverIdentity() == renewed)
+            #expect(Set(try store.conflicts().map { $0.id }) == serverConflicts)
+        }
+        // Each counter delta counted once: 1 + 1 reopenings, 3 + 2 graves.
+        #expect(server["finding"]?[finding]?["reopen_count"] == Value.integer(2))
+        #expect(server["site"]?[site]?["illegal_graves_found"] == Value.integer(5))
+        // B and C wrote the description without seeing each other's: a conflict, not a silent overwrite
+        // (C's change, pushed again with the base it had under the old numbering, would claim to have seen B's).
+        #expect(serverConflicts.contains("\(finding)/description"))
+        // Every change ever acknowledged, and every one made since, is held once.
+        let held = try await held(restored)
+        for store in devices {
+            let made = try store.changeCount()
+            #expect(held[store.deviceID] == Dictionary(uniqueKeysWithValues: (1...Int64(made)).map { ($0, 1) }))
+        }
+    }
+
+    @Test("a request naming an old identity is refused with the new one and what the server holds of the device's changes", arguments: Backend.all)
+    func refusedWithIdentity(_ backend: Backend) async throws {
+        let dir = TemporaryDirectory()
+        let storage = try await makeStorage(dir, backend)
+        let token = try await storage.createToken(name: "王芳")
+        let other = try await storage.createToken(name: "李明")
+        let a = try Store(path: dir.path("a.sqlite"), schema: schema)
+        try await withServer(storage: storage) { url in
+            _ = try a.insert("site", ["name": "幸福院", "kind": "happiness_home"])
+            _ = try a.insert("site", ["name": "敬老院", "kind": "elderly_home"])
+            _ = try await a.sync(HTTPTransport(server: url, token: token))
+            let identity = try #require(try a.serverIdentity())
+            #expect(identity == (try await storage.standing(device: "").identity))
+            let stale = UUID().uuidString.lowercased()
+            let pull = PullRequest(schema: SchemaVersion(schema), device: a.deviceID, cursor: 0, limit: 10, server: stale)
+            for (token, acknowledged) in [(token, Int64(2)), (other, 0)] {
+                do {
+                    _ = try await HTTPTransport(server: url, token: token).pull(pull, schema: schema)
+                    Issue.record("a pull naming another identity was served")
+                } catch let error as SyncError {
+                    #expect(error.kind == .refused(.serverChanged))
+                    #expect(error.status == 409)
+                    // Only the device's own token learns how many of its changes the server holds.
+                    #expect(error.serverChanged == WireError.ServerChanged(identity: identity, acknowledged: acknowledged))
+                }
+            }
+            let push = PushRequest(schema: SchemaVersion(schema), device: a.deviceID, changes: [], server: stale)
+            #expect(await refusal { _ = try await HTTPTransport(server: url, token: token).push(push) } == .serverChanged)
+            // The identity the device holds is served, and answers name it.
+            let page = try await HTTPTransport(server: url, token: token).pull(
+                PullRequest(schema: SchemaVersion(schema), device: a.deviceID, cursor: 0, limit: 10, server: identity), schema: schema)
+            #expect(page.server == identity)
+            #expect(page.changes.count == 2)
+        }
+    }
+}
