@@ -161,7 +161,9 @@ struct ServerIdentityTests {
             for n in 0..<8 { try b.update("site", id: site, ["village": .text("东村\(n)")]) }
             _ = try await b.sync(transports[1], options: options)
             _ = try await a.sync(transports[0], options: options)
+            // C had nothing pending: the pull met the new identity, and the same sync pushed what C had lost.
             _ = try await c.sync(transports[2], options: options)
+            #expect(try c.pendingCount() == 0)
             try c.update("site", id: site, ["illegal_graves_found": 5])
             for _ in 0..<2 {
                 for (store, transport) in zip(devices, transports) { _ = try await store.sync(transport, options: options) }
@@ -224,5 +226,138 @@ struct ServerIdentityTests {
             #expect(page.server == identity)
             #expect(page.changes.count == 2)
         }
+    }
+
+    /// Cases: FIELDBOOK_RESTORE_CASES (default 60); FIELDBOOK_RESTORE_SEED replays one.
+    static let seeds: [UInt64] = {
+        let env = ProcessInfo.processInfo.environment
+        if let seed = env["FIELDBOOK_RESTORE_SEED"].flatMap(UInt64.init) { return [seed] }
+        return (0..<UInt64(env["FIELDBOOK_RESTORE_CASES"].flatMap(Int.init) ?? 60)).map { $0 }
+    }()
+
+    @Test(
+        "random edits and syncs, a backup at a random moment, more of them, a restore: converged, every change held once, counters counted once",
+        arguments: Backend.all)
+    func randomRestores(_ backend: Backend) async throws {
+        for seed in Self.seeds {
+            do {
+                try await randomRestore(seed: seed, backend: backend)
+            } catch {
+                Issue.record("\(backend) seed \(seed): \(error) (replay: FIELDBOOK_RESTORE_SEED=\(seed))")
+            }
+        }
+    }
+
+    func randomRestore(seed: UInt64, backend: Backend) async throws {
+        var rng = SeededGenerator(seed: seed &* 0x2545_F491_4F6C_DD1D &+ 29)
+        let dir = TemporaryDirectory()
+        let storage = try await makeStorage(dir, backend)
+        var devices: [Store] = []
+        var tokens: [String] = []
+        for n in 0..<3 {
+            devices.append(try Store(path: dir.path("device\(n).sqlite"), schema: schema))
+            tokens.append(try await storage.createToken(name: "检查员\(n)"))
+        }
+        var options = SyncOptions()
+        options.pushBatch = Int.random(in: 1...4, using: &rng)
+        options.pageSize = Int.random(in: 1...5, using: &rng)
+        let site = try devices[0].insert("site", ["name": "幸福院", "kind": "happiness_home", "illegal_graves_found": 0])
+        let finding = try devices[0].insert("finding", ["title": "消防通道", "status": "not_started"])
+        let world = World(devices: devices, tokens: tokens, options: options, site: site, finding: finding)
+        var state = World.State(rng: rng)
+        let before = Int.random(in: 2...12, using: &state.rng)
+        let after = Int.random(in: 2...12, using: &state.rng)
+        let backup: Backup
+        (backup, state) = try await withServer(storage: storage) { [state] url in
+            var state = state
+            for (store, token) in zip(world.devices, world.tokens) {
+                _ = try await store.sync(HTTPTransport(server: url, token: token), options: world.options)
+            }
+            for _ in 0..<before { try await world.step(url, &state) }
+            let copy = try await makeBackup(dir, backend)
+            for _ in 0..<after { try await world.step(url, &state) }
+            return (copy, state)
+        }
+        let restored = try await backup.open()
+        _ = try await restored.renewIdentity()
+        let later = Int.random(in: 0...12, using: &state.rng)
+        state = try await withServer(storage: restored) { [state] url in
+            var state = state
+            for _ in 0..<later { try await world.step(url, &state) }
+            for _ in 0..<2 {
+                for (store, token) in zip(world.devices, world.tokens) {
+                    _ = try await store.sync(HTTPTransport(server: url, token: token), options: world.options)
+                }
+            }
+            return state
+        }
+        let graves = state.graves
+        let server = try await snapshot(restored)
+        let serverConflicts = Set(try await restored.conflicts().map { $0.id })
+        let held = try await held(restored)
+        for store in devices {
+            let mine = try snapshot(store)
+            guard mine == server else {
+                var differences: [String] = []
+                for (entity, records) in server {
+                    for (id, values) in records where mine[entity]?[id] != values {
+                        differences.append("\(entity) \(id): here \(String(describing: mine[entity]?[id])), server \(values)")
+                    }
+                    for id in (mine[entity] ?? [:]).keys where records[id] == nil { differences.append("\(entity) \(id) only here") }
+                }
+                throw Mismatch("device \(store.deviceID) differs from the server: \(differences.joined(separator: "; "))")
+            }
+            guard Set(try store.conflicts().map { $0.id }) == serverConflicts else { throw Mismatch("conflicts differ") }
+            let made = Int64(try store.changeCount())
+            let once = made == 0 ? nil : Dictionary(uniqueKeysWithValues: (1...made).map { ($0, 1) })
+            guard held[store.deviceID] == once else {
+                throw Mismatch("the server does not hold each of device \(store.deviceID)'s \(made) changes once")
+            }
+        }
+        guard server["site"]?[site]?["illegal_graves_found"] == .integer(graves) else {
+            throw Mismatch("the counter is \(String(describing: server["site"]?[site]?["illegal_graves_found"])), not \(graves)")
+        }
+    }
+
+    /// The devices of a random scenario, and one random step on one of them: an edit, or a sync.
+    struct World: Sendable {
+        let devices: [Store]
+        let tokens: [String]
+        let options: SyncOptions
+        let site: String
+        let finding: String
+
+        struct State: Sendable {
+            var rng: SeededGenerator
+            /// Every delta any device added to the site's counter.
+            var graves: Int64 = 0
+        }
+
+        func step(_ url: URL, _ state: inout State) async throws {
+            let n = Int.random(in: 0..<devices.count, using: &state.rng)
+            let store = devices[n]
+            let sites = try store.fetch(Query("site")).map(\.id)
+            switch Int.random(in: 0..<6, using: &state.rng) {
+            case 0 where !sites.isEmpty:
+                let town = Value.text("镇\(Int.random(in: 0..<9, using: &state.rng))")
+                try store.update("site", id: sites.randomElement(using: &state.rng)!, ["town": town])
+            case 1 where sites.contains(site):
+                let now = try store.record("site", id: site)?["illegal_graves_found"].integer ?? 0
+                let delta = Int64.random(in: 1...3, using: &state.rng)
+                try store.update("site", id: site, ["illegal_graves_found": .integer(now + delta)])
+                state.graves += delta
+            case 2 where try store.record("finding", id: finding) != nil:
+                try store.update("finding", id: finding, ["description": .text("第\(n)组：\(Int.random(in: 0..<9, using: &state.rng))")])
+            case 3:
+                _ = try store.insert("site", ["name": .text("敬老院\(n)"), "kind": "elderly_home"])
+            default:
+                _ = try await store.sync(HTTPTransport(server: url, token: tokens[n]), options: options)
+            }
+        }
+    }
+
+    struct Mismatch: Error, CustomStringConvertible {
+        var description: String
+        init(_ description: String) { self.description = description }
     }
 }

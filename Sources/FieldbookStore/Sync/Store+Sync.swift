@@ -39,8 +39,11 @@ extension Store {
     /// Each pushed batch is acknowledged, and each pulled page applied together with the
     /// cursor, in one transaction: a sync cut off anywhere resumes at the next call and
     /// loses and repeats nothing. Network and server failures are retried with backoff.
+    /// A server restored since the last sync is started again with (``push(_:options:progress:)``,
+    /// ``pull(_:options:progress:)``), and what it lacks is pushed before this returns.
     public func sync(_ transport: any SyncTransport, options: SyncOptions = SyncOptions()) async throws -> SyncReport {
         var report = SyncReport()
+        let server = try await readAsync { try $0.serverIdentity() }
         report.pushed = try await push(transport, options: options) { report.pushed = $0; options.progress?(report) }
         let pulled = try await pull(transport, options: options) { pulled, cursor in
             report.pulled = pulled
@@ -49,6 +52,12 @@ extension Store {
         }
         report.pulled = pulled.applied
         report.cursor = pulled.cursor
+        // A server met anew by the pull (restored: the device started again with it) lacks changes
+        // that were not pending when the push ran.
+        if try await readAsync({ try $0.serverIdentity() }) != server {
+            let before = report.pushed
+            report.pushed += try await push(transport, options: options) { report.pushed = before + $0; options.progress?(report) }
+        }
         try write { tx in
             try tx.db.execute(
                 sql: "UPDATE _fieldbook_meta SET value = ? WHERE key = 'last_sync'",
