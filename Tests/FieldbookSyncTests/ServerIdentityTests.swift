@@ -228,6 +228,38 @@ struct ServerIdentityTests {
         }
     }
 
+    @Test("a server replaced by a new, empty store: devices push it everything of their own and converge", arguments: Backend.all)
+    func replaced(_ backend: Backend) async throws {
+        let dir = TemporaryDirectory()
+        let lost = try await makeStorage(dir, backend)
+        let a = try Store(path: dir.path("a.sqlite"), schema: schema)
+        let b = try Store(path: dir.path("b.sqlite"), schema: schema)
+        let site = try a.insert("site", ["name": "幸福院", "kind": "happiness_home", "illegal_graves_found": 1])
+        let old = [try await lost.createToken(name: "王芳"), try await lost.createToken(name: "李明")]
+        try await withServer(storage: lost) { url in
+            for (store, token) in zip([a, b], old) { _ = try await store.sync(HTTPTransport(server: url, token: token)) }
+            try b.update("site", id: site, ["illegal_graves_found": 3, "town": "城关镇"])
+            _ = try await b.sync(HTTPTransport(server: url, token: old[1]))
+        }
+        try a.update("site", id: site, ["village": "东村"])
+        let other = TemporaryDirectory()
+        let fresh = try await makeStorage(other, backend)
+        let tokens = [try await fresh.createToken(name: "王芳"), try await fresh.createToken(name: "李明")]
+        try await withServer(storage: fresh) { url in
+            for _ in 0..<2 {
+                for (store, token) in zip([a, b], tokens) { _ = try await store.sync(HTTPTransport(server: url, token: token)) }
+            }
+        }
+        let server = try await snapshot(fresh)
+        #expect(server["site"]?[site] == ["name": "幸福院", "kind": "happiness_home", "illegal_graves_found": 3, "town": "城关镇", "village": "东村"])
+        let held = try await held(fresh)
+        for store in [a, b] {
+            #expect(try snapshot(store) == server)
+            #expect(try store.serverIdentity() == (try await fresh.standing(device: "").identity))
+            #expect(held[store.deviceID] == Dictionary(uniqueKeysWithValues: (1...Int64(try store.changeCount())).map { ($0, 1) }))
+        }
+    }
+
     /// Cases: FIELDBOOK_RESTORE_CASES (default 60); FIELDBOOK_RESTORE_SEED replays one.
     static let seeds: [UInt64] = {
         let env = ProcessInfo.processInfo.environment
