@@ -72,9 +72,21 @@ public protocol SyncStorage: Sendable {
 
     /// Every token, without secrets.
     func tokens() async throws -> [TokenInfo]
+
+    /// Returns once the store answers a trivial query; throws if it cannot be reached (the server's
+    /// readiness, `/ready`). It must answer or throw within a few seconds.
+    func checkReady() async throws
+
+    /// Whether `error`, thrown by this store, means the store cannot be reached now (an outage, answered
+    /// 503 `unavailable`) rather than a failure of the request (500 `internal`).
+    func isOutage(_ error: any Error) -> Bool
 }
 
 extension SyncStorage {
+    public func checkReady() async throws {}
+
+    public func isOutage(_ error: any Error) -> Bool { false }
+
     public func pullResponseBody(_ request: PullRequest, identity: Identity) async throws -> [UInt8] {
         var out: [UInt8] = []
         try await pull(request, identity: identity).encode(to: &out)
