@@ -33,16 +33,22 @@ struct JSONTape {
     let bytes: [UInt8]
     private(set) var tokens: [Token] = []
 
+    /// The reason a parse stopped at its value budget (see ``init(parsing:maxValues:)``).
+    static let tooManyValues = "more values than allowed"
+
     /// Parses a complete JSON text (see ``JSON/init(parsing:)`` for what is refused).
-    init(parsing bytes: [UInt8]) throws(JSONParseError) {
+    /// - Parameter maxValues: a text of more values (every number, string, array, object, key) is refused,
+    ///   as soon as the parse reaches the first value too many, with the reason ``tooManyValues``.
+    ///   A token costs 24 bytes, so this bounds the tape's memory whatever the text.
+    init(parsing bytes: [UInt8], maxValues: Int = .max) throws(JSONParseError) {
         self.bytes = bytes
         guard bytes.count < Int(UInt32.max) else {
             throw JSONParseError(offset: 0, reason: "documents of 4 GiB or more are not read")
         }
         var parsed: [Token] = []
-        parsed.reserveCapacity(max(16, bytes.count / 8))
+        parsed.reserveCapacity(min(max(16, bytes.count / 8), maxValues))
         try bytes.withUnsafeBufferPointer { (buffer) throws(JSONParseError) in
-            var parser = TapeParser(bytes: buffer, tokens: parsed)
+            var parser = TapeParser(bytes: buffer, tokens: parsed, maxValues: maxValues)
             parsed = []
             try parser.parseDocument()
             parsed = parser.tokens
@@ -226,11 +232,13 @@ struct JSONTape {
 private struct TapeParser {
     let bytes: UnsafeBufferPointer<UInt8>
     var tokens: [JSONTape.Token]
+    let maxValues: Int
     var index = 0
 
-    init(bytes: UnsafeBufferPointer<UInt8>, tokens: [JSONTape.Token]) {
+    init(bytes: UnsafeBufferPointer<UInt8>, tokens: [JSONTape.Token], maxValues: Int) {
         self.bytes = bytes
         self.tokens = tokens
+        self.maxValues = maxValues
     }
 
     func fail(_ reason: String) -> JSONParseError { JSONParseError(offset: index, reason: reason) }
@@ -262,6 +270,7 @@ private struct TapeParser {
 
     mutating func parseValue(depth: Int) throws(JSONParseError) {
         guard depth < JSON.maximumDepth else { throw fail("nesting deeper than \(JSON.maximumDepth)") }
+        guard tokens.count < maxValues else { throw fail(JSONTape.tooManyValues) }  // keys are counted with their value
         guard index < bytes.count else { throw fail("unexpected end of input") }
         switch bytes[index] {
         case UInt8(ascii: "{"): try parseObject(depth: depth)

@@ -276,8 +276,10 @@ extension PushRequest {
     /// Reads a push from its JSON text, checking every change against `schema`.
     /// - Parameter maxChanges: a push of more changes is refused with `batch_too_large`
     ///   (before any other check but the JSON syntax).
-    public init(utf8 bytes: [UInt8], schema: Schema, maxChanges: Int = .max) throws(WireError) {
-        let tape = try JSONTape(wire: bytes)
+    /// - Parameter maxValues: a push of more JSON values (keys included) is refused with `batch_too_large`
+    ///   as soon as reading reaches the first value too many, before the rest is read.
+    public init(utf8 bytes: [UInt8], schema: Schema, maxChanges: Int = .max, maxValues: Int = .max) throws(WireError) {
+        let tape = try JSONTape(wire: bytes, maxValues: maxValues)
         if let list = tape.member(0, "changes"), tape.kind(list) == .array, Int(tape[list].length) > maxChanges {
             throw WireError(
                 .batchTooLarge, "a push holds at most \(maxChanges) changes; this one holds \(tape[list].length)")
@@ -479,9 +481,11 @@ extension SchemaVersion {
 
 extension JSONTape {
     /// Parses a message body; a syntax error is `malformed_json`.
-    init(wire bytes: [UInt8]) throws(WireError) {
+    init(wire bytes: [UInt8], maxValues: Int = .max) throws(WireError) {
         do {
-            try self.init(parsing: bytes)
+            try self.init(parsing: bytes, maxValues: maxValues)
+        } catch where error.reason == JSONTape.tooManyValues {
+            throw WireError(.batchTooLarge, "the body holds more than \(maxValues) JSON values; push fewer changes at a time")
         } catch {
             throw WireError(.malformedJSON, "the body is not valid JSON: \(error)")
         }

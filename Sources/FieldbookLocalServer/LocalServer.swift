@@ -22,15 +22,19 @@ public final class LocalServer: @unchecked Sendable {
     public let namespace: String?
     /// The port; 0 before the first start picks a free one, kept across restarts.
     public private(set) var port: Int
+    /// More `serve` options (limits, timeouts), passed at every start.
+    public let serveArguments: [String]
     private var process: Process?
 
     /// Starts the server on `database` (created if missing) and waits until it listens.
     /// - Parameter namespace: PostgreSQL only: the schema holding the tables (created if missing).
-    public init(database: String, namespace: String? = nil, port: Int = 0) throws {
+    /// - Parameter serveArguments: more `serve` options, e.g. `["--idle-timeout", "2"]`.
+    public init(database: String, namespace: String? = nil, port: Int = 0, serveArguments: [String] = []) throws {
         binary = try Self.findBinary()
         self.database = database
         self.namespace = namespace
         self.port = port
+        self.serveArguments = serveArguments
         try start()
     }
 
@@ -44,7 +48,7 @@ public final class LocalServer: @unchecked Sendable {
     public func start() throws {
         let process = Process()
         process.executableURL = binary
-        process.arguments = ["serve"] + databaseArguments + ["--port", String(port), "--log-level", "error"]
+        process.arguments = ["serve"] + databaseArguments + ["--port", String(port), "--log-level", "error"] + serveArguments
         let output = Pipe()
         process.standardOutput = output
         try process.run()
@@ -110,7 +114,8 @@ public final class LocalServer: @unchecked Sendable {
 
     deinit { stop() }
 
-    static func findBinary() throws -> URL {
+    /// Where ``binary`` is found: for tests that run `fieldbook-server` themselves.
+    public static func findBinary() throws -> URL {
         if let dir = ProcessInfo.processInfo.environment["FIELDBOOK_BIN_DIR"] {
             return URL(fileURLWithPath: dir).appendingPathComponent("fieldbook-server")
         }

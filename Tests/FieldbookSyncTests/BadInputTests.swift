@@ -228,6 +228,12 @@ struct HostileRequest: Sendable, CustomTestStringConvertible {
         .init("body over the limit", 413, "body_too_large") {
             next(#"{"name":"\#(String(repeating: "x", count: 40 * 1024 * 1024))","kind":"cemetery"}"#)
         },
+        .init("3 million JSON values (a 6 MiB body)", 413, "batch_too_large") {
+            next(#"{"name":"x","kind":"cemetery","tags":[\#(String(repeating: "0,", count: 3_000_000))0]}"#)
+        },
+        .init("pull body over its limit", 413, "body_too_large", path: "v1/pull") {
+            pullBody(#","cursor":0,"pad":"\#(String(repeating: "x", count: 100_000))""#)
+        },
         // Who is asking.
         .init("no token", 401, "unauthorized", auth: .header(nil)) { next(#"{"name":"x","kind":"cemetery"}"#) },
         .init("another scheme", 401, "unauthorized", auth: .header("Basic d2FuZzpmYW5n")) { next(#"{"name":"x","kind":"cemetery"}"#) },
@@ -243,6 +249,8 @@ struct HostileRequest: Sendable, CustomTestStringConvertible {
         .init("path traversal", 404, "not_found", method: "GET", path: "v1/../../etc/passwd") { nil },
         .init("GET a push", 405, "method_not_allowed", method: "GET", path: "v1/push") { nil },
         .init("PUT a pull", 405, "method_not_allowed", method: "PUT", path: "v1/pull") { pullBody(#","cursor":0"#) },
+        .init("OPTIONS a push", 405, "method_not_allowed", method: "OPTIONS", path: "v1/push") { nil },
+        .init("DELETE the health check", 405, "method_not_allowed", method: "DELETE", path: "health") { nil },
         // Pulls.
         .init("negative cursor", 400, "bad_message", path: "v1/pull") { pullBody(#","cursor":-5"#) },
         .init("cursor a string", 400, "bad_message", path: "v1/pull") { pullBody(#","cursor":"x""#) },

@@ -327,6 +327,13 @@ public final class SQLiteSyncStorage: SyncStorage {
     }
 
     /// The number of changes the server has accepted.
+    /// The file locked past the busy timeout, unopenable, unreadable or full: an outage, not a bad request.
+    public func isOutage(_ error: any Error) -> Bool {
+        guard let error = error as? DatabaseError else { return false }
+        return [ResultCode.SQLITE_BUSY, .SQLITE_LOCKED, .SQLITE_CANTOPEN, .SQLITE_IOERR, .SQLITE_FULL, .SQLITE_READONLY]
+            .contains(error.resultCode)
+    }
+
     public func changeCount() async throws -> Int {
         try await pool.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM changes") ?? 0 }
     }

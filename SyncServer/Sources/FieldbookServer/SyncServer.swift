@@ -2,6 +2,8 @@ public import FieldbookCore
 public import Hummingbird
 public import Logging
 import NIOCore
+import ServiceLifecycle
+import Synchronization
 
 /// Limits and address of a sync server.
 public struct ServerConfiguration: Sendable {
@@ -13,6 +15,25 @@ public struct ServerConfiguration: Sendable {
     public var maxBatch = 10_000
     /// The most changes in one pull page; a larger `limit` is lowered to it.
     public var maxPage = 10_000
+    /// The largest pull request body, in bytes: a pull is a few hundred bytes (larger: 413 `body_too_large`).
+    public var maxPullBodyBytes = 64 * 1024
+    /// The most JSON values (numbers, strings, arrays, objects…) in one push, counted while it is read:
+    /// a push of more is refused with 413 `batch_too_large` before the rest is read. The parsed form of a
+    /// value costs 24 bytes, so this bounds a push's parsed size (48 MB at the default).
+    public var maxJSONValues = 2_000_000
+    /// The most request bodies read and parsed at once; the others wait their turn, unread.
+    /// With ``maxBodyBytes`` and ``maxJSONValues`` this bounds the memory requests cost.
+    public var maxConcurrentBodies = 2
+    /// A connection that sends nothing this long is closed: an idle connection, one stalled in its
+    /// headers, one stalled in its body. A request being answered is not cut.
+    public var idleTimeout: Duration = .seconds(30)
+    /// The most connections open at once; more wait in the listen queue until one closes.
+    /// Keep it below the process's open-files limit (`ulimit -n`), with room for the database.
+    public var maxConnections = 800
+    /// How often the store's readiness is checked (``SyncStorage/checkReady()``).
+    public var readinessInterval: Duration = .seconds(1)
+    /// The `Retry-After` seconds sent with 503 `unavailable`.
+    public var retryAfterSeconds = 5
 
     public init() {}
 }
@@ -31,28 +52,52 @@ public enum SyncServer {
         storage: any SyncStorage, configuration: ServerConfiguration, logger: Logger,
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
+        let readiness = Readiness(storage: storage, interval: configuration.readinessInterval, logger: logger)
+        let gate = BodyGate(limit: configuration.maxConcurrentBodies)
         let router = Router()
-        router.middlewares.add(ErrorMiddleware())
-        router.get("/health") { _, _ in
-            jsonResponse(.object([("status", .string("ok"))]))
+        router.middlewares.add(ErrorMiddleware(storage: storage, readiness: readiness, retryAfter: configuration.retryAfterSeconds))
+        // Liveness: the process answers. Readiness: its store answers too (for load balancers).
+        let health = { @Sendable () -> Response in
+            jsonResponse(.object([("status", .string("ok")), ("store", .string(readiness.isReady ? "ready" : "unavailable"))]))
+        }
+        let ready = { @Sendable () throws -> Response in
+            try readiness.check()
+            return jsonResponse(.object([("status", .string("ready"))]))
+        }
+        router.get("/health") { _, _ in health() }
+        router.head("/health") { _, _ in withoutBody(health()) }
+        router.get("/ready") { _, _ in try ready() }
+        router.head("/ready") { _, _ in
+            guard readiness.isReady else {
+                return Response(status: .serviceUnavailable, headers: [.retryAfter: "\(configuration.retryAfterSeconds)"])
+            }
+            return withoutBody(try ready())
         }
         router.get("/v1/schema") { request, _ in
-            _ = try await authenticate(request, storage)
+            try readiness.check()
+            _ = try await authenticate(request, storage, readiness)
             return jsonResponse(storage.schema.json)
         }
         let arrivals = PushArrivals()
         router.post("/v1/push") { request, context in
-            let identity = try await authenticate(request, storage)
+            try readiness.check()
+            let identity = try await authenticate(request, storage, readiness)
             let (push, response) = try await arrivals.run(token: identity.tokenID) {
-                let bytes = try await body(request, limit: configuration.maxBodyBytes)
-                let push = try PushRequest(utf8: bytes, schema: storage.schema, maxChanges: configuration.maxBatch)
+                let push = try await gate.run {
+                    let bytes = try await body(request, limit: configuration.maxBodyBytes)
+                    return try PushRequest(
+                        utf8: bytes, schema: storage.schema, maxChanges: configuration.maxBatch,
+                        maxValues: configuration.maxJSONValues)
+                }
                 // Checked before the store is: a push whose bases count in another numbering would be
                 // merged as if its writer had seen other changes.
-                let standing = try await storage.standing(device: push.device)
+                let standing = try await readiness.guarding { try await storage.standing(device: push.device) }
                 // A base is the writer's cursor: one past the last change is as sure a sign of lost changes.
                 let base = push.changes.reduce(0) { max($0, $1.base) }
                 try standing.check(server: push.server, cursor: base, token: identity.tokenID)
-                var response = try await arrivals.store(token: identity.tokenID) { try await storage.push(push, identity: identity) }
+                var response = try await arrivals.store(token: identity.tokenID) {
+                    try await readiness.guarding { try await storage.push(push, identity: identity) }
+                }
                 response.server = standing.identity
                 return (push, response)
             }
@@ -64,20 +109,24 @@ public enum SyncServer {
             return jsonResponse(bytes: out)
         }
         router.post("/v1/pull") { request, context in
-            let identity = try await authenticate(request, storage)
-            let bytes = try await body(request, limit: configuration.maxBodyBytes)
-            var pull = try PullRequest(utf8: bytes, schema: storage.schema)
+            try readiness.check()
+            let identity = try await authenticate(request, storage, readiness)
+            var pull = try await gate.run {
+                try PullRequest(utf8: try await body(request, limit: configuration.maxPullBodyBytes), schema: storage.schema)
+            }
             pull.limit = min(pull.limit, configuration.maxPage)
-            let standing = try await storage.standing(device: pull.device)
+            let request = pull
+            let standing = try await readiness.guarding { try await storage.standing(device: request.device) }
             try standing.check(server: pull.server, cursor: pull.cursor, token: identity.tokenID)
-            var response = try await storage.pullResponseBody(pull, identity: identity)
+            var response = try await readiness.guarding { try await storage.pullResponseBody(request, identity: identity) }
             PullResponse.appendServer(standing.identity, to: &response)
             context.logger.debug("pull", metadata: ["cursor": .stringConvertible(pull.cursor)])
             return jsonResponse(bytes: response)
         }
         router.get("/v1/conflicts") { request, _ in
-            _ = try await authenticate(request, storage)
-            let conflicts = try await storage.conflicts()
+            try readiness.check()
+            _ = try await authenticate(request, storage, readiness)
+            let conflicts = try await readiness.guarding { try await storage.conflicts() }
             return jsonResponse(
                 .object([
                     ("conflicts", .array(conflicts.map { c in
@@ -90,9 +139,11 @@ public enum SyncServer {
         }
         // Another method on a known path: 405 with the method it takes, not a 404 that says it does not exist.
         for (path, allowed) in [
-            ("/health", "GET"), ("/v1/schema", "GET"), ("/v1/push", "POST"), ("/v1/pull", "POST"), ("/v1/conflicts", "GET"),
+            ("/health", "GET, HEAD"), ("/ready", "GET, HEAD"), ("/v1/schema", "GET"), ("/v1/push", "POST"),
+            ("/v1/pull", "POST"), ("/v1/conflicts", "GET"),
         ] {
-            for method in [HTTPRequest.Method.get, .post, .put, .delete, .patch] where method.rawValue != allowed {
+            let methods: [HTTPRequest.Method] = [.get, .head, .post, .put, .delete, .patch, .options, .trace]
+            for method in methods where !allowed.split(separator: ",").contains(where: { $0.trimmingPrefix(" ") == method.rawValue }) {
                 router.on(RouterPath(path), method: method) { _, _ in
                     var response = jsonResponse(
                         WireError(.methodNotAllowed, "\(path) takes \(allowed) only").json, status: .methodNotAllowed)
@@ -103,31 +154,50 @@ public enum SyncServer {
         }
         return Application(
             router: router,
-            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "fieldbook-server"),
+            server: .http1(
+                configuration: .init(
+                    additionalChannelHandlers: [ParseErrorBody()],
+                    idleTimeout: .nanoseconds(Int64(configuration.idleTimeout / .nanoseconds(1))))),
+            configuration: .init(
+                address: .hostname(configuration.host, port: configuration.port), serverName: "fieldbook-server",
+                availableConnectionsDelegate: .maximum(configuration.maxConnections, logger: logger)),
+            services: [readiness],
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? configuration.port) },
             logger: logger)
     }
 
-    static func authenticate(_ request: Request, _ storage: any SyncStorage) async throws -> Identity {
+    static func authenticate(_ request: Request, _ storage: any SyncStorage, _ readiness: Readiness) async throws -> Identity {
         guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
             throw WireError(.unauthorized, "send 'Authorization: Bearer TOKEN'; an administrator makes tokens with 'fieldbook-server token create --name NAME'")
         }
         let token = String(header.dropFirst("Bearer ".count).drop { $0 == " " })
-        guard let identity = try await storage.authenticate(token: token) else {
+        guard let identity = try await readiness.guarding({ try await storage.authenticate(token: token) }) else {
             throw WireError(.unauthorized, "the token is unknown or revoked; ask an administrator for a new one")
         }
         return identity
     }
 
     /// The request body's bytes; the caller parses them (a syntax error is `malformed_json`).
+    /// Read straight into one array, sized by `Content-Length` when it is sent and within `limit`:
+    /// a body costs its size once, not a growing buffer and then a copy.
     static func body(_ request: Request, limit: Int) async throws -> [UInt8] {
-        let buffer: ByteBuffer
-        do {
-            buffer = try await request.body.collect(upTo: limit)
-        } catch is NIOTooManyBytesError {
-            throw WireError(.bodyTooLarge, "the request body is larger than \(limit) bytes; push fewer changes at a time")
+        let tooLarge = WireError(.bodyTooLarge, "the request body is larger than \(limit) bytes; push fewer changes at a time")
+        let declared = request.headers[.contentLength].flatMap { Int($0) }
+        if let declared, declared > limit { throw tooLarge }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(min(declared ?? 0, limit))
+        for try await chunk in request.body {
+            guard chunk.readableBytes <= limit - bytes.count else { throw tooLarge }
+            bytes.append(contentsOf: chunk.readableBytesView)
         }
-        return Array(buffer.readableBytesView)
+        return bytes
+    }
+
+    /// `response` without its body: the answer to `HEAD`, with the headers `GET` would send.
+    static func withoutBody(_ response: Response) -> Response {
+        var headers = response.headers
+        if let length = response.body.contentLength { headers[.contentLength] = "\(length)" }
+        return Response(status: response.status, headers: headers)
     }
 
     static func jsonResponse(_ json: JSON, status: HTTPResponse.Status = .ok) -> Response {
@@ -162,13 +232,22 @@ extension WireError {
 
 /// Turns every error into a JSON error body: protocol errors with their code and status,
 /// anything else into a logged 500 that says nothing about the data.
+/// A store that cannot be reached (``SyncStorage/isOutage(_:)``) is a 503 `unavailable` with `Retry-After`.
 struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    let storage: any SyncStorage
+    let readiness: Readiness
+    let retryAfter: Int
+
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
         } catch let error as WireError {
             context.logger.info("refused", metadata: ["code": .string(error.code.rawValue)])
-            return SyncServer.jsonResponse(error.json, status: error.status)
+            return unavailableAware(SyncServer.jsonResponse(error.json, status: error.status))
+        } catch where storage.isOutage(error) {
+            readiness.markUnavailable()
+            context.logger.warning("store unavailable", metadata: ["error": .string(String(describing: type(of: error)))])
+            return unavailableAware(SyncServer.jsonResponse(Readiness.unavailable.json, status: .serviceUnavailable))
         } catch let error as any HTTPResponseError {
             let code: WireError.Code = error.status == .notFound ? .notFound : .badMessage
             let wire = WireError(code, "\(error.status.code) \(error.status.reasonPhrase)")
@@ -178,6 +257,112 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             return SyncServer.jsonResponse(
                 WireError(.internalError, "the server failed to handle the request; it may be retried").json,
                 status: .internalServerError)
+        }
+    }
+
+    func unavailableAware(_ response: Response) -> Response {
+        guard response.status == .serviceUnavailable else { return response }
+        var response = response
+        response.headers[.retryAfter] = "\(retryAfter)"
+        return response
+    }
+}
+
+/// At most `limit` request bodies read and parsed at once; the others wait their turn in order,
+/// their bytes left unread in the socket. This bounds the memory requests cost.
+actor BodyGate {
+    let limit: Int
+    var running = 0
+    var waiting: [CheckedContinuation<Void, Never>] = []
+
+    init(limit: Int) { self.limit = max(1, limit) }
+
+    func acquire() async {
+        if running < limit {
+            running += 1
+            return
+        }
+        await withCheckedContinuation { waiting.append($0) }
+    }
+
+    func release() {
+        if waiting.isEmpty {
+            running -= 1
+        } else {
+            waiting.removeFirst().resume()  // the permit passes on
+        }
+    }
+
+    nonisolated func run<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+        await acquire()
+        do {
+            let value = try await body()
+            await release()
+            return value
+        } catch {
+            await release()
+            throw error
+        }
+    }
+}
+
+/// Whether the store answers, checked every `interval` while the server runs (a service of the application).
+/// Requests that need the store are refused with 503 `unavailable` while it does not.
+final class Readiness: Service, Sendable {
+    static let unavailable = WireError(.unavailable, "the server's database cannot be reached; retry later")
+    let storage: any SyncStorage
+    let interval: Duration
+    let logger: Logger
+    private let ready = Atomic<Bool>(true)
+
+    init(storage: any SyncStorage, interval: Duration, logger: Logger) {
+        self.storage = storage
+        self.interval = interval
+        self.logger = logger
+    }
+
+    var isReady: Bool { ready.load(ordering: .relaxed) }
+
+    /// - Throws: 503 `unavailable` while the store cannot be reached.
+    func check() throws(WireError) {
+        guard isReady else { throw Self.unavailable }
+    }
+
+    func markUnavailable() { set(false) }
+
+    private func set(_ value: Bool) {
+        if ready.exchange(value, ordering: .relaxed) != value {
+            if value { logger.notice("store ready") } else { logger.warning("store unavailable") }
+        }
+    }
+
+    /// Runs `body` (a store call), cancelling it with 503 `unavailable` if the store becomes unreachable
+    /// meanwhile: a request waiting for a database connection does not wait for the pool to give up.
+    func guarding<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await body() }
+            group.addTask {
+                while self.isReady { try await Task.sleep(for: .milliseconds(100)) }
+                return nil
+            }
+            let first = try await group.next()!
+            group.cancelAll()
+            guard let first else { throw Self.unavailable }
+            return first
+        }
+    }
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                do {
+                    try await self.storage.checkReady()
+                    self.set(true)
+                } catch {
+                    self.set(false)
+                }
+                try? await Task.sleep(for: self.interval)
+            }
         }
     }
 }

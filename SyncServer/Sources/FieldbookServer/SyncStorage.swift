@@ -81,6 +81,14 @@ public protocol SyncStorage: Sendable {
     /// store from a backup (docs/deployment.md), with no server running on it: every device then
     /// starts again with it (docs/protocol.md, "Server identity").
     func renewIdentity() async throws -> String
+
+    /// Returns once the store answers a trivial query; throws if it cannot be reached (the server's
+    /// readiness, `/ready`). It must answer or throw within a few seconds.
+    func checkReady() async throws
+
+    /// Whether `error`, thrown by this store, means the store cannot be reached now (an outage, answered
+    /// 503 `unavailable`) rather than a failure of the request (500 `internal`).
+    func isOutage(_ error: any Error) -> Bool
 }
 
 /// A store's identity and how far it has got, as ``SyncStorage/standing(device:)`` reads them.
@@ -121,6 +129,10 @@ public struct StoreStanding: Sendable, Hashable {
 }
 
 extension SyncStorage {
+    public func checkReady() async throws {}
+
+    public func isOutage(_ error: any Error) -> Bool { false }
+
     public func pullResponseBody(_ request: PullRequest, identity: Identity) async throws -> [UInt8] {
         var out: [UInt8] = []
         try await pull(request, identity: identity).encode(to: &out)

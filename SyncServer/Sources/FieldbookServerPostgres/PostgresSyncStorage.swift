@@ -47,6 +47,9 @@ public final class PostgresSyncStorage: SyncStorage {
     /// Test seam: runs inside every push transaction, after its changes are inserted and before it
     /// commits (the concurrency test delays commits with it).
     let insideTransaction: (@Sendable () async throws -> Void)?
+    /// How ``checkReady()`` connects: on its own connection, outside the pool, so that the pool's
+    /// reconnection backoff neither delays nor is lengthened by the check. Nil: through the pool.
+    let probe: PostgresConnection.Configuration?
 
     /// A store in `namespace` of the database `client` connects to. Call ``migrate()`` before use.
     /// - Parameter namespace: a PostgreSQL schema name: lowercase letters, digits and `_`.
@@ -57,7 +60,7 @@ public final class PostgresSyncStorage: SyncStorage {
 
     package init(
         client: PostgresClient, schema: Schema, namespace: String, logger: Logger,
-        insideTransaction: (@Sendable () async throws -> Void)?
+        insideTransaction: (@Sendable () async throws -> Void)?, probe: PostgresConnection.Configuration? = nil
     ) throws {
         guard !namespace.isEmpty, namespace.count <= 63, namespace.first.map({ !$0.isNumber }) ?? false,
             namespace.allSatisfy({ ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "_" })
@@ -69,6 +72,7 @@ public final class PostgresSyncStorage: SyncStorage {
         self.namespace = namespace
         self.logger = logger
         self.insideTransaction = insideTransaction
+        self.probe = probe
     }
 
     /// Runs a `PostgresClient` for the database at `url` while `body` runs, with a migrated store on it.
@@ -79,6 +83,7 @@ public final class PostgresSyncStorage: SyncStorage {
         _ body: (PostgresSyncStorage) async throws -> T
     ) async throws -> T {
         let client = PostgresClient(configuration: try configuration(url: url), backgroundLogger: logger)
+        let probe = try connectionConfiguration(url: url)
         return try await withThrowingTaskGroup(of: Void.self) { group in
             // A lease made before run() has begun waits for it, with a warning in the log at every
             // start: wait until the task that runs the client has begun.
@@ -89,7 +94,8 @@ public final class PostgresSyncStorage: SyncStorage {
             }
             for await _ in started {}
             defer { group.cancelAll() }
-            let storage = try PostgresSyncStorage(client: client, schema: schema, namespace: namespace, logger: logger)
+            let storage = try PostgresSyncStorage(
+                client: client, schema: schema, namespace: namespace, logger: logger, insideTransaction: nil, probe: probe)
             try await storage.migrate()
             return try await body(storage)
         }
@@ -117,6 +123,8 @@ public final class PostgresSyncStorage: SyncStorage {
         if components.queryItems?.first(where: { $0.name == "sslmode" })?.value != "disable" {
             configuration.tls = .prefer(.makeClientConfiguration())
         }
+        // A database that does not answer is an outage to report in seconds, not after PostgresNIO's 10 s.
+        configuration.options.connectTimeout = connectTimeout
         return configuration
     }
 

@@ -30,7 +30,15 @@ struct StoreOptions: ParsableArguments {
             discussion: "Lowercase letters, digits and '_'. Each namespace is a separate store with its own tokens."))
     var namespace = "public"
 
+    @Option(
+        name: .customLong("wait-for-database"),
+        help: ArgumentHelp(
+            "PostgreSQL only: how many seconds to wait for the database to answer at start (0: fail at once).",
+            valueName: "seconds"))
+    var waitForDatabase = 30
+
     func validate() throws {
+        guard waitForDatabase >= 0 else { throw ValidationError("--wait-for-database takes seconds ≥ 0") }
         if namespace != "public" && !PostgresSyncStorage.isURL(database) {
             throw ValidationError("--namespace applies to a postgres:// database only")
         }
@@ -43,6 +51,11 @@ struct StoreOptions: ParsableArguments {
         if PostgresSyncStorage.isURL(database) {
             var quiet = Logger(label: "fieldbook-server")
             quiet.logLevel = .warning
+            var silent = quiet
+            silent.logLevel = .critical  // each failed attempt is expected while waiting
+            try await PostgresSyncStorage.waitForDatabase(
+                url: database, timeout: .seconds(waitForDatabase), logger: silent
+            ) { FileHandle.standardError.write(Data("fieldbook-server: \($0)\n".utf8)) }
             return try await PostgresSyncStorage.withStorage(
                 url: database, schema: schema, namespace: namespace, logger: logger ?? quiet) {
                 try await body($0)
@@ -66,12 +79,39 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "The log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
+    @Option(help: ArgumentHelp("Close a connection that sends nothing for this many seconds.", valueName: "seconds"))
+    var idleTimeout = 30.0
+
+    @Option(help: "The most connections open at once; keep it below the open-files limit (ulimit -n).")
+    var maxConnections = ServerConfiguration().maxConnections
+
+    @Option(help: "The most request bodies read and parsed at once (each may cost its size plus 24 bytes a JSON value).")
+    var maxConcurrentBodies = ServerConfiguration().maxConcurrentBodies
+
+    @Option(help: "The largest push body in bytes.")
+    var maxBodyBytes = ServerConfiguration().maxBodyBytes
+
+    @Option(help: "The most JSON values in one push (refused as soon as reading reaches one more).")
+    var maxJsonValues = ServerConfiguration().maxJSONValues
+
+    func validate() throws {
+        guard idleTimeout > 0 else { throw ValidationError("--idle-timeout takes seconds > 0") }
+        guard maxConnections > 0, maxConcurrentBodies > 0, maxBodyBytes > 0, maxJsonValues > 0 else {
+            throw ValidationError("--max-connections, --max-concurrent-bodies, --max-body-bytes and --max-json-values take numbers > 0")
+        }
+    }
+
     func run() async throws {
         var logger = Logger(label: "fieldbook-server")
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
         var configuration = ServerConfiguration()
         configuration.host = host
         configuration.port = port
+        configuration.idleTimeout = .milliseconds(Int64(idleTimeout * 1000))
+        configuration.maxConnections = maxConnections
+        configuration.maxConcurrentBodies = maxConcurrentBodies
+        configuration.maxBodyBytes = maxBodyBytes
+        configuration.maxJSONValues = maxJsonValues
         let host = self.host
         try await store.withStorage(logger: logger) { storage in
             let app = SyncServer.application(storage: storage, configuration: configuration, logger: logger) { port in
