@@ -61,27 +61,43 @@ public struct WireError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let internalError = Code(rawValue: "internal")
         /// The server is shutting down or overloaded; retry later.
         public static let unavailable = Code(rawValue: "unavailable")
+        /// A change is stamped further ahead of the server's clock than it accepts. The error
+        /// carries the server's time and bound (``WireError/serverTime``, ``WireError/maxAhead``):
+        /// re-stamp what is pending and push again.
+        public static let clockAhead = Code(rawValue: "clock_ahead")
     }
 
     public var code: Code
     public var message: String
+    /// The server's wall clock when it refused, in milliseconds since 1970 (`clock_ahead` only).
+    public var serverTime: Int64?
+    /// How far ahead of its clock the server accepts a change's timestamp, in milliseconds (`clock_ahead` only).
+    public var maxAhead: Int64?
 
-    public init(_ code: Code, _ message: String) {
+    public init(_ code: Code, _ message: String, serverTime: Int64? = nil, maxAhead: Int64? = nil) {
         self.code = code
         self.message = message
+        self.serverTime = serverTime
+        self.maxAhead = maxAhead
     }
 
     public var description: String { "\(code): \(message)" }
 
     /// The error as the JSON body the server sends.
     public var json: JSON {
-        .object([("error", .object([("code", .string(code.rawValue)), ("message", .string(message))]))])
+        var members: [(String, JSON)] = [("code", .string(code.rawValue)), ("message", .string(message))]
+        if let serverTime { members.append(("server_time", .int(serverTime))) }
+        if let maxAhead { members.append(("max_ahead", .int(maxAhead))) }
+        return .object([("error", .object(members))])
     }
 
     /// Reads an error body; nil if the body is not one.
     public init?(json: JSON) {
         guard case .string(let code)? = json["error"]?["code"] else { return nil }
-        self.init(Code(rawValue: code), json["error"]?["message"].flatMap { if case .string(let s) = $0 { s } else { nil } } ?? "")
+        self.init(
+            Code(rawValue: code), json["error"]?["message"].flatMap { if case .string(let s) = $0 { s } else { nil } } ?? "",
+            serverTime: json["error"]?["server_time"].flatMap { if case .int(let t) = $0, t >= 0 { t } else { nil } },
+            maxAhead: json["error"]?["max_ahead"].flatMap { if case .int(let t) = $0, t >= 0 { t } else { nil } })
     }
 }
 

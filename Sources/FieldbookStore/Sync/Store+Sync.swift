@@ -68,8 +68,26 @@ extension Store {
     /// (`sequence_gap`), nothing of it applied, only if that one is not there (it went to another
     /// server process, say). A refused batch is sent again once the ones ahead of it are
     /// answered; the rest of the push then goes one batch at a time.
+    ///
+    /// A push the server refuses because changes are stamped too far ahead of its clock
+    /// (`clock_ahead`: this device's clock is fast) is not given up: the device learns the
+    /// server's time, re-stamps its pending changes (``correctClock(serverTime:maxAhead:)``) and pushes again, once.
     public func push(
         _ transport: any SyncTransport, options: SyncOptions = SyncOptions(), progress: (Int) -> Void = { _ in }
+    ) async throws -> Int {
+        var pushed = 0
+        do {
+            return try await pushBatches(transport, options: options) { pushed = $0; progress($0) }
+        } catch let error as SyncError where error.kind == .refused(.clockAhead) {
+            guard let serverTime = error.serverTime else { throw error }
+            try await correctClock(serverTime: serverTime, maxAhead: error.maxAhead ?? 0)
+            let before = pushed
+            return before + (try await pushBatches(transport, options: options) { progress(before + $0) })
+        }
+    }
+
+    private func pushBatches(
+        _ transport: any SyncTransport, options: SyncOptions, progress: (Int) -> Void
     ) async throws -> Int {
         struct Sent {
             var batch: EncodedPush
@@ -246,7 +264,14 @@ extension Store {
     /// changes from other devices it applied (changes seen before are skipped).
     func apply(_ received: ReceivedPage) async throws -> Int {
         let page = received.page
-        let latest = page.changes.map(\.timestamp).max() ?? .zero
+        // A change stamped absurdly far ahead is merged as on every peer, but this device's clock
+        // stops at its corrected wall clock plus the bound: one bad clock does not move the fleet's.
+        let wall = configuration.wallClock()
+        let bound = UInt64(min(max(configuration.clockBound.components.seconds, 0), 1 << 40)) * 1000
+        let ceiling = state.withLock { $0.corrected(wall) } &+ bound
+        let latest = min(
+            page.changes.map(\.timestamp).max() ?? .zero,
+            HybridTimestamp(millis: min(ceiling, UInt64(Int64.max) >> 16), counter: 0))
         return try await writeAsync { tx in
             let applied = try tx.receive(received)
             try tx.db.cachedStatement(sql: "UPDATE _fieldbook_meta SET value = ? WHERE key = 'cursor'")

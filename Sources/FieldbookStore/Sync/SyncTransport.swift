@@ -55,6 +55,10 @@ public struct SyncError: Error, Sendable, CustomStringConvertible {
     /// The HTTP status, when there was one.
     public var status: Int?
     public var message: String
+    /// The server's clock when it refused (a `clock_ahead` refusal), in milliseconds since 1970.
+    public var serverTime: Int64?
+    /// How far ahead of its clock the server accepts a timestamp (a `clock_ahead` refusal), in milliseconds.
+    public var maxAhead: Int64?
 
     public init(_ kind: Kind, status: Int? = nil, _ message: String) {
         self.kind = kind
@@ -65,6 +69,8 @@ public struct SyncError: Error, Sendable, CustomStringConvertible {
     /// The server's refusal of a request, as every transport reports it: `.refused` with its code.
     public init(refusal: WireError, status: Int? = nil) {
         self.init(.refused(refusal.code), status: status, refusal.message)
+        serverTime = refusal.serverTime
+        maxAhead = refusal.maxAhead
     }
 
     /// Whether the same request may succeed later: network failures and server-side failures.

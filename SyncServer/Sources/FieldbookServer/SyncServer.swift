@@ -13,6 +13,10 @@ public struct ServerConfiguration: Sendable {
     public var maxBatch = 10_000
     /// The most changes in one pull page; a larger `limit` is lowered to it.
     public var maxPage = 10_000
+    /// How far ahead of the server's clock a change may be stamped (further: 409 `clock_ahead`,
+    /// and the device re-stamps it). Nil: no bound. A day by default: phones' clocks drift and
+    /// are set by hand, but a clock days ahead would win every concurrent `lww` write for days.
+    public var maxClockAhead: Duration? = .seconds(86_400)
 
     public init() {}
 }
@@ -46,6 +50,7 @@ public enum SyncServer {
             let (push, response) = try await arrivals.run(token: identity.tokenID) {
                 let bytes = try await body(request, limit: configuration.maxBodyBytes)
                 let push = try PushRequest(utf8: bytes, schema: storage.schema, maxChanges: configuration.maxBatch)
+                if let bound = configuration.maxClockAhead { try ClockBound.check(push, now: ClockBound.now(), bound: bound) }
                 return (push, try await arrivals.store(token: identity.tokenID) { try await storage.push(push, identity: identity) })
             }
             context.logger.info(
@@ -141,7 +146,7 @@ extension WireError {
         case .notFound: .notFound
         case .methodNotAllowed: .methodNotAllowed
         case .bodyTooLarge, .batchTooLarge: .contentTooLarge
-        case .protocolMismatch, .schemaMismatch, .sequenceGap: .conflict
+        case .protocolMismatch, .schemaMismatch, .sequenceGap, .clockAhead: .conflict
         case .internalError: .internalServerError
         case .unavailable: .serviceUnavailable
         default: .badRequest

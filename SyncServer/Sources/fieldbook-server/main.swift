@@ -66,12 +66,26 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "The log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
+    @Option(
+        help: """
+            How many minutes ahead of this server's clock a change may be stamped; further ahead it is \
+            refused (clock_ahead) and the device re-stamps it. 0: no bound.
+            """)
+    var maxClockAhead = 1440
+
+    func validate() throws {
+        guard (0...52_560_000).contains(maxClockAhead) else {
+            throw ValidationError("--max-clock-ahead must be from 0 to 52560000 minutes (100 years)")
+        }
+    }
+
     func run() async throws {
         var logger = Logger(label: "fieldbook-server")
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
         var configuration = ServerConfiguration()
         configuration.host = host
         configuration.port = port
+        configuration.maxClockAhead = maxClockAhead == 0 ? nil : .seconds(Int64(maxClockAhead) * 60)
         let host = self.host
         try await store.withStorage(logger: logger) { storage in
             let app = SyncServer.application(storage: storage, configuration: configuration, logger: logger) { port in
