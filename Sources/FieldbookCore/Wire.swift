@@ -67,6 +67,10 @@ public struct WireError: Error, Sendable, Hashable, CustomStringConvertible {
         /// A pull's cursor is past every change the server holds: it lost changes (was restored)
         /// without taking a new identity.
         public static let cursorAhead = Code(rawValue: "cursor_ahead")
+        /// A change is stamped further ahead of the server's clock than it accepts. The error
+        /// carries the server's time and bound (``WireError/serverTime``, ``WireError/maxAhead``):
+        /// re-stamp what is pending and push again.
+        public static let clockAhead = Code(rawValue: "clock_ahead")
     }
 
     /// What a device needs to start again with a restored or replaced server: sent with `server_changed`.
@@ -87,11 +91,20 @@ public struct WireError: Error, Sendable, Hashable, CustomStringConvertible {
     public var message: String
     /// With `server_changed`: the server's new identity and what it holds of the device's changes.
     public var serverChanged: ServerChanged?
+    /// The server's wall clock when it refused, in milliseconds since 1970 (`clock_ahead` only).
+    public var serverTime: Int64?
+    /// How far ahead of its clock the server accepts a change's timestamp, in milliseconds (`clock_ahead` only).
+    public var maxAhead: Int64?
 
-    public init(_ code: Code, _ message: String, serverChanged: ServerChanged? = nil) {
+    public init(
+        _ code: Code, _ message: String, serverChanged: ServerChanged? = nil, serverTime: Int64? = nil,
+        maxAhead: Int64? = nil
+    ) {
         self.code = code
         self.message = message
         self.serverChanged = serverChanged
+        self.serverTime = serverTime
+        self.maxAhead = maxAhead
     }
 
     public var description: String { "\(code): \(message)" }
@@ -102,13 +115,18 @@ public struct WireError: Error, Sendable, Hashable, CustomStringConvertible {
         if let serverChanged {
             members += [("server", .string(serverChanged.identity)), ("acknowledged", .int(serverChanged.acknowledged))]
         }
+        if let serverTime { members.append(("server_time", .int(serverTime))) }
+        if let maxAhead { members.append(("max_ahead", .int(maxAhead))) }
         return .object([("error", .object(members))])
     }
 
     /// Reads an error body; nil if the body is not one.
     public init?(json: JSON) {
         guard case .string(let code)? = json["error"]?["code"] else { return nil }
-        self.init(Code(rawValue: code), json["error"]?["message"].flatMap { if case .string(let s) = $0 { s } else { nil } } ?? "")
+        self.init(
+            Code(rawValue: code), json["error"]?["message"].flatMap { if case .string(let s) = $0 { s } else { nil } } ?? "",
+            serverTime: json["error"]?["server_time"].flatMap { if case .int(let t) = $0, t >= 0 { t } else { nil } },
+            maxAhead: json["error"]?["max_ahead"].flatMap { if case .int(let t) = $0, t >= 0 { t } else { nil } })
         if case .string(let server)? = json["error"]?["server"], case .int(let acknowledged)? = json["error"]?["acknowledged"] {
             serverChanged = ServerChanged(identity: server, acknowledged: acknowledged)
         }

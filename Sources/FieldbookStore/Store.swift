@@ -30,6 +30,10 @@ public final class Store: Sendable {
     public struct Configuration: Sendable {
         /// The wall clock, in milliseconds since 1970. Tests inject clocks that jump.
         public var wallClock: @Sendable () -> UInt64 = systemWallClock
+        /// How far ahead of this device's wall clock a timestamp pulled from the server may move
+        /// its clock. A pulled change stamped further ahead is still applied and merged, as on
+        /// every peer; only this device's clock stops at the bound (docs/protocol.md).
+        public var clockBound: Duration = .seconds(86_400)
         /// SQLite's page cache per connection, in MiB.
         public var cacheSizeMiB = 64
         /// Open read-only: no migration, no writes.
@@ -65,6 +69,16 @@ public final class Store: Sendable {
         var ids = UUIDv7Generator()
         /// The server cursor pulled to; the base of new changes.
         var base: Int64
+        /// The clock correction learned from the server (milliseconds, ≤ 0), and the wall clock
+        /// when it was learned: see ``Store/clockCorrection``.
+        var correction: (offset: Int64, learnedAt: UInt64) = (0, 0)
+
+        /// The wall clock as this device stamps with it: corrected by what the server said, unless
+        /// the wall clock has since been set back before the time it was learned (someone fixed it).
+        func corrected(_ wall: UInt64) -> UInt64 {
+            guard correction.offset < 0, wall >= correction.learnedAt else { return wall }
+            return UInt64(max(Int64(wall) + correction.offset, 0))
+        }
     }
 
     /// Opens the store at `path`, creating it if needed, and migrates it to `schema`.
@@ -97,7 +111,7 @@ public final class Store: Sendable {
         self.tables = Dictionary(
             uniqueKeysWithValues: schema.entities.enumerated().map { ($1.name, EntityTable($1, number: $0)) })
 
-        let opened: (device: String, clock: HybridTimestamp, base: Int64)
+        let opened: (device: String, clock: HybridTimestamp, base: Int64, correction: (Int64, UInt64))
         if configuration.readOnly {
             opened = try pool.read { db in try Self.readState(db, schema: schema) }
         } else {
@@ -107,10 +121,12 @@ public final class Store: Sendable {
             }
         }
         deviceID = opened.device
-        state = Mutex(WriterState(clock: HybridLogicalClock(last: opened.clock), base: opened.base))
+        state = Mutex(WriterState(clock: HybridLogicalClock(last: opened.clock), base: opened.base, correction: opened.correction))
     }
 
-    static func readState(_ db: Database, schema: Schema) throws -> (device: String, clock: HybridTimestamp, base: Int64) {
+    static func readState(
+        _ db: Database, schema: Schema
+    ) throws -> (device: String, clock: HybridTimestamp, base: Int64, correction: (Int64, UInt64)) {
         guard try db.tableExists("_fieldbook_meta") else {
             throw StoreError(.incompatibleStore, "the file is not a Fieldbook store")
         }
@@ -125,7 +141,12 @@ public final class Store: Sendable {
         let lastChange = try Int64.fetchOne(db, sql: "SELECT max(hlc) FROM _changelog") ?? 0
         let received = try Int64.fetchOne(db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'clock'") ?? 0
         let base = try Int64.fetchOne(db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'cursor'") ?? 0
-        return (device, HybridTimestamp(rawValue: UInt64(max(lastChange, received))), base)
+        let offset = try Int64.fetchOne(db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'clock_offset'") ?? 0
+        let learnedAt = try Int64.fetchOne(db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'clock_offset_at'") ?? 0
+        return (
+            device, HybridTimestamp(rawValue: UInt64(max(lastChange, received))), base,
+            (min(offset, 0), UInt64(max(learnedAt, 0)))
+        )
     }
 
     /// Runs `body` in one write transaction: all its writes commit together, or,
@@ -200,7 +221,16 @@ public final class Store: Sendable {
     /// Stamps a new local change: a timestamp that never goes backwards, and the current base.
     func stamp() -> (HybridTimestamp, Int64) {
         let wall = configuration.wallClock()
-        return state.withLock { ($0.clock.now(wallMillis: wall), $0.base) }
+        return state.withLock { ($0.clock.now(wallMillis: $0.corrected(wall)), $0.base) }
+    }
+
+    /// How far behind its own wall clock this device stamps its changes, in milliseconds (0 or
+    /// less): learned from the server's time when the server refused changes stamped too far
+    /// ahead of its clock (`clock_ahead`); 0 when the server never did, or when the wall clock
+    /// has since been set back (fixed).
+    public var clockCorrection: Int64 {
+        let wall = configuration.wallClock()
+        return state.withLock { Int64($0.corrected(wall)) - Int64(wall) }
     }
 
     func newID() -> String {

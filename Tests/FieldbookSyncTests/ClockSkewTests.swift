@@ -74,7 +74,7 @@ struct SkewedPair {
 
     /// The timestamp of a device's last change.
     func lastTimestamp(_ store: Store) throws -> HybridTimestamp {
-        HybridTimestamp(rawValue: UInt64(try #require(try changelogTimestamps(store.path).last)))
+        HybridTimestamp(rawValue: UInt64(bitPattern: try #require(try changelogTimestamps(store.path).last)))
     }
 }
 
@@ -175,36 +175,159 @@ struct ClockSkewTests {
         }
     }
 
-    @Test("a clock 10 years fast: accepted, wins concurrent lww writes, and pulls every peer's clock forward", arguments: Backend.all)
+    @Test("a clock 10 years fast: refused, re-stamped by the server's time, and no peer's clock moves", arguments: Backend.all)
     func farFuture(backend: Backend) async throws {
-        // Nothing bounds clock skew (docs/protocol.md): this test records what happens.
         let tenYears = 10 * 365 * 24 * hour
         let pair = try await SkewedPair(backend, offsetA: 0, offsetB: tenYears)
         try await withServer(storage: pair.storage) { url in
             let site = try pair.a.insert("site", ["name": "新度镇敬老院", "kind": "elderly_home"])
             try await pair.syncBoth(url)
             try pair.b.update("site", id: site, ["town": "未来"])
-            let future = try pair.lastTimestamp(pair.b)
+            try pair.b.update("site", id: site, ["village": "新村"])
+            #expect(try pair.lastTimestamp(pair.b).millis > UInt64(pair.clockA.now()) + UInt64(9 * 365 * 24 * hour))
             try await Task.sleep(for: .milliseconds(5))
             try pair.a.update("site", id: site, ["town": "现在"])
-            try await pair.syncBoth(url)
-            for store in [pair.a, pair.b] { #expect(try store.record("site", id: site)?["town"] == "未来") }
-            // A pulled B's change: A's timestamps are now ten years ahead too, and its next write,
-            // having seen B's value, replaces it.
+            try await pair.syncA(url)
+            // B's push is refused (clock_ahead); B re-stamps its two changes by the server's time
+            // and pushes them again, in the same sync.
+            let report = try await pair.b.sync(HTTPTransport(server: url, token: pair.tokenB))
+            #expect(report.pushed == 2)
+            #expect(try pair.b.pendingCount() == 0)
+            let correction = pair.b.clockCorrection
+            #expect(abs(correction + tenYears) < 60_000, "B learned it is ten years fast: \(correction)")
+            let day = UInt64(24 * hour)
+            for stamp in try changelogTimestamps(pair.b.path) {
+                #expect(UInt64(stamp) >> 16 < UInt64(pair.clockA.now()) + day)
+            }
+            try await pair.syncA(url)
+            // Re-stamped after A's write and having pulled it, B's write is later by HLC: it shows everywhere.
+            for store in [pair.a, pair.b] {
+                #expect(try store.record("site", id: site)?["town"] == "未来")
+                #expect(try store.record("site", id: site)?["village"] == "新村")
+            }
+            // A's clock did not move ten years: its next write is stamped by its own wall clock.
             try pair.a.update("site", id: site, ["town": "现在看过后"])
-            #expect(try pair.lastTimestamp(pair.a) > future)
+            #expect(try pair.lastTimestamp(pair.a).millis < UInt64(pair.clockA.now()) + day)
+            // B's later writes use the corrected clock: not refused again.
+            try pair.b.update("site", id: site, ["village": "旧村"])
+            #expect(try pair.lastTimestamp(pair.b).millis < UInt64(pair.clockA.now()) + day)
             try await pair.syncBoth(url)
-            for store in [pair.a, pair.b] { #expect(try store.record("site", id: site)?["town"] == "现在看过后") }
+            #expect(pair.b.clockCorrection == correction)
+            for store in [pair.a, pair.b] {
+                #expect(try store.record("site", id: site)?["town"] == "现在看过后")
+                #expect(try store.record("site", id: site)?["village"] == "旧村")
+                #expect(try store.pendingCount() == 0)
+            }
+            // The correction is kept in the store: a reopened device stamps by it too.
+            let reopened = try Store(path: pair.b.path, schema: schema, configuration: pair.clockB.configuration)
+            #expect(reopened.clockCorrection == correction)
+            // Someone sets B's clock right: the correction no longer applies.
+            pair.clockB.set(offset: 0)
+            #expect(reopened.clockCorrection == 0)
         }
     }
 
-    @Test("a device that pulled the largest timestamp the protocol allows can still push", arguments: Backend.all)
-    func largestTimestamp(backend: Backend) async throws {
-        let pair = try await SkewedPair(backend, offsetA: 0, offsetB: 0)
+    @Test("a re-stamped change already merged on the device is merged again with its new timestamp", arguments: Backend.all)
+    func restampedMergeState(backend: Backend) async throws {
+        // A is 12 hours fast (within the bound), B ten years fast.
+        let pair = try await SkewedPair(backend, offsetA: 12 * hour, offsetB: 10 * 365 * 24 * hour)
         try await withServer(storage: pair.storage) { url in
             let site = try pair.a.insert("site", ["name": "新度镇敬老院", "kind": "elderly_home"])
             try await pair.syncBoth(url)
-            // A hostile or broken client pushes a change stamped Int64.max (the server accepts any hlc ≥ 0).
+            // B writes the town (pending, ten years ahead), then pulls A's change to the same record:
+            // B's merge state of the record now holds B's change with its first timestamp.
+            try pair.b.update("site", id: site, ["town": "B 写的"])
+            try pair.a.update("site", id: site, ["village": "新村"])
+            try await pair.syncA(url)
+            let transportB = HTTPTransport(server: url, token: pair.tokenB)
+            _ = try await pair.b.pull(transportB)
+            #expect(try pair.b.record("site", id: site)?["village"] == "新村")
+            _ = try await pair.b.push(transportB)
+            #expect(pair.b.clockCorrection < 0)
+            // A, not having seen B's change, writes the town: stamped 12 hours ahead, later than
+            // B's re-stamped change (server time), so A's value wins on every peer.
+            try pair.a.update("site", id: site, ["town": "A 写的"])
+            try await pair.syncBoth(url)
+            try await pair.syncB(url)
+            #expect(try await pair.storage.records("site").first { $0.id == site }?.values["town"] == "A 写的")
+            for store in [pair.a, pair.b] { #expect(try store.record("site", id: site)?["town"] == "A 写的") }
+        }
+    }
+
+    @Test("changes the server took, their answer lost, keep their timestamps when the device re-stamps", arguments: Backend.all)
+    func restampKeepsTaken(backend: Backend) async throws {
+        /// Delivers each push, then loses its answer.
+        struct AnswerLost: SyncTransport {
+            let inner: HTTPTransport
+            func push(_ request: PushRequest) async throws -> PushResponse {
+                _ = try await inner.push(request)
+                throw SyncError(.network, "answer lost")
+            }
+            func pull(_ request: PullRequest, schema: Schema) async throws -> PullResponse {
+                try await inner.pull(request, schema: schema)
+            }
+        }
+        let pair = try await SkewedPair(backend, offsetA: 0, offsetB: 0)
+        try await withServer(storage: pair.storage) { url in
+            let transport = HTTPTransport(server: url, token: pair.tokenB)
+            let site = try pair.b.insert("site", ["name": "新度镇敬老院", "kind": "elderly_home"])
+            try pair.b.update("site", id: site, ["town": "新度镇"])
+            var once = SyncOptions()
+            once.attempts = 1
+            await #expect(throws: SyncError.self) { try await pair.b.push(AnswerLost(inner: transport), options: once) }
+            #expect(try pair.b.pendingCount() == 2)
+            #expect(try await pair.storage.changeCount() == 2)
+            // The device's clock is then set three days ahead, and it writes again.
+            pair.clockB.set(offset: 3 * 24 * hour)
+            try pair.b.update("site", id: site, ["village": "新村"])
+            let before = try changelogTimestamps(pair.b.path)
+            // The push of all three is refused for the third; only it is re-stamped, so the server
+            // finds the first two as it took them (not `sequence_reused`).
+            let report = try await pair.b.sync(transport)
+            #expect(report.pushed == 3)
+            let after = try changelogTimestamps(pair.b.path)
+            #expect(Array(after.prefix(2)) == Array(before.prefix(2)))
+            #expect(after[2] != before[2])
+            #expect(try await pair.storage.changeCount() == 3)
+            #expect(try await pair.storage.records("site").first { $0.id == site }?.values["village"] == "新村")
+        }
+    }
+
+    @Test("the server refuses a change stamped beyond its bound with 409 clock_ahead and its time", arguments: Backend.all)
+    func refusedBeyondBound(backend: Backend) async throws {
+        let pair = try await SkewedPair(backend, offsetA: 0, offsetB: 0)
+        try await withServer(storage: pair.storage, configure: { $0.maxClockAhead = .seconds(3600) }) { url in
+            let token = try await pair.storage.createToken(name: "坏客户端")
+            let hostile = "0190c4e0-0000-7000-8000-0000000000cc"
+            func body(hlc: Int64) -> [UInt8] {
+                Array(
+                    #"{"protocol":1,"schema":{"name":"inspection","version":1},"device":"\#(hostile)","changes":[{"seq":1,"entity":"site","id":"0190c4e0-0000-7000-8000-000000000001","op":"insert","hlc":\#(hlc),"base":0,"fields":{"name":"新度镇敬老院","kind":"elderly_home"}}]}"#
+                        .utf8)
+            }
+            let now = Int64(Date().timeIntervalSince1970 * 1000)
+            for hlc in [Int64.max, (now + 2 * hour) << 16] {
+                let answer = try await send(url, "v1/push", headers: ["Authorization": "Bearer \(token)"], body: body(hlc: hlc))
+                #expect(answer.status == 409)
+                #expect(answer.code == "clock_ahead")
+                let error = try #require(WireError(json: try JSON(parsing: answer.body)))
+                let serverTime = try #require(error.serverTime)
+                #expect(abs(serverTime - now) < 60_000)
+                #expect(error.maxAhead == hour)
+                #expect(!error.message.contains("新度镇"))
+            }
+            #expect(try await pair.storage.changeCount() == 0)
+            // Within the bound: taken.
+            #expect(try await post(url, "v1/push", token: token, body: body(hlc: (now + hour / 2) << 16)) == (200, nil))
+        }
+    }
+
+    @Test("a device does not move its clock to an absurd pulled timestamp, merges it as every peer does, and still pushes", arguments: Backend.all)
+    func largestTimestamp(backend: Backend) async throws {
+        let pair = try await SkewedPair(backend, offsetA: 0, offsetB: 0)
+        // A server without a bound (as before it had one) takes a change stamped Int64.max.
+        try await withServer(storage: pair.storage, configure: { $0.maxClockAhead = nil }) { url in
+            let site = try pair.a.insert("site", ["name": "新度镇敬老院", "kind": "elderly_home"])
+            try await pair.syncBoth(url)
             let hostile = "0190c4e0-0000-7000-8000-0000000000cc"
             let body = Array(
                 #"{"protocol":1,"schema":{"name":"inspection","version":1},"device":"\#(hostile)","changes":[{"seq":1,"entity":"site","id":"\#(site)","op":"update","hlc":9223372036854775807,"base":0,"fields":{"village":"x"}}]}"#
@@ -212,10 +335,22 @@ struct ClockSkewTests {
             let token = try await pair.storage.createToken(name: "坏客户端")
             #expect(try await post(url, "v1/push", token: token, body: body) == (200, nil))
             try await pair.syncB(url)
+            // Merged as on the server: the absurd timestamp wins the concurrent write.
+            #expect(try pair.b.record("site", id: site)?["village"] == "x")
             try pair.b.update("site", id: site, ["town": "之后"])
-            await withKnownIssue("nothing bounds a received HLC: the next one overflows the protocol's 63 bits") {
-                try await pair.syncB(url)
+            // B's clock stopped at its wall clock plus a day: its timestamps still fit, and its push is taken.
+            #expect(try pair.lastTimestamp(pair.b).millis < UInt64(pair.clockB.now()) + UInt64(25 * hour))
+            try await pair.syncB(url)
+            try await pair.syncA(url)
+            #expect(try pair.b.pendingCount() == 0)
+            // A change that saw the absurd one replaces it, though stamped lower: "saw" is by base, not timestamp.
+            try pair.a.update("site", id: site, ["village": "新村"])
+            try await pair.syncBoth(url)
+            for store in [pair.a, pair.b] {
+                #expect(try store.record("site", id: site)?["village"] == "新村")
+                #expect(try store.record("site", id: site)?["town"] == "之后")
             }
+            #expect(try await pair.storage.records("site").first { $0.id == site }?.values["village"] == "新村")
         }
     }
 }

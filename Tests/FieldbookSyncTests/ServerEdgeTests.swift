@@ -116,20 +116,6 @@ func offThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async th
     }
 }
 
-/// Runs an in-process server with `configure`d limits while `body` runs.
-func withServer<T: Sendable>(
-    storage: any SyncStorage, configure: (inout ServerConfiguration) -> Void, _ body: @Sendable (URL) async throws -> T
-) async throws -> T {
-    var logger = Logger(label: "test-server")
-    logger.logLevel = .critical
-    var configuration = ServerConfiguration()
-    configuration.port = 0
-    configure(&configuration)
-    let (ports, continuation) = AsyncStream<Int>.makeStream()
-    let app = SyncServer.application(storage: storage, configuration: configuration, logger: logger) { continuation.yield($0) }
-    return try await withRunning(app, port: ports, body)
-}
-
 @Suite("The server's edges: methods, unreadable requests, timeouts, limits")
 struct ServerEdgeTests {
     @Test("every other method on a known path is 405 with Allow; HEAD of /health and /ready answers like GET, without a body")

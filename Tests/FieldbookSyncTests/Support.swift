@@ -97,12 +97,13 @@ func makeLocalServer(_ dir: TemporaryDirectory, _ backend: Backend) throws -> Lo
 /// Runs a real server (Hummingbird, SQLite storage, a real socket on a free loopback port)
 /// while `body` runs.
 func withServer<T: Sendable>(
-    storage: any SyncStorage, _ body: @Sendable (URL) async throws -> T
+    storage: any SyncStorage, configure: (inout ServerConfiguration) -> Void = { _ in }, _ body: @Sendable (URL) async throws -> T
 ) async throws -> T {
     var logger = Logger(label: "test-server")
     logger.logLevel = .warning
     var configuration = ServerConfiguration()
     configuration.port = 0
+    configure(&configuration)
     let (ports, continuation) = AsyncStream<Int>.makeStream()
     let app = SyncServer.application(storage: storage, configuration: configuration, logger: logger) { port in
         continuation.yield(port)

@@ -19,18 +19,21 @@ struct SeededGenerator: RandomNumberGenerator {
 }
 
 /// A transport straight into the server's storage that loses requests and answers,
-/// and sends requests twice, as a bad network would.
+/// and sends requests twice, as a bad network would. With a clock bound, it refuses pushes
+/// stamped too far ahead as the server's HTTP layer does (`clock_ahead`).
 final class FlakyTransport: SyncTransport {
     let storage: any SyncStorage
     let identity: Identity
     let rng: Mutex<SeededGenerator>
     let faults: Bool
+    let clockBound: Duration?
 
-    init(storage: any SyncStorage, identity: Identity, seed: UInt64, faults: Bool) {
+    init(storage: any SyncStorage, identity: Identity, seed: UInt64, faults: Bool, clockBound: Duration? = nil) {
         self.storage = storage
         self.identity = identity
         self.rng = Mutex(SeededGenerator(seed: seed))
         self.faults = faults
+        self.clockBound = clockBound
     }
 
     enum Fault { case none, requestLost, answerLost, repeated }
@@ -70,7 +73,10 @@ final class FlakyTransport: SyncTransport {
     }
 
     func push(_ request: PushRequest) async throws -> PushResponse {
-        try await run { try await storage.push(request, identity: identity) }
+        try await run {
+            if let clockBound { try ClockBound.check(request, now: ClockBound.now(), bound: clockBound) }
+            return try await storage.push(request, identity: identity)
+        }
     }
 
     func pull(_ request: PullRequest, schema: Schema) async throws -> PullResponse {
@@ -78,7 +84,7 @@ final class FlakyTransport: SyncTransport {
     }
 }
 
-@Suite("Sync: property test over random edits, sync orders and faults")
+@Suite("Sync: property test over random edits, sync orders, faults and skewed device clocks")
 struct SyncPropertyTests {
     /// Cases: FIELDBOOK_SYNC_CASES (default 1,000); FIELDBOOK_SYNC_SEED replays one.
     static let seeds: [UInt64] = {
@@ -117,13 +123,28 @@ struct SyncPropertyTests {
         var devices: [Store] = []
         var flaky: [FlakyTransport] = []
         var reliable: [FlakyTransport] = []
+        // Device clocks: most right, some hours off either way, some days behind, some days ahead
+        // (beyond the server's bound of a day: refused, re-stamped), some ten years ahead.
+        let day = 24 * hour
+        var clocks: [SkewedClock] = []
         for n in 0..<count {
-            devices.append(try Store(path: dir.path("device\(n).sqlite"), schema: schema))
+            let offset: Int64 =
+                switch Int.random(in: 0..<8, using: &rng) {
+                case 0, 1, 2: 0
+                case 3: Int64.random(in: -20 * hour...20 * hour, using: &rng)
+                case 4: -Int64.random(in: day...5 * day, using: &rng)
+                case 5: Int64.random(in: 2 * day...5 * day, using: &rng)
+                case 6: 10 * 365 * day
+                default: Int64.random(in: -day / 2...day / 2, using: &rng)
+                }
+            clocks.append(SkewedClock(offset: offset))
+            devices.append(try Store(path: dir.path("device\(n).sqlite"), schema: schema, configuration: clocks[n].configuration))
             let name = "检查员\(n)"
             _ = try await storage.createToken(name: name)
             let identity = Identity(tokenID: Int64(n + 1), name: name)
-            flaky.append(FlakyTransport(storage: storage, identity: identity, seed: seed &+ UInt64(n), faults: true))
-            reliable.append(FlakyTransport(storage: storage, identity: identity, seed: 0, faults: false))
+            flaky.append(
+                FlakyTransport(storage: storage, identity: identity, seed: seed &+ UInt64(n), faults: true, clockBound: .seconds(86_400)))
+            reliable.append(FlakyTransport(storage: storage, identity: identity, seed: 0, faults: false, clockBound: .seconds(86_400)))
         }
         var options = SyncOptions()
         options.attempts = 1
@@ -174,6 +195,9 @@ struct SyncPropertyTests {
                         "progress_note", ["finding": .text(findings.randomElement(using: &rng)!.id), "text": "进展"])
                 case 8 where !findings.isEmpty:
                     try device.delete("finding", id: findings.randomElement(using: &rng)!.id)
+                case 10 where Int.random(in: 0..<3, using: &rng) == 0:
+                    // Someone sets the device's clock: right, or days or years ahead.
+                    clocks[n].set(offset: [0, 0, 3 * day, 10 * 365 * day].randomElement(using: &rng)!)
                 case 9:
                     // A pull alone: after a push whose answer was lost, the device learns the
                     // server numbers of its own changes from the pulled pages, not from a push.
@@ -197,6 +221,9 @@ struct SyncPropertyTests {
             #expect(try snapshot(device) == server, "seed \(seed): device \(n) differs from the server")
             #expect(try device.conflicts().map(\.id).sorted() == serverConflicts, "seed \(seed): conflicts differ")
             #expect(try device.pendingCount() == 0, "seed \(seed)")
+            // Whatever its clock, the device's changes were taken within the server's bound.
+            let ceiling = Int64(Date().timeIntervalSince1970 * 1000) + day
+            #expect(try changelogTimestamps(device.path).allSatisfy { $0 >> 16 <= ceiling }, "seed \(seed): device \(n) stamps")
             written += try device.changeCount()
         }
         // Counters: every increment made anywhere is counted once.

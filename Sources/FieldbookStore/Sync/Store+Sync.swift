@@ -80,18 +80,32 @@ extension Store {
     ///
     /// A server restored or replaced since the last sync refuses the push (`server_changed`): this
     /// device then starts again with it (``startAgain(with:)``) and pushes every change it lacks.
+    /// A push the server refuses because changes are stamped too far ahead of its clock
+    /// (`clock_ahead`: this device's clock is fast) is not given up either: the device learns the
+    /// server's time, re-stamps its pending changes (``correctClock(serverTime:maxAhead:)``) and
+    /// pushes again. Each is done once a push.
     public func push(
         _ transport: any SyncTransport, options: SyncOptions = SyncOptions(), progress: (Int) -> Void = { _ in }
     ) async throws -> Int {
-        do {
-            return try await pushPending(transport, options: options, progress: progress)
-        } catch let error as SyncError where error.serverChanged != nil {
-            try await startAgain(with: error.serverChanged!)
-            return try await pushPending(transport, options: options, progress: progress)
+        var pushed = 0
+        var startedAgain = false
+        var corrected = false
+        while true {
+            let before = pushed
+            do {
+                return before + (try await pushBatches(transport, options: options) { pushed = before + $0; progress(before + $0) })
+            } catch let error as SyncError where error.serverChanged != nil && !startedAgain {
+                startedAgain = true
+                try await startAgain(with: error.serverChanged!)
+            } catch let error as SyncError where error.kind == .refused(.clockAhead) && !corrected {
+                guard let serverTime = error.serverTime else { throw error }
+                corrected = true
+                try await correctClock(serverTime: serverTime, maxAhead: error.maxAhead ?? 0)
+            }
         }
     }
 
-    private func pushPending(
+    private func pushBatches(
         _ transport: any SyncTransport, options: SyncOptions, progress: (Int) -> Void
     ) async throws -> Int {
         struct Sent {
@@ -287,7 +301,14 @@ extension Store {
     /// changes from other devices it applied (changes seen before are skipped).
     func apply(_ received: ReceivedPage) async throws -> Int {
         let page = received.page
-        let latest = page.changes.map(\.timestamp).max() ?? .zero
+        // A change stamped absurdly far ahead is merged as on every peer, but this device's clock
+        // stops at its corrected wall clock plus the bound: one bad clock does not move the fleet's.
+        let wall = configuration.wallClock()
+        let bound = UInt64(min(max(configuration.clockBound.components.seconds, 0), 1 << 40)) * 1000
+        let ceiling = state.withLock { $0.corrected(wall) } &+ bound
+        let latest = min(
+            page.changes.map(\.timestamp).max() ?? .zero,
+            HybridTimestamp(millis: min(ceiling, UInt64(Int64.max) >> 16), counter: 0))
         return try await writeAsync { tx in
             try tx.noteServerIdentity(page.server)
             let applied = try tx.receive(received)

@@ -57,6 +57,10 @@ public struct SyncError: Error, Sendable, CustomStringConvertible {
     public var message: String
     /// With a `server_changed` refusal: the server's new identity and what it holds of this device's changes.
     public var serverChanged: WireError.ServerChanged?
+    /// The server's clock when it refused (a `clock_ahead` refusal), in milliseconds since 1970.
+    public var serverTime: Int64?
+    /// How far ahead of its clock the server accepts a timestamp (a `clock_ahead` refusal), in milliseconds.
+    public var maxAhead: Int64?
 
     public init(_ kind: Kind, status: Int? = nil, _ message: String) {
         self.kind = kind
@@ -68,6 +72,8 @@ public struct SyncError: Error, Sendable, CustomStringConvertible {
     public init(refusal: WireError, status: Int? = nil) {
         self.init(.refused(refusal.code), status: status, refusal.message)
         serverChanged = refusal.serverChanged
+        serverTime = refusal.serverTime
+        maxAhead = refusal.maxAhead
     }
 
     /// Whether the same request may succeed later: network failures and server-side failures.

@@ -34,6 +34,10 @@ public struct ServerConfiguration: Sendable {
     public var readinessInterval: Duration = .seconds(1)
     /// The `Retry-After` seconds sent with 503 `unavailable`.
     public var retryAfterSeconds = 5
+    /// How far ahead of the server's clock a change may be stamped (further: 409 `clock_ahead`,
+    /// and the device re-stamps it). Nil: no bound. A day by default: phones' clocks drift and
+    /// are set by hand, but a clock days ahead would win every concurrent `lww` write for days.
+    public var maxClockAhead: Duration? = .seconds(86_400)
 
     public init() {}
 }
@@ -89,6 +93,7 @@ public enum SyncServer {
                         utf8: bytes, schema: storage.schema, maxChanges: configuration.maxBatch,
                         maxValues: configuration.maxJSONValues)
                 }
+                if let bound = configuration.maxClockAhead { try ClockBound.check(push, now: ClockBound.now(), bound: bound) }
                 // Checked before the store is: a push whose bases count in another numbering would be
                 // merged as if its writer had seen other changes.
                 let standing = try await readiness.guarding { try await storage.standing(device: push.device) }
@@ -222,7 +227,7 @@ extension WireError {
         case .notFound: .notFound
         case .methodNotAllowed: .methodNotAllowed
         case .bodyTooLarge, .batchTooLarge: .contentTooLarge
-        case .protocolMismatch, .schemaMismatch, .sequenceGap, .serverChanged, .cursorAhead: .conflict
+        case .protocolMismatch, .schemaMismatch, .sequenceGap, .serverChanged, .cursorAhead, .clockAhead: .conflict
         case .internalError: .internalServerError
         case .unavailable: .serviceUnavailable
         default: .badRequest

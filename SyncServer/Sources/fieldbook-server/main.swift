@@ -94,10 +94,20 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "The most JSON values in one push (refused as soon as reading reaches one more).")
     var maxJsonValues = ServerConfiguration().maxJSONValues
 
+    @Option(
+        help: """
+            How many minutes ahead of this server's clock a change may be stamped; further ahead it is \
+            refused (clock_ahead) and the device re-stamps it. 0: no bound.
+            """)
+    var maxClockAhead = 1440
+
     func validate() throws {
         guard idleTimeout > 0 else { throw ValidationError("--idle-timeout takes seconds > 0") }
         guard maxConnections > 0, maxConcurrentBodies > 0, maxBodyBytes > 0, maxJsonValues > 0 else {
             throw ValidationError("--max-connections, --max-concurrent-bodies, --max-body-bytes and --max-json-values take numbers > 0")
+        }
+        guard (0...52_560_000).contains(maxClockAhead) else {
+            throw ValidationError("--max-clock-ahead must be from 0 to 52560000 minutes (100 years)")
         }
     }
 
@@ -112,6 +122,7 @@ struct Serve: AsyncParsableCommand {
         configuration.maxConcurrentBodies = maxConcurrentBodies
         configuration.maxBodyBytes = maxBodyBytes
         configuration.maxJSONValues = maxJsonValues
+        configuration.maxClockAhead = maxClockAhead == 0 ? nil : .seconds(Int64(maxClockAhead) * 60)
         let host = self.host
         try await store.withStorage(logger: logger) { storage in
             let app = SyncServer.application(storage: storage, configuration: configuration, logger: logger) { port in

@@ -66,6 +66,7 @@ struct Status: AsyncParsableCommand {
             let pending = try device.store.pendingCount()
             let lastSync = try device.store.lastSync()
             let conflicts = try device.store.conflicts().count
+            let correction = device.store.clockCorrection
             if self.device.json {
                 printJSON(
                     .object([
@@ -75,6 +76,7 @@ struct Status: AsyncParsableCommand {
                         ("schema", .string(device.store.schema.name)),
                         ("schema_version", .int(Int64(device.store.schema.version))),
                         ("server_identity", try device.store.serverIdentity().map(JSON.string) ?? .null),
+                        ("clock_ahead_ms", .int(-correction)),
                     ]))
             } else {
                 print("device         \(device.store.deviceID)\(device.config.name.map { " (\($0))" } ?? "")")
@@ -83,6 +85,11 @@ struct Status: AsyncParsableCommand {
                 print("pending        \(pending) change\(pending == 1 ? "" : "s")")
                 print("last sync      \(lastSync ?? "never")")
                 print("open conflicts \(conflicts)")
+                if correction < 0 {
+                    print(
+                        "clock          this device's clock is \(aboutDuration(-correction)) ahead of the server's; "
+                            + "changes are stamped by the server's time")
+                }
             }
         }
     }
@@ -250,4 +257,14 @@ func conflictJSON(_ conflict: Conflict, _ device: Device) throws -> JSON {
                 })
         ),
     ])
+}
+
+/// `2 days`, `5 hours`, `3 minutes`, `40 seconds`: roughly how long `milliseconds` is, in its largest whole unit.
+func aboutDuration(_ milliseconds: Int64) -> String {
+    for (size, unit) in [(86_400_000 as Int64, "day"), (3_600_000, "hour"), (60_000, "minute"), (1000, "second")]
+    where milliseconds >= size {
+        let count = milliseconds / size
+        return "\(count) \(unit)\(count == 1 ? "" : "s")"
+    }
+    return "\(max(milliseconds, 0)) ms"
 }
