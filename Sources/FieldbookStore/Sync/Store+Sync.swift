@@ -26,6 +26,10 @@ public struct SyncOptions: Sendable {
     public var attempts = 5
     /// The wait before the first retry; it doubles each time.
     public var initialBackoff: Duration = .milliseconds(200)
+    /// How long a request is tried for, from its first try, on network and server failures: no
+    /// retry starts later than this. With no signal a request gives up within this window, or
+    /// within it plus one connect timeout when connections go unanswered.
+    public var retryWindow: Duration = .seconds(10)
     /// Called after each pushed batch and each applied page.
     public var progress: (@Sendable (SyncReport) -> Void)?
 
@@ -257,10 +261,12 @@ extension Store {
     func retrying<T: Sendable>(_ options: SyncOptions, _ body: () async throws -> T) async throws -> T {
         var delay = options.initialBackoff
         var attempt = 1
+        let start = ContinuousClock.now
         while true {
             do {
                 return try await body()
             } catch let error as SyncError where error.isRetryable && attempt < options.attempts {
+                guard ContinuousClock.now + delay - start <= options.retryWindow else { throw error }
                 try await Task.sleep(for: delay)
                 delay *= 2
                 attempt += 1

@@ -37,7 +37,9 @@ struct Device {
     var config: DeviceConfig
     var store: Store
 
-    var transport: HTTPTransport { HTTPTransport(server: config.server, token: config.token) }
+    /// Connections fail fast (5 s) with no signal; once connected, the server may be silent for 20 s
+    /// (a slow link that keeps sending is never cut off).
+    var transport: HTTPTransport { HTTPTransport(server: config.server, token: config.token, timeout: 20, connectTimeout: 5) }
 
     func entity(_ name: String) throws -> Entity {
         guard let entity = store.schema.entity(name) else {
@@ -127,6 +129,11 @@ struct CLIError: Error, CustomStringConvertible {
         case let error as SyncError:
             switch error.kind {
             case .network: self.init(.network, "\(error.message); the changes stay here and go with the next sync")
+            case .refused where error.isRetryable:
+                // The server is there but cannot serve now (its database is down, say): try again later.
+                self.init(
+                    .network,
+                    "the server cannot serve now (\(error.message)); the changes stay here and go with the next sync")
             case .refused(.unauthorized):
                 self.init(
                     .authentication,

@@ -9,10 +9,23 @@ struct Sync: AsyncParsableCommand {
 
     @OptionGroup var device: DeviceOptions
 
+    @Option(
+        help: ArgumentHelp(
+            "How long to keep trying to reach the server, in seconds, before giving up (exit 69).",
+            discussion: "Each try also waits up to 5 s for a connection. Once connected, a slow link is not cut off.",
+            valueName: "seconds"))
+    var timeout = 10.0
+
+    func validate() throws {
+        guard timeout >= 0, timeout <= 86_400 else { throw ValidationError("--timeout takes seconds from 0 to 86400") }
+    }
+
     func run() async throws {
         try await fieldbook.run(device) {
             let device = try self.device.open()
             var options = SyncOptions()
+            options.retryWindow = .milliseconds(Int64(timeout * 1000))
+            options.attempts = .max
             let pending = try device.store.pendingCount()
             if stdoutIsTerminal && !self.device.json {
                 // A progress line on a terminal, none when piped.
