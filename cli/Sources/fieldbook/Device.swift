@@ -70,13 +70,32 @@ struct DeviceConfig {
         return DeviceConfig(server: url, token: token, name: name)
     }
 
+    /// A server address as `init` and `config set server` take it.
+    static func serverURL(_ text: String) throws -> URL {
+        guard let url = URL(string: text), url.scheme == "http" || url.scheme == "https", url.host != nil else {
+            throw CLIError(.usage, "the server must be an http(s) URL, e.g. http://127.0.0.1:8080")
+        }
+        return url
+    }
+
+    /// Writes the file whole or not at all: a new file, readable by its owner only from the moment it
+    /// exists (the token is a secret), made durable, then renamed over the old one.
     func write(to directory: String) throws {
         var pairs: [(key: String, value: JSON)] = [("server", .string(server.absoluteString)), ("token", .string(token))]
         if let name { pairs.append(("name", .string(name))) }
         let path = directory + "/config.json"
-        guard FileManager.default.createFile(
-            atPath: path, contents: Data(JSON.object(pairs).serialized.utf8), attributes: [.posixPermissions: 0o600])
-        else { throw CLIError(.validation, "cannot write \(path)") }
+        let temporary = directory + "/.config.json.new"
+        let bytes = Array((JSON.object(pairs).serialized + "\n").utf8)
+        unlink(temporary)
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw CLIError(.validation, "cannot write \(path)") }
+        let written = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
+        let synced = fsync(fd) == 0
+        close(fd)
+        guard written == bytes.count, synced, rename(temporary, path) == 0 else {
+            unlink(temporary)
+            throw CLIError(.validation, "cannot write \(path)")
+        }
     }
 }
 

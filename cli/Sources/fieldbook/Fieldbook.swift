@@ -7,7 +7,8 @@ struct Fieldbook: AsyncParsableCommand {
         discussion: "Every command works offline except sync. Options may come before the command: fieldbook --store DIR --json list site.",
         subcommands: [
             Init.self, Add.self, SetFields.self, Delete.self, Get.self, List.self, Sync.self, Status.self, Conflicts.self,
-            Resolve.self, History.self, Report.self, Export.self, FindingCommand.self, VisitCommand.self, Demo.self,
+            Resolve.self, History.self, Report.self, Export.self, FindingCommand.self, VisitCommand.self, ConfigCommand.self,
+            Demo.self,
         ])
 }
 
@@ -40,7 +41,7 @@ enum Main {
         // After the command's own name (and a subcommand such as `conflicts show`), before its arguments.
         var head = [command]
         rest = rest.dropFirst()
-        let nested = ["conflicts": ["list", "show"], "finding": ["add", "close", "note"], "visit": ["log"]]
+        let nested = ["conflicts": ["list", "show"], "finding": ["add", "close", "note"], "visit": ["log"], "config": ["show", "set"]]
         if let subcommands = nested[command], let sub = rest.first, subcommands.contains(sub) {
             head.append(sub)
             rest = rest.dropFirst()

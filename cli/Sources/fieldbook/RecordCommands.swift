@@ -24,9 +24,7 @@ struct Init: AsyncParsableCommand {
 
     func run() async throws {
         try await fieldbook.run(device) {
-            guard let url = URL(string: server), url.scheme == "http" || url.scheme == "https", url.host != nil else {
-                throw CLIError(.usage, "--server must be an http(s) URL, e.g. http://127.0.0.1:8080")
-            }
+            let url = try DeviceConfig.serverURL(server)
             let path = device.path
             if FileManager.default.fileExists(atPath: path + "/config.json") {
                 throw CLIError(.usage, "\(path) is already a device; use another --store directory")
