@@ -1,6 +1,8 @@
 import FieldbookCore
 import FieldbookLocalServer
+import FieldbookServer
 import Foundation
+import GRDB
 import Glibc
 import Testing
 #if canImport(FoundationNetworking)
@@ -117,6 +119,39 @@ struct OutageTests {
         #expect(pushed == (200, nil))
         #expect(recovery < .seconds(5), "served again only \(recovery) after PostgreSQL returned")
         #expect(await probe(server.url, "ready").status == 200)
+    }
+
+    @Test("SQLite: the file locked past the store's busy timeout is 503 unavailable with Retry-After, not 500; served again once it is free")
+    func sqliteLocked() async throws {
+        let dir = TemporaryDirectory()
+        let storage = try SQLiteSyncStorage(path: dir.path("server.sqlite"), schema: schema)
+        let token = try await storage.createToken(name: "王芳")
+        try await withServer(storage: storage) { url in
+            #expect(try await post(url, "v1/push", token: token, body: pushBody(change())) == (200, nil))
+            // Another writer holds the write lock past the store's 10 s busy timeout.
+            let other = try DatabaseQueue(path: dir.path("server.sqlite"))
+            let holder = Task {
+                try await other.writeWithoutTransaction { db in
+                    try db.inTransaction(.immediate) {
+                        Thread.sleep(forTimeInterval: 12)
+                        return .rollback
+                    }
+                }
+            }
+            try await Task.sleep(for: .milliseconds(500))
+            let locked = try await send(
+                url, "v1/push", headers: ["Authorization": "Bearer \(token)"], body: next(#"{"name":"x","kind":"cemetery"}"#))
+            #expect(locked.status == 503 && locked.code == "unavailable")
+            try await holder.value
+            let free = ContinuousClock.now
+            var pushed = try await post(url, "v1/push", token: token, body: next(#"{"name":"x","kind":"cemetery"}"#))
+            while pushed.status != 200 && ContinuousClock.now - free < .seconds(10) {
+                try await Task.sleep(for: .milliseconds(200))
+                pushed = try await post(url, "v1/push", token: token, body: next(#"{"name":"x","kind":"cemetery"}"#))
+            }
+            #expect(pushed == (200, nil))
+            #expect(ContinuousClock.now - free < .seconds(3))
+        }
     }
 
     @Test("serve started before its database: waits for it with a plain message, or fails with one", .enabled(if: enabled))

@@ -181,12 +181,38 @@ struct ServerEdgeTests {
             #expect(try await connection.waitForAnswer(timeout: .seconds(5)).closed)
         }
         #expect(ContinuousClock.now - start < .seconds(5))
-        // A connection that keeps talking is not cut: five requests 0.4 s apart, 2 s in all.
-        let busy = try RawConnection(port: server.port)
+        // A connection that keeps talking is not cut: five requests 1 s apart, 5 s in all, with a 3 s
+        // idle timeout (slack for a machine busy with the other suites).
+        let patientPath = dir.path("patient.sqlite")
+        let patient = try await offThread { try LocalServer(database: patientPath, serveArguments: ["--idle-timeout", "3"]) }
+        let busy = try RawConnection(port: patient.port)
         for _ in 0..<5 {
             busy.send("GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-            let answer = try await busy.waitForAnswer(timeout: .milliseconds(400))
+            let answer = try await busy.waitForAnswer(timeout: .seconds(1))
             #expect(!answer.closed && RawAnswer(answer.bytes).status == 200)
+        }
+    }
+
+    @Test("clients trickling their bodies do not hold the body turns: they get 503 after the body timeout, others are served")
+    func slowBodies() async throws {
+        let dir = TemporaryDirectory()
+        let path = dir.path("server.sqlite")
+        let server = try await offThread { try LocalServer(database: path, serveArguments: ["--body-timeout", "2"]) }
+        let token = try await offThread { try server.token(name: "王芳") }
+        // Two pushes (the default two turns) that send half their body and then nothing.
+        let slow = try (0..<2).map { _ in
+            let connection = try RawConnection(port: server.port)
+            connection.send("POST /v1/push HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(token)\r\nContent-Length: 1000\r\n\r\n{\"protocol\":1,")
+            return connection
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        let start = ContinuousClock.now
+        let pulled = try await post(server.url, "v1/pull", token: token, body: pullBody(#","cursor":0"#))
+        #expect(pulled.status == 200)
+        #expect(ContinuousClock.now - start < .seconds(8), "a pull waited \(ContinuousClock.now - start) behind two trickling bodies")
+        for connection in slow {
+            let answer = RawAnswer(try await connection.waitForAnswer(timeout: .seconds(5)).bytes)
+            #expect(answer.status == 503 && answer.code == "unavailable")
         }
     }
 

@@ -24,6 +24,9 @@ public struct ServerConfiguration: Sendable {
     /// The most request bodies read and parsed at once; the others wait their turn, unread.
     /// With ``maxBodyBytes`` and ``maxJSONValues`` this bounds the memory requests cost.
     public var maxConcurrentBodies = 2
+    /// How long one body may take to arrive and be parsed once its turn has come; a slower one
+    /// (a client trickling its body) gets 503 `unavailable`, so it cannot hold a turn for long.
+    public var bodyTimeout: Duration = .seconds(60)
     /// A connection that sends nothing this long is closed: an idle connection, one stalled in its
     /// headers, one stalled in its body. A request being answered is not cut.
     public var idleTimeout: Duration = .seconds(30)
@@ -57,7 +60,7 @@ public enum SyncServer {
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
         let readiness = Readiness(storage: storage, interval: configuration.readinessInterval, logger: logger)
-        let gate = BodyGate(limit: configuration.maxConcurrentBodies)
+        let gate = BodyGate(limit: configuration.maxConcurrentBodies, timeout: configuration.bodyTimeout)
         let router = Router()
         router.middlewares.add(ErrorMiddleware(storage: storage, readiness: readiness, retryAfter: configuration.retryAfterSeconds))
         // Liveness: the process answers. Readiness: its store answers too (for load balancers).
@@ -195,6 +198,7 @@ public enum SyncServer {
             guard chunk.readableBytes <= limit - bytes.count else { throw tooLarge }
             bytes.append(contentsOf: chunk.readableBytesView)
         }
+        try Task.checkCancellation()  // the body's time ran out (``BodyGate``): not the whole body
         return bytes
     }
 
@@ -277,10 +281,14 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
 /// their bytes left unread in the socket. This bounds the memory requests cost.
 actor BodyGate {
     let limit: Int
+    let timeout: Duration
     var running = 0
     var waiting: [CheckedContinuation<Void, Never>] = []
 
-    init(limit: Int) { self.limit = max(1, limit) }
+    init(limit: Int, timeout: Duration) {
+        self.limit = max(1, limit)
+        self.timeout = timeout
+    }
 
     func acquire() async {
         if running < limit {
@@ -298,10 +306,24 @@ actor BodyGate {
         }
     }
 
-    nonisolated func run<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+    /// Runs `body` in its turn; if it takes longer than `timeout`, cancels it (reading a body stops at
+    /// cancellation) and throws 503 `unavailable`.
+    nonisolated func run<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
         await acquire()
         do {
-            let value = try await body()
+            let value = try await withThrowingTaskGroup(of: T?.self) { group in
+                group.addTask { try await body() }
+                group.addTask {
+                    try await Task.sleep(for: self.timeout)
+                    return nil
+                }
+                let first = try await group.next()!
+                group.cancelAll()
+                guard let first else {
+                    throw WireError(.unavailable, "the request body did not arrive in \(self.timeout); retry later")
+                }
+                return first
+            }
             await release()
             return value
         } catch {

@@ -88,6 +88,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "The most request bodies read and parsed at once (each may cost its size plus 24 bytes a JSON value).")
     var maxConcurrentBodies = ServerConfiguration().maxConcurrentBodies
 
+    @Option(help: ArgumentHelp("How long one body may take to arrive once its turn has come (slower: 503).", valueName: "seconds"))
+    var bodyTimeout = 60.0
+
     @Option(help: "The largest push body in bytes.")
     var maxBodyBytes = ServerConfiguration().maxBodyBytes
 
@@ -102,7 +105,7 @@ struct Serve: AsyncParsableCommand {
     var maxClockAhead = 1440
 
     func validate() throws {
-        guard idleTimeout > 0 else { throw ValidationError("--idle-timeout takes seconds > 0") }
+        guard idleTimeout > 0, bodyTimeout > 0 else { throw ValidationError("--idle-timeout and --body-timeout take seconds > 0") }
         guard maxConnections > 0, maxConcurrentBodies > 0, maxBodyBytes > 0, maxJsonValues > 0 else {
             throw ValidationError("--max-connections, --max-concurrent-bodies, --max-body-bytes and --max-json-values take numbers > 0")
         }
@@ -119,6 +122,7 @@ struct Serve: AsyncParsableCommand {
         configuration.port = port
         configuration.idleTimeout = .milliseconds(Int64(idleTimeout * 1000))
         configuration.maxConnections = maxConnections
+        configuration.bodyTimeout = .milliseconds(Int64(bodyTimeout * 1000))
         configuration.maxConcurrentBodies = maxConcurrentBodies
         configuration.maxBodyBytes = maxBodyBytes
         configuration.maxJSONValues = maxJsonValues
