@@ -222,6 +222,23 @@ struct HostileRequest: Sendable, CustomTestStringConvertible {
         .init("half valid: a reused sequence after a good change", 400, "sequence_reused") {
             pushBody(change(seq: 2, op: "update", fields: #"{"town":"新度镇"}"#) + "," + change(seq: 1, op: "delete", fields: "{}"))
         },
+        .init("a change stamped 2^63−1", 409, "clock_ahead") {
+            pushBody(#"{"seq":2,"entity":"site","id":"\#(record)","op":"update","hlc":9223372036854775807,"base":0,"fields":{"town":"新度镇"}}"#)
+        },
+        .init("half valid: a change a day and an hour ahead after a good one", 409, "clock_ahead") {
+            let ahead = (UInt64(Date().timeIntervalSince1970 * 1000) + 25 * 3_600_000) << 16
+            return pushBody(
+                change(seq: 2, op: "update", fields: #"{"town":"新度镇"}"#) + ","
+                    + #"{"seq":3,"entity":"site","id":"\#(record)","op":"update","hlc":\#(ahead),"base":0,"fields":{"town":"未来"}}"#)
+        },
+        .init("a push naming another server identity", 409, "server_changed") {
+            Array(
+                #"{"protocol":1,"schema":{"name":"inspection","version":1},"device":"\#(device)","server":"0190c4e0-0000-7000-8000-00000000dead","changes":[\#(change(seq: 2, op: "update", fields: #"{"town":"新度镇"}"#))]}"#
+                    .utf8)
+        },
+        .init("a base past the server's last change", 409, "cursor_ahead") {
+            pushBody(#"{"seq":2,"entity":"site","id":"\#(record)","op":"update","hlc":1000,"base":999,"fields":{"town":"新度镇"}}"#)
+        },
         .init("batch over the limit", 413, "batch_too_large") {
             pushBody((2...10_002).map { change(seq: $0, op: "update", fields: "{}") }.joined(separator: ","))
         },
