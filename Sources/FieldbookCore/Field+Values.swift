@@ -195,6 +195,18 @@ public enum CalendarText {
         isValidDate(Array(text.utf8)[...])
     }
 
+    /// What a person needs to hear when `text` is not a valid date: that the day does not exist
+    /// (`2022-02-30`: written right, but February has no 30th), or how a date is written.
+    public static func dateExpectation(for text: String) -> String {
+        let b = Array(text.utf8)
+        let shaped =
+            b.count == 10 && b[4] == UInt8(ascii: "-") && b[7] == UInt8(ascii: "-")
+            && digits(b[0..<4]) != nil && digits(b[5..<7]) != nil && digits(b[8..<10]) != nil
+        return shaped
+            ? "a day that exists on the calendar (that month has no such day, or there is no such month)"
+            : "a date written YYYY-MM-DD, e.g. 2022-06-30"
+    }
+
     /// `YYYY-MM-DDTHH:MM:SS[.s…]Z` as `YYYY-MM-DDTHH:MM:SS.sssZ`, or nil if it is not one.
     /// Fractions beyond milliseconds must be zero: nothing is silently rounded away.
     public static func canonicalTimestamp(_ text: String) -> String? {

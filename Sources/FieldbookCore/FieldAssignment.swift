@@ -99,7 +99,7 @@ public struct FieldAssignment: Sendable, Hashable {
                     .map { trimmingWhitespace(String(decoding: $0, as: UTF8.self)) }
                     .filter { !$0.isEmpty })
         case .date:
-            guard CalendarText.isValidDate(text) else { throw bad("a date written YYYY-MM-DD, e.g. 2022-06-30") }
+            guard CalendarText.isValidDate(text) else { throw bad(CalendarText.dateExpectation(for: text)) }
             return .text(text)
         case .enumeration(let values):
             guard values.contains(text) else { throw bad("one of: \(values.joined(separator: ", "))") }

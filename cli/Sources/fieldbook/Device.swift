@@ -156,7 +156,7 @@ struct CLIError: Error, CustomStringConvertible {
             case .refused(.unauthorized):
                 self.init(
                     .authentication,
-                    "the server refused the token (\(error.message)); ask an administrator for a new one ('fieldbook-server token create --name NAME') and run 'fieldbook init' with it")
+                    "the server refused this device's token (unknown or revoked); ask an administrator for a new one ('fieldbook-server token create --name NAME') and give it to this device with 'fieldbook config set token TOKEN'; the changes stay here")
             case .refused(.schemaMismatch):
                 self.init(.refused, "\(error.message); this device and the server must hold the same schema version")
             case .refused(let code): self.init(.refused, "the server refused the sync (\(code)): \(error.message)")
@@ -178,14 +178,19 @@ func run(_ options: DeviceOptions, _ body: () async throws -> Void) async throws
         throw error
     } catch {
         let failure = CLIError(error)
-        if options.json {
-            FileHandle.standardError.write(
-                Data((JSON.object([("error", .string(failure.message)), ("exit", .int(Int64(failure.kind.rawValue)))]).serialized + "\n").utf8))
-        } else {
-            let prefix = colour ? "\u{1B}[31mfieldbook:\u{1B}[0m" : "fieldbook:"
-            FileHandle.standardError.write(Data("\(prefix) \(failure.message)\n".utf8))
-        }
+        printError(failure.message, exit: failure.kind.rawValue, json: options.json)
         throw ExitCode(failure.kind.rawValue)
+    }
+}
+
+/// An error as docs/cli.md promises it on stderr: `fieldbook: MESSAGE`, or `{"error", "exit"}` with `--json`.
+func printError(_ message: String, exit code: Int32, json: Bool) {
+    if json {
+        FileHandle.standardError.write(
+            Data((JSON.object([("error", .string(message)), ("exit", .int(Int64(code)))]).serialized + "\n").utf8))
+    } else {
+        let prefix = colour ? "\u{1B}[31mfieldbook:\u{1B}[0m" : "fieldbook:"
+        FileHandle.standardError.write(Data("\(prefix) \(message)\n".utf8))
     }
 }
 

@@ -99,7 +99,9 @@ struct Report: AsyncParsableCommand {
         try await fieldbook.run(device) {
             let device = try self.device.open()
             let day = today ?? LedgerReport.today()
-            guard CalendarText.isValidDate(day) else { throw CLIError(.validation, "--today expects a date written YYYY-MM-DD") }
+            guard CalendarText.isValidDate(day) else {
+                throw CLIError(.validation, "--today \(day) is not right: give \(CalendarText.dateExpectation(for: day))")
+            }
             let report = try LedgerReport(device.store, day: day)
             if self.device.json { printJSON(report.json) } else { print(report.render()) }
         }

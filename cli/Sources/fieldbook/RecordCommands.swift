@@ -154,6 +154,10 @@ struct List: AsyncParsableCommand {
     @Option(help: "At most this many records.")
     var limit: Int?
 
+    func validate() throws {
+        if let limit, limit < 1 { throw ValidationError("--limit takes a number of records, 1 or more") }
+    }
+
     func run() async throws {
         try await fieldbook.run(device) {
             let device = try self.device.open()
