@@ -223,7 +223,7 @@ struct History: AsyncParsableCommand {
             for e in entries {
                 table.append([
                     CalendarText.timestamp(millisecondsSince1970: Int64(e.timestamp.millis)),
-                    e.author ?? (e.device == me ? device.config.name ?? "this device" : ""), String(e.device.prefix(8)),
+                    e.author ?? (e.device == me ? device.config.name ?? "this device" : ""), shortDevice(e.device),
                     e.field ?? "(deleted)", e.old.description, e.new.description,
                 ])
             }

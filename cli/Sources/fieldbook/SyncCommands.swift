@@ -126,11 +126,13 @@ struct Conflicts: AsyncParsableCommand {
                     return
                 }
                 var table = TextTable(["冲突 ID", "记录 Record", "字段 Field", "本机 Mine", "对方 Theirs", "时间 When"])
+                table.maxColumnWidth = 72  // the other sides, each with its author and device
                 for conflict in conflicts {
                     let sides = Sides(conflict, device)
+                    let authors = try Authors(conflict, device)
                     table.append([
                         conflict.id, conflict.entity, conflict.field ?? "(delete)", sides.mine.map(sideText) ?? "",
-                        sides.theirs.map(sideText).joined(separator: " / "),
+                        sides.theirs.map { "\(sideText($0)) (\(authors.label($0)))" }.joined(separator: " / "),
                         conflict.sides.last.map { CalendarText.timestamp(millisecondsSince1970: Int64($0.stamp.timestamp.millis)) } ?? "",
                     ])
                 }
@@ -154,13 +156,14 @@ struct Conflicts: AsyncParsableCommand {
                     return
                 }
                 let sides = Sides(conflict, device)
-                var table = TextTable(["", "值 Value", "设备 Device", "时间 When"])
+                let authors = try Authors(conflict, device)
+                var table = TextTable(["", "值 Value", "谁 Who", "设备 Device", "时间 When"])
                 table.maxColumnWidth = 60
-                if conflict.field != nil { table.append(["base", try device.store.base(of: conflict).description, "", ""]) }
+                if conflict.field != nil { table.append(["base", try device.store.base(of: conflict).description, "", "", ""]) }
                 for side in conflict.sides {
                     let label = side.stamp.device == device.store.deviceID ? "mine" : "theirs"
                     table.append([
-                        label, sideText(side), String(side.stamp.device.prefix(8)),
+                        label, sideText(side), authors.name(side) ?? "", shortDevice(side.stamp.device),
                         CalendarText.timestamp(millisecondsSince1970: Int64(side.stamp.timestamp.millis)),
                     ])
                 }
@@ -240,6 +243,37 @@ struct Sides {
     }
 }
 
+/// Who wrote each side of a conflict: the author the server stamped on its change (the name its
+/// token was made for); this device's own changes, before the server stamps them, by this device's name.
+struct Authors {
+    private var byChange: [String: String] = [:]
+    private let me: String
+    private let myName: String
+
+    init(_ conflict: Conflict, _ device: Device) throws {
+        me = device.store.deviceID
+        myName = device.config.name ?? "this device"
+        for entry in try device.store.history(of: conflict.recordID) {
+            if let author = entry.author { byChange["\(entry.device)/\(entry.sequence)"] = author }
+        }
+    }
+
+    func name(_ side: Conflict.Side) -> String? {
+        byChange["\(side.stamp.device)/\(side.stamp.sequence)"] ?? (side.stamp.device == me ? myName : nil)
+    }
+
+    /// The author and a short device id: two people, or one person's two devices, look different.
+    func label(_ side: Conflict.Side) -> String {
+        [name(side), shortDevice(side.stamp.device)].compactMap { $0 }.joined(separator: ", ")
+    }
+}
+
+/// A device id shortened for people: the last 8 hex digits, which are random in a UUIDv7 (its first
+/// digits are the time it was made, the same for devices made within a minute).
+func shortDevice(_ id: String) -> String {
+    String(id.filter(\.isHexDigit).suffix(8))
+}
+
 func sideText(_ side: Conflict.Side) -> String {
     side.deletes ? "(deleted)" : side.value.description
 }
@@ -254,7 +288,8 @@ func findConflict(_ id: String, _ device: Device) throws -> Conflict {
 }
 
 func conflictJSON(_ conflict: Conflict, _ device: Device) throws -> JSON {
-    .object([
+    let authors = try Authors(conflict, device)
+    return .object([
         ("id", .string(conflict.id)), ("entity", .string(conflict.entity)), ("record", .string(conflict.recordID)),
         ("field", conflict.field.map(JSON.string) ?? .null),
         ("base", conflict.field == nil ? .null : try device.store.base(of: conflict).json),
@@ -263,7 +298,8 @@ func conflictJSON(_ conflict: Conflict, _ device: Device) throws -> JSON {
             .array(
                 conflict.sides.map { side in
                     .object([
-                        ("device", .string(side.stamp.device)), ("mine", .bool(side.stamp.device == device.store.deviceID)),
+                        ("device", .string(side.stamp.device)), ("author", authors.name(side).map(JSON.string) ?? .null),
+                        ("mine", .bool(side.stamp.device == device.store.deviceID)),
                         ("value", side.value.json), ("delete", .bool(side.deletes)),
                         ("when", .string(CalendarText.timestamp(millisecondsSince1970: Int64(side.stamp.timestamp.millis)))),
                     ])
