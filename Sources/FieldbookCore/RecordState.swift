@@ -17,7 +17,7 @@
 /// - `observed`: the later domain time (``FieldChange/observedAt``) wins, then the later timestamp;
 /// - `max`: the higher epoch wins, then the greater value (in the declared order), then the later timestamp;
 /// - `manual`: the later timestamp shows, and the field is in ``conflicts`` until a change that saw every
-///   side replaces them;
+///   side replaces them, or until every side was seen by a delete;
 /// - `counter`: every delta is added, concurrent or not;
 /// - `union`: members added and removed merge member by member; a concurrent add and remove of one member keeps it.
 ///
@@ -273,20 +273,24 @@ public struct RecordState: Sendable, Hashable {
         }
     }
 
-    /// The fields whose concurrent writes wait for a person: `manual` fields with more than one value.
+    /// The fields whose concurrent writes wait for a person: `manual` fields with more than one value,
+    /// but for those whose every value a delete saw (a delete settles what it saw, so a conflict never
+    /// outlives its record).
     public func conflictingFields(_ entity: Entity) -> [String] {
         entity.fields.indices.compactMap { position in
             let field = entity.fields[position]
             guard case .manual = field.policy, let candidates = slot(position, of: entity)?.candidates, candidates.count > 1 else {
                 return nil
             }
+            if !deletes.isEmpty && candidates.allSatisfy({ c in deletes.contains { $0.saw(c.stamp) } }) { return nil }
             return Set(candidates.map(\.value)).count > 1 ? field.name : nil
         }
     }
 
     /// The open conflicts of this record: each `manual` field with concurrent different values,
-    /// and a contested delete.
+    /// and a contested delete. A record that no longer exists has none: no command could settle them.
     public func conflicts(entity: Entity, recordID: String) -> [Conflict] {
+        if !exists(onDelete: entity.onDelete) { return [] }
         var result: [Conflict] = []
         for name in conflictingFields(entity) {
             let candidates = slot(entity.fieldIndex(name)!, of: entity)!.candidates

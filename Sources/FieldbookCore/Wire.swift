@@ -37,6 +37,8 @@ public struct WireError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let invalidValue = Code(rawValue: "invalid_value")
         /// A change the schema forbids (an update of an append-only record, …).
         public static let invalidChange = Code(rawValue: "invalid_change")
+        /// A change's reference field names a record the server has never seen.
+        public static let unknownReference = Code(rawValue: "unknown_reference")
         /// The request names another protocol version.
         public static let protocolMismatch = Code(rawValue: "protocol_mismatch")
         /// The request names another schema or schema version than the server's.

@@ -116,6 +116,36 @@ struct MergeTests {
         #expect(partial.conflicts(entity: s.finding, recordID: s.record).count == 1)
     }
 
+    @Test("manual: a delete that saw every side settles the conflict; deletes that saw a side each settle it too")
+    func deleteSettlesWhatItSaw() {
+        var s = Scenario()
+        let insert = s.accept(s.change(deviceA, 1, t: 1, .insert, [set("title", "问题"), set("deadline", "2022-01-31")]))
+        let a = s.accept(s.change(deviceA, 2, t: 20, base: 1, [set("deadline", "2022-03-31")]))
+        let b = s.accept(s.change(deviceB, 1, t: 10, base: 1, [set("deadline", "2022-06-30")]))
+        #expect(s.state([insert, a, b]).conflicts(entity: s.finding, recordID: s.record).count == 1)
+        // C saw both sides and deletes: the record is gone and nothing is left to settle, in either order.
+        let delete = s.accept(s.change(deviceC, 1, t: 30, base: 3, .delete))
+        for order in [[insert, a, b, delete], [insert, b, a, delete]] {
+            let state = s.state(order)
+            #expect(!state.exists(onDelete: .conflict))
+            #expect(state.conflicts(entity: s.finding, recordID: s.record).isEmpty)
+        }
+        // A delete that saw one side only, next to an update that did not see it: the field stays contested.
+        var t = Scenario()
+        let insert2 = t.accept(t.change(deviceA, 1, t: 1, .insert, [set("title", "问题")]))
+        let a2 = t.accept(t.change(deviceA, 2, t: 20, base: 1, [set("deadline", "2022-03-31")]))
+        let deleteA = t.accept(t.change(deviceA, 3, t: 21, base: 2, .delete))
+        let b2 = t.accept(t.change(deviceB, 1, t: 10, base: 1, [set("deadline", "2022-06-30")]))
+        let open = t.state([insert2, a2, deleteA, b2])
+        #expect(open.exists(onDelete: .conflict))
+        #expect(Set(open.conflicts(entity: t.finding, recordID: t.record).map(\.id)) == ["\(t.record)/-", "\(t.record)/deadline"])
+        // Then a delete from B, which saw only its own side: the two deletes together saw every side.
+        let deleteB = t.accept(t.change(deviceB, 2, t: 22, base: 1, .delete))
+        let gone = t.state([insert2, a2, deleteA, b2, deleteB])
+        #expect(!gone.exists(onDelete: .conflict))
+        #expect(gone.conflicts(entity: t.finding, recordID: t.record).isEmpty)
+    }
+
     @Test("manual: concurrent equal values are no conflict")
     func manualEqual() {
         var s = Scenario()

@@ -251,6 +251,17 @@ struct HostileRequest: Sendable, CustomTestStringConvertible {
         .init("pull body over its limit", 413, "body_too_large", path: "v1/pull") {
             pullBody(#","cursor":0,"pad":"\#(String(repeating: "x", count: 100_000))""#)
         },
+        // References: to a record the server has never seen, though the push adds another site first.
+        .init("a finding naming a site never seen", 400, "unknown_reference") {
+            pushBody(
+                change(seq: 2, id: "0190c4e0-0000-7000-8000-000000000003", fields: #"{"name":"新度镇","kind":"cemetery"}"#) + ","
+                    + change(
+                        seq: 3, entity: "finding", id: "0190c4e0-0000-7000-8000-000000000004",
+                        fields: #"{"title":"问题","status":"not_started","site":"0190c4e0-0000-7000-8000-0000000000ff"}"#))
+        },
+        .init("a finding naming an inspection round never seen", 400, "unknown_reference") {
+            next(#"{"title":"问题","status":"not_started","round":"0190c4e0-0000-7000-8000-0000000000ff"}"#, entity: "finding")
+        },
         // Who is asking.
         .init("no token", 401, "unauthorized", auth: .header(nil)) { next(#"{"name":"x","kind":"cemetery"}"#) },
         .init("another scheme", 401, "unauthorized", auth: .header("Basic d2FuZzpmYW5n")) { next(#"{"name":"x","kind":"cemetery"}"#) },
@@ -341,6 +352,32 @@ struct BadInputTests {
             let identity = try await fixture.storage.standing(device: "").identity
             #expect(String(decoding: ok.body, as: UTF8.self) == #"{"protocol":1,"assigned":[[2,3]],"server":"\#(identity)"}"#)
             #expect(try await fixture.storage.changeCount() == 3)
+        }
+    }
+
+    @Test("references to a record the server holds (deleted too), or that the push adds, are accepted", arguments: Backend.all)
+    func knownReferences(backend: Backend) async throws {
+        let fixture = try await HostileFixture(backend)
+        try await withServer(storage: fixture.storage) { url in
+            try await fixture.setUp(url)
+            let theirs = "0190c4e0-0000-7000-8000-000000000002"
+            let added = "0190c4e0-0000-7000-8000-000000000003"
+            func finding(_ seq: Int, _ n: Int, site: String) -> String {
+                change(
+                    seq: seq, entity: "finding", id: "0190c4e0-0000-7000-8000-00000000001\(n)",
+                    fields: #"{"title":"问题","status":"not_started","site":"\#(site)"}"#)
+            }
+            // The owner's own site, another device's, one this push adds, one deleted first.
+            let changes = [
+                finding(2, 1, site: record), finding(3, 2, site: theirs),
+                change(seq: 4, id: added, fields: #"{"name":"新度镇","kind":"cemetery"}"#), finding(5, 3, site: added),
+                change(seq: 6, op: "delete", id: theirs, fields: "{}"), finding(7, 4, site: theirs),
+            ]
+            #expect(try await post(url, "v1/push", token: fixture.owner, body: pushBody(changes.joined(separator: ","))) == (200, nil))
+            // And one in a later push to a site of an earlier push.
+            let later = pushBody(finding(8, 5, site: added))
+            #expect(try await post(url, "v1/push", token: fixture.owner, body: later) == (200, nil))
+            #expect(try await fixture.storage.changeCount() == 9)
         }
     }
 

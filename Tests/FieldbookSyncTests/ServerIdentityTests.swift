@@ -119,13 +119,15 @@ struct ServerIdentityTests {
             try a.update("finding", id: finding, ["reopen_count": 2, "status": "in_progress"])
             let second = try a.insert("finding", ["title": "台账不全", "status": "not_started"])
             _ = try await a.sync(HTTPTransport(server: url, token: tokens[0]), options: options)
-            _ = try b.insert("site", ["name": "敬老院", "kind": "elderly_home"])
+            let newSite = try b.insert("site", ["name": "敬老院", "kind": "elderly_home"])
             try b.update("site", id: site, ["town": "城关镇", "tags": .set(["民办"])])
             _ = try await b.sync(HTTPTransport(server: url, token: tokens[1]), options: options)
             _ = try await c.sync(HTTPTransport(server: url, token: tokens[2]), options: options)
             // C sets the description having seen all of that; acknowledged, then lost.
             try c.update("finding", id: finding, ["description": "C：已复查"])
             try c.update("site", id: site, ["illegal_graves_found": 3])
+            // And a finding at B's new site: the restored store will hold neither.
+            _ = try c.insert("finding", ["title": "床位超员", "status": "not_started", "site": .text(newSite)])
             _ = try await c.sync(HTTPTransport(server: url, token: tokens[2]), options: options)
             // Not yet pushed when the server fails.
             try a.update("finding", id: second, ["title": "台账不全（补）"])
@@ -156,12 +158,17 @@ struct ServerIdentityTests {
         #expect(renewed != old)
         try await withServer(storage: restored) { url in
             let transports = tokens.map { HTTPTransport(server: url, token: $0) }
+            // C first: its finding refers to B's site, which only B still holds: refused, nothing of
+            // the push applied, but C has pulled all the same (started again with the new identity).
+            #expect(await refusal { _ = try await c.sync(transports[2], options: options) } == .unknownReference)
+            #expect(try c.serverIdentity() == renewed)
+            #expect(try c.pendingCount() > 0)
             _ = try await b.sync(transports[1], options: options)
             // Enough new changes that the new numbering passes the bases A and C wrote under the old one.
             for n in 0..<8 { try b.update("site", id: site, ["village": .text("东村\(n)")]) }
             _ = try await b.sync(transports[1], options: options)
             _ = try await a.sync(transports[0], options: options)
-            // C had nothing pending: the pull met the new identity, and the same sync pushed what C had lost.
+            // B has pushed its site again: C's changes go.
             _ = try await c.sync(transports[2], options: options)
             #expect(try c.pendingCount() == 0)
             try c.update("site", id: site, ["illegal_graves_found": 5])

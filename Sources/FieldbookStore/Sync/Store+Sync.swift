@@ -44,11 +44,20 @@ extension Store {
     /// cursor, in one transaction: a sync cut off anywhere resumes at the next call and
     /// loses and repeats nothing. Network and server failures are retried with backoff.
     /// A server restored since the last sync is started again with (``push(_:options:progress:)``,
-    /// ``pull(_:options:progress:)``), and what it lacks is pushed before this returns.
+    /// ``pull(_:options:progress:)``), and what it lacks is pushed before this returns. A push
+    /// refused with `unknown_reference` (a restored server lacks a record another device made) is
+    /// tried again once after the pull, and its refusal thrown if it is refused again.
     public func sync(_ transport: any SyncTransport, options: SyncOptions = SyncOptions()) async throws -> SyncReport {
         var report = SyncReport()
         let server = try await readAsync { try $0.serverIdentity() }
-        report.pushed = try await push(transport, options: options) { report.pushed = $0; options.progress?(report) }
+        // A push refused for a reference to a record the server lacks (after a restore, only the
+        // device that made the record may still hold it) is tried again after the pull, once.
+        var pushAgain = false
+        do {
+            report.pushed = try await push(transport, options: options) { report.pushed = $0; options.progress?(report) }
+        } catch let error as SyncError where error.kind == .refused(.unknownReference) {
+            pushAgain = true
+        }
         let pulled = try await pull(transport, options: options) { pulled, cursor in
             report.pulled = pulled
             report.cursor = cursor
@@ -58,7 +67,8 @@ extension Store {
         report.cursor = pulled.cursor
         // A server met anew by the pull (restored: the device started again with it) lacks changes
         // that were not pending when the push ran.
-        if try await readAsync({ try $0.serverIdentity() }) != server {
+        if try await readAsync({ try $0.serverIdentity() }) != server { pushAgain = true }
+        if pushAgain {
             let before = report.pushed
             report.pushed += try await push(transport, options: options) { report.pushed = before + $0; options.progress?(report) }
         }

@@ -11,6 +11,8 @@ package import FieldbookCore
 ///    ownership and order, and splits the changes into ``fresh`` ones and ones received before.
 /// 2. Read the stored changes at ``earlierSequences`` and pass them to ``acknowledge(stored:)``,
 ///    which rejects a sequence number reused with different content.
+///    Look up which of ``references`` the store holds (in one batch) and pass them to
+///    ``checkReferences(known:)``, which rejects a reference to a record never seen.
 /// 3. Insert the ``fresh`` changes (their field text is in ``freshFields``), numbered in order,
 ///    and record the device's ``lastSequence``.
 /// 4. Read the merge states of ``records`` and pass them, with the new server sequence numbers,
@@ -76,6 +78,9 @@ package struct PushPlan: Sendable {
     package private(set) var lastSequence: Int64
     /// The records the fresh changes touch, each once, in the order first touched.
     package private(set) var records: [RecordKey] = []
+    /// The records the fresh changes' reference fields name, each once, but for those in ``records``
+    /// (a push may add a record and refer to it): the store must hold each of them.
+    package private(set) var references: [RecordKey] = []
     /// For each fresh change, the position of its record in ``records`` (-1 for an entity the schema lacks).
     private var recordOfFresh: [Int] = []
     /// The device sequence numbers of the request's changes received in earlier pushes.
@@ -169,6 +174,59 @@ package struct PushPlan: Sendable {
             freshFields = positions.map { texts[$0] }
         }
         (records, recordOfFresh) = Self.records(of: fresh, schema: schema)
+        references = Self.references(of: fresh, besides: records, schema: schema) { _, _, _ in }
+    }
+
+    /// The records `changes` refer to, each once, but for those in `besides`; `visit` is called with
+    /// each change, reference field and record referred to.
+    private static func references(
+        of changes: [Change], besides: [RecordKey], schema: Schema, _ visit: (Change, String, RecordKey) -> Void
+    ) -> [RecordKey] {
+        var result: [RecordKey] = []
+        var seen: Set<RecordKey> = []
+        var touched: Set<RecordKey>?  // built on the first reference: most pushes have few
+        // Changes come in runs of one entity: its reference fields are found once per run.
+        var entity = ""
+        var fields: [(name: String, target: String)] = []
+        changes.withUnsafeBufferPointer { changes in
+            for change in changes.indices {
+                if changes[change].entity != entity {
+                    entity = changes[change].entity
+                    fields =
+                        schema.entity(entity)?.fields.compactMap { field in
+                            if case .reference(let target) = field.type { (field.name, target) } else { nil }
+                        } ?? []
+                }
+                if fields.isEmpty { continue }
+                for fieldChange in changes[change].fields {
+                    guard case .set(.text(let id)) = fieldChange.kind else { continue }
+                    for field in fields where field.name == fieldChange.field {
+                        let key = RecordKey(entity: field.target, id: id)
+                        visit(changes[change], field.name, key)
+                        if touched == nil { touched = Set(besides) }
+                        if !touched!.contains(key) && seen.insert(key).inserted { result.append(key) }
+                    }
+                }
+            }
+        }
+        return result
+    }
+
+    /// Checks that the store holds every record of ``references``.
+    /// - Parameter known: the records of ``references`` the store holds (live or deleted).
+    /// - Throws: ``WireError`` `unknown_reference` for the first change that refers to another.
+    package func checkReferences(known: Set<RecordKey>) throws {
+        if references.allSatisfy(known.contains) { return }
+        var unknown: (change: Change, field: String, target: String)?
+        _ = Self.references(of: fresh, besides: records, schema: schema) { change, field, key in
+            if unknown == nil && !known.contains(key) && !records.contains(key) { unknown = (change, field, key.entity) }
+        }
+        let (change, field, target) = unknown!
+        throw WireError(
+            .unknownReference,
+            "device sequence \(change.sequence): \(change.entity).\(field) refers to a \(target) record the server has never seen; "
+                + "a device pushes a record before what refers to it; after a restore, the device that made it must sync again "
+                + "(nothing of this push was applied)")
     }
 
     /// The records `changes` touch (of entities in `schema`), each once, in the order first touched.

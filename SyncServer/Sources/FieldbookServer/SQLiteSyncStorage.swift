@@ -131,6 +131,17 @@ public final class SQLiteSyncStorage: SyncStorage {
             }
         }
         try plan.acknowledge(stored: stored)
+        if !plan.references.isEmpty {
+            let exists = RawStatement(try db.cachedStatement(sql: "SELECT 1 FROM records WHERE entity = ? AND id = ?"))
+            var known: Set<PushPlan.RecordKey> = []
+            for key in plan.references {
+                exists.bind(1, key.entity)
+                exists.bind(2, key.id)
+                if try exists.step(db) { known.insert(key) }
+                exists.reset()
+            }
+            try plan.checkReferences(known: known)
+        }
 
         // The rows are bound and stepped through the C API (RawStatement): once per change and per record.
         let now = CalendarText.timestamp(millisecondsSince1970: Int64(Date().timeIntervalSince1970 * 1000))

@@ -287,6 +287,18 @@ public final class PostgresSyncStorage: SyncStorage {
             }
         }
         try plan.acknowledge(stored: stored)
+        if !plan.references.isEmpty {
+            var known: Set<PushPlan.RecordKey> = []
+            for try await (entity, id) in try await c.query(
+                """
+                SELECT r.entity, r.id FROM unnest(\(plan.references.map(\.entity)), \(plan.references.map(\.id))) AS k(entity, id)
+                JOIN \(unescaped: t("records")) AS r ON r.entity = k.entity AND r.id = k.id
+                """, logger: logger
+            ).decode((String, String).self) {
+                known.insert(PushPlan.RecordKey(entity: entity, id: id))
+            }
+            try plan.checkReferences(known: known)
+        }
 
         // Numbered here, under the push lock, rather than by the column's sequence: one statement inserts
         // them all, in device order, and a rolled-back push leaves no gap. The same statement records
