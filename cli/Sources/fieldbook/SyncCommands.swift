@@ -157,22 +157,23 @@ struct Conflicts: AsyncParsableCommand {
                 }
                 let sides = Sides(conflict, device)
                 let authors = try Authors(conflict, device)
-                var table = TextTable(["", "值 Value", "谁 Who", "设备 Device", "时间 When"])
+                var table = TextTable(["", "", "值 Value", "谁 Who", "设备 Device", "时间 When"])
                 table.maxColumnWidth = 60
-                if conflict.field != nil { table.append(["base", try device.store.base(of: conflict).description, "", "", ""]) }
-                for side in conflict.sides {
+                if conflict.field != nil { table.append(["", "base", try device.store.base(of: conflict).description, "", "", ""]) }
+                for (n, side) in conflict.sides.enumerated() {
                     let label = side.stamp.device == device.store.deviceID ? "mine" : "theirs"
                     table.append([
-                        label, sideText(side), authors.name(side) ?? "", shortDevice(side.stamp.device),
+                        "\(n + 1)", label, sideText(side), authors.name(side) ?? "", shortDevice(side.stamp.device),
                         CalendarText.timestamp(millisecondsSince1970: Int64(side.stamp.timestamp.millis)),
                     ])
                 }
                 print("\(conflict.entity) \(conflict.recordID), \(conflict.field.map { "field \($0)" } ?? "deleted on one side, changed on another")")
                 print(table.render())
+                let mine = sides.mine == nil ? "" : "--mine | "
                 print(
-                    sides.mine == nil
-                        ? "settle it with 'fieldbook resolve \(conflict.id) --value VALUE' (or --theirs when one other side)"
-                        : "settle it with 'fieldbook resolve \(conflict.id) --mine | --theirs | --value VALUE'")
+                    conflict.field == nil
+                        ? "settle it with 'fieldbook resolve \(conflict.id) --keep | --delete' (or \(mine)--side N)"
+                        : "settle it with 'fieldbook resolve \(conflict.id) \(mine)--side N | --value VALUE'")
             }
         }
     }
@@ -180,17 +181,26 @@ struct Conflicts: AsyncParsableCommand {
 
 struct Resolve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Settle a conflict with an ordinary change that supersedes every side.")
+        abstract: "Settle a conflict with an ordinary change that supersedes every side.",
+        discussion: """
+            Any device may settle any conflict it has, whether or not it wrote a side. A field conflict \
+            is settled with a side (--mine, --theirs, --side N as numbered in 'fieldbook conflicts show') \
+            or a new --value; a delete conflict (ID ending in /-) by keeping or deleting the record \
+            (--keep, --delete; --mine, --theirs and --side N choose a side's way).
+            """)
 
     @OptionGroup var device: DeviceOptions
     @Argument(help: "The conflict's id (or a unique prefix).") var id: String
     @Flag(help: "Keep this device's side.") var mine = false
-    @Flag(help: "Keep the other device's side.") var theirs = false
+    @Flag(help: "Keep the other side (when the other sides agree).") var theirs = false
+    @Option(help: "Keep side N, as numbered in 'fieldbook conflicts show'.") var side: Int?
     @Option(help: "Set this value instead (read by the field's type).") var value: String?
+    @Flag(help: "Keep the record (a delete conflict).") var keep = false
+    @Flag(help: "Delete the record (a delete conflict).") var delete = false
 
     func validate() throws {
-        if [mine, theirs, value != nil].filter({ $0 }).count != 1 {
-            throw ValidationError("give exactly one of --mine, --theirs, --value VALUE")
+        if [mine, theirs, side != nil, value != nil, keep, delete].filter({ $0 }).count != 1 {
+            throw ValidationError("give exactly one of --mine, --theirs, --side N, --value VALUE, --keep, --delete")
         }
     }
 
@@ -198,37 +208,67 @@ struct Resolve: AsyncParsableCommand {
         try await fieldbook.run(device) {
             let device = try self.device.open()
             let conflict = try findConflict(id, device)
-            let sides = Sides(conflict, device)
-            let chosen: Conflict.Side?
-            if mine {
-                guard let side = sides.mine else { throw CLIError(.usage, "this device wrote no side of this conflict; use --theirs or --value") }
-                chosen = side
-            } else if theirs {
-                guard sides.theirs.count == 1 else {
-                    throw CLIError(.usage, "\(sides.theirs.count) other sides: choose one with --value VALUE")
-                }
-                chosen = sides.theirs[0]
-            } else {
-                chosen = nil
-            }
-            if let field = conflict.field {
-                let entity = try device.entity(conflict.entity)
-                let newValue = try chosen?.value ?? FieldAssignment.value(value!, field: entity.field(field)!, entity: entity.name)
-                try device.store.update(conflict.entity, id: conflict.recordID, [field: newValue])
-            } else {
-                guard value == nil else { throw CLIError(.usage, "a delete conflict is settled with --mine or --theirs") }
-                if chosen!.deletes {
-                    try device.store.delete(conflict.entity, id: conflict.recordID)
-                } else {
-                    try device.store.write { try $0.keep(conflict.entity, id: conflict.recordID) }
-                }
-            }
+            let resolution = try conflict.field == nil ? recordResolution(conflict, device) : fieldResolution(conflict, device)
+            try device.store.resolve(conflict, with: resolution)
             if self.device.json {
                 printJSON(.object([("resolved", .string(conflict.id)), ("pending", .int(Int64(try device.store.pendingCount())))]))
             } else {
                 print("resolved \(conflict.id); 'fieldbook sync' takes the resolution to everyone")
             }
         }
+    }
+
+    /// The value a field conflict is settled with.
+    func fieldResolution(_ conflict: Conflict, _ device: Device) throws -> ConflictResolution {
+        let sides = Sides(conflict, device)
+        let ways = "--side N (see 'fieldbook conflicts show \(conflict.id)') or --value VALUE"
+        if keep || delete { throw CLIError(.usage, "a field conflict is settled with \(ways), not by keeping or deleting the record") }
+        if let value {
+            let entity = try device.entity(conflict.entity)
+            return .value(try FieldAssignment.value(value, field: entity.field(conflict.field!)!, entity: entity.name))
+        }
+        if mine {
+            guard let side = sides.mine else { throw CLIError(.usage, "this device wrote no side of this conflict; choose one with \(ways)") }
+            return .value(side.value)
+        }
+        if theirs {
+            let values = Set(sides.theirs.map(\.value))
+            guard values.count == 1 else {
+                let authors = try Authors(conflict, device)
+                let choices = conflict.sides.indices.filter { conflict.sides[$0].stamp.device != device.store.deviceID }
+                    .map { "--side \($0 + 1) (\(authors.label(conflict.sides[$0])))" }
+                throw CLIError(.usage, "\(sides.theirs.count) other sides differ; choose one: \(choices.joined(separator: ", ")), or give --value VALUE")
+            }
+            return .value(values.first!)
+        }
+        return .value(try chosenSide(conflict).value)
+    }
+
+    /// Whether a delete conflict is settled by keeping or by deleting the record.
+    func recordResolution(_ conflict: Conflict, _ device: Device) throws -> ConflictResolution {
+        let sides = Sides(conflict, device)
+        if keep { return .keep }
+        if delete { return .delete }
+        if value != nil { throw CLIError(.usage, "a delete conflict is settled with --keep or --delete, not a value") }
+        if mine {
+            guard let side = sides.mine else { throw CLIError(.usage, "this device wrote no side of this conflict; settle it with --keep or --delete") }
+            return side.deletes ? .delete : .keep
+        }
+        if theirs {
+            let ways = Set(sides.theirs.map(\.deletes))
+            guard ways.count == 1 else {
+                throw CLIError(.usage, "the other sides both delete and change the record; settle it with --keep or --delete")
+            }
+            return ways.first! ? .delete : .keep
+        }
+        return try chosenSide(conflict).deletes ? .delete : .keep
+    }
+
+    func chosenSide(_ conflict: Conflict) throws -> Conflict.Side {
+        guard let side, conflict.sides.indices.contains(side - 1) else {
+            throw CLIError(.usage, "this conflict has sides 1 to \(conflict.sides.count); see 'fieldbook conflicts show \(conflict.id)'")
+        }
+        return conflict.sides[side - 1]
     }
 }
 
