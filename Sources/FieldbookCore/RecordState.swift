@@ -22,9 +22,10 @@
 /// - `union`: members added and removed merge member by member; a concurrent add and remove of one member keeps it.
 ///
 /// A delete keeps the record's values (a tombstone). A delete that did not see
-/// an insert or update of the record is contested: with the entity's
-/// ``DeletePolicy/conflict`` the record stays and the delete is a conflict until a later
-/// change (an update that saw it, or another delete) settles it.
+/// an insert or update of the record, or a change to another record that set a reference to it
+/// through a field with ``ReferencePolicy/conflict`` (see ``applyReference(_:)``), is contested:
+/// with the entity's ``DeletePolicy/conflict`` the record stays and the delete is a conflict until
+/// a later change (an update that saw it, or another delete) settles it.
 public struct RecordState: Sendable, Hashable {
     /// The entity's fields by position, as the state was laid out for them; empty before the first write.
     var layout: FieldLayout = .empty
@@ -38,6 +39,9 @@ public struct RecordState: Sendable, Hashable {
     var writes: [String: ChangeStamp] = [:]
     /// Deletes no later write has replaced.
     var deletes: [ChangeStamp] = []
+    /// For each device, its last change to another record that set a reference to this one through
+    /// a field with `onDelete: conflict` (``ReferencePolicy``): like a write, it contests a delete it did not see.
+    var referrers: [String: Referrer] = [:]
 
     public init() {}
 
@@ -55,6 +59,14 @@ public struct RecordState: Sendable, Hashable {
         var value: Value
         var observedAt: String?
         var epoch: Int64?
+    }
+
+    /// A change to another record that set a reference to this one.
+    struct Referrer: Sendable, Hashable {
+        var stamp: ChangeStamp
+        /// The referring record's entity and id.
+        var entity: String
+        var record: String
     }
 
     struct MemberOperation: Sendable {
@@ -111,9 +123,34 @@ public struct RecordState: Sendable, Hashable {
         return onDelete == .conflict && deleteIsContested
     }
 
-    /// A write that no delete saw: the delete was made without knowing of it.
+    /// Whether a delete of the record has been merged and no later write replaced it.
+    package var hasDeletes: Bool { !deletes.isEmpty }
+
+    /// A write, or a reference set elsewhere, that no delete saw: the delete was made without knowing of it.
     var deleteIsContested: Bool {
         writes.values.contains { write in deletes.allSatisfy { !$0.saw(write) } }
+            || referrers.values.contains { referrer in deletes.allSatisfy { !$0.saw(referrer.stamp) } }
+    }
+
+    /// Merges a change to another record, `record` of `entity`, that set a reference to this record
+    /// through a field with `onDelete: conflict`: every peer applies it with the change itself.
+    ///
+    /// Only each device's last such change is kept (a delete that saw it saw the device's earlier
+    /// ones); one applied before changes nothing.
+    public mutating func applyReference(_ change: Change) {
+        applyReference(change.stamp, entity: change.entity, record: change.recordID)
+    }
+
+    /// ``applyReference(_:)`` for a change the server numbers `serverSequence` as it merges it.
+    package mutating func applyReference(_ change: Change, serverSequence: Int64) {
+        var stamp = change.stamp
+        stamp.serverSequence = serverSequence
+        applyReference(stamp, entity: change.entity, record: change.recordID)
+    }
+
+    private mutating func applyReference(_ stamp: ChangeStamp, entity: String, record: String) {
+        if let last = referrers[stamp.device], last.stamp.sequence >= stamp.sequence { return }
+        referrers[stamp.device] = Referrer(stamp: stamp, entity: entity, record: record)
     }
 
     /// Whether a change from this device with this sequence number has been applied.
@@ -302,6 +339,12 @@ public struct RecordState: Sendable, Hashable {
             for write in writes.values where deletes.allSatisfy({ !$0.saw(write) }) {
                 sides.append(Conflict.Side(stamp: write, value: .null, deletes: false))
             }
+            for referrer in referrers.values where deletes.allSatisfy({ !$0.saw(referrer.stamp) }) {
+                sides.append(
+                    Conflict.Side(
+                        stamp: referrer.stamp, value: .null, deletes: false,
+                        referrer: Conflict.Referrer(entity: referrer.entity, record: referrer.record)))
+            }
             sides.sort { $0.stamp.precedes($1.stamp) }
             result.append(Conflict(entity: entity.name, recordID: recordID, field: nil, sides: sides))
         }
@@ -329,6 +372,7 @@ public struct RecordState: Sendable, Hashable {
         if var stamp = applied[device] { fill(&stamp); applied[device] = stamp }
         if var stamp = writes[device] { fill(&stamp); writes[device] = stamp }
         for i in deletes.indices { fill(&deletes[i]) }
+        if var referrer = referrers[device] { fill(&referrer.stamp); referrers[device] = referrer }
     }
 
     /// The server sequence numbers of this device's changes the state refers to, not yet known.
@@ -342,6 +386,7 @@ public struct RecordState: Sendable, Hashable {
         applied[device].map(visit)
         writes[device].map(visit)
         deletes.forEach(visit)
+        referrers[device].map { visit($0.stamp) }
         return result.sorted()
     }
 }
@@ -358,6 +403,27 @@ public struct Conflict: Sendable, Hashable, Identifiable {
         public var value: Value
         /// True for the delete of a delete-against-update conflict.
         public var deletes: Bool
+        /// For a side of a delete conflict made to another record: the record whose reference
+        /// to this one, set without knowing of the delete, contests it.
+        public var referrer: Referrer?
+
+        public init(stamp: ChangeStamp, value: Value, deletes: Bool, referrer: Referrer? = nil) {
+            self.stamp = stamp
+            self.value = value
+            self.deletes = deletes
+            self.referrer = referrer
+        }
+    }
+
+    /// A record that refers to the conflict's record.
+    public struct Referrer: Sendable, Hashable {
+        public var entity: String
+        public var record: String
+
+        public init(entity: String, record: String) {
+            self.entity = entity
+            self.record = record
+        }
     }
 
     public var entity: String
@@ -372,15 +438,20 @@ public struct Conflict: Sendable, Hashable, Identifiable {
 }
 
 extension Conflict {
-    /// The sides as stored and sent: `[{"device","sequence","hlc","value","delete"}]`.
+    /// The sides as stored and sent: `[{"device","sequence","hlc","value","delete"}]`, and for a
+    /// side that is a reference from another record, `"referrer": {"entity","record"}`.
     public var sidesJSON: JSON {
         .array(
             sides.map { side in
-                .object([
+                var pairs: [(key: String, value: JSON)] = [
                     ("device", .string(side.stamp.device)), ("sequence", .int(side.stamp.sequence)),
                     ("hlc", .int(Int64(bitPattern: side.stamp.timestamp.rawValue))), ("value", side.value.json),
                     ("delete", .bool(side.deletes)),
-                ])
+                ]
+                if let referrer = side.referrer {
+                    pairs.append(("referrer", .object([("entity", .string(referrer.entity)), ("record", .string(referrer.record))])))
+                }
+                return .object(pairs)
             })
     }
 }

@@ -28,7 +28,9 @@ extension Field {
         pairs.append(("type", .string(type.name)))
         switch type {
         case .enumeration(let values): pairs.append(("values", .array(values.map(JSON.string))))
-        case .reference(let entity): pairs.append(("entity", .string(entity)))
+        case .reference(let entity):
+            pairs.append(("entity", .string(entity)))
+            if onDelete != .conflict { pairs.append(("onDelete", .string(onDelete.rawValue))) }
         default: break
         }
         if required { pairs.append(("required", .bool(true))) }

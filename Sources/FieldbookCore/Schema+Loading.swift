@@ -224,7 +224,7 @@ struct SchemaLoader {
 
     static let fieldKeys: Set<String> = [
         "name", "label", "description", "type", "required", "maxLength", "default", "policy", "values", "entity",
-        "order", "observedBy", "epoch",
+        "order", "observedBy", "epoch", "onDelete",
     ]
 
     // swiftlint:disable:next function_body_length cyclomatic_complexity
@@ -283,6 +283,16 @@ struct SchemaLoader {
         }
         if f["values"] != nil, typeName != "enum" { issue(path, "'values' is only for type 'enum'") }
         if f["entity"] != nil, typeName != "reference" { issue(path, "'entity' is only for type 'reference'") }
+        var onDelete = ReferencePolicy.conflict
+        if let text = string(f["onDelete"], at: path, key: "onDelete") {
+            if typeName != "reference" {
+                issue(path, "'onDelete' is only for type 'reference'")
+            } else if let policy = ReferencePolicy(rawValue: text) {
+                onDelete = policy
+            } else {
+                issue(path, "onDelete '\(text)' is not one of: conflict, cascade")
+            }
+        }
 
         let required = bool(f["required"], at: path, key: "required") ?? false
 
@@ -375,6 +385,6 @@ struct SchemaLoader {
         guard let type, let policy else { return nil }
         return Field(
             name: name, label: label, type: type, required: required, maxLength: maxLength, defaultValue: defaultValue,
-            policy: policy)
+            policy: policy, onDelete: onDelete)
     }
 }

@@ -144,6 +144,18 @@ public enum DeletePolicy: String, Sendable, Hashable {
     case deleteWins = "delete-wins"
 }
 
+/// What a reference field does when the record it names is deleted concurrently (the field's
+/// `onDelete` in the schema file). A reference set knowing of the delete is refused on every peer.
+public enum ReferencePolicy: String, Sendable, Hashable {
+    /// A change that set the reference without knowing of the delete contests it: the record stays,
+    /// and the delete is a conflict a person settles, as against an update (the default).
+    case conflict
+    /// The referring record follows the record it names: while that one does not exist, neither
+    /// does this one (its changes are kept, and it comes back if the record does). For records that
+    /// only make sense with their parent, such as append-only progress notes.
+    case cascade
+}
+
 /// One field of an entity. Immutable.
 public final class Field: Sendable, Hashable {
     /// The field's name; also its column name.
@@ -160,10 +172,12 @@ public final class Field: Sendable, Hashable {
     public let defaultValue: Value?
     /// How concurrent changes to this field merge.
     public let policy: MergePolicy
+    /// For a reference field: what a concurrent delete of the record it names does.
+    public let onDelete: ReferencePolicy
 
     init(
         name: String, label: String?, type: FieldType, required: Bool, maxLength: Int?, defaultValue: Value?,
-        policy: MergePolicy
+        policy: MergePolicy, onDelete: ReferencePolicy = .conflict
     ) {
         self.name = name
         self.label = label
@@ -172,12 +186,19 @@ public final class Field: Sendable, Hashable {
         self.maxLength = maxLength
         self.defaultValue = defaultValue
         self.policy = policy
+        self.onDelete = onDelete
+    }
+
+    /// The entity this field refers to, if it is a reference field.
+    public var target: String? {
+        if case .reference(let entity) = type { entity } else { nil }
     }
 
     public static func == (lhs: Field, rhs: Field) -> Bool {
         lhs === rhs
             || (lhs.name == rhs.name && lhs.label == rhs.label && lhs.type == rhs.type && lhs.required == rhs.required
-                && lhs.maxLength == rhs.maxLength && lhs.defaultValue == rhs.defaultValue && lhs.policy == rhs.policy)
+                && lhs.maxLength == rhs.maxLength && lhs.defaultValue == rhs.defaultValue && lhs.policy == rhs.policy
+                && lhs.onDelete == rhs.onDelete)
     }
 
     public func hash(into hasher: inout Hasher) {

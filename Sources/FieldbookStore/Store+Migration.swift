@@ -8,7 +8,7 @@ import GRDB
 // only additions that keep every record intact are applied.
 
 extension Store {
-    static let storeFormat = 3
+    static let storeFormat = 4
 
     static func migrate(_ db: Database, to schema: Schema) throws {
         let fresh = try !db.tableExists("_fieldbook_meta")
@@ -20,6 +20,7 @@ extension Store {
             try createStoreTables(db)
             try createSyncTables(db)
             try chainReceivedChanges(db)
+            try createReferenceTables(db)
             try createTables(db, for: schema.entities)
             try recordSchema(db, schema)
             return
@@ -34,6 +35,11 @@ extension Store {
             try chainReceivedChanges(db)
             try db.execute(sql: "UPDATE _fieldbook_meta SET value = 3 WHERE key = 'store_format'")
             format = 3
+        }
+        if format == 3 {
+            try createReferenceTables(db)
+            try db.execute(sql: "UPDATE _fieldbook_meta SET value = 4 WHERE key = 'store_format'")
+            format = 4
         }
         guard format == storeFormat else {
             throw StoreError(.incompatibleStore, "the store has format \(format); this version reads format \(storeFormat)")

@@ -109,7 +109,7 @@ public final class Store: Sendable {
         self.schema = schema
         self.configuration = configuration
         self.tables = Dictionary(
-            uniqueKeysWithValues: schema.entities.enumerated().map { ($1.name, EntityTable($1, number: $0)) })
+            uniqueKeysWithValues: schema.entities.enumerated().map { ($1.name, EntityTable($1, number: $0, schema: schema)) })
 
         let opened: (device: String, clock: HybridTimestamp, base: Int64, correction: (Int64, UInt64))
         if configuration.readOnly {
@@ -264,6 +264,15 @@ final class EntityTable: Sendable {
     let jsonKey: [[UInt8]]
     /// For each field, the entity a reference field refers to.
     let referenceTarget: [String?]
+    /// For each field, the entity a reference field with `onDelete: conflict` refers to: such a
+    /// reference contests a concurrent delete of the record it names.
+    let contesting: [String?]
+    /// The reference fields with `onDelete: cascade`: the record follows the one each names.
+    let cascades: [(field: Int, target: String)]
+    /// Whether a field of some entity follows records of this one (`onDelete: cascade`).
+    let isFollowed: Bool
+    /// Whether a field of some entity refers to records of this one with `onDelete: conflict`.
+    let isContestable: Bool
 
     /// What an update of one field reads through the pre-update hook. A field has one
     /// policy, so it needs at most one of these.
@@ -274,9 +283,19 @@ final class EntityTable: Sendable {
         case annotation(PreUpdateCapture.Request)
     }
 
-    init(_ entity: Entity, number: Int) {
+    init(_ entity: Entity, number: Int, schema: Schema) {
         self.entity = entity
         self.number = number
+        contesting = entity.fields.map { $0.onDelete == .conflict ? $0.target : nil }
+        cascades = entity.fields.enumerated().compactMap { n, field in
+            field.onDelete == .cascade ? field.target.map { (n, $0) } : nil
+        }
+        isFollowed = schema.entities.contains { other in
+            other.fields.contains { $0.onDelete == .cascade && $0.target == entity.name }
+        }
+        isContestable = schema.entities.contains { other in
+            other.fields.contains { $0.onDelete == .conflict && $0.target == entity.name }
+        }
         let columns = entity.fields.map { quoted($0.name) }
         let annotation: [Int?] = entity.fields.map { field in
             switch field.policy {
@@ -391,6 +410,7 @@ final class StatementCache {
     var upsert: [Statement?]
     var selectState: Statement?
     var newerLocal: Statement?
+    var noteReference: Statement?
     var lastTable: EntityTable?
     var logQueue: [QueuedChange] = []
     var logFailure: (any Error)?

@@ -104,6 +104,7 @@ extension Store {
                 changes.append(change)
             }
             try log(entity, recordID, .insert) { FieldChange.encode(changes, to: &$0) }
+            for (index, _) in table.references { try noteReference(table, index, recordID, row[index]) }
             return recordID
         }
 
@@ -190,6 +191,7 @@ extension Store {
                         annotation: table.annotation[u.index].flatMap(after)))
             }
             try log(entity, recordID, .update) { FieldChange.encode(changes, to: &$0) }
+            for u in updates { try noteReference(table, u.index, recordID, u.value) }
         }
 
         /// The common update, of one field: the same checks, hook reads and changelog entry
@@ -228,6 +230,7 @@ extension Store {
                 change.writeJSON(to: &out)
                 out.append(UInt8(ascii: "}"))
             }
+            if table.contesting[index] != nil { try noteReference(table, index, recordID, value) }
         }
 
         /// Adds `amount` to a `counter` field.
@@ -246,9 +249,11 @@ extension Store {
             try log(entity, recordID, .update) { FieldChange.encode(changes, to: &$0) }
         }
 
-        /// Deletes a record. The changelog keeps its history.
+        /// Deletes a record. The changelog keeps its history. Records that follow it (a reference
+        /// field with `onDelete: cascade`, such as progress notes on a finding) go with it.
         /// - Throws: ``StoreError``: no such record, an append-only entity, or a record
-        ///   other records still reference (the error names which field references it).
+        ///   other records still reference through a field with `onDelete: conflict` (the error
+        ///   names which field references it).
         public func delete(_ entity: String, id: String) throws {
             let table = try store.entityTable(entity)
             let recordID = try canonicalID(id, entity: entity)
@@ -257,7 +262,7 @@ extension Store {
             }
             guard try exists(table, recordID) else { throw notFound(entity) }
             for other in store.schema.entities {
-                for field in other.fields where field.type == .reference(entity) {
+                for field in other.fields where field.type == .reference(entity) && field.onDelete == .conflict {
                     let referenced = try Bool.fetchOne(
                         db, sql: "SELECT EXISTS (SELECT 1 FROM \(quoted(other.name)) WHERE \(quoted(field.name)) = ?)",
                         arguments: [recordID]) ?? false
@@ -270,6 +275,7 @@ extension Store {
             }
             try db.execute(sql: "DELETE FROM \(quoted(entity)) WHERE id = ?", arguments: [recordID])
             try log(entity, recordID, .delete) { FieldChange.encode([], to: &$0) }
+            if table.isFollowed { try hideFollowers(table, recordID) }
         }
 
         /// The record with this id, or nil.

@@ -74,7 +74,7 @@ struct SchemaTests {
         (#"{"name": "x", "type": "date", "default": "2021-13-01", "policy": "lww"}"#,
          "finding.x: 'default' is not a valid date: must be a date written YYYY-MM-DD, e.g. 2021-11-16"),
         (#"{"name": "x", "type": "text", "policy": "lww", "colour": "red"}"#,
-         "finding.x: unknown key 'colour' (allowed: default, description, entity, epoch, label, maxLength, name, observedBy, order, policy, required, type, values)"),
+         "finding.x: unknown key 'colour' (allowed: default, description, entity, epoch, label, maxLength, name, observedBy, onDelete, order, policy, required, type, values)"),
         (#"{"name": "id", "type": "text", "policy": "lww"}"#, "finding.id: 'id' is reserved for the record id"),
         (#"{"name": "Title", "type": "text", "policy": "lww"}"#,
          "finding.Title: field name must be a lower-case identifier (a-z, 0-9, _), at most 63 long"),

@@ -119,6 +119,7 @@ struct StoreRecordTests {
         let store = try makeStore(dir)
         let finding = try store.insert("finding", ["title": "问题", "deadline": "2021-12-31"])
         let note = try store.insert("progress_note", ["finding": .text(finding), "text": "已约谈"])
+        _ = try store.insert("measure", ["finding": .text(finding), "description": "约谈负责人"])
         let before = try snapshot(store)
         expectStoreError(.notAllowed) { try store.update("finding", id: finding, ["deadline": "2022-01-31", "status": "done"]) }
         expectStoreError(.unknownField) { try store.update("finding", id: finding, ["deadline": "2022-01-31", "owner": "x"]) }
@@ -127,7 +128,7 @@ struct StoreRecordTests {
         expectStoreError(.immutable) { try store.update("progress_note", id: note, ["text": "改"]) }
         expectStoreError(.immutable) { try store.delete("progress_note", id: note) }
         let error = expectStoreError(.referenced) { try store.delete("finding", id: finding) }
-        #expect(error?.description.contains("progress_note.finding") == true)
+        #expect(error?.description.contains("measure.finding") == true)
         expectStoreError(.notFound) { try store.delete("finding", id: UUID().uuidString) }
         // A transaction that fails part-way writes nothing at all.
         expectStoreError(.notAllowed) {
@@ -138,6 +139,27 @@ struct StoreRecordTests {
             }
         }
         #expect(try snapshot(store) == before)
+    }
+
+    @Test("deleting a record takes the records that follow it (onDelete: cascade) along; a conflict reference blocks it")
+    func cascade() throws {
+        let store = try makeStore(dir)
+        let finding = try store.insert("finding", ["title": "问题"])
+        let notes = try (0..<3).map { try store.insert("progress_note", ["finding": .text(finding), "text": .text("进展\($0)")]) }
+        let other = try store.insert("finding", ["title": "另一问题"])
+        let kept = try store.insert("progress_note", ["finding": .text(other), "text": "进展"])
+        let measure = try store.insert("measure", ["finding": .text(other), "description": "措施"])
+        try store.delete("finding", id: finding)
+        for note in notes { #expect(try store.record("progress_note", id: note) == nil) }
+        #expect(try store.fetch(Query("progress_note")).map(\.id) == [kept])
+        // A measure refers to the other finding: its delete is refused, and nothing changes.
+        expectStoreError(.referenced) { try store.delete("finding", id: other) }
+        #expect(try store.record("progress_note", id: kept) != nil)
+        try store.delete("measure", id: measure)
+        try store.delete("finding", id: other)
+        #expect(try store.fetch(Query("progress_note")).isEmpty)
+        // Nothing was logged for the notes: they follow the finding; their history stays.
+        #expect(try !store.history(of: notes[0]).isEmpty)
     }
 }
 

@@ -149,7 +149,7 @@ struct ReceivedHistoryTests {
             #expect(layout.received.contains("prev") && !layout.received.contains("record_key"))
             #expect(layout.state.contains("received"))
             #expect(layout.indexes.isEmpty)
-            #expect(layout.format == 3)
+            #expect(layout.format == 4)
 
             // More changes pulled after the upgrade extend the chains it made.
             _ = try Edits(a, rounds: 4..<7, site: edits.site, findings: edits.findings)
@@ -175,7 +175,7 @@ struct ReceivedHistoryTests {
     }
 
     /// Turns a store back into format 2: `_received` indexed by record key (the record id's
-    /// first 16 hex digits as an integer), no chain.
+    /// first 16 hex digits as an integer), no chain, no tables of references.
     static func makeFormat2(_ path: String) throws {
         let queue = try DatabaseQueue(path: path)
         try queue.writeWithoutTransaction { db in
@@ -190,6 +190,8 @@ struct ReceivedHistoryTests {
                     CREATE INDEX _received_record ON _received (record_key);
                     ALTER TABLE _received DROP COLUMN prev;
                     ALTER TABLE _record_state DROP COLUMN received;
+                    DROP TABLE _local_refs;
+                    DROP TABLE _hidden;
                     UPDATE _fieldbook_meta SET value = 2 WHERE key = 'store_format';
                     """)
         }

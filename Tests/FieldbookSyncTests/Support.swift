@@ -163,3 +163,18 @@ func snapshot(_ storage: any SyncStorage) async throws -> [String: [String: [Str
     }
     return result
 }
+
+/// The references in `records` (a ``snapshot(_:)``) that name a record it does not hold, as
+/// `entity id.field`: a silent dangling reference, which the merge must never leave.
+func danglingReferences(_ records: [String: [String: [String: Value]]]) -> [String] {
+    var result: [String] = []
+    for entity in schema.entities {
+        for (id, values) in records[entity.name] ?? [:] {
+            for field in entity.fields {
+                guard let target = field.target, case .text(let named)? = values[field.name] else { continue }
+                if records[target]?[named] == nil { result.append("\(entity.name) \(id).\(field.name)") }
+            }
+        }
+    }
+    return result.sorted()
+}

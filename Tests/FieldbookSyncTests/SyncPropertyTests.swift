@@ -165,7 +165,7 @@ struct SyncPropertyTests {
             let sites = try device.fetch(Query("site"))
             let findings = try device.fetch(Query("finding"))
             do {
-                switch Int.random(in: 0..<12, using: &rng) {
+                switch Int.random(in: 0..<14, using: &rng) {
                 case 0:
                     try device.insert("site", ["name": .text("敬老院\(Int.random(in: 1...9, using: &rng))号"), "kind": "elderly_home"])
                 case 1:
@@ -200,6 +200,12 @@ struct SyncPropertyTests {
                         "progress_note", ["finding": .text(findings.randomElement(using: &rng)!.id), "text": "进展"])
                 case 8 where !findings.isEmpty:
                     try device.delete("finding", id: findings.randomElement(using: &rng)!.id)
+                case 11 where !findings.isEmpty:
+                    try device.insert(
+                        "measure", ["finding": .text(findings.randomElement(using: &rng)!.id), "description": "整改措施"])
+                case 12 where !sites.isEmpty:
+                    // Refused while a finding here refers to it; concurrently elsewhere, a conflict.
+                    try device.delete("site", id: sites.randomElement(using: &rng)!.id)
                 case 10 where Int.random(in: 0..<3, using: &rng) == 0:
                     // Someone sets the device's clock: right, or days or years ahead.
                     clocks[n].set(offset: [0, 0, 3 * day, 10 * 365 * day].randomElement(using: &rng)!)
@@ -220,6 +226,7 @@ struct SyncPropertyTests {
         }
 
         let server = try await snapshot(storage)
+        #expect(danglingReferences(server).isEmpty, "seed \(seed): dangling \(danglingReferences(server))")
         let serverConflicts = try await storage.conflicts().map(\.id).sorted()
         var written = 0
         for (n, device) in devices.enumerated() {
@@ -267,6 +274,7 @@ struct SyncPropertyTests {
             for n in devices.indices { _ = try await devices[n].sync(reliable[n], options: options) }
         }
         let settled = try await snapshot(storage)
+        #expect(danglingReferences(settled).isEmpty, "seed \(seed): dangling after settling \(danglingReferences(settled))")
         #expect(try await storage.conflicts().isEmpty, "seed \(seed): a conflict no resolution settles")
         for (n, device) in devices.enumerated() {
             #expect(try device.conflicts().isEmpty, "seed \(seed): device \(n) has open conflicts")

@@ -311,7 +311,7 @@ public final class SQLiteSyncStorage: SyncStorage {
 
     // MARK: - Reading
 
-    public func conflicts() async throws -> [Conflict] {
+    public func storedConflicts() async throws -> [Conflict] {
         let schema = self.schema
         return try await pool.read { db in
             let rows = try Row.fetchAll(
@@ -326,7 +326,7 @@ public final class SQLiteSyncStorage: SyncStorage {
         }
     }
 
-    public func records(_ entityName: String) async throws -> [(id: String, values: [String: Value])] {
+    public func storedRecords(_ entityName: String) async throws -> [(id: String, values: [String: Value])] {
         guard let entity = schema.entity(entityName) else { return [] }
         return try await pool.read { db in
             try Row.fetchAll(db, sql: "SELECT id, state FROM records WHERE entity = ? AND live = 1 ORDER BY id", arguments: [entityName])

@@ -425,7 +425,7 @@ public final class PostgresSyncStorage: SyncStorage {
 
     // MARK: - Reading
 
-    public func conflicts() async throws -> [Conflict] {
+    public func storedConflicts() async throws -> [Conflict] {
         try await client.withConnection { c in
             var keys: [PushPlan.RecordKey] = []
             for try await (entity, record) in try await c.query(
@@ -445,7 +445,7 @@ public final class PostgresSyncStorage: SyncStorage {
         }
     }
 
-    public func records(_ entityName: String) async throws -> [(id: String, values: [String: Value])] {
+    public func storedRecords(_ entityName: String) async throws -> [(id: String, values: [String: Value])] {
         guard let entity = schema.entity(entityName) else { return [] }
         var result: [(id: String, values: [String: Value])] = []
         for try await (id, state) in try await client.query(

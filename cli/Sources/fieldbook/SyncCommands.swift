@@ -315,7 +315,8 @@ func shortDevice(_ id: String) -> String {
 }
 
 func sideText(_ side: Conflict.Side) -> String {
-    side.deletes ? "(deleted)" : side.value.description
+    if let referrer = side.referrer { return "(kept by \(referrer.entity) \(shortDevice(referrer.record)), which refers to it)" }
+    return side.deletes ? "(deleted)" : side.value.description
 }
 
 func findConflict(_ id: String, _ device: Device) throws -> Conflict {
@@ -341,6 +342,10 @@ func conflictJSON(_ conflict: Conflict, _ device: Device) throws -> JSON {
                         ("device", .string(side.stamp.device)), ("author", authors.name(side).map(JSON.string) ?? .null),
                         ("mine", .bool(side.stamp.device == device.store.deviceID)),
                         ("value", side.value.json), ("delete", .bool(side.deletes)),
+                        (
+                            "referrer",
+                            side.referrer.map { .object([("entity", .string($0.entity)), ("record", .string($0.record))]) } ?? .null
+                        ),
                         ("when", .string(CalendarText.timestamp(millisecondsSince1970: Int64(side.stamp.timestamp.millis)))),
                     ])
                 })
