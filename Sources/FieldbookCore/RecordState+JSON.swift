@@ -7,8 +7,7 @@
 //    "values":{field:value,…},       counters only: the other fields' values follow from "reg" and "mem"
 //    "reg":{field:[[i,value,at,epoch],…],…},
 //    "mem":{field:{member:[[i,present],…],…},…},
-//    "applied":[i,…], "writes":[i,…], "deletes":[i,…],
-//    "refs":[[i,entity,record],…]}      only when a record refers to this one (onDelete: conflict)
+//    "applied":[i,…], "writes":[i,…], "deletes":[i,…]}
 //
 // where a stamp is [device, sequence, hlc, base, serverSequence or null] and the
 // stamps are sorted by device, sequence, hlc, base and server sequence (null first).
@@ -159,19 +158,6 @@ extension RecordState {
         indices(writes.values, sorted: true)
         out.append(contentsOf: #","deletes":"#.utf8)
         indices(deletes, sorted: false)
-        if !referrers.isEmpty {
-            out.append(contentsOf: #","refs":["#.utf8)
-            for (n, referrer) in referrers.values.sorted(by: { $0.stamp.device < $1.stamp.device }).enumerated() {
-                out.append(contentsOf: n > 0 ? ",[".utf8 : "[".utf8)
-                writeIndex(referrer.stamp)
-                out.append(UInt8(ascii: ","))
-                JSON.writeString(referrer.entity, to: &out)
-                out.append(UInt8(ascii: ","))
-                JSON.writeString(referrer.record, to: &out)
-                out.append(UInt8(ascii: "]"))
-            }
-            out.append(UInt8(ascii: "]"))
-        }
         out.append(UInt8(ascii: "}"))
     }
 
@@ -195,7 +181,6 @@ extension RecordState {
         for stamp in applied.values { add(stamp) }
         for stamp in writes.values { add(stamp) }
         for stamp in deletes { add(stamp) }
-        for referrer in referrers.values { add(referrer.stamp) }
         table.sort { a, b in
             if a.device != b.device { return a.device < b.device }
             if a.sequence != b.sequence { return a.sequence < b.sequence }
@@ -312,14 +297,5 @@ extension RecordState {
         for stamp in try stampList("applied") { applied[stamp.device] = stamp }
         for stamp in try stampList("writes") { writes[stamp.device] = stamp }
         deletes = try stampList("deletes")
-        if let index = tape.member(0, "refs") {
-            guard tape.kind(index) == .array else { throw fail("refs") }
-            for item in tape.elements(index) {
-                guard tape.kind(item) == .array, tape[item].length == 3, let stamp = readStamp(item + 1),
-                    let entity = tape.string(tape.next(item + 1)), let record = tape.string(tape.next(tape.next(item + 1)))
-                else { throw fail("refs") }
-                referrers[stamp.device] = Referrer(stamp: stamp, entity: entity, record: record)
-            }
-        }
     }
 }

@@ -36,6 +36,5 @@ extension RecordState {
         var moved = false
         for i in deletes.indices { moved = fill(&deletes[i]) || moved }
         if moved { deletes.sort { $0.precedes($1) } }
-        if var referrer = referrers[device], fill(&referrer.stamp) { referrers[device] = referrer }
     }
 }

@@ -22,10 +22,10 @@
 /// - `union`: members added and removed merge member by member; a concurrent add and remove of one member keeps it.
 ///
 /// A delete keeps the record's values (a tombstone). A delete that did not see
-/// an insert or update of the record, or a change to another record that set a reference to it
-/// through a field with ``ReferencePolicy/conflict`` (see ``applyReference(_:)``), is contested:
-/// with the entity's ``DeletePolicy/conflict`` the record stays and the delete is a conflict until
-/// a later change (an update that saw it, or another delete) settles it.
+/// an insert or update of the record is contested: with the entity's
+/// ``DeletePolicy/conflict`` the record stays and the delete is a conflict until a later
+/// change (an update that saw it, or another delete) settles it. (A deleted record that other
+/// records still refer to is held: see ``heldConflict(entity:recordID:holders:)``.)
 public struct RecordState: Sendable, Hashable {
     /// The entity's fields by position, as the state was laid out for them; empty before the first write.
     var layout: FieldLayout = .empty
@@ -39,9 +39,6 @@ public struct RecordState: Sendable, Hashable {
     var writes: [String: ChangeStamp] = [:]
     /// Deletes no later write has replaced.
     var deletes: [ChangeStamp] = []
-    /// For each device, its last change to another record that set a reference to this one through
-    /// a field with `onDelete: conflict` (``ReferencePolicy``): like a write, it contests a delete it did not see.
-    var referrers: [String: Referrer] = [:]
 
     public init() {}
 
@@ -59,14 +56,6 @@ public struct RecordState: Sendable, Hashable {
         var value: Value
         var observedAt: String?
         var epoch: Int64?
-    }
-
-    /// A change to another record that set a reference to this one.
-    struct Referrer: Sendable, Hashable {
-        var stamp: ChangeStamp
-        /// The referring record's entity and id.
-        var entity: String
-        var record: String
     }
 
     struct MemberOperation: Sendable {
@@ -123,34 +112,34 @@ public struct RecordState: Sendable, Hashable {
         return onDelete == .conflict && deleteIsContested
     }
 
-    /// Whether a delete of the record has been merged and no later write replaced it.
-    package var hasDeletes: Bool { !deletes.isEmpty }
-
-    /// A write, or a reference set elsewhere, that no delete saw: the delete was made without knowing of it.
+    /// A write that no delete saw: the delete was made without knowing of it.
     var deleteIsContested: Bool {
         writes.values.contains { write in deletes.allSatisfy { !$0.saw(write) } }
-            || referrers.values.contains { referrer in deletes.allSatisfy { !$0.saw(referrer.stamp) } }
     }
 
-    /// Merges a change to another record, `record` of `entity`, that set a reference to this record
-    /// through a field with `onDelete: conflict`: every peer applies it with the change itself.
-    ///
-    /// Only each device's last such change is kept (a delete that saw it saw the device's earlier
-    /// ones); one applied before changes nothing.
-    public mutating func applyReference(_ change: Change) {
-        applyReference(change.stamp, entity: change.entity, record: change.recordID)
+    /// Whether the record was inserted and its delete stands: it exists only if something holds it
+    /// (a reference through a field with `onDelete: conflict`, see ``heldConflict(entity:recordID:holders:)``).
+    public func isDeletedRecord(onDelete: DeletePolicy) -> Bool {
+        !writes.isEmpty && !exists(onDelete: onDelete)
     }
 
-    /// ``applyReference(_:)`` for a change the server numbers `serverSequence` as it merges it.
-    package mutating func applyReference(_ change: Change, serverSequence: Int64) {
-        var stamp = change.stamp
-        stamp.serverSequence = serverSequence
-        applyReference(stamp, entity: change.entity, record: change.recordID)
+    /// The stamp of the write whose value of the field at `position` shows, if any.
+    public func shownStamp(at position: Int, of entity: Entity) -> ChangeStamp? {
+        guard let candidates = slot(position, of: entity)?.candidates, !candidates.isEmpty else { return nil }
+        let field = entity.fields[position]
+        return Self.winner(candidates, policy: field.policy, type: field.type).stamp
     }
 
-    private mutating func applyReference(_ stamp: ChangeStamp, entity: String, record: String) {
-        if let last = referrers[stamp.device], last.stamp.sequence >= stamp.sequence { return }
-        referrers[stamp.device] = Referrer(stamp: stamp, entity: entity, record: record)
+    /// The conflict of a deleted record that other records still refer to through fields with
+    /// `onDelete: conflict`, made without knowing of the delete: its sides are the deletes and, for
+    /// each holder, the write that set the reference that shows. Every peer holding the same
+    /// records finds the same one. Settled by keeping the record (an update that saw the deletes),
+    /// or by changing or deleting what refers to it.
+    public func heldConflict(entity: Entity, recordID: String, holders: [(Conflict.Referrer, ChangeStamp)]) -> Conflict {
+        var sides = deletes.map { Conflict.Side(stamp: $0, value: .null, deletes: true) }
+        for (referrer, stamp) in holders { sides.append(Conflict.Side(stamp: stamp, value: .null, deletes: false, referrer: referrer)) }
+        sides.sort { $0.stamp.precedes($1.stamp) || ($0.stamp == $1.stamp && ($0.referrer?.record ?? "") < ($1.referrer?.record ?? "")) }
+        return Conflict(entity: entity.name, recordID: recordID, field: nil, sides: sides)
     }
 
     /// Whether a change from this device with this sequence number has been applied.
@@ -339,12 +328,7 @@ public struct RecordState: Sendable, Hashable {
             for write in writes.values where deletes.allSatisfy({ !$0.saw(write) }) {
                 sides.append(Conflict.Side(stamp: write, value: .null, deletes: false))
             }
-            for referrer in referrers.values where deletes.allSatisfy({ !$0.saw(referrer.stamp) }) {
-                sides.append(
-                    Conflict.Side(
-                        stamp: referrer.stamp, value: .null, deletes: false,
-                        referrer: Conflict.Referrer(entity: referrer.entity, record: referrer.record)))
-            }
+
             sides.sort { $0.stamp.precedes($1.stamp) }
             result.append(Conflict(entity: entity.name, recordID: recordID, field: nil, sides: sides))
         }
@@ -372,7 +356,6 @@ public struct RecordState: Sendable, Hashable {
         if var stamp = applied[device] { fill(&stamp); applied[device] = stamp }
         if var stamp = writes[device] { fill(&stamp); writes[device] = stamp }
         for i in deletes.indices { fill(&deletes[i]) }
-        if var referrer = referrers[device] { fill(&referrer.stamp); referrers[device] = referrer }
     }
 
     /// The server sequence numbers of this device's changes the state refers to, not yet known.
@@ -386,7 +369,6 @@ public struct RecordState: Sendable, Hashable {
         applied[device].map(visit)
         writes[device].map(visit)
         deletes.forEach(visit)
-        referrers[device].map { visit($0.stamp) }
         return result.sorted()
     }
 }
@@ -403,8 +385,7 @@ public struct Conflict: Sendable, Hashable, Identifiable {
         public var value: Value
         /// True for the delete of a delete-against-update conflict.
         public var deletes: Bool
-        /// For a side of a delete conflict made to another record: the record whose reference
-        /// to this one, set without knowing of the delete, contests it.
+        /// For a side of a held record's conflict: the record whose reference to this one holds it.
         public var referrer: Referrer?
 
         public init(stamp: ChangeStamp, value: Value, deletes: Bool, referrer: Referrer? = nil) {

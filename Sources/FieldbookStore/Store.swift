@@ -264,15 +264,15 @@ final class EntityTable: Sendable {
     let jsonKey: [[UInt8]]
     /// For each field, the entity a reference field refers to.
     let referenceTarget: [String?]
-    /// For each field, the entity a reference field with `onDelete: conflict` refers to: such a
-    /// reference contests a concurrent delete of the record it names.
-    let contesting: [String?]
     /// The reference fields with `onDelete: cascade`: the record follows the one each names.
     let cascades: [(field: Int, target: String)]
     /// Whether a field of some entity follows records of this one (`onDelete: cascade`).
     let isFollowed: Bool
-    /// Whether a field of some entity refers to records of this one with `onDelete: conflict`.
-    let isContestable: Bool
+    /// Whether a field of some entity refers to records of this one with `onDelete: conflict`: a
+    /// deleted record of this entity keeps its row while one refers to it.
+    let isHoldable: Bool
+    /// The reference fields with `onDelete: conflict`: a deleted record each names is held.
+    let holding: [(field: Int, target: String)]
 
     /// What an update of one field reads through the pre-update hook. A field has one
     /// policy, so it needs at most one of these.
@@ -286,15 +286,17 @@ final class EntityTable: Sendable {
     init(_ entity: Entity, number: Int, schema: Schema) {
         self.entity = entity
         self.number = number
-        contesting = entity.fields.map { $0.onDelete == .conflict ? $0.target : nil }
         cascades = entity.fields.enumerated().compactMap { n, field in
             field.onDelete == .cascade ? field.target.map { (n, $0) } : nil
         }
         isFollowed = schema.entities.contains { other in
             other.fields.contains { $0.onDelete == .cascade && $0.target == entity.name }
         }
-        isContestable = schema.entities.contains { other in
+        isHoldable = schema.entities.contains { other in
             other.fields.contains { $0.onDelete == .conflict && $0.target == entity.name }
+        }
+        holding = entity.fields.enumerated().compactMap { n, field in
+            field.onDelete == .conflict ? field.target.map { (n, $0) } : nil
         }
         let columns = entity.fields.map { quoted($0.name) }
         let annotation: [Int?] = entity.fields.map { field in
@@ -402,6 +404,10 @@ extension EntityTable {
 /// Prepared statements for one transaction, found by position instead of by SQL text.
 /// The statements themselves come from GRDB's per-connection cache, so each is prepared once.
 final class StatementCache {
+    /// Whether `_held` and `_hidden` may have rows (nil: not looked yet): most stores have none,
+    /// and then a merged row costs no statement on them.
+    var mayHaveHeld: Bool?
+    var mayHaveHidden: Bool?
     var changelog: Statement?
     var insert: [Statement?]
     var exists: [Statement?]
@@ -410,7 +416,6 @@ final class StatementCache {
     var upsert: [Statement?]
     var selectState: Statement?
     var newerLocal: Statement?
-    var noteReference: Statement?
     var lastTable: EntityTable?
     var logQueue: [QueuedChange] = []
     var logFailure: (any Error)?

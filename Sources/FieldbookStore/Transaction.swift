@@ -104,7 +104,6 @@ extension Store {
                 changes.append(change)
             }
             try log(entity, recordID, .insert) { FieldChange.encode(changes, to: &$0) }
-            for (index, _) in table.references { try noteReference(table, index, recordID, row[index]) }
             return recordID
         }
 
@@ -191,7 +190,8 @@ extension Store {
                         annotation: table.annotation[u.index].flatMap(after)))
             }
             try log(entity, recordID, .update) { FieldChange.encode(changes, to: &$0) }
-            for u in updates { try noteReference(table, u.index, recordID, u.value) }
+            // A reference changed: a deleted record held by the old one may be released.
+            if updates.contains(where: { u in table.holding.contains { $0.field == u.index } }) { try releaseHeld() }
         }
 
         /// The common update, of one field: the same checks, hook reads and changelog entry
@@ -230,7 +230,7 @@ extension Store {
                 change.writeJSON(to: &out)
                 out.append(UInt8(ascii: "}"))
             }
-            if table.contesting[index] != nil { try noteReference(table, index, recordID, value) }
+            if table.holding.contains(where: { $0.field == index }) { try releaseHeld() }
         }
 
         /// Adds `amount` to a `counter` field.
@@ -276,6 +276,7 @@ extension Store {
             try db.execute(sql: "DELETE FROM \(quoted(entity)) WHERE id = ?", arguments: [recordID])
             try log(entity, recordID, .delete) { FieldChange.encode([], to: &$0) }
             if table.isFollowed { try hideFollowers(table, recordID) }
+            if !table.holding.isEmpty { try releaseHeld() }
         }
 
         /// The record with this id, or nil.

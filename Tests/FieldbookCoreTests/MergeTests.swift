@@ -146,57 +146,28 @@ struct MergeTests {
         #expect(gone.conflicts(entity: t.finding, recordID: t.record).isEmpty)
     }
 
-    @Test("a reference set without knowing of a delete contests it, in either order; a delete that saw it, or a keep, settles it")
-    func referenceAgainstDelete() throws {
+    @Test("a deleted record held by references: its conflict lists the deletes and each holder's write, the same for any order of holders")
+    func heldConflict() throws {
         var s = Scenario()
-        let measure = "018f0000-0000-7000-8000-0000000000aa"
-        func reference(_ device: String, _ seq: Int64, t: UInt64, base: Int64) -> Change {
-            s.accept(
-                Change(
-                    sequence: seq, device: device, entity: "measure", recordID: measure, operation: .insert,
-                    timestamp: HybridTimestamp(millis: t, counter: 0), base: base,
-                    fields: [set("finding", .text(s.record)), set("description", "补齐台账")]))
-        }
         let insert = s.accept(s.change(deviceA, 1, t: 1, .insert, [set("title", "台账不全"), set("status", "not_started")]))
         let delete = s.accept(s.change(deviceA, 2, t: 10, base: 1, .delete))
-        let referred = reference(deviceB, 1, t: 20, base: 1)  // saw the insert, not the delete
-        var deleteFirst = s.state([insert, delete])
-        deleteFirst.applyReference(referred)
-        var referenceFirst = s.state([insert])
-        referenceFirst.applyReference(referred)
-        referenceFirst.apply(delete, entity: s.finding)
-        #expect(deleteFirst == referenceFirst)
-        #expect(deleteFirst.exists(onDelete: .conflict))
-        let conflicts = deleteFirst.conflicts(entity: s.finding, recordID: s.record)
-        #expect(conflicts.map(\.id) == ["\(s.record)/-"])
-        #expect(conflicts.first?.sides.map(\.referrer) == [nil, Conflict.Referrer(entity: "measure", record: measure)])
-        // Applying it again changes nothing; the stored form keeps it.
-        var again = deleteFirst
-        again.applyReference(referred)
-        #expect(again == deleteFirst)
-        #expect((try? RecordState(encoded: deleteFirst.encoded, entity: s.finding)) == deleteFirst)
-
-        // A delete that saw the reference deletes the record; an update that saw the delete keeps it.
-        var deleted = deleteFirst
-        deleted.apply(s.change(deviceC, 1, t: 30, base: 3, .delete), entity: s.finding)
-        #expect(!deleted.exists(onDelete: .conflict))
-        #expect(deleted.conflicts(entity: s.finding, recordID: s.record).isEmpty)
-        var kept = deleteFirst
-        kept.apply(s.change(deviceC, 1, t: 30, base: 3, []), entity: s.finding)
-        #expect(kept.exists(onDelete: .conflict))
-        #expect(kept.conflicts(entity: s.finding, recordID: s.record).isEmpty)
-
-        // A reference the delete saw does not contest it.
-        var t = Scenario()
-        let insert2 = t.accept(t.change(deviceA, 1, t: 1, .insert, [set("title", "台账不全"), set("status", "not_started")]))
-        var seen = t.state([insert2])
-        seen.applyReference(
-            t.accept(
-                Change(
-                    sequence: 1, device: deviceB, entity: "measure", recordID: measure, operation: .insert,
-                    timestamp: HybridTimestamp(millis: 5, counter: 0), base: 1, fields: [set("finding", .text(t.record))])))
-        seen.apply(t.accept(t.change(deviceA, 2, t: 10, base: 2, .delete)), entity: t.finding)
-        #expect(!seen.exists(onDelete: .conflict))
+        let state = s.state([insert, delete])
+        #expect(state.isDeletedRecord(onDelete: .conflict))
+        #expect(!s.state([insert]).isDeletedRecord(onDelete: .conflict))
+        #expect(!RecordState().isDeletedRecord(onDelete: .conflict))
+        // The write that shows in a register: the holder's side.
+        let measure = s.state([s.accept(s.change(deviceB, 1, t: 20, base: 1, .insert, [set("title", "x"), set("status", "not_started")]))])
+        let stamp = try #require(measure.shownStamp(at: s.finding.fieldIndex("title")!, of: s.finding))
+        #expect(stamp.device == deviceB && stamp.sequence == 1)
+        let holders = [
+            (Conflict.Referrer(entity: "measure", record: "018f0000-0000-7000-8000-0000000000aa"), stamp),
+            (Conflict.Referrer(entity: "measure", record: "018f0000-0000-7000-8000-0000000000bb"), stamp),
+        ]
+        let conflict = state.heldConflict(entity: s.finding, recordID: s.record, holders: holders)
+        #expect(conflict == state.heldConflict(entity: s.finding, recordID: s.record, holders: holders.reversed()))
+        #expect(conflict.id == "\(s.record)/-")
+        #expect(conflict.sides.map(\.deletes) == [true, false, false])
+        #expect(conflict.sides.compactMap(\.referrer?.record) == holders.map(\.0.record))
     }
 
     @Test("manual: concurrent equal values are no conflict")

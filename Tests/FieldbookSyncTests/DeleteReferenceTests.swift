@@ -54,11 +54,14 @@ struct DeleteReferenceTests {
             #expect(try !b.history(of: note).isEmpty)
 
             // The office, which wrote no side, cannot delete the finding while the measure refers to it
-            // (the error says what to do first); it deletes the measure, then the finding.
+            // (the error says what to do first); once it deletes the measure, nothing holds the
+            // finding, and its delete stands: the conflict is settled.
             let conflict = try #require(try office.conflicts().first)
-            #expect(throws: StoreError.self) { try office.resolve(conflict, with: .delete) }
+            let refused = #expect(throws: StoreError.self) { try office.resolve(conflict, with: .delete) }
+            #expect(refused?.code == .referenced)
             try office.delete("measure", id: measure)
-            try office.resolve(conflict, with: .delete)
+            #expect(try office.conflicts().isEmpty)
+            #expect(try office.record("finding", id: measured) == nil)
             try await syncAll()
             let settled = try await snapshot(storage)
             #expect(settled["finding"]?[measured] == nil && settled["measure"]?[measure] == nil)

@@ -190,7 +190,7 @@ struct ReceivedHistoryTests {
                     CREATE INDEX _received_record ON _received (record_key);
                     ALTER TABLE _received DROP COLUMN prev;
                     ALTER TABLE _record_state DROP COLUMN received;
-                    DROP TABLE _local_refs;
+                    DROP TABLE _held;
                     DROP TABLE _hidden;
                     UPDATE _fieldbook_meta SET value = 2 WHERE key = 'store_format';
                     """)

@@ -76,7 +76,8 @@ extension Store {
                 try db.execute(
                     sql: "UPDATE _record_state SET state = ? WHERE entity = ? AND record = ?",
                     arguments: [String(decoding: encoded, as: UTF8.self), table.entity.name, record])
-                try tx.writeRow(table, record, state)
+                // The row from the whole merge: the stored state and the local changes made since.
+                try tx.writeRow(table, record, try tx.mergeState(table, record).state)
             }
 
             try db.execute(

@@ -31,12 +31,16 @@ extension Store {
     ///
     /// - Throws: ``StoreError``: `not_found` when the conflict is no longer open;
     ///   `wrong_resolution` when the resolution does not fit it; and what the write itself
-    ///   throws (an invalid value; `referenced` when deleting a record others still refer to).
+    ///   throws (an invalid value; `referenced` when deleting a record others still refer to: a
+    ///   deleted record held by a reference is settled by keeping it, or by changing or deleting
+    ///   what refers to it, after which its delete stands).
     ///   Nothing is written.
     public func resolve(_ conflict: Conflict, with resolution: ConflictResolution) throws {
         try write { tx in
             let table = try entityTable(conflict.entity)
-            let open = try tx.mergeState(table, conflict.recordID).state.conflicts(entity: table.entity, recordID: conflict.recordID)
+            let open =
+                try tx.mergeState(table, conflict.recordID).state.conflicts(entity: table.entity, recordID: conflict.recordID)
+                + tx.heldConflicts().filter { $0.recordID == conflict.recordID }
             guard open.contains(where: { $0.id == conflict.id }) else {
                 throw StoreError(.notFound, entity: conflict.entity, "the conflict is no longer open")
             }

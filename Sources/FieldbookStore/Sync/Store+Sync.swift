@@ -414,7 +414,7 @@ extension Store {
                 let state = try tx.mergeState(table, record).state
                 result += state.conflicts(entity: table.entity, recordID: record)
             }
-            return result
+            return result + (try tx.heldConflicts())
         }
     }
 }
@@ -554,7 +554,6 @@ extension Store.Transaction {
             var state = RecordState()
             swap(&state, &states[group].state)  // the only reference: merged in place, not copied
             for position in fresh { state.apply(changes[position], entity: table.entity) }
-            if state.hasDeletes && table.isContestable { try foldLocalReference(table, ref.id, into: &state) }
             applied += fresh.count
             try writeRow(table, ref.id, state)
             encoded.removeAll(keepingCapacity: true)
@@ -570,57 +569,7 @@ extension Store.Transaction {
                 try noteConflicts(table, ref.id, conflicts, at: changes[lastPosition].serverSequence!)
             }
         }
-        try mergeReferences(received, new: new, openConflicts: &withOpenConflicts)
         return applied
-    }
-
-    /// Merges the references the page's new changes set through fields with `onDelete: conflict`
-    /// into the states of the records they name (``RecordState/applyReference(_:)``), as the
-    /// server did: each may contest a delete of that record, which then has its row again.
-    private func mergeReferences(_ received: ReceivedPage, new: [Bool], openConflicts: inout Set<RecordRef>?) throws {
-        let changes = received.page.changes
-        var touched: [RecordRef: [Int]] = [:]
-        var order: [RecordRef] = []
-        for position in changes.indices where new[position] {
-            let table = try entityTable(changes[position].entity)
-            for fieldChange in changes[position].fields {
-                guard case .set(.text(let id)) = fieldChange.kind, let index = table.entity.fieldIndex(fieldChange.field),
-                    let target = table.contesting[index]
-                else { continue }
-                let ref = RecordRef(entity: target, id: id)
-                if touched[ref] == nil { order.append(ref) }
-                touched[ref, default: []].append(position)
-            }
-        }
-        guard !order.isEmpty else { return }
-        let save = RawStatement(
-            try db.cachedStatement(
-                sql: """
-                    INSERT INTO _record_state (entity, record, state, folded, received) VALUES (?, ?, ?, ?, ?)
-                    ON CONFLICT (entity, record) DO UPDATE SET state = excluded.state, folded = excluded.folded
-                    """))
-        for ref in order {
-            let table = try entityTable(ref.entity)
-            var (state, folded, received) = try mergeState(table, ref.id)
-            for position in touched[ref]! { state.applyReference(changes[position]) }
-            if state.hasDeletes { try foldLocalReference(table, ref.id, into: &state) }
-            save.bind(1, ref.entity)
-            save.bind(2, ref.id)
-            save.bind(3, state.encoded[...])
-            save.bind(4, folded)
-            if let received { save.bind(5, received) } else { save.bindNull(5) }
-            try save.run(db)
-            try writeRow(table, ref.id, state)
-            if openConflicts == nil {
-                openConflicts = try Set(
-                    Row.fetchCursor(db.cachedStatement(sql: "SELECT DISTINCT entity, record FROM _conflicts WHERE resolved_at IS NULL"))
-                        .map { RecordRef(entity: $0[0], id: $0[1]) })
-            }
-            let conflicts = state.conflicts(entity: table.entity, recordID: ref.id)
-            if !conflicts.isEmpty || openConflicts!.contains(ref) {
-                try noteConflicts(table, ref.id, conflicts, at: changes[touched[ref]!.last!].serverSequence!)
-            }
-        }
     }
 
     struct RecordRef: Hashable, Sendable {
@@ -706,6 +655,7 @@ extension Store.Transaction {
         let recordID = try canonicalID(id, entity: entity)
         guard try exists(table, recordID) else { throw notFound(entity) }
         try log(entity, recordID, .update) { FieldChange.encode([], to: &$0) }
+        if table.isHoldable { try db.execute(sql: "DELETE FROM _held WHERE entity = ? AND record = ?", arguments: [entity, recordID]) }
     }
 }
 

@@ -15,7 +15,7 @@ package import FieldbookCore
 ///    ``checkReferences(known:)``, which rejects a reference to a record never seen.
 /// 3. Insert the ``fresh`` changes (their field text is in ``freshFields``), numbered in order,
 ///    and record the device's ``lastSequence``.
-/// 4. Read the merge states of ``records`` (the records written to, and those referred to) and pass them, with the new server sequence numbers,
+/// 4. Read the merge states of ``records`` and pass them, with the new server sequence numbers,
 ///    to ``merge(states:serverSequences:)``; write what it returns, and keep the conflict table
 ///    in step with ``ConflictUpkeep``.
 /// 5. Answer with ``response(serverSequences:)``.
@@ -76,20 +76,13 @@ package struct PushPlan: Sendable {
     package private(set) var freshFields: [String] = []
     /// The device's last sequence number once the push is applied.
     package private(set) var lastSequence: Int64
-    /// The records the fresh changes touch, each once, in the order first touched; then the records
-    /// they refer to through fields with `onDelete: conflict` (such a reference contests a concurrent
-    /// delete of the record it names, so that record's state takes it too).
+    /// The records the fresh changes touch, each once, in the order first touched.
     package private(set) var records: [RecordKey] = []
-    /// How many of ``records`` the fresh changes write to (the rest are only referred to).
-    private var written = 0
     /// The records the fresh changes' reference fields name, each once, but for those the changes
     /// write to (a push may add a record and refer to it): the store must hold each of them.
     package private(set) var references: [RecordKey] = []
     /// For each fresh change, the position of its record in ``records`` (-1 for an entity the schema lacks).
     private var recordOfFresh: [Int] = []
-    /// Each reference through a field with `onDelete: conflict`: the fresh change's index, and the
-    /// position in ``records`` of the record it names.
-    private var referencesOfFresh: [(change: Int, record: Int)] = []
     /// The device sequence numbers of the request's changes received in earlier pushes.
     package private(set) var earlierSequences: [Int64] = []
     /// Each request change in order: a fresh change (its index in ``fresh``) or one received before (its sequence).
@@ -181,20 +174,11 @@ package struct PushPlan: Sendable {
             freshFields = positions.map { texts[$0] }
         }
         (records, recordOfFresh) = Self.records(of: fresh, schema: schema)
-        written = records.count
-        var recordPositions: [RecordKey: Int]?  // built on the first reference: most pushes have few
+        var written: Set<RecordKey>?  // built on the first reference: most pushes have few
         var seen: Set<RecordKey> = []
-        Self.eachReference(in: fresh, schema: schema) { change, field, key in
-            if recordPositions == nil { recordPositions = Dictionary(uniqueKeysWithValues: records.enumerated().map { ($1, $0) }) }
-            var position = recordPositions![key]
-            if position.map({ $0 >= written }) ?? true, seen.insert(key).inserted { references.append(key) }
-            guard field.onDelete == .conflict else { return }
-            if position == nil {
-                position = records.count
-                recordPositions![key] = records.count
-                records.append(key)
-            }
-            referencesOfFresh.append((change, position!))
+        Self.eachReference(in: fresh, schema: schema) { _, _, key in
+            if written == nil { written = Set(records) }
+            if !written!.contains(key), seen.insert(key).inserted { references.append(key) }
         }
     }
 
@@ -227,7 +211,7 @@ package struct PushPlan: Sendable {
     package func checkReferences(known: Set<RecordKey>) throws {
         if references.allSatisfy(known.contains) { return }
         var unknown: (change: Change, field: String, target: String)?
-        let writes = Set(records[..<written])
+        let writes = Set(records)
         Self.eachReference(in: fresh, schema: schema) { change, field, key in
             if unknown == nil && !known.contains(key) && !writes.contains(key) { unknown = (fresh[change], field.name, key.entity) }
         }
@@ -239,18 +223,9 @@ package struct PushPlan: Sendable {
                 + "(nothing of this push was applied)")
     }
 
-    /// The records `changes` touch (of entities in `schema`), each once, in the order first touched,
-    /// then those they refer to through fields with `onDelete: conflict`: the merge states a push of
-    /// them reads (a superset of a plan's ``records``, which leaves out changes received before).
+    /// The records `changes` touch (of entities in `schema`), each once, in the order first touched.
     package static func records(_ changes: [Change], schema: Schema) -> [RecordKey] {
-        var records = records(of: changes, schema: schema).records
-        var known: Set<RecordKey>?
-        eachReference(in: changes, schema: schema) { _, field, key in
-            guard field.onDelete == .conflict else { return }
-            if known == nil { known = Set(records) }
-            if known!.insert(key).inserted { records.append(key) }
-        }
-        return records
+        records(of: changes, schema: schema).records
     }
 
     /// ``records(_:schema:)``, and for each change the position of its record in that list (-1 for an entity not in `schema`).
@@ -314,9 +289,6 @@ package struct PushPlan: Sendable {
             for index in fresh.indices where recordOfFresh[index] >= 0 {
                 let record = recordOfFresh[index]
                 merged[record].apply(fresh[index], serverSequence: serverSequences[index], entity: entities[record])
-            }
-            for (index, record) in referencesOfFresh {
-                merged[record].applyReference(fresh[index], serverSequence: serverSequences[index])
             }
         }
         return records.indices.map { n in

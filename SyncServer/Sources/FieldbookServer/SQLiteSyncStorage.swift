@@ -326,13 +326,13 @@ public final class SQLiteSyncStorage: SyncStorage {
         }
     }
 
-    public func storedRecords(_ entityName: String) async throws -> [(id: String, values: [String: Value])] {
+    public func states(_ entityName: String) async throws -> [(id: String, state: RecordState)] {
         guard let entity = schema.entity(entityName) else { return [] }
         return try await pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT id, state FROM records WHERE entity = ? AND live = 1 ORDER BY id", arguments: [entityName])
+            try Row.fetchAll(db, sql: "SELECT id, state FROM records WHERE entity = ? ORDER BY id", arguments: [entityName])
                 .map { row in
                     let text: String = row[1]
-                    return (row[0], try RecordState(encoded: Array(text.utf8), entity: entity).values)
+                    return (row[0], try RecordState(encoded: Array(text.utf8), entity: entity))
                 }
         }
     }

@@ -59,9 +59,9 @@ public protocol SyncStorage: Sendable {
     /// The number of changes accepted.
     func changeCount() async throws -> Int
 
-    /// The merged records of an entity that their own changes leave in existence, by id, with their
-    /// values (``records(_:)`` also leaves out those that follow a deleted record).
-    func storedRecords(_ entity: String) async throws -> [(id: String, values: [String: Value])]
+    /// The merge state of every record of an entity the store holds, deleted ones included, by id
+    /// (``records(_:)`` says which exist).
+    func states(_ entity: String) async throws -> [(id: String, state: RecordState)]
 
     /// The identity a token stands for, or nil if it is unknown or revoked.
     func authenticate(token: String) async throws -> Identity?
@@ -142,37 +142,3 @@ extension SyncStorage {
     }
 }
 
-extension SyncStorage {
-    /// The merged records of an entity that exist, by id, with their values: those their own changes
-    /// leave in existence and that name, through each `onDelete: cascade` reference field, a record
-    /// that exists (a progress note on a deleted finding does not).
-    public func records(_ entity: String) async throws -> [(id: String, values: [String: Value])] {
-        try await records(entity, following: [entity])
-    }
-
-    private func records(_ entity: String, following path: Set<String>) async throws -> [(id: String, values: [String: Value])] {
-        var result = try await storedRecords(entity)
-        for field in schema.entity(entity)?.fields ?? [] where field.onDelete == .cascade {
-            guard let target = field.target, !path.contains(target) else { continue }
-            let existing = Set(try await records(target, following: path.union([target])).map(\.id))
-            result.removeAll { record in
-                if case .text(let id)? = record.values[field.name] { !existing.contains(id) } else { false }
-            }
-        }
-        return result
-    }
-
-    /// The open conflicts, but for those of records that follow a deleted record (``records(_:)``):
-    /// a conflict never outlives its record.
-    public func conflicts() async throws -> [Conflict] {
-        var result = try await storedConflicts()
-        let following = Set(result.map(\.entity)).filter { name in
-            schema.entity(name)?.fields.contains { $0.onDelete == .cascade } ?? false
-        }
-        for entity in following {
-            let existing = Set(try await records(entity).map(\.id))
-            result.removeAll { $0.entity == entity && !existing.contains($0.recordID) }
-        }
-        return result
-    }
-}

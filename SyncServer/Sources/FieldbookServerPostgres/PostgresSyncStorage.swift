@@ -445,15 +445,15 @@ public final class PostgresSyncStorage: SyncStorage {
         }
     }
 
-    public func storedRecords(_ entityName: String) async throws -> [(id: String, values: [String: Value])] {
+    public func states(_ entityName: String) async throws -> [(id: String, state: RecordState)] {
         guard let entity = schema.entity(entityName) else { return [] }
-        var result: [(id: String, values: [String: Value])] = []
+        var result: [(id: String, state: RecordState)] = []
         for try await (id, state) in try await client.query(
             """
-            SELECT id, state FROM \(unescaped: t("records")) WHERE entity = \(entityName) AND live ORDER BY id COLLATE "C"
+            SELECT id, state FROM \(unescaped: t("records")) WHERE entity = \(entityName) ORDER BY id COLLATE "C"
             """, logger: logger
         ).decode((String, String).self) {
-            result.append((id, try RecordState(encoded: Array(state.utf8), entity: entity).values))
+            result.append((id, try RecordState(encoded: Array(state.utf8), entity: entity)))
         }
         return result
     }

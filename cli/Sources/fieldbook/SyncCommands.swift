@@ -170,10 +170,16 @@ struct Conflicts: AsyncParsableCommand {
                 print("\(conflict.entity) \(conflict.recordID), \(conflict.field.map { "field \($0)" } ?? "deleted on one side, changed on another")")
                 print(table.render())
                 let mine = sides.mine == nil ? "" : "--mine | "
-                print(
-                    conflict.field == nil
-                        ? "settle it with 'fieldbook resolve \(conflict.id) --keep | --delete' (or \(mine)--side N)"
-                        : "settle it with 'fieldbook resolve \(conflict.id) \(mine)--side N | --value VALUE'")
+                if conflict.sides.contains(where: { $0.referrer != nil }) {
+                    print(
+                        "deleted, but other records still refer to it: keep it with 'fieldbook resolve \(conflict.id) --keep', "
+                            + "or change or delete what refers to it, and its delete stands")
+                } else {
+                    print(
+                        conflict.field == nil
+                            ? "settle it with 'fieldbook resolve \(conflict.id) --keep | --delete' (or \(mine)--side N)"
+                            : "settle it with 'fieldbook resolve \(conflict.id) \(mine)--side N | --value VALUE'")
+                }
             }
         }
     }
@@ -315,7 +321,7 @@ func shortDevice(_ id: String) -> String {
 }
 
 func sideText(_ side: Conflict.Side) -> String {
-    if let referrer = side.referrer { return "(kept by \(referrer.entity) \(shortDevice(referrer.record)), which refers to it)" }
+    if let referrer = side.referrer { return "(\(referrer.entity) \(shortDevice(referrer.record)) refers to it)" }
     return side.deletes ? "(deleted)" : side.value.description
 }
 
