@@ -161,12 +161,19 @@ public struct PushRequest: Sendable, Hashable {
     /// The server identity the changes' bases count in (the one the device last synced with);
     /// nil if the device has none yet. A server with another identity refuses the push (`server_changed`).
     public var server: String?
+    /// The name the device was given (`fieldbook init --name`), for people on other devices; at most
+    /// ``maxDeviceName`` characters, no control characters.
+    public var deviceName: String?
 
-    public init(schema: SchemaVersion, device: String, changes: [Change], server: String? = nil) {
+    /// The longest device name a push may carry, in characters.
+    public static let maxDeviceName = 100
+
+    public init(schema: SchemaVersion, device: String, changes: [Change], server: String? = nil, deviceName: String? = nil) {
         self.schema = schema
         self.device = device
         self.changes = changes
         self.server = server
+        self.deviceName = deviceName
     }
 }
 
@@ -226,12 +233,15 @@ public struct PullResponse: Sendable, Hashable {
     /// The server's identity: the numbering ``cursor`` and the changes' server sequence numbers count in.
     /// Nil from a server that sends none.
     public var server: String?
+    /// The names of the devices whose changes are in the page, by device id, for those that sent one.
+    public var deviceNames: [String: String]
 
-    public init(changes: [Change], cursor: Int64, more: Bool, server: String? = nil) {
+    public init(changes: [Change], cursor: Int64, more: Bool, server: String? = nil, deviceNames: [String: String] = [:]) {
         self.changes = changes
         self.cursor = cursor
         self.more = more
         self.server = server
+        self.deviceNames = deviceNames
     }
 }
 
@@ -249,14 +259,14 @@ extension PushRequest {
             ("protocol", .int(Int64(SyncProtocol.version))),
             ("schema", schema.json),
             ("device", .string(device)),
-        ] + (server.map { [("server", .string($0))] } ?? []) + [
+        ] + (server.map { [("server", .string($0))] } ?? []) + (deviceName.map { [("device_name", .string($0))] } ?? []) + [
             ("changes", .array(changes.map { $0.wireJSON(withOrigin: false) }))
         ])
     }
 
     /// Appends the message's JSON text (the bytes of `json.serialized`) to `out`.
     public func encode(to out: inout [UInt8]) {
-        Self.encodeStart(schema: schema, device: device, server: server, to: &out)
+        Self.encodeStart(schema: schema, device: device, server: server, deviceName: deviceName, to: &out)
         for (n, change) in changes.enumerated() {
             if n > 0 { out.append(UInt8(ascii: ",")) }
             change.encodeWire(to: &out, withOrigin: false)
@@ -267,7 +277,9 @@ extension PushRequest {
     /// Appends the start of a push, up to its first change: for a device that writes the changes
     /// itself (see ``Change/encodeWire(to:sequence:entity:recordID:operation:hlc:base:fields:origin:)``),
     /// separated by commas, then calls ``encodeEnd(to:)``.
-    public static func encodeStart(schema: SchemaVersion, device: String, server: String? = nil, to out: inout [UInt8]) {
+    public static func encodeStart(
+        schema: SchemaVersion, device: String, server: String? = nil, deviceName: String? = nil, to out: inout [UInt8]
+    ) {
         out.append(contentsOf: #"{"protocol":"#.utf8)
         JSON.writeInt(Int64(SyncProtocol.version), to: &out)
         out.append(contentsOf: #","schema":"#.utf8)
@@ -278,10 +290,14 @@ extension PushRequest {
             out.append(contentsOf: #","server":"#.utf8)
             JSON.writeString(server, to: &out)
         }
+        if let deviceName {
+            out.append(contentsOf: #","device_name":"#.utf8)
+            JSON.writeString(deviceName, to: &out)
+        }
         out.append(contentsOf: #","changes":["#.utf8)
     }
 
-    /// Appends the end of a push begun with ``encodeStart(schema:device:server:to:)``.
+    /// Appends the end of a push begun with ``encodeStart(schema:device:server:deviceName:to:)``.
     public static func encodeEnd(to out: inout [UInt8]) {
         out.append(contentsOf: "]}".utf8)
     }
@@ -307,6 +323,7 @@ extension PushRequest {
         let message = try Message(tape, expecting: schema)
         device = try message.deviceID()
         server = try message.serverIdentity()
+        deviceName = try message.deviceName()
         self.schema = SchemaVersion(schema)
         guard let list = tape.member(0, "changes"), tape.kind(list) == .array else {
             throw WireError(.badMessage, "'changes' must be an array")
@@ -422,7 +439,9 @@ extension PullResponse {
             ("changes", .array(changes.map { $0.wireJSON(withOrigin: true) })),
             ("cursor", .int(cursor)),
             ("more", .bool(more)),
-        ] + (server.map { [("server", .string($0))] } ?? []))
+        ] + (server.map { [("server", .string($0))] } ?? [])
+            + (deviceNames.isEmpty
+                ? [] : [("devices", .object(deviceNames.sorted { $0.key < $1.key }.map { ($0.key, JSON.string($0.value)) }))]))
     }
 
     /// Appends the message's JSON text (the bytes of `json.serialized`) to `out`.
@@ -434,6 +453,7 @@ extension PullResponse {
         }
         Self.encodeEnd(cursor: cursor, more: more, to: &out)
         if let server { Self.appendServer(server, to: &out) }
+        Self.appendDeviceNames(deviceNames, to: &out)
     }
 
     /// Appends the start of a pull response, up to the first change: for a server that writes
@@ -463,6 +483,21 @@ extension PullResponse {
         out.append(UInt8(ascii: "}"))
     }
 
+    /// Adds the `devices` member (``deviceNames``, none if empty) to a pull response's text ended
+    /// by ``encodeEnd(cursor:more:to:)``.
+    public static func appendDeviceNames(_ names: [String: String], to out: inout [UInt8]) {
+        guard !names.isEmpty, out.last == UInt8(ascii: "}") else { return }
+        out.removeLast()
+        out.append(contentsOf: #","devices":{"#.utf8)
+        for (n, pair) in names.sorted(by: { $0.key < $1.key }).enumerated() {
+            if n > 0 { out.append(UInt8(ascii: ",")) }
+            JSON.writeString(pair.key, to: &out)
+            out.append(UInt8(ascii: ":"))
+            JSON.writeString(pair.value, to: &out)
+        }
+        out.append(contentsOf: "}}".utf8)
+    }
+
     public init(json: JSON, schema: Schema) throws(WireError) {
         var bytes: [UInt8] = []
         json.write(to: &bytes)
@@ -486,6 +521,17 @@ extension PullResponse {
         self.changes = changes
         self.cursor = cursor
         self.more = more
+        var deviceNames: [String: String] = [:]
+        if let d = tape.member(0, "devices") {
+            guard tape.kind(d) == .object else { throw WireError(.badMessage, "'devices' must be an object of device names") }
+            for key in tape.keys(d) {
+                guard let id = tape.string(key), let name = tape.string(key + 1) else {
+                    throw WireError(.badMessage, "'devices' must be an object of device names")
+                }
+                deviceNames[id] = name
+            }
+        }
+        self.deviceNames = deviceNames
     }
 }
 
@@ -549,6 +595,18 @@ private struct Message {
     }
 
     /// The optional `server` member: a server identity (a UUID), nil if absent.
+    /// The optional `device_name`: text of at most ``PushRequest/maxDeviceName`` characters, no control characters.
+    func deviceName() throws(WireError) -> String? {
+        guard let d = tape.member(0, "device_name") else { return nil }
+        guard let name = tape.string(d), name.count <= PushRequest.maxDeviceName,
+            !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
+        else {
+            throw WireError(
+                .badMessage, "'device_name' must be text of at most \(PushRequest.maxDeviceName) characters, without control characters")
+        }
+        return name
+    }
+
     func serverIdentity() throws(WireError) -> String? {
         guard let s = tape.member(0, "server") else { return nil }
         guard let server = tape.string(s), let canonical = UUIDText.canonical(server) else {

@@ -20,7 +20,7 @@ extension Store {
             try createStoreTables(db)
             try createSyncTables(db)
             try chainReceivedChanges(db)
-            try createReferenceTables(db)
+            try createFormat4Tables(db)
             try createTables(db, for: schema.entities)
             try recordSchema(db, schema)
             return
@@ -37,7 +37,7 @@ extension Store {
             format = 3
         }
         if format == 3 {
-            try createReferenceTables(db)
+            try createFormat4Tables(db)
             try db.execute(sql: "UPDATE _fieldbook_meta SET value = 4 WHERE key = 'store_format'")
             format = 4
         }

@@ -70,6 +70,28 @@ struct WireTests {
         #expect(bytes { empty.encode(to: &$0) } == Array(empty.json.serialized.utf8))
     }
 
+    @Test("device names in a push and a pull page: bytes as the tree's, Chinese byte for byte; a bad name is refused")
+    func deviceNames() throws {
+        let push = PushRequest(schema: SchemaVersion(schema), device: device, changes: changes(origin: false), deviceName: "李明的手机")
+        let pushed = bytes { push.encode(to: &$0) }
+        #expect(pushed == Array(push.json.serialized.utf8))
+        #expect(try PushRequest(utf8: pushed, schema: schema) == push)
+        #expect(String(decoding: pushed, as: UTF8.self).contains(#""device_name":"李明的手机""#))
+        let names = [device: "李明的手机", "018f0000-0000-7000-8000-0000000000bb": "办公室 🖥"]
+        let page = PullResponse(changes: changes(origin: true), cursor: 105, more: true, deviceNames: names)
+        let paged = bytes { page.encode(to: &$0) }
+        #expect(paged == Array(page.json.serialized.utf8))
+        #expect(try PullResponse(utf8: paged, schema: schema).deviceNames == names)
+        // A server that sends none: an empty map, and no member.
+        let none = PullResponse(changes: [], cursor: 7, more: false)
+        #expect(!String(decoding: bytes { none.encode(to: &$0) }, as: UTF8.self).contains("devices"))
+        for bad in [#""device_name":7"#, #""device_name":"\#(String(repeating: "名", count: 101))""#, #""device_name":"a\u0007b""#] {
+            let text = push.json.serialized.replacingOccurrences(of: #""device_name":"李明的手机""#, with: bad)
+            #expect(throws: WireError.self) { try PushRequest(utf8: Array(text.utf8), schema: schema) }
+        }
+        #expect(try PushRequest(utf8: Array(push.json.serialized.replacingOccurrences(of: "李明的手机", with: String(repeating: "名", count: 100)).utf8), schema: schema).deviceName?.count == 100)
+    }
+
     @Test("the server identity in requests, answers and the server_changed refusal: bytes as the tree's, read back equal")
     func serverIdentity() throws {
         let server = "7d1f0000-0000-4000-8000-0000000000ff"

@@ -143,6 +143,14 @@ struct HostileRequest: Sendable, CustomTestStringConvertible {
         .init("schema missing", 400, "bad_message") { Array(#"{"protocol":1,"device":"\#(device)","changes":[]}"#.utf8) },
         .init("device id not a UUID", 400, "bad_message") { pushBody(change(seq: 2), device: "my-phone") },
         .init("device id with SQL", 400, "bad_message") { pushBody(change(seq: 2), device: "x' OR '1'='1") },
+        .init("device name a number", 400, "bad_message") {
+            Array(#"{"protocol":1,"schema":{"name":"inspection","version":1},"device":"\#(device)","device_name":7,"changes":[]}"#.utf8)
+        },
+        .init("device name of 101 characters", 400, "bad_message") {
+            Array(
+                #"{"protocol":1,"schema":{"name":"inspection","version":1},"device":"\#(device)","device_name":"\#(String(repeating: "机", count: 101))","changes":[]}"#
+                    .utf8)
+        },
         .init("changes not an array", 400, "bad_message") { Array(pullBody(#","changes":{"seq":2}"#)) },
         .init("a change not an object", 400, "bad_message") { pushBody("2") },
         // A change's members.

@@ -192,6 +192,7 @@ struct ReceivedHistoryTests {
                     ALTER TABLE _record_state DROP COLUMN received;
                     DROP TABLE _held;
                     DROP TABLE _hidden;
+                    DROP TABLE _devices;
                     UPDATE _fieldbook_meta SET value = 2 WHERE key = 'store_format';
                     """)
         }

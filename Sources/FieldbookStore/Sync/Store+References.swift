@@ -14,8 +14,9 @@ import GRDB
 //   state, when that row comes back.
 
 extension Store {
-    /// Format 4: the records hidden with the record they follow, and the deleted records held by references.
-    static func createReferenceTables(_ db: Database) throws {
+    /// Format 4: the records hidden with the record they follow, the deleted records held by
+    /// references, and the names other devices gave themselves.
+    static func createFormat4Tables(_ db: Database) throws {
         try db.execute(
             sql: """
                 CREATE TABLE _hidden (
@@ -26,6 +27,7 @@ extension Store {
                     PRIMARY KEY (entity, record)) STRICT, WITHOUT ROWID;
                 CREATE INDEX _hidden_parent ON _hidden (parent);
                 CREATE TABLE _held (entity TEXT NOT NULL, record TEXT NOT NULL, PRIMARY KEY (entity, record)) STRICT, WITHOUT ROWID;
+                CREATE TABLE _devices (device TEXT PRIMARY KEY NOT NULL, name TEXT NOT NULL) STRICT, WITHOUT ROWID;
                 """)
     }
 

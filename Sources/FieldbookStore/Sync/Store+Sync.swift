@@ -433,7 +433,9 @@ extension Store.Transaction {
         var body: [UInt8] = []
         body.reserveCapacity(256 * min(limit, 10_000) + 256)
         var sequences: [Int64] = []
-        PushRequest.encodeStart(schema: SchemaVersion(store.schema), device: store.deviceID, server: try serverIdentity(), to: &body)
+        PushRequest.encodeStart(
+            schema: SchemaVersion(store.schema), device: store.deviceID, server: try serverIdentity(), deviceName: try deviceName(),
+            to: &body)
         while try rows.step(db) {
             if !sequences.isEmpty { body.append(UInt8(ascii: ",")) }
             let sequence = rows.int64(0)
@@ -483,6 +485,10 @@ extension Store.Transaction {
     /// the one the record's state names), so a record's history is found without an index.
     func receive(_ received: ReceivedPage) throws -> Int {
         let changes = received.page.changes
+        for (device, name) in received.page.deviceNames {
+            try db.cachedStatement(sql: "INSERT INTO _devices (device, name) VALUES (?, ?) ON CONFLICT (device) DO UPDATE SET name = excluded.name")
+                .execute(arguments: [device, name])
+        }
         // The statements run once per change or per record: bound and stepped through the C API;
         // each change read in place, not copied (and its strings retained) first.
         // This device's own changes first: their server numbers (the push answer may have been

@@ -65,7 +65,7 @@ public final class SQLiteSyncStorage: SyncStorage {
                         created_at TEXT NOT NULL, revoked_at TEXT) STRICT;
                     CREATE TABLE devices (
                         device TEXT PRIMARY KEY NOT NULL, token INTEGER NOT NULL REFERENCES tokens (id),
-                        last_sequence INTEGER NOT NULL) STRICT;
+                        last_sequence INTEGER NOT NULL, name TEXT) STRICT;
                     CREATE TABLE changes (
                         sseq INTEGER PRIMARY KEY NOT NULL, device TEXT NOT NULL, seq INTEGER NOT NULL,
                         author TEXT NOT NULL, entity TEXT NOT NULL, record TEXT NOT NULL, op INTEGER NOT NULL,
@@ -82,6 +82,10 @@ public final class SQLiteSyncStorage: SyncStorage {
                 sql: "INSERT INTO meta (key, value) VALUES ('format', 1), ('schema_name', ?), ('schema_version', ?), ('schema', ?)",
                 arguments: [schema.name, schema.version, schema.json.serialized])
             return
+        }
+        // Devices' names (sent with pushes, shown to other devices): added to a store made before them.
+        if try !db.columns(in: "devices").contains(where: { $0.name == "name" }) {
+            try db.execute(sql: "ALTER TABLE devices ADD COLUMN name TEXT")
         }
         let name = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'schema_name'")
         let version = try Int.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'schema_version'")
@@ -169,7 +173,9 @@ public final class SQLiteSyncStorage: SyncStorage {
                 serverSequences.append(insert.lastInsertedRowID)
             }
         }
-        try db.execute(sql: "UPDATE devices SET last_sequence = ? WHERE device = ?", arguments: [plan.lastSequence, device])
+        try db.execute(
+            sql: "UPDATE devices SET last_sequence = ?, name = coalesce(?, name) WHERE device = ?",
+            arguments: [plan.lastSequence, request.deviceName, device])
 
         var states: [PushPlan.RecordKey: RecordState] = [:]
         states.reserveCapacity(plan.records.count)
@@ -261,8 +267,10 @@ public final class SQLiteSyncStorage: SyncStorage {
                         fields: try FieldChange.decode(utf8: Array(fieldsText.utf8), entity: entity),
                         serverSequence: row[0], author: row[3]))
             }
+            let cursor = changes.last?.serverSequence ?? request.cursor
             return PullResponse(
-                changes: changes, cursor: changes.last?.serverSequence ?? request.cursor, more: rows.count > request.limit)
+                changes: changes, cursor: cursor, more: rows.count > request.limit,
+                deviceNames: try Self.deviceNames(db, after: request.cursor, through: cursor))
         }
     }
 
@@ -305,8 +313,25 @@ public final class SQLiteSyncStorage: SyncStorage {
                 count += 1
             }
             PullResponse.encodeEnd(cursor: cursor, more: more, to: &out)
+            PullResponse.appendDeviceNames(try Self.deviceNames(db, after: request.cursor, through: cursor), to: &out)
             return out
         }
+    }
+
+    /// The names of the devices with changes numbered after `cursor` up to `last`: a page's.
+    static func deviceNames(_ db: Database, after cursor: Int64, through last: Int64) throws -> [String: String] {
+        guard last > cursor else { return [:] }
+        var names: [String: String] = [:]
+        for row in try Row.fetchAll(
+            db.cachedStatement(
+                sql: """
+                    SELECT device, name FROM devices WHERE name IS NOT NULL
+                    AND device IN (SELECT DISTINCT device FROM changes WHERE sseq > ? AND sseq <= ?)
+                    """), arguments: [cursor, last])
+        {
+            names[row[0]] = row[1]
+        }
+        return names
     }
 
     // MARK: - Reading

@@ -154,7 +154,7 @@ public final class PostgresSyncStorage: SyncStorage {
                     """,
                     """
                     CREATE TABLE \(t("devices")) (device TEXT PRIMARY KEY, token BIGINT NOT NULL REFERENCES \(t("tokens")) (id),
-                        last_sequence BIGINT NOT NULL)
+                        last_sequence BIGINT NOT NULL, name TEXT)
                     """,
                     """
                     CREATE TABLE \(t("changes")) (sseq BIGSERIAL PRIMARY KEY, device TEXT NOT NULL, seq BIGINT NOT NULL,
@@ -195,6 +195,8 @@ public final class PostgresSyncStorage: SyncStorage {
             if version > schema.version {
                 throw PostgresSetupError("the database holds schema version \(version), newer than \(schema.version)")
             }
+            // Devices' names (sent with pushes, shown to other devices): added to a store made before them.
+            try await c.query("ALTER TABLE \(unescaped: t("devices")) ADD COLUMN IF NOT EXISTS name TEXT", logger: logger)
             if meta["identity"] == nil {
                 // A store made before stores had identities gets one the first time it is opened.
                 try await c.query(
@@ -315,9 +317,9 @@ public final class PostgresSyncStorage: SyncStorage {
                     \(plan.fresh.map { Int64(bitPattern: $0.timestamp.rawValue) }), \(plan.fresh.map(\.base)), \(plan.freshFields))
                     AS u(s, q, e, r, o, h, b, f)),
             device AS (
-                INSERT INTO \(unescaped: t("devices")) (device, token, last_sequence)
-                VALUES (\(device), \(identity.tokenID), \(plan.lastSequence))
-                ON CONFLICT (device) DO UPDATE SET last_sequence = excluded.last_sequence)
+                INSERT INTO \(unescaped: t("devices")) AS d (device, token, last_sequence, name)
+                VALUES (\(device), \(identity.tokenID), \(plan.lastSequence), \(request.deviceName))
+                ON CONFLICT (device) DO UPDATE SET last_sequence = excluded.last_sequence, name = coalesce(excluded.name, d.name))
             INSERT INTO \(unescaped: t("records")) (entity, id, state, live)
             SELECT * FROM unnest(\(merged.map(\.key.entity)), \(merged.map(\.key.id)),
                 \(merged.map { String(decoding: $0.state.encoded, as: UTF8.self) }), \(merged.map(\.live)))
@@ -383,8 +385,25 @@ public final class PostgresSyncStorage: SyncStorage {
                     fields: try FieldChange.decode(JSON(parsing: fieldsText), entity: entity),
                     serverSequence: sseq, author: author))
         }
+        let cursor = changes.last?.serverSequence ?? request.cursor
         return PullResponse(
-            changes: changes, cursor: changes.last?.serverSequence ?? request.cursor, more: count > request.limit)
+            changes: changes, cursor: cursor, more: count > request.limit,
+            deviceNames: try await deviceNames(after: request.cursor, through: cursor))
+    }
+
+    /// The names of the devices with changes numbered after `cursor` up to `last`: a page's.
+    func deviceNames(after cursor: Int64, through last: Int64) async throws -> [String: String] {
+        guard last > cursor else { return [:] }
+        var names: [String: String] = [:]
+        for try await (device, name) in try await client.query(
+            """
+            SELECT device, name FROM \(unescaped: t("devices")) WHERE name IS NOT NULL
+            AND device IN (SELECT DISTINCT device FROM \(unescaped: t("changes")) WHERE sseq > \(cursor) AND sseq <= \(last))
+            """, logger: logger
+        ).decode((String, String).self) {
+            names[device] = name
+        }
+        return names
     }
 
     /// Has PostgreSQL write the page's changes, each as ``Change/encodeWire(to:withOrigin:)``
@@ -420,6 +439,7 @@ public final class PostgresSyncStorage: SyncStorage {
         PullResponse.encodeStart(to: &out)
         out.append(contentsOf: changes.readableBytesView)
         PullResponse.encodeEnd(cursor: cursor, more: more, to: &out)
+        PullResponse.appendDeviceNames(try await deviceNames(after: request.cursor, through: cursor), to: &out)
         return out
     }
 

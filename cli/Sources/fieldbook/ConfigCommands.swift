@@ -52,7 +52,11 @@ struct ConfigCommand: AsyncParsableCommand {
                 case .token:
                     guard !value.isEmpty else { throw CLIError(.usage, "the token is empty") }
                     config.token = value
-                case .name: config.name = value.isEmpty ? nil : value
+                case .name:
+                    if value.count > PushRequest.maxDeviceName || value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+                        throw CLIError(.usage, "a device name is at most \(PushRequest.maxDeviceName) characters, without control characters")
+                    }
+                    config.name = value.isEmpty ? nil : value
                 }
                 try config.write(to: path)
                 let device = try self.device.open()

@@ -28,7 +28,11 @@ struct DeviceOptions: ParsableArguments {
         } else {
             schema = try Schema(json: BundledSchemas.inspection)
         }
-        return Device(config: config, store: try Store(path: path + "/device.sqlite", schema: schema))
+        let store = try Store(path: path + "/device.sqlite", schema: schema)
+        // The name given at init (or by 'config set name') goes with the next push.
+        // (A name the store refuses, too long say, is not sent; 'config set name' says why.)
+        if try store.deviceName() != config.name { try? store.setDeviceName(config.name) }
+        return Device(config: config, store: store)
     }
 }
 
@@ -40,6 +44,13 @@ struct Device {
     /// Connections fail fast (5 s) with no signal; once connected, the server may be silent for 20 s
     /// (a slow link that keeps sending is never cut off).
     var transport: HTTPTransport { HTTPTransport(server: config.server, token: config.token, timeout: 20, connectTimeout: 5) }
+
+    /// Each known device's name by id: this one's, and those the server passed on with other devices' changes.
+    func deviceNames() throws -> [String: String] {
+        var names = try store.deviceNames()
+        names[store.deviceID] = config.name
+        return names
+    }
 
     func entity(_ name: String) throws -> Entity {
         guard let entity = store.schema.entity(name) else {

@@ -206,6 +206,7 @@ struct History: AsyncParsableCommand {
                 throw CLIError(.notFound, "no \(entity) record with id \(id)")
             }
             let me = device.store.deviceID
+            let names = try device.deviceNames()
             if self.device.json {
                 printJSON(
                     .array(
@@ -213,7 +214,8 @@ struct History: AsyncParsableCommand {
                             .object([
                                 ("when", .string(CalendarText.timestamp(millisecondsSince1970: Int64(e.timestamp.millis)))),
                                 ("who", e.author.map(JSON.string) ?? (e.device == me ? device.config.name.map(JSON.string) ?? .null : .null)),
-                                ("device", .string(e.device)), ("operation", .string(e.operation.description)),
+                                ("device", .string(e.device)), ("device_name", names[e.device].map(JSON.string) ?? .null),
+                                ("operation", .string(e.operation.description)),
                                 ("field", e.field.map(JSON.string) ?? .null), ("old", e.old.json), ("new", e.new.json),
                             ])
                         }))
@@ -223,7 +225,8 @@ struct History: AsyncParsableCommand {
             for e in entries {
                 table.append([
                     CalendarText.timestamp(millisecondsSince1970: Int64(e.timestamp.millis)),
-                    e.author ?? (e.device == me ? device.config.name ?? "this device" : ""), shortDevice(e.device),
+                    e.author ?? (e.device == me ? device.config.name ?? "this device" : ""),
+                    deviceLabel(e.device, names),
                     e.field ?? "(deleted)", e.old.description, e.new.description,
                 ])
             }

@@ -84,6 +84,7 @@ struct Status: AsyncParsableCommand {
                 printJSON(
                     .object([
                         ("device", .string(device.store.deviceID)), ("name", device.config.name.map(JSON.string) ?? .null),
+                        ("short_id", .string(shortDevice(device.store.deviceID))),
                         ("server", .string(device.config.server.absoluteString)), ("pending", .int(Int64(pending))),
                         ("last_sync", lastSync.map(JSON.string) ?? .null), ("open_conflicts", .int(Int64(conflicts))),
                         ("schema", .string(device.store.schema.name)),
@@ -92,7 +93,7 @@ struct Status: AsyncParsableCommand {
                         ("clock_ahead_ms", .int(-correction)),
                     ]))
             } else {
-                print("device         \(device.store.deviceID)\(device.config.name.map { " (\($0))" } ?? "")")
+                print("device         \(deviceLabel(device.store.deviceID, try device.deviceNames())) (id \(device.store.deviceID))")
                 print("server         \(device.config.server.absoluteString)")
                 print("server id      \(try device.store.serverIdentity() ?? "none yet")")
                 print("pending        \(pending) change\(pending == 1 ? "" : "s")")
@@ -163,7 +164,7 @@ struct Conflicts: AsyncParsableCommand {
                 for (n, side) in conflict.sides.enumerated() {
                     let label = side.stamp.device == device.store.deviceID ? "mine" : "theirs"
                     table.append([
-                        "\(n + 1)", label, sideText(side), authors.name(side) ?? "", shortDevice(side.stamp.device),
+                        "\(n + 1)", label, sideText(side), authors.name(side) ?? "", deviceLabel(side.stamp.device, authors.devices),
                         CalendarText.timestamp(millisecondsSince1970: Int64(side.stamp.timestamp.millis)),
                     ])
                 }
@@ -295,10 +296,13 @@ struct Authors {
     private var byChange: [String: String] = [:]
     private let me: String
     private let myName: String
+    /// Devices' names by id.
+    let devices: [String: String]
 
     init(_ conflict: Conflict, _ device: Device) throws {
         me = device.store.deviceID
         myName = device.config.name ?? "this device"
+        devices = try device.deviceNames()
         for entry in try device.store.history(of: conflict.recordID) {
             if let author = entry.author { byChange["\(entry.device)/\(entry.sequence)"] = author }
         }
@@ -308,10 +312,15 @@ struct Authors {
         byChange["\(side.stamp.device)/\(side.stamp.sequence)"] ?? (side.stamp.device == me ? myName : nil)
     }
 
-    /// The author and a short device id: two people, or one person's two devices, look different.
+    /// The author, the device's name and a short device id: two people, or one person's two devices, look different.
     func label(_ side: Conflict.Side) -> String {
-        [name(side), shortDevice(side.stamp.device)].compactMap { $0 }.joined(separator: ", ")
+        [name(side), deviceLabel(side.stamp.device, devices)].compactMap { $0 }.joined(separator: ", ")
     }
+}
+
+/// A device for people: its name (given at `fieldbook init --name`) and short id, or the short id alone.
+func deviceLabel(_ id: String, _ names: [String: String]) -> String {
+    names[id].map { "\($0) \(shortDevice(id))" } ?? shortDevice(id)
 }
 
 /// A device id shortened for people: the last 8 hex digits, which are random in a UUIDv7 (its first
@@ -346,6 +355,7 @@ func conflictJSON(_ conflict: Conflict, _ device: Device) throws -> JSON {
                 conflict.sides.map { side in
                     .object([
                         ("device", .string(side.stamp.device)), ("author", authors.name(side).map(JSON.string) ?? .null),
+                        ("device_name", authors.devices[side.stamp.device].map(JSON.string) ?? .null),
                         ("mine", .bool(side.stamp.device == device.store.deviceID)),
                         ("value", side.value.json), ("delete", .bool(side.deletes)),
                         (
