@@ -72,7 +72,10 @@ struct LoadBenchmark: AsyncParsableCommand {
 
     func run() async throws {
         let dir =
-            directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("fieldbook-load-bench-\(UUID().uuidString)").path
+            directory
+            ?? FileManager.default.temporaryDirectory.appendingPathComponent(
+                "fieldbook-load-bench-\(UUID().uuidString)"
+            ).path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { if directory == nil { try? FileManager.default.removeItem(atPath: dir) } }
         let schema = try Schema(json: BundledSchemas.inspection)
@@ -109,10 +112,12 @@ struct LoadBenchmark: AsyncParsableCommand {
         // The devices' own HTTP client: a connection per device, as D phones would have (the shared
         // client keeps 8 per host and would queue the rest inside this process).
         var configuration = HTTPClient.Configuration()
-        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: devices)
+        configuration.connectionPool = .init(
+            idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: devices)
         let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
         do {
-            try await measure(server: server, storeName: storeName, stores: stores, tokens: tokens.withLock { $0 }, client: client)
+            try await measure(
+                server: server, storeName: storeName, stores: stores, tokens: tokens.withLock { $0 }, client: client)
             try await client.shutdown()
         } catch {
             try? await client.shutdown()
@@ -120,7 +125,9 @@ struct LoadBenchmark: AsyncParsableCommand {
         }
     }
 
-    func measure(server: LocalServer, storeName: String, stores: [Store], tokens: [Int: String], client: HTTPClient) async throws {
+    func measure(server: LocalServer, storeName: String, stores: [Store], tokens: [Int: String], client: HTTPClient)
+        async throws
+    {
         let recorder = Recorder()
         let transports = try (0..<devices).map { n in
             guard let token = tokens[n] else { throw ValidationError("no token for device \(n)") }
@@ -163,7 +170,9 @@ struct LoadBenchmark: AsyncParsableCommand {
                             for _ in 0..<count {
                                 if made % 10 == 0 {
                                     let town = "\(people[n % 5])镇\(n)-\(made)"
-                                    let id = try tx.insert("site", ["name": .text("敬老院\(n)-\(made)"), "kind": "elderly_home", "town": .text(town)])
+                                    let id = try tx.insert(
+                                        "site",
+                                        ["name": .text("敬老院\(n)-\(made)"), "kind": "elderly_home", "town": .text(town)])
                                     sites.append(id)
                                     towns[id] = town
                                 } else {
@@ -219,27 +228,40 @@ struct LoadBenchmark: AsyncParsableCommand {
                 + ", server on \(storeName) (separate process), devices in this process"
                 + (ownThreads ? ", each store on threads of its own" : ", their database work on shared threads")
         )
-        print(String(format: "  throughput   %9.0f changes/s written and delivered to every device  (%.2f s)", total / seconds, seconds))
         print(
             String(
-                format: "  round trips  %d (pushes %d, pulled pages %d): p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms",
-                stats.requests.count, stats.pushes.count, stats.requests.count - stats.pushes.count, stats.requests.p(0.5),
+                format: "  throughput   %9.0f changes/s written and delivered to every device  (%.2f s)",
+                total / seconds, seconds))
+        print(
+            String(
+                format:
+                    "  round trips  %d (pushes %d, pulled pages %d): p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms",
+                stats.requests.count, stats.pushes.count, stats.requests.count - stats.pushes.count,
+                stats.requests.p(0.5),
                 stats.requests.p(0.9), stats.requests.p(0.99), stats.requests.p(1)))
         print(
             String(
-                format: "    of which pushes: p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms", stats.pushes.p(0.5), stats.pushes.p(0.9),
+                format: "    of which pushes: p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms", stats.pushes.p(0.5),
+                stats.pushes.p(0.9),
                 stats.pushes.p(0.99), stats.pushes.p(1)))
         print(
             String(
-                format: "  whole syncs  %d: p50 %.1f ms, p99 %.1f ms, max %.1f ms", stats.syncs.count, stats.syncs.p(0.5), stats.syncs.p(0.99),
+                format: "  whole syncs  %d: p50 %.1f ms, p99 %.1f ms, max %.1f ms", stats.syncs.count,
+                stats.syncs.p(0.5), stats.syncs.p(0.99),
                 stats.syncs.p(1)))
         print(
             String(
-                format: "  cpu          server %.1f s, devices %.1f s: %.0f%% of the two cores", cpu.server, cpu.devices,
+                format: "  cpu          server %.1f s, devices %.1f s: %.0f%% of the two cores", cpu.server,
+                cpu.devices,
                 100 * (cpu.server + cpu.devices) / (2 * seconds)))
         print("  errors       \(stats.failedRequests) failed requests (retried), \(stats.failedSyncs) failed syncs")
-        print("  lost         \(lost)  (\(written.count) sites checked on each device; \(pulledWrong) devices applied a wrong number of changes)")
-        print(String(format: "  peak memory  server %.0f MiB, devices (this process) %.0f MiB", serverPeak, peakResidentMiB(pid: getpid())))
+        print(
+            "  lost         \(lost)  (\(written.count) sites checked on each device; \(pulledWrong) devices applied a wrong number of changes)"
+        )
+        print(
+            String(
+                format: "  peak memory  server %.0f MiB, devices (this process) %.0f MiB", serverPeak,
+                peakResidentMiB(pid: getpid())))
         if json {
             print(
                 #"{"scenario":"load","devices":\#(devices),"interval_s":\#(interval),"device_threads":"\#(ownThreads ? "own" : "shared")","changes_per_s":\#(Int(total / seconds)),"p50_ms":\#(String(format: "%.1f", stats.requests.p(0.5))),"p99_ms":\#(String(format: "%.1f", stats.requests.p(0.99))),"errors":\#(stats.failedRequests + stats.failedSyncs),"lost":\#(lost)}"#
@@ -288,8 +310,11 @@ final class Recorder: Sendable {
 
     func pulled(_ device: String) -> Int { state.withLock { $0.pulled[device] ?? 0 } }
 
-    func statistics() -> (requests: [Double], syncs: [Double], pushes: [Double], failedRequests: Int, failedSyncs: Int) {
-        state.withLock { ($0.requests.sorted(), $0.syncs.sorted(), $0.pushes.sorted(), $0.failedRequests, $0.failedSyncs) }
+    func statistics() -> (requests: [Double], syncs: [Double], pushes: [Double], failedRequests: Int, failedSyncs: Int)
+    {
+        state.withLock {
+            ($0.requests.sorted(), $0.syncs.sorted(), $0.pushes.sorted(), $0.failedRequests, $0.failedSyncs)
+        }
     }
 }
 
@@ -320,7 +345,9 @@ struct TimedTransport: SyncTransport {
     func push(body: [UInt8]) async throws -> PushResponse {
         try await timed(push: true) {
             let bytes = try await send("v1/push", body)
-            do { return try PushResponse(utf8: bytes) } catch { throw SyncError(.badResponse, String(describing: error)) }
+            do { return try PushResponse(utf8: bytes) } catch {
+                throw SyncError(.badResponse, String(describing: error))
+            }
         }
     }
 
@@ -329,7 +356,9 @@ struct TimedTransport: SyncTransport {
         request.encode(to: &body)
         return try await timed(push: false) {
             let bytes = try await send("v1/pull", body)
-            do { return try PullResponse(utf8: bytes, schema: schema) } catch { throw SyncError(.badResponse, String(describing: error)) }
+            do { return try PullResponse(utf8: bytes, schema: schema) } catch {
+                throw SyncError(.badResponse, String(describing: error))
+            }
         }
     }
 

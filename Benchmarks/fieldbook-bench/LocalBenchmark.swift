@@ -39,7 +39,10 @@ struct LocalBenchmark: ParsableCommand {
     var directory: String?
 
     func run() throws {
-        let dir = directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("fieldbook-bench-\(UUID().uuidString)").path
+        let dir =
+            directory
+            ?? FileManager.default.temporaryDirectory.appendingPathComponent("fieldbook-bench-\(UUID().uuidString)")
+            .path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { if directory == nil { try? FileManager.default.removeItem(atPath: dir) } }
 
@@ -67,7 +70,9 @@ struct LocalBenchmark: ParsableCommand {
             while n < records {
                 let end = min(records, n + batch)
                 try store.write { tx in
-                    for i in n..<end { try tx.update("finding", id: ids[i], [updateField.rawValue: .text(updateField.newValue)]) }
+                    for i in n..<end {
+                        try tx.update("finding", id: ids[i], [updateField.rawValue: .text(updateField.newValue)])
+                    }
                 }
                 n = end
             }
@@ -75,13 +80,14 @@ struct LocalBenchmark: ParsableCommand {
         // Baseline: the same table (DDL copied from the store's file), rows, pragmas and batches.
         let baseline = try RawSQLite(path: dir + "/baseline.sqlite")
         for sql in try RawSQLite(path: storePath).strings(
-            "SELECT sql FROM sqlite_master WHERE tbl_name IN ('inspection_round', 'finding') AND sql IS NOT NULL ORDER BY rowid")
-        {
+            "SELECT sql FROM sqlite_master WHERE tbl_name IN ('inspection_round', 'finding') AND sql IS NOT NULL ORDER BY rowid"
+        ) {
             try baseline.execute(sql)
         }
         try baseline.execute("INSERT INTO inspection_round (id, title, team, unit) VALUES ('\(round)', 'a', 'b', 'c')")
         let fields = schema.entity("finding")!.fields
-        let insertSQL = "INSERT INTO finding (id, \(fields.map { "\"\($0.name)\"" }.joined(separator: ", "))) VALUES (?\(String(repeating: ", ?", count: fields.count)))"
+        let insertSQL =
+            "INSERT INTO finding (id, \(fields.map { "\"\($0.name)\"" }.joined(separator: ", "))) VALUES (?\(String(repeating: ", ?", count: fields.count)))"
         let baselineInsert = try measure {
             let statement = try baseline.prepare(insertSQL)
             defer { sqlite3_finalize(statement) }
@@ -94,7 +100,9 @@ struct LocalBenchmark: ParsableCommand {
                     sqlite3_bind_text(statement, 1, ids[i], -1, transient)
                     for (column, field) in fields.enumerated() {
                         let index = Int32(column + 2)
-                        switch row.values[field.name] ?? field.defaultValue ?? (field.policy == .counter ? .integer(0) : .null) {
+                        switch row.values[field.name] ?? field.defaultValue
+                            ?? (field.policy == .counter ? .integer(0) : .null)
+                        {
                         case .text(let s): sqlite3_bind_text(statement, index, s, -1, transient)
                         case .integer(let v): sqlite3_bind_int64(statement, index, v)
                         case .boolean(let b): sqlite3_bind_int64(statement, index, b ? 1 : 0)
@@ -134,10 +142,14 @@ struct LocalBenchmark: ParsableCommand {
         func rate(_ seconds: Double) -> String { String(format: "%9.0f rows/s", Double(records) / seconds) }
         print("local: \(records) finding records, \(batch) per transaction, updating \(updateField.rawValue)")
         print("  insert  store    \(rate(storeInsert))  (\(String(format: "%.2f", storeInsert)) s, with changelog)")
-        print("          baseline \(rate(baselineInsert))  (\(String(format: "%.2f", baselineInsert)) s, raw prepared statement)")
+        print(
+            "          baseline \(rate(baselineInsert))  (\(String(format: "%.2f", baselineInsert)) s, raw prepared statement)"
+        )
         print("          ratio    \(String(format: "%.2f", insertRatio))")
         print("  update  store    \(rate(storeUpdate))  (\(String(format: "%.2f", storeUpdate)) s, with changelog)")
-        print("          baseline \(rate(baselineUpdate))  (\(String(format: "%.2f", baselineUpdate)) s, raw prepared statement)")
+        print(
+            "          baseline \(rate(baselineUpdate))  (\(String(format: "%.2f", baselineUpdate)) s, raw prepared statement)"
+        )
         print("          ratio    \(String(format: "%.2f", updateRatio))")
         if json {
             func part(_ s: Double, _ b: Double) -> String {
@@ -154,7 +166,9 @@ struct LocalBenchmark: ParsableCommand {
 struct Row {
     let values: [String: Value]
 
-    static let aspects = ["policy_implementation", "misconduct_near_people", "party_organisation", "earlier_rectification"]
+    static let aspects = [
+        "policy_implementation", "misconduct_near_people", "party_organisation", "earlier_rectification",
+    ]
     static let people = ["张伟", "王芳", "李娜", "刘洋", "陈静"]
 
     init(_ i: Int, round: String) {

@@ -29,7 +29,9 @@ struct SyncBenchmark: AsyncParsableCommand {
     @Option(help: "The server database: a postgres:// URL (default: an SQLite file in the directory).")
     var database: String?
 
-    @Flag(help: "Device B pulls while device A pushes, as a second device online at the same time would (default: after).")
+    @Flag(
+        help: "Device B pulls while device A pushes, as a second device online at the same time would (default: after)."
+    )
     var overlap = false
 
     @Flag(help: "End with one JSON object on the last line.")
@@ -39,7 +41,11 @@ struct SyncBenchmark: AsyncParsableCommand {
     var directory: String?
 
     func run() async throws {
-        let dir = directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("fieldbook-sync-bench-\(UUID().uuidString)").path
+        let dir =
+            directory
+            ?? FileManager.default.temporaryDirectory.appendingPathComponent(
+                "fieldbook-sync-bench-\(UUID().uuidString)"
+            ).path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { if directory == nil { try? FileManager.default.removeItem(atPath: dir) } }
         let schema = try Schema(json: BundledSchemas.inspection)
@@ -56,7 +62,8 @@ struct SyncBenchmark: AsyncParsableCommand {
                     if written % 10 == 0 {
                         ids.append(try tx.insert("finding", Row(written, round: round).values))
                     } else {
-                        try tx.update("finding", id: ids[written % ids.count], ["responsible_person": people[written % 5]])
+                        try tx.update(
+                            "finding", id: ids[written % ids.count], ["responsible_person": people[written % 5]])
                     }
                     written += 1
                 }
@@ -103,7 +110,8 @@ struct SyncBenchmark: AsyncParsableCommand {
                     if pulled > 0 {
                         lastProgress = .now
                     } else if ContinuousClock.now - lastProgress > .seconds(60) {
-                        throw ValidationError("device B received nothing for a minute, at \(applied) of \(changes) changes")
+                        throw ValidationError(
+                            "device B received nothing for a minute, at \(applied) of \(changes) changes")
                     }
                     try await Task.sleep(for: .milliseconds(1))
                 }
@@ -134,7 +142,10 @@ struct SyncBenchmark: AsyncParsableCommand {
             "sync: \(changes) changes, \(batch) per push and page, server on loopback (separate process) on \(storeName)"
                 + (overlap ? "; B pulls while A pushes" : "; B pulls after A has pushed"))
         print(String(format: "  push        %9.0f changes/s  (%.2f s)", n / pushSeconds, pushSeconds))
-        print(String(format: "  pull        %9.0f changes/s  (%.2f s%@)", n / pullSeconds, pullSeconds, overlap ? ", from the start of the push" : ""))
+        print(
+            String(
+                format: "  pull        %9.0f changes/s  (%.2f s%@)", n / pullSeconds, pullSeconds,
+                overlap ? ", from the start of the push" : ""))
         print(String(format: "  end to end  %9.0f changes/s  (%.2f s)", n / endToEnd, endToEnd))
         if overlap {
             print(
@@ -145,13 +156,18 @@ struct SyncBenchmark: AsyncParsableCommand {
             print(
                 String(
                     format: "  cpu         push: device %.2f s, server %.2f s; pull: device %.2f s, server %.2f s",
-                    cpu1.device - cpu0.device, cpu1.server - cpu0.server, cpu2.device - cpu1.device, cpu2.server - cpu1.server))
+                    cpu1.device - cpu0.device, cpu1.server - cpu0.server, cpu2.device - cpu1.device,
+                    cpu2.server - cpu1.server))
         }
-        print(String(format: "  floor       %9.0f changes/s  (%.2f s, plain SQLite table, no sync)", n / floorSeconds, floorSeconds))
+        print(
+            String(
+                format: "  floor       %9.0f changes/s  (%.2f s, plain SQLite table, no sync)", n / floorSeconds,
+                floorSeconds))
         print(String(format: "  ratio       %.2f  (end to end / floor)", endToEnd / floorSeconds))
         print(
             String(
-                format: "  peak memory server %.0f MiB, devices (this process) %.0f MiB during push and pull, %.0f MiB with the checks after",
+                format:
+                    "  peak memory server %.0f MiB, devices (this process) %.0f MiB during push and pull, %.0f MiB with the checks after",
                 serverPeak, syncPeak, devicePeak))
         if json {
             print(
@@ -164,11 +180,13 @@ struct SyncBenchmark: AsyncParsableCommand {
     func floor(_ path: String, ids: [String], round: String) throws -> Double {
         let raw = try RawSQLite(path: path)
         try raw.execute(
-            "CREATE TABLE changes (seq INTEGER PRIMARY KEY, entity TEXT, record TEXT, op INTEGER, hlc INTEGER, fields TEXT) STRICT")
+            "CREATE TABLE changes (seq INTEGER PRIMARY KEY, entity TEXT, record TEXT, op INTEGER, hlc INTEGER, fields TEXT) STRICT"
+        )
         let people = ["张伟", "王芳", "李娜", "刘洋", "陈静"]
         let finding = try Schema(json: BundledSchemas.inspection).entity("finding")!
         return try measure {
-            let statement = try raw.prepare("INSERT INTO changes (entity, record, op, hlc, fields) VALUES (?, ?, ?, ?, ?)")
+            let statement = try raw.prepare(
+                "INSERT INTO changes (entity, record, op, hlc, fields) VALUES (?, ?, ?, ?, ?)")
             defer { sqlite3_finalize(statement) }
             var bytes: [UInt8] = []
             var n = 0
@@ -180,16 +198,21 @@ struct SyncBenchmark: AsyncParsableCommand {
                     if i % 10 == 0 {
                         let values = Row(i, round: round).values
                         FieldChange.encode(
-                            finding.fields.compactMap { f in values[f.name].map { FieldChange(field: f.name, kind: .set($0)) } },
+                            finding.fields.compactMap { f in
+                                values[f.name].map { FieldChange(field: f.name, kind: .set($0)) }
+                            },
                             to: &bytes)
                     } else {
-                        FieldChange.encode([FieldChange(field: "responsible_person", kind: .set(.text(people[i % 5])))], to: &bytes)
+                        FieldChange.encode(
+                            [FieldChange(field: "responsible_person", kind: .set(.text(people[i % 5])))], to: &bytes)
                     }
                     sqlite3_bind_text(statement, 1, "finding", -1, transient)
                     sqlite3_bind_text(statement, 2, ids[i % ids.count], -1, transient)
                     sqlite3_bind_int64(statement, 3, i % 10 == 0 ? 0 : 1)
                     sqlite3_bind_int64(statement, 4, Int64(i))
-                    _ = bytes.withUnsafeBytes { sqlite3_bind_text(statement, 5, $0.baseAddress, Int32($0.count), transient) }
+                    _ = bytes.withUnsafeBytes {
+                        sqlite3_bind_text(statement, 5, $0.baseAddress, Int32($0.count), transient)
+                    }
                     try raw.step(statement)
                 }
                 try raw.execute("COMMIT")

@@ -16,7 +16,9 @@ func input(_ data: UnsafePointer<UInt8>?, _ size: Int) -> [UInt8] {
 
 /// The bundled inspection schema, as the server and the devices load it.
 let inspection: Schema = {
-    do { return try Schema(json: BundledSchemas.inspection) } catch { fatalError("the bundled schema does not load: \(error)") }
+    do { return try Schema(json: BundledSchemas.inspection) } catch {
+        fatalError("the bundled schema does not load: \(error)")
+    }
 }()
 
 /// Reads a value with a JSON tape and back: the JSON tree and the tape reader agree, and

@@ -48,7 +48,9 @@ public func fuzzAssignment(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     do {
         _ = try FieldAssignment(parsing: field.name + ":=" + text, entity: entity)
     } catch {
-        if error.kind == .syntax { require((try? JSON(parsing: text)) == nil, "valid JSON refused as syntax: \(error)") }
+        if error.kind == .syntax {
+            require((try? JSON(parsing: text)) == nil, "valid JSON refused as syntax: \(error)")
+        }
     }
     return 0
 }

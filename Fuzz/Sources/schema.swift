@@ -13,7 +13,9 @@ public func fuzzSchema(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     guard let schema = try? Schema(json: bytes) else { return 0 }
     let canonical = schema.json.serialized
     let again: Schema
-    do { again = try Schema(json: canonical) } catch { fatalError("a loaded schema's canonical form does not load: \(error)") }
+    do { again = try Schema(json: canonical) } catch {
+        fatalError("a loaded schema's canonical form does not load: \(error)")
+    }
     require(again == schema, "a schema changed in its canonical form")
     require(again.json.serialized == canonical, "a schema's canonical form is not stable")
     require(schema.differences(from: schema).isEmpty, "a schema differs from itself")

@@ -36,7 +36,8 @@ public func fuzzWire(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     if let response = try? PushResponse(utf8: bytes) {
         var out: [UInt8] = []
         response.encode(to: &out)
-        require(String(decoding: out, as: UTF8.self) == response.json.serialized, "PushResponse.encode differs from json")
+        require(
+            String(decoding: out, as: UTF8.self) == response.json.serialized, "PushResponse.encode differs from json")
         do {
             let again = try PushResponse(utf8: out)
             require(again == response, "PushResponse changed in a round trip")
@@ -46,7 +47,8 @@ public func fuzzWire(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     if let response = try? PullResponse(utf8: bytes, schema: inspection) {
         var out: [UInt8] = []
         response.encode(to: &out)
-        require(String(decoding: out, as: UTF8.self) == response.json.serialized, "PullResponse.encode differs from json")
+        require(
+            String(decoding: out, as: UTF8.self) == response.json.serialized, "PullResponse.encode differs from json")
         do {
             let again = try PullResponse(utf8: out, schema: inspection)
             require(again == response, "PullResponse changed in a round trip")
@@ -65,7 +67,9 @@ public func fuzzWire(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
 func merge(_ changes: [Change]) {
     var states: [String: (Entity, RecordState)] = [:]
     for change in changes {
-        guard let entity = inspection.entity(change.entity) else { fatalError("a decoded change names an unknown entity") }
+        guard let entity = inspection.entity(change.entity) else {
+            fatalError("a decoded change names an unknown entity")
+        }
         let key = change.entity + "/" + change.recordID
         var state = states[key]?.1 ?? RecordState()
         state.apply(change, entity: entity)
@@ -83,7 +87,23 @@ func merge(_ changes: [Change]) {
     }
 }
 
-func encoded(_ message: PushRequest) -> [UInt8] { var out: [UInt8] = []; message.encode(to: &out); return out }
-func encoded(_ message: PullRequest) -> [UInt8] { var out: [UInt8] = []; message.encode(to: &out); return out }
-func encoded(_ message: PushResponse) -> [UInt8] { var out: [UInt8] = []; message.encode(to: &out); return out }
-func encoded(_ message: PullResponse) -> [UInt8] { var out: [UInt8] = []; message.encode(to: &out); return out }
+func encoded(_ message: PushRequest) -> [UInt8] {
+    var out: [UInt8] = []
+    message.encode(to: &out)
+    return out
+}
+func encoded(_ message: PullRequest) -> [UInt8] {
+    var out: [UInt8] = []
+    message.encode(to: &out)
+    return out
+}
+func encoded(_ message: PushResponse) -> [UInt8] {
+    var out: [UInt8] = []
+    message.encode(to: &out)
+    return out
+}
+func encoded(_ message: PullResponse) -> [UInt8] {
+    var out: [UInt8] = []
+    message.encode(to: &out)
+    return out
+}

@@ -208,7 +208,8 @@ extension FieldChange {
         return changes
     }
 
-    static func decode(_ tape: JSONTape, _ index: Int, field: Field, entity: String) throws(ValueProblem) -> FieldChange {
+    static func decode(_ tape: JSONTape, _ index: Int, field: Field, entity: String) throws(ValueProblem) -> FieldChange
+    {
         func fail(_ reason: String) -> ValueProblem {
             ValueProblem(kind: .wrongType, reason: "\(entity).\(field.name): \(reason)")
         }

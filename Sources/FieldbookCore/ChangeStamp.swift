@@ -19,7 +19,8 @@ public struct ChangeStamp: Sendable, Hashable {
     /// The server's sequence number of the change; nil until the server has it.
     public var serverSequence: Int64?
 
-    public init(device: String, sequence: Int64, timestamp: HybridTimestamp, base: Int64, serverSequence: Int64? = nil) {
+    public init(device: String, sequence: Int64, timestamp: HybridTimestamp, base: Int64, serverSequence: Int64? = nil)
+    {
         self.device = device
         self.sequence = sequence
         self.timestamp = timestamp
@@ -44,6 +45,7 @@ public struct ChangeStamp: Sendable, Hashable {
 extension Change {
     /// This change's stamp.
     public var stamp: ChangeStamp {
-        ChangeStamp(device: device, sequence: sequence, timestamp: timestamp, base: base, serverSequence: serverSequence)
+        ChangeStamp(
+            device: device, sequence: sequence, timestamp: timestamp, base: base, serverSequence: serverSequence)
     }
 }

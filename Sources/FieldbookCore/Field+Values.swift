@@ -47,7 +47,8 @@ extension Field {
         case (.timestamp, .text(let s)):
             guard let canonical = CalendarText.canonicalTimestamp(s) else {
                 throw ValueProblem(
-                    kind: .badFormat, reason: "must be a UTC timestamp written YYYY-MM-DDTHH:MM:SS[.sss]Z, e.g. 2021-11-16T09:30:00Z")
+                    kind: .badFormat,
+                    reason: "must be a UTC timestamp written YYYY-MM-DDTHH:MM:SS[.sss]Z, e.g. 2021-11-16T09:30:00Z")
             }
             return .text(canonical)
         case (.enumeration(let values), .text(let s)):
@@ -184,7 +185,8 @@ public enum CalendarText {
         guard bytes.count == 10 else { return false }
         let s = bytes.startIndex
         guard bytes[s + 4] == UInt8(ascii: "-"), bytes[s + 7] == UInt8(ascii: "-"),
-            let y = digits(bytes[s..<s + 4]), let m = digits(bytes[s + 5..<s + 7]), let d = digits(bytes[s + 8..<s + 10]),
+            let y = digits(bytes[s..<s + 4]), let m = digits(bytes[s + 5..<s + 7]),
+            let d = digits(bytes[s + 8..<s + 10]),
             y >= 1, (1...12).contains(m), d >= 1, d <= daysIn(month: m, year: y)
         else { return false }
         return true

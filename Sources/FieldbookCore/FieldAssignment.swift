@@ -54,7 +54,8 @@ public struct FieldAssignment: Sendable, Hashable {
         let name = String(decoding: utf8[..<nameEnd], as: UTF8.self)
         guard let field = entity.field(name) else {
             throw Problem(
-                .syntax, "\(entity.name) has no field '\(name)'; fields: \(entity.fields.map(\.name).joined(separator: ", "))")
+                .syntax,
+                "\(entity.name) has no field '\(name)'; fields: \(entity.fields.map(\.name).joined(separator: ", "))")
         }
         let text = String(decoding: utf8[utf8.index(after: equals)...], as: UTF8.self)
         if explicit {
@@ -113,7 +114,8 @@ public struct FieldAssignment: Sendable, Hashable {
     static func trimmingWhitespace(_ text: String) -> String {
         func isSpace(_ s: Unicode.Scalar) -> Bool { s == "\t" || s.properties.generalCategory == .spaceSeparator }
         let scalars = text.unicodeScalars
-        guard let first = scalars.firstIndex(where: { !isSpace($0) }), let last = scalars.lastIndex(where: { !isSpace($0) })
+        guard let first = scalars.firstIndex(where: { !isSpace($0) }),
+            let last = scalars.lastIndex(where: { !isSpace($0) })
         else { return "" }
         return String(scalars[first...last])
     }

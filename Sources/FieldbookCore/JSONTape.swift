@@ -93,9 +93,10 @@ struct JSONTape {
             }
         }
         // Checked when the tape was made.
-        return (try? bytes.withUnsafeBufferPointer { (buffer) throws(JSONParseError) in
-            try TapeParser.unescape(buffer, from: Int(token.start), to: Int(token.start + token.length))
-        }).map { String(decoding: $0, as: UTF8.self) }
+        return
+            (try? bytes.withUnsafeBufferPointer { (buffer) throws(JSONParseError) in
+                try TapeParser.unescape(buffer, from: Int(token.start), to: Int(token.start + token.length))
+            }).map { String(decoding: $0, as: UTF8.self) }
     }
 
     /// Whether the value at `index` is a string whose text is `text`.
@@ -171,12 +172,16 @@ struct JSONTape {
 
     /// The indices of the elements of the array at `index` (empty if it is not an array).
     func elements(_ index: Int) -> Children {
-        Children(tape: self, first: index + 1, count: tokens[index].kind == .array ? Int(tokens[index].length) : 0, stride: 0)
+        Children(
+            tape: self, first: index + 1, count: tokens[index].kind == .array ? Int(tokens[index].length) : 0, stride: 0
+        )
     }
 
     /// The indices of the keys of the object at `index` (its value is at key + 1); empty if it is not an object.
     func keys(_ index: Int) -> Children {
-        Children(tape: self, first: index + 1, count: tokens[index].kind == .object ? Int(tokens[index].length) : 0, stride: 1)
+        Children(
+            tape: self, first: index + 1, count: tokens[index].kind == .object ? Int(tokens[index].length) : 0,
+            stride: 1)
     }
 
     /// The elements of an array or the keys of an object, in order.
@@ -261,10 +266,12 @@ private struct TapeParser {
     }
 
     @inline(__always)
-    mutating func append(_ kind: JSONTape.Kind, start: Int, length: Int = 0, payload: Int64 = 0, escaped: Bool = false) {
+    mutating func append(_ kind: JSONTape.Kind, start: Int, length: Int = 0, payload: Int64 = 0, escaped: Bool = false)
+    {
         tokens.append(
             JSONTape.Token(
-                kind: kind, escaped: escaped, start: UInt32(truncatingIfNeeded: start), length: UInt32(truncatingIfNeeded: length),
+                kind: kind, escaped: escaped, start: UInt32(truncatingIfNeeded: start),
+                length: UInt32(truncatingIfNeeded: length),
                 next: UInt32(truncatingIfNeeded: tokens.count + 1), payload: payload))
     }
 
@@ -343,7 +350,9 @@ private struct TapeParser {
     }
 
     /// Whether the key at token `key` equals one of the `count` keys before it in its object.
-    mutating func isDuplicate(_ key: Int, firstKey: Int, count: Int, seen: inout Set<String>?) throws(JSONParseError) -> Bool {
+    mutating func isDuplicate(_ key: Int, firstKey: Int, count: Int, seen: inout Set<String>?) throws(JSONParseError)
+        -> Bool
+    {
         if count >= 16 {
             if seen == nil {
                 var keys = Set<String>()
@@ -377,9 +386,13 @@ private struct TapeParser {
     func text(_ k: Int) throws(JSONParseError) -> String {
         let token = tokens[k]
         if token.escaped {
-            return String(decoding: try Self.unescape(bytes, from: Int(token.start), to: Int(token.start + token.length)), as: UTF8.self)
+            return String(
+                decoding: try Self.unescape(bytes, from: Int(token.start), to: Int(token.start + token.length)),
+                as: UTF8.self)
         }
-        return String(decoding: UnsafeBufferPointer(rebasing: bytes[Int(token.start)..<Int(token.start + token.length)]), as: UTF8.self)
+        return String(
+            decoding: UnsafeBufferPointer(rebasing: bytes[Int(token.start)..<Int(token.start + token.length)]),
+            as: UTF8.self)
     }
 
     mutating func parseArray(depth: Int) throws(JSONParseError) {
@@ -446,7 +459,9 @@ private struct TapeParser {
     }
 
     /// The bytes of a string's text with escapes resolved, checked. Errors carry the offset from `start`.
-    static func unescape(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int, to end: Int) throws(JSONParseError) -> [UInt8] {
+    static func unescape(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int, to end: Int) throws(JSONParseError)
+        -> [UInt8]
+    {
         var buffer: [UInt8] = []
         buffer.reserveCapacity(end - start)
         var index = start
@@ -580,7 +595,9 @@ private struct TapeParser {
         if index < bytes.count, bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E") {
             isInteger = false
             index += 1
-            if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") { index += 1 }
+            if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") {
+                index += 1
+            }
             let digits = index
             while index < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[index]) { index += 1 }
             guard index > digits else { throw fail("invalid number") }

@@ -91,7 +91,8 @@ extension RecordState {
             out.append(UInt8(ascii: "["))
             let ordered =
                 sorted
-                ? list.sorted { $0.device < $1.device || ($0.device == $1.device && $0.sequence < $1.sequence) } : Array(list)
+                ? list.sorted { $0.device < $1.device || ($0.device == $1.device && $0.sequence < $1.sequence) }
+                : Array(list)
             for (n, stamp) in ordered.enumerated() {
                 if n > 0 { out.append(UInt8(ascii: ",")) }
                 writeIndex(stamp)
@@ -126,9 +127,17 @@ extension RecordState {
                 out.append(UInt8(ascii: ","))
                 candidate.value.writeJSON(to: &out)
                 out.append(UInt8(ascii: ","))
-                if let at = candidate.observedAt { JSON.writeString(at, to: &out) } else { out.append(contentsOf: "null".utf8) }
+                if let at = candidate.observedAt {
+                    JSON.writeString(at, to: &out)
+                } else {
+                    out.append(contentsOf: "null".utf8)
+                }
                 out.append(UInt8(ascii: ","))
-                if let epoch = candidate.epoch { JSON.writeInt(epoch, to: &out) } else { out.append(contentsOf: "null".utf8) }
+                if let epoch = candidate.epoch {
+                    JSON.writeInt(epoch, to: &out)
+                } else {
+                    out.append(contentsOf: "null".utf8)
+                }
                 out.append(UInt8(ascii: "]"))
             }
             out.append(UInt8(ascii: "]"))
@@ -265,7 +274,8 @@ extension RecordState {
                 guard let value = try? Value(tape, v, for: field.type) else { throw fail("register \(field.name)") }
                 let at = tape.next(v)
                 let epoch = tape.next(at)
-                candidates.append(Candidate(stamp: stamp, value: value, observedAt: tape.string(at), epoch: tape.int(epoch)))
+                candidates.append(
+                    Candidate(stamp: stamp, value: value, observedAt: tape.string(at), epoch: tape.int(epoch)))
             }
             slots[position].candidates = candidates
             slots[position].value = Self.winner(candidates, policy: field.policy, type: field.type).value

@@ -10,7 +10,9 @@ extension RecordState {
     /// - Parameter timestamp: the new timestamp of a sequence number, or nil to keep the old one.
     public mutating func restamp(device: String, entity: Entity, _ timestamp: (Int64) -> HybridTimestamp?) {
         func fill(_ stamp: inout ChangeStamp) -> Bool {
-            guard stamp.device == device, stamp.serverSequence == nil, let new = timestamp(stamp.sequence) else { return false }
+            guard stamp.device == device, stamp.serverSequence == nil, let new = timestamp(stamp.sequence) else {
+                return false
+            }
             stamp.timestamp = new
             return true
         }

@@ -135,10 +135,16 @@ public struct RecordState: Sendable, Hashable {
     /// each holder, the write that set the reference that shows. Every peer holding the same
     /// records finds the same one. Settled by keeping the record (an update that saw the deletes),
     /// or by changing or deleting what refers to it.
-    public func heldConflict(entity: Entity, recordID: String, holders: [(Conflict.Referrer, ChangeStamp)]) -> Conflict {
+    public func heldConflict(entity: Entity, recordID: String, holders: [(Conflict.Referrer, ChangeStamp)]) -> Conflict
+    {
         var sides = deletes.map { Conflict.Side(stamp: $0, value: .null, deletes: true) }
-        for (referrer, stamp) in holders { sides.append(Conflict.Side(stamp: stamp, value: .null, deletes: false, referrer: referrer)) }
-        sides.sort { $0.stamp.precedes($1.stamp) || ($0.stamp == $1.stamp && ($0.referrer?.record ?? "") < ($1.referrer?.record ?? "")) }
+        for (referrer, stamp) in holders {
+            sides.append(Conflict.Side(stamp: stamp, value: .null, deletes: false, referrer: referrer))
+        }
+        sides.sort {
+            $0.stamp.precedes($1.stamp)
+                || ($0.stamp == $1.stamp && ($0.referrer?.record ?? "") < ($1.referrer?.record ?? ""))
+        }
         return Conflict(entity: entity.name, recordID: recordID, field: nil, sides: sides)
     }
 
@@ -213,7 +219,9 @@ public struct RecordState: Sendable, Hashable {
         }
     }
 
-    private mutating func mergeMembers(_ name: String, at position: Int, added: [String], removed: [String], stamp: ChangeStamp) {
+    private mutating func mergeMembers(
+        _ name: String, at position: Int, added: [String], removed: [String], stamp: ChangeStamp
+    ) {
         var operations = members[name] ?? [:]
         for (list, present) in [(added, true), (removed, false)] {
             for member in list {
@@ -235,7 +243,9 @@ public struct RecordState: Sendable, Hashable {
 
     /// Adds a write to a register (in place: the common case, a write that saw the one before,
     /// replaces it without copying the list) and returns the value that shows.
-    private static func add(_ candidate: Candidate, to candidates: inout [Candidate], policy: MergePolicy, type: FieldType) -> Value {
+    private static func add(
+        _ candidate: Candidate, to candidates: inout [Candidate], policy: MergePolicy, type: FieldType
+    ) -> Value {
         let stamp = candidate.stamp
         candidates.removeAll { stamp.saw($0.stamp) }
         candidates.append(candidate)
@@ -305,7 +315,9 @@ public struct RecordState: Sendable, Hashable {
     public func conflictingFields(_ entity: Entity) -> [String] {
         entity.fields.indices.compactMap { position in
             let field = entity.fields[position]
-            guard case .manual = field.policy, let candidates = slot(position, of: entity)?.candidates, candidates.count > 1 else {
+            guard case .manual = field.policy, let candidates = slot(position, of: entity)?.candidates,
+                candidates.count > 1
+            else {
                 return nil
             }
             if !deletes.isEmpty && candidates.allSatisfy({ c in deletes.contains { $0.saw(c.stamp) } }) { return nil }
@@ -353,8 +365,14 @@ public struct RecordState: Sendable, Hashable {
             }
             members[name] = operations
         }
-        if var stamp = applied[device] { fill(&stamp); applied[device] = stamp }
-        if var stamp = writes[device] { fill(&stamp); writes[device] = stamp }
+        if var stamp = applied[device] {
+            fill(&stamp)
+            applied[device] = stamp
+        }
+        if var stamp = writes[device] {
+            fill(&stamp)
+            writes[device] = stamp
+        }
         for i in deletes.indices { fill(&deletes[i]) }
     }
 
@@ -430,7 +448,11 @@ extension Conflict {
                     ("delete", .bool(side.deletes)),
                 ]
                 if let referrer = side.referrer {
-                    pairs.append(("referrer", .object([("entity", .string(referrer.entity)), ("record", .string(referrer.record))])))
+                    pairs.append(
+                        (
+                            "referrer",
+                            .object([("entity", .string(referrer.entity)), ("record", .string(referrer.record))])
+                        ))
                 }
                 return .object(pairs)
             })

@@ -22,12 +22,17 @@ extension Schema {
                     lines.append("\(entity.name).\(field.name): type \(field.type.name) here, \(their.type.name) there")
                 }
                 if field.policy != their.policy {
-                    lines.append("\(entity.name).\(field.name): policy \(field.policy.name) here, \(their.policy.name) there")
+                    lines.append(
+                        "\(entity.name).\(field.name): policy \(field.policy.name) here, \(their.policy.name) there")
                 }
                 if field.onDelete != their.onDelete {
-                    lines.append("\(entity.name).\(field.name): onDelete \(field.onDelete.rawValue) here, \(their.onDelete.rawValue) there")
+                    lines.append(
+                        "\(entity.name).\(field.name): onDelete \(field.onDelete.rawValue) here, \(their.onDelete.rawValue) there"
+                    )
                 }
-                if field.required != their.required || field.maxLength != their.maxLength || field.defaultValue != their.defaultValue {
+                if field.required != their.required || field.maxLength != their.maxLength
+                    || field.defaultValue != their.defaultValue
+                {
                     lines.append("\(entity.name).\(field.name): required, maxLength or default differ")
                 }
             }

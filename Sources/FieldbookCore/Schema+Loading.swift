@@ -278,7 +278,8 @@ struct SchemaLoader {
             if type == nil {
                 issue(
                     path,
-                    "unknown type '\(other)' (one of: text, integer, real, boolean, date, timestamp, enum, reference, set)")
+                    "unknown type '\(other)' (one of: text, integer, real, boolean, date, timestamp, enum, reference, set)"
+                )
             }
         }
         if f["values"] != nil, typeName != "enum" { issue(path, "'values' is only for type 'enum'") }
@@ -309,10 +310,14 @@ struct SchemaLoader {
         // Policy.
         var policy: MergePolicy?
         let policyName = string(f["policy"], at: path, key: "policy") ?? (appendOnly ? "append" : nil)
-        if policyName == nil, f["policy"] == nil { issue(path, "missing 'policy' (lww, observed, max, union, counter, append or manual)") }
+        if policyName == nil, f["policy"] == nil {
+            issue(path, "missing 'policy' (lww, observed, max, union, counter, append or manual)")
+        }
         if f["order"] != nil, policyName != "max" { issue(path, "'order' is only for policy 'max'") }
         if f["epoch"] != nil, policyName != "max" { issue(path, "'epoch' is only for policy 'max'") }
-        if f["observedBy"] != nil, policyName != "observed" { issue(path, "'observedBy' is only for policy 'observed'") }
+        if f["observedBy"] != nil, policyName != "observed" {
+            issue(path, "'observedBy' is only for policy 'observed'")
+        }
         switch policyName {
         case nil: break
         case "lww": policy = .lww
@@ -334,7 +339,9 @@ struct SchemaLoader {
                 }
                 policy = .observed(by: by)
             } else if f["observedBy"] == nil {
-                issue(path, "policy 'observed' needs 'observedBy' (the date or timestamp field that carries the domain time)")
+                issue(
+                    path,
+                    "policy 'observed' needs 'observedBy' (the date or timestamp field that carries the domain time)")
             }
         case "max":
             let order = stringList(f["order"], at: path, key: "order")
@@ -355,7 +362,9 @@ struct SchemaLoader {
                 }
             } else if let type {
                 if !type.isNaturallyOrdered {
-                    issue(path, "policy 'max' is for enums with an order, or integer, real, boolean, date and timestamp fields")
+                    issue(
+                        path,
+                        "policy 'max' is for enums with an order, or integer, real, boolean, date and timestamp fields")
                 } else if order != nil {
                     issue(path, "'order' is only for enum fields; \(type.name) values have their natural order")
                 }
@@ -372,7 +381,8 @@ struct SchemaLoader {
         var defaultValue: Value?
         if let d = f["default"], let type {
             let field = Field(
-                name: name, label: nil, type: type, required: false, maxLength: maxLength, defaultValue: nil, policy: policy ?? .lww)
+                name: name, label: nil, type: type, required: false, maxLength: maxLength, defaultValue: nil,
+                policy: policy ?? .lww)
             do {
                 defaultValue = try field.normalize(Value(json: d, for: type))
             } catch {

@@ -98,7 +98,8 @@ public final class Entity: Sendable, Hashable {
     }
 
     public static func == (lhs: Entity, rhs: Entity) -> Bool {
-        lhs.name == rhs.name && lhs.label == rhs.label && lhs.appendOnly == rhs.appendOnly && lhs.onDelete == rhs.onDelete
+        lhs.name == rhs.name && lhs.label == rhs.label && lhs.appendOnly == rhs.appendOnly
+            && lhs.onDelete == rhs.onDelete
             && lhs.fields == rhs.fields
     }
 

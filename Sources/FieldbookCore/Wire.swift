@@ -115,7 +115,9 @@ public struct WireError: Error, Sendable, Hashable, CustomStringConvertible {
     public var json: JSON {
         var members: [(String, JSON)] = [("code", .string(code.rawValue)), ("message", .string(message))]
         if let serverChanged {
-            members += [("server", .string(serverChanged.identity)), ("acknowledged", .int(serverChanged.acknowledged))]
+            members += [
+                ("server", .string(serverChanged.identity)), ("acknowledged", .int(serverChanged.acknowledged)),
+            ]
         }
         if let serverTime { members.append(("server_time", .int(serverTime))) }
         if let maxAhead { members.append(("max_ahead", .int(maxAhead))) }
@@ -126,10 +128,13 @@ public struct WireError: Error, Sendable, Hashable, CustomStringConvertible {
     public init?(json: JSON) {
         guard case .string(let code)? = json["error"]?["code"] else { return nil }
         self.init(
-            Code(rawValue: code), json["error"]?["message"].flatMap { if case .string(let s) = $0 { s } else { nil } } ?? "",
+            Code(rawValue: code),
+            json["error"]?["message"].flatMap { if case .string(let s) = $0 { s } else { nil } } ?? "",
             serverTime: json["error"]?["server_time"].flatMap { if case .int(let t) = $0, t >= 0 { t } else { nil } },
             maxAhead: json["error"]?["max_ahead"].flatMap { if case .int(let t) = $0, t >= 0 { t } else { nil } })
-        if case .string(let server)? = json["error"]?["server"], case .int(let acknowledged)? = json["error"]?["acknowledged"] {
+        if case .string(let server)? = json["error"]?["server"],
+            case .int(let acknowledged)? = json["error"]?["acknowledged"]
+        {
             serverChanged = ServerChanged(identity: server, acknowledged: acknowledged)
         }
     }
@@ -168,7 +173,9 @@ public struct PushRequest: Sendable, Hashable {
     /// The longest device name a push may carry, in characters.
     public static let maxDeviceName = 100
 
-    public init(schema: SchemaVersion, device: String, changes: [Change], server: String? = nil, deviceName: String? = nil) {
+    public init(
+        schema: SchemaVersion, device: String, changes: [Change], server: String? = nil, deviceName: String? = nil
+    ) {
         self.schema = schema
         self.device = device
         self.changes = changes
@@ -236,7 +243,9 @@ public struct PullResponse: Sendable, Hashable {
     /// The names of the devices whose changes are in the page, by device id, for those that sent one.
     public var deviceNames: [String: String]
 
-    public init(changes: [Change], cursor: Int64, more: Bool, server: String? = nil, deviceNames: [String: String] = [:]) {
+    public init(
+        changes: [Change], cursor: Int64, more: Bool, server: String? = nil, deviceNames: [String: String] = [:]
+    ) {
         self.changes = changes
         self.cursor = cursor
         self.more = more
@@ -255,13 +264,15 @@ public struct PullResponse: Sendable, Hashable {
 
 extension PushRequest {
     public var json: JSON {
-        .object([
-            ("protocol", .int(Int64(SyncProtocol.version))),
-            ("schema", schema.json),
-            ("device", .string(device)),
-        ] + (server.map { [("server", .string($0))] } ?? []) + (deviceName.map { [("device_name", .string($0))] } ?? []) + [
-            ("changes", .array(changes.map { $0.wireJSON(withOrigin: false) }))
-        ])
+        .object(
+            [
+                ("protocol", .int(Int64(SyncProtocol.version))),
+                ("schema", schema.json),
+                ("device", .string(device)),
+            ] + (server.map { [("server", .string($0))] } ?? [])
+                + (deviceName.map { [("device_name", .string($0))] } ?? []) + [
+                    ("changes", .array(changes.map { $0.wireJSON(withOrigin: false) }))
+                ])
     }
 
     /// Appends the message's JSON text (the bytes of `json.serialized`) to `out`.
@@ -340,10 +351,11 @@ extension PushRequest {
 
 extension PushResponse {
     public var json: JSON {
-        .object([
-            ("protocol", .int(Int64(SyncProtocol.version))),
-            ("assigned", .array(assigned.map { .array([.int($0.sequence), .int($0.serverSequence)]) })),
-        ] + (server.map { [("server", .string($0))] } ?? []))
+        .object(
+            [
+                ("protocol", .int(Int64(SyncProtocol.version))),
+                ("assigned", .array(assigned.map { .array([.int($0.sequence), .int($0.serverSequence)]) })),
+            ] + (server.map { [("server", .string($0))] } ?? []))
     }
 
     /// Appends the message's JSON text (the bytes of `json.serialized`) to `out`.
@@ -382,7 +394,8 @@ extension PushResponse {
         var assigned: [Assignment] = []
         assigned.reserveCapacity(Int(tape[list].length))
         for item in tape.elements(list) {
-            guard tape.kind(item) == .array, tape[item].length == 2, let seq = tape.int(item + 1), let sseq = tape.int(item + 2)
+            guard tape.kind(item) == .array, tape[item].length == 2, let seq = tape.int(item + 1),
+                let sseq = tape.int(item + 2)
             else { throw WireError(.badMessage, "'assigned' holds [sequence, serverSequence] pairs") }
             assigned.append(Assignment(sequence: seq, serverSequence: sseq))
         }
@@ -392,13 +405,14 @@ extension PushResponse {
 
 extension PullRequest {
     public var json: JSON {
-        .object([
-            ("protocol", .int(Int64(SyncProtocol.version))),
-            ("schema", schema.json),
-            ("device", .string(device)),
-            ("cursor", .int(cursor)),
-            ("limit", .int(Int64(limit))),
-        ] + (server.map { [("server", .string($0))] } ?? []))
+        .object(
+            [
+                ("protocol", .int(Int64(SyncProtocol.version))),
+                ("schema", schema.json),
+                ("device", .string(device)),
+                ("cursor", .int(cursor)),
+                ("limit", .int(Int64(limit))),
+            ] + (server.map { [("server", .string($0))] } ?? []))
     }
 
     /// Appends the message's JSON text (the bytes of `json.serialized`) to `out`.
@@ -424,7 +438,9 @@ extension PullRequest {
         }
         self.cursor = cursor
         if let l = tape.member(0, "limit") {
-            guard let limit = tape.int(l), limit >= 1 else { throw WireError(.badMessage, "'limit' must be an integer ≥ 1") }
+            guard let limit = tape.int(l), limit >= 1 else {
+                throw WireError(.badMessage, "'limit' must be an integer ≥ 1")
+            }
             self.limit = Int(clamping: limit)
         } else {
             limit = 1000
@@ -434,14 +450,21 @@ extension PullRequest {
 
 extension PullResponse {
     public var json: JSON {
-        .object([
-            ("protocol", .int(Int64(SyncProtocol.version))),
-            ("changes", .array(changes.map { $0.wireJSON(withOrigin: true) })),
-            ("cursor", .int(cursor)),
-            ("more", .bool(more)),
-        ] + (server.map { [("server", .string($0))] } ?? [])
-            + (deviceNames.isEmpty
-                ? [] : [("devices", .object(deviceNames.sorted { $0.key < $1.key }.map { ($0.key, JSON.string($0.value)) }))]))
+        .object(
+            [
+                ("protocol", .int(Int64(SyncProtocol.version))),
+                ("changes", .array(changes.map { $0.wireJSON(withOrigin: true) })),
+                ("cursor", .int(cursor)),
+                ("more", .bool(more)),
+            ] + (server.map { [("server", .string($0))] } ?? [])
+                + (deviceNames.isEmpty
+                    ? []
+                    : [
+                        (
+                            "devices",
+                            .object(deviceNames.sorted { $0.key < $1.key }.map { ($0.key, JSON.string($0.value)) })
+                        )
+                    ]))
     }
 
     /// Appends the message's JSON text (the bytes of `json.serialized`) to `out`.
@@ -523,7 +546,9 @@ extension PullResponse {
         self.more = more
         var deviceNames: [String: String] = [:]
         if let d = tape.member(0, "devices") {
-            guard tape.kind(d) == .object else { throw WireError(.badMessage, "'devices' must be an object of device names") }
+            guard tape.kind(d) == .object else {
+                throw WireError(.badMessage, "'devices' must be an object of device names")
+            }
             for key in tape.keys(d) {
                 guard let id = tape.string(key), let name = tape.string(key + 1) else {
                     throw WireError(.badMessage, "'devices' must be an object of device names")
@@ -550,8 +575,9 @@ extension JSONTape {
     init(wire bytes: [UInt8], maxValues: Int = .max) throws(WireError) {
         do {
             try self.init(parsing: bytes, maxValues: maxValues)
-        } catch where error.reason == JSONTape.tooManyValues {
-            throw WireError(.batchTooLarge, "the body holds more than \(maxValues) JSON values; push fewer changes at a time")
+        } catch  where error.reason == JSONTape.tooManyValues {
+            throw WireError(
+                .batchTooLarge, "the body holds more than \(maxValues) JSON values; push fewer changes at a time")
         } catch {
             throw WireError(.malformedJSON, "the body is not valid JSON: \(error)")
         }
@@ -581,14 +607,16 @@ private struct Message {
             guard name == schema.name, version == schema.version else {
                 throw WireError(
                     .schemaMismatch,
-                    "the request is for schema '\(name)' version \(version); the server holds '\(schema.name)' version \(schema.version)")
+                    "the request is for schema '\(name)' version \(version); the server holds '\(schema.name)' version \(schema.version)"
+                )
             }
         }
         self.tape = tape
     }
 
     func deviceID() throws(WireError) -> String {
-        guard let d = tape.member(0, "device"), let device = tape.string(d), let canonical = UUIDText.canonical(device) else {
+        guard let d = tape.member(0, "device"), let device = tape.string(d), let canonical = UUIDText.canonical(device)
+        else {
             throw WireError(.badMessage, "'device' must be the device's id, a UUID")
         }
         return canonical
@@ -602,7 +630,9 @@ private struct Message {
             !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
         else {
             throw WireError(
-                .badMessage, "'device_name' must be text of at most \(PushRequest.maxDeviceName) characters, without control characters")
+                .badMessage,
+                "'device_name' must be text of at most \(PushRequest.maxDeviceName) characters, without control characters"
+            )
         }
         return name
     }
@@ -662,8 +692,10 @@ extension Change {
     /// Appends a change's protocol object from its parts; `fields` appends the field changes' object
     /// (for a peer that stores them as the text of ``FieldChange/encode(_:to:)``, that text as it is).
     package static func encodeWire(
-        to out: inout [UInt8], sequence: Int64, entity: WireText, recordID: WireText, operation: ChangeOperation, hlc: Int64,
-        base: Int64, fields: (inout [UInt8]) -> Void, origin: (device: WireText, serverSequence: Int64?, author: WireText?)?
+        to out: inout [UInt8], sequence: Int64, entity: WireText, recordID: WireText, operation: ChangeOperation,
+        hlc: Int64,
+        base: Int64, fields: (inout [UInt8]) -> Void,
+        origin: (device: WireText, serverSequence: Int64?, author: WireText?)?
     ) {
         out.append(contentsOf: #"{"seq":"#.utf8)
         JSON.writeInt(sequence, to: &out)
@@ -711,7 +743,9 @@ extension Change {
     /// Reads the change object at `index` of a message, checking it against `schema`. `device` is
     /// the pushing device; nil when the change carries its own (a pulled change). `number` is its
     /// position in the message, for error messages; `names` carries strings from one change to the next.
-    init(wire tape: JSONTape, _ index: Int, schema: Schema, device: String?, number: Int, names: inout WireNames) throws(WireError) {
+    init(wire tape: JSONTape, _ index: Int, schema: Schema, device: String?, number: Int, names: inout WireNames)
+        throws(WireError)
+    {
         func path() -> String { "changes[\(number)]" }
         func bad(_ what: String) -> WireError { WireError(.badMessage, "\(path()): \(what)") }
         guard tape.kind(index) == .object else { throw bad("a change must be an object") }
@@ -719,17 +753,22 @@ extension Change {
         guard let s = tape.member(index, "seq", hint: &next), let seq = tape.int(s), seq >= 1 else {
             throw bad("'seq' must be an integer ≥ 1")
         }
-        guard let e = tape.member(index, "entity", hint: &next), tape.kind(e) == .string else { throw bad("'entity' must be a string") }
+        guard let e = tape.member(index, "entity", hint: &next), tape.kind(e) == .string else {
+            throw bad("'entity' must be a string")
+        }
         guard let entity = schema.entities.first(where: { tape.stringEquals(e, utf8: $0.nameUTF8) }) else {
             throw WireError(
                 .unknownEntity,
-                "\(path()): no entity '\(tape.string(e)!)' (entities: \(schema.entities.map(\.name).joined(separator: ", ")))")
+                "\(path()): no entity '\(tape.string(e)!)' (entities: \(schema.entities.map(\.name).joined(separator: ", ")))"
+            )
         }
         guard let i = tape.member(index, "id", hint: &next), let id = UUIDText.canonical(tape, i) else {
             throw bad("'id' must be a UUID")
         }
         let operation: ChangeOperation
-        guard let o = tape.member(index, "op", hint: &next) else { throw bad("'op' must be \"insert\", \"update\" or \"delete\"") }
+        guard let o = tape.member(index, "op", hint: &next) else {
+            throw bad("'op' must be \"insert\", \"update\" or \"delete\"")
+        }
         if tape.stringEquals(o, "insert") {
             operation = .insert
         } else if tape.stringEquals(o, "update") {
@@ -739,12 +778,16 @@ extension Change {
         } else {
             throw bad("'op' must be \"insert\", \"update\" or \"delete\"")
         }
-        guard let h = tape.member(index, "hlc", hint: &next), let hlc = tape.int(h), hlc >= 0 else { throw bad("'hlc' must be an integer ≥ 0") }
+        guard let h = tape.member(index, "hlc", hint: &next), let hlc = tape.int(h), hlc >= 0 else {
+            throw bad("'hlc' must be an integer ≥ 0")
+        }
         guard let b = tape.member(index, "base", hint: &next), let base = tape.int(b), base >= 0 else {
             throw bad("'base' must be an integer ≥ 0")
         }
         guard let f = tape.member(index, "fields", hint: &next) else { throw bad("'fields' is missing") }
-        guard tape.kind(f) == .object else { throw WireError(.invalidValue, "\(path()): field changes must be an object") }
+        guard tape.kind(f) == .object else {
+            throw WireError(.invalidValue, "\(path()): field changes must be an object")
+        }
         var fields: [FieldChange] = []
         fields.reserveCapacity(Int(tape[f].length))
         var hint = 0
@@ -752,7 +795,8 @@ extension Change {
             guard let field = tape.field(key, in: entity, hint: &hint) else {
                 throw WireError(
                     .unknownField,
-                    "\(path()): \(entity.name) has no field '\(tape.string(key)!)' (fields: \(entity.fields.map(\.name).joined(separator: ", ")))")
+                    "\(path()): \(entity.name) has no field '\(tape.string(key)!)' (fields: \(entity.fields.map(\.name).joined(separator: ", ")))"
+                )
             }
             do {
                 fields.append(try FieldChange.decode(tape, key + 1, field: field, entity: entity.name))
@@ -772,7 +816,9 @@ extension Change {
                 origin = canonical
                 names.device = canonical
             }
-            guard let s = tape.member(index, "sseq", hint: &next), let sseq = tape.int(s) else { throw bad("'sseq' must be an integer") }
+            guard let s = tape.member(index, "sseq", hint: &next), let sseq = tape.int(s) else {
+                throw bad("'sseq' must be an integer")
+            }
             serverSequence = sseq
             if let a = tape.member(index, "author", hint: &next) {
                 if let known = names.author, tape.stringEquals(a, known) {
@@ -803,7 +849,9 @@ extension Change {
                 guard let position = entity.position(of: change.field, hint: hint) else { continue }
                 hint = position + 1
                 let field = entity.fields[position]
-                if case .append = field.policy { return "\(entity.name).\(field.name) is set only when the record is added" }
+                if case .append = field.policy {
+                    return "\(entity.name).\(field.name) is set only when the record is added"
+                }
                 if case .union = field.policy, case .set = change.kind {
                     return "\(entity.name).\(field.name) is a set merged by union: send members added and removed"
                 }

@@ -48,7 +48,8 @@ public final class LocalServer: @unchecked Sendable {
     public func start() throws {
         let process = Process()
         process.executableURL = binary
-        process.arguments = ["serve"] + databaseArguments + ["--port", String(port), "--log-level", "error"] + serveArguments
+        process.arguments =
+            ["serve"] + databaseArguments + ["--port", String(port), "--log-level", "error"] + serveArguments
         let output = Pipe()
         process.standardOutput = output
         try process.run()
@@ -59,7 +60,9 @@ public final class LocalServer: @unchecked Sendable {
             if chunk.isEmpty { throw LocalServerError("fieldbook-server stopped before it listened") }
             text += String(decoding: chunk, as: UTF8.self)
         }
-        guard let portText = text.split(separator: ":").last, let port = Int(portText.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+        guard let portText = text.split(separator: ":").last,
+            let port = Int(portText.trimmingCharacters(in: .whitespacesAndNewlines))
+        else {
             throw LocalServerError("fieldbook-server printed no address")
         }
         self.port = port
@@ -87,7 +90,9 @@ public final class LocalServer: @unchecked Sendable {
         try admin.run()
         let data = output.fileHandleForReading.readDataToEndOfFile()
         admin.waitUntilExit()
-        guard admin.terminationStatus == 0 else { throw LocalServerError("fieldbook-server \(arguments.first ?? "") failed") }
+        guard admin.terminationStatus == 0 else {
+            throw LocalServerError("fieldbook-server \(arguments.first ?? "") failed")
+        }
         return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
@@ -125,7 +130,8 @@ public final class LocalServer: @unchecked Sendable {
             if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
             dir.deleteLastPathComponent()
         }
-        throw LocalServerError("fieldbook-server is not built beside this program; run 'swift build' (or ./scripts/demo)")
+        throw LocalServerError(
+            "fieldbook-server is not built beside this program; run 'swift build' (or ./scripts/demo)")
     }
 }
 

@@ -48,8 +48,12 @@ final class PreUpdateCapture: @unchecked Sendable {
         self.request = nil
         for (column, type) in request.columns {
             var value: OpaquePointer?
-            old.append(request.old && sqlite3_preupdate_old(db, column, &value) == SQLITE_OK ? Value(sqliteValue: value, type: type) : .null)
-            new.append(request.new && sqlite3_preupdate_new(db, column, &value) == SQLITE_OK ? Value(sqliteValue: value, type: type) : .null)
+            old.append(
+                request.old && sqlite3_preupdate_old(db, column, &value) == SQLITE_OK
+                    ? Value(sqliteValue: value, type: type) : .null)
+            new.append(
+                request.new && sqlite3_preupdate_new(db, column, &value) == SQLITE_OK
+                    ? Value(sqliteValue: value, type: type) : .null)
         }
     }
 }

@@ -30,7 +30,8 @@ extension Store {
     /// The number of changes not yet acknowledged.
     public func pendingCount() throws -> Int {
         try read { tx in
-            try Int.fetchOne(tx.db, sql: "SELECT count(*) FROM _changelog WHERE seq > ?", arguments: [tx.acknowledged()]) ?? 0
+            try Int.fetchOne(
+                tx.db, sql: "SELECT count(*) FROM _changelog WHERE seq > ?", arguments: [tx.acknowledged()]) ?? 0
         }
     }
 
@@ -101,7 +102,8 @@ extension Store.Transaction {
             while let serverSequence = next {
                 guard let row = try Row.fetchOne(link, arguments: [serverSequence]) else {
                     throw StoreError(
-                        .incompatibleStore, "the store's received changes are damaged: change \(serverSequence) is missing")
+                        .incompatibleStore,
+                        "the store's received changes are damaged: change \(serverSequence) is missing")
                 }
                 let fieldsText: String = row[7]
                 let op: Int = row[4]
@@ -126,7 +128,8 @@ extension Store.Transaction {
     func changes(sql condition: String, arguments: StatementArguments) throws -> [Change] {
         try flushLog()
         let rows = try Row.fetchAll(
-            db.cachedStatement(sql: "SELECT seq, entity, record, op, hlc, base, fields, sseq FROM _changelog \(condition)"),
+            db.cachedStatement(
+                sql: "SELECT seq, entity, record, op, hlc, base, fields, sseq FROM _changelog \(condition)"),
             arguments: arguments)
         return try rows.map { row in
             let entityName: String = row[1]
@@ -138,7 +141,8 @@ extension Store.Transaction {
                 sequence: row[0], device: store.deviceID, entity: entityName, recordID: row[2],
                 operation: ChangeOperation(rawValue: op) ?? .update,
                 timestamp: HybridTimestamp(rawValue: UInt64(bitPattern: hlc)), base: row[5],
-                fields: try FieldChange.decode(utf8: Array(fieldsText.utf8), entity: table.entity), serverSequence: row[7])
+                fields: try FieldChange.decode(utf8: Array(fieldsText.utf8), entity: table.entity),
+                serverSequence: row[7])
         }
     }
 }

@@ -42,7 +42,8 @@ extension Store {
             format = 4
         }
         guard format == storeFormat else {
-            throw StoreError(.incompatibleStore, "the store has format \(format); this version reads format \(storeFormat)")
+            throw StoreError(
+                .incompatibleStore, "the store has format \(format); this version reads format \(storeFormat)")
         }
         let stored = try storedSchema(db)
         guard stored.name == schema.name else {
@@ -51,13 +52,15 @@ extension Store {
         if stored.version > schema.version {
             throw StoreError(
                 .incompatibleStore,
-                "the store holds schema version \(stored.version), newer than version \(schema.version); use a newer Fieldbook")
+                "the store holds schema version \(stored.version), newer than version \(schema.version); use a newer Fieldbook"
+            )
         }
         if stored.version == schema.version {
             guard stored.json == schema.json else {
                 throw StoreError(
                     .migrationRefused,
-                    "the schema differs from the store's but has the same version \(schema.version); give it a new version")
+                    "the schema differs from the store's but has the same version \(schema.version); give it a new version"
+                )
             }
             return
         }
@@ -167,14 +170,17 @@ extension Store {
     /// The table of an entity and the indexes on its reference fields.
     static func tableSQL(_ entity: Entity) -> [String] {
         let columns = entity.fields.map { "\(quoted($0.name)) \(sqlType($0.type))" }
-        return ["CREATE TABLE \(quoted(entity.name)) (id TEXT PRIMARY KEY NOT NULL, \(columns.joined(separator: ", "))) STRICT"]
+        return [
+            "CREATE TABLE \(quoted(entity.name)) (id TEXT PRIMARY KEY NOT NULL, \(columns.joined(separator: ", "))) STRICT"
+        ]
             + entity.fields.compactMap { indexSQL(entity, $0) }
     }
 
     /// The index on a reference field (named `entity.field`, which no other index name can equal).
     static func indexSQL(_ entity: Entity, _ field: Field) -> String? {
         guard case .reference = field.type else { return nil }
-        return "CREATE INDEX \(quoted("\(entity.name).\(field.name)")) ON \(quoted(entity.name)) (\(quoted(field.name)))"
+        return
+            "CREATE INDEX \(quoted("\(entity.name).\(field.name)")) ON \(quoted(entity.name)) (\(quoted(field.name)))"
     }
 
     static func recordSchema(_ db: Database, _ schema: Schema) throws {
@@ -184,13 +190,16 @@ extension Store {
     }
 
     static func storedSchema(_ db: Database) throws -> Schema {
-        guard let text = try String.fetchOne(db, sql: "SELECT schema FROM _schema_history ORDER BY version DESC LIMIT 1")
+        guard
+            let text = try String.fetchOne(db, sql: "SELECT schema FROM _schema_history ORDER BY version DESC LIMIT 1")
         else { throw StoreError(.incompatibleStore, "the store has no schema") }
         return try Schema(json: text)
     }
 
     /// The SQL that takes a store from `old` to `new`, or an error listing every change that is not safe.
-    static func plan(_ db: Database, from old: Schema, to new: Schema) throws -> [(sql: String, arguments: StatementArguments)] {
+    static func plan(_ db: Database, from old: Schema, to new: Schema) throws -> [(
+        sql: String, arguments: StatementArguments
+    )] {
         var refused: [String] = []
         var steps: [(sql: String, arguments: StatementArguments)] = []
         for oldEntity in old.entities {
@@ -211,8 +220,9 @@ extension Store {
                 }
                 refused += fieldChangeProblems(path: path, old: oldField, new: newField)
                 if newField.required, !oldField.required {
-                    let nulls = try Int.fetchOne(
-                        db, sql: "SELECT count(*) FROM \(table) WHERE \(quoted(oldField.name)) IS NULL") ?? 0
+                    let nulls =
+                        try Int.fetchOne(
+                            db, sql: "SELECT count(*) FROM \(table) WHERE \(quoted(oldField.name)) IS NULL") ?? 0
                     if nulls > 0 {
                         refused.append("\(path): cannot become required while \(nulls) records have no value")
                     }
@@ -245,12 +255,13 @@ extension Store {
     static func fieldChangeProblems(path: String, old: Field, new: Field) -> [String] {
         var problems: [String] = []
         switch (old.type, new.type) {
-        case let (.enumeration(oldValues), .enumeration(newValues)):
+        case (.enumeration(let oldValues), .enumeration(let newValues)):
             let removed = oldValues.filter { !newValues.contains($0) }
             if !removed.isEmpty {
-                problems.append("\(path): removing enum values (\(removed.joined(separator: ", "))) could orphan records")
+                problems.append(
+                    "\(path): removing enum values (\(removed.joined(separator: ", "))) could orphan records")
             }
-        case let (a, b) where a != b:
+        case (let a, let b) where a != b:
             problems.append("\(path): changing the type from \(a.expectation) to \(b.expectation) is not supported")
         default: break
         }

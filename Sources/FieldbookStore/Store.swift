@@ -1,6 +1,6 @@
 public import FieldbookCore
-import Foundation
 import FieldbookSQLite
+import Foundation
 import GRDB
 import Synchronization
 
@@ -109,7 +109,9 @@ public final class Store: Sendable {
         self.schema = schema
         self.configuration = configuration
         self.tables = Dictionary(
-            uniqueKeysWithValues: schema.entities.enumerated().map { ($1.name, EntityTable($1, number: $0, schema: schema)) })
+            uniqueKeysWithValues: schema.entities.enumerated().map {
+                ($1.name, EntityTable($1, number: $0, schema: schema))
+            })
 
         let opened: (device: String, clock: HybridTimestamp, base: Int64, correction: (Int64, UInt64))
         if configuration.readOnly {
@@ -121,7 +123,9 @@ public final class Store: Sendable {
             }
         }
         deviceID = opened.device
-        state = Mutex(WriterState(clock: HybridLogicalClock(last: opened.clock), base: opened.base, correction: opened.correction))
+        state = Mutex(
+            WriterState(clock: HybridLogicalClock(last: opened.clock), base: opened.base, correction: opened.correction)
+        )
     }
 
     static func readState(
@@ -134,7 +138,8 @@ public final class Store: Sendable {
         guard stored.name == schema.name, stored.version == schema.version else {
             throw StoreError(
                 .incompatibleStore,
-                "the store holds schema '\(stored.name)' version \(stored.version), not '\(schema.name)' version \(schema.version)")
+                "the store holds schema '\(stored.name)' version \(stored.version), not '\(schema.name)' version \(schema.version)"
+            )
         }
         guard let device = try String.fetchOne(db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'device_id'")
         else { throw StoreError(.incompatibleStore, "the store has no device id") }
@@ -142,7 +147,8 @@ public final class Store: Sendable {
         let received = try Int64.fetchOne(db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'clock'") ?? 0
         let base = try Int64.fetchOne(db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'cursor'") ?? 0
         let offset = try Int64.fetchOne(db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'clock_offset'") ?? 0
-        let learnedAt = try Int64.fetchOne(db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'clock_offset_at'") ?? 0
+        let learnedAt =
+            try Int64.fetchOne(db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'clock_offset_at'") ?? 0
         return (
             device, HybridTimestamp(rawValue: UInt64(max(lastChange, received))), base,
             (min(offset, 0), UInt64(max(learnedAt, 0)))

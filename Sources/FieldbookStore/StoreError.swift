@@ -70,8 +70,8 @@ public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
 
     public var description: String {
         switch (entity, field) {
-        case let (entity?, field?): "\(entity).\(field): \(message)"
-        case let (entity?, nil): "\(entity): \(message)"
+        case (let entity?, let field?): "\(entity).\(field): \(message)"
+        case (let entity?, nil): "\(entity): \(message)"
         default: message
         }
     }

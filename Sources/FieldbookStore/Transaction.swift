@@ -25,7 +25,8 @@ extension Store {
 
         /// A statement of `table`'s, prepared once per transaction and kept in `slots` at the table's number.
         private func statement(
-            _ slots: ReferenceWritableKeyPath<StatementCache, [Statement?]>, _ table: EntityTable, _ sql: @autoclosure () -> String
+            _ slots: ReferenceWritableKeyPath<StatementCache, [Statement?]>, _ table: EntityTable,
+            _ sql: @autoclosure () -> String
         ) throws -> RawStatement {
             if let cached = statements[keyPath: slots][table.number] { return RawStatement(cached) }
             let statement = try db.cachedStatement(sql: sql())
@@ -34,7 +35,9 @@ extension Store {
         }
 
         /// A statement prepared once per transaction and kept in `slot` (GRDB's own cache hashes the SQL text on every use).
-        func statement(_ slot: ReferenceWritableKeyPath<StatementCache, Statement?>, _ sql: @autoclosure () -> String) throws -> RawStatement {
+        func statement(_ slot: ReferenceWritableKeyPath<StatementCache, Statement?>, _ sql: @autoclosure () -> String)
+            throws -> RawStatement
+        {
             if let cached = statements[keyPath: slot] { return RawStatement(cached) }
             let statement = try db.cachedStatement(sql: sql())
             statements[keyPath: slot] = statement
@@ -50,7 +53,6 @@ extension Store {
             statements.updateOne[table.number][field] = statement
             return RawStatement(statement)
         }
-
 
         /// Inserts a record and returns its id (a new UUIDv7 unless `id` is given).
         ///
@@ -158,7 +160,8 @@ extension Store {
                     wantsNew = true
                 }
             }
-            let sql = "UPDATE \(quoted(entity)) SET \(updates.map { "\(quoted(fields[$0.index].name)) = ?" }.joined(separator: ", ")) WHERE id = ?"
+            let sql =
+                "UPDATE \(quoted(entity)) SET \(updates.map { "\(quoted(fields[$0.index].name)) = ?" }.joined(separator: ", ")) WHERE id = ?"
             let update = RawStatement(try db.cachedStatement(sql: sql))
             for (n, u) in updates.enumerated() { update.bind(Int32(n + 1), u.value) }
             update.bind(Int32(updates.count + 1), recordID)
@@ -263,13 +266,16 @@ extension Store {
             guard try exists(table, recordID) else { throw notFound(entity) }
             for other in store.schema.entities {
                 for field in other.fields where field.type == .reference(entity) && field.onDelete == .conflict {
-                    let referenced = try Bool.fetchOne(
-                        db, sql: "SELECT EXISTS (SELECT 1 FROM \(quoted(other.name)) WHERE \(quoted(field.name)) = ?)",
-                        arguments: [recordID]) ?? false
+                    let referenced =
+                        try Bool.fetchOne(
+                            db,
+                            sql: "SELECT EXISTS (SELECT 1 FROM \(quoted(other.name)) WHERE \(quoted(field.name)) = ?)",
+                            arguments: [recordID]) ?? false
                     if referenced {
                         throw StoreError(
                             .referenced, entity: entity,
-                            "the record is still referenced by \(other.name).\(field.name); delete or change those first")
+                            "the record is still referenced by \(other.name).\(field.name); delete or change those first"
+                        )
                     }
                 }
             }
@@ -301,7 +307,8 @@ extension Store {
                     case .equal: clauses.append("\(column) IS NULL")
                     case .notEqual: clauses.append("\(column) IS NOT NULL")
                     default:
-                        throw StoreError(.wrongType, entity: query.entity, field: filter.field, "only = and != compare with null")
+                        throw StoreError(
+                            .wrongType, entity: query.entity, field: filter.field, "only = and != compare with null")
                     }
                     continue
                 }
@@ -315,7 +322,9 @@ extension Store {
                     case .text:
                         clauses.append("instr(\(column), ?) > 0")
                     default:
-                        throw StoreError(.wrongType, entity: query.entity, field: filter.field, "'contains' is for text and set fields")
+                        throw StoreError(
+                            .wrongType, entity: query.entity, field: filter.field,
+                            "'contains' is for text and set fields")
                     }
                     arguments.append(member.databaseValue)
                     continue
@@ -330,7 +339,9 @@ extension Store {
                 } catch {
                     throw StoreError(error, entity: query.entity, field: filter.field)
                 }
-                clauses.append(filter.op == .notEqual ? "(\(column) != ? OR \(column) IS NULL)" : "\(column) \(filter.op.rawValue) ?")
+                clauses.append(
+                    filter.op == .notEqual
+                        ? "(\(column) != ? OR \(column) IS NULL)" : "\(column) \(filter.op.rawValue) ?")
                 arguments.append(value.databaseValue)
             }
             var sql = "SELECT \(table.selectColumns) FROM \(quoted(query.entity))"
@@ -399,7 +410,9 @@ extension Store {
         func updatableFieldIndex(_ table: EntityTable, _ name: String) throws -> Int {
             let index = try fieldIndex(table, name)
             if case .append = table.entity.fields[index].policy {
-                throw StoreError(.immutable, entity: table.entity.name, field: name, "is set when the record is added and never changed")
+                throw StoreError(
+                    .immutable, entity: table.entity.name, field: name,
+                    "is set when the record is added and never changed")
             }
             return index
         }

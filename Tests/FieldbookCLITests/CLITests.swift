@@ -40,7 +40,8 @@ final class CLIWorld {
 
     /// The device's whole store, as text: to check that a failed command changed nothing.
     func dump(_ device: String) throws -> String {
-        let store = try Store(path: path(device) + "/device.sqlite", schema: try Schema(json: BundledSchemas.inspection))
+        let store = try Store(
+            path: path(device) + "/device.sqlite", schema: try Schema(json: BundledSchemas.inspection))
         let records = try store.schema.entities.flatMap { try store.fetch(Query($0.name)).map(\.json.serialized) }
         return records.joined(separator: "\n") + "\npending \(try store.pendingCount())"
     }
@@ -58,13 +59,16 @@ struct CLITests {
     func story() throws {
         let world = try CLIWorld()
         for (device, name) in [("a", "王芳"), ("b", "李明"), ("c", "张伟")] {
-            let result = try world.fieldbook(device, ["init", "--server", world.url, "--token", try world.token(name), "--name", name])
+            let result = try world.fieldbook(
+                device, ["init", "--server", world.url, "--token", try world.token(name), "--name", name])
             #expect(result.status == 0, "\(result.stderr)")
         }
-        let site = try world.fieldbook("a", ["add", "site", "name=城厢区公建民营敬老院", "kind=elderly_home", "beds_total=300", "tags=公建民营,消防"])
+        let site = try world.fieldbook(
+            "a", ["add", "site", "name=城厢区公建民营敬老院", "kind=elderly_home", "beds_total=300", "tags=公建民营,消防"])
         #expect(site.status == 0)
         let siteID = site.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-        let finding = try world.json("a", ["add", "finding", "title=消防通道堆放杂物", "site=\(siteID)", "deadline=2022-06-30"])
+        let finding = try world.json(
+            "a", ["add", "finding", "title=消防通道堆放杂物", "site=\(siteID)", "deadline=2022-06-30"])
         let findingID = try #require(finding["id"]?.string)
         #expect(finding["status"]?.string == "not_started")
         for device in ["a", "b", "c"] {
@@ -76,7 +80,8 @@ struct CLITests {
         #expect(try world.json("b", ["get", "finding", findingID])["title"]?.string == "消防通道堆放杂物")
 
         // Offline on b and c: the same deadline, different values.
-        #expect(try world.fieldbook("b", ["set", "finding", findingID, "deadline=2022-08-31", "results=已清理"]).status == 0)
+        #expect(
+            try world.fieldbook("b", ["set", "finding", findingID, "deadline=2022-08-31", "results=已清理"]).status == 0)
         #expect(try world.fieldbook("c", ["set", "finding", findingID, "deadline=2022-12-31"]).status == 0)
         #expect(try world.json("b", ["status"])["pending"]?.int == 1)
         for device in ["b", "c", "a", "b"] { #expect(try world.fieldbook(device, ["sync"]).status == 0) }
@@ -90,7 +95,8 @@ struct CLITests {
         }
         let shown = try world.fieldbook("c", ["conflicts", "show", String(conflictID.prefix(12))])
         #expect(shown.status == 0)
-        #expect(shown.stdout.contains("2022-08-31") && shown.stdout.contains("2022-12-31") && shown.stdout.contains("base"))
+        #expect(
+            shown.stdout.contains("2022-08-31") && shown.stdout.contains("2022-12-31") && shown.stdout.contains("base"))
 
         // Closing the finding waits for the conflict to be settled.
         let blocked = try world.fieldbook("c", ["finding", "close", findingID])
@@ -106,7 +112,9 @@ struct CLITests {
             #expect(record["deadline"]?.string == "2022-12-31")
             #expect(record["results"]?.string == "已清理")
         }
-        #expect(try world.dump("a").replacingOccurrences(of: "pending 0", with: "") == world.dump("b").replacingOccurrences(of: "pending 0", with: ""))
+        #expect(
+            try world.dump("a").replacingOccurrences(of: "pending 0", with: "")
+                == world.dump("b").replacingOccurrences(of: "pending 0", with: ""))
 
         // The history names who changed what.
         let history = try world.json("a", ["history", "finding", findingID]).array
@@ -125,7 +133,8 @@ struct CLITests {
     func errors() throws {
         let world = try CLIWorld()
         #expect(try world.fieldbook("a", ["status"]).status == 66, "no device yet")
-        #expect(try world.fieldbook("a", ["init", "--server", world.url, "--token", try world.token("王芳")]).status == 0)
+        #expect(
+            try world.fieldbook("a", ["init", "--server", world.url, "--token", try world.token("王芳")]).status == 0)
         let site = try world.fieldbook("a", ["add", "site", "name=东海镇农村幸福院", "kind=happiness_home"]).stdout
             .trimmingCharacters(in: .whitespacesAndNewlines)
         let before = try world.dump("a")
@@ -176,7 +185,10 @@ struct CLITests {
             of: #"{"name": "town","#, with: #"{"name": "phone", "type": "text", "policy": "lww"}, {"name": "town","#)
         let schemaFile = world.dir.appendingPathComponent("v2.json")
         try Data(schemaText.utf8).write(to: schemaFile)
-        #expect(try world.fieldbook("d", ["init", "--server", world.url, "--token", try world.token("张伟"), "--schema", schemaFile.path]).status == 0)
+        #expect(
+            try world.fieldbook(
+                "d", ["init", "--server", world.url, "--token", try world.token("张伟"), "--schema", schemaFile.path]
+            ).status == 0)
         try world.fieldbook("d", ["add", "site", "name=x", "kind=cemetery", "phone=0594-1234567"])
         let mismatch = try world.fieldbook("d", ["sync"])
         #expect(mismatch.status == 76)
@@ -195,18 +207,27 @@ struct CLITests {
     @Test("people's commands, the published report and exports, offline")
     func ledger() throws {
         let world = try CLIWorld()
-        #expect(try world.fieldbook("a", ["init", "--server", "http://127.0.0.1:9", "--token", "fbt_offline", "--name", "王芳"]).status == 0)
+        #expect(
+            try world.fieldbook(
+                "a", ["init", "--server", "http://127.0.0.1:9", "--token", "fbt_offline", "--name", "王芳"]
+            ).status == 0)
         let site = try world.fieldbook("a", ["add", "site", "name=城厢区公建民营敬老院, \"示范\"", "kind=elderly_home"]).stdout
             .trimmingCharacters(in: .whitespacesAndNewlines)
-        let visit = try world.json("a", ["visit", "log", site, "--date", "2021-09-06", "--inspectors", "张伟,王芳", "--problems", "14"])
+        let visit = try world.json(
+            "a", ["visit", "log", site, "--date", "2021-09-06", "--inspectors", "张伟,王芳", "--problems", "14"])
         #expect(visit["inspectors"]?.array.count == 2)
-        let late = try world.json("a", ["finding", "add", "--title", "呼叫装置未安装", "--site", site, "--deadline", "2022-06-30", "--category", "安全管理"])
-        let done = try world.json("a", ["finding", "add", "--title", "违约金未收缴", "--deadline", "2021-12-31", "--category", "合同管理"])
+        let late = try world.json(
+            "a",
+            ["finding", "add", "--title", "呼叫装置未安装", "--site", site, "--deadline", "2022-06-30", "--category", "安全管理"])
+        let done = try world.json(
+            "a", ["finding", "add", "--title", "违约金未收缴", "--deadline", "2021-12-31", "--category", "合同管理"])
         try world.fieldbook("a", ["finding", "add", "--title", "长效机制", "--category", "党建"])
         #expect(try world.fieldbook("a", ["finding", "close", done["id"]!.string!, "--on", "2021-12-20"]).status == 0)
         #expect(try world.fieldbook("a", ["finding", "note", late["id"]!.string!, "已采购呼叫装置"]).status == 0)
-        try world.fieldbook("a", ["add", "accountability_action", "finding=\(done["id"]!.string!)", "person=某某甲", "kind=admonishment"])
-        try world.fieldbook("a", ["add", "accountability_action", "finding=\(done["id"]!.string!)", "person=某某乙", "kind=reminder"])
+        try world.fieldbook(
+            "a", ["add", "accountability_action", "finding=\(done["id"]!.string!)", "person=某某甲", "kind=admonishment"])
+        try world.fieldbook(
+            "a", ["add", "accountability_action", "finding=\(done["id"]!.string!)", "person=某某乙", "kind=reminder"])
         try world.fieldbook("a", ["set", "visit", visit["id"]!.string!, "penalty_yuan=4000", "recovered_yuan=25131"])
 
         let report = try world.json("a", ["report", "--today", "2022-07-01"])
@@ -235,7 +256,10 @@ struct CLITests {
     func resolutions() throws {
         let world = try CLIWorld()
         for (device, name) in [("a", "王芳"), ("b", "李明")] {
-            #expect(try world.fieldbook(device, ["init", "--server", world.url, "--token", try world.token(name), "--name", name]).status == 0)
+            #expect(
+                try world.fieldbook(
+                    device, ["init", "--server", world.url, "--token", try world.token(name), "--name", name]
+                ).status == 0)
         }
         let finding = try world.fieldbook("a", ["add", "finding", "title=公墓台账数据不准确", "deadline=2022-03-31"]).stdout
             .trimmingCharacters(in: .whitespacesAndNewlines)
@@ -258,7 +282,9 @@ struct CLITests {
         // a accepts b's side (keep the edited measure) and sets a new deadline.
         #expect(try world.fieldbook("a", ["resolve", deleteConflict["id"]!.string!, "--theirs"]).status == 0)
         let deadline = try #require(conflicts.first { $0["field"]?.string == "deadline" })
-        #expect(try world.fieldbook("a", ["resolve", deadline["id"]!.string!, "--value", "2022/12/31"]).status == 65, "a bad date")
+        #expect(
+            try world.fieldbook("a", ["resolve", deadline["id"]!.string!, "--value", "2022/12/31"]).status == 65,
+            "a bad date")
         #expect(try world.fieldbook("a", ["resolve", deadline["id"]!.string!, "--value", "2022-12-31"]).status == 0)
         for device in ["a", "b"] { #expect(try world.fieldbook(device, ["sync"]).status == 0) }
         for device in ["a", "b"] {
@@ -270,6 +296,7 @@ struct CLITests {
         #expect(try world.fieldbook("b", ["delete", "measure", measure]).status == 0)
         for device in ["b", "a"] { try world.fieldbook(device, ["sync"]) }
         #expect(try world.fieldbook("a", ["get", "measure", measure]).status == 66)
-        #expect(try world.json("a", ["history", "measure", measure]).array.contains { $0["operation"]?.string == "delete" })
+        #expect(
+            try world.json("a", ["history", "measure", measure]).array.contains { $0["operation"]?.string == "delete" })
     }
 }

@@ -10,7 +10,8 @@ struct ClockStatusTests {
     func clockLine() async throws {
         let world = try CLIWorld()
         let token = try world.token("王芳")
-        #expect(try world.fieldbook("a", ["init", "--server", world.url, "--token", token, "--name", "王芳"]).status == 0)
+        #expect(
+            try world.fieldbook("a", ["init", "--server", world.url, "--token", token, "--name", "王芳"]).status == 0)
         #expect(try world.fieldbook("a", ["add", "site", "name=新度镇敬老院", "kind=elderly_home"]).status == 0)
         let before = try world.fieldbook("a", ["status"])
         #expect(before.status == 0)
@@ -22,14 +23,16 @@ struct ClockStatusTests {
         let day: Int64 = 86_400_000
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         do {
-            let store = try Store(path: world.path("a") + "/device.sqlite", schema: try Schema(json: BundledSchemas.inspection))
+            let store = try Store(
+                path: world.path("a") + "/device.sqlite", schema: try Schema(json: BundledSchemas.inspection))
             try await store.correctClock(serverTime: now - 2 * day - 300_000, maxAhead: day)
         }
         let after = try world.fieldbook("a", ["status"])
         #expect(after.status == 0)
         #expect(
             after.stdout.contains(
-                "clock          this device's clock is 2 days ahead of the server's; changes are stamped by the server's time"),
+                "clock          this device's clock is 2 days ahead of the server's; changes are stamped by the server's time"
+            ),
             "\(after.stdout)")
         let ahead = try #require(try world.json("a", ["status"])["clock_ahead_ms"]?.int)
         #expect(abs(ahead - 2 * day - 300_000) < 60_000)

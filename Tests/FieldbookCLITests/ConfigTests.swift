@@ -8,7 +8,9 @@ struct ConfigTests {
     func repoint() throws {
         let world = try CLIWorld()
         let token = try world.token("李明")
-        #expect(try world.fieldbook("a", ["init", "--server", "http://127.0.0.1:9", "--token", token, "--name", "李明的手机"]).status == 0)
+        #expect(
+            try world.fieldbook("a", ["init", "--server", "http://127.0.0.1:9", "--token", token, "--name", "李明的手机"])
+                .status == 0)
         let file = world.path("a") + "/config.json"
         #expect(try FileManager.default.attributesOfItem(atPath: file)[.posixPermissions] as? Int == 0o600)
         let device = try world.json("a", ["status"])["device"]?.string
@@ -36,7 +38,8 @@ struct ConfigTests {
         #expect(status["pending"]?.int == 0)
 
         // After a sync the cursor is kept too: a second device's change is the only one pulled next time.
-        #expect(try world.fieldbook("b", ["init", "--server", world.url, "--token", try world.token("王芳")]).status == 0)
+        #expect(
+            try world.fieldbook("b", ["init", "--server", world.url, "--token", try world.token("王芳")]).status == 0)
         try world.fieldbook("b", ["add", "site", "name=西天尾镇公墓", "kind=cemetery"])
         #expect(try world.json("b", ["sync"])["pushed"]?.int == 1)
         #expect(try world.json("a", ["config", "set", "name", "办公室"])["name"]?.string == "办公室")

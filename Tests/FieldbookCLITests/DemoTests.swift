@@ -26,9 +26,12 @@ func runProduct(_ name: String, _ arguments: [String]) throws -> (status: Int32,
 
 @Suite("fieldbook demo")
 struct DemoTests {
-    @Test("the demo runs a server and three devices: offline work, sync, a conflict settled, aligned tables, tallies, history")
+    @Test(
+        "the demo runs a server and three devices: offline work, sync, a conflict settled, aligned tables, tallies, history"
+    )
     func demo() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fieldbook-demo-test-\(UUID().uuidString)")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "fieldbook-demo-test-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dir) }
         let result = try runProduct("fieldbook", ["demo", "--store", dir.path])
         #expect(result.status == 0, "\(result.stderr)")
@@ -46,7 +49,10 @@ struct DemoTests {
             let first = row.components(separatedBy: "  ").first!
             var width = first.unicodeScalars.reduce(0) { $0 + ($1.value >= 0x2E80 ? 2 : 1) }
             var rest = row.dropFirst(first.count)
-            while rest.first == " " { width += 1; rest = rest.dropFirst() }
+            while rest.first == " " {
+                width += 1
+                rest = rest.dropFirst()
+            }
             return width
         }
         #expect(Set(columns).count == 1, "columns misaligned: \(columns)")

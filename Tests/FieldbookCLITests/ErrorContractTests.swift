@@ -17,13 +17,19 @@ struct ErrorContractTests {
     static let cases: [Case] = [
         Case(arguments: ["frobnicate"], exit: 64, says: "unknown command 'frobnicate'"),
         Case(arguments: ["list", "site", "--bogus"], exit: 64, says: "Unknown option '--bogus'"),
-        Case(arguments: ["finding", "close"], exit: 64, says: "Missing expected argument '<id>' (see 'fieldbook finding close --help')"),
-        Case(arguments: ["list", "site", "--limit", "-1"], exit: 64, says: "--limit takes a number of records, 1 or more"),
+        Case(
+            arguments: ["finding", "close"], exit: 64,
+            says: "Missing expected argument '<id>' (see 'fieldbook finding close --help')"),
+        Case(
+            arguments: ["list", "site", "--limit", "-1"], exit: 64, says: "--limit takes a number of records, 1 or more"
+        ),
         Case(arguments: ["list", "site", "--limit", "many"], exit: 64, says: "invalid for '--limit <limit>'"),
         Case(arguments: ["list", "castle"], exit: 64, says: "no entity 'castle'"),
         Case(arguments: ["report", "--today", "2022-02-30"], exit: 65, says: "a day that exists on the calendar"),
         Case(arguments: ["report", "--today", "2022/02/03"], exit: 65, says: "written YYYY-MM-DD"),
-        Case(arguments: ["finding", "add", "--title", "t", "--deadline", "2022-02-30"], exit: 65, says: "a day that exists on the calendar"),
+        Case(
+            arguments: ["finding", "add", "--title", "t", "--deadline", "2022-02-30"], exit: 65,
+            says: "a day that exists on the calendar"),
         Case(arguments: ["get", "site", "0190c4e0-0000-7000-8000-000000000001"], exit: 66, says: "no site record"),
         Case(arguments: ["sync", "--timeout", "0"], exit: 69, says: "the changes stay here"),
     ]
@@ -51,7 +57,8 @@ struct ErrorContractTests {
     @Test("a revoked token: exit 77, its advice said once, and how to give the device a new token")
     func revoked() throws {
         let world = try CLIWorld()
-        #expect(try world.fieldbook("a", ["init", "--server", world.url, "--token", try world.token("王芳")]).status == 0)
+        #expect(
+            try world.fieldbook("a", ["init", "--server", world.url, "--token", try world.token("王芳")]).status == 0)
         try world.fieldbook("a", ["add", "site", "name=新度镇敬老院", "kind=elderly_home"])
         try world.server.admin(["token", "revoke", "--database", world.server.database, "--name", "王芳"])
         let refused = try world.fieldbook("a", ["sync"])

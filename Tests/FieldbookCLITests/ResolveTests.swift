@@ -10,11 +10,17 @@ struct ResolveTests {
     func world() throws -> (CLIWorld, finding: String, measures: [String]) {
         let world = try CLIWorld()
         for (device, name) in [("b", "李明"), ("c", "张伟"), ("office", "办公室")] {
-            #expect(try world.fieldbook(device, ["init", "--server", world.url, "--token", try world.token(name), "--name", name]).status == 0)
+            #expect(
+                try world.fieldbook(
+                    device, ["init", "--server", world.url, "--token", try world.token(name), "--name", name]
+                ).status == 0)
         }
-        let finding = try #require(try world.json("b", ["add", "finding", "title=敬老院消防通道堵塞", "deadline=2022-03-31"])["id"]?.string)
+        let finding = try #require(
+            try world.json("b", ["add", "finding", "title=敬老院消防通道堵塞", "deadline=2022-03-31"])["id"]?.string)
         let measures = try ["清理通道杂物", "设置禁止堆放标识"].map { description in
-            try #require(try world.json("b", ["add", "measure", "finding=\(finding)", "description=\(description)"])["id"]?.string)
+            try #require(
+                try world.json("b", ["add", "measure", "finding=\(finding)", "description=\(description)"])["id"]?
+                    .string)
         }
         for device in ["b", "c", "office"] { #expect(try world.fieldbook(device, ["sync"]).status == 0) }
         return (world, finding, measures)
@@ -24,7 +30,8 @@ struct ResolveTests {
         for device in ["b", "c", "office", "b", "c"] { #expect(try world.fieldbook(device, ["sync"]).status == 0) }
     }
 
-    @Test("a field conflict settled from the office: --mine and --theirs say what works, --side N settles it everywhere")
+    @Test(
+        "a field conflict settled from the office: --mine and --theirs say what works, --side N settles it everywhere")
     func fieldConflictFromTheOffice() throws {
         let (world, finding, _) = try world()
         #expect(try world.fieldbook("b", ["set", "finding", finding, "deadline=2022-06-30"]).status == 0)
@@ -37,7 +44,9 @@ struct ResolveTests {
         let mine = try world.fieldbook("office", ["resolve", id, "--mine"])
         #expect(mine.status == 64 && mine.stderr.contains("--side N"), "\(mine.stderr)")
         let theirs = try world.fieldbook("office", ["resolve", id, "--theirs"])
-        #expect(theirs.status == 64 && theirs.stderr.contains("--side 1") && theirs.stderr.contains("--side 2"), "\(theirs.stderr)")
+        #expect(
+            theirs.status == 64 && theirs.stderr.contains("--side 1") && theirs.stderr.contains("--side 2"),
+            "\(theirs.stderr)")
         #expect(theirs.stderr.contains("李明") && theirs.stderr.contains("张伟"), "\(theirs.stderr)")
         let keep = try world.fieldbook("office", ["resolve", id, "--keep"])
         #expect(keep.status == 64 && keep.stderr.contains("--value"), "\(keep.stderr)")
@@ -54,7 +63,9 @@ struct ResolveTests {
         }
     }
 
-    @Test("delete conflicts settled from the office: --value is refused naming --keep and --delete; --delete and --keep work")
+    @Test(
+        "delete conflicts settled from the office: --value is refused naming --keep and --delete; --delete and --keep work"
+    )
     func deleteConflictsFromTheOffice() throws {
         let (world, _, measures) = try world()
         // b deletes both measures while c edits them.
@@ -69,7 +80,9 @@ struct ResolveTests {
         #expect(shown.stdout.contains("--keep | --delete"), "\(shown.stdout)")
         for refused in [["--value", "x"], ["--mine"]] {
             let result = try world.fieldbook("office", ["resolve", ids[0]] + refused)
-            #expect(result.status == 64 && result.stderr.contains("--keep") && result.stderr.contains("--delete"), "\(result.stderr)")
+            #expect(
+                result.status == 64 && result.stderr.contains("--keep") && result.stderr.contains("--delete"),
+                "\(result.stderr)")
         }
         #expect(try world.fieldbook("office", ["resolve", ids[0], "--delete"]).status == 0)
         #expect(try world.fieldbook("office", ["resolve", ids[1], "--keep"]).status == 0)

@@ -10,11 +10,15 @@ struct ServerIdentityCLITests {
         let world = try CLIWorld()
         let database = ["--database", world.server.database]
         for (device, name) in [("a", "王芳"), ("b", "李明")] {
-            #expect(try world.fieldbook(device, ["init", "--server", world.url, "--token", try world.token(name)]).status == 0)
+            #expect(
+                try world.fieldbook(device, ["init", "--server", world.url, "--token", try world.token(name)]).status
+                    == 0)
         }
         #expect(try world.json("a", ["status"])["server_identity"] == .null, "not synced yet")
-        let site = try world.fieldbook("a", ["add", "site", "name=东海镇农村幸福院", "kind=happiness_home", "illegal_graves_found=2"])
-            .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let site = try world.fieldbook(
+            "a", ["add", "site", "name=东海镇农村幸福院", "kind=happiness_home", "illegal_graves_found=2"]
+        )
+        .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         for device in ["a", "b"] { #expect(try world.fieldbook(device, ["sync"]).status == 0) }
         let identity = try world.server.admin(["identity", "show"] + database)
         #expect(try world.json("a", ["status"])["server_identity"]?.string == identity)

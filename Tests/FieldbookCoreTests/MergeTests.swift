@@ -53,11 +53,15 @@ let deviceC = "018f0000-0000-7000-8000-00000000000c"
 @Suite("Merge: three-way, per field, by policy")
 struct MergeTests {
     /// Both orders of applying two concurrent changes after a common insert.
-    func bothOrders(_ s: inout Scenario, _ a: Change, _ b: Change, entity: String = "finding") -> (RecordState, RecordState) {
+    func bothOrders(_ s: inout Scenario, _ a: Change, _ b: Change, entity: String = "finding") -> (
+        RecordState, RecordState
+    ) {
         let insert = s.accept(
             s.change(
                 deviceC, 1, t: 1, .insert, entity: entity,
-                entity == "finding" ? [set("title", "敬老院消防通道堵塞"), set("status", "not_started")] : [set("name", "新度镇敬老院"), set("kind", "elderly_home")]))
+                entity == "finding"
+                    ? [set("title", "敬老院消防通道堵塞"), set("status", "not_started")]
+                    : [set("name", "新度镇敬老院"), set("kind", "elderly_home")]))
         let a = s.accept(a)
         let b = s.accept(b)
         return (s.state([insert, a, b], entity: entity), s.state([insert, b, a], entity: entity))
@@ -138,7 +142,10 @@ struct MergeTests {
         let b2 = t.accept(t.change(deviceB, 1, t: 10, base: 1, [set("deadline", "2022-06-30")]))
         let open = t.state([insert2, a2, deleteA, b2])
         #expect(open.exists(onDelete: .conflict))
-        #expect(Set(open.conflicts(entity: t.finding, recordID: t.record).map(\.id)) == ["\(t.record)/-", "\(t.record)/deadline"])
+        #expect(
+            Set(open.conflicts(entity: t.finding, recordID: t.record).map(\.id)) == [
+                "\(t.record)/-", "\(t.record)/deadline",
+            ])
         // Then a delete from B, which saw only its own side: the two deletes together saw every side.
         let deleteB = t.accept(t.change(deviceB, 2, t: 22, base: 1, .delete))
         let gone = t.state([insert2, a2, deleteA, b2, deleteB])
@@ -146,17 +153,22 @@ struct MergeTests {
         #expect(gone.conflicts(entity: t.finding, recordID: t.record).isEmpty)
     }
 
-    @Test("a deleted record held by references: its conflict lists the deletes and each holder's write, the same for any order of holders")
+    @Test(
+        "a deleted record held by references: its conflict lists the deletes and each holder's write, the same for any order of holders"
+    )
     func heldConflict() throws {
         var s = Scenario()
-        let insert = s.accept(s.change(deviceA, 1, t: 1, .insert, [set("title", "台账不全"), set("status", "not_started")]))
+        let insert = s.accept(
+            s.change(deviceA, 1, t: 1, .insert, [set("title", "台账不全"), set("status", "not_started")]))
         let delete = s.accept(s.change(deviceA, 2, t: 10, base: 1, .delete))
         let state = s.state([insert, delete])
         #expect(state.isDeletedRecord(onDelete: .conflict))
         #expect(!s.state([insert]).isDeletedRecord(onDelete: .conflict))
         #expect(!RecordState().isDeletedRecord(onDelete: .conflict))
         // The write that shows in a register: the holder's side.
-        let measure = s.state([s.accept(s.change(deviceB, 1, t: 20, base: 1, .insert, [set("title", "x"), set("status", "not_started")]))])
+        let measure = s.state([
+            s.accept(s.change(deviceB, 1, t: 20, base: 1, .insert, [set("title", "x"), set("status", "not_started")]))
+        ])
         let stamp = try #require(measure.shownStamp(at: s.finding.fieldIndex("title")!, of: s.finding))
         #expect(stamp.device == deviceB && stamp.sequence == 1)
         let holders = [
@@ -215,8 +227,11 @@ struct MergeTests {
     func counter() {
         var s = Scenario()
         let (x, y) = bothOrders(
-            &s, s.change(deviceA, 1, t: 10, base: 1, entity: "site", [FieldChange(field: "illegal_graves_found", kind: .add(3))]),
-            s.change(deviceB, 1, t: 20, base: 1, entity: "site", [FieldChange(field: "illegal_graves_found", kind: .add(4))]),
+            &s,
+            s.change(
+                deviceA, 1, t: 10, base: 1, entity: "site", [FieldChange(field: "illegal_graves_found", kind: .add(3))]),
+            s.change(
+                deviceB, 1, t: 20, base: 1, entity: "site", [FieldChange(field: "illegal_graves_found", kind: .add(4))]),
             entity: "site")
         #expect(x == y)
         #expect(x.values["illegal_graves_found"] == 7)
@@ -230,9 +245,13 @@ struct MergeTests {
                 deviceC, 1, t: 1, .insert, entity: "site",
                 [set("name", "新度镇敬老院"), set("kind", "elderly_home"), set("tags", .set(["公建民营", "消防"]))]))
         let a = s.accept(
-            s.change(deviceA, 1, t: 10, base: 1, entity: "site", [FieldChange(field: "tags", kind: .members(added: ["示范"], removed: ["消防"]))]))
+            s.change(
+                deviceA, 1, t: 10, base: 1, entity: "site",
+                [FieldChange(field: "tags", kind: .members(added: ["示范"], removed: ["消防"]))]))
         let b = s.accept(
-            s.change(deviceB, 1, t: 20, base: 1, entity: "site", [FieldChange(field: "tags", kind: .members(added: ["消防", "四星"], removed: []))]))
+            s.change(
+                deviceB, 1, t: 20, base: 1, entity: "site",
+                [FieldChange(field: "tags", kind: .members(added: ["消防", "四星"], removed: []))]))
         let x = s.state([insert, a, b], entity: "site")
         let y = s.state([insert, b, a], entity: "site")
         #expect(x == y)
@@ -281,11 +300,14 @@ struct MergeTests {
     func idempotent() {
         var s = Scenario()
         let insert = s.accept(s.change(deviceA, 1, t: 1, .insert, [set("title", "问题"), set("status", "not_started")]))
-        let count = s.accept(s.change(deviceA, 2, t: 2, entity: "finding", [FieldChange(field: "reopen_count", kind: .add(1))]))
+        let count = s.accept(
+            s.change(deviceA, 2, t: 2, entity: "finding", [FieldChange(field: "reopen_count", kind: .add(1))]))
         #expect(s.state([insert, count, count]) == s.state([insert, count]))
     }
 
-    @Test("a state merged on with another copy of its entity, or a later version with a field added first, keeps every field by name")
+    @Test(
+        "a state merged on with another copy of its entity, or a later version with a field added first, keeps every field by name"
+    )
     func otherLayout() throws {
         var s = Scenario()
         let insert = s.accept(
@@ -293,13 +315,15 @@ struct MergeTests {
                 deviceA, 1, t: 1, .insert,
                 [set("title", "敬老院消防通道堵塞"), set("status", "not_started"), set("responsible_person", "张伟")]))
         let reopen = s.accept(s.change(deviceA, 2, t: 2, base: 1, [FieldChange(field: "reopen_count", kind: .add(1))]))
-        let update = s.accept(s.change(deviceB, 1, t: 3, base: 1, [set("responsible_person", "王芳"), set("deadline", "2022-03-31")]))
+        let update = s.accept(
+            s.change(deviceB, 1, t: 3, base: 1, [set("responsible_person", "王芳"), set("deadline", "2022-03-31")]))
         let reference = s.state([insert, reopen, update])
 
         // The same schema loaded again: equal entities, other objects.
         let again = try #require(try Schema(json: BundledSchemas.inspection).entity("finding"))
         // A later version whose finding has a field before all the others: every position moves.
-        var file = try #require(try JSONSerialization.jsonObject(with: Data(BundledSchemas.inspection)) as? [String: Any])
+        var file = try #require(
+            try JSONSerialization.jsonObject(with: Data(BundledSchemas.inspection)) as? [String: Any])
         var entities = try #require(file["entities"] as? [[String: Any]])
         let n = try #require(entities.firstIndex { $0["name"] as? String == "finding" })
         var fields = try #require(entities[n]["fields"] as? [[String: Any]])
@@ -307,7 +331,8 @@ struct MergeTests {
         entities[n]["fields"] = fields
         file["entities"] = entities
         file["version"] = try #require(file["version"] as? Int) + 1
-        let later = try #require(try Schema(json: Array(JSONSerialization.data(withJSONObject: file))).entity("finding"))
+        let later = try #require(
+            try Schema(json: Array(JSONSerialization.data(withJSONObject: file))).entity("finding"))
 
         for entity in [again, later] {
             var state = s.state([insert, reopen])
@@ -384,7 +409,10 @@ struct MergePropertyTests {
                 timestamp: HybridTimestamp(millis: clock, counter: 0), base: 0,
                 fields: onSite
                     ? [set("name", "敬老院"), set("kind", "elderly_home"), set("tags", .set(["甲"]))]
-                    : [set("title", "问题"), set("status", "not_started"), FieldChange(field: "reopen_count", kind: .set(0))])
+                    : [
+                        set("title", "问题"), set("status", "not_started"),
+                        FieldChange(field: "reopen_count", kind: .set(0)),
+                    ])
         ]
         push(0)
         let statuses: [Value] = ["not_started", "in_progress", "completed"]
@@ -421,7 +449,9 @@ struct MergePropertyTests {
                 case 0: fields = [set("deadline", .text("2022-0\(Int.random(in: 1...3, using: &rng))-30"))]
                 case 1: fields = [set("responsible_person", .text(["王芳", "李明", "张伟"].randomElement(using: &rng)!))]
                 case 2:
-                    fields = [set("status", statuses.randomElement(using: &rng)!, epoch: Int64.random(in: 0...1, using: &rng))]
+                    fields = [
+                        set("status", statuses.randomElement(using: &rng)!, epoch: Int64.random(in: 0...1, using: &rng))
+                    ]
                 case 3: fields = [FieldChange(field: "reopen_count", kind: .add(Int64.random(in: 1...2, using: &rng)))]
                 case 4: fields = [set("description", .text(["甲", "乙"].randomElement(using: &rng)!))]
                 case 5: op = .delete
@@ -432,7 +462,8 @@ struct MergePropertyTests {
                 unpushed[d].append(
                     Change(
                         sequence: sequence[d], device: devices[d], entity: finding.name, recordID: record,
-                        operation: op, timestamp: HybridTimestamp(millis: t, counter: 0), base: cursor[d], fields: fields))
+                        operation: op, timestamp: HybridTimestamp(millis: t, counter: 0), base: cursor[d],
+                        fields: fields))
             }
         }
         for d in devices.indices { push(d) }
@@ -460,7 +491,9 @@ struct MergePropertyTests {
                 applied.insert(change.serverSequence!)
             }
             #expect(state == reference, "seed \(seed)")
-            #expect(state.conflicts(entity: finding, recordID: record) == reference.conflicts(entity: finding, recordID: record))
+            #expect(
+                state.conflicts(entity: finding, recordID: record)
+                    == reference.conflicts(entity: finding, recordID: record))
         }
     }
 }

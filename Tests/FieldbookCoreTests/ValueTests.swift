@@ -59,15 +59,18 @@ struct ValueTests {
         #expect(try field("ts").normalize("2021-11-16T09:30:00Z") == "2021-11-16T09:30:00.000Z")
         #expect(try field("ts").normalize("2021-11-16T09:30:00.5Z") == "2021-11-16T09:30:00.500Z")
         #expect(
-            try field("ref").normalize("0190B4B6-1C2D-7ABC-8DEF-0123456789AB") == "0190b4b6-1c2d-7abc-8def-0123456789ab")
+            try field("ref").normalize("0190B4B6-1C2D-7ABC-8DEF-0123456789AB") == "0190b4b6-1c2d-7abc-8def-0123456789ab"
+        )
     }
 
-    @Test("timestamps from milliseconds", arguments: [
-        (Int64(0), "1970-01-01T00:00:00.000Z"),
-        (Int64(1_637_055_000_123), "2021-11-16T09:30:00.123Z"),
-        (Int64(951_782_400_000), "2000-02-29T00:00:00.000Z"),
-        (Int64(-1), "1969-12-31T23:59:59.999Z"),
-    ])
+    @Test(
+        "timestamps from milliseconds",
+        arguments: [
+            (Int64(0), "1970-01-01T00:00:00.000Z"),
+            (Int64(1_637_055_000_123), "2021-11-16T09:30:00.123Z"),
+            (Int64(951_782_400_000), "2000-02-29T00:00:00.000Z"),
+            (Int64(-1), "1969-12-31T23:59:59.999Z"),
+        ])
     func timestampText(ms: Int64, text: String) {
         #expect(CalendarText.timestamp(millisecondsSince1970: ms) == text)
     }
@@ -77,7 +80,8 @@ struct ValueTests {
 struct JSONTests {
     @Test("round-trips Chinese text, escapes and exact integers byte for byte")
     func roundTrip() throws {
-        let text = #"{"名称":"新度镇社会工作服务站","n":9007199254740993,"r":0.1,"e":"a\"b\\c\n\u0001","l":[true,false,null],"o":{}}"#
+        let text =
+            #"{"名称":"新度镇社会工作服务站","n":9007199254740993,"r":0.1,"e":"a\"b\\c\n\u0001","l":[true,false,null],"o":{}}"#
         let json = try JSON(parsing: text)
         #expect(json["n"] == .int(9_007_199_254_740_993))
         #expect(json["名称"] == .string("新度镇社会工作服务站"))
@@ -90,10 +94,12 @@ struct JSONTests {
         #expect(throws: JSONParseError.self) { try JSON(parsing: #""\ud83d""#) }
     }
 
-    @Test("refuses what is not strict JSON", arguments: [
-        "", "{", "[1,]", "{\"a\":1,\"a\":2}", "01", "1.", "-", "tru", "\"\u{01}\"", "[1] x", "{'a':1}",
-        "99999999999999999999", "1e999", "\"\\x\"",
-    ])
+    @Test(
+        "refuses what is not strict JSON",
+        arguments: [
+            "", "{", "[1,]", "{\"a\":1,\"a\":2}", "01", "1.", "-", "tru", "\"\u{01}\"", "[1] x", "{'a':1}",
+            "99999999999999999999", "1e999", "\"\\x\"",
+        ])
     func refuses(text: String) {
         #expect(throws: JSONParseError.self) { try JSON(parsing: text) }
     }
@@ -105,11 +111,15 @@ struct JSONTests {
         #expect(throws: JSONParseError.self) { try JSON(parsing: deep) }
     }
 
-    @Test("strings of every kind of character, at every offset: text reads back, a raw control character, quote or bad byte is refused")
+    @Test(
+        "strings of every kind of character, at every offset: text reads back, a raw control character, quote or bad byte is refused"
+    )
     func stringBytes() throws {
         // Random text of ASCII, Chinese, emoji, escapes and control characters, after 0–7 bytes of
         // padding (a parser that reads several bytes at a time must find each one wherever it lies).
-        let pieces: [[UInt8]] = ["a", "Z", "0", " ", "~", "\u{7F}", "é", "巡察", "👩🏽‍⚕️", "\"", "\\", "\n", "\u{01}", "\u{1F}"].map { Array($0.utf8) }
+        let pieces: [[UInt8]] = [
+            "a", "Z", "0", " ", "~", "\u{7F}", "é", "巡察", "👩🏽‍⚕️", "\"", "\\", "\n", "\u{01}", "\u{1F}",
+        ].map { Array($0.utf8) }
         var generator = SystemRandomNumberGenerator()
         for round in 0..<3000 {
             var text: [UInt8] = []
@@ -137,7 +147,9 @@ struct JSONTests {
         var i = 1
         while i < escaped.count - 1 {
             let c = escaped[i]
-            let size = c == UInt8(ascii: "\\") ? (escaped[i + 1] == UInt8(ascii: "u") ? 6 : 2) : c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4
+            let size =
+                c == UInt8(ascii: "\\")
+                ? (escaped[i + 1] == UInt8(ascii: "u") ? 6 : 2) : c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4
             if n + size > limit { break }
             n += size
             i += size

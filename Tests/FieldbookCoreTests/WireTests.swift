@@ -35,11 +35,13 @@ struct WireTests {
                     FieldChange(field: "illegal_graves_found", kind: .add(-3)),
                     FieldChange(field: "tags", kind: .members(added: ["示范"], removed: ["消防"])),
                 ]),
-            change(3, "finding", .insert, [
-                FieldChange(field: "title", kind: .set("养老院“六有”标准未达标")),
-                FieldChange(field: "status", kind: .set("in_progress"), epoch: 2),
-                FieldChange(field: "long_term", kind: .set(true)),
-            ]),
+            change(
+                3, "finding", .insert,
+                [
+                    FieldChange(field: "title", kind: .set("养老院“六有”标准未达标")),
+                    FieldChange(field: "status", kind: .set("in_progress"), epoch: 2),
+                    FieldChange(field: "long_term", kind: .set(true)),
+                ]),
             change(4, "visit", .update, [FieldChange(field: "penalty_yuan", kind: .set(0.1))]),
             change(5, "finding", .delete, []),
         ]
@@ -72,7 +74,8 @@ struct WireTests {
 
     @Test("device names in a push and a pull page: bytes as the tree's, Chinese byte for byte; a bad name is refused")
     func deviceNames() throws {
-        let push = PushRequest(schema: SchemaVersion(schema), device: device, changes: changes(origin: false), deviceName: "李明的手机")
+        let push = PushRequest(
+            schema: SchemaVersion(schema), device: device, changes: changes(origin: false), deviceName: "李明的手机")
         let pushed = bytes { push.encode(to: &$0) }
         #expect(pushed == Array(push.json.serialized.utf8))
         #expect(try PushRequest(utf8: pushed, schema: schema) == push)
@@ -85,17 +88,27 @@ struct WireTests {
         // A server that sends none: an empty map, and no member.
         let none = PullResponse(changes: [], cursor: 7, more: false)
         #expect(!String(decoding: bytes { none.encode(to: &$0) }, as: UTF8.self).contains("devices"))
-        for bad in [#""device_name":7"#, #""device_name":"\#(String(repeating: "名", count: 101))""#, #""device_name":"a\u0007b""#] {
+        for bad in [
+            #""device_name":7"#, #""device_name":"\#(String(repeating: "名", count: 101))""#,
+            #""device_name":"a\u0007b""#,
+        ] {
             let text = push.json.serialized.replacingOccurrences(of: #""device_name":"李明的手机""#, with: bad)
             #expect(throws: WireError.self) { try PushRequest(utf8: Array(text.utf8), schema: schema) }
         }
-        #expect(try PushRequest(utf8: Array(push.json.serialized.replacingOccurrences(of: "李明的手机", with: String(repeating: "名", count: 100)).utf8), schema: schema).deviceName?.count == 100)
+        #expect(
+            try PushRequest(
+                utf8: Array(
+                    push.json.serialized.replacingOccurrences(of: "李明的手机", with: String(repeating: "名", count: 100))
+                        .utf8), schema: schema
+            ).deviceName?.count == 100)
     }
 
-    @Test("the server identity in requests, answers and the server_changed refusal: bytes as the tree's, read back equal")
+    @Test(
+        "the server identity in requests, answers and the server_changed refusal: bytes as the tree's, read back equal")
     func serverIdentity() throws {
         let server = "7d1f0000-0000-4000-8000-0000000000ff"
-        let push = PushRequest(schema: SchemaVersion(schema), device: device, changes: changes(origin: false), server: server)
+        let push = PushRequest(
+            schema: SchemaVersion(schema), device: device, changes: changes(origin: false), server: server)
         let pushed = bytes { push.encode(to: &$0) }
         #expect(pushed == Array(push.json.serialized.utf8))
         #expect(try PushRequest(utf8: pushed, schema: schema) == push)
@@ -121,7 +134,8 @@ struct WireTests {
         }
         let refusal = WireError(.serverChanged, "restored", serverChanged: .init(identity: server, acknowledged: 17))
         #expect(WireError(json: try JSON(parsing: refusal.json.serialized)) == refusal)
-        #expect(WireError(json: try JSON(parsing: WireError(.sequenceGap, "gap").json.serialized))?.serverChanged == nil)
+        #expect(
+            WireError(json: try JSON(parsing: WireError(.sequenceGap, "gap").json.serialized))?.serverChanged == nil)
     }
 
     @Test("a pull page whose changes alternate between devices and authors reads each one's own")
@@ -135,9 +149,11 @@ struct WireTests {
             Change(
                 sequence: Int64(n + 1), device: origin.device, entity: "site", recordID: record, operation: .update,
                 timestamp: HybridTimestamp(millis: 1_700_000_000_000, counter: UInt16(n)), base: 0,
-                fields: [FieldChange(field: "town", kind: .set(.text("镇\(n)")))], serverSequence: Int64(n + 1), author: origin.author)
+                fields: [FieldChange(field: "town", kind: .set(.text("镇\(n)")))], serverSequence: Int64(n + 1),
+                author: origin.author)
         }
-        let read = try PullResponse(utf8: bytes { PullResponse(changes: changes, cursor: 8, more: false).encode(to: &$0) }, schema: schema)
+        let read = try PullResponse(
+            utf8: bytes { PullResponse(changes: changes, cursor: 8, more: false).encode(to: &$0) }, schema: schema)
         #expect(read.changes.map(\.device) == origins.map { $0.device.lowercased() })
         #expect(read.changes.map(\.author) == origins.map(\.author))
     }
@@ -148,7 +164,8 @@ struct WireTests {
             let stored = bytes { FieldChange.encode(change.fields, to: &$0) }
             let spliced = bytes { out in
                 Change.encodeWire(
-                    to: &out, sequence: change.sequence, entity: .string(change.entity), recordID: .string(change.recordID),
+                    to: &out, sequence: change.sequence, entity: .string(change.entity),
+                    recordID: .string(change.recordID),
                     operation: change.operation, hlc: Int64(bitPattern: change.timestamp.rawValue), base: change.base,
                     fields: { $0.append(contentsOf: stored) },
                     origin: (.string(change.device), change.serverSequence, change.author.map(WireText.string)))
@@ -165,7 +182,9 @@ struct WireTests {
                                     to: &out, sequence: change.sequence, entity: .utf8(entity), recordID: .utf8(record),
                                     operation: change.operation, hlc: Int64(bitPattern: change.timestamp.rawValue),
                                     base: change.base, fields: { $0.append(contentsOf: stored) },
-                                    origin: (.utf8(device), change.serverSequence, change.author == nil ? nil : .utf8(author)))
+                                    origin: (
+                                        .utf8(device), change.serverSequence, change.author == nil ? nil : .utf8(author)
+                                    ))
                             }
                         }
                     }
@@ -182,7 +201,9 @@ struct WireTests {
         let pull = PullRequest(schema: SchemaVersion(schema), device: device, cursor: 41, limit: 1000)
         #expect(bytes { pull.encode(to: &$0) } == Array(pull.json.serialized.utf8))
         #expect(try PullRequest(utf8: bytes { pull.encode(to: &$0) }, schema: schema) == pull)
-        let answer = PushResponse(assigned: [.init(sequence: 1, serverSequence: 9), .init(sequence: 2, serverSequence: 12)])
+        let answer = PushResponse(assigned: [
+            .init(sequence: 1, serverSequence: 9), .init(sequence: 2, serverSequence: 12),
+        ])
         #expect(bytes { answer.encode(to: &$0) } == Array(answer.json.serialized.utf8))
         #expect(try PushResponse(utf8: bytes { answer.encode(to: &$0) }) == answer)
     }
@@ -212,7 +233,9 @@ struct WireTests {
             ])
     }
 
-    @Test("a field name that is a prefix, an extension or a near miss of a field's is unknown", arguments: ["nam", "names", "nbme", "Name", ""])
+    @Test(
+        "a field name that is a prefix, an extension or a near miss of a field's is unknown",
+        arguments: ["nam", "names", "nbme", "Name", ""])
     func nearMissField(name: String) {
         let text = """
             {"protocol":1,"schema":{"name":"inspection","version":1},"device":"018f0000-0000-7000-8000-00000000000a",
@@ -227,12 +250,17 @@ struct WireTests {
         }
     }
 
-    @Test("refusals keep their codes", arguments: [
-        (#"{"protocol":1,"#, "malformed_json"),
-        (#"{"protocol":2,"changes":[]}"#, "protocol_mismatch"),
-        (#"{"protocol":1,"schema":{"name":"inspection","version":1},"device":"x","changes":[]}"#, "bad_message"),
-        (#"{"protocol":1,"schema":{"name":"inspection","version":2},"device":"x","changes":[]}"#, "schema_mismatch"),
-    ])
+    @Test(
+        "refusals keep their codes",
+        arguments: [
+            (#"{"protocol":1,"#, "malformed_json"),
+            (#"{"protocol":2,"changes":[]}"#, "protocol_mismatch"),
+            (#"{"protocol":1,"schema":{"name":"inspection","version":1},"device":"x","changes":[]}"#, "bad_message"),
+            (
+                #"{"protocol":1,"schema":{"name":"inspection","version":2},"device":"x","changes":[]}"#,
+                "schema_mismatch"
+            ),
+        ])
     func refusals(text: String, code: String) {
         #expect(throws: WireError.self) { try PushRequest(utf8: Array(text.utf8), schema: schema) }
         do {
@@ -282,8 +310,10 @@ struct StoredStateTests {
         var s = Scenario()
         let insert = s.accept(
             s.change(deviceC, 1, t: 1, .insert, entity: "site", [set("name", "公墓"), set("illegal_graves_found", 2)]))
-        let a = s.accept(s.change(deviceA, 1, t: 2, base: 1, .update, entity: "site", [set("name", "甲"), set("tags", .set(["甲"]))]))
-        let b = s.accept(s.change(deviceB, 1, t: 3, base: 1, .update, entity: "site", [set("name", "乙"), set("tags", .set(["乙"]))]))
+        let a = s.accept(
+            s.change(deviceA, 1, t: 2, base: 1, .update, entity: "site", [set("name", "甲"), set("tags", .set(["甲"]))]))
+        let b = s.accept(
+            s.change(deviceB, 1, t: 3, base: 1, .update, entity: "site", [set("name", "乙"), set("tags", .set(["乙"]))]))
         let state = s.state([insert, a, b], entity: "site")
         let stored = try JSON(parsing: state.encoded)
         #expect(stored["values"] == .object([("illegal_graves_found", .int(2))]))
@@ -296,7 +326,9 @@ struct StoredStateTests {
     @Test("a stamp index outside the table is refused")
     func badIndex() {
         let text = #"{"stamps":[],"values":{},"reg":{},"mem":{},"applied":[0],"writes":[],"deletes":[]}"#
-        #expect(throws: RecordStateFormatError.self) { try RecordState(encoded: Array(text.utf8), entity: Scenario().site) }
+        #expect(throws: RecordStateFormatError.self) {
+            try RecordState(encoded: Array(text.utf8), entity: Scenario().site)
+        }
     }
 
     @Test("a state with every part reads back equal and writes the same bytes")
@@ -304,7 +336,8 @@ struct StoredStateTests {
         var s = Scenario()
         let insert = s.accept(
             s.change(deviceC, 1, t: 1, .insert, [set("title", "敬老院消防通道堵塞"), set("status", "not_started", epoch: 0)]))
-        let a = s.accept(s.change(deviceA, 1, t: 20, base: 1, [set("description", "甲"), set("status", "completed", epoch: 1)]))
+        let a = s.accept(
+            s.change(deviceA, 1, t: 20, base: 1, [set("description", "甲"), set("status", "completed", epoch: 1)]))
         let b = s.change(deviceB, 1, t: 10, base: 1, [set("description", "乙 \"引号\"\n")])
         let d = s.change(deviceB, 2, t: 11, base: 1, .delete)
         let state = s.state([insert, a, b, d])

@@ -1,6 +1,7 @@
 import FieldbookCore
 import FieldbookStore
 import Foundation
+import GRDB
 import Synchronization
 import Testing
 
@@ -24,8 +25,10 @@ struct ChangelogTests {
         #expect(zip(changes, changes.dropFirst()).allSatisfy { $0.timestamp < $1.timestamp })
         #expect(
             changes[0].fields == [
-                FieldChange(field: "name", kind: .set("城厢区敬老院")), FieldChange(field: "kind", kind: .set("elderly_home")),
-                FieldChange(field: "beds_total", kind: .set(120)), FieldChange(field: "illegal_graves_found", kind: .set(0)),
+                FieldChange(field: "name", kind: .set("城厢区敬老院")),
+                FieldChange(field: "kind", kind: .set("elderly_home")),
+                FieldChange(field: "beds_total", kind: .set(120)),
+                FieldChange(field: "illegal_graves_found", kind: .set(0)),
             ])
         #expect(
             changes[1].fields == [
@@ -33,14 +36,17 @@ struct ChangelogTests {
                 FieldChange(field: "observed_on", kind: .set("2021-09-02")),
             ], "an observed field carries its observation date")
         #expect(changes[2].fields == [FieldChange(field: "illegal_graves_found", kind: .add(3))])
-        #expect(changes[3].fields == [FieldChange(field: "illegal_graves_found", kind: .add(-2))], "setting a counter logs the delta")
+        #expect(
+            changes[3].fields == [FieldChange(field: "illegal_graves_found", kind: .add(-2))],
+            "setting a counter logs the delta")
         #expect(changes[4].fields.isEmpty)
     }
 
     @Test("sets log members added and removed; observed and epoch fields carry their annotation")
     func relativeChanges() throws {
         let store = try makeStore(dir)
-        let site = try store.insert("site", ["name": "幸福院", "kind": "happiness_home", "tags": .set(["六有", "示范"]), "observed_on": "2021-09-01"])
+        let site = try store.insert(
+            "site", ["name": "幸福院", "kind": "happiness_home", "tags": .set(["六有", "示范"]), "observed_on": "2021-09-01"])
         try store.update("site", id: site, ["tags": .set(["示范", "星级"])])
         try store.update("site", id: site, ["beds_total": 40])
         let finding = try store.insert("finding", ["title": "问题", "status": "completed"])
@@ -50,7 +56,9 @@ struct ChangelogTests {
         #expect(changes[0].fields.first { $0.field == "tags" }?.kind == .members(added: ["六有", "示范"], removed: []))
         #expect(changes[1].fields == [FieldChange(field: "tags", kind: .members(added: ["星级"], removed: ["六有"]))])
         #expect(changes[2].fields == [FieldChange(field: "beds_total", kind: .set(40), observedAt: "2021-09-01")])
-        #expect(changes[3].fields.first { $0.field == "status" } == FieldChange(field: "status", kind: .set("completed"), epoch: 0))
+        #expect(
+            changes[3].fields.first { $0.field == "status" }
+                == FieldChange(field: "status", kind: .set("completed"), epoch: 0))
         #expect(changes[5].fields == [FieldChange(field: "status", kind: .set("in_progress"), epoch: 1)])
         #expect(try store.record("site", id: site)?["tags"] == .set(["示范", "星级"]))
         // History still shows whole values.
@@ -77,7 +85,9 @@ struct ChangelogTests {
     @Test("pending changes are listed in order and acknowledged up to a sequence number")
     func pendingAndAcknowledge() throws {
         let store = try makeStore(dir)
-        for n in 0..<10 { try store.insert("inspection_round", ["title": .text("第\(n)轮"), "team": "一组", "unit": "民政局"]) }
+        for n in 0..<10 {
+            try store.insert("inspection_round", ["title": .text("第\(n)轮"), "team": "一组", "unit": "民政局"])
+        }
         #expect(try store.pendingChanges(limit: 4).map(\.sequence) == [1, 2, 3, 4])
         try store.acknowledge(through: 6)
         #expect(try store.pendingChanges().map(\.sequence) == [7, 8, 9, 10])
@@ -117,8 +127,6 @@ struct ChangelogTests {
     }
 }
 
-import GRDB
-
 @Suite("Store: changelog failures")
 struct ChangelogFailureTests {
     let dir = TemporaryDirectory()
@@ -140,7 +148,8 @@ struct ChangelogFailureTests {
             try store.write { tx in
                 for n in 0..<100 {
                     // The caller swallows errors and goes on: the commit must still fail.
-                    _ = try? tx.insert("inspection_round", ["title": .text(n == 40 ? "boom" : "ok \(n)"), "team": "t", "unit": "u"])
+                    _ = try? tx.insert(
+                        "inspection_round", ["title": .text(n == 40 ? "boom" : "ok \(n)"), "team": "t", "unit": "u"])
                 }
             }
         }

@@ -66,10 +66,13 @@ struct CrashSafetyTests {
             process.waitUntilExit()
             #expect(process.terminationReason == .uncaughtSignal, "round \(round): the writer must die by SIGKILL")
             seen.append(output.fileHandleForReading.readDataToEndOfFile())
-            let lastCommitted = String(decoding: seen, as: UTF8.self).split(separator: "\n")
+            let lastCommitted =
+                String(decoding: seen, as: UTF8.self).split(separator: "\n")
                 .compactMap { $0.hasPrefix("committed ") ? Int($0.dropFirst(10)) : nil }.last ?? 0
 
-            let integrity = try DatabaseQueue(path: path).read { try String.fetchAll($0, sql: "PRAGMA integrity_check") }
+            let integrity = try DatabaseQueue(path: path).read {
+                try String.fetchAll($0, sql: "PRAGMA integrity_check")
+            }
             #expect(integrity == ["ok"], "round \(round)")
 
             let store = try makeStore(dir, name: "device.sqlite")
@@ -85,7 +88,9 @@ struct CrashSafetyTests {
             for entity in store.schema.entities {
                 for record in try store.fetch(Query(entity.name)) {
                     var fields: [String: Value] = [:]
-                    for (field, value) in zip(entity.fields, record.values) where !value.isNull { fields[field.name] = value }
+                    for (field, value) in zip(entity.fields, record.values) where !value.isNull {
+                        fields[field.name] = value
+                    }
                     actual[record.id] = fields
                 }
             }

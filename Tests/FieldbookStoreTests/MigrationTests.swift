@@ -44,7 +44,10 @@ struct MigrationTests {
         var ids: [String] = []
         do {
             let store = try open(Self.v1)
-            for n in 0..<50 { ids.append(try store.insert("site", ["name": .text("敬老院\(n)"), "kind": "home", "beds": .integer(Int64(n))])) }
+            for n in 0..<50 {
+                ids.append(
+                    try store.insert("site", ["name": .text("敬老院\(n)"), "kind": "home", "beds": .integer(Int64(n))]))
+            }
         }
         let store = try open(Self.v2)
         #expect(store.schema.version == 2)
@@ -99,7 +102,8 @@ struct MigrationTests {
         #expect(try store.fetch(Query("site")).map { $0["name"] } == ["公墓"])
         #expect(throws: StoreError.self) { try store.fetch(Query("visit")) }
         // Removing a field or an entity is refused too.
-        let removal = #"{"schema": "ledger", "version": 3, "entities": [{"name": "other", "fields": [{"name": "x", "type": "text", "policy": "lww"}]}]}"#
+        let removal =
+            #"{"schema": "ledger", "version": 3, "entities": [{"name": "other", "fields": [{"name": "x", "type": "text", "policy": "lww"}]}]}"#
         let removed = expectStoreError(.migrationRefused) { _ = try open(removal) }
         #expect(removed?.description.contains("site: removing an entity would lose its records") == true)
     }
@@ -109,7 +113,9 @@ struct MigrationTests {
         let store = try open(Self.v1)
         let site = try store.insert("site", ["name": "幸福院"])
         let required = Self.v1.replacingOccurrences(of: "\"version\": 1", with: "\"version\": 2")
-            .replacingOccurrences(of: #""name": "beds", "type": "integer","#, with: #""name": "beds", "type": "integer", "required": true,"#)
+            .replacingOccurrences(
+                of: #""name": "beds", "type": "integer","#,
+                with: #""name": "beds", "type": "integer", "required": true,"#)
         expectStoreError(.migrationRefused) { _ = try open(required) }
         try store.update("site", id: site, ["beds": 12])
         #expect(try open(required).schema.version == 2)
@@ -118,11 +124,13 @@ struct MigrationTests {
     @Test("same version with other content, an older version, another schema: refused")
     func versionChecks() throws {
         _ = try open(Self.v2)
-        let sameVersion = Self.v2.replacingOccurrences(of: "\"on\", \"type\": \"date\"", with: "\"on\", \"type\": \"timestamp\"")
+        let sameVersion = Self.v2.replacingOccurrences(
+            of: "\"on\", \"type\": \"date\"", with: "\"on\", \"type\": \"timestamp\"")
         expectStoreError(.migrationRefused) { _ = try open(sameVersion) }
         let older = expectStoreError(.incompatibleStore) { _ = try open(Self.v1) }
         #expect(older?.description.contains("newer than version 1") == true)
-        let other = #"{"schema": "other", "version": 5, "entities": [{"name": "x", "fields": [{"name": "y", "type": "text", "policy": "lww"}]}]}"#
+        let other =
+            #"{"schema": "other", "version": 5, "entities": [{"name": "x", "fields": [{"name": "y", "type": "text", "policy": "lww"}]}]}"#
         expectStoreError(.incompatibleStore) { _ = try open(other) }
     }
 }

@@ -37,7 +37,9 @@ struct StoreRecordTests {
         var ids: [String] = []
         do {
             let store = try makeStore(dir)
-            for t in texts { ids.append(try store.insert("inspection_round", ["title": .text(t), "team": "第一巡察组", "unit": "区民政局"])) }
+            for t in texts {
+                ids.append(try store.insert("inspection_round", ["title": .text(t), "team": "第一巡察组", "unit": "区民政局"]))
+            }
         }
         let store = try makeStore(dir)
         for (id, t) in zip(ids, texts) {
@@ -67,8 +69,10 @@ struct StoreRecordTests {
         for (n, d) in deadlines.enumerated() {
             try store.insert(
                 "finding",
-                ["round": .text(round), "title": .text("问题\(n)"), "deadline": .text(d),
-                 "status": n == 0 ? "completed" : "in_progress"])
+                [
+                    "round": .text(round), "title": .text("问题\(n)"), "deadline": .text(d),
+                    "status": n == 0 ? "completed" : "in_progress",
+                ])
         }
         try store.insert("finding", ["title": "无期限"])
         let open = try store.fetch(
@@ -88,20 +92,33 @@ struct StoreRecordTests {
         expectStoreError(.badFormat) { _ = try store.fetch(Query("finding").filter("deadline", .less, "next week")) }
     }
 
-    @Test("typed errors name entity and field; nothing is written", arguments: [
-        ("unknown entity", StoreError.Code.unknownEntity, "sites", ["name": Value.text("x")], nil as String?),
-        ("unknown field", .unknownField, "site", ["name": "x", "kind": "cemetery", "colour": "red"], "colour"),
-        ("wrong type", .wrongType, "site", ["name": "x", "kind": "cemetery", "beds_total": "many"], "beds_total"),
-        ("enum value not allowed", .notAllowed, "site", ["name": "x", "kind": "castle"], "kind"),
-        ("missing required", .required, "site", ["kind": "cemetery"], "name"),
-        ("required set to null", .required, "site", ["name": .null, "kind": "cemetery"], "name"),
-        ("text over its limit", .tooLong, "site", ["name": .text(String(repeating: "墓", count: 201)), "kind": "cemetery"], "name"),
-        ("NUL in text", .badFormat, "site", ["name": "a\u{0}b", "kind": "cemetery"], "name"),
-        ("bad date", .badFormat, "site", ["name": "x", "kind": "cemetery", "observed_on": "2021/09/02"], "observed_on"),
-        ("missing reference", .missingReference, "visit", ["site": "0190b4b6-1c2d-7abc-8def-0123456789ab", "visited_on": "2021-09-02"], "site"),
-        ("bad reference", .badFormat, "visit", ["site": "敬老院", "visited_on": "2021-09-02"], "site"),
-    ])
-    func insertErrors(_ what: String, code: StoreError.Code, entity: String, values: [String: Value], field: String?) throws {
+    @Test(
+        "typed errors name entity and field; nothing is written",
+        arguments: [
+            ("unknown entity", StoreError.Code.unknownEntity, "sites", ["name": Value.text("x")], nil as String?),
+            ("unknown field", .unknownField, "site", ["name": "x", "kind": "cemetery", "colour": "red"], "colour"),
+            ("wrong type", .wrongType, "site", ["name": "x", "kind": "cemetery", "beds_total": "many"], "beds_total"),
+            ("enum value not allowed", .notAllowed, "site", ["name": "x", "kind": "castle"], "kind"),
+            ("missing required", .required, "site", ["kind": "cemetery"], "name"),
+            ("required set to null", .required, "site", ["name": .null, "kind": "cemetery"], "name"),
+            (
+                "text over its limit", .tooLong, "site",
+                ["name": .text(String(repeating: "墓", count: 201)), "kind": "cemetery"], "name"
+            ),
+            ("NUL in text", .badFormat, "site", ["name": "a\u{0}b", "kind": "cemetery"], "name"),
+            (
+                "bad date", .badFormat, "site", ["name": "x", "kind": "cemetery", "observed_on": "2021/09/02"],
+                "observed_on"
+            ),
+            (
+                "missing reference", .missingReference, "visit",
+                ["site": "0190b4b6-1c2d-7abc-8def-0123456789ab", "visited_on": "2021-09-02"], "site"
+            ),
+            ("bad reference", .badFormat, "visit", ["site": "敬老院", "visited_on": "2021-09-02"], "site"),
+        ])
+    func insertErrors(_ what: String, code: StoreError.Code, entity: String, values: [String: Value], field: String?)
+        throws
+    {
         let store = try makeStore(dir)
         let before = try snapshot(store)
         let error = expectStoreError(code) { try store.insert(entity, values) }
@@ -121,8 +138,12 @@ struct StoreRecordTests {
         let note = try store.insert("progress_note", ["finding": .text(finding), "text": "已约谈"])
         _ = try store.insert("measure", ["finding": .text(finding), "description": "约谈负责人"])
         let before = try snapshot(store)
-        expectStoreError(.notAllowed) { try store.update("finding", id: finding, ["deadline": "2022-01-31", "status": "done"]) }
-        expectStoreError(.unknownField) { try store.update("finding", id: finding, ["deadline": "2022-01-31", "owner": "x"]) }
+        expectStoreError(.notAllowed) {
+            try store.update("finding", id: finding, ["deadline": "2022-01-31", "status": "done"])
+        }
+        expectStoreError(.unknownField) {
+            try store.update("finding", id: finding, ["deadline": "2022-01-31", "owner": "x"])
+        }
         expectStoreError(.notFound) { try store.update("finding", id: UUID().uuidString, ["title": "x"]) }
         expectStoreError(.badFormat) { try store.update("finding", id: "42", ["title": "x"]) }
         expectStoreError(.immutable) { try store.update("progress_note", id: note, ["text": "改"]) }
@@ -141,11 +162,14 @@ struct StoreRecordTests {
         #expect(try snapshot(store) == before)
     }
 
-    @Test("deleting a record takes the records that follow it (onDelete: cascade) along; a conflict reference blocks it")
+    @Test(
+        "deleting a record takes the records that follow it (onDelete: cascade) along; a conflict reference blocks it")
     func cascade() throws {
         let store = try makeStore(dir)
         let finding = try store.insert("finding", ["title": "问题"])
-        let notes = try (0..<3).map { try store.insert("progress_note", ["finding": .text(finding), "text": .text("进展\($0)")]) }
+        let notes = try (0..<3).map {
+            try store.insert("progress_note", ["finding": .text(finding), "text": .text("进展\($0)")])
+        }
         let other = try store.insert("finding", ["title": "另一问题"])
         let kept = try store.insert("progress_note", ["finding": .text(other), "text": "进展"])
         let measure = try store.insert("measure", ["finding": .text(other), "description": "措施"])
@@ -172,7 +196,9 @@ struct StoreThreadTests {
     func concurrentWrites(count: Int, sharedWorkers: Bool) async throws -> Int {
         var configuration = Store.Configuration()
         configuration.sharedWorkers = sharedWorkers
-        let stores = try (0..<count).map { try makeStore(dir, name: "\(sharedWorkers)-\($0).sqlite", configuration: configuration) }
+        let stores = try (0..<count).map {
+            try makeStore(dir, name: "\(sharedWorkers)-\($0).sqlite", configuration: configuration)
+        }
         final class Running: Sendable {
             let counts = Mutex((now: 0, most: 0))
         }
@@ -181,7 +207,10 @@ struct StoreThreadTests {
             for store in stores {
                 group.addTask {
                     try await store.writeAsync { tx in
-                        running.counts.withLock { $0.now += 1; $0.most = max($0.most, $0.now) }
+                        running.counts.withLock {
+                            $0.now += 1
+                            $0.most = max($0.most, $0.now)
+                        }
                         defer { running.counts.withLock { $0.now -= 1 } }
                         let end = ContinuousClock.now + .milliseconds(50)
                         while ContinuousClock.now < end {}

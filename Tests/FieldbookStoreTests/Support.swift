@@ -2,6 +2,7 @@ import FieldbookCore
 import FieldbookSchemas
 import FieldbookStore
 import Foundation
+import Testing
 
 /// A fresh temporary directory per test, removed when the test ends.
 final class TemporaryDirectory {
@@ -41,8 +42,6 @@ func expectStoreError(_ code: StoreError.Code, _ body: () throws -> Void) -> Sto
     Issue.record("expected StoreError \(code), nothing was thrown")
     return nil
 }
-
-import Testing
 
 /// The whole content of a store's tables and changelog, for before/after comparisons.
 func snapshot(_ store: Store) throws -> [String] {

@@ -14,7 +14,8 @@ struct UpdatePathTests {
     func oneFieldChanges() throws {
         let store = try makeStore(dir)
         let finding = try store.insert("finding", ["title": "问题", "status": "completed"])
-        let site = try store.insert("site", ["name": "幸福院", "kind": "happiness_home", "tags": .set(["六有"]), "observed_on": "2021-09-01"])
+        let site = try store.insert(
+            "site", ["name": "幸福院", "kind": "happiness_home", "tags": .set(["六有"]), "observed_on": "2021-09-01"])
         try store.write { tx in
             try tx.update("finding", id: finding, ["status": "in_progress"])
             try tx.update("finding", id: finding, ["reopen_count": 2])
@@ -53,13 +54,21 @@ struct UpdatePathTests {
         let site = try store.insert("site", ["name": "幸福院", "kind": "happiness_home", "tags": .set(["六有"])])
         try store.update("finding", id: finding, ["status": "in_progress", "reopen_count": 1])
         try store.update("finding", id: finding, ["status": "completed", "title": "问题二"])
-        try store.update("site", id: site, ["beds_total": 30, "illegal_graves_found": 2, "tags": .set(["示范"]), "observed_on": "2021-09-03"])
+        try store.update(
+            "site", id: site,
+            ["beds_total": 30, "illegal_graves_found": 2, "tags": .set(["示范"]), "observed_on": "2021-09-03"])
         try store.update("site", id: site, ["nursing_beds": 10, "tags": .set(["示范", "星级"])])
         let changes = try store.pendingChanges().dropFirst(2).map(\.fields)
         #expect(
             changes == [
-                [FieldChange(field: "status", kind: .set("in_progress"), epoch: 1), FieldChange(field: "reopen_count", kind: .add(1))],
-                [FieldChange(field: "title", kind: .set("问题二")), FieldChange(field: "status", kind: .set("completed"), epoch: 1)],
+                [
+                    FieldChange(field: "status", kind: .set("in_progress"), epoch: 1),
+                    FieldChange(field: "reopen_count", kind: .add(1)),
+                ],
+                [
+                    FieldChange(field: "title", kind: .set("问题二")),
+                    FieldChange(field: "status", kind: .set("completed"), epoch: 1),
+                ],
                 [
                     FieldChange(field: "beds_total", kind: .set(30), observedAt: "2021-09-03"),
                     FieldChange(field: "observed_on", kind: .set("2021-09-03")),
@@ -77,20 +86,31 @@ struct UpdatePathTests {
     func oneFieldErrors() throws {
         let store = try makeStore(dir)
         let finding = try store.insert("finding", ["title": "问题"])
-        let visit = try store.insert("visit", ["site": .text(try store.insert("site", ["name": "院", "kind": "happiness_home"])), "visited_on": "2021-09-02"])
+        let visit = try store.insert(
+            "visit",
+            [
+                "site": .text(try store.insert("site", ["name": "院", "kind": "happiness_home"])),
+                "visited_on": "2021-09-02",
+            ])
         let before = try snapshot(store)
         expectStoreError(.unknownField) { try store.update("finding", id: finding, ["owner": "x"]) }
         expectStoreError(.notAllowed) { try store.update("finding", id: finding, ["status": "done"]) }
         expectStoreError(.required) { try store.update("finding", id: finding, ["status": nil]) }
         expectStoreError(.wrongType) { try store.update("finding", id: finding, ["reopen_count": "many"]) }
-        expectStoreError(.tooLong) { try store.update("finding", id: finding, ["responsible_person": .text(String(repeating: "长", count: 51))]) }
+        expectStoreError(.tooLong) {
+            try store.update("finding", id: finding, ["responsible_person": .text(String(repeating: "长", count: 51))])
+        }
         expectStoreError(.badFormat) { try store.update("finding", id: finding, ["deadline": "next week"]) }
-        expectStoreError(.missingReference) { try store.update("visit", id: visit, ["site": "0190b4b6-1c2d-7abc-8def-0123456789ab"]) }
+        expectStoreError(.missingReference) {
+            try store.update("visit", id: visit, ["site": "0190b4b6-1c2d-7abc-8def-0123456789ab"])
+        }
         expectStoreError(.notFound) { try store.update("finding", id: UUID().uuidString, ["status": "completed"]) }
         expectStoreError(.notFound) { try store.update("finding", id: UUID().uuidString, ["reopen_count": 1]) }
         #expect(try snapshot(store) == before)
         // A failed capture leaves nothing behind for the next update.
         try store.update("finding", id: finding, ["status": "completed"])
-        #expect(try store.pendingChanges().last?.fields == [FieldChange(field: "status", kind: .set("completed"), epoch: 0)])
+        #expect(
+            try store.pendingChanges().last?.fields == [FieldChange(field: "status", kind: .set("completed"), epoch: 0)]
+        )
     }
 }

@@ -3,6 +3,7 @@ import FieldbookServer
 import FieldbookStore
 import Foundation
 import Testing
+
 #if canImport(FoundationNetworking)
     import FoundationNetworking
 #endif
@@ -34,7 +35,8 @@ let record = "0190c4e0-0000-7000-8000-000000000001"
 /// Another device, of another token.
 let otherDevice = "0190c4e0-0000-7000-8000-0000000000bb"
 
-func pushBody(_ changes: String, protocol version: Int = 1, schemaVersion: Int = 1, device: String = device) -> [UInt8] {
+func pushBody(_ changes: String, protocol version: Int = 1, schemaVersion: Int = 1, device: String = device) -> [UInt8]
+{
     Array(
         #"{"protocol":\#(version),"schema":{"name":"inspection","version":\#(schemaVersion)},"device":"\#(device)","changes":[\#(changes)]}"#
             .utf8)
@@ -89,7 +91,8 @@ struct HostileRequest: Sendable, CustomTestStringConvertible {
     var testDescription: String { kind }
 
     init(
-        _ kind: String, _ status: Int, _ code: String, method: String = "POST", path: String = "v1/push", auth: Auth = .owner,
+        _ kind: String, _ status: Int, _ code: String, method: String = "POST", path: String = "v1/push",
+        auth: Auth = .owner,
         body: @escaping @Sendable () -> [UInt8]?
     ) {
         self.kind = kind
@@ -106,7 +109,9 @@ struct HostileRequest: Sendable, CustomTestStringConvertible {
         .init("empty body", 400, "malformed_json") { [] },
         .init("truncated JSON", 400, "malformed_json") { Array(#"{"protocol":1,"schema":"#.utf8) },
         .init("truncated in a string", 400, "malformed_json") { Array(next(#"{"name":"新度"#).dropLast(8)) },
-        .init("trailing garbage", 400, "malformed_json") { next(#"{"name":"x","kind":"cemetery"}"#) + Array(" garbage".utf8) },
+        .init("trailing garbage", 400, "malformed_json") {
+            next(#"{"name":"x","kind":"cemetery"}"#) + Array(" garbage".utf8)
+        },
         .init("two JSON documents", 400, "malformed_json") { next(#"{"name":"x","kind":"cemetery"}"#) + next("{}") },
         .init("not UTF-8", 400, "malformed_json") { [0x7B, 0xFF, 0xFE, 0x7D] },
         .init("invalid UTF-8 in a string", 400, "malformed_json") { nameBytes([0xC3, 0x28]) },
@@ -115,17 +120,25 @@ struct HostileRequest: Sendable, CustomTestStringConvertible {
         .init("lone surrogate escape", 400, "malformed_json") { nameBytes(Array(#"\ud800"#.utf8)) },
         .init("raw NUL byte in a string", 400, "malformed_json") { nameBytes([0x41, 0x00, 0x42]) },
         .init("escaped NUL in text", 400, "invalid_value") { nameBytes(Array(#"A\u0000B"#.utf8)) },
-        .init("escaped NUL in a set member", 400, "invalid_value") { next(#"{"name":"x","kind":"cemetery","tags":["\u0000"]}"#) },
+        .init("escaped NUL in a set member", 400, "invalid_value") {
+            next(#"{"name":"x","kind":"cemetery","tags":["\u0000"]}"#)
+        },
         .init("duplicate keys", 400, "malformed_json") {
-            Array(#"{"protocol":1,"protocol":2,"schema":{"name":"inspection","version":1},"device":"\#(device)","changes":[]}"#.utf8)
+            Array(
+                #"{"protocol":1,"protocol":2,"schema":{"name":"inspection","version":1},"device":"\#(device)","changes":[]}"#
+                    .utf8)
         },
         .init("deep nesting", 400, "malformed_json") {
             Array((String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000)).utf8)
         },
         .init("deep nesting in a value", 400, "malformed_json") {
-            next(#"{"name":\#(String(repeating: "[", count: 5000))\#(String(repeating: "]", count: 5000)),"kind":"cemetery"}"#)
+            next(
+                #"{"name":\#(String(repeating: "[", count: 5000))\#(String(repeating: "]", count: 5000)),"kind":"cemetery"}"#
+            )
         },
-        .init("number too large for a double", 400, "malformed_json") { next(#"{"name":"x","kind":"cemetery","beds_total":1e400}"#) },
+        .init("number too large for a double", 400, "malformed_json") {
+            next(#"{"name":"x","kind":"cemetery","beds_total":1e400}"#)
+        },
         // The envelope.
         .init("top level an array", 400, "bad_message") { Array("[1,2,3]".utf8) },
         .init("top level a string", 400, "bad_message") { Array(#""push""#.utf8) },
@@ -140,11 +153,15 @@ struct HostileRequest: Sendable, CustomTestStringConvertible {
         .init("another schema's name", 409, "schema_mismatch") {
             Array(#"{"protocol":1,"schema":{"name":"payroll","version":1},"device":"\#(device)","changes":[]}"#.utf8)
         },
-        .init("schema missing", 400, "bad_message") { Array(#"{"protocol":1,"device":"\#(device)","changes":[]}"#.utf8) },
+        .init("schema missing", 400, "bad_message") {
+            Array(#"{"protocol":1,"device":"\#(device)","changes":[]}"#.utf8)
+        },
         .init("device id not a UUID", 400, "bad_message") { pushBody(change(seq: 2), device: "my-phone") },
         .init("device id with SQL", 400, "bad_message") { pushBody(change(seq: 2), device: "x' OR '1'='1") },
         .init("device name a number", 400, "bad_message") {
-            Array(#"{"protocol":1,"schema":{"name":"inspection","version":1},"device":"\#(device)","device_name":7,"changes":[]}"#.utf8)
+            Array(
+                #"{"protocol":1,"schema":{"name":"inspection","version":1},"device":"\#(device)","device_name":7,"changes":[]}"#
+                    .utf8)
         },
         .init("device name of 101 characters", 400, "bad_message") {
             Array(
@@ -156,15 +173,27 @@ struct HostileRequest: Sendable, CustomTestStringConvertible {
         // A change's members.
         .init("sequence 0", 400, "bad_message") { pushBody(change(seq: 0)) },
         .init("negative sequence", 400, "bad_message") { pushBody(change(seq: -1)) },
-        .init("sequence -0", 400, "bad_message") { pushBody(change().replacingOccurrences(of: #""seq":1"#, with: #""seq":-0"#)) },
+        .init("sequence -0", 400, "bad_message") {
+            pushBody(change().replacingOccurrences(of: #""seq":1"#, with: #""seq":-0"#))
+        },
         .init("sequence past Int64", 400, "malformed_json") {
             pushBody(change().replacingOccurrences(of: #""seq":1"#, with: #""seq":9223372036854775808"#))
         },
-        .init("sequence with a fraction", 400, "bad_message") { pushBody(change().replacingOccurrences(of: #""seq":1"#, with: #""seq":2.5"#)) },
-        .init("sequence a boolean", 400, "bad_message") { pushBody(change().replacingOccurrences(of: #""seq":1"#, with: #""seq":true"#)) },
-        .init("sequence null", 400, "bad_message") { pushBody(change().replacingOccurrences(of: #""seq":1"#, with: #""seq":null"#)) },
-        .init("sequence a string", 400, "bad_message") { pushBody(change().replacingOccurrences(of: #""seq":1"#, with: #""seq":"2""#)) },
-        .init("negative hlc", 400, "bad_message") { pushBody(change(seq: 2).replacingOccurrences(of: #""hlc":1000"#, with: #""hlc":-1000"#)) },
+        .init("sequence with a fraction", 400, "bad_message") {
+            pushBody(change().replacingOccurrences(of: #""seq":1"#, with: #""seq":2.5"#))
+        },
+        .init("sequence a boolean", 400, "bad_message") {
+            pushBody(change().replacingOccurrences(of: #""seq":1"#, with: #""seq":true"#))
+        },
+        .init("sequence null", 400, "bad_message") {
+            pushBody(change().replacingOccurrences(of: #""seq":1"#, with: #""seq":null"#))
+        },
+        .init("sequence a string", 400, "bad_message") {
+            pushBody(change().replacingOccurrences(of: #""seq":1"#, with: #""seq":"2""#))
+        },
+        .init("negative hlc", 400, "bad_message") {
+            pushBody(change(seq: 2).replacingOccurrences(of: #""hlc":1000"#, with: #""hlc":-1000"#))
+        },
         .init("negative base", 400, "bad_message") {
             pushBody(change(seq: 2).replacingOccurrences(of: #""base":0"#, with: #""base":-1"#))
         },
@@ -175,16 +204,28 @@ struct HostileRequest: Sendable, CustomTestStringConvertible {
             pushBody(change(seq: 2).replacingOccurrences(of: #""entity":"site""#, with: #""entity":5"#))
         },
         .init("fields missing", 400, "bad_message") {
-            pushBody(change(seq: 2).replacingOccurrences(of: #","fields":{"name":"新度镇敬老院","kind":"elderly_home"}"#, with: ""))
+            pushBody(
+                change(seq: 2).replacingOccurrences(of: #","fields":{"name":"新度镇敬老院","kind":"elderly_home"}"#, with: "")
+            )
         },
         // Against the schema.
         .init("unknown entity", 400, "unknown_entity") { next(#"{"name":"x"}"#, entity: "castle") },
-        .init("entity with SQL", 400, "unknown_entity") { next(#"{"name":"x"}"#, entity: "site; DROP TABLE changes; --") },
+        .init("entity with SQL", 400, "unknown_entity") {
+            next(#"{"name":"x"}"#, entity: "site; DROP TABLE changes; --")
+        },
         .init("unknown field", 400, "unknown_field") { next(#"{"name":"x","kind":"cemetery","colour":"red"}"#) },
-        .init("field name with SQL", 400, "unknown_field") { next(#"{"name":"x","kind":"cemetery","name\" = '' --":"x"}"#) },
-        .init("text for an integer", 400, "invalid_value") { next(#"{"name":"x","kind":"cemetery","beds_total":"many"}"#) },
-        .init("boolean for an integer", 400, "invalid_value") { next(#"{"name":"x","kind":"cemetery","beds_total":true}"#) },
-        .init("fraction for an integer", 400, "invalid_value") { next(#"{"name":"x","kind":"cemetery","beds_total":1.5}"#) },
+        .init("field name with SQL", 400, "unknown_field") {
+            next(#"{"name":"x","kind":"cemetery","name\" = '' --":"x"}"#)
+        },
+        .init("text for an integer", 400, "invalid_value") {
+            next(#"{"name":"x","kind":"cemetery","beds_total":"many"}"#)
+        },
+        .init("boolean for an integer", 400, "invalid_value") {
+            next(#"{"name":"x","kind":"cemetery","beds_total":true}"#)
+        },
+        .init("fraction for an integer", 400, "invalid_value") {
+            next(#"{"name":"x","kind":"cemetery","beds_total":1.5}"#)
+        },
         .init("integer past Int64", 400, "malformed_json") {
             next(#"{"name":"x","kind":"cemetery","beds_total":9223372036854775808}"#)
         },
@@ -192,15 +233,21 @@ struct HostileRequest: Sendable, CustomTestStringConvertible {
         .init("object for text", 400, "invalid_value") { next(#"{"name":{"zh":"x"},"kind":"cemetery"}"#) },
         .init("null for a required field", 400, "invalid_value") { next(#"{"name":null,"kind":"cemetery"}"#) },
         .init("enum value not listed", 400, "invalid_value") { next(#"{"name":"x","kind":"castle"}"#) },
-        .init("date that does not exist", 400, "invalid_value") { next(#"{"name":"x","kind":"cemetery","observed_on":"2021-02-30"}"#) },
-        .init("date in another format", 400, "invalid_value") { next(#"{"name":"x","kind":"cemetery","observed_on":"02/03/2021"}"#) },
+        .init("date that does not exist", 400, "invalid_value") {
+            next(#"{"name":"x","kind":"cemetery","observed_on":"2021-02-30"}"#)
+        },
+        .init("date in another format", 400, "invalid_value") {
+            next(#"{"name":"x","kind":"cemetery","observed_on":"02/03/2021"}"#)
+        },
         .init("timestamp that is not one", 400, "invalid_value") {
             next(#"{"finding":"\#(record)","text":"x","written_at":"yesterday"}"#, entity: "progress_note")
         },
         .init("reference not a record id", 400, "invalid_value") {
             next(#"{"site":"' OR 1=1 --","visited_on":"2021-09-02"}"#, entity: "visit")
         },
-        .init("set with a non-text member", 400, "invalid_value") { next(#"{"name":"x","kind":"cemetery","tags":["a",1]}"#) },
+        .init("set with a non-text member", 400, "invalid_value") {
+            next(#"{"name":"x","kind":"cemetery","tags":["a",1]}"#)
+        },
         .init("text over its limit", 400, "invalid_value") {
             next(#"{"name":"\#(String(repeating: "长", count: 201))","kind":"cemetery"}"#)
         },
@@ -210,7 +257,9 @@ struct HostileRequest: Sendable, CustomTestStringConvertible {
         .init("missing required field", 400, "invalid_change") { next(#"{"kind":"cemetery"}"#) },
         .init("the same field twice", 400, "malformed_json") { next(#"{"name":"x","name":"y","kind":"cemetery"}"#) },
         .init("counter set in an update", 400, "invalid_change") { next(#"{"illegal_graves_found":5}"#, op: "update") },
-        .init("unknown field operation", 400, "invalid_value") { next(#"{"illegal_graves_found":{"*":5}}"#, op: "update") },
+        .init("unknown field operation", 400, "invalid_value") {
+            next(#"{"illegal_graves_found":{"*":5}}"#, op: "update")
+        },
         .init("union set replaced in an update", 400, "invalid_change") { next(#"{"tags":["a"]}"#, op: "update") },
         .init("delete with fields", 400, "invalid_change") { next(#"{"name":"x"}"#, op: "delete") },
         .init("update of an append-only record", 400, "invalid_change") {
@@ -225,19 +274,26 @@ struct HostileRequest: Sendable, CustomTestStringConvertible {
             pushBody(change(seq: 2, op: "update", fields: #"{"town":"新度镇"}"#) + "," + change(seq: 3, entity: "castle"))
         },
         .init("half valid: a gap after a good change", 409, "sequence_gap") {
-            pushBody(change(seq: 2, op: "update", fields: #"{"town":"新度镇"}"#) + "," + change(seq: 4, op: "update", fields: "{}"))
+            pushBody(
+                change(seq: 2, op: "update", fields: #"{"town":"新度镇"}"#) + ","
+                    + change(seq: 4, op: "update", fields: "{}"))
         },
         .init("half valid: a reused sequence after a good change", 400, "sequence_reused") {
-            pushBody(change(seq: 2, op: "update", fields: #"{"town":"新度镇"}"#) + "," + change(seq: 1, op: "delete", fields: "{}"))
+            pushBody(
+                change(seq: 2, op: "update", fields: #"{"town":"新度镇"}"#) + ","
+                    + change(seq: 1, op: "delete", fields: "{}"))
         },
         .init("a change stamped 2^63−1", 409, "clock_ahead") {
-            pushBody(#"{"seq":2,"entity":"site","id":"\#(record)","op":"update","hlc":9223372036854775807,"base":0,"fields":{"town":"新度镇"}}"#)
+            pushBody(
+                #"{"seq":2,"entity":"site","id":"\#(record)","op":"update","hlc":9223372036854775807,"base":0,"fields":{"town":"新度镇"}}"#
+            )
         },
         .init("half valid: a change a day and an hour ahead after a good one", 409, "clock_ahead") {
             let ahead = (UInt64(Date().timeIntervalSince1970 * 1000) + 25 * 3_600_000) << 16
             return pushBody(
                 change(seq: 2, op: "update", fields: #"{"town":"新度镇"}"#) + ","
-                    + #"{"seq":3,"entity":"site","id":"\#(record)","op":"update","hlc":\#(ahead),"base":0,"fields":{"town":"未来"}}"#)
+                    + #"{"seq":3,"entity":"site","id":"\#(record)","op":"update","hlc":\#(ahead),"base":0,"fields":{"town":"未来"}}"#
+            )
         },
         .init("a push naming another server identity", 409, "server_changed") {
             Array(
@@ -245,7 +301,9 @@ struct HostileRequest: Sendable, CustomTestStringConvertible {
                     .utf8)
         },
         .init("a base past the server's last change", 409, "cursor_ahead") {
-            pushBody(#"{"seq":2,"entity":"site","id":"\#(record)","op":"update","hlc":1000,"base":999,"fields":{"town":"新度镇"}}"#)
+            pushBody(
+                #"{"seq":2,"entity":"site","id":"\#(record)","op":"update","hlc":1000,"base":999,"fields":{"town":"新度镇"}}"#
+            )
         },
         .init("batch over the limit", 413, "batch_too_large") {
             pushBody((2...10_002).map { change(seq: $0, op: "update", fields: "{}") }.joined(separator: ","))
@@ -262,22 +320,36 @@ struct HostileRequest: Sendable, CustomTestStringConvertible {
         // References: to a record the server has never seen, though the push adds another site first.
         .init("a finding naming a site never seen", 400, "unknown_reference") {
             pushBody(
-                change(seq: 2, id: "0190c4e0-0000-7000-8000-000000000003", fields: #"{"name":"新度镇","kind":"cemetery"}"#) + ","
+                change(seq: 2, id: "0190c4e0-0000-7000-8000-000000000003", fields: #"{"name":"新度镇","kind":"cemetery"}"#)
+                    + ","
                     + change(
                         seq: 3, entity: "finding", id: "0190c4e0-0000-7000-8000-000000000004",
-                        fields: #"{"title":"问题","status":"not_started","site":"0190c4e0-0000-7000-8000-0000000000ff"}"#))
+                        fields: #"{"title":"问题","status":"not_started","site":"0190c4e0-0000-7000-8000-0000000000ff"}"#)
+            )
         },
         .init("a finding naming an inspection round never seen", 400, "unknown_reference") {
-            next(#"{"title":"问题","status":"not_started","round":"0190c4e0-0000-7000-8000-0000000000ff"}"#, entity: "finding")
+            next(
+                #"{"title":"问题","status":"not_started","round":"0190c4e0-0000-7000-8000-0000000000ff"}"#,
+                entity: "finding")
         },
         // Who is asking.
         .init("no token", 401, "unauthorized", auth: .header(nil)) { next(#"{"name":"x","kind":"cemetery"}"#) },
-        .init("another scheme", 401, "unauthorized", auth: .header("Basic d2FuZzpmYW5n")) { next(#"{"name":"x","kind":"cemetery"}"#) },
-        .init("empty bearer token", 401, "unauthorized", auth: .header("Bearer ")) { next(#"{"name":"x","kind":"cemetery"}"#) },
-        .init("forged token", 401, "unauthorized", auth: .header("Bearer fbt_forged")) { next(#"{"name":"x","kind":"cemetery"}"#) },
-        .init("token with SQL", 401, "unauthorized", auth: .header("Bearer ' OR '1'='1")) { next(#"{"name":"x","kind":"cemetery"}"#) },
+        .init("another scheme", 401, "unauthorized", auth: .header("Basic d2FuZzpmYW5n")) {
+            next(#"{"name":"x","kind":"cemetery"}"#)
+        },
+        .init("empty bearer token", 401, "unauthorized", auth: .header("Bearer ")) {
+            next(#"{"name":"x","kind":"cemetery"}"#)
+        },
+        .init("forged token", 401, "unauthorized", auth: .header("Bearer fbt_forged")) {
+            next(#"{"name":"x","kind":"cemetery"}"#)
+        },
+        .init("token with SQL", 401, "unauthorized", auth: .header("Bearer ' OR '1'='1")) {
+            next(#"{"name":"x","kind":"cemetery"}"#)
+        },
         .init("revoked token", 401, "unauthorized", auth: .revoked) { next(#"{"name":"x","kind":"cemetery"}"#) },
-        .init("revoked token, pull", 401, "unauthorized", path: "v1/pull", auth: .revoked) { pullBody(#","cursor":0"#) },
+        .init("revoked token, pull", 401, "unauthorized", path: "v1/pull", auth: .revoked) {
+            pullBody(#","cursor":0"#)
+        },
         .init("no token, schema", 401, "unauthorized", method: "GET", path: "v1/schema", auth: .header(nil)) { nil },
         .init("token of another device", 403, "forbidden", auth: .other) { next(#"{"name":"x","kind":"cemetery"}"#) },
         // Where.
@@ -290,14 +362,20 @@ struct HostileRequest: Sendable, CustomTestStringConvertible {
         // Pulls.
         .init("negative cursor", 400, "bad_message", path: "v1/pull") { pullBody(#","cursor":-5"#) },
         .init("cursor a string", 400, "bad_message", path: "v1/pull") { pullBody(#","cursor":"x""#) },
-        .init("cursor past Int64", 400, "malformed_json", path: "v1/pull") { pullBody(#","cursor":9223372036854775808"#) },
+        .init("cursor past Int64", 400, "malformed_json", path: "v1/pull") {
+            pullBody(#","cursor":9223372036854775808"#)
+        },
         .init("cursor 1e400", 400, "malformed_json", path: "v1/pull") { pullBody(#","cursor":1e400"#) },
         .init("cursor missing", 400, "bad_message", path: "v1/pull") { pullBody("") },
         .init("page size 0", 400, "bad_message", path: "v1/pull") { pullBody(#","cursor":0,"limit":0"#) },
         .init("negative page size", 400, "bad_message", path: "v1/pull") { pullBody(#","cursor":0,"limit":-1"#) },
         .init("page size a string", 400, "bad_message", path: "v1/pull") { pullBody(#","cursor":0,"limit":"all""#) },
-        .init("pull, protocol version 2", 409, "protocol_mismatch", path: "v1/pull") { pullBody(#","cursor":0"#, protocol: "2") },
-        .init("pull, schema version 2", 409, "schema_mismatch", path: "v1/pull") { pullBody(#","cursor":0"#, schemaVersion: 2) },
+        .init("pull, protocol version 2", 409, "protocol_mismatch", path: "v1/pull") {
+            pullBody(#","cursor":0"#, protocol: "2")
+        },
+        .init("pull, schema version 2", 409, "schema_mismatch", path: "v1/pull") {
+            pullBody(#","cursor":0"#, schemaVersion: 2)
+        },
     ]
 }
 
@@ -344,7 +422,8 @@ struct BadInputTests {
             let before = try await fingerprint(fixture.storage, fixture.dir)
 
             let headers = fixture.token(request.auth).map { ["Authorization": $0] } ?? [:]
-            let answer = try await send(url, request.path, method: request.method, headers: headers, body: request.body())
+            let answer = try await send(
+                url, request.path, method: request.method, headers: headers, body: request.body())
             #expect(answer.status == request.status)
             #expect(answer.code == request.code)
             // Every refusal is a protocol error body with a message.
@@ -358,12 +437,16 @@ struct BadInputTests {
             let ok = try await send(url, "v1/push", headers: ["Authorization": "Bearer \(fixture.owner)"], body: good)
             #expect(ok.status == 200)
             let identity = try await fixture.storage.standing(device: "").identity
-            #expect(String(decoding: ok.body, as: UTF8.self) == #"{"protocol":1,"assigned":[[2,3]],"server":"\#(identity)"}"#)
+            #expect(
+                String(decoding: ok.body, as: UTF8.self)
+                    == #"{"protocol":1,"assigned":[[2,3]],"server":"\#(identity)"}"#)
             #expect(try await fixture.storage.changeCount() == 3)
         }
     }
 
-    @Test("references to a record the server holds (deleted too), or that the push adds, are accepted", arguments: Backend.all)
+    @Test(
+        "references to a record the server holds (deleted too), or that the push adds, are accepted",
+        arguments: Backend.all)
     func knownReferences(backend: Backend) async throws {
         let fixture = try await HostileFixture(backend)
         try await withServer(storage: fixture.storage) { url in
@@ -381,7 +464,9 @@ struct BadInputTests {
                 change(seq: 4, id: added, fields: #"{"name":"新度镇","kind":"cemetery"}"#), finding(5, 3, site: added),
                 change(seq: 6, op: "delete", id: theirs, fields: "{}"), finding(7, 4, site: theirs),
             ]
-            #expect(try await post(url, "v1/push", token: fixture.owner, body: pushBody(changes.joined(separator: ","))) == (200, nil))
+            #expect(
+                try await post(url, "v1/push", token: fixture.owner, body: pushBody(changes.joined(separator: ",")))
+                    == (200, nil))
             // And one in a later push to a site of an earlier push.
             let later = pushBody(finding(8, 5, site: added))
             #expect(try await post(url, "v1/push", token: fixture.owner, body: later) == (200, nil))
@@ -399,7 +484,8 @@ struct BadInputTests {
     func sqlMetacharacters(backend: Backend) async throws {
         let fixture = try await HostileFixture(backend)
         let hostile = [
-            #"'; DROP TABLE changes; --"#, #"" OR 1=1 --"#, #"Robert'); DELETE FROM records; --"#, #"\'; SELECT pg_sleep(10); --"#,
+            #"'; DROP TABLE changes; --"#, #"" OR 1=1 --"#, #"Robert'); DELETE FROM records; --"#,
+            #"\'; SELECT pg_sleep(10); --"#,
             "%_*?[]", "$1 $$ $tag$", "敬老院'); DROP TABLE tokens;--",
         ]
         try await withServer(storage: fixture.storage) { url in
@@ -414,10 +500,12 @@ struct BadInputTests {
                 fields.sort { $0.key < $1.key }
                 changes.append(change(seq: 2 + n, id: id, fields: JSON.object(fields).serialized))
             }
-            let answer = try await post(url, "v1/push", token: fixture.owner, body: pushBody(changes.joined(separator: ",")))
+            let answer = try await post(
+                url, "v1/push", token: fixture.owner, body: pushBody(changes.joined(separator: ",")))
             #expect(answer == (200, nil))
 
-            let records = Dictionary(uniqueKeysWithValues: try await fixture.storage.records("site").map { ($0.id, $0.values) })
+            let records = Dictionary(
+                uniqueKeysWithValues: try await fixture.storage.records("site").map { ($0.id, $0.values) })
             for (n, text) in hostile.enumerated() {
                 let values = try #require(records[String(format: "0190c4e0-0000-7000-8000-%012x", 100 + n)])
                 #expect(values["name"] == .text(text))
@@ -426,14 +514,18 @@ struct BadInputTests {
             }
             // Every table is still there, and a device pulls the values back byte for byte.
             let tables = try await fingerprint(fixture.storage, fixture.dir)
-            for table in ["changes", "records", "tokens", "devices", "conflicts", "meta"] { #expect(tables[table] != nil) }
+            for table in ["changes", "records", "tokens", "devices", "conflicts", "meta"] {
+                #expect(tables[table] != nil)
+            }
             // The fingerprint sees every write: the changes (and the records) pushed are in it.
             #expect(tables["changes"]?.count == 2 + hostile.count)
             #expect(tables["changes"]?.contains { $0.contains("DROP TABLE changes") } == true)
             let store = try Store(path: fixture.dir.path("device.sqlite"), schema: schema)
-            _ = try await store.sync(HTTPTransport(server: url, token: try await fixture.storage.createToken(name: "张伟")))
+            _ = try await store.sync(
+                HTTPTransport(server: url, token: try await fixture.storage.createToken(name: "张伟")))
             for (n, text) in hostile.enumerated() {
-                let site = try #require(try store.record("site", id: String(format: "0190c4e0-0000-7000-8000-%012x", 100 + n)))
+                let site = try #require(
+                    try store.record("site", id: String(format: "0190c4e0-0000-7000-8000-%012x", 100 + n)))
                 #expect(site["name"] == .text(text))
             }
             #expect(try await post(url, "v1/pull", token: fixture.owner, body: pullBody(#","cursor":0"#)).status == 200)
@@ -450,12 +542,16 @@ struct BadInputTests {
             // cursor if the page is empty"), and names the server's identity.
             let identity = try await fixture.storage.standing(device: "").identity
             let atHead = try await send(url, "v1/pull", headers: auth, body: pullBody(#","cursor":2"#))
-            #expect(String(decoding: atHead.body, as: UTF8.self) == #"{"protocol":1,"changes":[],"cursor":2,"more":false,"server":"\#(identity)"}"#)
+            #expect(
+                String(decoding: atHead.body, as: UTF8.self)
+                    == #"{"protocol":1,"changes":[],"cursor":2,"more":false,"server":"\#(identity)"}"#)
             // Past it: refused, never an empty page (the server lost changes the device has seen).
-            let beyond = try await send(url, "v1/pull", headers: auth, body: pullBody(#","cursor":9223372036854775807"#))
+            let beyond = try await send(
+                url, "v1/pull", headers: auth, body: pullBody(#","cursor":9223372036854775807"#))
             #expect(beyond.status == 409 && beyond.code == "cursor_ahead")
             // A huge page size is lowered to the server's.
-            let huge = try await send(url, "v1/pull", headers: auth, body: pullBody(#","cursor":0,"limit":9223372036854775807"#))
+            let huge = try await send(
+                url, "v1/pull", headers: auth, body: pullBody(#","cursor":0,"limit":9223372036854775807"#))
             let page = try PullResponse(utf8: huge.body, schema: schema)
             #expect(page.changes.count == 2 && page.cursor == 2 && !page.more)
             // Another Content-Type is not checked: the body is JSON or it is refused.

@@ -34,7 +34,8 @@ struct ChaosTests {
         let dir = TemporaryDirectory()
         let run = try runChaos([
             "--devices", "3", "--changes", "3000", "--seed", "20211102", "--duration-limit", "150",
-            "--server-kill-every", "2.5", "--device-kill-every", "1", "--drop", "0.05", "--delay", "0.06", "--cut", "0.05",
+            "--server-kill-every", "2.5", "--device-kill-every", "1", "--drop", "0.05", "--delay", "0.06", "--cut",
+            "0.05",
             "--round", "150", "--batch", "50", "--directory", dir.path("run"),
         ])
         let summary = run.lines.last ?? ""
@@ -60,11 +61,16 @@ struct ChaosTests {
         try server.write { try $0.execute(sql: "DELETE FROM changes WHERE sseq = (SELECT max(sseq) / 2 FROM changes)") }
         let device = try DatabaseQueue(path: "\(files)/device-2.sqlite")
         try device.write {
-            try $0.execute(sql: "UPDATE site SET illegal_graves_found = illegal_graves_found + 1 WHERE id = (SELECT min(id) FROM site WHERE illegal_graves_found > 0)")
+            try $0.execute(
+                sql:
+                    "UPDATE site SET illegal_graves_found = illegal_graves_found + 1 WHERE id = (SELECT min(id) FROM site WHERE illegal_graves_found > 0)"
+            )
         }
         let check = try runChaos(["check", "--directory", files])
         #expect(check.status == 1)
         let found = counts(check.lines.last ?? "")
-        #expect(found["lost"] == 1 && found["duplicated"] == 1 && found["diverged"] == 1, "\(check.lines.joined(separator: "\n"))")
+        #expect(
+            found["lost"] == 1 && found["duplicated"] == 1 && found["diverged"] == 1,
+            "\(check.lines.joined(separator: "\n"))")
     }
 }

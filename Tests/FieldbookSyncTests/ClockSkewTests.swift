@@ -128,7 +128,8 @@ struct ClockSkewTests {
                 #expect(try store.record("site", id: site)?["beds_total"] == 120)
                 #expect(try store.record("site", id: site)?["observed_on"] == "2021-09-02")
             }
-            #expect(try await pair.storage.records("site").first { $0.id == site }?.values["beds_total"] == .integer(120))
+            #expect(
+                try await pair.storage.records("site").first { $0.id == site }?.values["beds_total"] == .integer(120))
         }
     }
 
@@ -164,7 +165,8 @@ struct ClockSkewTests {
                         try tx.increment("site", id: site, "illegal_graves_found")
                     }
                 } else {
-                    try store!.update("site", id: site, ["beds_total": .integer(Int64(step)), "observed_on": "2021-09-02"])
+                    try store!.update(
+                        "site", id: site, ["beds_total": .integer(Int64(step)), "observed_on": "2021-09-02"])
                 }
                 issued = try changelogTimestamps(path)
             }
@@ -175,7 +177,9 @@ struct ClockSkewTests {
         }
     }
 
-    @Test("a clock 10 years fast: refused, re-stamped by the server's time, and no peer's clock moves", arguments: Backend.all)
+    @Test(
+        "a clock 10 years fast: refused, re-stamped by the server's time, and no peer's clock moves",
+        arguments: Backend.all)
     func farFuture(backend: Backend) async throws {
         let tenYears = 10 * 365 * 24 * hour
         let pair = try await SkewedPair(backend, offsetA: 0, offsetB: tenYears)
@@ -227,7 +231,9 @@ struct ClockSkewTests {
         }
     }
 
-    @Test("a re-stamped change already merged on the device is merged again with its new timestamp", arguments: Backend.all)
+    @Test(
+        "a re-stamped change already merged on the device is merged again with its new timestamp",
+        arguments: Backend.all)
     func restampedMergeState(backend: Backend) async throws {
         // A is 12 hours fast (within the bound), B ten years fast.
         let pair = try await SkewedPair(backend, offsetA: 12 * hour, offsetB: 10 * 365 * 24 * hour)
@@ -254,7 +260,9 @@ struct ClockSkewTests {
         }
     }
 
-    @Test("changes the server took, their answer lost, keep their timestamps when the device re-stamps", arguments: Backend.all)
+    @Test(
+        "changes the server took, their answer lost, keep their timestamps when the device re-stamps",
+        arguments: Backend.all)
     func restampKeepsTaken(backend: Backend) async throws {
         /// Delivers each push, then loses its answer.
         struct AnswerLost: SyncTransport {
@@ -293,7 +301,9 @@ struct ClockSkewTests {
         }
     }
 
-    @Test("the server refuses a change stamped beyond its bound with 409 clock_ahead and its time", arguments: Backend.all)
+    @Test(
+        "the server refuses a change stamped beyond its bound with 409 clock_ahead and its time", arguments: Backend.all
+    )
     func refusedBeyondBound(backend: Backend) async throws {
         let pair = try await SkewedPair(backend, offsetA: 0, offsetB: 0)
         try await withServer(storage: pair.storage, configure: { $0.maxClockAhead = .seconds(3600) }) { url in
@@ -306,7 +316,8 @@ struct ClockSkewTests {
             }
             let now = Int64(Date().timeIntervalSince1970 * 1000)
             for hlc in [Int64.max, (now + 2 * hour) << 16] {
-                let answer = try await send(url, "v1/push", headers: ["Authorization": "Bearer \(token)"], body: body(hlc: hlc))
+                let answer = try await send(
+                    url, "v1/push", headers: ["Authorization": "Bearer \(token)"], body: body(hlc: hlc))
                 #expect(answer.status == 409)
                 #expect(answer.code == "clock_ahead")
                 let error = try #require(WireError(json: try JSON(parsing: answer.body)))
@@ -321,7 +332,9 @@ struct ClockSkewTests {
         }
     }
 
-    @Test("a device does not move its clock to an absurd pulled timestamp, merges it as every peer does, and still pushes", arguments: Backend.all)
+    @Test(
+        "a device does not move its clock to an absurd pulled timestamp, merges it as every peer does, and still pushes",
+        arguments: Backend.all)
     func largestTimestamp(backend: Backend) async throws {
         let pair = try await SkewedPair(backend, offsetA: 0, offsetB: 0)
         // A server without a bound (as before it had one) takes a change stamped Int64.max.

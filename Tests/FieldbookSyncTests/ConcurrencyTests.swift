@@ -35,7 +35,8 @@ struct ConcurrencyTests {
                     defer { writing.done() }
                     let store = try Store(path: dir.path("writer\(n).sqlite"), schema: schema)
                     let transport = FlakyTransport(
-                        storage: storage, identity: Identity(tokenID: Int64(n + 1), name: "设备\(n)"), seed: 0, faults: false)
+                        storage: storage, identity: Identity(tokenID: Int64(n + 1), name: "设备\(n)"), seed: 0,
+                        faults: false)
                     var options = SyncOptions()
                     options.pushBatch = 3
                     for round in 0..<rounds {
@@ -56,7 +57,8 @@ struct ConcurrencyTests {
                     var lastServerSequence: Int64 = 0
                     func drain() async throws {
                         while true {
-                            let request = PullRequest(schema: SchemaVersion(schema), device: device, cursor: cursor, limit: 7)
+                            let request = PullRequest(
+                                schema: SchemaVersion(schema), device: device, cursor: cursor, limit: 7)
                             let page = try await storage.pull(request, identity: identity)
                             for change in page.changes {
                                 let serverSequence = try #require(change.serverSequence)

@@ -19,11 +19,16 @@ struct DeleteReferenceTests {
         let b = try Store(path: dir.path("b.sqlite"), schema: schema)
         let office = try Store(path: dir.path("office.sqlite"), schema: schema)
         let devices = [a, b, office]
-        let tokens = [try await storage.createToken(name: "王芳"), try await storage.createToken(name: "李明"), try await storage.createToken(name: "办公室")]
+        let tokens = [
+            try await storage.createToken(name: "王芳"), try await storage.createToken(name: "李明"),
+            try await storage.createToken(name: "办公室"),
+        ]
         try await withServer(storage: storage) { url in
             let transports = tokens.map { HTTPTransport(server: url, token: $0) }
             func syncAll() async throws {
-                for (device, transport) in zip(devices + devices, transports + transports) { _ = try await device.sync(transport) }
+                for (device, transport) in zip(devices + devices, transports + transports) {
+                    _ = try await device.sync(transport)
+                }
             }
             let noted = try a.insert("finding", ["title": "消防通道堵塞", "status": "not_started"])
             let measured = try a.insert("finding", ["title": "台账不全", "status": "not_started"])
@@ -34,7 +39,8 @@ struct DeleteReferenceTests {
             try a.delete("finding", id: measured)
             let note = try b.insert("progress_note", ["finding": .text(noted), "text": "已清理"])
             let measure = try b.insert("measure", ["finding": .text(measured), "description": "补齐台账"])
-            let order = deleterFirst ? [(a, transports[0]), (b, transports[1])] : [(b, transports[1]), (a, transports[0])]
+            let order =
+                deleterFirst ? [(a, transports[0]), (b, transports[1])] : [(b, transports[1]), (a, transports[0])]
             for (device, transport) in order { _ = try await device.sync(transport) }
             try await syncAll()
 
@@ -45,7 +51,9 @@ struct DeleteReferenceTests {
             #expect(server["finding"]?[measured] != nil && server["measure"]?[measure] != nil)
             let conflicts = try await storage.conflicts()
             #expect(conflicts.map(\.id) == ["\(measured)/-"])
-            #expect(conflicts.first?.sides.contains { $0.referrer == Conflict.Referrer(entity: "measure", record: measure) } == true)
+            #expect(
+                conflicts.first?.sides.contains { $0.referrer == Conflict.Referrer(entity: "measure", record: measure) }
+                    == true)
             for device in devices {
                 #expect(try snapshot(device) == server)
                 #expect(try device.conflicts().map(\.id) == ["\(measured)/-"])
@@ -73,7 +81,9 @@ struct DeleteReferenceTests {
         }
     }
 
-    @Test("a note hidden with its finding comes back when the finding's delete is contested and the finding kept", arguments: Backend.all)
+    @Test(
+        "a note hidden with its finding comes back when the finding's delete is contested and the finding kept",
+        arguments: Backend.all)
     func noteComesBack(_ backend: Backend) async throws {
         let dir = TemporaryDirectory()
         let storage = try await makeStorage(dir, backend)

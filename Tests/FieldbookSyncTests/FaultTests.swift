@@ -11,7 +11,8 @@ import Testing
 func productsDirectory() -> URL {
     if let dir = ProcessInfo.processInfo.environment["FIELDBOOK_BIN_DIR"] { return URL(fileURLWithPath: dir) }
     var url = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
-    while !FileManager.default.fileExists(atPath: url.appendingPathComponent("fieldbook-server").path), url.path != "/" {
+    while !FileManager.default.fileExists(atPath: url.appendingPathComponent("fieldbook-server").path), url.path != "/"
+    {
         url.deleteLastPathComponent()
     }
     return url
@@ -36,7 +37,9 @@ struct FaultTests {
         #expect(try await makeStorage(dir, backend).changeCount() == 1)
     }
 
-    @Test("device and server killed with SIGKILL mid-sync, again and again: nothing lost, nothing twice", arguments: Backend.all)
+    @Test(
+        "device and server killed with SIGKILL mid-sync, again and again: nothing lost, nothing twice",
+        arguments: Backend.all)
     func killedMidSync(backend: Backend) async throws {
         let dir = TemporaryDirectory()
         let server = try makeLocalServer(dir, backend)
@@ -141,7 +144,8 @@ struct RetryTests {
         _ = try await storage.createToken(name: "王芳")
         let store = try Store(path: dir.path("device.sqlite"), schema: schema)
         try store.insert("site", ["name": "新度镇社会工作服务站", "kind": "social_work_station"])
-        let direct = FlakyTransport(storage: storage, identity: Identity(tokenID: 1, name: "王芳"), seed: 0, faults: false)
+        let direct = FlakyTransport(
+            storage: storage, identity: Identity(tokenID: 1, name: "王芳"), seed: 0, faults: false)
         var options = SyncOptions()
         options.initialBackoff = .milliseconds(10)
         options.attempts = 4
@@ -151,7 +155,9 @@ struct RetryTests {
         #expect(ContinuousClock.now - start >= .milliseconds(70), "waited 10 + 20 + 40 ms between tries")
         // One failure more than the tries allowed: the error reaches the caller, the change stays pending.
         try store.insert("site", ["name": "黄石镇敬老院", "kind": "elderly_home"])
-        await #expect(throws: SyncError.self) { _ = try await store.sync(FailingFirst(direct, failures: 4), options: options) }
+        await #expect(throws: SyncError.self) {
+            _ = try await store.sync(FailingFirst(direct, failures: 4), options: options)
+        }
         #expect(try store.pendingCount() == 1)
         #expect(try await storage.changeCount() == 1)
     }

@@ -38,7 +38,9 @@ struct HostileAnswer: Sendable, CustomTestStringConvertible {
     static let theirDevice = "0190c4e0-0000-7000-8000-0000000000bb"
 
     /// A change of another device, as pulled.
-    static func pulled(sseq: Int, entity: String = "site", fields: String = #"{"name":"鱼鳞村公墓","kind":"cemetery"}"#) -> String {
+    static func pulled(sseq: Int, entity: String = "site", fields: String = #"{"name":"鱼鳞村公墓","kind":"cemetery"}"#)
+        -> String
+    {
         let id = String(format: "0190c4e0-0000-7000-8000-%012x", 0x100 + sseq)
         return
             #"{"seq":\#(sseq),"entity":"\#(entity)","id":"\#(id)","op":"insert","hlc":1000,"base":0,"fields":\#(fields),"device":"\#(theirDevice)","sseq":\#(sseq),"author":"李明"}"#
@@ -61,9 +63,15 @@ struct HostileAnswer: Sendable, CustomTestStringConvertible {
         .init("pull: changes out of order", pull: page([pulled(sseq: 8), pulled(sseq: 7)], cursor: 8)),
         .init("pull: a change the device already passed", pull: page([pulled(sseq: 4)], cursor: 5)),
         .init("pull: a change for an unknown entity", pull: page([pulled(sseq: 6, entity: "castle")], cursor: 6)),
-        .init("pull: a value not in its enum", pull: page([pulled(sseq: 6, fields: #"{"name":"x","kind":"castle"}"#)], cursor: 6)),
-        .init("pull: a change without its server sequence number", pull: page([pulled(sseq: 6).replacingOccurrences(of: #","sseq":6"#, with: "")], cursor: 6)),
-        .init("pull: a good change, then a bad one", pull: page([pulled(sseq: 6), pulled(sseq: 7, entity: "castle")], cursor: 7)),
+        .init(
+            "pull: a value not in its enum",
+            pull: page([pulled(sseq: 6, fields: #"{"name":"x","kind":"castle"}"#)], cursor: 6)),
+        .init(
+            "pull: a change without its server sequence number",
+            pull: page([pulled(sseq: 6).replacingOccurrences(of: #","sseq":6"#, with: "")], cursor: 6)),
+        .init(
+            "pull: a good change, then a bad one",
+            pull: page([pulled(sseq: 6), pulled(sseq: 7, entity: "castle")], cursor: 7)),
         .init("push: malformed JSON", push: #"{"protocol":1,"assigned":[[1,"#),
         .init("push: another protocol version", push: #"{"protocol":2,"assigned":[[1,9]]}"#),
         .init("push: no assignment", push: #"{"protocol":1,"assigned":[]}"#),
@@ -74,7 +82,9 @@ struct HostileAnswer: Sendable, CustomTestStringConvertible {
 
 /// A stub sync server on loopback that answers the first pull with one good change (cursor 5),
 /// then every request with `answer`'s bodies.
-func withHostileServer<T: Sendable>(_ answer: HostileAnswer, _ body: @Sendable (URL) async throws -> T) async throws -> T {
+func withHostileServer<T: Sendable>(_ answer: HostileAnswer, _ body: @Sendable (URL) async throws -> T) async throws
+    -> T
+{
     let router = Router()
     router.post("/v1/push") { _, _ in
         Response(status: .ok, body: ResponseBody(byteBuffer: ByteBuffer(string: answer.push ?? "")))

@@ -40,7 +40,8 @@ struct MultiProcessTests {
         var sites: [String] = []
         for k in 0..<4 {
             findings.append(
-                try devices[0].insert("finding", ["title": .text("敬老院消防通道堵塞\(k)"), "deadline": "2022-03-31", "responsible_person": "陈静"]))
+                try devices[0].insert(
+                    "finding", ["title": .text("敬老院消防通道堵塞\(k)"), "deadline": "2022-03-31", "responsible_person": "陈静"]))
             sites.append(try devices[0].insert("site", ["name": .text("城厢区公墓\(k)"), "kind": "cemetery"]))
         }
         for n in devices.indices { pulled[n] += try await devices[n].sync(transport(n, 0)).pulled }
@@ -57,7 +58,9 @@ struct MultiProcessTests {
                     let transport = transport(n, round)
                     group.addTask {
                         // A manual field several devices set differently: a conflict.
-                        try device.update("finding", id: finding, ["deadline": .text("2022-\(String(format: "%02d", round + 3))-\(10 + n)")])
+                        try device.update(
+                            "finding", id: finding,
+                            ["deadline": .text("2022-\(String(format: "%02d", round + 3))-\(10 + n)")])
                         // An lww field: the latest write wins.
                         try device.update("finding", id: person, ["responsible_person": .text(names[n])])
                         // A counter: every increment counts once.

@@ -5,6 +5,7 @@ import Foundation
 import GRDB
 import Glibc
 import Testing
+
 #if canImport(FoundationNetworking)
     import FoundationNetworking
 #endif
@@ -22,7 +23,9 @@ final class OwnPostgres: Sendable {
     private init() throws {
         let exports = try Self.run(["start"])
         func value(_ name: String) -> String? {
-            exports.split(separator: "\n").first { $0.hasPrefix("export \(name)=") }.map { String($0.split(separator: "=", maxSplits: 1)[1]) }
+            exports.split(separator: "\n").first { $0.hasPrefix("export \(name)=") }.map {
+                String($0.split(separator: "=", maxSplits: 1)[1])
+            }
         }
         guard let url = value("FIELDBOOK_POSTGRES_URL"), let dir = value("FIELDBOOK_POSTGRES_DIR") else {
             throw RawError("scripts/postgres start printed no exports")
@@ -50,7 +53,8 @@ func shell(_ arguments: [String]) throws -> (status: Int32, output: String, erro
     let dir = TemporaryDirectory()
     let quoted = arguments.map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
     let command = "\(quoted) >'\(dir.path("out"))' 2>'\(dir.path("err"))' </dev/null"
-    let argv: [UnsafeMutablePointer<CChar>?] = ["/bin/sh", "-c", command].map { (text: String) in strdup(text) } + [nil]
+    let argv: [UnsafeMutablePointer<CChar>?] =
+        ["/bin/sh", "-c", command].map { (text: String) in strdup(text) } + [nil]
     defer { argv.forEach { free($0) } }
     var pid: pid_t = 0
     guard posix_spawn(&pid, "/bin/sh", nil, nil, argv, environ) == 0 else { throw RawError("posix_spawn failed") }
@@ -65,10 +69,14 @@ func shell(_ arguments: [String]) throws -> (status: Int32, output: String, erro
 func probe(_ url: URL, _ path: String) async -> (status: Int, code: String?, retryAfter: String?, body: String) {
     var request = URLRequest(url: url.appendingPathComponent(path))
     request.timeoutInterval = 30
-    guard let (data, response) = try? await URLSession.shared.data(for: request), let http = response as? HTTPURLResponse else {
+    guard let (data, response) = try? await URLSession.shared.data(for: request),
+        let http = response as? HTTPURLResponse
+    else {
         return (0, nil, nil, "")
     }
-    let code: String? = (try? JSON(parsing: Array(data))).flatMap { if case .string(let c)? = $0["error"]?["code"] { c } else { nil } }
+    let code: String? = (try? JSON(parsing: Array(data))).flatMap {
+        if case .string(let c)? = $0["error"]?["code"] { c } else { nil }
+    }
     return (http.statusCode, code, http.value(forHTTPHeaderField: "Retry-After"), String(decoding: data, as: UTF8.self))
 }
 
@@ -77,8 +85,9 @@ struct OutageTests {
     /// The suites run PostgreSQL only when FIELDBOOK_POSTGRES_URL names one.
     static let enabled = postgresURL != nil
 
-    @Test("PostgreSQL stopped under a running server: 503 with Retry-After in seconds, /ready says so, served again seconds after it returns",
-          .enabled(if: enabled))
+    @Test(
+        "PostgreSQL stopped under a running server: 503 with Retry-After in seconds, /ready says so, served again seconds after it returns",
+        .enabled(if: enabled))
     func outage() async throws {
         let postgres = try await OwnPostgres.start()
         let url = postgres.url
@@ -90,15 +99,20 @@ struct OutageTests {
         try await postgres.pause()
         // Requests answer 503 `unavailable` quickly, with Retry-After; nothing hangs for a minute.
         let down = ContinuousClock.now
-        var answer = try await send(server.url, "v1/pull", headers: ["Authorization": "Bearer \(token)"], body: pullBody(#","cursor":0"#))
+        var answer = try await send(
+            server.url, "v1/pull", headers: ["Authorization": "Bearer \(token)"], body: pullBody(#","cursor":0"#))
         while answer.status != 503 && ContinuousClock.now - down < .seconds(15) {
             try await Task.sleep(for: .milliseconds(200))
-            answer = try await send(server.url, "v1/pull", headers: ["Authorization": "Bearer \(token)"], body: pullBody(#","cursor":0"#))
+            answer = try await send(
+                server.url, "v1/pull", headers: ["Authorization": "Bearer \(token)"], body: pullBody(#","cursor":0"#))
         }
         #expect(answer.status == 503 && answer.code == "unavailable")
         #expect(ContinuousClock.now - down < .seconds(10), "503 came after \(ContinuousClock.now - down)")
         let started = ContinuousClock.now
-        #expect(try await post(server.url, "v1/push", token: token, body: next(#"{"name":"x","kind":"cemetery"}"#)) == (503, "unavailable"))
+        #expect(
+            try await post(server.url, "v1/push", token: token, body: next(#"{"name":"x","kind":"cemetery"}"#)) == (
+                503, "unavailable"
+            ))
         #expect(ContinuousClock.now - started < .seconds(1))
         let ready = await probe(server.url, "ready")
         #expect(ready.status == 503 && ready.code == "unavailable" && ready.retryAfter == "5")
@@ -121,7 +135,9 @@ struct OutageTests {
         #expect(await probe(server.url, "ready").status == 200)
     }
 
-    @Test("SQLite: the file locked past the store's busy timeout is 503 unavailable with Retry-After, not 500; served again once it is free")
+    @Test(
+        "SQLite: the file locked past the store's busy timeout is 503 unavailable with Retry-After, not 500; served again once it is free"
+    )
     func sqliteLocked() async throws {
         let dir = TemporaryDirectory()
         let storage = try SQLiteSyncStorage(path: dir.path("server.sqlite"), schema: schema)
@@ -140,7 +156,8 @@ struct OutageTests {
             }
             try await Task.sleep(for: .milliseconds(500))
             let locked = try await send(
-                url, "v1/push", headers: ["Authorization": "Bearer \(token)"], body: next(#"{"name":"x","kind":"cemetery"}"#))
+                url, "v1/push", headers: ["Authorization": "Bearer \(token)"],
+                body: next(#"{"name":"x","kind":"cemetery"}"#))
             #expect(locked.status == 503 && locked.code == "unavailable")
             try await holder.value
             let free = ContinuousClock.now
@@ -154,7 +171,9 @@ struct OutageTests {
         }
     }
 
-    @Test("serve started before its database: waits for it with a plain message, or fails with one", .enabled(if: enabled))
+    @Test(
+        "serve started before its database: waits for it with a plain message, or fails with one", .enabled(if: enabled)
+    )
     func serveWaits() async throws {
         let postgres = try await OwnPostgres.start()
         try await postgres.pause()
@@ -162,7 +181,10 @@ struct OutageTests {
         let url = postgres.url
         let start = ContinuousClock.now
         let (status, _, message) = try await offThread {
-            try shell([try LocalServer.findBinary().path, "serve", "--database", url, "--port", "0", "--wait-for-database", "2"])
+            try shell([
+                try LocalServer.findBinary().path, "serve", "--database", url, "--port", "0", "--wait-for-database",
+                "2",
+            ])
         }
         #expect(status != 0)
         #expect(ContinuousClock.now - start < .seconds(15))
@@ -174,7 +196,9 @@ struct OutageTests {
             try await Task.sleep(for: .seconds(3))
             try await postgres.resume()
         }
-        let server = try await offThread { try LocalServer(database: url, serveArguments: ["--wait-for-database", "30"]) }
+        let server = try await offThread {
+            try LocalServer(database: url, serveArguments: ["--wait-for-database", "30"])
+        }
         try await resume.value
         #expect(await probe(server.url, "ready").status == 200)
     }

@@ -66,19 +66,24 @@ func powerCutViolations(oldSettings: Bool) async throws -> (cuts: Int, violation
 
     var violations: [String] = []
     for cut in manifest.cuts {
-        func path(_ file: String) -> String { dir.url.appendingPathComponent(cut.directory).appendingPathComponent(file).path }
+        func path(_ file: String) -> String {
+            dir.url.appendingPathComponent(cut.directory).appendingPathComponent(file).path
+        }
         func note(_ what: String) { violations.append("\(cut.directory) (clock \(cut.clock)): \(what)") }
-        for file in ["server.sqlite"] + manifest.devices.map(\.file) where FileManager.default.fileExists(atPath: path(file)) {
+        for file in ["server.sqlite"] + manifest.devices.map(\.file)
+        where FileManager.default.fileExists(atPath: path(file)) {
             let result = try integrityCheck(path(file))
             if result != "ok" { note("\(file): integrity_check says \(result)") }
         }
         let server = try serverChanges(path("server.sqlite"))
         for device in manifest.devices {
             let acknowledged = cut.acknowledged[device.id] ?? 0
-            if acknowledged > 0, let lost = (1...acknowledged).first(where: {
-                let key = ChangeKey(device: device.id, sequence: $0)
-                return server[key] != finalServer[key]
-            }) {
+            if acknowledged > 0,
+                let lost = (1...acknowledged).first(where: {
+                    let key = ChangeKey(device: device.id, sequence: $0)
+                    return server[key] != finalServer[key]
+                })
+            {
                 note("the server lost \(device.file)'s change \(lost) (acknowledged through \(acknowledged))")
             }
             // What the device sent (the server may hold it) or flushed.
@@ -86,9 +91,15 @@ func powerCutViolations(oldSettings: Bool) async throws -> (cuts: Int, violation
             let kept = max(sent, cut.flushed[device.id] ?? 0)
             let recovered = try deviceChanges(path(device.file))
             if kept > 0, recovered.device != device.id {
-                note("\(device.file) is a new store (device \(recovered.device ?? "none")) after keeping changes through \(kept)")
-            } else if kept > 0, let lost = (1...kept).first(where: { recovered.changes[$0] != finalDevices[device.id]?[$0] }) {
-                note("\(device.file) lost change \(lost) (sent through \(sent), flushed through \(cut.flushed[device.id] ?? 0))")
+                note(
+                    "\(device.file) is a new store (device \(recovered.device ?? "none")) after keeping changes through \(kept)"
+                )
+            } else if kept > 0,
+                let lost = (1...kept).first(where: { recovered.changes[$0] != finalDevices[device.id]?[$0] })
+            {
+                note(
+                    "\(device.file) lost change \(lost) (sent through \(sent), flushed through \(cut.flushed[device.id] ?? 0))"
+                )
             }
         }
         do {
@@ -120,7 +131,9 @@ private func resumeSync(_ manifest: PowerCutManifest, _ directory: URL) async th
         }
         let expected = try await snapshot(storage)
         for (store, _) in devices {
-            if try snapshot(store) != expected { throw PowerCutFailure("\(store.path) did not converge with the server") }
+            if try snapshot(store) != expected {
+                throw PowerCutFailure("\(store.path) did not converge with the server")
+            }
         }
     }
 }
@@ -142,7 +155,9 @@ func serverChanges(_ path: String) throws -> [ChangeKey: String] {
     return try DatabaseQueue(path: path).read { db in
         guard try db.tableExists("changes") else { return [:] }
         var result: [ChangeKey: String] = [:]
-        for row in try Row.fetchAll(db, sql: "SELECT device, seq, sseq, entity, record, op, hlc, base, fields FROM changes") {
+        for row in try Row.fetchAll(
+            db, sql: "SELECT device, seq, sseq, entity, record, op, hlc, base, fields FROM changes")
+        {
             result[ChangeKey(device: row[0], sequence: row[1])] = "\(row)"
         }
         return result

@@ -91,7 +91,9 @@ struct PushArrivalsTests {
             }
         }
         for await _ in entered { break }
-        let third = Task { try await arrivals.run(token: 5) { try await arrivals.store(token: 5) { try await store.take(3) } } }
+        let third = Task {
+            try await arrivals.run(token: 5) { try await arrivals.store(token: 5) { try await store.take(3) } }
+        }
         try await store.waitForAttempt(of: 3)
         let second = Task {
             try await arrivals.run(token: 5) {
@@ -131,7 +133,9 @@ struct PushArrivalsTests {
     }
 
     /// A push of `token` that has started and runs until `finish` is called.
-    func running(_ arrivals: PushArrivals, token: Int64) async -> (push: Task<Void, any Error>, finish: @Sendable () -> Void) {
+    func running(_ arrivals: PushArrivals, token: Int64) async -> (
+        push: Task<Void, any Error>, finish: @Sendable () -> Void
+    ) {
         let (release, releaseFeed) = AsyncStream<Void>.makeStream()
         let (entered, enteredFeed) = AsyncStream<Void>.makeStream()
         let push = Task {

@@ -29,7 +29,9 @@ struct PushTests {
         PushRequest(schema: SchemaVersion(schema), device: device.deviceID, changes: changes)
     }
 
-    @Test("a new SQLite server store has 16 KiB pages and merge states without rowids; a store made before keeps its layout and works")
+    @Test(
+        "a new SQLite server store has 16 KiB pages and merge states without rowids; a store made before keeps its layout and works"
+    )
     func fileLayout() async throws {
         let dir = TemporaryDirectory()
         func layout(_ path: String) throws -> (pageSize: Int?, statesWithoutRowID: Bool?) {
@@ -87,7 +89,9 @@ struct PushTests {
         #expect(try await storage.changeCount() == 3)
     }
 
-    @Test("a sequence reused with other content, in the same request or a later one, applies nothing", arguments: Backend.all)
+    @Test(
+        "a sequence reused with other content, in the same request or a later one, applies nothing",
+        arguments: Backend.all)
     func reused(_ backend: Backend) async throws {
         let dir = TemporaryDirectory()
         let (storage, identity, device, changes) = try await setUp(backend, dir, count: 3)
@@ -121,7 +125,10 @@ struct PushTests {
         let first = try await storage.push(request(device, [changes[0], reordered]), identity: identity)
         #expect(first.assigned[0] == first.assigned[1])
         let again = try await storage.push(request(device, [reordered, changes[1]]), identity: identity)
-        #expect(again.assigned.map(\.serverSequence) == [first.assigned[0].serverSequence, again.assigned[1].serverSequence])
+        #expect(
+            again.assigned.map(\.serverSequence) == [
+                first.assigned[0].serverSequence, again.assigned[1].serverSequence,
+            ])
         #expect(try await storage.changeCount() == 2)
 
         // Other content is still other content.
@@ -165,7 +172,8 @@ struct PushTests {
         let site = try device.insert(
             "site",
             [
-                "name": "幸福院 \"东区\"\n第二\t楼 \\ 🌿", "kind": "happiness_home", "beds_total": 40, "observed_on": "2021-09-02",
+                "name": "幸福院 \"东区\"\n第二\t楼 \\ 🌿", "kind": "happiness_home", "beds_total": 40,
+                "observed_on": "2021-09-02",
                 "tags": .set(["消防", "食堂"]), "meets_six_haves": true,
             ])
         try device.update("site", id: site, ["town": "城关镇", "tags": .set(["消防"]), "beds_total": 42])
@@ -198,14 +206,18 @@ extension PushTests {
         let recorder = PushRecorder(number: { numbers[$0]! })
         #expect(try await device.push(recorder) == 8)
         let noted = try await DatabaseQueue(path: dir.path("device.sqlite")).read { db in
-            try Row.fetchAll(db, sql: "SELECT seq, sseq FROM _changelog ORDER BY seq").map { row -> (Int64, Int64?) in (row[0], row[1]) }
+            try Row.fetchAll(db, sql: "SELECT seq, sseq FROM _changelog ORDER BY seq").map { row -> (Int64, Int64?) in
+                (row[0], row[1])
+            }
         }
         #expect(noted.map(\.0) == Array(1...8))
         #expect(noted.map(\.1) == (1...8).map { numbers[$0] })
         #expect(try device.pendingChanges(limit: 10).isEmpty)
     }
 
-    @Test("a push that reaches the server while the device's push before it is still arriving waits for it", arguments: Backend.all)
+    @Test(
+        "a push that reaches the server while the device's push before it is still arriving waits for it",
+        arguments: Backend.all)
     func overtakingPushWaits(_ backend: Backend) async throws {
         let dir = TemporaryDirectory()
         let storage = try await makeStorage(dir, backend)
@@ -296,7 +308,10 @@ final class Overtaking: SyncTransport {
     }
 
     func push(encoded: EncodedPush) async throws -> PushResponse {
-        let call = calls.withLock { $0 += 1; return $0 }
+        let call = calls.withLock {
+            $0 += 1
+            return $0
+        }
         if call == 1 {
             var wait = secondDone.makeAsyncIterator()
             _ = await wait.next()
@@ -338,7 +353,13 @@ final class PushRecorder: SyncTransport {
         bodies.withLock { $0.append(encoded.body) }
         return PushResponse(
             assigned: encoded.sequences.map { sequence in
-                .init(sequence: sequence, serverSequence: number?(sequence) ?? next.withLock { $0 += 1; return $0 })
+                .init(
+                    sequence: sequence,
+                    serverSequence: number?(sequence)
+                        ?? next.withLock {
+                            $0 += 1
+                            return $0
+                        })
             })
     }
 

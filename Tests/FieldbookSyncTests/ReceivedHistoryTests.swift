@@ -20,7 +20,8 @@ struct ReceivedHistoryTests {
             self.findings =
                 try findings
                 ?? (0..<3).map { n in
-                    try a.insert("finding", ["title": .text("问题\(n)"), "deadline": "2022-03-31", "responsible_person": "陈静"])
+                    try a.insert(
+                        "finding", ["title": .text("问题\(n)"), "deadline": "2022-03-31", "responsible_person": "陈静"])
                 }
             for round in rounds {
                 for (n, finding) in self.findings.enumerated() where (round + n) % 2 == 0 {
@@ -36,7 +37,9 @@ struct ReceivedHistoryTests {
     /// A history as both devices must show it: the author is the server's stamp, which the
     /// device that made the change does not note.
     func entries(_ store: Store, _ id: String) throws -> [String] {
-        try store.history(of: id).map { "\($0.device) \($0.sequence) \($0.operation) \($0.field ?? "-") \($0.old) → \($0.new)" }
+        try store.history(of: id).map {
+            "\($0.device) \($0.sequence) \($0.operation) \($0.field ?? "-") \($0.old) → \($0.new)"
+        }
     }
 
     func options(page: Int) -> SyncOptions {
@@ -49,9 +52,10 @@ struct ReceivedHistoryTests {
     /// Runs `body` with a live server on SQLite: device A's store, the path for device B's, each
     /// device's transport, and the server's storage.
     func withDevices(
-        _ body: @Sendable (
-            _ a: Store, _ bPath: String, _ toA: HTTPTransport, _ toB: HTTPTransport, _ storage: any SyncStorage
-        ) async throws -> Void
+        _ body:
+            @Sendable (
+                _ a: Store, _ bPath: String, _ toA: HTTPTransport, _ toB: HTTPTransport, _ storage: any SyncStorage
+            ) async throws -> Void
     ) async throws {
         let dir = TemporaryDirectory()
         let storage = try await makeStorage(dir, .sqlite)
@@ -60,7 +64,8 @@ struct ReceivedHistoryTests {
         let tokenB = try await storage.createToken(name: "李明")
         try await withServer(storage: storage) { url in
             try await body(
-                a, dir.path("b.sqlite"), HTTPTransport(server: url, token: tokenA), HTTPTransport(server: url, token: tokenB), storage)
+                a, dir.path("b.sqlite"), HTTPTransport(server: url, token: tokenA),
+                HTTPTransport(server: url, token: tokenB), storage)
         }
     }
 
@@ -89,7 +94,8 @@ struct ReceivedHistoryTests {
     func ownChangeInPage() async throws {
         try await withDevices { a, bPath, transportA, transportB, storage in
             let b = try Store(path: bPath, schema: schema)
-            let finding = try a.insert("finding", ["title": "消防通道堵塞", "deadline": "2022-03-31", "responsible_person": "陈静"])
+            let finding = try a.insert(
+                "finding", ["title": "消防通道堵塞", "deadline": "2022-03-31", "responsible_person": "陈静"])
             _ = try await a.sync(transportA)
             _ = try await b.sync(transportB)
 
@@ -163,7 +169,8 @@ struct ReceivedHistoryTests {
         }
     }
 
-    static func layout(_ path: String) throws -> (received: [String], state: [String], indexes: [String], format: Int?) {
+    static func layout(_ path: String) throws -> (received: [String], state: [String], indexes: [String], format: Int?)
+    {
         try DatabaseQueue(path: path).read { db in
             (
                 received: try db.columns(in: "_received").map(\.name),
@@ -180,7 +187,9 @@ struct ReceivedHistoryTests {
         let queue = try DatabaseQueue(path: path)
         try queue.writeWithoutTransaction { db in
             try db.execute(sql: "ALTER TABLE _received ADD COLUMN record_key INTEGER NOT NULL DEFAULT 0")
-            for (sseq, record) in try Row.fetchAll(db, sql: "SELECT sseq, record FROM _received").map({ ($0[0] as Int64, $0[1] as String) }) {
+            for (sseq, record) in try Row.fetchAll(db, sql: "SELECT sseq, record FROM _received").map({
+                ($0[0] as Int64, $0[1] as String)
+            }) {
                 let hex = record.filter { $0 != "-" }.prefix(16)
                 let key = Int64(bitPattern: UInt64(hex, radix: 16)!)
                 try db.execute(sql: "UPDATE _received SET record_key = ? WHERE sseq = ?", arguments: [key, sseq])

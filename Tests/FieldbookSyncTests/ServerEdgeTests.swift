@@ -6,6 +6,7 @@ import Glibc
 import Hummingbird
 import Logging
 import Testing
+
 #if canImport(FoundationNetworking)
     import FoundationNetworking
 #endif
@@ -25,7 +26,9 @@ final class RawConnection: @unchecked Sendable {
         address.sin_port = in_port_t(UInt16(port).bigEndian)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         if result != 0 && !(errno == EINPROGRESS && !waiting) {
             let code = errno
@@ -39,7 +42,9 @@ final class RawConnection: @unchecked Sendable {
     func send(_ bytes: [UInt8]) {
         var sent = 0
         while sent < bytes.count {
-            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + sent, $0.count - sent, Int32(MSG_NOSIGNAL)) }
+            let n = bytes.withUnsafeBytes {
+                Glibc.send(fd, $0.baseAddress! + sent, $0.count - sent, Int32(MSG_NOSIGNAL))
+            }
             if n <= 0 { return }
             sent += n
         }
@@ -88,7 +93,8 @@ struct RawAnswer {
         status = Int(lines[0].split(separator: " ").dropFirst().first ?? "") ?? 0
         for line in lines.dropFirst() {
             guard let colon = line.firstIndex(of: ":") else { continue }
-            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(
+                in: .whitespaces)
         }
         body = Array(text[split.upperBound...].utf8)
     }
@@ -118,7 +124,9 @@ func offThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async th
 
 @Suite("The server's edges: methods, unreadable requests, timeouts, limits")
 struct ServerEdgeTests {
-    @Test("every other method on a known path is 405 with Allow; HEAD of /health and /ready answers like GET, without a body")
+    @Test(
+        "every other method on a known path is 405 with Allow; HEAD of /health and /ready answers like GET, without a body"
+    )
     func methods() async throws {
         let dir = TemporaryDirectory()
         let storage = try SQLiteSyncStorage(path: dir.path("server.sqlite"), schema: schema)
@@ -130,11 +138,15 @@ struct ServerEdgeTests {
             #expect(head.body.isEmpty && head.headers["content-length"] == "\(get.body.count)")
             #expect(head.headers["content-type"] == get.headers["content-type"])
             #expect(try await raw(port, "HEAD /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").status == 200)
-            let allowed = ["/health": "GET, HEAD", "/ready": "GET, HEAD", "/v1/schema": "GET", "/v1/push": "POST",
-                           "/v1/pull": "POST", "/v1/conflicts": "GET"]
+            let allowed = [
+                "/health": "GET, HEAD", "/ready": "GET, HEAD", "/v1/schema": "GET", "/v1/push": "POST",
+                "/v1/pull": "POST", "/v1/conflicts": "GET",
+            ]
             for (path, allow) in allowed {
-                for method in ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"] where !allow.contains(method) {
-                    let answer = try await raw(port, "\(method) \(path) HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                for method in ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"]
+                where !allow.contains(method) {
+                    let answer = try await raw(
+                        port, "\(method) \(path) HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
                     #expect(answer.status == 405, "\(method) \(path)")
                     #expect(answer.headers["allow"] == allow, "\(method) \(path)")
                     if method != "HEAD" { #expect(answer.code == "method_not_allowed", "\(method) \(path)") }
@@ -175,7 +187,9 @@ struct ServerEdgeTests {
         let halfHeaders = try RawConnection(port: server.port)
         halfHeaders.send("POST /v1/push HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(token)\r\n")
         let halfBody = try RawConnection(port: server.port)
-        halfBody.send("POST /v1/push HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(token)\r\nContent-Length: 1000\r\n\r\n{\"protocol\":1,")
+        halfBody.send(
+            "POST /v1/push HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(token)\r\nContent-Length: 1000\r\n\r\n{\"protocol\":1,"
+        )
         let start = ContinuousClock.now
         for connection in [idle, halfHeaders, halfBody] {
             #expect(try await connection.waitForAnswer(timeout: .seconds(5)).closed)
@@ -184,7 +198,9 @@ struct ServerEdgeTests {
         // A connection that keeps talking is not cut: five requests 1 s apart, 5 s in all, with a 3 s
         // idle timeout (slack for a machine busy with the other suites).
         let patientPath = dir.path("patient.sqlite")
-        let patient = try await offThread { try LocalServer(database: patientPath, serveArguments: ["--idle-timeout", "3"]) }
+        let patient = try await offThread {
+            try LocalServer(database: patientPath, serveArguments: ["--idle-timeout", "3"])
+        }
         let busy = try RawConnection(port: patient.port)
         for _ in 0..<5 {
             busy.send("GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -193,7 +209,9 @@ struct ServerEdgeTests {
         }
     }
 
-    @Test("clients trickling their bodies do not hold the body turns: they get 503 after the body timeout, others are served")
+    @Test(
+        "clients trickling their bodies do not hold the body turns: they get 503 after the body timeout, others are served"
+    )
     func slowBodies() async throws {
         let dir = TemporaryDirectory()
         let path = dir.path("server.sqlite")
@@ -202,14 +220,18 @@ struct ServerEdgeTests {
         // Two pushes (the default two turns) that send half their body and then nothing.
         let slow = try (0..<2).map { _ in
             let connection = try RawConnection(port: server.port)
-            connection.send("POST /v1/push HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(token)\r\nContent-Length: 1000\r\n\r\n{\"protocol\":1,")
+            connection.send(
+                "POST /v1/push HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(token)\r\nContent-Length: 1000\r\n\r\n{\"protocol\":1,"
+            )
             return connection
         }
         try await Task.sleep(for: .milliseconds(300))
         let start = ContinuousClock.now
         let pulled = try await post(server.url, "v1/pull", token: token, body: pullBody(#","cursor":0"#))
         #expect(pulled.status == 200)
-        #expect(ContinuousClock.now - start < .seconds(8), "a pull waited \(ContinuousClock.now - start) behind two trickling bodies")
+        #expect(
+            ContinuousClock.now - start < .seconds(8),
+            "a pull waited \(ContinuousClock.now - start) behind two trickling bodies")
         for connection in slow {
             let answer = RawAnswer(try await connection.waitForAnswer(timeout: .seconds(5)).bytes)
             #expect(answer.status == 503 && answer.code == "unavailable")
@@ -235,7 +257,9 @@ struct ServerEdgeTests {
         }
         #expect(prlimit.terminationStatus == 0)
         let limits = try String(contentsOfFile: "/proc/\(pid)/limits", encoding: .utf8)
-        #expect(limits.contains { _ in true } && limits.split(separator: "\n").contains { $0.hasPrefix("Max open files") && $0.contains(" 1024 ") })
+        #expect(
+            limits.contains { _ in true }
+                && limits.split(separator: "\n").contains { $0.hasPrefix("Max open files") && $0.contains(" 1024 ") })
         let token = try await offThread { try server.token(name: "王芳") }
         let holder = Process()
         holder.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -276,16 +300,21 @@ struct ServerEdgeTests {
         #expect(waited < .seconds(20), "the device waited \(waited)")
     }
 
-    @Test("request bodies are read a few at a time and a push's JSON values are bounded, so hostile bodies cost bounded memory")
+    @Test(
+        "request bodies are read a few at a time and a push's JSON values are bounded, so hostile bodies cost bounded memory"
+    )
     func memoryBound() async throws {
         let dir = TemporaryDirectory()
         let path = dir.path("server.sqlite")
         let server = try await offThread { try LocalServer(database: path) }
         let token = try await offThread { try server.token(name: "王芳") }
-        let zeros = Array("[".utf8) + Array(repeating: Array("0,".utf8), count: 15 << 20).flatMap { $0 } + Array("0]".utf8)
+        let zeros =
+            Array("[".utf8) + Array(repeating: Array("0,".utf8), count: 15 << 20).flatMap { $0 } + Array("0]".utf8)
         for parallel in [1, 4, 16] {
             let answers = try await withThrowingTaskGroup(of: (Int, String?).self) { group in
-                for _ in 0..<parallel { group.addTask { try await post(server.url, "v1/push", token: token, body: zeros) } }
+                for _ in 0..<parallel {
+                    group.addTask { try await post(server.url, "v1/push", token: token, body: zeros) }
+                }
                 return try await group.reduce(into: []) { $0.append($1) }
             }
             #expect(answers.allSatisfy { $0 == (413, "batch_too_large") }, "\(answers)")

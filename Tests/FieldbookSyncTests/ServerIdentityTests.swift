@@ -48,7 +48,8 @@ struct ServerIdentityTests {
                                 CREATE TABLE "\(copy)".\(table) (LIKE "\(dir.namespace)".\(table) INCLUDING ALL);
                                 """), logger: logger)
                     try await c.query(
-                        PostgresQuery(unsafeSQL: "INSERT INTO \"\(copy)\".\(table) SELECT * FROM \"\(dir.namespace)\".\(table)"),
+                        PostgresQuery(
+                            unsafeSQL: "INSERT INTO \"\(copy)\".\(table) SELECT * FROM \"\(dir.namespace)\".\(table)"),
                         logger: logger)
                 }
                 try await c.query(PostgresQuery(unsafeSQL: "COMMIT"), logger: logger)
@@ -69,7 +70,9 @@ struct ServerIdentityTests {
         let reader = Identity(tokenID: 0, name: "test")
         while true {
             let page = try await storage.pull(
-                PullRequest(schema: SchemaVersion(schema), device: UUID().uuidString.lowercased(), cursor: cursor, limit: 10_000),
+                PullRequest(
+                    schema: SchemaVersion(schema), device: UUID().uuidString.lowercased(), cursor: cursor, limit: 10_000
+                ),
                 identity: reader)
             for change in page.changes { result[change.device, default: [:]][change.sequence, default: 0] += 1 }
             cursor = page.cursor
@@ -95,7 +98,10 @@ struct ServerIdentityTests {
     func restored(_ backend: Backend) async throws {
         let dir = TemporaryDirectory()
         let storage = try await makeStorage(dir, backend)
-        let tokens = [try await storage.createToken(name: "王芳"), try await storage.createToken(name: "李明"), try await storage.createToken(name: "陈静")]
+        let tokens = [
+            try await storage.createToken(name: "王芳"), try await storage.createToken(name: "李明"),
+            try await storage.createToken(name: "陈静"),
+        ]
         let a = try Store(path: dir.path("a.sqlite"), schema: schema)
         let b = try Store(path: dir.path("b.sqlite"), schema: schema)
         let c = try Store(path: dir.path("c.sqlite"), schema: schema)
@@ -113,7 +119,9 @@ struct ServerIdentityTests {
         let finding = try a.insert("finding", ["title": "消防通道堵塞", "status": "not_started", "description": "初查"])
         try a.update("finding", id: finding, ["reopen_count": 1])
         let backup = try await withServer(storage: storage) { url in
-            for (store, token) in zip(devices, tokens) { _ = try await store.sync(HTTPTransport(server: url, token: token), options: options) }
+            for (store, token) in zip(devices, tokens) {
+                _ = try await store.sync(HTTPTransport(server: url, token: token), options: options)
+            }
             let copy = try await makeBackup(dir, backend)
             // After it: changes the server acknowledges and will lose.
             try a.update("finding", id: finding, ["reopen_count": 2, "status": "in_progress"])
@@ -145,7 +153,10 @@ struct ServerIdentityTests {
         let forgotten = try await backup.open()
         try await withServer(storage: forgotten) { url in
             for (store, token) in zip(devices, tokens) {
-                #expect(await refusal { _ = try await store.sync(HTTPTransport(server: url, token: token), options: options) } == .cursorAhead)
+                #expect(
+                    await refusal {
+                        _ = try await store.sync(HTTPTransport(server: url, token: token), options: options)
+                    } == .cursorAhead)
             }
         }
         #expect(try devices.map { try snapshot($0) } == before)
@@ -173,7 +184,9 @@ struct ServerIdentityTests {
             #expect(try c.pendingCount() == 0)
             try c.update("site", id: site, ["illegal_graves_found": 5])
             for _ in 0..<2 {
-                for (store, transport) in zip(devices, transports) { _ = try await store.sync(transport, options: options) }
+                for (store, transport) in zip(devices, transports) {
+                    _ = try await store.sync(transport, options: options)
+                }
             }
         }
 
@@ -199,7 +212,9 @@ struct ServerIdentityTests {
         }
     }
 
-    @Test("a request naming an old identity is refused with the new one and what the server holds of the device's changes", arguments: Backend.all)
+    @Test(
+        "a request naming an old identity is refused with the new one and what the server holds of the device's changes",
+        arguments: Backend.all)
     func refusedWithIdentity(_ backend: Backend) async throws {
         let dir = TemporaryDirectory()
         let storage = try await makeStorage(dir, backend)
@@ -213,7 +228,8 @@ struct ServerIdentityTests {
             let identity = try #require(try a.serverIdentity())
             #expect(identity == (try await storage.standing(device: "").identity))
             let stale = UUID().uuidString.lowercased()
-            let pull = PullRequest(schema: SchemaVersion(schema), device: a.deviceID, cursor: 0, limit: 10, server: stale)
+            let pull = PullRequest(
+                schema: SchemaVersion(schema), device: a.deviceID, cursor: 0, limit: 10, server: stale)
             for (token, acknowledged) in [(token, Int64(2)), (other, 0)] {
                 do {
                     _ = try await HTTPTransport(server: url, token: token).pull(pull, schema: schema)
@@ -222,20 +238,25 @@ struct ServerIdentityTests {
                     #expect(error.kind == .refused(.serverChanged))
                     #expect(error.status == 409)
                     // Only the device's own token learns how many of its changes the server holds.
-                    #expect(error.serverChanged == WireError.ServerChanged(identity: identity, acknowledged: acknowledged))
+                    #expect(
+                        error.serverChanged == WireError.ServerChanged(identity: identity, acknowledged: acknowledged))
                 }
             }
             let push = PushRequest(schema: SchemaVersion(schema), device: a.deviceID, changes: [], server: stale)
-            #expect(await refusal { _ = try await HTTPTransport(server: url, token: token).push(push) } == .serverChanged)
+            #expect(
+                await refusal { _ = try await HTTPTransport(server: url, token: token).push(push) } == .serverChanged)
             // The identity the device holds is served, and answers name it.
             let page = try await HTTPTransport(server: url, token: token).pull(
-                PullRequest(schema: SchemaVersion(schema), device: a.deviceID, cursor: 0, limit: 10, server: identity), schema: schema)
+                PullRequest(schema: SchemaVersion(schema), device: a.deviceID, cursor: 0, limit: 10, server: identity),
+                schema: schema)
             #expect(page.server == identity)
             #expect(page.changes.count == 2)
         }
     }
 
-    @Test("a server replaced by a new, empty store: devices push it everything of their own and converge", arguments: Backend.all)
+    @Test(
+        "a server replaced by a new, empty store: devices push it everything of their own and converge",
+        arguments: Backend.all)
     func replaced(_ backend: Backend) async throws {
         let dir = TemporaryDirectory()
         let lost = try await makeStorage(dir, backend)
@@ -244,7 +265,9 @@ struct ServerIdentityTests {
         let site = try a.insert("site", ["name": "幸福院", "kind": "happiness_home", "illegal_graves_found": 1])
         let old = [try await lost.createToken(name: "王芳"), try await lost.createToken(name: "李明")]
         try await withServer(storage: lost) { url in
-            for (store, token) in zip([a, b], old) { _ = try await store.sync(HTTPTransport(server: url, token: token)) }
+            for (store, token) in zip([a, b], old) {
+                _ = try await store.sync(HTTPTransport(server: url, token: token))
+            }
             try b.update("site", id: site, ["illegal_graves_found": 3, "town": "城关镇"])
             _ = try await b.sync(HTTPTransport(server: url, token: old[1]))
         }
@@ -254,16 +277,23 @@ struct ServerIdentityTests {
         let tokens = [try await fresh.createToken(name: "王芳"), try await fresh.createToken(name: "李明")]
         try await withServer(storage: fresh) { url in
             for _ in 0..<2 {
-                for (store, token) in zip([a, b], tokens) { _ = try await store.sync(HTTPTransport(server: url, token: token)) }
+                for (store, token) in zip([a, b], tokens) {
+                    _ = try await store.sync(HTTPTransport(server: url, token: token))
+                }
             }
         }
         let server = try await snapshot(fresh)
-        #expect(server["site"]?[site] == ["name": "幸福院", "kind": "happiness_home", "illegal_graves_found": 3, "town": "城关镇", "village": "东村"])
+        #expect(
+            server["site"]?[site] == [
+                "name": "幸福院", "kind": "happiness_home", "illegal_graves_found": 3, "town": "城关镇", "village": "东村",
+            ])
         let held = try await held(fresh)
         for store in [a, b] {
             #expect(try snapshot(store) == server)
             #expect(try store.serverIdentity() == (try await fresh.standing(device: "").identity))
-            #expect(held[store.deviceID] == Dictionary(uniqueKeysWithValues: (1...Int64(try store.changeCount())).map { ($0, 1) }))
+            #expect(
+                held[store.deviceID]
+                    == Dictionary(uniqueKeysWithValues: (1...Int64(try store.changeCount())).map { ($0, 1) }))
         }
     }
 
@@ -340,13 +370,19 @@ struct ServerIdentityTests {
                 var differences: [String] = []
                 for (entity, records) in server {
                     for (id, values) in records where mine[entity]?[id] != values {
-                        differences.append("\(entity) \(id): here \(String(describing: mine[entity]?[id])), server \(values)")
+                        differences.append(
+                            "\(entity) \(id): here \(String(describing: mine[entity]?[id])), server \(values)")
                     }
-                    for id in (mine[entity] ?? [:]).keys where records[id] == nil { differences.append("\(entity) \(id) only here") }
+                    for id in (mine[entity] ?? [:]).keys where records[id] == nil {
+                        differences.append("\(entity) \(id) only here")
+                    }
                 }
-                throw Mismatch("device \(store.deviceID) differs from the server: \(differences.joined(separator: "; "))")
+                throw Mismatch(
+                    "device \(store.deviceID) differs from the server: \(differences.joined(separator: "; "))")
             }
-            guard Set(try store.conflicts().map { $0.id }) == serverConflicts else { throw Mismatch("conflicts differ") }
+            guard Set(try store.conflicts().map { $0.id }) == serverConflicts else {
+                throw Mismatch("conflicts differ")
+            }
             let made = Int64(try store.changeCount())
             let once = made == 0 ? nil : Dictionary(uniqueKeysWithValues: (1...made).map { ($0, 1) })
             guard held[store.deviceID] == once else {
@@ -354,7 +390,8 @@ struct ServerIdentityTests {
             }
         }
         guard server["site"]?[site]?["illegal_graves_found"] == .integer(graves) else {
-            throw Mismatch("the counter is \(String(describing: server["site"]?[site]?["illegal_graves_found"])), not \(graves)")
+            throw Mismatch(
+                "the counter is \(String(describing: server["site"]?[site]?["illegal_graves_found"])), not \(graves)")
         }
     }
 
@@ -386,7 +423,9 @@ struct ServerIdentityTests {
                 try store.update("site", id: site, ["illegal_graves_found": .integer(now + delta)])
                 state.graves += delta
             case 2 where try store.record("finding", id: finding) != nil:
-                try store.update("finding", id: finding, ["description": .text("第\(n)组：\(Int.random(in: 0..<9, using: &state.rng))")])
+                try store.update(
+                    "finding", id: finding, ["description": .text("第\(n)组：\(Int.random(in: 0..<9, using: &state.rng))")]
+                )
             case 3:
                 _ = try store.insert("site", ["name": .text("敬老院\(n)"), "kind": "elderly_home"])
             default:

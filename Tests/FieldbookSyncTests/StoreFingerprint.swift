@@ -17,7 +17,9 @@ func fingerprint(_ storage: any SyncStorage, _ dir: TemporaryDirectory) async th
         let queue = try DatabaseQueue(path: dir.path("server.sqlite"), configuration: configuration)
         return try await queue.read { db in
             var tables: [String: [String]] = [:]
-            for table in try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name") {
+            for table in try String.fetchAll(
+                db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            {
                 tables[table] = try Row.fetchAll(db, sql: "SELECT * FROM \"\(table)\"").map(\.description).sorted()
             }
             return tables

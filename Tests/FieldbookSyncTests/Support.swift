@@ -97,7 +97,8 @@ func makeLocalServer(_ dir: TemporaryDirectory, _ backend: Backend) throws -> Lo
 /// Runs a real server (Hummingbird, SQLite storage, a real socket on a free loopback port)
 /// while `body` runs.
 func withServer<T: Sendable>(
-    storage: any SyncStorage, configure: (inout ServerConfiguration) -> Void = { _ in }, _ body: @Sendable (URL) async throws -> T
+    storage: any SyncStorage, configure: (inout ServerConfiguration) -> Void = { _ in },
+    _ body: @Sendable (URL) async throws -> T
 ) async throws -> T {
     var logger = Logger(label: "test-server")
     logger.logLevel = .warning
@@ -134,7 +135,7 @@ func withRunning<T: Sendable>(
         group.addTask { try? await Task.sleep(for: .seconds(10)) }
         _ = try await group.next()  // the server stopped, or ten seconds passed
         group.cancelAll()
-        while let _ = try await group.next() {}
+        while (try await group.next()) != nil {}
         return try result.get()
     }
 }

@@ -143,13 +143,18 @@ struct SyncPropertyTests {
                 default: Int64.random(in: -day / 2...day / 2, using: &rng)
                 }
             clocks.append(SkewedClock(offset: offset))
-            devices.append(try Store(path: dir.path("device\(n).sqlite"), schema: schema, configuration: clocks[n].configuration))
+            devices.append(
+                try Store(path: dir.path("device\(n).sqlite"), schema: schema, configuration: clocks[n].configuration))
             let name = "检查员\(n)"
             _ = try await storage.createToken(name: name)
             let identity = Identity(tokenID: Int64(n + 1), name: name)
             flaky.append(
-                FlakyTransport(storage: storage, identity: identity, seed: seed &+ UInt64(n), faults: true, clockBound: .seconds(86_400)))
-            reliable.append(FlakyTransport(storage: storage, identity: identity, seed: 0, faults: false, clockBound: .seconds(86_400)))
+                FlakyTransport(
+                    storage: storage, identity: identity, seed: seed &+ UInt64(n), faults: true,
+                    clockBound: .seconds(86_400)))
+            reliable.append(
+                FlakyTransport(
+                    storage: storage, identity: identity, seed: 0, faults: false, clockBound: .seconds(86_400)))
         }
         var options = SyncOptions()
         options.attempts = 1
@@ -167,7 +172,8 @@ struct SyncPropertyTests {
             do {
                 switch Int.random(in: 0..<14, using: &rng) {
                 case 0:
-                    try device.insert("site", ["name": .text("敬老院\(Int.random(in: 1...9, using: &rng))号"), "kind": "elderly_home"])
+                    try device.insert(
+                        "site", ["name": .text("敬老院\(Int.random(in: 1...9, using: &rng))号"), "kind": "elderly_home"])
                 case 1:
                     try device.insert(
                         "finding",
@@ -179,7 +185,10 @@ struct SyncPropertyTests {
                 case 3 where !findings.isEmpty:
                     try device.update(
                         "finding", id: findings.randomElement(using: &rng)!.id,
-                        ["responsible_person": people.randomElement(using: &rng)!, "status": statuses.randomElement(using: &rng)!])
+                        [
+                            "responsible_person": people.randomElement(using: &rng)!,
+                            "status": statuses.randomElement(using: &rng)!,
+                        ])
                 case 4 where !sites.isEmpty:
                     let site = sites.randomElement(using: &rng)!.id
                     try device.write { try $0.increment("site", id: site, "illegal_graves_found", by: 1) }
@@ -235,7 +244,9 @@ struct SyncPropertyTests {
             #expect(try device.pendingCount() == 0, "seed \(seed)")
             // Whatever its clock, the device's changes were taken within the server's bound.
             let ceiling = Int64(Date().timeIntervalSince1970 * 1000) + day
-            #expect(try changelogTimestamps(device.path).allSatisfy { $0 >> 16 <= ceiling }, "seed \(seed): device \(n) stamps")
+            #expect(
+                try changelogTimestamps(device.path).allSatisfy { $0 >> 16 <= ceiling },
+                "seed \(seed): device \(n) stamps")
             written += try device.changeCount()
         }
         // Counters: every increment made anywhere is counted once.
@@ -258,7 +269,8 @@ struct SyncPropertyTests {
                 guard let seen = try devices[n].conflicts().first(where: { $0.id == conflict.id }) else { continue }
                 let resolution: ConflictResolution =
                     if conflict.field != nil {
-                        Bool.random(using: &rng) ? .value(seen.sides.randomElement(using: &rng)!.value) : .value("2023-01-01")
+                        Bool.random(using: &rng)
+                            ? .value(seen.sides.randomElement(using: &rng)!.value) : .value("2023-01-01")
                     } else {
                         Bool.random(using: &rng) ? .keep : .delete
                     }
@@ -274,7 +286,8 @@ struct SyncPropertyTests {
             for n in devices.indices { _ = try await devices[n].sync(reliable[n], options: options) }
         }
         let settled = try await snapshot(storage)
-        #expect(danglingReferences(settled).isEmpty, "seed \(seed): dangling after settling \(danglingReferences(settled))")
+        #expect(
+            danglingReferences(settled).isEmpty, "seed \(seed): dangling after settling \(danglingReferences(settled))")
         #expect(try await storage.conflicts().isEmpty, "seed \(seed): a conflict no resolution settles")
         for (n, device) in devices.enumerated() {
             #expect(try device.conflicts().isEmpty, "seed \(seed): device \(n) has open conflicts")

@@ -77,7 +77,9 @@ struct SyncScenarioTests {
         }
     }
 
-    @Test("text JSON must escape — quotes, backslashes, control characters — arrives byte for byte, the author's name too", arguments: Backend.all)
+    @Test(
+        "text JSON must escape — quotes, backslashes, control characters — arrives byte for byte, the author's name too",
+        arguments: Backend.all)
     func escapedText(backend: Backend) async throws {
         let dir = TemporaryDirectory()
         let storage = try await makeStorage(dir, backend)
@@ -117,7 +119,8 @@ struct SyncScenarioTests {
         }
     }
 
-    @Test("the same manual field: a conflict on every device; resolving it on one converges all", arguments: Backend.all)
+    @Test(
+        "the same manual field: a conflict on every device; resolving it on one converges all", arguments: Backend.all)
     func manual(backend: Backend) async throws {
         let team = try await Team(backend)
         try await withServer(storage: team.storage) { url in
@@ -147,7 +150,8 @@ struct SyncScenarioTests {
         }
     }
 
-    @Test("an observed field: the later visit date wins, whatever the sync order", arguments: Backend.all, [false, true])
+    @Test(
+        "an observed field: the later visit date wins, whatever the sync order", arguments: Backend.all, [false, true])
     func observed(backend: Backend, laterSyncsFirst: Bool) async throws {
         let team = try await Team(backend)
         try await withServer(storage: team.storage) { url in
@@ -186,7 +190,8 @@ struct SyncScenarioTests {
         }
     }
 
-    @Test("delete against an edit: a conflict, not a silent loss; settled by keeping or deleting", arguments: Backend.all)
+    @Test(
+        "delete against an edit: a conflict, not a silent loss; settled by keeping or deleting", arguments: Backend.all)
     func deleteAgainstEdit(backend: Backend) async throws {
         let team = try await Team(backend)
         try await withServer(storage: team.storage) { url in
@@ -231,7 +236,8 @@ struct SyncScenarioTests {
             var forged = changes[1]
             forged.fields = [FieldChange(field: "illegal_graves_found", kind: .add(500))]
             await #expect(throws: SyncError.self) {
-                _ = try await transport.push(PushRequest(schema: SchemaVersion(schema), device: team.devices[0].deviceID, changes: [forged]))
+                _ = try await transport.push(
+                    PushRequest(schema: SchemaVersion(schema), device: team.devices[0].deviceID, changes: [forged]))
             }
             #expect(try await team.storage.records("site").first?.values["illegal_graves_found"] == 5)
         }

@@ -42,7 +42,8 @@ extension Store {
             }
             let encoded = try RecordEncoder.encode(model)
             if let unknown = encoded.keys.first(where: { $0 != "id" && current.entity.field($0) == nil }) {
-                throw StoreError(.unknownField, entity: M.entityName, field: unknown, "the model has a field the schema lacks")
+                throw StoreError(
+                    .unknownField, entity: M.entityName, field: unknown, "the model has a field the schema lacks")
             }
             // Synthesized Codable leaves nil optionals out: a field the model did not encode is null.
             var changed: [String: Value] = [:]
@@ -91,7 +92,8 @@ public struct CalendarDate: Codable, Hashable, Comparable, Sendable, LosslessStr
     public init(from decoder: any Decoder) throws {
         let text = try decoder.singleValueContainer().decode(String.self)
         guard let date = CalendarDate(text) else {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "not a YYYY-MM-DD date"))
+            throw DecodingError.dataCorrupted(
+                .init(codingPath: decoder.codingPath, debugDescription: "not a YYYY-MM-DD date"))
         }
         self = date
     }

@@ -29,7 +29,8 @@ private func unsupported(_ path: [any CodingKey]) -> EncodingError {
 /// Encodes one property to a ``Value``.
 private func capture(_ value: some Encodable, path: [any CodingKey]) throws -> Value {
     if let date = value as? Date {
-        return .text(CalendarText.timestamp(millisecondsSince1970: Int64((date.timeIntervalSince1970 * 1000).rounded())))
+        return .text(
+            CalendarText.timestamp(millisecondsSince1970: Int64((date.timeIntervalSince1970 * 1000).rounded())))
     }
     let single = SingleCapture(codingPath: path)
     try value.encode(to: single)
@@ -140,7 +141,8 @@ private struct KeyedSource: Decoder {
 }
 
 private func mismatch(_ path: [any CodingKey]) -> DecodingError {
-    DecodingError.typeMismatch(Any.self, .init(codingPath: path, debugDescription: "the stored value does not fit the model's property"))
+    DecodingError.typeMismatch(
+        Any.self, .init(codingPath: path, debugDescription: "the stored value does not fit the model's property"))
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.sssZ` to a `Date`.
@@ -153,7 +155,9 @@ private struct SingleSource: Decoder, SingleValueDecodingContainer {
     let codingPath: [any CodingKey]
     var userInfo: [CodingUserInfoKey: Any] { [:] }
 
-    func container<Key: CodingKey>(keyedBy type: Key.Type) throws -> KeyedDecodingContainer<Key> { throw mismatch(codingPath) }
+    func container<Key: CodingKey>(keyedBy type: Key.Type) throws -> KeyedDecodingContainer<Key> {
+        throw mismatch(codingPath)
+    }
     func unkeyedContainer() throws -> any UnkeyedDecodingContainer {
         guard case .textSet(let members) = value else { throw mismatch(codingPath) }
         return Members(members: members, codingPath: codingPath)
@@ -204,7 +208,9 @@ private struct SingleSource: Decoder, SingleValueDecodingContainer {
             defer { currentIndex += 1 }
             return try T(from: SingleSource(value: .text(members[currentIndex]), codingPath: codingPath))
         }
-        mutating func nestedContainer<N: CodingKey>(keyedBy: N.Type) throws -> KeyedDecodingContainer<N> { throw mismatch(codingPath) }
+        mutating func nestedContainer<N: CodingKey>(keyedBy: N.Type) throws -> KeyedDecodingContainer<N> {
+            throw mismatch(codingPath)
+        }
         mutating func nestedUnkeyedContainer() throws -> any UnkeyedDecodingContainer { throw mismatch(codingPath) }
         mutating func superDecoder() throws -> any Decoder { SingleSource(value: .null, codingPath: codingPath) }
     }

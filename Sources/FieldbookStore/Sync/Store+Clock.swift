@@ -28,7 +28,8 @@ extension Store {
         let accepted = serverTime.addingReportingOverflow(max(maxAhead, 0))
         let limit: Int64 =
             accepted.overflow || accepted.partialValue >= Int64.max >> 16
-            ? Int64.max : Int64(bitPattern: HybridTimestamp(millis: UInt64(accepted.partialValue), counter: .max).rawValue)
+            ? Int64.max
+            : Int64(bitPattern: HybridTimestamp(millis: UInt64(accepted.partialValue), counter: .max).rawValue)
         let device = deviceID
         return try await writeAsync { tx in
             let db = tx.db
@@ -36,15 +37,19 @@ extension Store {
             let acknowledged = try tx.acknowledged()
             let first =
                 try Int64.fetchOne(
-                    db, sql: "SELECT min(seq) FROM _changelog WHERE seq > ? AND hlc > ?", arguments: [acknowledged, limit])
+                    db, sql: "SELECT min(seq) FROM _changelog WHERE seq > ? AND hlc > ?",
+                    arguments: [acknowledged, limit])
                 ?? Int64.max
-            let kept = try Int64.fetchOne(db, sql: "SELECT max(hlc) FROM _changelog WHERE seq < ?", arguments: [first]) ?? 0
+            let kept =
+                try Int64.fetchOne(db, sql: "SELECT max(hlc) FROM _changelog WHERE seq < ?", arguments: [first]) ?? 0
             let pulled = try Int64.fetchOne(db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'clock'") ?? 0
             var clock = HybridLogicalClock(last: HybridTimestamp(rawValue: UInt64(max(kept, pulled, 0))))
 
             var stamps: [Int64: HybridTimestamp] = [:]
             let update = RawStatement(try db.cachedStatement(sql: "UPDATE _changelog SET hlc = ? WHERE seq = ?"))
-            for sequence in try Int64.fetchAll(db, sql: "SELECT seq FROM _changelog WHERE seq >= ? ORDER BY seq", arguments: [first]) {
+            for sequence in try Int64.fetchAll(
+                db, sql: "SELECT seq FROM _changelog WHERE seq >= ? ORDER BY seq", arguments: [first])
+            {
                 let stamp = clock.now(wallMillis: now)
                 stamps[sequence] = stamp
                 update.bind(1, Int64(bitPattern: stamp.rawValue))
@@ -81,7 +86,8 @@ extension Store {
             }
 
             try db.execute(
-                sql: "INSERT OR REPLACE INTO _fieldbook_meta (key, value) VALUES ('clock_offset', ?), ('clock_offset_at', ?)",
+                sql:
+                    "INSERT OR REPLACE INTO _fieldbook_meta (key, value) VALUES ('clock_offset', ?), ('clock_offset_at', ?)",
                 arguments: [offset, Int64(wall)])
             // Local writes stamped after this commit use the corrected clock; none can run before
             // this does (it runs on the writer, right after the commit; a rollback changes nothing).

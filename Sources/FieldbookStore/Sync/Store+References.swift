@@ -54,7 +54,8 @@ extension Store.Transaction {
         let entity = table.entity
         var present = state.exists(onDelete: entity.onDelete)
         var held = false
-        if !present, table.isHoldable, state.isDeletedRecord(onDelete: entity.onDelete), try isReferenced(table, record) {
+        if !present, table.isHoldable, state.isDeletedRecord(onDelete: entity.onDelete), try isReferenced(table, record)
+        {
             present = true
             held = true
         }
@@ -71,10 +72,13 @@ extension Store.Transaction {
         }
         if table.isHoldable {
             if held && present {
-                try db.cachedStatement(sql: "INSERT OR IGNORE INTO _held (entity, record) VALUES (?, ?)").execute(arguments: [entity.name, record])
+                try db.cachedStatement(sql: "INSERT OR IGNORE INTO _held (entity, record) VALUES (?, ?)").execute(
+                    arguments: [entity.name, record])
                 statements.mayHaveHeld = true
             } else if try mayHaveHeld() {
-                try db.cachedStatement(sql: "DELETE FROM _held WHERE entity = ? AND record = ?").execute(arguments: [entity.name, record])
+                try db.cachedStatement(sql: "DELETE FROM _held WHERE entity = ? AND record = ?").execute(arguments: [
+                    entity.name, record,
+                ])
             }
         }
         if present {
@@ -84,7 +88,9 @@ extension Store.Transaction {
             try upsert.run(db)
             if table.isFollowed, try mayHaveHidden() { try showFollowers(table, record) }
             if !table.cascades.isEmpty, try mayHaveHidden() {
-                try db.cachedStatement(sql: "DELETE FROM _hidden WHERE entity = ? AND record = ?").execute(arguments: [entity.name, record])
+                try db.cachedStatement(sql: "DELETE FROM _hidden WHERE entity = ? AND record = ?").execute(arguments: [
+                    entity.name, record,
+                ])
             }
             // A deleted record this one refers to is held again.
             for (field, target) in table.holding {
@@ -125,7 +131,8 @@ extension Store.Transaction {
     /// Whether a record with a row refers to `record` through a field with `onDelete: conflict`.
     private func isReferenced(_ table: EntityTable, _ record: String) throws -> Bool {
         for (referrer, field) in store.referrers(of: table.entity.name, .conflict) {
-            let sql = "SELECT EXISTS (SELECT 1 FROM \(quoted(referrer.entity.name)) WHERE \(quoted(referrer.entity.fields[field].name)) = ?)"
+            let sql =
+                "SELECT EXISTS (SELECT 1 FROM \(quoted(referrer.entity.name)) WHERE \(quoted(referrer.entity.fields[field].name)) = ?)"
             if try Bool.fetchOne(db.cachedStatement(sql: sql), arguments: [record]) ?? false { return true }
         }
         return false
@@ -154,7 +161,9 @@ extension Store.Transaction {
     func hideFollowers(_ table: EntityTable, _ record: String) throws {
         for (follower, field) in store.followers(of: table.entity.name) {
             let ids = try String.fetchAll(
-                db, sql: "SELECT id FROM \(quoted(follower.entity.name)) WHERE \(quoted(follower.entity.fields[field].name)) = ?",
+                db,
+                sql:
+                    "SELECT id FROM \(quoted(follower.entity.name)) WHERE \(quoted(follower.entity.fields[field].name)) = ?",
                 arguments: [record])
             for id in ids {
                 try db.cachedStatement(sql: follower.deleteSQL).execute(arguments: [id])
@@ -165,7 +174,9 @@ extension Store.Transaction {
                 if follower.isFollowed { try hideFollowers(follower, id) }
             }
         }
-        if !table.holding.isEmpty || store.followers(of: table.entity.name).contains(where: { !$0.table.holding.isEmpty }) {
+        if !table.holding.isEmpty
+            || store.followers(of: table.entity.name).contains(where: { !$0.table.holding.isEmpty })
+        {
             try releaseHeld()
         }
     }
@@ -178,7 +189,8 @@ extension Store.Transaction {
         for row in hidden {
             let follower = try entityTable(row[0])
             let id: String = row[1]
-            try db.execute(sql: "DELETE FROM _hidden WHERE entity = ? AND record = ?", arguments: [follower.entity.name, id])
+            try db.execute(
+                sql: "DELETE FROM _hidden WHERE entity = ? AND record = ?", arguments: [follower.entity.name, id])
             try writeRow(follower, id, try mergeState(follower, id).state)
         }
     }
@@ -201,14 +213,19 @@ extension Store.Transaction {
             var holders: [(Conflict.Referrer, ChangeStamp)] = []
             for (referrer, field) in store.referrers(of: table.entity.name, .conflict) {
                 let ids = try String.fetchAll(
-                    db, sql: "SELECT id FROM \(quoted(referrer.entity.name)) WHERE \(quoted(referrer.entity.fields[field].name)) = ?",
+                    db,
+                    sql:
+                        "SELECT id FROM \(quoted(referrer.entity.name)) WHERE \(quoted(referrer.entity.fields[field].name)) = ?",
                     arguments: [record])
                 for id in ids {
-                    guard let stamp = try mergeState(referrer, id).state.shownStamp(at: field, of: referrer.entity) else { continue }
+                    guard let stamp = try mergeState(referrer, id).state.shownStamp(at: field, of: referrer.entity)
+                    else { continue }
                     holders.append((Conflict.Referrer(entity: referrer.entity.name, record: id), stamp))
                 }
             }
-            if !holders.isEmpty { result.append(state.heldConflict(entity: table.entity, recordID: record, holders: holders)) }
+            if !holders.isEmpty {
+                result.append(state.heldConflict(entity: table.entity, recordID: record, holders: holders))
+            }
         }
         return result
     }

@@ -39,7 +39,8 @@ extension Store {
         try write { tx in
             let table = try entityTable(conflict.entity)
             let open =
-                try tx.mergeState(table, conflict.recordID).state.conflicts(entity: table.entity, recordID: conflict.recordID)
+                try tx.mergeState(table, conflict.recordID).state.conflicts(
+                    entity: table.entity, recordID: conflict.recordID)
                 + tx.heldConflicts().filter { $0.recordID == conflict.recordID }
             guard open.contains(where: { $0.id == conflict.id }) else {
                 throw StoreError(.notFound, entity: conflict.entity, "the conflict is no longer open")
@@ -53,9 +54,12 @@ extension Store {
                 try tx.delete(conflict.entity, id: conflict.recordID)
             case (let field?, _):
                 throw StoreError(
-                    .wrongResolution, entity: conflict.entity, field: field, "a field conflict is settled with a value for the field")
+                    .wrongResolution, entity: conflict.entity, field: field,
+                    "a field conflict is settled with a value for the field")
             case (nil, .value):
-                throw StoreError(.wrongResolution, entity: conflict.entity, "a delete conflict is settled by keeping or deleting the record")
+                throw StoreError(
+                    .wrongResolution, entity: conflict.entity,
+                    "a delete conflict is settled by keeping or deleting the record")
             }
         }
     }

@@ -1,6 +1,6 @@
 public import FieldbookCore
-import Foundation
 import FieldbookSQLite
+import Foundation
 import GRDB
 import Synchronization
 
@@ -54,7 +54,10 @@ extension Store {
         // device that made the record may still hold it) is tried again after the pull, once.
         var pushAgain = false
         do {
-            report.pushed = try await push(transport, options: options) { report.pushed = $0; options.progress?(report) }
+            report.pushed = try await push(transport, options: options) {
+                report.pushed = $0
+                options.progress?(report)
+            }
         } catch let error as SyncError where error.kind == .refused(.unknownReference) {
             pushAgain = true
         }
@@ -70,7 +73,10 @@ extension Store {
         if try await readAsync({ try $0.serverIdentity() }) != server { pushAgain = true }
         if pushAgain {
             let before = report.pushed
-            report.pushed += try await push(transport, options: options) { report.pushed = before + $0; options.progress?(report) }
+            report.pushed += try await push(transport, options: options) {
+                report.pushed = before + $0
+                options.progress?(report)
+            }
         }
         try write { tx in
             try tx.db.execute(
@@ -107,7 +113,11 @@ extension Store {
         while true {
             let before = pushed
             do {
-                return before + (try await pushBatches(transport, options: options) { pushed = before + $0; progress(before + $0) })
+                return before
+                    + (try await pushBatches(transport, options: options) {
+                        pushed = before + $0
+                        progress(before + $0)
+                    })
             } catch let error as SyncError where error.serverChanged != nil && !startedAgain {
                 startedAgain = true
                 try await startAgain(with: error.serverChanged!)
@@ -177,7 +187,9 @@ extension Store {
                 guard response.assigned.map(\.sequence) == earlier.batch.sequences,
                     response.assigned.allSatisfy({ $0.serverSequence >= 1 })
                 else {
-                    throw SyncError(.badResponse, "the push answer does not assign one server sequence number to each change pushed")
+                    throw SyncError(
+                        .badResponse, "the push answer does not assign one server sequence number to each change pushed"
+                    )
                 }
                 // The next batch goes first: the server works on it while this device records the answer.
                 try await send()
@@ -255,13 +267,15 @@ extension Store {
         var previous = cursor
         for change in page.changes {
             guard let serverSequence = change.serverSequence, serverSequence > previous else {
-                throw SyncError(.badResponse, "the pulled changes are not in ascending server order after cursor \(cursor)")
+                throw SyncError(
+                    .badResponse, "the pulled changes are not in ascending server order after cursor \(cursor)")
             }
             previous = serverSequence
         }
         guard page.cursor == previous else {
             throw SyncError(
-                .badResponse, "the page's cursor \(page.cursor) is not the server sequence number of its last change (\(previous))")
+                .badResponse,
+                "the page's cursor \(page.cursor) is not the server sequence number of its last change (\(previous))")
         }
         guard !page.more || !page.changes.isEmpty else {
             throw SyncError(.badResponse, "the server says more changes follow but sent none")
@@ -290,7 +304,8 @@ extension Store {
             try tx.noteServerIdentity(response.server)
             // A run of changes numbered one after another on both sides (a whole batch, as a rule)
             // is noted by one statement, not one per change.
-            let note = RawStatement(try tx.db.cachedStatement(sql: "UPDATE _changelog SET sseq = seq + ? WHERE seq BETWEEN ? AND ?"))
+            let note = RawStatement(
+                try tx.db.cachedStatement(sql: "UPDATE _changelog SET sseq = seq + ? WHERE seq BETWEEN ? AND ?"))
             let assigned = response.assigned
             var start = 0
             while start < assigned.count {
@@ -363,7 +378,8 @@ extension Store {
             guard changed.acknowledged >= 0, changed.acknowledged <= made else {
                 throw SyncError(
                     .badResponse,
-                    "the server says it holds \(changed.acknowledged) of this device's changes; this device has made \(made)")
+                    "the server says it holds \(changed.acknowledged) of this device's changes; this device has made \(made)"
+                )
             }
             try tx.db.execute(
                 sql: """
@@ -381,7 +397,9 @@ extension Store {
             for table in self.tables.values {
                 try tx.db.execute(sql: "DELETE FROM \(quoted(table.entity.name))")
             }
-            for row in try Row.fetchAll(tx.db, sql: "SELECT DISTINCT entity, record FROM _changelog ORDER BY entity, record") {
+            for row in try Row.fetchAll(
+                tx.db, sql: "SELECT DISTINCT entity, record FROM _changelog ORDER BY entity, record")
+            {
                 guard let table = self.tables[row[0] as String] else { continue }
                 let record: String = row[1]
                 try tx.writeRow(table, record, try tx.mergeState(table, record).state)
@@ -403,7 +421,8 @@ extension Store {
     public func conflicts() throws -> [Conflict] {
         try read { tx in
             let rows = try Row.fetchAll(
-                tx.db, sql: "SELECT DISTINCT entity, record FROM _conflicts WHERE resolved_at IS NULL ORDER BY opened_at, id")
+                tx.db,
+                sql: "SELECT DISTINCT entity, record FROM _conflicts WHERE resolved_at IS NULL ORDER BY opened_at, id")
             var result: [Conflict] = []
             for row in rows {
                 let table = try entityTable(row[0])
@@ -426,7 +445,9 @@ extension Store.Transaction {
         try flushLog()
         let rows = RawStatement(
             try db.cachedStatement(
-                sql: "SELECT seq, entity, record, op, hlc, base, fields FROM _changelog WHERE seq > ? ORDER BY seq LIMIT ?"))
+                sql:
+                    "SELECT seq, entity, record, op, hlc, base, fields FROM _changelog WHERE seq > ? ORDER BY seq LIMIT ?"
+            ))
         defer { rows.reset() }
         rows.bind(1, sequence)
         rows.bind(2, Int64(limit))
@@ -434,7 +455,8 @@ extension Store.Transaction {
         body.reserveCapacity(256 * min(limit, 10_000) + 256)
         var sequences: [Int64] = []
         PushRequest.encodeStart(
-            schema: SchemaVersion(store.schema), device: store.deviceID, server: try serverIdentity(), deviceName: try deviceName(),
+            schema: SchemaVersion(store.schema), device: store.deviceID, server: try serverIdentity(),
+            deviceName: try deviceName(),
             to: &body)
         while try rows.step(db) {
             if !sequences.isEmpty { body.append(UInt8(ascii: ",")) }
@@ -442,7 +464,8 @@ extension Store.Transaction {
             // Text columns are written from SQLite's buffers, valid until the next step.
             Change.encodeWire(
                 to: &body, sequence: sequence, entity: .utf8(rows.utf8(1)), recordID: .utf8(rows.utf8(2)),
-                operation: ChangeOperation(rawValue: Int(rows.int64(3))) ?? .update, hlc: rows.int64(4), base: rows.int64(5),
+                operation: ChangeOperation(rawValue: Int(rows.int64(3))) ?? .update, hlc: rows.int64(4),
+                base: rows.int64(5),
                 fields: { out in
                     let fields = rows.utf8(6)
                     if fields.isEmpty { out.append(contentsOf: "{}".utf8) } else { out.append(contentsOf: fields) }
@@ -469,7 +492,8 @@ extension Store.Transaction {
         case server: return
         case nil:
             try db.execute(
-                sql: "INSERT INTO _fieldbook_meta (key, value) VALUES ('server', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                sql:
+                    "INSERT INTO _fieldbook_meta (key, value) VALUES ('server', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 arguments: [server])
         case .some:
             throw SyncError(.badResponse, "the server answered with another identity than the request named")
@@ -486,14 +510,18 @@ extension Store.Transaction {
     func receive(_ received: ReceivedPage) throws -> Int {
         let changes = received.page.changes
         for (device, name) in received.page.deviceNames {
-            try db.cachedStatement(sql: "INSERT INTO _devices (device, name) VALUES (?, ?) ON CONFLICT (device) DO UPDATE SET name = excluded.name")
-                .execute(arguments: [device, name])
+            try db.cachedStatement(
+                sql:
+                    "INSERT INTO _devices (device, name) VALUES (?, ?) ON CONFLICT (device) DO UPDATE SET name = excluded.name"
+            )
+            .execute(arguments: [device, name])
         }
         // The statements run once per change or per record: bound and stepped through the C API;
         // each change read in place, not copied (and its strings retained) first.
         // This device's own changes first: their server numbers (the push answer may have been
         // lost) are what the merge states read next give their stamps.
-        let noteOwn = RawStatement(try db.cachedStatement(sql: "UPDATE _changelog SET sseq = ? WHERE seq = ? AND sseq IS NULL"))
+        let noteOwn = RawStatement(
+            try db.cachedStatement(sql: "UPDATE _changelog SET sseq = ? WHERE seq = ? AND sseq IS NULL"))
         try changes.withUnsafeBufferPointer { changes in
             for position in changes.indices {
                 guard let serverSequence = changes[position].serverSequence else {
@@ -553,7 +581,8 @@ extension Store.Transaction {
             if withOpenConflicts == nil {
                 withOpenConflicts = try Set(
                     Row.fetchCursor(
-                        db.cachedStatement(sql: "SELECT DISTINCT entity, record FROM _conflicts WHERE resolved_at IS NULL")
+                        db.cachedStatement(
+                            sql: "SELECT DISTINCT entity, record FROM _conflicts WHERE resolved_at IS NULL")
                     ).map { RecordRef(entity: $0[0], id: $0[1]) })
             }
             let table = try entityTable(ref.entity)
@@ -585,7 +614,9 @@ extension Store.Transaction {
 
     /// A record's merge state: the stored one, with the local changes made since folded in; and
     /// the server sequence number of the last change received to the record, if any.
-    func mergeState(_ table: EntityTable, _ record: String) throws -> (state: RecordState, folded: Int64, received: Int64?) {
+    func mergeState(_ table: EntityTable, _ record: String) throws -> (
+        state: RecordState, folded: Int64, received: Int64?
+    ) {
         var state = RecordState()
         var folded: Int64 = 0
         var received: Int64?
@@ -601,7 +632,8 @@ extension Store.Transaction {
         select.reset()
         // Most records have no local change since their state was stored: look before reading.
         let key = recordKey(record)
-        let newer = try statement(\.newerLocal, "SELECT 1 FROM _changelog WHERE record_key = ? AND record = ? AND seq > ? LIMIT 1")
+        let newer = try statement(
+            \.newerLocal, "SELECT 1 FROM _changelog WHERE record_key = ? AND record = ? AND seq > ? LIMIT 1")
         try flushLog()
         newer.bind(1, key)
         newer.bind(2, record)
@@ -632,7 +664,8 @@ extension Store.Transaction {
     }
 
     /// Keeps `_conflicts` in step with a record's state: new conflicts open, settled ones close.
-    func noteConflicts(_ table: EntityTable, _ record: String, _ conflicts: [Conflict], at serverSequence: Int64) throws {
+    func noteConflicts(_ table: EntityTable, _ record: String, _ conflicts: [Conflict], at serverSequence: Int64) throws
+    {
         let open = try String.fetchSet(
             db, sql: "SELECT id FROM _conflicts WHERE entity = ? AND record = ? AND resolved_at IS NULL",
             arguments: [table.entity.name, record])
@@ -661,7 +694,9 @@ extension Store.Transaction {
         let recordID = try canonicalID(id, entity: entity)
         guard try exists(table, recordID) else { throw notFound(entity) }
         try log(entity, recordID, .update) { FieldChange.encode([], to: &$0) }
-        if table.isHoldable { try db.execute(sql: "DELETE FROM _held WHERE entity = ? AND record = ?", arguments: [entity, recordID]) }
+        if table.isHoldable {
+            try db.execute(sql: "DELETE FROM _held WHERE entity = ? AND record = ?", arguments: [entity, recordID])
+        }
     }
 }
 
@@ -711,9 +746,11 @@ extension Store {
     public func base(of conflict: Conflict) throws -> Value {
         guard let field = conflict.field else { return .null }
         return try read { tx in
-            let changes = try tx.changes(
-                sql: "WHERE record_key = ? AND record = ? ORDER BY seq",
-                arguments: [recordKey(conflict.recordID), conflict.recordID]) + tx.receivedChanges(record: conflict.recordID)
+            let changes =
+                try tx.changes(
+                    sql: "WHERE record_key = ? AND record = ? ORDER BY seq",
+                    arguments: [recordKey(conflict.recordID), conflict.recordID])
+                + tx.receivedChanges(record: conflict.recordID)
             var base: (stamp: ChangeStamp, value: Value)?
             for change in changes {
                 let stamp = change.stamp

@@ -1,5 +1,5 @@
-public import FieldbookCore
 import AsyncHTTPClient
+public import FieldbookCore
 public import Foundation
 import NIOCore
 import NIOHTTP1
@@ -160,7 +160,9 @@ public struct HTTPTransport: SyncTransport {
         var body: [UInt8] = []
         request.encode(to: &body)
         let bytes = try await send("v1/pull", body)
-        do { return try PullResponse(utf8: bytes, schema: schema) } catch { throw SyncError(.badResponse, error.message) }
+        do { return try PullResponse(utf8: bytes, schema: schema) } catch {
+            throw SyncError(.badResponse, error.message)
+        }
     }
 
     /// The server's schema (`GET /v1/schema`): to tell people what differs when versions disagree.

@@ -17,7 +17,9 @@ package enum ClockBound {
     package static func check(_ request: PushRequest, now: Int64, bound: Duration) throws(WireError) {
         let ahead = bound.components.seconds * 1000 + bound.components.attoseconds / 1_000_000_000_000_000
         let (sum, overflow) = now.addingReportingOverflow(max(ahead, 0))
-        let limit = overflow || sum >= Int64.max >> 16 ? UInt64.max : HybridTimestamp(millis: UInt64(max(sum, 0)), counter: .max).rawValue
+        let limit =
+            overflow || sum >= Int64.max >> 16
+            ? UInt64.max : HybridTimestamp(millis: UInt64(max(sum, 0)), counter: .max).rawValue
         for change in request.changes where change.timestamp.rawValue > limit {
             let by = Int64(change.timestamp.millis) - now
             throw WireError(

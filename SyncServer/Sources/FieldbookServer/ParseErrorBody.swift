@@ -25,7 +25,8 @@ final class ParseErrorBody: ChannelOutboundHandler, RemovableChannelHandler {
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         switch unwrapOutboundIn(data) {
         case .head(var head)
-        where head.status == .badRequest && head.headerFields[.contentLength] == "0" && head.headerFields[.connection] == "close":
+        where head.status == .badRequest && head.headerFields[.contentLength] == "0"
+            && head.headerFields[.connection] == "close":
             rewriting = true
             head.headerFields[.contentLength] = "\(Self.body.readableBytes)"
             head.headerFields[.contentType] = "application/json; charset=utf-8"

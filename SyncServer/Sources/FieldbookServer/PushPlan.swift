@@ -34,7 +34,8 @@ package struct PushPlan: Sendable {
         package var fields: String
 
         package init(
-            serverSequence: Int64, entity: String, recordID: String, operation: Int, hlc: Int64, base: Int64, fields: String
+            serverSequence: Int64, entity: String, recordID: String, operation: Int, hlc: Int64, base: Int64,
+            fields: String
         ) {
             self.serverSequence = serverSequence
             self.entity = entity
@@ -117,7 +118,8 @@ package struct PushPlan: Sendable {
     /// - Throws: ``WireError`` `forbidden` if the device id belongs to another token; `sequence_gap` if a new
     ///   change does not follow the last one; `sequence_reused` if the request repeats a sequence with other content.
     package init(
-        _ request: PushRequest, fields texts: [String], identity: Identity, device row: (owner: Int64, lastSequence: Int64)?,
+        _ request: PushRequest, fields texts: [String], identity: Identity,
+        device row: (owner: Int64, lastSequence: Int64)?,
         schema: Schema
     ) throws {
         precondition(texts.count == request.changes.count, "one field text per change")
@@ -140,7 +142,10 @@ package struct PushPlan: Sendable {
                     // Received before — in an earlier push, or earlier in this one: the same content gets the same answer.
                     if sequence > previous {
                         let index = Int(sequence - previous - 1)
-                        guard Self.same(changes[positions[index]], texts[positions[index]], changes[position], texts[position]) else {
+                        guard
+                            Self.same(
+                                changes[positions[index]], texts[positions[index]], changes[position], texts[position])
+                        else {
                             throw Self.reused(sequence)
                         }
                         answers.append(.fresh(index))
@@ -159,7 +164,8 @@ package struct PushPlan: Sendable {
                 }
                 guard sequence == lastSequence + 1 else {
                     throw WireError(
-                        .sequenceGap, "expected device sequence \(lastSequence + 1), got \(sequence); push every change in order")
+                        .sequenceGap,
+                        "expected device sequence \(lastSequence + 1), got \(sequence); push every change in order")
                 }
                 lastSequence = sequence
                 answers.append(.fresh(positions.count))
@@ -213,7 +219,9 @@ package struct PushPlan: Sendable {
         var unknown: (change: Change, field: String, target: String)?
         let writes = Set(records)
         Self.eachReference(in: fresh, schema: schema) { change, field, key in
-            if unknown == nil && !known.contains(key) && !writes.contains(key) { unknown = (fresh[change], field.name, key.entity) }
+            if unknown == nil && !known.contains(key) && !writes.contains(key) {
+                unknown = (fresh[change], field.name, key.entity)
+            }
         }
         let (change, field, target) = unknown!
         throw WireError(
@@ -270,14 +278,14 @@ package struct PushPlan: Sendable {
             }
             let (change, fields) = earlier[sequence]!
             let same =
-                row.entity == change.entity && row.recordID == change.recordID && row.operation == change.operation.rawValue
+                row.entity == change.entity && row.recordID == change.recordID
+                && row.operation == change.operation.rawValue
                 && row.hlc == Int64(bitPattern: change.timestamp.rawValue) && row.base == change.base
                 && (row.fields == fields || storedFields(row.fields, match: change))
             guard same else { throw Self.reused(sequence) }
             earlierServerSequences[sequence] = row.serverSequence
         }
     }
-
 
     /// Merges the fresh changes, numbered `serverSequences` (one per fresh change, in order), into
     /// the stored `states` of ``records`` (a record missing from `states` is new).

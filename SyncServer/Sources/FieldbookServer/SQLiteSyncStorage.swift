@@ -79,7 +79,8 @@ public final class SQLiteSyncStorage: SyncStorage {
                         sides TEXT NOT NULL, opened_at INTEGER NOT NULL, resolved_at INTEGER) STRICT;
                     """)
             try db.execute(
-                sql: "INSERT INTO meta (key, value) VALUES ('format', 1), ('schema_name', ?), ('schema_version', ?), ('schema', ?)",
+                sql:
+                    "INSERT INTO meta (key, value) VALUES ('format', 1), ('schema_name', ?), ('schema_version', ?), ('schema', ?)",
                 arguments: [schema.name, schema.version, schema.json.serialized])
             return
         }
@@ -98,7 +99,8 @@ public final class SQLiteSyncStorage: SyncStorage {
         if version < schema.version {
             // Later versions add entities and fields; records keep their merge states by field name.
             try db.execute(
-                sql: "UPDATE meta SET value = ? WHERE key = 'schema_version'; UPDATE meta SET value = ? WHERE key = 'schema'",
+                sql:
+                    "UPDATE meta SET value = ? WHERE key = 'schema_version'; UPDATE meta SET value = ? WHERE key = 'schema'",
                 arguments: [schema.version, schema.json.serialized])
         }
     }
@@ -114,14 +116,19 @@ public final class SQLiteSyncStorage: SyncStorage {
     }
 
     /// One push, in the writer's transaction: the steps of ``PushPlan``, one row at a time.
-    static func push(_ db: Database, _ request: PushRequest, fields: [String], identity: Identity, schema: Schema) throws
+    static func push(_ db: Database, _ request: PushRequest, fields: [String], identity: Identity, schema: Schema)
+        throws
         -> PushResponse
     {
         let device = request.device
-        let row = try Row.fetchOne(db, sql: "SELECT token, last_sequence FROM devices WHERE device = ?", arguments: [device])
-        var plan = try PushPlan(request, fields: fields, identity: identity, device: row.map { ($0[0], $0[1]) }, schema: schema)
+        let row = try Row.fetchOne(
+            db, sql: "SELECT token, last_sequence FROM devices WHERE device = ?", arguments: [device])
+        var plan = try PushPlan(
+            request, fields: fields, identity: identity, device: row.map { ($0[0], $0[1]) }, schema: schema)
         if row == nil {
-            try db.execute(sql: "INSERT INTO devices (device, token, last_sequence) VALUES (?, ?, 0)", arguments: [device, identity.tokenID])
+            try db.execute(
+                sql: "INSERT INTO devices (device, token, last_sequence) VALUES (?, ?, 0)",
+                arguments: [device, identity.tokenID])
         }
 
         var stored: [Int64: PushPlan.Stored] = [:]
@@ -130,7 +137,8 @@ public final class SQLiteSyncStorage: SyncStorage {
         for sequence in plan.earlierSequences {
             if let row = try Row.fetchOne(earlier, arguments: [device, sequence]) {
                 stored[sequence] = PushPlan.Stored(
-                    serverSequence: row[0], entity: row[1], recordID: row[2], operation: row[3], hlc: row[4], base: row[5],
+                    serverSequence: row[0], entity: row[1], recordID: row[2], operation: row[3], hlc: row[4],
+                    base: row[5],
                     fields: row[6])
             }
         }
@@ -184,8 +192,10 @@ public final class SQLiteSyncStorage: SyncStorage {
         }
         let head = serverSequences.last ?? 0
         let withOpenConflicts = try Set(
-            Row.fetchCursor(db.cachedStatement(sql: "SELECT DISTINCT entity, record FROM conflicts WHERE resolved_at IS NULL"))
-                .map { PushPlan.RecordKey(entity: $0[0], id: $0[1]) })
+            Row.fetchCursor(
+                db.cachedStatement(sql: "SELECT DISTINCT entity, record FROM conflicts WHERE resolved_at IS NULL")
+            )
+            .map { PushPlan.RecordKey(entity: $0[0], id: $0[1]) })
         let save = RawStatement(
             try db.cachedStatement(
                 sql: """
@@ -218,7 +228,9 @@ public final class SQLiteSyncStorage: SyncStorage {
     }
 
     /// Brings the conflict rows of one record in step with its merged state (``ConflictUpkeep``).
-    static func updateConflicts(_ db: Database, _ key: PushPlan.RecordKey, _ conflicts: [Conflict], at head: Int64) throws {
+    static func updateConflicts(_ db: Database, _ key: PushPlan.RecordKey, _ conflicts: [Conflict], at head: Int64)
+        throws
+    {
         let open = try String.fetchSet(
             db, sql: "SELECT id FROM conflicts WHERE entity = ? AND record = ? AND resolved_at IS NULL",
             arguments: [key.entity, key.id])
@@ -234,7 +246,10 @@ public final class SQLiteSyncStorage: SyncStorage {
                         opened_at = CASE WHEN resolved_at IS NULL THEN opened_at ELSE excluded.opened_at END,
                         resolved_at = NULL
                     """,
-                arguments: [conflict.id, conflict.entity, conflict.recordID, conflict.field, conflict.sidesJSON.serialized, head])
+                arguments: [
+                    conflict.id, conflict.entity, conflict.recordID, conflict.field, conflict.sidesJSON.serialized,
+                    head,
+                ])
         }
     }
 
@@ -303,7 +318,8 @@ public final class SQLiteSyncStorage: SyncStorage {
                 // Text columns are written from SQLite's buffers, valid until the next step.
                 Change.encodeWire(
                     to: &out, sequence: rows.int64(2), entity: .utf8(rows.utf8(4)), recordID: .utf8(rows.utf8(5)),
-                    operation: ChangeOperation(rawValue: Int(rows.int64(6))) ?? .update, hlc: rows.int64(7), base: rows.int64(8),
+                    operation: ChangeOperation(rawValue: Int(rows.int64(6))) ?? .update, hlc: rows.int64(7),
+                    base: rows.int64(8),
                     fields: { out in
                         let fields = rows.utf8(9)
                         if fields.isEmpty { out.append(contentsOf: "{}".utf8) } else { out.append(contentsOf: fields) }
@@ -340,11 +356,13 @@ public final class SQLiteSyncStorage: SyncStorage {
         let schema = self.schema
         return try await pool.read { db in
             let rows = try Row.fetchAll(
-                db, sql: "SELECT DISTINCT entity, record FROM conflicts WHERE resolved_at IS NULL ORDER BY opened_at, id")
+                db,
+                sql: "SELECT DISTINCT entity, record FROM conflicts WHERE resolved_at IS NULL ORDER BY opened_at, id")
             var result: [Conflict] = []
             for row in rows {
                 let key = PushPlan.RecordKey(entity: row[0], id: row[1])
-                guard let entity = schema.entity(key.entity), let state = try Self.loadState(db, key, entity: entity) else { continue }
+                guard let entity = schema.entity(key.entity), let state = try Self.loadState(db, key, entity: entity)
+                else { continue }
                 result += state.conflicts(entity: entity, recordID: key.id)
             }
             return result
@@ -354,11 +372,13 @@ public final class SQLiteSyncStorage: SyncStorage {
     public func states(_ entityName: String) async throws -> [(id: String, state: RecordState)] {
         guard let entity = schema.entity(entityName) else { return [] }
         return try await pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT id, state FROM records WHERE entity = ? ORDER BY id", arguments: [entityName])
-                .map { row in
-                    let text: String = row[1]
-                    return (row[0], try RecordState(encoded: Array(text.utf8), entity: entity))
-                }
+            try Row.fetchAll(
+                db, sql: "SELECT id, state FROM records WHERE entity = ? ORDER BY id", arguments: [entityName]
+            )
+            .map { row in
+                let text: String = row[1]
+                return (row[0], try RecordState(encoded: Array(text.utf8), entity: entity))
+            }
         }
     }
 
@@ -366,8 +386,10 @@ public final class SQLiteSyncStorage: SyncStorage {
     /// The file locked past the busy timeout, unopenable, unreadable or full: an outage, not a bad request.
     public func isOutage(_ error: any Error) -> Bool {
         guard let error = error as? DatabaseError else { return false }
-        return [ResultCode.SQLITE_BUSY, .SQLITE_LOCKED, .SQLITE_CANTOPEN, .SQLITE_IOERR, .SQLITE_FULL, .SQLITE_READONLY]
-            .contains(error.resultCode)
+        return [
+            ResultCode.SQLITE_BUSY, .SQLITE_LOCKED, .SQLITE_CANTOPEN, .SQLITE_IOERR, .SQLITE_FULL, .SQLITE_READONLY,
+        ]
+        .contains(error.resultCode)
     }
 
     public func changeCount() async throws -> Int {
@@ -402,8 +424,10 @@ public final class SQLiteSyncStorage: SyncStorage {
     public func authenticate(token: String) async throws -> Identity? {
         let hash = TokenSecret.hash(token)
         return try await pool.read { db in
-            try Row.fetchOne(db, sql: "SELECT id, name FROM tokens WHERE hash = ? AND revoked_at IS NULL", arguments: [hash])
-                .map { Identity(tokenID: $0[0], name: $0[1]) }
+            try Row.fetchOne(
+                db, sql: "SELECT id, name FROM tokens WHERE hash = ? AND revoked_at IS NULL", arguments: [hash]
+            )
+            .map { Identity(tokenID: $0[0], name: $0[1]) }
         }
     }
 
@@ -429,7 +453,8 @@ public final class SQLiteSyncStorage: SyncStorage {
 
     public func tokens() async throws -> [TokenInfo] {
         try await pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT id, name, created_at, revoked_at IS NOT NULL FROM tokens ORDER BY id").map {
+            try Row.fetchAll(db, sql: "SELECT id, name, created_at, revoked_at IS NOT NULL FROM tokens ORDER BY id").map
+            {
                 TokenInfo(id: $0[0], name: $0[1], createdAt: $0[2], revoked: $0[3])
             }
         }

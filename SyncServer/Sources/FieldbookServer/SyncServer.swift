@@ -62,10 +62,12 @@ public enum SyncServer {
         let readiness = Readiness(storage: storage, interval: configuration.readinessInterval, logger: logger)
         let gate = BodyGate(limit: configuration.maxConcurrentBodies, timeout: configuration.bodyTimeout)
         let router = Router()
-        router.middlewares.add(ErrorMiddleware(storage: storage, readiness: readiness, retryAfter: configuration.retryAfterSeconds))
+        router.middlewares.add(
+            ErrorMiddleware(storage: storage, readiness: readiness, retryAfter: configuration.retryAfterSeconds))
         // Liveness: the process answers. Readiness: its store answers too (for load balancers).
         let health = { @Sendable () -> Response in
-            jsonResponse(.object([("status", .string("ok")), ("store", .string(readiness.isReady ? "ready" : "unavailable"))]))
+            jsonResponse(
+                .object([("status", .string("ok")), ("store", .string(readiness.isReady ? "ready" : "unavailable"))]))
         }
         let ready = { @Sendable () throws -> Response in
             try readiness.check()
@@ -76,7 +78,8 @@ public enum SyncServer {
         router.get("/ready") { _, _ in try ready() }
         router.head("/ready") { _, _ in
             guard readiness.isReady else {
-                return Response(status: .serviceUnavailable, headers: [.retryAfter: "\(configuration.retryAfterSeconds)"])
+                return Response(
+                    status: .serviceUnavailable, headers: [.retryAfter: "\(configuration.retryAfterSeconds)"])
             }
             return withoutBody(try ready())
         }
@@ -96,7 +99,9 @@ public enum SyncServer {
                         utf8: bytes, schema: storage.schema, maxChanges: configuration.maxBatch,
                         maxValues: configuration.maxJSONValues)
                 }
-                if let bound = configuration.maxClockAhead { try ClockBound.check(push, now: ClockBound.now(), bound: bound) }
+                if let bound = configuration.maxClockAhead {
+                    try ClockBound.check(push, now: ClockBound.now(), bound: bound)
+                }
                 // Checked before the store is: a push whose bases count in another numbering would be
                 // merged as if its writer had seen other changes.
                 let standing = try await readiness.guarding { try await storage.standing(device: push.device) }
@@ -120,13 +125,16 @@ public enum SyncServer {
             try readiness.check()
             let identity = try await authenticate(request, storage, readiness)
             var pull = try await gate.run {
-                try PullRequest(utf8: try await body(request, limit: configuration.maxPullBodyBytes), schema: storage.schema)
+                try PullRequest(
+                    utf8: try await body(request, limit: configuration.maxPullBodyBytes), schema: storage.schema)
             }
             pull.limit = min(pull.limit, configuration.maxPage)
             let request = pull
             let standing = try await readiness.guarding { try await storage.standing(device: request.device) }
             try standing.check(server: pull.server, cursor: pull.cursor, token: identity.tokenID)
-            var response = try await readiness.guarding { try await storage.pullResponseBody(request, identity: identity) }
+            var response = try await readiness.guarding {
+                try await storage.pullResponseBody(request, identity: identity)
+            }
             PullResponse.appendServer(standing.identity, to: &response)
             context.logger.debug("pull", metadata: ["cursor": .stringConvertible(pull.cursor)])
             return jsonResponse(bytes: response)
@@ -137,12 +145,17 @@ public enum SyncServer {
             let conflicts = try await readiness.guarding { try await storage.conflicts() }
             return jsonResponse(
                 .object([
-                    ("conflicts", .array(conflicts.map { c in
-                        .object([
-                            ("id", .string(c.id)), ("entity", .string(c.entity)), ("record", .string(c.recordID)),
-                            ("field", c.field.map(JSON.string) ?? .null), ("sides", c.sidesJSON),
-                        ])
-                    }))
+                    (
+                        "conflicts",
+                        .array(
+                            conflicts.map { c in
+                                .object([
+                                    ("id", .string(c.id)), ("entity", .string(c.entity)),
+                                    ("record", .string(c.recordID)),
+                                    ("field", c.field.map(JSON.string) ?? .null), ("sides", c.sidesJSON),
+                                ])
+                            })
+                    )
                 ]))
         }
         // Another method on a known path: 405 with the method it takes, not a 404 that says it does not exist.
@@ -151,7 +164,8 @@ public enum SyncServer {
             ("/v1/pull", "POST"), ("/v1/conflicts", "GET"),
         ] {
             let methods: [HTTPRequest.Method] = [.get, .head, .post, .put, .delete, .patch, .options, .trace]
-            for method in methods where !allowed.split(separator: ",").contains(where: { $0.trimmingPrefix(" ") == method.rawValue }) {
+            for method in methods
+            where !allowed.split(separator: ",").contains(where: { $0.trimmingPrefix(" ") == method.rawValue }) {
                 router.on(RouterPath(path), method: method) { _, _ in
                     var response = jsonResponse(
                         WireError(.methodNotAllowed, "\(path) takes \(allowed) only").json, status: .methodNotAllowed)
@@ -174,9 +188,14 @@ public enum SyncServer {
             logger: logger)
     }
 
-    static func authenticate(_ request: Request, _ storage: any SyncStorage, _ readiness: Readiness) async throws -> Identity {
+    static func authenticate(_ request: Request, _ storage: any SyncStorage, _ readiness: Readiness) async throws
+        -> Identity
+    {
         guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
-            throw WireError(.unauthorized, "send 'Authorization: Bearer TOKEN'; an administrator makes tokens with 'fieldbook-server token create --name NAME'")
+            throw WireError(
+                .unauthorized,
+                "send 'Authorization: Bearer TOKEN'; an administrator makes tokens with 'fieldbook-server token create --name NAME'"
+            )
         }
         let token = String(header.dropFirst("Bearer ".count).drop { $0 == " " })
         guard let identity = try await readiness.guarding({ try await storage.authenticate(token: token) }) else {
@@ -189,7 +208,8 @@ public enum SyncServer {
     /// Read straight into one array, sized by `Content-Length` when it is sent and within `limit`:
     /// a body costs its size once, not a growing buffer and then a copy.
     static func body(_ request: Request, limit: Int) async throws -> [UInt8] {
-        let tooLarge = WireError(.bodyTooLarge, "the request body is larger than \(limit) bytes; push fewer changes at a time")
+        let tooLarge = WireError(
+            .bodyTooLarge, "the request body is larger than \(limit) bytes; push fewer changes at a time")
         let declared = request.headers[.contentLength].flatMap { Int($0) }
         if let declared, declared > limit { throw tooLarge }
         var bytes: [UInt8] = []
@@ -247,15 +267,18 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     let readiness: Readiness
     let retryAfter: Int
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+        -> Response
+    {
         do {
             return try await next(request, context)
         } catch let error as WireError {
             context.logger.info("refused", metadata: ["code": .string(error.code.rawValue)])
             return unavailableAware(SyncServer.jsonResponse(error.json, status: error.status))
-        } catch where storage.isOutage(error) {
+        } catch  where storage.isOutage(error) {
             readiness.markUnavailable()
-            context.logger.warning("store unavailable", metadata: ["error": .string(String(describing: type(of: error)))])
+            context.logger.warning(
+                "store unavailable", metadata: ["error": .string(String(describing: type(of: error)))])
             return unavailableAware(SyncServer.jsonResponse(Readiness.unavailable.json, status: .serviceUnavailable))
         } catch let error as any HTTPResponseError {
             let code: WireError.Code = error.status == .notFound ? .notFound : .badMessage

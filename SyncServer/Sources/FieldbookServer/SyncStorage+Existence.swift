@@ -20,7 +20,8 @@ package struct Existence: Sendable {
     package init(schema: Schema, states: [String: [String: RecordState]]) {
         var own: [String: Set<String>] = [:]
         for entity in schema.entities {
-            own[entity.name] = Set((states[entity.name] ?? [:]).compactMap { $0.value.exists(onDelete: entity.onDelete) ? $0.key : nil })
+            own[entity.name] = Set(
+                (states[entity.name] ?? [:]).compactMap { $0.value.exists(onDelete: entity.onDelete) ? $0.key : nil })
         }
         var alive = own
         while true {
@@ -54,7 +55,8 @@ package struct Existence: Sendable {
                             states[target]?[named]?.isDeletedRecord(onDelete: targetEntity.onDelete) == true,
                             let stamp = state.shownStamp(at: position, of: entity)
                         else { continue }
-                        held[target, default: [:]][named, default: []].append((Conflict.Referrer(entity: entity.name, record: id), stamp))
+                        held[target, default: [:]][named, default: []].append(
+                            (Conflict.Referrer(entity: entity.name, record: id), stamp))
                     }
                 }
             }

@@ -125,7 +125,8 @@ public struct StoreStanding: Sendable, Hashable {
         if let cursor, cursor > head {
             throw WireError(
                 .cursorAhead,
-                "this device has seen server change \(cursor), past the server's last (\(head)): the server lost changes; its operator must run 'fieldbook-server identity renew'")
+                "this device has seen server change \(cursor), past the server's last (\(head)): the server lost changes; its operator must run 'fieldbook-server identity renew'"
+            )
         }
     }
 }
@@ -141,4 +142,3 @@ extension SyncStorage {
         return out
     }
 }
-

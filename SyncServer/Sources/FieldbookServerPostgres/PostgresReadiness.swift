@@ -69,7 +69,9 @@ extension PostgresSyncStorage {
 
     /// Waits until the database at `url` answers, for at most `timeout`; says once on `notice` that it waits.
     /// - Throws: ``PostgresSetupError`` with a plain message if it still does not answer.
-    public static func waitForDatabase(url: String, timeout: Duration, logger: Logger, notice: (String) -> Void) async throws {
+    public static func waitForDatabase(url: String, timeout: Duration, logger: Logger, notice: (String) -> Void)
+        async throws
+    {
         let configuration = try connectionConfiguration(url: url)
         let deadline = ContinuousClock.now + timeout
         var told = false
@@ -78,17 +80,23 @@ extension PostgresSyncStorage {
                 try await ping(configuration, logger: logger)
                 if told { notice("the database answers") }
                 return
-            } catch let error as PSQLError where error.code == .server && !(error.serverInfo?[.sqlState] ?? "").hasPrefix("57P0") {
+            } catch let error as PSQLError
+                where error.code == .server && !(error.serverInfo?[.sqlState] ?? "").hasPrefix("57P0")
+            {
                 // It answers but refuses (a wrong password, no such database): waiting would not help.
                 throw PostgresSetupError(
-                    "the database refused the connection (SQLSTATE \(error.serverInfo?[.sqlState] ?? "?")); check the URL's user, password and database")
+                    "the database refused the connection (SQLSTATE \(error.serverInfo?[.sqlState] ?? "?")); check the URL's user, password and database"
+                )
             } catch {
                 guard ContinuousClock.now < deadline else {
                     throw PostgresSetupError(
-                        "the database at \(configuration.host ?? "?"):\(configuration.port ?? 0) did not answer within \(timeout); is it running?")
+                        "the database at \(configuration.host ?? "?"):\(configuration.port ?? 0) did not answer within \(timeout); is it running?"
+                    )
                 }
                 if !told {
-                    notice("waiting up to \(timeout) for the database at \(configuration.host ?? "?"):\(configuration.port ?? 0)")
+                    notice(
+                        "waiting up to \(timeout) for the database at \(configuration.host ?? "?"):\(configuration.port ?? 0)"
+                    )
                     told = true
                 }
                 try await Task.sleep(for: .milliseconds(500))

@@ -54,7 +54,8 @@ public final class PostgresSyncStorage: SyncStorage {
     /// A store in `namespace` of the database `client` connects to. Call ``migrate()`` before use.
     /// - Parameter namespace: a PostgreSQL schema name: lowercase letters, digits and `_`.
     /// - Throws: ``PostgresSetupError`` if `namespace` is not such a name.
-    public convenience init(client: PostgresClient, schema: Schema, namespace: String = "public", logger: Logger) throws {
+    public convenience init(client: PostgresClient, schema: Schema, namespace: String = "public", logger: Logger) throws
+    {
         try self.init(client: client, schema: schema, namespace: namespace, logger: logger, insideTransaction: nil)
     }
 
@@ -95,7 +96,8 @@ public final class PostgresSyncStorage: SyncStorage {
             for await _ in started {}
             defer { group.cancelAll() }
             let storage = try PostgresSyncStorage(
-                client: client, schema: schema, namespace: namespace, logger: logger, insideTransaction: nil, probe: probe)
+                client: client, schema: schema, namespace: namespace, logger: logger, insideTransaction: nil,
+                probe: probe)
             try await storage.migrate()
             return try await body(storage)
         }
@@ -112,8 +114,12 @@ public final class PostgresSyncStorage: SyncStorage {
         guard isURL(url), let components = URLComponents(string: url) else {
             throw PostgresSetupError("the database URL is not of the form postgres://USER:PASS@HOST:PORT/DB")
         }
-        guard let host = components.host, !host.isEmpty else { throw PostgresSetupError("the database URL names no host") }
-        guard let user = components.user, !user.isEmpty else { throw PostgresSetupError("the database URL names no user") }
+        guard let host = components.host, !host.isEmpty else {
+            throw PostgresSetupError("the database URL names no host")
+        }
+        guard let user = components.user, !user.isEmpty else {
+            throw PostgresSetupError("the database URL names no user")
+        }
         let database = String(components.path.drop { $0 == "/" })
         guard !database.isEmpty else { throw PostgresSetupError("the database URL names no database") }
         var configuration = PostgresClient.Configuration(
@@ -141,9 +147,11 @@ public final class PostgresSyncStorage: SyncStorage {
     public func migrate() async throws {
         let schema = self.schema
         try await transaction { c in
-            try await c.query("SELECT pg_advisory_xact_lock(hashtext(\("fieldbook.migrate." + namespace)))", logger: logger)
+            try await c.query(
+                "SELECT pg_advisory_xact_lock(hashtext(\("fieldbook.migrate." + namespace)))", logger: logger)
             try await c.query("CREATE SCHEMA IF NOT EXISTS \(unescaped: "\"\(namespace)\"")", logger: logger)
-            let exists = try await c.query("SELECT to_regclass(\(t("meta"))) IS NOT NULL", logger: logger)
+            let exists =
+                try await c.query("SELECT to_regclass(\(t("meta"))) IS NOT NULL", logger: logger)
                 .collect().first?.decode(Bool.self) ?? false
             if !exists {
                 for statement in [
@@ -183,9 +191,10 @@ public final class PostgresSyncStorage: SyncStorage {
                 return
             }
             var meta: [String: String] = [:]
-            for try await (key, value) in try await c.query("SELECT key, value FROM \(unescaped: t("meta"))", logger: logger)
-                .decode((String, String).self)
-            {
+            for try await (key, value) in try await c.query(
+                "SELECT key, value FROM \(unescaped: t("meta"))", logger: logger
+            )
+            .decode((String, String).self) {
                 meta[key] = value
             }
             let name = meta["schema_name"]
@@ -196,7 +205,8 @@ public final class PostgresSyncStorage: SyncStorage {
                 throw PostgresSetupError("the database holds schema version \(version), newer than \(schema.version)")
             }
             // Devices' names (sent with pushes, shown to other devices): added to a store made before them.
-            try await c.query("ALTER TABLE \(unescaped: t("devices")) ADD COLUMN IF NOT EXISTS name TEXT", logger: logger)
+            try await c.query(
+                "ALTER TABLE \(unescaped: t("devices")) ADD COLUMN IF NOT EXISTS name TEXT", logger: logger)
             if meta["identity"] == nil {
                 // A store made before stores had identities gets one the first time it is opened.
                 try await c.query(
@@ -209,7 +219,8 @@ public final class PostgresSyncStorage: SyncStorage {
                     "UPDATE \(unescaped: t("meta")) SET value = \(String(schema.version)) WHERE key = 'schema_version'",
                     logger: logger)
                 try await c.query(
-                    "UPDATE \(unescaped: t("meta")) SET value = \(schema.json.serialized) WHERE key = 'schema'", logger: logger)
+                    "UPDATE \(unescaped: t("meta")) SET value = \(schema.json.serialized) WHERE key = 'schema'",
+                    logger: logger)
             }
         }
     }
@@ -240,7 +251,9 @@ public final class PostgresSyncStorage: SyncStorage {
 
     /// One push, in its transaction: the steps of ``PushPlan``, each a statement over arrays
     /// (a push of 5,000 changes is a handful of round trips, not thousands).
-    func push(_ c: PostgresConnection, _ request: PushRequest, fields: [String], identity: Identity) async throws -> PushResponse {
+    func push(_ c: PostgresConnection, _ request: PushRequest, fields: [String], identity: Identity) async throws
+        -> PushResponse
+    {
         // The request's records, found before the lock is taken.
         let keys = PushPlan.records(request.changes, schema: schema)
         // The one-writer lock: see "Cursor correctness" above. Held until COMMIT or ROLLBACK.
@@ -285,7 +298,8 @@ public final class PostgresSyncStorage: SyncStorage {
                 """, logger: logger
             ).decode((Int64, Int64, String, String, Int64, Int64, Int64, String).self) {
                 stored[seq] = PushPlan.Stored(
-                    serverSequence: sseq, entity: entity, recordID: record, operation: Int(op), hlc: hlc, base: base, fields: fields)
+                    serverSequence: sseq, entity: entity, recordID: record, operation: Int(op), hlc: hlc, base: base,
+                    fields: fields)
             }
         }
         try plan.acknowledge(stored: stored)
@@ -333,7 +347,8 @@ public final class PostgresSyncStorage: SyncStorage {
             let (resolve, upsert) = ConflictUpkeep.changes(open: open[record.key] ?? [], current: record.conflicts)
             if !resolve.isEmpty {
                 try await c.query(
-                    "UPDATE \(unescaped: t("conflicts")) SET resolved_at = \(at) WHERE id = ANY(\(resolve))", logger: logger)
+                    "UPDATE \(unescaped: t("conflicts")) SET resolved_at = \(at) WHERE id = ANY(\(resolve))",
+                    logger: logger)
             }
             for conflict in upsert {
                 try await c.query(
@@ -353,7 +368,8 @@ public final class PostgresSyncStorage: SyncStorage {
     func loadState(_ c: PostgresConnection, _ key: PushPlan.RecordKey, entity: Entity) async throws -> RecordState? {
         guard
             let text = try await c.query(
-                "SELECT state FROM \(unescaped: t("records")) WHERE entity = \(key.entity) AND id = \(key.id)", logger: logger
+                "SELECT state FROM \(unescaped: t("records")) WHERE entity = \(key.entity) AND id = \(key.id)",
+                logger: logger
             ).collect().first?.decode(String.self)
         else { return nil }
         return try RecordState(encoded: Array(text.utf8), entity: entity)
@@ -458,7 +474,8 @@ public final class PostgresSyncStorage: SyncStorage {
             }
             var result: [Conflict] = []
             for key in keys {
-                guard let entity = schema.entity(key.entity), let state = try await loadState(c, key, entity: entity) else { continue }
+                guard let entity = schema.entity(key.entity), let state = try await loadState(c, key, entity: entity)
+                else { continue }
                 result += state.conflicts(entity: entity, recordID: key.id)
             }
             return result
@@ -480,7 +497,8 @@ public final class PostgresSyncStorage: SyncStorage {
 
     /// The number of changes the server has accepted.
     public func changeCount() async throws -> Int {
-        let count = try await client.query("SELECT count(*) FROM \(unescaped: t("changes"))", logger: logger)
+        let count =
+            try await client.query("SELECT count(*) FROM \(unescaped: t("changes"))", logger: logger)
             .collect().first?.decode(Int64.self) ?? 0
         return Int(count)
     }
@@ -513,7 +531,8 @@ public final class PostgresSyncStorage: SyncStorage {
         let hash = TokenSecret.hash(token)
         guard
             let (id, name) = try await client.query(
-                "SELECT id, name FROM \(unescaped: t("tokens")) WHERE hash = \(hash) AND revoked_at IS NULL", logger: logger
+                "SELECT id, name FROM \(unescaped: t("tokens")) WHERE hash = \(hash) AND revoked_at IS NULL",
+                logger: logger
             ).collect().first?.decode((Int64, String).self)
         else { return nil }
         return Identity(tokenID: id, name: name)
@@ -543,7 +562,8 @@ public final class PostgresSyncStorage: SyncStorage {
     public func tokens() async throws -> [TokenInfo] {
         var result: [TokenInfo] = []
         for try await (id, name, createdAt, revoked) in try await client.query(
-            "SELECT id, name, created_at, revoked_at IS NOT NULL FROM \(unescaped: t("tokens")) ORDER BY id", logger: logger
+            "SELECT id, name, created_at, revoked_at IS NOT NULL FROM \(unescaped: t("tokens")) ORDER BY id",
+            logger: logger
         ).decode((Int64, String, String, Bool).self) {
             result.append(TokenInfo(id: id, name: name, createdAt: createdAt, revoked: revoked))
         }

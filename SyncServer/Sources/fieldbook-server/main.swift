@@ -3,8 +3,8 @@ import FieldbookCore
 import FieldbookSchemas
 import FieldbookServer
 import FieldbookServerPostgres
-import Hummingbird
 import Foundation
+import Hummingbird
 import Logging
 
 /// `fieldbook-server`: the sync server and its administration.
@@ -46,7 +46,8 @@ struct StoreOptions: ParsableArguments {
 
     /// Opens the store (for PostgreSQL: runs a connection pool and migrates the tables) while `body` runs.
     func withStorage<T>(logger: Logger? = nil, _ body: (any SyncStorage) async throws -> T) async throws -> T {
-        let bytes = try schema.map { Array(try Data(contentsOf: URL(fileURLWithPath: $0))) } ?? BundledSchemas.inspection
+        let bytes =
+            try schema.map { Array(try Data(contentsOf: URL(fileURLWithPath: $0))) } ?? BundledSchemas.inspection
         let schema = try Schema(json: bytes)
         if PostgresSyncStorage.isURL(database) {
             var quiet = Logger(label: "fieldbook-server")
@@ -57,7 +58,8 @@ struct StoreOptions: ParsableArguments {
                 url: database, timeout: .seconds(waitForDatabase), logger: silent
             ) { FileHandle.standardError.write(Data("fieldbook-server: \($0)\n".utf8)) }
             return try await PostgresSyncStorage.withStorage(
-                url: database, schema: schema, namespace: namespace, logger: logger ?? quiet) {
+                url: database, schema: schema, namespace: namespace, logger: logger ?? quiet
+            ) {
                 try await body($0)
             }
         }
@@ -85,10 +87,13 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "The most connections open at once; keep it below the open-files limit (ulimit -n).")
     var maxConnections = ServerConfiguration().maxConnections
 
-    @Option(help: "The most request bodies read and parsed at once (each may cost its size plus 24 bytes a JSON value).")
+    @Option(
+        help: "The most request bodies read and parsed at once (each may cost its size plus 24 bytes a JSON value).")
     var maxConcurrentBodies = ServerConfiguration().maxConcurrentBodies
 
-    @Option(help: ArgumentHelp("How long one body may take to arrive once its turn has come (slower: 503).", valueName: "seconds"))
+    @Option(
+        help: ArgumentHelp(
+            "How long one body may take to arrive once its turn has come (slower: 503).", valueName: "seconds"))
     var bodyTimeout = 60.0
 
     @Option(help: "The largest push body in bytes.")
@@ -105,9 +110,12 @@ struct Serve: AsyncParsableCommand {
     var maxClockAhead = 1440
 
     func validate() throws {
-        guard idleTimeout > 0, bodyTimeout > 0 else { throw ValidationError("--idle-timeout and --body-timeout take seconds > 0") }
+        guard idleTimeout > 0, bodyTimeout > 0 else {
+            throw ValidationError("--idle-timeout and --body-timeout take seconds > 0")
+        }
         guard maxConnections > 0, maxConcurrentBodies > 0, maxBodyBytes > 0, maxJsonValues > 0 else {
-            throw ValidationError("--max-connections, --max-concurrent-bodies, --max-body-bytes and --max-json-values take numbers > 0")
+            throw ValidationError(
+                "--max-connections, --max-concurrent-bodies, --max-body-bytes and --max-json-values take numbers > 0")
         }
         guard (0...52_560_000).contains(maxClockAhead) else {
             throw ValidationError("--max-clock-ahead must be from 0 to 52560000 minutes (100 years)")
@@ -143,7 +151,8 @@ struct Token: AsyncParsableCommand {
         abstract: "Make, list and revoke bearer tokens.", subcommands: [Create.self, List.self, Revoke.self])
 
     struct Create: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Make a token for a device or person and print it (shown once).")
+        static let configuration = CommandConfiguration(
+            abstract: "Make a token for a device or person and print it (shown once).")
         @OptionGroup var store: StoreOptions
         @Option(help: "Who the token is for; stamped on every change made with it.")
         var name: String
@@ -165,7 +174,8 @@ struct Token: AsyncParsableCommand {
     }
 
     struct Revoke: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Revoke every token of a name; requests with them get 401.")
+        static let configuration = CommandConfiguration(
+            abstract: "Revoke every token of a name; requests with them get 401.")
         @OptionGroup var store: StoreOptions
         @Option(help: "The name the tokens were made for.")
         var name: String

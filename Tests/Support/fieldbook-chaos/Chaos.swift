@@ -41,7 +41,9 @@ struct Run: ParsableCommand {
         signal(SIGPIPE, SIG_IGN)
         let seed = self.seed ?? UInt64.random(in: 1...999_999)
         var random = SplitMix64(seed: seed)
-        let dir = directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("fieldbook-chaos-\(seed)-\(getpid())").path
+        let dir =
+            directory
+            ?? FileManager.default.temporaryDirectory.appendingPathComponent("fieldbook-chaos-\(seed)-\(getpid())").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         say("fieldbook-chaos: \(devices) devices, \(changes) changes, seed \(seed), files in \(dir)")
         // The server's error log (connections cut mid-request, say) goes to server.log, not here.
@@ -61,11 +63,15 @@ struct Run: ParsableCommand {
             let name = names[index % names.count] + (index < names.count ? "" : "\(index)")
             let target = changes / devices + (index < changes % devices ? 1 : 0)
             slots.append(
-                DeviceSlot(index: index, store: "\(dir)/device-\(index + 1).sqlite", token: try server.token(name: name), target: target))
+                DeviceSlot(
+                    index: index, store: "\(dir)/device-\(index + 1).sqlite", token: try server.token(name: name),
+                    target: target))
         }
         let proxy = try FaultProxy(upstreamPort: server.port, seed: seed &+ 1)
         proxy.setFaults(ProxyFaults(drop: drop, delay: delay, cut: cut))
-        let device = DeviceCommand(binary: URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath(), directory: dir, round: round, batch: batch, seed: seed)
+        let device = DeviceCommand(
+            binary: URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath(), directory: dir, round: round,
+            batch: batch, seed: seed)
 
         var counts = FaultCounts()
         let start = ContinuousClock.now
@@ -83,7 +89,9 @@ struct Run: ParsableCommand {
             for slot in slots where slot.process?.isRunning == false && slot.output.state.withLock({ $0.ended }) {
                 let process = slot.process!
                 slot.made = max(slot.made, slot.output.state.withLock { $0.made })
-                if process.terminationReason == .exit && process.terminationStatus == 0 && slot.output.state.withLock({ $0.done }) {
+                if process.terminationReason == .exit && process.terminationStatus == 0
+                    && slot.output.state.withLock({ $0.done })
+                {
                     slot.done = true
                     slot.process = nil
                 } else {
@@ -124,8 +132,10 @@ struct Run: ParsableCommand {
             }
             if elapsed() >= nextReport {
                 let made = slots.reduce(0) { $0 + max($1.made, $1.output.state.withLock { $0.made }) }
-                say(String(format: "[%4.0f s] changes %d/%d  devices done %d/%d  faults %d (%@)", elapsed(), made, changes,
-                    slots.filter(\.done).count, devices, counts.total(proxy.counts), counts.describe(proxy.counts)))
+                say(
+                    String(
+                        format: "[%4.0f s] changes %d/%d  devices done %d/%d  faults %d (%@)", elapsed(), made, changes,
+                        slots.filter(\.done).count, devices, counts.total(proxy.counts), counts.describe(proxy.counts)))
                 nextReport += 5
             }
             usleep(10_000)
@@ -144,8 +154,11 @@ struct Run: ParsableCommand {
                     tries += 1
                     if tries == 3 {
                         cleanFailures += 1
-                        let log = (try? String(contentsOfFile: "\(dir)/device-\(slot.index + 1).log", encoding: .utf8)) ?? ""
-                        say("device \(slot.index + 1) failed its clean sync (pass \(pass)) 3 times: \(log.split(separator: "\n").last ?? "")")
+                        let log =
+                            (try? String(contentsOfFile: "\(dir)/device-\(slot.index + 1).log", encoding: .utf8)) ?? ""
+                        say(
+                            "device \(slot.index + 1) failed its clean sync (pass \(pass)) 3 times: \(log.split(separator: "\n").last ?? "")"
+                        )
                         break
                     }
                 }
@@ -153,8 +166,12 @@ struct Run: ParsableCommand {
         }
         guard server.stop(signal: SIGTERM) == 0 else { throw ChaosError("the server did not shut down cleanly") }
         let final = proxy.counts
-        say(String(format: "faulty phase %.1f s, clean sync %.1f s; %d device runs, %d device syncs gave up (retries exhausted), %d connections, %d requests through the proxy",
-            faultyPhase, elapsed() - faultyPhase, slots.reduce(0) { $0 + $1.runs }, counts.gaveUp, final.connections, final.requests))
+        say(
+            String(
+                format:
+                    "faulty phase %.1f s, clean sync %.1f s; %d device runs, %d device syncs gave up (retries exhausted), %d connections, %d requests through the proxy",
+                faultyPhase, elapsed() - faultyPhase, slots.reduce(0) { $0 + $1.runs }, counts.gaveUp,
+                final.connections, final.requests))
         say("faults: \(counts.describe(final))")
         if limited {
             say("duration limit (\(Int(durationLimit)) s) reached before every device made its changes")
@@ -307,7 +324,9 @@ struct DeviceCommand {
             "--seed", String(seed &* 1_000_003 &+ UInt64(slot.index) &* 7919 &+ UInt64(slot.runs)),
         ]
         let log = "\(directory)/device-\(slot.index + 1).log"
-        if !FileManager.default.fileExists(atPath: log) { _ = FileManager.default.createFile(atPath: log, contents: nil) }
+        if !FileManager.default.fileExists(atPath: log) {
+            _ = FileManager.default.createFile(atPath: log, contents: nil)
+        }
         let errors = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         errors.seekToEndOfFile()
         process.standardError = errors

@@ -90,7 +90,10 @@ struct Device: AsyncParsableCommand {
                         let day = 1 + Int(n % 28)
                         try tx.update(
                             "site", id: pick(sites),
-                            ["beds_total": .integer(Int64(n % 300)), "observed_on": .text("2021-09-\(day < 10 ? "0" : "")\(day)")])
+                            [
+                                "beds_total": .integer(Int64(n % 300)),
+                                "observed_on": .text("2021-09-\(day < 10 ? "0" : "")\(day)"),
+                            ])
                     } else if visits.count < 3 || roll < 0.82 {
                         visits.append(
                             try tx.insert(

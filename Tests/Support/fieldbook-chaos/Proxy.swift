@@ -59,7 +59,9 @@ final class FaultProxy: Sendable {
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
         var address = loopback(port: 0)
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard bound == 0, listen(fd, 128) == 0 else {
             close(fd)
@@ -105,7 +107,9 @@ final class FaultProxy: Sendable {
         let upstream = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var address = loopback(port: upstreamPort)
         let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(upstream, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(upstream, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard upstream >= 0, connected == 0 else {
             // The server is down (killed): the device sees a broken connection, as it would without us.
@@ -178,7 +182,8 @@ final class FaultProxy: Sendable {
             if roll < faults.drop + faults.cut + faults.delay {
                 // Mostly short; one in five longer than a device waits for an answer.
                 let long = state.random.unit() < 0.2
-                return .delay(milliseconds: long ? 2_500 + Int(state.random.next() % 2_000) : 10 + Int(state.random.next() % 500))
+                return .delay(
+                    milliseconds: long ? 2_500 + Int(state.random.next() % 2_000) : 10 + Int(state.random.next() % 500))
             }
             return .pass
         }

@@ -35,7 +35,9 @@ struct Verifier {
             for line in details.prefix(20) { say("  " + line) }
             if details.count > 20 { say("  … and \(details.count - 20) more") }
             say("integrity: \(integrityFailures == 0 ? "ok" : "\(integrityFailures) files FAILED") (\(files) files)")
-            say("faults: \(faults)  changes: \(changes)  lost: \(lost)  duplicated: \(duplicated)  diverged: \(diverged)")
+            say(
+                "faults: \(faults)  changes: \(changes)  lost: \(lost)  duplicated: \(duplicated)  diverged: \(diverged)"
+            )
         }
     }
 
@@ -57,7 +59,9 @@ struct Verifier {
         var verdict = Verdict()
         for path in devices + [server] {
             verdict.files += 1
-            let result = try DatabaseQueue(path: path).read { try String.fetchOne($0, sql: "PRAGMA integrity_check") ?? "" }
+            let result = try DatabaseQueue(path: path).read {
+                try String.fetchOne($0, sql: "PRAGMA integrity_check") ?? ""
+            }
             if result != "ok" {
                 verdict.integrityFailures += 1
                 verdict.details.append("integrity_check of \(path): \(result)")
@@ -69,11 +73,15 @@ struct Verifier {
         var received: [String: [(device: String, sequence: Int64)]] = [:]
         for path in devices {
             try DatabaseQueue(path: path).read { db in
-                let device = try String.fetchOne(db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'device_id'") ?? "?"
-                for row in try Row.fetchAll(db, sql: "SELECT seq, entity, record, op, hlc, base, fields, sseq FROM _changelog ORDER BY seq") {
+                let device =
+                    try String.fetchOne(db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'device_id'") ?? "?"
+                for row in try Row.fetchAll(
+                    db, sql: "SELECT seq, entity, record, op, hlc, base, fields, sseq FROM _changelog ORDER BY seq")
+                {
                     made.append(
-                        Made(device: device, sequence: row[0], entity: row[1], record: row[2], op: row[3], hlc: row[4],
-                             base: row[5], fields: row[6], serverSequence: row[7]))
+                        Made(
+                            device: device, sequence: row[0], entity: row[1], record: row[2], op: row[3], hlc: row[4],
+                            base: row[5], fields: row[6], serverSequence: row[7]))
                 }
                 received[path] = try Row.fetchAll(db, sql: "SELECT device, seq FROM _received").map { ($0[0], $0[1]) }
             }
@@ -85,9 +93,12 @@ struct Verifier {
         var serverSnapshot: Snapshot = [:]
         var head: Int64 = 0
         try DatabaseQueue(path: server).read { db in
-            for row in try Row.fetchAll(db, sql: "SELECT sseq, device, seq, entity, record, op, hlc, base, fields FROM changes") {
-                let change = Made(device: row[1], sequence: row[2], entity: row[3], record: row[4], op: row[5], hlc: row[6],
-                                  base: row[7], fields: row[8], serverSequence: row[0])
+            for row in try Row.fetchAll(
+                db, sql: "SELECT sseq, device, seq, entity, record, op, hlc, base, fields FROM changes")
+            {
+                let change = Made(
+                    device: row[1], sequence: row[2], entity: row[3], record: row[4], op: row[5], hlc: row[6],
+                    base: row[7], fields: row[8], serverSequence: row[0])
                 stored[change.device, default: [:]][change.sequence, default: []].append((row[0], change))
                 head = max(head, row[0])
             }
@@ -96,7 +107,9 @@ struct Verifier {
                 let name: String = row[0]
                 guard let entity = schema.entity(name) else { continue }
                 let text: String = row[2]
-                let values = try RecordState(encoded: Array(text.utf8), entity: entity).values.filter { !$0.value.isNull }
+                let values = try RecordState(encoded: Array(text.utf8), entity: entity).values.filter {
+                    !$0.value.isNull
+                }
                 serverSnapshot[name, default: [:]][row[1] as String] = values
             }
         }
@@ -106,28 +119,35 @@ struct Verifier {
         for change in made {
             guard let copies = stored[change.device]?[change.sequence], let copy = copies.first else {
                 verdict.lost += 1
-                verdict.details.append("lost: change \(change.sequence) of device \(change.device) is not on the server")
+                verdict.details.append(
+                    "lost: change \(change.sequence) of device \(change.device) is not on the server")
                 continue
             }
-            let same = copy.made.entity == change.entity && copy.made.record == change.record && copy.made.op == change.op
+            let same =
+                copy.made.entity == change.entity && copy.made.record == change.record && copy.made.op == change.op
                 && copy.made.hlc == change.hlc && copy.made.base == change.base && copy.made.fields == change.fields
             if !same {
                 verdict.lost += 1
-                verdict.details.append("lost: change \(change.sequence) of device \(change.device) is on the server with other content")
+                verdict.details.append(
+                    "lost: change \(change.sequence) of device \(change.device) is on the server with other content")
             } else if let told = change.serverSequence, told != copy.sseq {
                 verdict.lost += 1
-                verdict.details.append("lost: change \(change.sequence) of device \(change.device) was acknowledged as \(told), the server has it as \(copy.sseq)")
+                verdict.details.append(
+                    "lost: change \(change.sequence) of device \(change.device) was acknowledged as \(told), the server has it as \(copy.sseq)"
+                )
             }
         }
         for (device, bySequence) in stored {
             for (sequence, copies) in bySequence {
                 if copies.count > 1 {
                     verdict.duplicated += copies.count - 1
-                    verdict.details.append("duplicated: change \(sequence) of device \(device) is on the server \(copies.count) times")
+                    verdict.details.append(
+                        "duplicated: change \(sequence) of device \(device) is on the server \(copies.count) times")
                 }
                 if !madeKeys.contains("\(device)/\(sequence)") {
                     verdict.duplicated += 1
-                    verdict.details.append("duplicated: the server has change \(sequence) of device \(device), which no device made")
+                    verdict.details.append(
+                        "duplicated: the server has change \(sequence) of device \(device), which no device made")
                 }
             }
         }
@@ -135,7 +155,8 @@ struct Verifier {
             var seen = Set<String>()
             for pair in pairs where !seen.insert("\(pair.device)/\(pair.sequence)").inserted {
                 verdict.duplicated += 1
-                verdict.details.append("duplicated: \(path) received change \(pair.sequence) of device \(pair.device) twice")
+                verdict.details.append(
+                    "duplicated: \(path) received change \(pair.sequence) of device \(pair.device) twice")
             }
         }
 
@@ -150,10 +171,14 @@ struct Verifier {
                 let value = snapshot[key.entity]?[key.id]?[key.field]?.integer ?? 0
                 if value > sum {
                     verdict.duplicated += 1
-                    verdict.details.append("duplicated: \(place) counts \(value) for \(key.entity).\(key.field) of \(key.id); the increments add up to \(sum)")
+                    verdict.details.append(
+                        "duplicated: \(place) counts \(value) for \(key.entity).\(key.field) of \(key.id); the increments add up to \(sum)"
+                    )
                 } else if value < sum && lostToo {
                     verdict.lost += 1
-                    verdict.details.append("lost: \(place) counts \(value) for \(key.entity).\(key.field) of \(key.id); the increments add up to \(sum)")
+                    verdict.details.append(
+                        "lost: \(place) counts \(value) for \(key.entity).\(key.field) of \(key.id); the increments add up to \(sum)"
+                    )
                 }
             }
         }
@@ -162,14 +187,18 @@ struct Verifier {
             let present = Set(serverSnapshot[key.entity]?[key.id]?[key.field]?.setMembers ?? [])
             if !members.isSubset(of: present) {
                 verdict.lost += 1
-                verdict.details.append("lost: \(key.entity).\(key.field) of \(key.id) lacks \(members.subtracting(present).sorted()) on the server")
+                verdict.details.append(
+                    "lost: \(key.entity).\(key.field) of \(key.id) lacks \(members.subtracting(present).sorted()) on the server"
+                )
             }
         }
         for (key, latest) in expected.latest {
             let value = serverSnapshot[key.entity]?[key.id]?[key.field] ?? .null
             if value != latest.value {
                 verdict.lost += 1
-                verdict.details.append("lost: \(key.entity).\(key.field) of \(key.id) is \(value) on the server; the latest write was \(latest.value)")
+                verdict.details.append(
+                    "lost: \(key.entity).\(key.field) of \(key.id) is \(value) on the server; the latest write was \(latest.value)"
+                )
             }
         }
 
@@ -185,10 +214,13 @@ struct Verifier {
                 for entity in schema.entities {
                     let mine = snapshot[entity.name] ?? [:]
                     let theirs = serverSnapshot[entity.name] ?? [:]
-                    for id in Set(mine.keys).union(theirs.keys) where mine[id] != theirs[id] { differing.append("\(entity.name) \(id)") }
+                    for id in Set(mine.keys).union(theirs.keys) where mine[id] != theirs[id] {
+                        differing.append("\(entity.name) \(id)")
+                    }
                 }
                 verdict.details.append(
-                    "diverged: device \(n + 1) has \(pending) changes pending and differs from the server in \(differing.count) records\(differing.prefix(3).map { ": " + $0 }.joined())")
+                    "diverged: device \(n + 1) has \(pending) changes pending and differs from the server in \(differing.count) records\(differing.prefix(3).map { ": " + $0 }.joined())"
+                )
             }
         }
         return verdict
@@ -219,7 +251,9 @@ struct Verifier {
         var removesMembers = Set<FieldKey>()
         for change in made {
             guard let entity = schema.entity(change.entity) else { continue }
-            if change.op == ChangeOperation.insert.rawValue { expected.inserted[RecordRef(entity: change.entity, id: change.record)] = true }
+            if change.op == ChangeOperation.insert.rawValue {
+                expected.inserted[RecordRef(entity: change.entity, id: change.record)] = true
+            }
             for fieldChange in try FieldChange.decode(utf8: Array(change.fields.utf8), entity: entity) {
                 guard let field = entity.fields.first(where: { $0.name == fieldChange.field }) else { continue }
                 let key = FieldKey(entity: change.entity, id: change.record, field: field.name)
@@ -234,7 +268,8 @@ struct Verifier {
                     // The later (timestamp, device) wins; a write made knowing another always has the later timestamp.
                     let hlc = UInt64(bitPattern: change.hlc)
                     if let current = expected.latest[key],
-                        current.hlc > hlc || current.hlc == hlc && !current.device.utf8.lexicographicallyPrecedes(change.device.utf8)
+                        current.hlc > hlc
+                            || current.hlc == hlc && !current.device.utf8.lexicographicallyPrecedes(change.device.utf8)
                     {
                         continue
                     }
@@ -254,7 +289,9 @@ struct Verifier {
             var records: [String: [String: Value]] = [:]
             for record in try store.fetch(Query(entity.name)) {
                 var values: [String: Value] = [:]
-                for (field, value) in zip(entity.fields, record.values) where !value.isNull { values[field.name] = value }
+                for (field, value) in zip(entity.fields, record.values) where !value.isNull {
+                    values[field.name] = value
+                }
                 records[record.id] = values
             }
             result[entity.name] = records

@@ -36,9 +36,12 @@ while true {
                 switch Int.random(in: 0..<10, using: &rng) {
                 case 0...2:
                     if sites.isEmpty || Bool.random(using: &rng) {
-                        sites.append(try tx.insert("site", ["name": .text("敬老院\(rng.next() % 1000)"), "kind": "elderly_home"]))
+                        sites.append(
+                            try tx.insert("site", ["name": .text("敬老院\(rng.next() % 1000)"), "kind": "elderly_home"]))
                     } else {
-                        try tx.increment("site", id: sites.randomElement(using: &rng)!, "illegal_graves_found", by: Int64.random(in: -3...5, using: &rng))
+                        try tx.increment(
+                            "site", id: sites.randomElement(using: &rng)!, "illegal_graves_found",
+                            by: Int64.random(in: -3...5, using: &rng))
                     }
                 case 3...5:
                     var values: [String: Value] = ["title": .text("问题 \(rng.next() % 100_000)")]
@@ -47,8 +50,11 @@ while true {
                 case 6...8 where !findings.isEmpty:
                     try tx.update(
                         "finding", id: findings.randomElement(using: &rng)!,
-                        ["status": statuses.randomElement(using: &rng)!, "reopen_count": .integer(Int64.random(in: 0...3, using: &rng)),
-                         "deadline": .text("2022-0\(Int.random(in: 1...9, using: &rng))-15")])
+                        [
+                            "status": statuses.randomElement(using: &rng)!,
+                            "reopen_count": .integer(Int64.random(in: 0...3, using: &rng)),
+                            "deadline": .text("2022-0\(Int.random(in: 1...9, using: &rng))-15"),
+                        ])
                 case 9 where !findings.isEmpty:
                     let index = Int.random(in: 0..<findings.count, using: &rng)
                     try tx.delete("finding", id: findings[index])

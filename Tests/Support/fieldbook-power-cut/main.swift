@@ -110,7 +110,8 @@ var devices: [(store: Store, transport: InProcessTransport, entry: Manifest.Devi
 for (file, person) in [("a.sqlite", "王芳"), ("b.sqlite", "李明")] {
     let token = try await server.createToken(name: person)
     guard let identity = try await server.authenticate(token: token) else { fatalError("a new token was refused") }
-    let store = try Store(path: directory.appendingPathComponent(file).path, schema: schema, configuration: configuration)
+    let store = try Store(
+        path: directory.appendingPathComponent(file).path, schema: schema, configuration: configuration)
     devices.append(
         (
             store: store, transport: InProcessTransport(storage: server, identity: identity, events: events),
@@ -178,10 +179,13 @@ for (n, clock) in clocks.sorted().enumerated() {
         guard fieldbook_powercut_snapshot(clock, cut.path, keepPercent, UInt32(n + 1)) == 0 else {
             fatalError("could not write \(name)")
         }
-        manifest.cuts.append(.init(directory: name, clock: clock, sent: sent, flushed: flushed, acknowledged: acknowledged))
+        manifest.cuts.append(
+            .init(directory: name, clock: clock, sent: sent, flushed: flushed, acknowledged: acknowledged))
     }
 }
 let encoder = JSONEncoder()
 encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
 try encoder.encode(manifest).write(to: directory.appendingPathComponent("manifest.json"))
-print("\(manifest.cuts.count) cuts over \(end - start) recorded writes and syncs, \(recorded.filter { $0.kind == .sent }.count) pushes")
+print(
+    "\(manifest.cuts.count) cuts over \(end - start) recorded writes and syncs, \(recorded.filter { $0.kind == .sent }.count) pushes"
+)

@@ -12,7 +12,9 @@ import FieldbookStore
 import Foundation
 
 let arguments = CommandLine.arguments
-guard arguments.count == 6, let url = URL(string: arguments[2]), let total = Int(arguments[4]), let batch = Int(arguments[5]) else {
+guard arguments.count == 6, let url = URL(string: arguments[2]), let total = Int(arguments[4]),
+    let batch = Int(arguments[5])
+else {
     FileHandle.standardError.write(Data("usage: fieldbook-sync-device STORE SERVER-URL TOKEN CHANGES BATCH\n".utf8))
     exit(2)
 }

@@ -12,7 +12,8 @@ struct ConfigCommand: AsyncParsableCommand {
         defaultSubcommand: Show.self)
 
     struct Show: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "The server, the device's name and id (never the token).")
+        static let configuration = CommandConfiguration(
+            abstract: "The server, the device's name and id (never the token).")
 
         @OptionGroup var device: DeviceOptions
 
@@ -53,8 +54,13 @@ struct ConfigCommand: AsyncParsableCommand {
                     guard !value.isEmpty else { throw CLIError(.usage, "the token is empty") }
                     config.token = value
                 case .name:
-                    if value.count > PushRequest.maxDeviceName || value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
-                        throw CLIError(.usage, "a device name is at most \(PushRequest.maxDeviceName) characters, without control characters")
+                    if value.count > PushRequest.maxDeviceName
+                        || value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
+                    {
+                        throw CLIError(
+                            .usage,
+                            "a device name is at most \(PushRequest.maxDeviceName) characters, without control characters"
+                        )
                     }
                     config.name = value.isEmpty ? nil : value
                 }

@@ -10,13 +10,17 @@ import Foundation
 /// settle it, and end up holding the same ledger.
 struct Demo: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run a sync server and three devices through DOMAIN.md's example: offline work, sync, a conflict, its resolution.")
+        abstract:
+            "Run a sync server and three devices through DOMAIN.md's example: offline work, sync, a conflict, its resolution."
+    )
 
     @Option(help: "Where to put the server's and the devices' files (default: a new temporary directory).")
     var store: String?
 
     func run() async throws {
-        let directory = store ?? FileManager.default.temporaryDirectory
+        let directory =
+            store
+            ?? FileManager.default.temporaryDirectory
             .appendingPathComponent("fieldbook-demo-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let schema = try Schema(json: BundledSchemas.inspection)
@@ -31,10 +35,14 @@ struct Demo: AsyncParsableCommand {
             devices[key] = try Store(path: "\(directory)/\(key).sqlite", schema: schema)
             transports[key] = HTTPTransport(server: server.url, token: try server.token(name: names[key]!))
         }
-        let office = devices["office"]!, li = devices["li"]!, zhang = devices["zhang"]!
+        let office = devices["office"]!
+        let li = devices["li"]!
+        let zhang = devices["zhang"]!
         func sync(_ key: String) async throws {
             let report = try await devices[key]!.sync(transports[key]!)
-            print("  sync \(pad(names[key]!, to: 13))  pushed \(report.pushed), pulled \(report.pulled), open conflicts \(report.openConflicts)")
+            print(
+                "  sync \(pad(names[key]!, to: 13))  pushed \(report.pushed), pulled \(report.pulled), open conflicts \(report.openConflicts)"
+            )
         }
         func syncAll() async throws {
             for key in ["office", "li", "zhang", "office", "li", "zhang"] { try await sync(key) }
@@ -48,10 +56,13 @@ struct Demo: AsyncParsableCommand {
         let fire = story.fire
         try li.insert(
             "visit",
-            ["site": .text(story.home), "visited_on": "2021-10-12", "inspectors": .set(["李明"]), "problems_found": 2,
-             "summary": "复查：消防通道已清理，呼叫装置到货未安装"])
+            [
+                "site": .text(story.home), "visited_on": "2021-10-12", "inspectors": .set(["李明"]), "problems_found": 2,
+                "summary": "复查：消防通道已清理，呼叫装置到货未安装",
+            ])
         try zhang.insert(
-            "visit", ["site": .text(story.home), "visited_on": "2021-10-05", "inspectors": .set(["张伟"]), "problems_found": 1])
+            "visit",
+            ["site": .text(story.home), "visited_on": "2021-10-05", "inspectors": .set(["张伟"]), "problems_found": 1])
         try li.update("site", id: story.home, ["beds_total": 310, "observed_on": "2021-10-12"])
         try li.update("finding", id: fire, ["deadline": "2022-08-31", "results": "呼叫装置已采购"])
         try li.insert("progress_note", ["finding": .text(fire), "text": "现场复查：呼叫装置已到货，待安装", "author": "李明"])
@@ -60,12 +71,15 @@ struct Demo: AsyncParsableCommand {
         try zhang.insert("progress_note", ["finding": .text(fire), "text": "与运营方约谈，确定安装计划", "author": "张伟"])
         try office.update("finding", id: fire, ["responsible_person": "刘洋"])
         try office.write { try $0.increment("site", id: story.cemetery, "illegal_graves_found", by: 1) }
-        print("   pending: office \(try office.pendingCount()), 李明 \(try li.pendingCount()), 张伟 \(try zhang.pendingCount())")
+        print(
+            "   pending: office \(try office.pendingCount()), 李明 \(try li.pendingCount()), 张伟 \(try zhang.pendingCount())"
+        )
 
         print("\n3. Back in signal, everyone syncs.")
         try await syncAll()
         let beds = try office.record("site", id: story.home)?["beds_total"] ?? .null
-        print("   Beds: 李明 counted 310 on 2021-10-12, 张伟 305 on 2021-10-05 → \(beds) everywhere (the later visit wins).")
+        print(
+            "   Beds: 李明 counted 310 on 2021-10-12, 张伟 305 on 2021-10-05 → \(beds) everywhere (the later visit wins).")
         let conflicts = try office.conflicts()
         var table = TextTable(["冲突 Conflict", "字段 Field", "值 Value", "谁 Who", "时间 When"])
         for conflict in conflicts {
@@ -77,7 +91,9 @@ struct Demo: AsyncParsableCommand {
                 ])
             }
         }
-        print("   The deadline was moved twice, offline: the same conflict on every device (\(try li.conflicts().count), \(try zhang.conflicts().count), \(conflicts.count)):")
+        print(
+            "   The deadline was moved twice, offline: the same conflict on every device (\(try li.conflicts().count), \(try zhang.conflicts().count), \(conflicts.count)):"
+        )
         print(table.render(indent: 3))
 
         print("\n4. The office settles the deadline (2022-12-31) and everyone syncs.")
@@ -88,7 +104,9 @@ struct Demo: AsyncParsableCommand {
         try printLedger(office)
         let snapshots = try [office, li, zhang].map { try ledgerExport($0) }
         let agree = snapshots.allSatisfy { $0 == snapshots[0] }
-        print("Devices agree: \(agree ? "yes" : "NO"); open conflicts: \(try office.conflicts().count + li.conflicts().count + zhang.conflicts().count)\n")
+        print(
+            "Devices agree: \(agree ? "yes" : "NO"); open conflicts: \(try office.conflicts().count + li.conflicts().count + zhang.conflicts().count)\n"
+        )
 
         print("History of the fire-safety finding (who, on which device):")
         var history = TextTable(["时间 When", "谁 Who", "字段 Field", "旧 Old", "新 New"])
@@ -161,62 +179,87 @@ enum DemoStory {
         let round = try store.insert(
             InspectionRound(
                 title: "区委第一巡察组对区民政局开展常规巡察", team: "区委第一巡察组", unit: "区民政局",
-                startedOn: CalendarDate("2021-08-16"), endedOn: CalendarDate("2021-09-30"), feedbackOn: CalendarDate("2021-11-16")))
+                startedOn: CalendarDate("2021-08-16"), endedOn: CalendarDate("2021-09-30"),
+                feedbackOn: CalendarDate("2021-11-16")))
         let station = try store.insert(
-            Site(name: "新度镇社会工作服务站", kind: .socialWorkStation, town: "新度镇", starRating: 4,
-                 observedOn: CalendarDate("2021-09-02"), tags: ["省级示范点"]))
+            Site(
+                name: "新度镇社会工作服务站", kind: .socialWorkStation, town: "新度镇", starRating: 4,
+                observedOn: CalendarDate("2021-09-02"), tags: ["省级示范点"]))
         let home = try store.insert(
-            Site(name: "城厢区公建民营敬老院", kind: .elderlyHome, town: "霞林街道", operator: .publicBuiltPrivateRun,
-                 bedsTotal: 300, nursingBeds: 240, observedOn: CalendarDate("2021-09-06")))
+            Site(
+                name: "城厢区公建民营敬老院", kind: .elderlyHome, town: "霞林街道", operator: .publicBuiltPrivateRun,
+                bedsTotal: 300, nursingBeds: 240, observedOn: CalendarDate("2021-09-06")))
         _ = try store.insert(
-            Site(name: "荔城区公建民营敬老院", kind: .elderlyHome, town: "拱辰街道", operator: .publicBuiltPrivateRun,
-                 bedsTotal: 259, nursingBeds: 201, observedOn: CalendarDate("2021-09-06")))
+            Site(
+                name: "荔城区公建民营敬老院", kind: .elderlyHome, town: "拱辰街道", operator: .publicBuiltPrivateRun,
+                bedsTotal: 259, nursingBeds: 201, observedOn: CalendarDate("2021-09-06")))
         _ = try store.insert(
-            Site(name: "东海镇农村幸福院", kind: .happinessHome, town: "东海镇", village: "东海村", meetsSixHaves: true,
-                 observedOn: CalendarDate("2021-09-08")))
+            Site(
+                name: "东海镇农村幸福院", kind: .happinessHome, town: "东海镇", village: "东海村", meetsSixHaves: true,
+                observedOn: CalendarDate("2021-09-08")))
         _ = try store.insert(
             Site(name: "黄石镇长者食堂", kind: .elderCanteen, town: "黄石镇", operator: .thirdParty))
         let cemetery = try store.insert(Site(name: "西天尾镇公益性公墓", kind: .cemetery, town: "西天尾镇", tags: ["42户56穴"]))
 
         let visit = try store.insert(
-            Visit(site: home.id, round: round.id, visitedOn: CalendarDate("2021-09-06")!, inspectors: ["张伟", "王芳"],
-                  summary: "全覆盖督查公建民营养老机构，发现问题14个，其中共性问题8个", problemsFound: 14,
-                  penaltyYuan: 4000, recoveredYuan: 25131))
+            Visit(
+                site: home.id, round: round.id, visitedOn: CalendarDate("2021-09-06")!, inspectors: ["张伟", "王芳"],
+                summary: "全覆盖督查公建民营养老机构，发现问题14个，其中共性问题8个", problemsFound: 14,
+                penaltyYuan: 4000, recoveredYuan: 25131))
         _ = try store.insert(
-            Visit(site: station.id, round: round.id, visitedOn: CalendarDate("2021-09-02")!, inspectors: ["李娜"],
-                  summary: "省级示范点，服务开展正常"))
+            Visit(
+                site: station.id, round: round.id, visitedOn: CalendarDate("2021-09-02")!, inspectors: ["李娜"],
+                summary: "省级示范点，服务开展正常"))
 
         let fee = try store.insert(
-            Finding(round: round.id, visit: visit.id, site: home.id, aspect: .misconductNearPeople, category: "养老服务",
-                    title: "公建民营养老机构违约金未按合同收缴", status: .completed, deadline: CalendarDate("2021-12-31"),
-                    responsibleLeader: "陈静", responsibleUnit: "养老服务科", responsiblePerson: "刘洋",
-                    results: "违约金4000元已缴纳", rectifiedOn: CalendarDate("2021-12-20")))
+            Finding(
+                round: round.id, visit: visit.id, site: home.id, aspect: .misconductNearPeople, category: "养老服务",
+                title: "公建民营养老机构违约金未按合同收缴", status: .completed, deadline: CalendarDate("2021-12-31"),
+                responsibleLeader: "陈静", responsibleUnit: "养老服务科", responsiblePerson: "刘洋",
+                results: "违约金4000元已缴纳", rectifiedOn: CalendarDate("2021-12-20")))
         var fire = try store.insert(
-            Finding(round: round.id, visit: visit.id, site: home.id, aspect: .policyImplementation, category: "安全管理",
-                    title: "部分护理床位未配备呼叫装置，消防通道堆放杂物", status: .inProgress, deadline: CalendarDate("2022-06-30"),
-                    responsibleLeader: "陈静", responsibleUnit: "养老服务科", responsiblePerson: "王芳",
-                    results: "已清理消防通道", nextSteps: "2022年内完成呼叫装置安装"))
+            Finding(
+                round: round.id, visit: visit.id, site: home.id, aspect: .policyImplementation, category: "安全管理",
+                title: "部分护理床位未配备呼叫装置，消防通道堆放杂物", status: .inProgress, deadline: CalendarDate("2022-06-30"),
+                responsibleLeader: "陈静", responsibleUnit: "养老服务科", responsiblePerson: "王芳",
+                results: "已清理消防通道", nextSteps: "2022年内完成呼叫装置安装"))
         let graves = try store.insert(
-            Finding(round: round.id, site: cemetery.id, aspect: .policyImplementation, category: "殡葬管理",
-                    title: "公墓台账数据不准确", deadline: CalendarDate("2022-03-31"), responsibleUnit: "社会事务科",
-                    responsiblePerson: "张伟"))
+            Finding(
+                round: round.id, site: cemetery.id, aspect: .policyImplementation, category: "殡葬管理",
+                title: "公墓台账数据不准确", deadline: CalendarDate("2022-03-31"), responsibleUnit: "社会事务科",
+                responsiblePerson: "张伟"))
         _ = try store.insert(
-            Finding(round: round.id, aspect: .partyOrganisation, category: "党建", title: "长效机制建设不到位",
-                    status: .inProgress, responsibleLeader: "陈静", longTerm: true))
+            Finding(
+                round: round.id, aspect: .partyOrganisation, category: "党建", title: "长效机制建设不到位",
+                status: .inProgress, responsibleLeader: "陈静", longTerm: true))
 
-        _ = try store.insert(Measure(finding: fee.id, description: "督促运营方缴纳违约金", responsiblePerson: "刘洋",
-                                     deadline: CalendarDate("2021-12-31"), status: .completed))
-        _ = try store.insert(Measure(finding: fire.id, description: "清理消防通道，建立日常巡查制度", responsiblePerson: "王芳",
-                                     deadline: CalendarDate("2021-12-31"), status: .completed))
-        _ = try store.insert(Measure(finding: fire.id, description: "为护理床位安装呼叫装置", responsiblePerson: "王芳",
-                                     deadline: CalendarDate("2022-06-30"), status: .inProgress))
-        _ = try store.insert(Measure(finding: graves.id, description: "逐户核对公墓台账", responsiblePerson: "张伟",
-                                     deadline: CalendarDate("2022-03-31")))
+        _ = try store.insert(
+            Measure(
+                finding: fee.id, description: "督促运营方缴纳违约金", responsiblePerson: "刘洋",
+                deadline: CalendarDate("2021-12-31"), status: .completed))
+        _ = try store.insert(
+            Measure(
+                finding: fire.id, description: "清理消防通道，建立日常巡查制度", responsiblePerson: "王芳",
+                deadline: CalendarDate("2021-12-31"), status: .completed))
+        _ = try store.insert(
+            Measure(
+                finding: fire.id, description: "为护理床位安装呼叫装置", responsiblePerson: "王芳",
+                deadline: CalendarDate("2022-06-30"), status: .inProgress))
+        _ = try store.insert(
+            Measure(
+                finding: graves.id, description: "逐户核对公墓台账", responsiblePerson: "张伟",
+                deadline: CalendarDate("2022-03-31")))
 
-        for (person, kind) in [("某某甲", AccountabilityAction.Kind.admonishment), ("某某乙", .criticism), ("某某丙", .reminder), ("某某丁", .reminder)] {
-            _ = try store.insert(AccountabilityAction(finding: fee.id, person: person, kind: kind, decidedOn: CalendarDate("2021-12-10")))
+        for (person, kind) in [
+            ("某某甲", AccountabilityAction.Kind.admonishment), ("某某乙", .criticism), ("某某丙", .reminder),
+            ("某某丁", .reminder),
+        ] {
+            _ = try store.insert(
+                AccountabilityAction(finding: fee.id, person: person, kind: kind, decidedOn: CalendarDate("2021-12-10"))
+            )
         }
-        _ = try store.insert(ProgressNote(finding: fire.id, text: "消防通道已清理完毕，建立日常巡查台账", author: "王芳", writtenAt: Date()))
+        _ = try store.insert(
+            ProgressNote(finding: fire.id, text: "消防通道已清理完毕，建立日常巡查台账", author: "王芳", writtenAt: Date()))
 
         // Later, offline in the field: a corrected record and a deadline moved.
         var site = try store.fetch(Site.self, id: cemetery.id)!

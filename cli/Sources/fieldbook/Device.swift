@@ -43,7 +43,9 @@ struct Device {
 
     /// Connections fail fast (5 s) with no signal; once connected, the server may be silent for 20 s
     /// (a slow link that keeps sending is never cut off).
-    var transport: HTTPTransport { HTTPTransport(server: config.server, token: config.token, timeout: 20, connectTimeout: 5) }
+    var transport: HTTPTransport {
+        HTTPTransport(server: config.server, token: config.token, timeout: 20, connectTimeout: 5)
+    }
 
     /// Each known device's name by id: this one's, and those the server passed on with other devices' changes.
     func deviceNames() throws -> [String: String] {
@@ -71,7 +73,9 @@ struct DeviceConfig {
         let path = directory + "/config.json"
         guard let data = FileManager.default.contents(atPath: path) else {
             throw CLIError(
-                .notFound, "no device at \(directory); make one with 'fieldbook init --server URL --token TOKEN' (or pass --store DIR)")
+                .notFound,
+                "no device at \(directory); make one with 'fieldbook init --server URL --token TOKEN' (or pass --store DIR)"
+            )
         }
         guard let json = try? JSON(parsing: Array(data)), case .string(let server)? = json["server"],
             let url = URL(string: server), case .string(let token)? = json["token"]
@@ -92,7 +96,9 @@ struct DeviceConfig {
     /// Writes the file whole or not at all: a new file, readable by its owner only from the moment it
     /// exists (the token is a secret), made durable, then renamed over the old one.
     func write(to directory: String) throws {
-        var pairs: [(key: String, value: JSON)] = [("server", .string(server.absoluteString)), ("token", .string(token))]
+        var pairs: [(key: String, value: JSON)] = [
+            ("server", .string(server.absoluteString)), ("token", .string(token)),
+        ]
         if let name { pairs.append(("name", .string(name))) }
         let path = directory + "/config.json"
         let temporary = directory + "/.config.json.new"
@@ -167,7 +173,8 @@ struct CLIError: Error, CustomStringConvertible {
             case .refused(.unauthorized):
                 self.init(
                     .authentication,
-                    "the server refused this device's token (unknown or revoked); ask an administrator for a new one ('fieldbook-server token create --name NAME') and give it to this device with 'fieldbook config set token TOKEN'; the changes stay here")
+                    "the server refused this device's token (unknown or revoked); ask an administrator for a new one ('fieldbook-server token create --name NAME') and give it to this device with 'fieldbook config set token TOKEN'; the changes stay here"
+                )
             case .refused(.schemaMismatch):
                 self.init(.refused, "\(error.message); this device and the server must hold the same schema version")
             case .refused(let code): self.init(.refused, "the server refused the sync (\(code)): \(error.message)")

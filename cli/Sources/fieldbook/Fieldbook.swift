@@ -6,10 +6,13 @@ struct Fieldbook: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fieldbook",
         abstract: "An inspector's device: log visits and findings offline, sync, settle conflicts, see history.",
-        discussion: "Every command works offline except sync. Options may come before the command: fieldbook --store DIR --json list site.",
+        discussion:
+            "Every command works offline except sync. Options may come before the command: fieldbook --store DIR --json list site.",
         subcommands: [
-            Init.self, Add.self, SetFields.self, Delete.self, Get.self, List.self, Sync.self, Status.self, Conflicts.self,
-            Resolve.self, History.self, Report.self, Export.self, FindingCommand.self, VisitCommand.self, ConfigCommand.self,
+            Init.self, Add.self, SetFields.self, Delete.self, Get.self, List.self, Sync.self, Status.self,
+            Conflicts.self,
+            Resolve.self, History.self, Report.self, Export.self, FindingCommand.self, VisitCommand.self,
+            ConfigCommand.self,
             Demo.self,
         ])
 }
@@ -20,7 +23,9 @@ enum Main {
         let arguments = Array(CommandLine.arguments.dropFirst())
         let json = arguments.contains("--json")
         if let unknown = unknownCommand(arguments) {
-            fail("unknown command '\(unknown)'; the commands are: \(commandNames.joined(separator: ", ")) (see 'fieldbook --help')", exit: 64, json: json)
+            fail(
+                "unknown command '\(unknown)'; the commands are: \(commandNames.joined(separator: ", ")) (see 'fieldbook --help')",
+                exit: 64, json: json)
         }
         do {
             var command = try Fieldbook.parseAsRoot(negativeValuesJoined(leadingOptionsMoved(arguments[...])))
@@ -114,7 +119,10 @@ enum Main {
         // After the command's own name (and a subcommand such as `conflicts show`), before its arguments.
         var head = [command]
         rest = rest.dropFirst()
-        let nested = ["conflicts": ["list", "show"], "finding": ["add", "close", "note"], "visit": ["log"], "config": ["show", "set"]]
+        let nested = [
+            "conflicts": ["list", "show"], "finding": ["add", "close", "note"], "visit": ["log"],
+            "config": ["show", "set"],
+        ]
         if let subcommands = nested[command], let sub = rest.first, subcommands.contains(sub) {
             head.append(sub)
             rest = rest.dropFirst()

@@ -26,7 +26,9 @@ struct LedgerReport {
         let visits = try store.fetch(Query("visit"))
         func tally(_ records: [Record], _ field: String, order: [String] = []) -> [(String, Int)] {
             var counts: [String: Int] = [:]
-            for record in records { counts[record[field].description.isEmpty ? "—" : record[field].description, default: 0] += 1 }
+            for record in records {
+                counts[record[field].description.isEmpty ? "—" : record[field].description, default: 0] += 1
+            }
             let rest = counts.filter { !order.contains($0.key) }.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
             return order.map { ($0, counts[$0] ?? 0) } + rest
         }
@@ -40,7 +42,9 @@ struct LedgerReport {
         self.measures = measures.count
         measuresByStatus = tally(measures, "status", order: statuses)
         accountabilityByKind = tally(actions, "kind", order: ["admonishment", "criticism", "reminder"])
-        func sum(_ field: String) -> Double { visits.compactMap { if case .real(let d) = $0[field] { d } else { nil } }.reduce(0, +) }
+        func sum(_ field: String) -> Double {
+            visits.compactMap { if case .real(let d) = $0[field] { d } else { nil } }.reduce(0, +)
+        }
         penalties = sum("penalty_yuan")
         recovered = sum("recovered_yuan")
     }
@@ -56,7 +60,13 @@ struct LedgerReport {
             ("findings_by_status", object(byStatus)), ("findings_by_category", object(byCategory)),
             (
                 "overdue",
-                .array(overdue.map { .object([("id", .string($0.id)), ("title", $0["title"].json), ("deadline", $0["deadline"].json), ("status", $0["status"].json)]) })
+                .array(
+                    overdue.map {
+                        .object([
+                            ("id", .string($0.id)), ("title", $0["title"].json), ("deadline", $0["deadline"].json),
+                            ("status", $0["status"].json),
+                        ])
+                    })
             ),
             ("measures", .int(Int64(measures))), ("measures_by_status", object(measuresByStatus)),
             ("accountability_by_kind", object(accountabilityByKind)), ("penalties_yuan", .double(penalties)),
@@ -73,7 +83,10 @@ struct LedgerReport {
         if !overdue.isEmpty {
             var table = TextTable(["问题 Finding", "整改期限 Deadline", "状态 Status", "责任人 Person"])
             for f in overdue {
-                table.append([f["title"].description, f["deadline"].description, f["status"].description, f["responsible_person"].description])
+                table.append([
+                    f["title"].description, f["deadline"].description, f["status"].description,
+                    f["responsible_person"].description,
+                ])
             }
             out.append(table.render(indent: 2))
         }
@@ -88,7 +101,9 @@ struct LedgerReport {
 /// `fieldbook report`: the ledger's tallies as a bureau publishes them.
 struct Report: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "The ledger as published: findings by status and category, overdue findings, measures, accountability, money.")
+        abstract:
+            "The ledger as published: findings by status and category, overdue findings, measures, accountability, money."
+    )
 
     @OptionGroup var device: DeviceOptions
 
@@ -100,7 +115,8 @@ struct Report: AsyncParsableCommand {
             let device = try self.device.open()
             let day = today ?? LedgerReport.today()
             guard CalendarText.isValidDate(day) else {
-                throw CLIError(.validation, "--today \(day) is not right: give \(CalendarText.dateExpectation(for: day))")
+                throw CLIError(
+                    .validation, "--today \(day) is not right: give \(CalendarText.dateExpectation(for: day))")
             }
             let report = try LedgerReport(device.store, day: day)
             if self.device.json { printJSON(report.json) } else { print(report.render()) }
@@ -129,15 +145,19 @@ struct Export: AsyncParsableCommand {
                 printJSON(entity == nil ? .object(pairs) : pairs[0].1)
                 return
             }
-            guard entities.count == 1 else { throw CLIError(.usage, "CSV holds one entity: name it, e.g. 'fieldbook export finding'") }
+            guard entities.count == 1 else {
+                throw CLIError(.usage, "CSV holds one entity: name it, e.g. 'fieldbook export finding'")
+            }
             let fields = entities[0].fields
             // A byte-order mark makes spreadsheets read the file as UTF-8.
             var out = "\u{FEFF}" + (["id"] + fields.map(\.name)).map(csvField).joined(separator: ",") + "\r\n"
             for record in try device.store.fetch(Query(entities[0].name)) {
-                out += ([record.id] + record.values.map { value in
-                    if case .textSet(let members) = value { return members.joined(separator: ", ") }
-                    return value.description
-                }).map(csvField).joined(separator: ",") + "\r\n"
+                out +=
+                    ([record.id]
+                    + record.values.map { value in
+                        if case .textSet(let members) = value { return members.joined(separator: ", ") }
+                        return value.description
+                    }).map(csvField).joined(separator: ",") + "\r\n"
             }
             FileHandle.standardOutput.write(Data(out.utf8))
         }
@@ -184,7 +204,8 @@ struct FindingCommand: AsyncParsableCommand {
 
     struct CloseFinding: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "close", abstract: "Mark a finding rectified (completed). Refused while it has open conflicts.")
+            commandName: "close", abstract: "Mark a finding rectified (completed). Refused while it has open conflicts."
+        )
         @OptionGroup var device: DeviceOptions
         @Argument(help: "The finding's id.") var id: String
         @Option(help: "The day it was rectified, YYYY-MM-DD (default: today).") var on: String?
@@ -199,19 +220,25 @@ struct FindingCommand: AsyncParsableCommand {
                 if !open.isEmpty {
                     throw CLIError(
                         .conflict,
-                        "the finding has \(open.count) open conflict\(open.count == 1 ? "" : "s") (\(open.map { $0.field ?? "delete" }.joined(separator: ", "))); settle them first with 'fieldbook resolve'")
+                        "the finding has \(open.count) open conflict\(open.count == 1 ? "" : "s") (\(open.map { $0.field ?? "delete" }.joined(separator: ", "))); settle them first with 'fieldbook resolve'"
+                    )
                 }
                 let day = on ?? LedgerReport.today()
                 try device.store.update(
                     "finding", id: finding.id,
                     try ["status=completed", "rectified_on=\(day)"].assignments(try device.entity("finding")))
-                if self.device.json { printJSON(try device.store.record("finding", id: finding.id)!.json) } else { print("closed \(finding.id)") }
+                if self.device.json {
+                    printJSON(try device.store.record("finding", id: finding.id)!.json)
+                } else {
+                    print("closed \(finding.id)")
+                }
             }
         }
     }
 
     struct NoteFinding: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "note", abstract: "Add a progress note to a finding (notes never conflict).")
+        static let configuration = CommandConfiguration(
+            commandName: "note", abstract: "Add a progress note to a finding (notes never conflict).")
         @OptionGroup var device: DeviceOptions
         @Argument(help: "The finding's id.") var id: String
         @Argument(help: "The note.") var text: String
@@ -219,10 +246,18 @@ struct FindingCommand: AsyncParsableCommand {
         func run() async throws {
             try await fieldbook.run(device) {
                 let device = try self.device.open()
-                var values: [String: Value] = ["finding": .text(id), "text": .text(text), "written_at": .text(CalendarText.timestamp(millisecondsSince1970: Int64(Date().timeIntervalSince1970 * 1000)))]
+                var values: [String: Value] = [
+                    "finding": .text(id), "text": .text(text),
+                    "written_at": .text(
+                        CalendarText.timestamp(millisecondsSince1970: Int64(Date().timeIntervalSince1970 * 1000))),
+                ]
                 if let name = device.config.name { values["author"] = .text(name) }
                 let note = try device.store.insert("progress_note", values)
-                if self.device.json { printJSON(try device.store.record("progress_note", id: note)!.json) } else { print(note) }
+                if self.device.json {
+                    printJSON(try device.store.record("progress_note", id: note)!.json)
+                } else {
+                    print(note)
+                }
             }
         }
     }
@@ -230,7 +265,8 @@ struct FindingCommand: AsyncParsableCommand {
 
 /// `fieldbook visit log`: a site visit, in one line.
 struct VisitCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "visit", abstract: "Site visits.", subcommands: [Log.self])
+    static let configuration = CommandConfiguration(
+        commandName: "visit", abstract: "Site visits.", subcommands: [Log.self])
 
     struct Log: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Log a site visit.")

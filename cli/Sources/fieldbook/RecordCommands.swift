@@ -44,11 +44,14 @@ struct Init: AsyncParsableCommand {
             if device.json {
                 printJSON(
                     .object([
-                        ("device", .string(store.deviceID)), ("store", .string(path)), ("server", .string(url.absoluteString)),
+                        ("device", .string(store.deviceID)), ("store", .string(path)),
+                        ("server", .string(url.absoluteString)),
                         ("schema", .string(loaded.name)), ("schema_version", .int(Int64(loaded.version))),
                     ]))
             } else {
-                print("Device \(store.deviceID) in \(path), schema \(loaded.name) version \(loaded.version), server \(url.absoluteString)")
+                print(
+                    "Device \(store.deviceID) in \(path), schema \(loaded.name) version \(loaded.version), server \(url.absoluteString)"
+                )
             }
         }
     }
@@ -142,7 +145,9 @@ struct List: AsyncParsableCommand {
     @OptionGroup var device: DeviceOptions
     @Argument(help: "The entity.") var entity: String
 
-    @Option(name: .customLong("where"), help: ArgumentHelp("Only records whose field equals the value (repeatable).", valueName: "field=value"))
+    @Option(
+        name: .customLong("where"),
+        help: ArgumentHelp("Only records whose field equals the value (repeatable).", valueName: "field=value"))
     var filters: [String] = []
 
     @Option(help: "Sort by this field.")
@@ -191,7 +196,8 @@ struct List: AsyncParsableCommand {
 }
 
 struct History: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Who changed a record, when, on which device, from what to what.")
+    static let configuration = CommandConfiguration(
+        abstract: "Who changed a record, when, on which device, from what to what.")
 
     @OptionGroup var device: DeviceOptions
     @Argument(help: "The entity.") var entity: String
@@ -212,9 +218,17 @@ struct History: AsyncParsableCommand {
                     .array(
                         entries.map { e in
                             .object([
-                                ("when", .string(CalendarText.timestamp(millisecondsSince1970: Int64(e.timestamp.millis)))),
-                                ("who", e.author.map(JSON.string) ?? (e.device == me ? device.config.name.map(JSON.string) ?? .null : .null)),
-                                ("device", .string(e.device)), ("device_name", names[e.device].map(JSON.string) ?? .null),
+                                (
+                                    "when",
+                                    .string(CalendarText.timestamp(millisecondsSince1970: Int64(e.timestamp.millis)))
+                                ),
+                                (
+                                    "who",
+                                    e.author.map(JSON.string)
+                                        ?? (e.device == me ? device.config.name.map(JSON.string) ?? .null : .null)
+                                ),
+                                ("device", .string(e.device)),
+                                ("device_name", names[e.device].map(JSON.string) ?? .null),
                                 ("operation", .string(e.operation.description)),
                                 ("field", e.field.map(JSON.string) ?? .null), ("old", e.old.json), ("new", e.new.json),
                             ])

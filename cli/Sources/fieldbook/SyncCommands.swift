@@ -61,7 +61,9 @@ struct Sync: AsyncParsableCommand {
                         ("open_conflicts", .int(Int64(conflicts.count))), ("cursor", .int(report.cursor)),
                     ]))
             } else {
-                print("pushed \(report.pushed), pulled \(report.pulled), new conflicts \(new.count), open conflicts \(conflicts.count)")
+                print(
+                    "pushed \(report.pushed), pulled \(report.pulled), new conflicts \(new.count), open conflicts \(conflicts.count)"
+                )
                 if !new.isEmpty { print("see them with 'fieldbook conflicts'") }
             }
         }
@@ -69,7 +71,8 @@ struct Sync: AsyncParsableCommand {
 }
 
 struct Status: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Pending changes, the last sync, open conflicts, the server.")
+    static let configuration = CommandConfiguration(
+        abstract: "Pending changes, the last sync, open conflicts, the server.")
 
     @OptionGroup var device: DeviceOptions
 
@@ -83,7 +86,8 @@ struct Status: AsyncParsableCommand {
             if self.device.json {
                 printJSON(
                     .object([
-                        ("device", .string(device.store.deviceID)), ("name", device.config.name.map(JSON.string) ?? .null),
+                        ("device", .string(device.store.deviceID)),
+                        ("name", device.config.name.map(JSON.string) ?? .null),
                         ("short_id", .string(shortDevice(device.store.deviceID))),
                         ("server", .string(device.config.server.absoluteString)), ("pending", .int(Int64(pending))),
                         ("last_sync", lastSync.map(JSON.string) ?? .null), ("open_conflicts", .int(Int64(conflicts))),
@@ -93,7 +97,9 @@ struct Status: AsyncParsableCommand {
                         ("clock_ahead_ms", .int(-correction)),
                     ]))
             } else {
-                print("device         \(deviceLabel(device.store.deviceID, try device.deviceNames())) (id \(device.store.deviceID))")
+                print(
+                    "device         \(deviceLabel(device.store.deviceID, try device.deviceNames())) (id \(device.store.deviceID))"
+                )
                 print("server         \(device.config.server.absoluteString)")
                 print("server id      \(try device.store.serverIdentity() ?? "none yet")")
                 print("pending        \(pending) change\(pending == 1 ? "" : "s")")
@@ -111,7 +117,8 @@ struct Status: AsyncParsableCommand {
 
 struct Conflicts: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Open conflicts: concurrent edits a person must choose between.", subcommands: [ListConflicts.self, Show.self],
+        abstract: "Open conflicts: concurrent edits a person must choose between.",
+        subcommands: [ListConflicts.self, Show.self],
         defaultSubcommand: ListConflicts.self)
 
     struct ListConflicts: AsyncParsableCommand {
@@ -134,7 +141,9 @@ struct Conflicts: AsyncParsableCommand {
                     table.append([
                         conflict.id, conflict.entity, conflict.field ?? "(delete)", sides.mine.map(sideText) ?? "",
                         sides.theirs.map { "\(sideText($0)) (\(authors.label($0)))" }.joined(separator: " / "),
-                        conflict.sides.last.map { CalendarText.timestamp(millisecondsSince1970: Int64($0.stamp.timestamp.millis)) } ?? "",
+                        conflict.sides.last.map {
+                            CalendarText.timestamp(millisecondsSince1970: Int64($0.stamp.timestamp.millis))
+                        } ?? "",
                     ])
                 }
                 print(table.render())
@@ -160,15 +169,20 @@ struct Conflicts: AsyncParsableCommand {
                 let authors = try Authors(conflict, device)
                 var table = TextTable(["", "", "值 Value", "谁 Who", "设备 Device", "时间 When"])
                 table.maxColumnWidth = 60
-                if conflict.field != nil { table.append(["", "base", try device.store.base(of: conflict).description, "", "", ""]) }
+                if conflict.field != nil {
+                    table.append(["", "base", try device.store.base(of: conflict).description, "", "", ""])
+                }
                 for (n, side) in conflict.sides.enumerated() {
                     let label = side.stamp.device == device.store.deviceID ? "mine" : "theirs"
                     table.append([
-                        "\(n + 1)", label, sideText(side), authors.name(side) ?? "", deviceLabel(side.stamp.device, authors.devices),
+                        "\(n + 1)", label, sideText(side), authors.name(side) ?? "",
+                        deviceLabel(side.stamp.device, authors.devices),
                         CalendarText.timestamp(millisecondsSince1970: Int64(side.stamp.timestamp.millis)),
                     ])
                 }
-                print("\(conflict.entity) \(conflict.recordID), \(conflict.field.map { "field \($0)" } ?? "deleted on one side, changed on another")")
+                print(
+                    "\(conflict.entity) \(conflict.recordID), \(conflict.field.map { "field \($0)" } ?? "deleted on one side, changed on another")"
+                )
                 print(table.render())
                 let mine = sides.mine == nil ? "" : "--mine | "
                 if conflict.sides.contains(where: { $0.referrer != nil }) {
@@ -215,10 +229,14 @@ struct Resolve: AsyncParsableCommand {
         try await fieldbook.run(device) {
             let device = try self.device.open()
             let conflict = try findConflict(id, device)
-            let resolution = try conflict.field == nil ? recordResolution(conflict, device) : fieldResolution(conflict, device)
+            let resolution =
+                try conflict.field == nil ? recordResolution(conflict, device) : fieldResolution(conflict, device)
             try device.store.resolve(conflict, with: resolution)
             if self.device.json {
-                printJSON(.object([("resolved", .string(conflict.id)), ("pending", .int(Int64(try device.store.pendingCount())))]))
+                printJSON(
+                    .object([
+                        ("resolved", .string(conflict.id)), ("pending", .int(Int64(try device.store.pendingCount()))),
+                    ]))
             } else {
                 print("resolved \(conflict.id); 'fieldbook sync' takes the resolution to everyone")
             }
@@ -229,13 +247,17 @@ struct Resolve: AsyncParsableCommand {
     func fieldResolution(_ conflict: Conflict, _ device: Device) throws -> ConflictResolution {
         let sides = Sides(conflict, device)
         let ways = "--side N (see 'fieldbook conflicts show \(conflict.id)') or --value VALUE"
-        if keep || delete { throw CLIError(.usage, "a field conflict is settled with \(ways), not by keeping or deleting the record") }
+        if keep || delete {
+            throw CLIError(.usage, "a field conflict is settled with \(ways), not by keeping or deleting the record")
+        }
         if let value {
             let entity = try device.entity(conflict.entity)
             return .value(try FieldAssignment.value(value, field: entity.field(conflict.field!)!, entity: entity.name))
         }
         if mine {
-            guard let side = sides.mine else { throw CLIError(.usage, "this device wrote no side of this conflict; choose one with \(ways)") }
+            guard let side = sides.mine else {
+                throw CLIError(.usage, "this device wrote no side of this conflict; choose one with \(ways)")
+            }
             return .value(side.value)
         }
         if theirs {
@@ -244,7 +266,10 @@ struct Resolve: AsyncParsableCommand {
                 let authors = try Authors(conflict, device)
                 let choices = conflict.sides.indices.filter { conflict.sides[$0].stamp.device != device.store.deviceID }
                     .map { "--side \($0 + 1) (\(authors.label(conflict.sides[$0])))" }
-                throw CLIError(.usage, "\(sides.theirs.count) other sides differ; choose one: \(choices.joined(separator: ", ")), or give --value VALUE")
+                throw CLIError(
+                    .usage,
+                    "\(sides.theirs.count) other sides differ; choose one: \(choices.joined(separator: ", ")), or give --value VALUE"
+                )
             }
             return .value(values.first!)
         }
@@ -258,13 +283,16 @@ struct Resolve: AsyncParsableCommand {
         if delete { return .delete }
         if value != nil { throw CLIError(.usage, "a delete conflict is settled with --keep or --delete, not a value") }
         if mine {
-            guard let side = sides.mine else { throw CLIError(.usage, "this device wrote no side of this conflict; settle it with --keep or --delete") }
+            guard let side = sides.mine else {
+                throw CLIError(.usage, "this device wrote no side of this conflict; settle it with --keep or --delete")
+            }
             return side.deletes ? .delete : .keep
         }
         if theirs {
             let ways = Set(sides.theirs.map(\.deletes))
             guard ways.count == 1 else {
-                throw CLIError(.usage, "the other sides both delete and change the record; settle it with --keep or --delete")
+                throw CLIError(
+                    .usage, "the other sides both delete and change the record; settle it with --keep or --delete")
             }
             return ways.first! ? .delete : .keep
         }
@@ -273,7 +301,9 @@ struct Resolve: AsyncParsableCommand {
 
     func chosenSide(_ conflict: Conflict) throws -> Conflict.Side {
         guard let side, conflict.sides.indices.contains(side - 1) else {
-            throw CLIError(.usage, "this conflict has sides 1 to \(conflict.sides.count); see 'fieldbook conflicts show \(conflict.id)'")
+            throw CLIError(
+                .usage,
+                "this conflict has sides 1 to \(conflict.sides.count); see 'fieldbook conflicts show \(conflict.id)'")
         }
         return conflict.sides[side - 1]
     }
@@ -338,7 +368,10 @@ func findConflict(_ id: String, _ device: Device) throws -> Conflict {
     let matches = try device.store.conflicts().filter { $0.id == id || $0.id.hasPrefix(id) }
     guard matches.count == 1 else {
         throw CLIError(
-            .notFound, matches.isEmpty ? "no open conflict \(id); see 'fieldbook conflicts'" : "'\(id)' matches \(matches.count) conflicts; give more of the id")
+            .notFound,
+            matches.isEmpty
+                ? "no open conflict \(id); see 'fieldbook conflicts'"
+                : "'\(id)' matches \(matches.count) conflicts; give more of the id")
     }
     return matches[0]
 }
@@ -354,15 +387,21 @@ func conflictJSON(_ conflict: Conflict, _ device: Device) throws -> JSON {
             .array(
                 conflict.sides.map { side in
                     .object([
-                        ("device", .string(side.stamp.device)), ("author", authors.name(side).map(JSON.string) ?? .null),
+                        ("device", .string(side.stamp.device)),
+                        ("author", authors.name(side).map(JSON.string) ?? .null),
                         ("device_name", authors.devices[side.stamp.device].map(JSON.string) ?? .null),
                         ("mine", .bool(side.stamp.device == device.store.deviceID)),
                         ("value", side.value.json), ("delete", .bool(side.deletes)),
                         (
                             "referrer",
-                            side.referrer.map { .object([("entity", .string($0.entity)), ("record", .string($0.record))]) } ?? .null
+                            side.referrer.map {
+                                .object([("entity", .string($0.entity)), ("record", .string($0.record))])
+                            } ?? .null
                         ),
-                        ("when", .string(CalendarText.timestamp(millisecondsSince1970: Int64(side.stamp.timestamp.millis)))),
+                        (
+                            "when",
+                            .string(CalendarText.timestamp(millisecondsSince1970: Int64(side.stamp.timestamp.millis)))
+                        ),
                     ])
                 })
         ),
