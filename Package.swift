@@ -10,10 +10,14 @@ let strictSettings: [SwiftSetting] = [
 
 let package = Package(
     name: "Fieldbook",
-    platforms: [.macOS(.v15)],
+    platforms: [.macOS(.v15), .iOS(.v18)],
     products: [
+        .library(name: "FieldbookJSON", targets: ["FieldbookJSON"]),
         .library(name: "FieldbookCore", targets: ["FieldbookCore"]),
+        .library(name: "FieldbookSync", targets: ["FieldbookSync"]),
         .library(name: "FieldbookStore", targets: ["FieldbookStore"]),
+        .library(name: "FieldbookHTTP", targets: ["FieldbookHTTP"]),
+        .library(name: "FieldbookInspection", targets: ["FieldbookInspection"]),
         .executable(name: "fieldbook", targets: ["fieldbook"]),
         .executable(name: "fieldbook-bench", targets: ["fieldbook-bench"]),
         .executable(name: "fieldbook-server", targets: ["fieldbook-server"]),
@@ -34,9 +38,22 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
-        // Pure Swift, no I/O: schema model, values, clock, changes.
+        // JSON values, a strict reader (a token tape over the bytes) and a writer; no I/O.
+        .target(
+            name: "FieldbookJSON",
+            swiftSettings: strictSettings
+        ),
+        // The data model, no I/O: schemas and their loader, values, record ids, the clock, changes.
         .target(
             name: "FieldbookCore",
+            dependencies: ["FieldbookJSON"],
+            swiftSettings: strictSettings
+        ),
+        // The sync protocol, no I/O: wire messages, merge states, the push plan, conflict upkeep,
+        // which records exist, the schema-evolution rules; the device and both server stores use it.
+        .target(
+            name: "FieldbookSync",
+            dependencies: ["FieldbookCore", "FieldbookJSON"],
             swiftSettings: strictSettings
         ),
         // The schema files, embedded in code so every binary carries them.
@@ -54,22 +71,37 @@ let package = Package(
             name: "FieldbookSQLite",
             dependencies: [
                 "FieldbookCore",
+                "FieldbookJSON",
+                "FieldbookSync",
                 "CFieldbookSQLite",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
             ],
             swiftSettings: strictSettings
         ),
-        // The device library: SQLite store, migrations, records, changelog.
+        // The device store: SQLite (GRDB), migrations, records, changelog, sync over any transport;
+        // no networking.
         .target(
             name: "FieldbookStore",
             dependencies: [
                 "FieldbookCore",
-                "FieldbookSchemas",
+                "FieldbookJSON",
+                "FieldbookSync",
                 "FieldbookSQLite",
                 "CFieldbookSQLite",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // The device's HTTP transport (AsyncHTTPClient): the only device-side module that links SwiftNIO.
+        .target(
+            name: "FieldbookHTTP",
+            dependencies: [
+                "FieldbookCore",
+                "FieldbookJSON",
+                "FieldbookSync",
+                "FieldbookStore",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -77,9 +109,15 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // The inspection ledger's models (sites, visits, findings, …) over the bundled schema.
+        .target(
+            name: "FieldbookInspection",
+            dependencies: ["FieldbookCore", "FieldbookStore", "FieldbookSchemas"],
+            swiftSettings: strictSettings
+        ),
         // Runs a fieldbook-server process on loopback: for the demo, the benchmarks and end-to-end tests.
         .target(
-            name: "FieldbookLocalServer",
+            name: "FieldbookServerProcess",
             swiftSettings: strictSettings
         ),
         // The sync server: Hummingbird routes over a storage protocol; SQLite storage.
@@ -87,6 +125,8 @@ let package = Package(
             name: "FieldbookServer",
             dependencies: [
                 "FieldbookCore",
+                "FieldbookJSON",
+                "FieldbookSync",
                 "FieldbookSQLite",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -104,6 +144,8 @@ let package = Package(
             name: "FieldbookServerPostgres",
             dependencies: [
                 "FieldbookCore",
+                "FieldbookJSON",
+                "FieldbookSync",
                 "FieldbookServer",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -114,6 +156,7 @@ let package = Package(
         .executableTarget(
             name: "fieldbook-server",
             dependencies: [
+                "FieldbookCore",
                 "FieldbookServer",
                 "FieldbookServerPostgres",
                 "FieldbookSchemas",
@@ -127,8 +170,14 @@ let package = Package(
         .executableTarget(
             name: "fieldbook",
             dependencies: [
+                "FieldbookCore",
+                "FieldbookJSON",
+                "FieldbookSync",
                 "FieldbookStore",
-                "FieldbookLocalServer",
+                "FieldbookHTTP",
+                "FieldbookInspection",
+                "FieldbookSchemas",
+                "FieldbookServerProcess",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "cli/Sources/fieldbook",
@@ -137,8 +186,13 @@ let package = Package(
         .executableTarget(
             name: "fieldbook-bench",
             dependencies: [
+                "FieldbookCore",
+                "FieldbookJSON",
+                "FieldbookSync",
                 "FieldbookStore",
-                "FieldbookLocalServer",
+                "FieldbookHTTP",
+                "FieldbookSchemas",
+                "FieldbookServerProcess",
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -151,14 +205,14 @@ let package = Package(
         // Writes to a store until killed: the child process of the crash-safety test.
         .executableTarget(
             name: "fieldbook-crash-writer",
-            dependencies: ["FieldbookStore"],
+            dependencies: ["FieldbookCore", "FieldbookStore", "FieldbookSchemas", "FieldbookTesting"],
             path: "Tests/Support/fieldbook-crash-writer",
             swiftSettings: strictSettings
         ),
         // Writes changes and syncs them until killed: the device process of the sync fault tests.
         .executableTarget(
             name: "fieldbook-sync-device",
-            dependencies: ["FieldbookStore", "FieldbookSchemas"],
+            dependencies: ["FieldbookCore", "FieldbookStore", "FieldbookHTTP", "FieldbookSchemas"],
             path: "Tests/Support/fieldbook-sync-device",
             swiftSettings: strictSettings
         ),
@@ -167,13 +221,29 @@ let package = Package(
         .executableTarget(
             name: "fieldbook-chaos",
             dependencies: [
+                "FieldbookCore",
+                "FieldbookSync",
                 "FieldbookStore",
+                "FieldbookHTTP",
                 "FieldbookSchemas",
-                "FieldbookLocalServer",
-                .product(name: "GRDB", package: "GRDB.swift"),
+                "FieldbookServerProcess",
+                "FieldbookTesting",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Tests/Support/fieldbook-chaos",
+            swiftSettings: strictSettings
+        ),
+        // The tests' helpers, one copy each: seeded generator, temporary directories, snapshots of
+        // stores, the built products.
+        .target(
+            name: "FieldbookTesting",
+            dependencies: [
+                "FieldbookCore",
+                "FieldbookStore",
+                "FieldbookServerProcess",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            path: "Tests/Support/FieldbookTesting",
             swiftSettings: strictSettings
         ),
         // A SQLite VFS that records writes and syncs, to show what a power cut would leave on disk.
@@ -185,26 +255,38 @@ let package = Package(
         // Two devices and a server in one process on that VFS: the files of the power-cut test.
         .executableTarget(
             name: "fieldbook-power-cut",
-            dependencies: ["CFieldbookPowerCut", "FieldbookStore", "FieldbookServer", "FieldbookSchemas"],
+            dependencies: [
+                "CFieldbookPowerCut", "FieldbookCore", "FieldbookSync", "FieldbookStore", "FieldbookServer",
+                "FieldbookSchemas",
+            ],
             path: "Tests/Support/fieldbook-power-cut",
             swiftSettings: strictSettings
         ),
         .testTarget(
             name: "FieldbookCoreTests",
-            dependencies: ["FieldbookCore", "FieldbookSchemas"],
+            dependencies: ["FieldbookJSON", "FieldbookCore", "FieldbookSync", "FieldbookSchemas", "FieldbookTesting"],
             swiftSettings: strictSettings
         ),
         .testTarget(
             name: "FieldbookStoreTests",
-            dependencies: ["FieldbookStore"],
+            dependencies: [
+                "FieldbookCore", "FieldbookJSON", "FieldbookStore", "FieldbookInspection", "FieldbookSchemas",
+                "FieldbookTesting",
+            ],
             swiftSettings: strictSettings
         ),
         // Devices and a live server over loopback HTTP; the protocol's property test.
         .testTarget(
             name: "FieldbookSyncTests",
             dependencies: [
+                "FieldbookCore",
+                "FieldbookJSON",
+                "FieldbookSync",
                 "FieldbookStore",
-                "FieldbookLocalServer",
+                "FieldbookHTTP",
+                "FieldbookInspection",
+                "FieldbookServerProcess",
+                "FieldbookTesting",
                 "FieldbookServer",
                 "FieldbookServerPostgres",
                 "FieldbookSchemas",
@@ -222,7 +304,10 @@ let package = Package(
         // End-to-end: runs the built `fieldbook` binary as a process.
         .testTarget(
             name: "FieldbookCLITests",
-            dependencies: ["FieldbookStore", "FieldbookLocalServer"],
+            dependencies: [
+                "FieldbookCore", "FieldbookJSON", "FieldbookSync", "FieldbookStore", "FieldbookSchemas",
+                "FieldbookServerProcess", "FieldbookTesting",
+            ],
             swiftSettings: strictSettings
         ),
     ],

@@ -1,9 +1,12 @@
 import ArgumentParser
 import AsyncHTTPClient
 import FieldbookCore
-import FieldbookLocalServer
+import FieldbookHTTP
+import FieldbookJSON
 import FieldbookSchemas
+import FieldbookServerProcess
 import FieldbookStore
+import FieldbookSync
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -80,14 +83,14 @@ struct LoadBenchmark: AsyncParsableCommand {
         defer { if directory == nil { try? FileManager.default.removeItem(atPath: dir) } }
         let schema = try Schema(json: BundledSchemas.inspection)
 
-        let server: LocalServer
+        let server: ServerProcess
         let storeName: String
         if let database {
             let namespace = "bench_" + UUID().uuidString.lowercased().filter { $0 != "-" }.prefix(12)
-            server = try LocalServer(database: database, namespace: namespace)
+            server = try ServerProcess(database: database, namespace: namespace)
             storeName = "PostgreSQL (namespace \(namespace))"
         } else {
-            server = try LocalServer(database: dir + "/server.sqlite")
+            server = try ServerProcess(database: dir + "/server.sqlite")
             storeName = "SQLite"
         }
         defer { server.stop() }
@@ -125,7 +128,7 @@ struct LoadBenchmark: AsyncParsableCommand {
         }
     }
 
-    func measure(server: LocalServer, storeName: String, stores: [Store], tokens: [Int: String], client: HTTPClient)
+    func measure(server: ServerProcess, storeName: String, stores: [Store], tokens: [Int: String], client: HTTPClient)
         async throws
     {
         let recorder = Recorder()

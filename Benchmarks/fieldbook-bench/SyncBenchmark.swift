@@ -1,7 +1,8 @@
 import ArgumentParser
 import FieldbookCore
-import FieldbookLocalServer
+import FieldbookHTTP
 import FieldbookSchemas
+import FieldbookServerProcess
 import FieldbookStore
 import Foundation
 import GRDBSQLite
@@ -70,14 +71,14 @@ struct SyncBenchmark: AsyncParsableCommand {
             }
         }
 
-        let server: LocalServer
+        let server: ServerProcess
         let storeName: String
         if let database {
             let namespace = "bench_" + UUID().uuidString.lowercased().filter { $0 != "-" }.prefix(12)
-            server = try LocalServer(database: database, namespace: namespace)
+            server = try ServerProcess(database: database, namespace: namespace)
             storeName = "PostgreSQL"
         } else {
-            server = try LocalServer(database: dir + "/server.sqlite")
+            server = try ServerProcess(database: dir + "/server.sqlite")
             storeName = "SQLite"
         }
         defer { server.stop() }

@@ -1,4 +1,4 @@
-// Shared by the fuzz targets (scripts/fuzz compiles one target with these and FieldbookCore's sources).
+// Shared by the fuzz targets (scripts/fuzz compiles one target with these and the sources of FieldbookJSON, FieldbookCore and FieldbookSync).
 
 /// Stops the run when a property fails: libFuzzer reports it as a crash and saves the input.
 func require(

@@ -1,3 +1,5 @@
+public import FieldbookJSON
+
 /// What a change did to a record.
 public enum ChangeOperation: Int, Sendable, Hashable, CustomStringConvertible {
     case insert = 0
@@ -192,7 +194,7 @@ extension FieldChange {
     }
 
     /// Reads the field changes object at `index` of `tape`.
-    static func decode(_ tape: JSONTape, _ index: Int, entity: Entity) throws(ValueProblem) -> [FieldChange] {
+    package static func decode(_ tape: JSONTape, _ index: Int, entity: Entity) throws(ValueProblem) -> [FieldChange] {
         guard tape.kind(index) == .object else {
             throw ValueProblem(kind: .wrongType, reason: "field changes must be an object")
         }
@@ -208,7 +210,8 @@ extension FieldChange {
         return changes
     }
 
-    static func decode(_ tape: JSONTape, _ index: Int, field: Field, entity: String) throws(ValueProblem) -> FieldChange
+    package static func decode(_ tape: JSONTape, _ index: Int, field: Field, entity: String) throws(ValueProblem)
+        -> FieldChange
     {
         func fail(_ reason: String) -> ValueProblem {
             ValueProblem(kind: .wrongType, reason: "\(entity).\(field.name): \(reason)")
@@ -265,12 +268,12 @@ extension JSONTape {
     /// The search starts at `hint`, the
     /// position after the field found last: changes and states name fields in schema order, so
     /// the next one is usually the first looked at.
-    func field(_ index: Int, in entity: Entity, hint: inout Int) -> Field? {
+    package func field(_ index: Int, in entity: Entity, hint: inout Int) -> Field? {
         fieldPosition(index, in: entity, hint: &hint).map { entity.fields[$0] }
     }
 
     /// The position in `entity`'s fields of the field named by the string at `index` (see ``field(_:in:hint:)``).
-    func fieldPosition(_ index: Int, in entity: Entity, hint: inout Int) -> Int? {
+    package func fieldPosition(_ index: Int, in entity: Entity, hint: inout Int) -> Int? {
         let token = self[index]
         guard kind(index) == .string else { return nil }
         if token.escaped {
@@ -298,7 +301,7 @@ extension JSONTape {
 
 extension UUIDText {
     /// The canonical form of the UUID in the string at `index` of `tape`.
-    static func canonical(_ tape: JSONTape, _ index: Int) -> String? {
+    package static func canonical(_ tape: JSONTape, _ index: Int) -> String? {
         tape.string(index).flatMap { canonical($0) }
     }
 }

@@ -6,7 +6,7 @@
 /// ordered it at or below the cursor (``base``) the writer had pulled to:
 /// a device applies every server change up to its cursor before it writes.
 /// Two changes neither of which saw the other are *concurrent*; only those
-/// are merged by the field's policy (DESIGN.md, invariant 5).
+/// are merged by the field's policy (docs/protocol.md, "Merge").
 public struct ChangeStamp: Sendable, Hashable {
     /// The device that made the change.
     public var device: String

@@ -1,3 +1,5 @@
+public import FieldbookJSON
+
 /// Why a value does not fit a field. The description never quotes the value:
 /// field values can name people.
 public struct ValueProblem: Error, Sendable, Equatable, CustomStringConvertible {
@@ -131,7 +133,7 @@ extension Value {
 
 extension Value {
     /// Reads the JSON value at `index` of `tape` as ``init(json:for:)`` reads a tree.
-    init(_ tape: JSONTape, _ index: Int, for type: FieldType) throws(ValueProblem) {
+    package init(_ tape: JSONTape, _ index: Int, for type: FieldType) throws(ValueProblem) {
         switch tape.kind(index) {
         case .null: self = .null
         case .bool: self = .boolean(tape.bool(index)!)

@@ -1,3 +1,5 @@
+import FieldbookJSON
+
 /// One `field=value` or `field:=JSON` argument, read by the field's schema type: the `fieldbook`
 /// command line's way to write a value.
 ///

@@ -1,3 +1,5 @@
+public import FieldbookJSON
+
 extension Schema {
     /// The schema in the file format, canonical: the same schema always gives the same bytes.
     /// Descriptions are not kept; labels are.

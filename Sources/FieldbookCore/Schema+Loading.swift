@@ -1,3 +1,5 @@
+import FieldbookJSON
+
 /// Everything wrong with a schema file, each mistake with where it is.
 ///
 /// ```

@@ -1,3 +1,5 @@
+import FieldbookJSON
+
 /// A data model read from a schema file: named, versioned, a list of entities.
 ///
 /// Load one with ``Schema/init(json:)``; every mistake in the file is reported
@@ -60,11 +62,11 @@ public final class Entity: Sendable, Hashable {
     public let fields: [Field]
     private let index: [String: Int]
     /// Each field's name as UTF-8, in ``fields`` order: compared with names in JSON text without making strings.
-    let fieldNames: [[UInt8]]
+    package let fieldNames: [[UInt8]]
     /// The fields as merge states lay them out: by position in ``fields``.
-    let layout: FieldLayout
+    package let layout: FieldLayout
     /// ``name`` as UTF-8: compared with names in JSON text without making strings.
-    let nameUTF8: [UInt8]
+    package let nameUTF8: [UInt8]
 
     init(name: String, label: String?, appendOnly: Bool, onDelete: DeletePolicy, fields: [Field]) {
         self.name = name
@@ -92,7 +94,7 @@ public final class Entity: Sendable, Hashable {
 
     /// The position of the field called `name`, looking at `hint` first: changes name their fields
     /// in schema order, so the position after the one found last is usually the next.
-    func position(of name: String, hint: Int) -> Int? {
+    package func position(of name: String, hint: Int) -> Int? {
         if hint < fields.count, fields[hint].name == name { return hint }
         return index[name]
     }
@@ -111,17 +113,17 @@ public final class Entity: Sendable, Hashable {
 
 /// An entity's field names by position: how a ``RecordState`` lays out its fields. One per
 /// entity, shared by every state of its records, so a state knows its layout by identity.
-final class FieldLayout: Sendable {
-    let names: [String]
+package final class FieldLayout: Sendable {
+    package let names: [String]
     /// The positions in ascending name order: the order a stored state lists its fields in.
-    let byName: [Int]
+    package let byName: [Int]
     /// Each name as a JSON object key, `"name":`, ready to write.
-    let keys: [[UInt8]]
+    package let keys: [[UInt8]]
 
     /// The layout of a state no write has touched yet.
-    static let empty = FieldLayout(names: [])
+    package static let empty = FieldLayout(names: [])
 
-    init(names: [String]) {
+    package init(names: [String]) {
         self.names = names
         byName = names.indices.sorted { names[$0] < names[$1] }
         keys = names.map { name in
@@ -132,7 +134,7 @@ final class FieldLayout: Sendable {
         }
     }
 
-    func position(_ name: String) -> Int? {
+    package func position(_ name: String) -> Int? {
         names.firstIndex(of: name)
     }
 }
@@ -250,7 +252,7 @@ public enum FieldType: Sendable, Hashable {
     }
 }
 
-/// How concurrent changes to one field are merged (DESIGN.md, invariant 5).
+/// How concurrent changes to one field are merged (docs/protocol.md, "Merge").
 public enum MergePolicy: Sendable, Hashable {
     /// The latest hybrid-logical-clock timestamp wins; ties go to the higher device id.
     case lww

@@ -1,3 +1,5 @@
+public import FieldbookJSON
+
 /// The value of one field of one record.
 ///
 /// Values are few and plain on purpose: dates, timestamps, enum members and

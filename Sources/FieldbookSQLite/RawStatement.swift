@@ -15,7 +15,7 @@ package enum SQLiteSettings {
 // The hot paths bind and step GRDB's cached statements through the C API: on the
 // device, insert, update, the changelog and applying pulled changes; on the server,
 // push and pull. GRDB's `execute(arguments:)` costs about 1.5× a raw step for small
-// rows (DESIGN.md, "Where the time goes"), and more for wide ones.
+// rows (docs/benchmarks.md), and more for wide ones.
 
 private let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
 

@@ -1,5 +1,6 @@
 import CFieldbookSQLite
 import FieldbookCore
+import FieldbookJSON
 import GRDBSQLite
 
 /// Captures chosen columns of the row an UPDATE changes, before and after, through

@@ -1,4 +1,5 @@
 public import FieldbookCore
+public import FieldbookJSON
 
 /// One record: its entity, id, and a value for each of the entity's fields.
 public struct Record: Sendable, Hashable {

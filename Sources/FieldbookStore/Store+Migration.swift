@@ -1,4 +1,6 @@
 import FieldbookCore
+import FieldbookJSON
+import FieldbookSync
 import Foundation
 import GRDB
 
@@ -196,36 +198,28 @@ extension Store {
         return try Schema(json: text)
     }
 
-    /// The SQL that takes a store from `old` to `new`, or an error listing every change that is not safe.
+    /// The SQL that takes a store from `old` to `new`, or an error listing every change that is not
+    /// safe: ``Schema/evolutionProblems(from:)``, and what the records held forbid.
     static func plan(_ db: Database, from old: Schema, to new: Schema) throws -> [(
         sql: String, arguments: StatementArguments
     )] {
-        var refused: [String] = []
+        var refused = new.evolutionProblems(from: old)
         var steps: [(sql: String, arguments: StatementArguments)] = []
         for oldEntity in old.entities {
-            guard let newEntity = new.entity(oldEntity.name) else {
-                refused.append("\(oldEntity.name): removing an entity would lose its records")
-                continue
-            }
-            if oldEntity.appendOnly != newEntity.appendOnly {
-                refused.append("\(oldEntity.name): 'appendOnly' cannot change")
-            }
+            guard let newEntity = new.entity(oldEntity.name) else { continue }
             let table = quoted(oldEntity.name)
             let count = try Int.fetchOne(db, sql: "SELECT count(*) FROM \(table)") ?? 0
             for oldField in oldEntity.fields {
-                let path = "\(oldEntity.name).\(oldField.name)"
-                guard let newField = newEntity.field(oldField.name) else {
-                    refused.append("\(path): removing a field would lose its values")
+                guard let newField = newEntity.field(oldField.name), newField.required, !oldField.required else {
                     continue
                 }
-                refused += fieldChangeProblems(path: path, old: oldField, new: newField)
-                if newField.required, !oldField.required {
-                    let nulls =
-                        try Int.fetchOne(
-                            db, sql: "SELECT count(*) FROM \(table) WHERE \(quoted(oldField.name)) IS NULL") ?? 0
-                    if nulls > 0 {
-                        refused.append("\(path): cannot become required while \(nulls) records have no value")
-                    }
+                let nulls =
+                    try Int.fetchOne(db, sql: "SELECT count(*) FROM \(table) WHERE \(quoted(oldField.name)) IS NULL")
+                    ?? 0
+                if nulls > 0 {
+                    refused.append(
+                        "\(oldEntity.name).\(oldField.name): cannot become required while \(nulls) records have no value"
+                    )
                 }
             }
             for newField in newEntity.fields where oldEntity.field(newField.name) == nil {
@@ -250,28 +244,6 @@ extension Store {
             steps += tableSQL(newEntity).map { ($0, []) }
         }
         return steps
-    }
-
-    static func fieldChangeProblems(path: String, old: Field, new: Field) -> [String] {
-        var problems: [String] = []
-        switch (old.type, new.type) {
-        case (.enumeration(let oldValues), .enumeration(let newValues)):
-            let removed = oldValues.filter { !newValues.contains($0) }
-            if !removed.isEmpty {
-                problems.append(
-                    "\(path): removing enum values (\(removed.joined(separator: ", "))) could orphan records")
-            }
-        case (let a, let b) where a != b:
-            problems.append("\(path): changing the type from \(a.expectation) to \(b.expectation) is not supported")
-        default: break
-        }
-        if let oldMax = old.maxLength, new.maxLength.map({ $0 < oldMax }) ?? false {
-            problems.append("\(path): lowering maxLength from \(oldMax) could make stored text invalid")
-        }
-        if (old.policy == .counter) != (new.policy == .counter) {
-            problems.append("\(path): a field cannot change to or from policy 'counter' (its changes are deltas)")
-        }
-        return problems
     }
 }
 

@@ -1,4 +1,5 @@
 public import FieldbookCore
+import FieldbookJSON
 import FieldbookSQLite
 import GRDB
 

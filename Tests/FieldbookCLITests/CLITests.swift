@@ -1,19 +1,22 @@
 import FieldbookCore
-import FieldbookLocalServer
+import FieldbookJSON
 import FieldbookSchemas
+import FieldbookServerProcess
 import FieldbookStore
+import FieldbookSync
+import FieldbookTesting
 import Foundation
 import Testing
 
 /// A live `fieldbook-server` process and device directories driven through the `fieldbook` binary.
 final class CLIWorld {
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fieldbook-cli-\(UUID().uuidString)")
-    let server: LocalServer
+    let server: ServerProcess
     var url: String { server.url.absoluteString }
 
     init() throws {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        server = try LocalServer(database: dir.appendingPathComponent("server.sqlite").path)
+        server = try ServerProcess(database: dir.appendingPathComponent("server.sqlite").path)
     }
 
     deinit {
@@ -28,7 +31,7 @@ final class CLIWorld {
     /// Runs `fieldbook --store DEVICE ARGS…`.
     @discardableResult
     func fieldbook(_ device: String, _ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-        try runProduct("fieldbook", ["--store", path(device)] + arguments)
+        try BuiltProducts.run("fieldbook", ["--store", path(device)] + arguments)
     }
 
     /// Runs with `--json` and parses stdout, expecting success.
@@ -53,7 +56,7 @@ extension JSON {
     var array: [JSON] { if case .array(let a) = self { a } else { [] } }
 }
 
-@Suite("fieldbook CLI: three devices against a live server")
+@Suite("fieldbook CLI: three devices against a live server", .tags(.endToEnd))
 struct CLITests {
     @Test("offline work, sync, a conflict seen everywhere, resolved on one device, converged")
     func story() throws {

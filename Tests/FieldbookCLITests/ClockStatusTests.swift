@@ -1,10 +1,12 @@
 import FieldbookCore
+import FieldbookJSON
 import FieldbookSchemas
 import FieldbookStore
+import FieldbookTesting
 import Foundation
 import Testing
 
-@Suite("fieldbook status: the clock line")
+@Suite("fieldbook status: the clock line", .tags(.endToEnd))
 struct ClockStatusTests {
     @Test("once the server has said this device's clock is ahead, status says by how much")
     func clockLine() async throws {

@@ -1,8 +1,12 @@
 import FieldbookCore
+import FieldbookJSON
+import FieldbookTesting
 import Foundation
 import Testing
 
-@Suite("fieldbook config: a device re-pointed at another address keeps its identity, cursor and pending changes")
+@Suite(
+    "fieldbook config: a device re-pointed at another address keeps its identity, cursor and pending changes",
+    .tags(.endToEnd))
 struct ConfigTests {
     @Test("config set server moves the device; its changes reach the server; the token is never shown")
     func repoint() throws {

@@ -1,30 +1,11 @@
 import FieldbookCore
 import FieldbookSchemas
 import FieldbookStore
+import FieldbookTesting
 import Foundation
 import Testing
 
-/// Runs a built product and returns its exit status and output.
-func runProduct(_ name: String, _ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-    var dir = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
-    while !FileManager.default.fileExists(atPath: dir.appendingPathComponent(name).path), dir.path != "/" {
-        dir.deleteLastPathComponent()
-    }
-    let process = Process()
-    process.executableURL = dir.appendingPathComponent(name)
-    process.arguments = arguments
-    let out = Pipe()
-    let err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    let stdout = out.fileHandleForReading.readDataToEndOfFile()
-    let stderr = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
-}
-
-@Suite("fieldbook demo")
+@Suite("fieldbook demo", .tags(.endToEnd))
 struct DemoTests {
     @Test(
         "the demo runs a server and three devices: offline work, sync, a conflict settled, aligned tables, tallies, history"
@@ -33,7 +14,7 @@ struct DemoTests {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
             "fieldbook-demo-test-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dir) }
-        let result = try runProduct("fieldbook", ["demo", "--store", dir.path])
+        let result = try BuiltProducts.run("fieldbook", ["demo", "--store", dir.path])
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.contains("Findings: 4 (not_started 1, in_progress 2, completed 1)"))
         #expect(result.stdout.contains("Accountability: admonishment 1, criticism 1, reminder 2"))

@@ -1,11 +1,13 @@
 import FieldbookCore
-import FieldbookLocalServer
+import FieldbookJSON
+import FieldbookServerProcess
+import FieldbookTesting
 import Foundation
 import Testing
 
 /// docs/cli.md: every error is one line `fieldbook: MESSAGE` on stderr, or `{"error", "exit"}` with
 /// `--json`; stdout stays empty; the message names the real problem.
-@Suite("fieldbook errors: one contract, the parser's errors included, each naming the real problem")
+@Suite("fieldbook errors: one contract, the parser's errors included, each naming the real problem", .tags(.endToEnd))
 struct ErrorContractTests {
     struct Case: Sendable, CustomStringConvertible {
         var arguments: [String]

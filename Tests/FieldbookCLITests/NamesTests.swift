@@ -1,8 +1,10 @@
 import FieldbookCore
+import FieldbookJSON
+import FieldbookTesting
 import Foundation
 import Testing
 
-@Suite("fieldbook shows people, not hex: authors and device ids that differ")
+@Suite("fieldbook shows people, not hex: authors and device ids that differ", .tags(.endToEnd))
 struct NamesTests {
     @Test(
         "a conflict seen from the office: each side's author, and short device ids that differ for devices made together"

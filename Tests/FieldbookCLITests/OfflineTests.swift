@@ -1,4 +1,6 @@
 import FieldbookCore
+import FieldbookJSON
+import FieldbookTesting
 import Foundation
 import Testing
 
@@ -60,7 +62,7 @@ final class DeafListener: @unchecked Sendable {
     }
 }
 
-@Suite("fieldbook sync with no signal: exit 69 within seconds, in plain words, nothing lost")
+@Suite("fieldbook sync with no signal: exit 69 within seconds, in plain words, nothing lost", .tags(.endToEnd))
 struct OfflineTests {
     enum Place: String, CaseIterable, Sendable {
         case closedPort, unresolvableHost, unansweredConnection, silentServer

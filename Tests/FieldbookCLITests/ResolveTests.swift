@@ -1,10 +1,13 @@
 import FieldbookCore
+import FieldbookJSON
+import FieldbookSync
+import FieldbookTesting
 import Foundation
 import Testing
 
 /// The office settles conflicts it wrote no side of; every option does what its name says, and a
 /// refused one names one that works.
-@Suite("fieldbook resolve: any device settles any conflict")
+@Suite("fieldbook resolve: any device settles any conflict", .tags(.endToEnd))
 struct ResolveTests {
     /// Devices b and c (inspectors) and the office, all synced; a finding and two measures on it.
     func world() throws -> (CLIWorld, finding: String, measures: [String]) {

@@ -1,9 +1,12 @@
 import FieldbookCore
-import FieldbookLocalServer
+import FieldbookJSON
+import FieldbookServerProcess
+import FieldbookSync
+import FieldbookTesting
 import Foundation
 import Testing
 
-@Suite("fieldbook CLI: a server whose identity is renewed")
+@Suite("fieldbook CLI: a server whose identity is renewed", .tags(.endToEnd))
 struct ServerIdentityCLITests {
     @Test("after 'fieldbook-server identity renew', devices sync again with it, nothing lost or doubled")
     func renewed() throws {

@@ -1,7 +1,8 @@
 import FieldbookCore
+import FieldbookTesting
 import Testing
 
-@Suite("Hybrid logical clock and ids")
+@Suite("Hybrid logical clock and ids", .tags(.core))
 struct ClockTests {
     @Test("follows the wall clock forward and never goes backwards when it jumps back")
     func monotonic() {

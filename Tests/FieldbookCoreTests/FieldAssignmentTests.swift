@@ -1,8 +1,9 @@
 import FieldbookCore
+import FieldbookTesting
 import Testing
 
 /// The CLI's `field=value` and `field:=JSON` arguments (also run by `scripts/fuzz assignment`).
-@Suite("field=value arguments")
+@Suite("field=value arguments", .tags(.core))
 struct FieldAssignmentTests {
     let entity: Entity = try! Schema(
         json: #"""

@@ -1,5 +1,8 @@
 import FieldbookCore
+import FieldbookJSON
 import FieldbookSchemas
+import FieldbookSync
+import FieldbookTesting
 import Foundation
 import Testing
 
@@ -50,7 +53,7 @@ let deviceA = "018f0000-0000-7000-8000-00000000000a"
 let deviceB = "018f0000-0000-7000-8000-00000000000b"
 let deviceC = "018f0000-0000-7000-8000-00000000000c"
 
-@Suite("Merge: three-way, per field, by policy")
+@Suite("Merge: three-way, per field, by policy", .tags(.core))
 struct MergeTests {
     /// Both orders of applying two concurrent changes after a common insert.
     func bothOrders(_ s: inout Scenario, _ a: Change, _ b: Change, entity: String = "finding") -> (
@@ -360,25 +363,12 @@ struct MergeTests {
     }
 }
 
-/// A seeded generator (SplitMix64): the same seed gives the same scenario.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
-@Suite("Merge: properties")
+@Suite("Merge: properties", .tags(.core))
 struct MergePropertyTests {
     /// Random histories: devices write to one record while pushing and pulling at random;
     /// the server orders the changes. Every order of applying them that respects what each
     /// writer had seen gives the same state as the server's order.
-    @Test("order independence over random concurrent histories", arguments: 0..<400)
+    @Test("order independence over random concurrent histories", arguments: 0..<TestTier.cases(full: 400, fast: 100))
     func orderIndependence(seed: Int) throws {
         var rng = SeededGenerator(seed: UInt64(seed) &* 7919 &+ 1)
         let schema = try Schema(json: BundledSchemas.inspection)

@@ -1,8 +1,10 @@
 import FieldbookCore
+import FieldbookJSON
 import FieldbookSchemas
+import FieldbookTesting
 import Testing
 
-@Suite("Schema loading")
+@Suite("Schema loading", .tags(.core))
 struct SchemaTests {
     @Test("the bundled inspection schema loads and has the domain's entities")
     func inspectionSchemaLoads() throws {

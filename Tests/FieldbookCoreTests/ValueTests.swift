@@ -1,7 +1,9 @@
 import FieldbookCore
+import FieldbookJSON
+import FieldbookTesting
 import Testing
 
-@Suite("Values and fields")
+@Suite("Values and fields", .tags(.core))
 struct ValueTests {
     let schema: Schema = try! Schema(
         json: #"""
@@ -76,7 +78,7 @@ struct ValueTests {
     }
 }
 
-@Suite("JSON")
+@Suite("JSON", .tags(.core))
 struct JSONTests {
     @Test("round-trips Chinese text, escapes and exact integers byte for byte")
     func roundTrip() throws {

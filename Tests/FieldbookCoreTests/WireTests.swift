@@ -1,10 +1,13 @@
 import FieldbookCore
+import FieldbookJSON
 import FieldbookSchemas
+import FieldbookSync
+import FieldbookTesting
 import Foundation
 import Testing
 
 /// The byte-level writers and the tape reader against the JSON tree forms they replace.
-@Suite("Wire: messages written as bytes and read from a tape")
+@Suite("Wire: messages written as bytes and read from a tape", .tags(.core))
 struct WireTests {
     let schema = try! Schema(json: BundledSchemas.inspection)
     let device = "018f0000-0000-7000-8000-00000000000a"
@@ -271,7 +274,7 @@ struct WireTests {
     }
 }
 
-@Suite("Merge state: stored form")
+@Suite("Merge state: stored form", .tags(.core))
 struct StoredStateTests {
     @Test("the stored form is the documented JSON, and text in that form reads back")
     func golden() throws {

@@ -1,11 +1,12 @@
 import FieldbookCore
 import FieldbookStore
+import FieldbookTesting
 import Foundation
 import GRDB
 import Synchronization
 import Testing
 
-@Suite("Store: changelog and clock")
+@Suite("Store: changelog and clock", .tags(.store))
 struct ChangelogTests {
     let dir = TemporaryDirectory()
 
@@ -127,7 +128,7 @@ struct ChangelogTests {
     }
 }
 
-@Suite("Store: changelog failures")
+@Suite("Store: changelog failures", .tags(.store))
 struct ChangelogFailureTests {
     let dir = TemporaryDirectory()
 
@@ -143,7 +144,7 @@ struct ChangelogFailureTests {
                     BEGIN SELECT RAISE(ABORT, 'refused'); END
                     """)
         }
-        let before = try snapshot(store)
+        let before = try contents(store)
         #expect(throws: (any Error).self) {
             try store.write { tx in
                 for n in 0..<100 {
@@ -153,7 +154,7 @@ struct ChangelogFailureTests {
                 }
             }
         }
-        #expect(try snapshot(store) == before)
+        #expect(try contents(store) == before)
         #expect(try store.fetch(Query("inspection_round")).count == 1)
     }
 }

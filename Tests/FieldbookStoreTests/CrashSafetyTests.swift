@@ -1,23 +1,11 @@
 import FieldbookCore
 import FieldbookStore
+import FieldbookTesting
 import Foundation
 import GRDB
 import Testing
 
-/// The directory holding the built products (the test bundle's own directory).
-func productsDirectory() -> URL {
-    if let dir = ProcessInfo.processInfo.environment["FIELDBOOK_BIN_DIR"] { return URL(fileURLWithPath: dir) }
-    var url = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
-    // On Linux the test runner is `<products>/FieldbookPackageTests.xctest`.
-    while !FileManager.default.fileExists(atPath: url.appendingPathComponent("fieldbook-crash-writer").path),
-        url.path != "/"
-    {
-        url.deleteLastPathComponent()
-    }
-    return url
-}
-
-@Suite("Store: crash safety")
+@Suite("Store: crash safety", .tags(.store, .endToEnd))
 struct CrashSafetyTests {
     let dir = TemporaryDirectory()
 
@@ -41,9 +29,11 @@ struct CrashSafetyTests {
         return records
     }
 
-    @Test("SIGKILL at random moments: integrity holds, data and changelog agree, committed writes survive")
+    @Test(
+        "SIGKILL at random moments: integrity holds, data and changelog agree, committed writes survive", .tags(.slow),
+        .fullRunOnly)
     func killedWriter() throws {
-        let writer = productsDirectory().appendingPathComponent("fieldbook-crash-writer")
+        let writer = try BuiltProducts.url("fieldbook-crash-writer")
         try #require(FileManager.default.isExecutableFile(atPath: writer.path), "build fieldbook-crash-writer first")
         let path = dir.path("device.sqlite")
         var rng = SystemRandomNumberGenerator()
@@ -70,10 +60,7 @@ struct CrashSafetyTests {
                 String(decoding: seen, as: UTF8.self).split(separator: "\n")
                 .compactMap { $0.hasPrefix("committed ") ? Int($0.dropFirst(10)) : nil }.last ?? 0
 
-            let integrity = try DatabaseQueue(path: path).read {
-                try String.fetchAll($0, sql: "PRAGMA integrity_check")
-            }
-            #expect(integrity == ["ok"], "round \(round)")
+            #expect(try integrityCheck(path) == "ok", "round \(round)")
 
             let store = try makeStore(dir, name: "device.sqlite")
             let changes = try store.pendingChanges(limit: 10_000_000)

@@ -1,9 +1,10 @@
 import FieldbookCore
 import FieldbookStore
+import FieldbookTesting
 import Foundation
 import Testing
 
-@Suite("Store: migrations")
+@Suite("Store: migrations", .tags(.store))
 struct MigrationTests {
     let dir = TemporaryDirectory()
 

@@ -1,9 +1,11 @@
 import FieldbookCore
+import FieldbookInspection
 import FieldbookStore
+import FieldbookTesting
 import Foundation
 import Testing
 
-@Suite("Store: typed models")
+@Suite("Store: typed models", .tags(.store))
 struct ModelTests {
     let dir = TemporaryDirectory()
 

@@ -1,10 +1,11 @@
 import FieldbookCore
 import FieldbookStore
+import FieldbookTesting
 import Foundation
 import Synchronization
 import Testing
 
-@Suite("Store: records")
+@Suite("Store: records", .tags(.store))
 struct StoreRecordTests {
     let dir = TemporaryDirectory()
 
@@ -120,11 +121,11 @@ struct StoreRecordTests {
         throws
     {
         let store = try makeStore(dir)
-        let before = try snapshot(store)
+        let before = try contents(store)
         let error = expectStoreError(code) { try store.insert(entity, values) }
         #expect(error?.entity == entity)
         #expect(error?.field == field)
-        #expect(try snapshot(store) == before)
+        #expect(try contents(store) == before)
         // The description names where, never the value given.
         for value in values.values where value.description.count > 2 {
             #expect(!(error?.description.contains(value.description) ?? false))
@@ -137,7 +138,7 @@ struct StoreRecordTests {
         let finding = try store.insert("finding", ["title": "问题", "deadline": "2021-12-31"])
         let note = try store.insert("progress_note", ["finding": .text(finding), "text": "已约谈"])
         _ = try store.insert("measure", ["finding": .text(finding), "description": "约谈负责人"])
-        let before = try snapshot(store)
+        let before = try contents(store)
         expectStoreError(.notAllowed) {
             try store.update("finding", id: finding, ["deadline": "2022-01-31", "status": "done"])
         }
@@ -159,7 +160,7 @@ struct StoreRecordTests {
                 try tx.update("finding", id: finding, ["status": "closed"])
             }
         }
-        #expect(try snapshot(store) == before)
+        #expect(try contents(store) == before)
     }
 
     @Test(
@@ -187,7 +188,7 @@ struct StoreRecordTests {
     }
 }
 
-@Suite("Store: threads")
+@Suite("Store: threads", .tags(.store))
 struct StoreThreadTests {
     let dir = TemporaryDirectory()
 

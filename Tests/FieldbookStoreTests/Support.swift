@@ -1,22 +1,10 @@
 import FieldbookCore
+import FieldbookJSON
 import FieldbookSchemas
 import FieldbookStore
+import FieldbookTesting
 import Foundation
 import Testing
-
-/// A fresh temporary directory per test, removed when the test ends.
-final class TemporaryDirectory {
-    let url: URL
-
-    init() {
-        url = FileManager.default.temporaryDirectory.appendingPathComponent("fieldbook-\(UUID().uuidString)")
-        try! FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    }
-
-    func path(_ name: String) -> String { url.appendingPathComponent(name).path }
-
-    deinit { try? FileManager.default.removeItem(at: url) }
-}
 
 let inspectionSchema = try! Schema(json: BundledSchemas.inspection)
 
@@ -44,7 +32,7 @@ func expectStoreError(_ code: StoreError.Code, _ body: () throws -> Void) -> Sto
 }
 
 /// The whole content of a store's tables and changelog, for before/after comparisons.
-func snapshot(_ store: Store) throws -> [String] {
+func contents(_ store: Store) throws -> [String] {
     var lines: [String] = []
     for entity in store.schema.entities {
         for record in try store.fetch(Query(entity.name)) { lines.append("\(entity.name) \(record.json.serialized)") }

@@ -1,12 +1,13 @@
 import FieldbookCore
 import FieldbookStore
+import FieldbookTesting
 import Foundation
 import Testing
 
 /// An update of one field takes its own path (statement and hook request prepared per
 /// field, change encoded without arrays); these check it logs and refuses exactly what
 /// the path for several fields does.
-@Suite("Store: the one-field update path")
+@Suite("Store: the one-field update path", .tags(.store))
 struct UpdatePathTests {
     let dir = TemporaryDirectory()
 
@@ -92,7 +93,7 @@ struct UpdatePathTests {
                 "site": .text(try store.insert("site", ["name": "院", "kind": "happiness_home"])),
                 "visited_on": "2021-09-02",
             ])
-        let before = try snapshot(store)
+        let before = try contents(store)
         expectStoreError(.unknownField) { try store.update("finding", id: finding, ["owner": "x"]) }
         expectStoreError(.notAllowed) { try store.update("finding", id: finding, ["status": "done"]) }
         expectStoreError(.required) { try store.update("finding", id: finding, ["status": nil]) }
@@ -106,7 +107,7 @@ struct UpdatePathTests {
         }
         expectStoreError(.notFound) { try store.update("finding", id: UUID().uuidString, ["status": "completed"]) }
         expectStoreError(.notFound) { try store.update("finding", id: UUID().uuidString, ["reopen_count": 1]) }
-        #expect(try snapshot(store) == before)
+        #expect(try contents(store) == before)
         // A failed capture leaves nothing behind for the next update.
         try store.update("finding", id: finding, ["status": "completed"])
         #expect(

@@ -1,5 +1,6 @@
 import FieldbookServer
 import FieldbookServerPostgres
+import FieldbookTesting
 import GRDB
 import Logging
 import PostgresNIO

@@ -1,9 +1,10 @@
 import FieldbookCore
-import FieldbookLocalServer
 import FieldbookSchemas
 import FieldbookServer
 import FieldbookServerPostgres
+import FieldbookServerProcess
 import FieldbookStore
+import FieldbookTesting
 import Foundation
 import Hummingbird
 import Logging
@@ -12,26 +13,6 @@ import ServiceLifecycle
 import Testing
 
 let schema = try! Schema(json: BundledSchemas.inspection)
-
-/// A fresh temporary directory, removed when dropped.
-final class TemporaryDirectory: Sendable {
-    let url: URL
-
-    init() {
-        url = FileManager.default.temporaryDirectory.appendingPathComponent("fieldbook-sync-\(UUID().uuidString)")
-        try! FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    }
-
-    func path(_ name: String) -> String { url.appendingPathComponent(name).path }
-
-    /// A PostgreSQL schema name unique to this directory: a PostgreSQL store "in" it is fresh,
-    /// and opening it again (a server restart) finds the same tables.
-    var namespace: String {
-        "t_" + url.lastPathComponent.dropFirst("fieldbook-sync-".count).lowercased().filter { $0 != "-" }
-    }
-
-    deinit { try? FileManager.default.removeItem(at: url) }
-}
 
 /// A server store the protocol suites run against.
 enum Backend: String, Sendable, CustomTestStringConvertible {
@@ -70,7 +51,9 @@ func postgresClient() async -> PostgresClient {
 /// The server store the suites run against. Every protocol test goes through this one
 /// function, so every store runs the same suites: an SQLite file in `dir`, or a PostgreSQL
 /// schema of its own (``TemporaryDirectory/namespace``) in the database of FIELDBOOK_POSTGRES_URL.
-func makeStorage(_ dir: TemporaryDirectory, _ backend: Backend) async throws -> any SyncStorage {
+func makeStorage(_ dir: TemporaryDirectory, _ backend: Backend, schema: Schema = schema) async throws
+    -> any SyncStorage
+{
     switch backend {
     case .sqlite:
         return try SQLiteSyncStorage(path: dir.path("server.sqlite"), schema: schema)
@@ -87,10 +70,10 @@ func makeStorage(_ dir: TemporaryDirectory, _ backend: Backend) async throws -> 
 /// A real `fieldbook-server` process on the store `makeStorage(dir, backend)` opens: the SQLite
 /// file `server.sqlite` in `dir`, or the namespace ``TemporaryDirectory/namespace`` of the
 /// database of FIELDBOOK_POSTGRES_URL. Call it again for another process on the same PostgreSQL store.
-func makeLocalServer(_ dir: TemporaryDirectory, _ backend: Backend) throws -> LocalServer {
+func makeServerProcess(_ dir: TemporaryDirectory, _ backend: Backend) throws -> ServerProcess {
     switch backend {
-    case .sqlite: try LocalServer(database: dir.path("server.sqlite"))
-    case .postgres: try LocalServer(database: postgresURL!, namespace: dir.namespace)
+    case .sqlite: try ServerProcess(database: dir.path("server.sqlite"))
+    case .postgres: try ServerProcess(database: postgresURL!, namespace: dir.namespace)
     }
 }
 
@@ -138,21 +121,6 @@ func withRunning<T: Sendable>(
         while (try await group.next()) != nil {}
         return try result.get()
     }
-}
-
-/// Each entity's live records as `[id: [field: value]]`, nulls left out: what convergence compares.
-func snapshot(_ store: Store) throws -> [String: [String: [String: Value]]] {
-    var result: [String: [String: [String: Value]]] = [:]
-    for entity in schema.entities {
-        var records: [String: [String: Value]] = [:]
-        for record in try store.fetch(Query(entity.name)) {
-            var values: [String: Value] = [:]
-            for (field, value) in zip(entity.fields, record.values) where !value.isNull { values[field.name] = value }
-            records[record.id] = values
-        }
-        result[entity.name] = records
-    }
-    return result
 }
 
 func snapshot(_ storage: any SyncStorage) async throws -> [String: [String: [String: Value]]] {

@@ -1,5 +1,6 @@
 import FieldbookCore
 import FieldbookSQLite
+import FieldbookSync
 import GRDB
 import Synchronization
 

@@ -1,4 +1,5 @@
 import FieldbookCore
+import FieldbookSync
 import GRDB
 
 extension Store {

@@ -1,5 +1,6 @@
 import FieldbookCore
 import FieldbookSQLite
+import FieldbookSync
 import GRDB
 
 // References and deletes made without knowledge of each other (docs/protocol.md, "A reference

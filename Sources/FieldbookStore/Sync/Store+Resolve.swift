@@ -1,4 +1,5 @@
 public import FieldbookCore
+public import FieldbookSync
 import GRDB
 
 /// How a person settles a conflict: the choice ``Store/resolve(_:with:)`` writes down.

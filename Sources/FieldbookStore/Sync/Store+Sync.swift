@@ -1,5 +1,7 @@
 public import FieldbookCore
+import FieldbookJSON
 import FieldbookSQLite
+public import FieldbookSync
 import Foundation
 import GRDB
 import Synchronization
@@ -601,7 +603,9 @@ extension Store.Transaction {
             try saveState.run(db)
             let conflicts = state.conflicts(entity: table.entity, recordID: ref.id)
             if !conflicts.isEmpty || withOpenConflicts!.contains(ref) {
-                try noteConflicts(table, ref.id, conflicts, at: changes[lastPosition].serverSequence!)
+                try ConflictRows.update(
+                    db, table: "_conflicts", entity: table.entity.name, record: ref.id, current: conflicts,
+                    at: changes[lastPosition].serverSequence!)
             }
         }
         return applied
@@ -661,30 +665,6 @@ extension Store.Transaction {
             state.assignServerSequences(device: store.deviceID) { known[$0] }
         }
         return (state, folded, received)
-    }
-
-    /// Keeps `_conflicts` in step with a record's state: new conflicts open, settled ones close.
-    func noteConflicts(_ table: EntityTable, _ record: String, _ conflicts: [Conflict], at serverSequence: Int64) throws
-    {
-        let open = try String.fetchSet(
-            db, sql: "SELECT id FROM _conflicts WHERE entity = ? AND record = ? AND resolved_at IS NULL",
-            arguments: [table.entity.name, record])
-        for id in open.subtracting(conflicts.map(\.id)) {
-            try db.execute(sql: "UPDATE _conflicts SET resolved_at = ? WHERE id = ?", arguments: [serverSequence, id])
-        }
-        for conflict in conflicts {
-            try db.execute(
-                sql: """
-                    INSERT INTO _conflicts (id, entity, record, field, sides, opened_at) VALUES (?, ?, ?, ?, ?, ?)
-                    ON CONFLICT (id) DO UPDATE SET sides = excluded.sides,
-                        opened_at = CASE WHEN resolved_at IS NULL THEN opened_at ELSE excluded.opened_at END,
-                        resolved_at = NULL
-                    """,
-                arguments: [
-                    conflict.id, conflict.entity, conflict.recordID, conflict.field, conflict.sidesJSON.serialized,
-                    serverSequence,
-                ])
-        }
     }
 
     /// Keeps a record that a delete elsewhere contests: an update with no fields, made

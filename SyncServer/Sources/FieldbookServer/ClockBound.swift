@@ -1,4 +1,5 @@
-package import FieldbookCore
+import FieldbookCore
+package import FieldbookSync
 import Foundation
 
 /// The server's bound on clock skew: a change stamped more than the bound ahead of the

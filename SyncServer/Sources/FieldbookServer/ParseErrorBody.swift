@@ -1,4 +1,6 @@
 import FieldbookCore
+import FieldbookJSON
+import FieldbookSync
 import Hummingbird
 import NIOCore
 import NIOHTTPTypes

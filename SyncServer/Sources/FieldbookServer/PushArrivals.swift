@@ -1,4 +1,5 @@
 import FieldbookCore
+import FieldbookSync
 import Synchronization
 
 /// The pushes of each token in progress in this process, so that a push that arrives ahead of

@@ -1,5 +1,7 @@
 public import FieldbookCore
+import FieldbookJSON
 import FieldbookSQLite
+public import FieldbookSync
 import Foundation
 import GRDB
 
@@ -98,6 +100,10 @@ public final class SQLiteSyncStorage: SyncStorage {
         }
         if version < schema.version {
             // Later versions add entities and fields; records keep their merge states by field name.
+            let stored = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'schema'")
+            if let refusal = SchemaUpgrade.refusal(storedJSON: stored, by: schema) {
+                throw ServerSetupError(refusal)
+            }
             try db.execute(
                 sql:
                     "UPDATE meta SET value = ? WHERE key = 'schema_version'; UPDATE meta SET value = ? WHERE key = 'schema'",
@@ -212,7 +218,9 @@ public final class SQLiteSyncStorage: SyncStorage {
             save.bind(4, Int64(record.live ? 1 : 0))
             try save.run(db)
             if !record.conflicts.isEmpty || withOpenConflicts.contains(record.key) {
-                try updateConflicts(db, record.key, record.conflicts, at: head)
+                try ConflictRows.update(
+                    db, table: "conflicts", entity: record.key.entity, record: record.key.id,
+                    current: record.conflicts, at: head)
             }
         }
         return plan.response(serverSequences: serverSequences)
@@ -225,32 +233,6 @@ public final class SQLiteSyncStorage: SyncStorage {
         select.bind(2, key.id)
         guard try select.step(db) else { return nil }
         return try RecordState(encoded: select.bytes(0), entity: entity)
-    }
-
-    /// Brings the conflict rows of one record in step with its merged state (``ConflictUpkeep``).
-    static func updateConflicts(_ db: Database, _ key: PushPlan.RecordKey, _ conflicts: [Conflict], at head: Int64)
-        throws
-    {
-        let open = try String.fetchSet(
-            db, sql: "SELECT id FROM conflicts WHERE entity = ? AND record = ? AND resolved_at IS NULL",
-            arguments: [key.entity, key.id])
-        let (resolve, upsert) = ConflictUpkeep.changes(open: open, current: conflicts)
-        for id in resolve {
-            try db.execute(sql: "UPDATE conflicts SET resolved_at = ? WHERE id = ?", arguments: [head, id])
-        }
-        for conflict in upsert {
-            try db.execute(
-                sql: """
-                    INSERT INTO conflicts (id, entity, record, field, sides, opened_at) VALUES (?, ?, ?, ?, ?, ?)
-                    ON CONFLICT (id) DO UPDATE SET sides = excluded.sides,
-                        opened_at = CASE WHEN resolved_at IS NULL THEN opened_at ELSE excluded.opened_at END,
-                        resolved_at = NULL
-                    """,
-                arguments: [
-                    conflict.id, conflict.entity, conflict.recordID, conflict.field, conflict.sidesJSON.serialized,
-                    head,
-                ])
-        }
     }
 
     // MARK: - Pull

@@ -1,4 +1,6 @@
-public import FieldbookCore
+import FieldbookCore
+import FieldbookJSON
+public import FieldbookSync
 public import Hummingbird
 public import Logging
 import NIOCore

@@ -1,17 +1,6 @@
 public import FieldbookCore
-
-/// Who a request comes from: the token it carried.
-public struct Identity: Sendable, Hashable {
-    /// The token's id in the store.
-    public var tokenID: Int64
-    /// The name the token was created with (a person or a device); stamped on every change accepted.
-    public var name: String
-
-    public init(tokenID: Int64, name: String) {
-        self.tokenID = tokenID
-        self.name = name
-    }
-}
+import FieldbookJSON
+public import FieldbookSync
 
 /// A token as listed by an administrator: never the secret itself.
 public struct TokenInfo: Sendable, Hashable {

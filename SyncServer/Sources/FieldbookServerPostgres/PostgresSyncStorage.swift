@@ -1,5 +1,7 @@
 public import FieldbookCore
+import FieldbookJSON
 public import FieldbookServer
+public import FieldbookSync
 import Foundation
 public import Logging
 public import PostgresNIO
@@ -215,6 +217,9 @@ public final class PostgresSyncStorage: SyncStorage {
             }
             if version < schema.version {
                 // Later versions add entities and fields; records keep their merge states by field name.
+                if let refusal = SchemaUpgrade.refusal(storedJSON: meta["schema"], by: schema) {
+                    throw PostgresSetupError(refusal)
+                }
                 try await c.query(
                     "UPDATE \(unescaped: t("meta")) SET value = \(String(schema.version)) WHERE key = 'schema_version'",
                     logger: logger)

@@ -1,5 +1,6 @@
 import ArgumentParser
-import FieldbookLocalServer
+import FieldbookServerProcess
+import FieldbookTesting
 import Foundation
 import Synchronization
 
@@ -40,7 +41,7 @@ struct Run: ParsableCommand {
     func run() throws {
         signal(SIGPIPE, SIG_IGN)
         let seed = self.seed ?? UInt64.random(in: 1...999_999)
-        var random = SplitMix64(seed: seed)
+        var random = SeededGenerator(seed: seed)
         let dir =
             directory
             ?? FileManager.default.temporaryDirectory.appendingPathComponent("fieldbook-chaos-\(seed)-\(getpid())").path
@@ -56,7 +57,7 @@ struct Run: ParsableCommand {
             if serverLog >= 0 { close(serverLog) }
         }
 
-        let server = try LocalServer(database: "\(dir)/server.sqlite")
+        let server = try ServerProcess(database: "\(dir)/server.sqlite")
         let names = ["王芳", "李明", "张伟", "刘洋", "陈静", "杨磊", "赵敏", "黄强"]
         var slots: [DeviceSlot] = []
         for index in 0..<devices {
@@ -186,7 +187,7 @@ struct Run: ParsableCommand {
     }
 
     /// Starts the server again on its port: a killed process may leave the port busy a moment.
-    func restart(_ server: LocalServer) throws {
+    func restart(_ server: ServerProcess) throws {
         var tries = 0
         while true {
             do {

@@ -1,7 +1,9 @@
 import ArgumentParser
 import FieldbookCore
+import FieldbookHTTP
 import FieldbookSchemas
 import FieldbookStore
+import FieldbookTesting
 import Foundation
 
 /// One device, as a process of its own: writes a round of changes, syncs, again, until its
@@ -25,7 +27,7 @@ struct Device: AsyncParsableCommand {
     func run() async throws {
         guard let url = URL(string: server) else { throw ValidationError("--server is not a URL") }
         let store = try Store(path: store, schema: try Schema(json: BundledSchemas.inspection))
-        var random = SplitMix64(seed: seed)
+        var random = SeededGenerator(seed: seed)
         let transport = HTTPTransport(server: url, token: token, timeout: timeout)
         var options = SyncOptions()
         options.pushBatch = batch
@@ -53,7 +55,7 @@ struct Device: AsyncParsableCommand {
     /// oldest sites, which every device has pulled), so devices edit the same fields at the
     /// same time and merges really happen: counters, set members, last-writer-wins and
     /// observed values; a few insert sites and visits.
-    func writeRound(_ store: Store, changes: Int, random: inout SplitMix64) throws {
+    func writeRound(_ store: Store, changes: Int, random: inout SeededGenerator) throws {
         var sites = try store.fetch(Query("site")).map(\.id).sorted()
         var visits = try store.fetch(Query("visit")).map(\.id).sorted()
         let device = String(store.deviceID.suffix(4))

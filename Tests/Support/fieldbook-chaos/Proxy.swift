@@ -1,3 +1,4 @@
+import FieldbookTesting
 import Foundation
 import Synchronization
 
@@ -38,7 +39,7 @@ final class FaultProxy: Sendable {
     private let state: Mutex<State>
 
     struct State {
-        var random: SplitMix64
+        var random: SeededGenerator
         var faults = ProxyFaults()
         var counts = ProxyCounts()
     }
@@ -52,7 +53,7 @@ final class FaultProxy: Sendable {
 
     init(upstreamPort: Int, seed: UInt64) throws {
         self.upstreamPort = upstreamPort
-        state = Mutex(State(random: SplitMix64(seed: seed)))
+        state = Mutex(State(random: SeededGenerator(seed: seed)))
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw ChaosError("proxy: socket() failed (errno \(errno))") }
         var one: Int32 = 1
@@ -240,24 +241,6 @@ private func sendAll(_ fd: Int32, _ buffer: [UInt8], _ count: Int) -> Bool {
         sent += n
     }
     return true
-}
-
-/// A small seeded generator (SplitMix64): the same seed, the same fault schedule.
-struct SplitMix64: RandomNumberGenerator, Sendable {
-    var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// A number in [0, 1).
-    mutating func unit() -> Double { Double(next() >> 11) / Double(1 << 53) }
 }
 
 /// The chaos run could not be set up or driven.

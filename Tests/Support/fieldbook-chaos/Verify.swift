@@ -1,6 +1,8 @@
 import FieldbookCore
 import FieldbookSchemas
 import FieldbookStore
+import FieldbookSync
+import FieldbookTesting
 import Foundation
 import GRDB
 
@@ -59,9 +61,7 @@ struct Verifier {
         var verdict = Verdict()
         for path in devices + [server] {
             verdict.files += 1
-            let result = try DatabaseQueue(path: path).read {
-                try String.fetchOne($0, sql: "PRAGMA integrity_check") ?? ""
-            }
+            let result = try integrityCheck(path)
             if result != "ok" {
                 verdict.integrityFailures += 1
                 verdict.details.append("integrity_check of \(path): \(result)")
@@ -282,20 +282,4 @@ struct Verifier {
         return expected
     }
 
-    /// Each entity's live records as `[id: [field: value]]`, nulls left out.
-    func snapshot(_ store: Store) throws -> Snapshot {
-        var result: Snapshot = [:]
-        for entity in schema.entities {
-            var records: [String: [String: Value]] = [:]
-            for record in try store.fetch(Query(entity.name)) {
-                var values: [String: Value] = [:]
-                for (field, value) in zip(entity.fields, record.values) where !value.isNull {
-                    values[field.name] = value
-                }
-                records[record.id] = values
-            }
-            result[entity.name] = records
-        }
-        return result
-    }
 }

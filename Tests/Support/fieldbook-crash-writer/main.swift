@@ -5,25 +5,15 @@
 import FieldbookCore
 import FieldbookSchemas
 import FieldbookStore
+import FieldbookTesting
 import Foundation
-
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 let arguments = CommandLine.arguments
 guard arguments.count == 3, let seed = UInt64(arguments[2]) else {
     FileHandle.standardError.write(Data("usage: fieldbook-crash-writer STORE_PATH SEED\n".utf8))
     exit(2)
 }
-var rng = SplitMix(state: seed)
+var rng = SeededGenerator(seed: seed)
 let store = try Store(path: arguments[1], schema: try Schema(json: BundledSchemas.inspection))
 var findings = try store.fetch(Query("finding")).map(\.id)
 var sites = try store.fetch(Query("site")).map(\.id)

@@ -22,6 +22,7 @@ import FieldbookCore
 import FieldbookSchemas
 import FieldbookServer
 import FieldbookStore
+import FieldbookSync
 import Foundation
 import Synchronization
 

@@ -7,6 +7,7 @@
 // printing "progress …" after each batch, and "synced PUSHED PULLED" at the end.
 // Killed at any moment, it is simply run again.
 import FieldbookCore
+import FieldbookHTTP
 import FieldbookSchemas
 import FieldbookStore
 import Foundation

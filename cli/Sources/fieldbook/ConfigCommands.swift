@@ -1,6 +1,8 @@
 import ArgumentParser
 import FieldbookCore
+import FieldbookJSON
 import FieldbookStore
+import FieldbookSync
 import Foundation
 
 /// `fieldbook config`: what `init` wrote, and how to change it without making the device again.

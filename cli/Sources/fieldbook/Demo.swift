@@ -1,8 +1,12 @@
 import ArgumentParser
 import FieldbookCore
-import FieldbookLocalServer
+import FieldbookHTTP
+import FieldbookInspection
+import FieldbookJSON
 import FieldbookSchemas
+import FieldbookServerProcess
 import FieldbookStore
+import FieldbookSync
 import Foundation
 
 /// `fieldbook demo`: the main job. A sync server on the embedded SQLite store, three
@@ -11,7 +15,7 @@ import Foundation
 struct Demo: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract:
-            "Run a sync server and three devices through DOMAIN.md's example: offline work, sync, a conflict, its resolution."
+            "Run a sync server and three devices through a district bureau's example: offline work, sync, a conflict, its resolution."
     )
 
     @Option(help: "Where to put the server's and the devices' files (default: a new temporary directory).")
@@ -24,7 +28,7 @@ struct Demo: AsyncParsableCommand {
             .appendingPathComponent("fieldbook-demo-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let schema = try Schema(json: BundledSchemas.inspection)
-        let server = try LocalServer(database: directory + "/server.sqlite")
+        let server = try ServerProcess(database: directory + "/server.sqlite")
         defer { server.stop() }
         print("Server: \(server.url.absoluteString)  (fieldbook-server, embedded SQLite: \(directory)/server.sqlite)")
 
@@ -167,7 +171,7 @@ struct Demo: AsyncParsableCommand {
     }
 }
 
-/// The example data of DOMAIN.md (Putian Licheng district's rectification report).
+/// Example data from a district's published rectification report (Putian Licheng; docs/domain.md).
 enum DemoStory {
     struct Written {
         var cemetery: String

@@ -1,7 +1,10 @@
 import ArgumentParser
 import FieldbookCore
+import FieldbookHTTP
+import FieldbookJSON
 import FieldbookSchemas
 import FieldbookStore
+import FieldbookSync
 import Foundation
 
 /// What every command takes: which device, and whether to answer in JSON.

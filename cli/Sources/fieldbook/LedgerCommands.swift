@@ -1,9 +1,12 @@
 import ArgumentParser
 import FieldbookCore
+import FieldbookInspection
+import FieldbookJSON
 import FieldbookStore
+import FieldbookSync
 import Foundation
 
-/// The tallies a bureau publishes (DOMAIN.md, "Publication"), computed from the ledger.
+/// The tallies a bureau publishes (docs/domain.md, "Publication"), computed from the ledger.
 struct LedgerReport {
     var day: String
     var findings: [Record]

@@ -1,5 +1,6 @@
 import ArgumentParser
 import FieldbookCore
+import FieldbookJSON
 import FieldbookSchemas
 import FieldbookStore
 import Foundation

@@ -1,6 +1,9 @@
 import ArgumentParser
 import FieldbookCore
+import FieldbookHTTP
+import FieldbookJSON
 import FieldbookStore
+import FieldbookSync
 import Foundation
 
 struct Sync: AsyncParsableCommand {

@@ -1,0 +1,150 @@
+import AsyncHTTPClient
+public import FieldbookCore
+import FieldbookJSON
+public import FieldbookStore
+public import FieldbookSync
+public import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Synchronization
+
+/// The sync protocol over HTTP(S), with a bearer token, through AsyncHTTPClient
+/// (connection pooling, TLS, timeouts). On Linux, URLSession (libcurl) spent more CPU
+/// moving sync bodies of a few megabytes than the device spent applying them.
+///
+/// With no signal a request fails fast: a connection that is refused, a name that does not
+/// resolve or no route fails at once, and a connection not made within `connectTimeout` fails
+/// then (the client does not keep trying to connect until the request's deadline: retrying is
+/// ``Store/sync(_:options:)``'s, within ``SyncOptions/retryWindow``). Once connected, a slow link
+/// is given time: only a server that sends nothing for `timeout` seconds is given up on.
+public struct HTTPTransport: SyncTransport {
+    /// The server's base URL, e.g. `http://127.0.0.1:8080`.
+    public let server: URL
+    let token: String
+    let timeout: TimeInterval
+    let client: HTTPClient
+
+    /// - Parameters:
+    ///   - timeout: how long a request may wait for the server's next bytes once connected, in seconds
+    ///     (a request that keeps receiving is not cut).
+    ///   - connectTimeout: how long making a connection may take, in seconds.
+    public init(server: URL, token: String, timeout: TimeInterval = 60, connectTimeout: TimeInterval = 5) {
+        self.server = server
+        self.token = token
+        self.timeout = timeout
+        self.client = Self.client(connectTimeout: connectTimeout, readTimeout: timeout)
+    }
+
+    /// One client per pair of timeouts, kept for the life of the process (as `HTTPClient.shared` is).
+    private static let clients = Mutex<[[Int64]: HTTPClient]>([:])
+
+    private static func client(connectTimeout: TimeInterval, readTimeout: TimeInterval) -> HTTPClient {
+        let key = [Int64(connectTimeout * 1000), Int64(readTimeout * 1000)]
+        return clients.withLock { clients in
+            if let client = clients[key] { return client }
+            var configuration = HTTPClient.Configuration()
+            configuration.timeout = .init(connect: .milliseconds(max(key[0], 1)), read: .milliseconds(max(key[1], 1)))
+            // A failed connection fails the request: the sync's retries decide whether to try again.
+            configuration.connectionPool.retryConnectionEstablishment = false
+            let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+            clients[key] = client
+            return client
+        }
+    }
+
+    public func push(_ request: PushRequest) async throws -> PushResponse {
+        var body: [UInt8] = []
+        body.reserveCapacity(256 * request.changes.count + 256)
+        request.encode(to: &body)
+        return try await push(body: body)
+    }
+
+    public func push(encoded: EncodedPush) async throws -> PushResponse {
+        try await push(body: encoded.body)
+    }
+
+    private func push(body: [UInt8]) async throws -> PushResponse {
+        let bytes = try await send("v1/push", body)
+        do { return try PushResponse(utf8: bytes) } catch { throw SyncError(.badResponse, error.message) }
+    }
+
+    public func pull(_ request: PullRequest, schema: Schema) async throws -> PullResponse {
+        var body: [UInt8] = []
+        request.encode(to: &body)
+        let bytes = try await send("v1/pull", body)
+        do { return try PullResponse(utf8: bytes, schema: schema) } catch {
+            throw SyncError(.badResponse, error.message)
+        }
+    }
+
+    /// The server's schema (`GET /v1/schema`): to tell people what differs when versions disagree.
+    public func schema() async throws -> Schema {
+        let bytes = try await send("v1/schema", nil)
+        do { return try Schema(json: bytes) } catch {
+            throw SyncError(.badResponse, "the server's schema does not load: \(error)")
+        }
+    }
+
+    /// Sends a request (a POST with `body`, a GET without); returns the answer's body if the
+    /// status is 200, or throws the protocol error the server sent.
+    func send(_ path: String, _ body: [UInt8]?) async throws -> [UInt8] {
+        var request = HTTPClientRequest(url: server.appendingPathComponent(path).absoluteString)
+        request.method = body == nil ? .GET : .POST
+        request.headers.add(name: "Authorization", value: "Bearer \(token)")
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(bytes: body))
+        }
+        let status: Int
+        let data: [UInt8]
+        do {
+            let response = try await client.execute(request, deadline: .distantFuture)
+            status = Int(response.status.code)
+            let buffer = try await response.body.collect(upTo: 1 << 30)
+            data = Array(buffer.readableBytesView)
+        } catch {
+            throw SyncError(.network, "\(server.absoluteString) \(Self.failure(error))")
+        }
+        guard status == 200 else {
+            if let json = try? JSON(parsing: data), let wire = WireError(json: json) {
+                throw SyncError(refusal: wire, status: status)
+            }
+            throw SyncError(.badResponse, status: status, "HTTP \(status) without a protocol error")
+        }
+        return data
+    }
+}
+
+extension HTTPTransport {
+    /// What went wrong, in plain words, from the client's error (never its raw type name).
+    static func failure(_ error: any Error) -> String {
+        if let error = error as? NIOConnectionError {
+            if error.connectionErrors.isEmpty, error.dnsAError != nil || error.dnsAAAAError != nil {
+                return "could not be reached: the name '\(error.host)' was not found (no network, or a wrong address)"
+            }
+            if let first = error.connectionErrors.first { return failure(first.error) }
+        }
+        if let error = error as? IOError {
+            switch error.errnoCode {
+            case ECONNREFUSED: return "refused the connection (no server listens there)"
+            case ENETUNREACH, EHOSTUNREACH: return "could not be reached: no route to it (no signal?)"
+            case ETIMEDOUT: return "did not answer the connection (no signal?)"
+            case ECONNRESET, EPIPE: return "closed the connection"
+            default: return "could not be reached (\(String(cString: strerror(error.errnoCode))))"
+            }
+        }
+        if let error = error as? HTTPClientError {
+            switch error {
+            case .connectTimeout: return "did not answer the connection in time (no signal?)"
+            case .readTimeout, .deadlineExceeded: return "stopped answering (a weak signal, or the server is stuck)"
+            case .remoteConnectionClosed: return "closed the connection before answering"
+            default: return "could not be reached (\(error))"
+            }
+        }
+        if error is ChannelError, case ChannelError.connectTimeout = error {
+            return "did not answer the connection in time (no signal?)"
+        }
+        return "could not be reached (\(String(describing: type(of: error))))"
+    }
+}

@@ -1,0 +1,348 @@
+package import FieldbookCore
+import FieldbookJSON
+
+/// The store-agnostic half of a push: every check, every merge and every conflict decision,
+/// with the reading and writing left to the store.
+///
+/// Each server store runs the same steps, in one transaction that it rolls back on any error:
+///
+/// 0. Before the transaction (so the one writer does not): ``fieldTexts(_:)``, each change's
+///    fields as stored.
+/// 1. Read the device's row and make the plan: ``init(_:fields:identity:device:schema:)`` checks
+///    ownership and order, and splits the changes into ``fresh`` ones and ones received before.
+/// 2. Read the stored changes at ``earlierSequences`` and pass them to ``acknowledge(stored:)``,
+///    which rejects a sequence number reused with different content.
+///    Look up which of ``references`` the store holds (in one batch) and pass them to
+///    ``checkReferences(known:)``, which rejects a reference to a record never seen.
+/// 3. Insert the ``fresh`` changes (their field text is in ``freshFields``), numbered in order,
+///    and record the device's ``lastSequence``.
+/// 4. Read the merge states of ``records`` and pass them, with the new server sequence numbers,
+///    to ``merge(states:serverSequences:)``; write what it returns, and keep the conflict table
+///    in step with ``ConflictUpkeep``.
+/// 5. Answer with ``response(serverSequences:)``.
+///
+/// So the stores cannot disagree about what a push means; they differ only in how they read
+/// and write (one row at a time in SQLite, in arrays in PostgreSQL).
+package struct PushPlan: Sendable {
+    /// A change as a store holds it: what a repeated push is compared with.
+    package struct Stored: Sendable, Equatable {
+        package var serverSequence: Int64
+        package var entity: String
+        package var recordID: String
+        package var operation: Int
+        package var hlc: Int64
+        package var base: Int64
+        package var fields: String
+
+        package init(
+            serverSequence: Int64, entity: String, recordID: String, operation: Int, hlc: Int64, base: Int64,
+            fields: String
+        ) {
+            self.serverSequence = serverSequence
+            self.entity = entity
+            self.recordID = recordID
+            self.operation = operation
+            self.hlc = hlc
+            self.base = base
+            self.fields = fields
+        }
+    }
+
+    /// A record the push touched, merged: the state to store and the conflicts it now has.
+    package struct Merged: Sendable {
+        package var key: RecordKey
+        package var state: RecordState
+        /// Whether the record exists (the `live` column).
+        package var live: Bool
+        package var conflicts: [Conflict]
+    }
+
+    /// A record of the server store, by entity and id.
+    package struct RecordKey: Hashable, Sendable {
+        package var entity: String
+        package var id: String
+
+        package init(entity: String, id: String) {
+            self.entity = entity
+            self.id = id
+        }
+    }
+
+    /// The pushing device's id.
+    package let device: String
+    /// The name stamped on every new change.
+    package let author: String
+    /// The changes not received before, in device order: sequences `lastSequence - fresh.count + 1 … lastSequence`.
+    package private(set) var fresh: [Change] = []
+    /// The stored form of each fresh change's fields (``FieldChange/text(_:)``).
+    package private(set) var freshFields: [String] = []
+    /// The device's last sequence number once the push is applied.
+    package private(set) var lastSequence: Int64
+    /// The records the fresh changes touch, each once, in the order first touched.
+    package private(set) var records: [RecordKey] = []
+    /// The records the fresh changes' reference fields name, each once, but for those the changes
+    /// write to (a push may add a record and refer to it): the store must hold each of them.
+    package private(set) var references: [RecordKey] = []
+    /// For each fresh change, the position of its record in ``records`` (-1 for an entity the schema lacks).
+    private var recordOfFresh: [Int] = []
+    /// The device sequence numbers of the request's changes received in earlier pushes.
+    package private(set) var earlierSequences: [Int64] = []
+    /// Each request change in order: a fresh change (its index in ``fresh``) or one received before (its sequence).
+    private var answers: [Answer] = []
+    private var earlier: [Int64: (change: Change, fields: String)] = [:]
+    private var earlierServerSequences: [Int64: Int64] = [:]
+    private let schema: Schema
+
+    private enum Answer {
+        case fresh(Int)
+        case earlier(Int64)
+    }
+
+    /// Each change's fields as a store keeps them (``FieldChange/text(_:)``), in request order.
+    ///
+    /// Work for any thread: a store computes them before it takes its writer, which then only compares and stores them.
+    package static func fieldTexts(_ request: PushRequest) -> [String] {
+        // One buffer for all (a buffer per change grew several times for an insert's fields).
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(1024)
+        return request.changes.map { change in
+            bytes.removeAll(keepingCapacity: true)
+            FieldChange.encode(change.fields, to: &bytes)
+            return String(decoding: bytes, as: UTF8.self)
+        }
+    }
+
+    /// Checks a push against the device's row and sorts its changes.
+    /// - Parameters:
+    ///   - fields: ``fieldTexts(_:)`` of the request.
+    ///   - device: the device's row, or nil for a device never seen: the token that owns it and its last sequence number.
+    /// - Throws: ``WireError`` `forbidden` if the device id belongs to another token; `sequence_gap` if a new
+    ///   change does not follow the last one; `sequence_reused` if the request repeats a sequence with other content.
+    package init(
+        _ request: PushRequest, fields texts: [String], identity: Identity,
+        device row: (owner: Int64, lastSequence: Int64)?,
+        schema: Schema
+    ) throws {
+        precondition(texts.count == request.changes.count, "one field text per change")
+        if let row, row.owner != identity.tokenID {
+            throw WireError(.forbidden, "this device id belongs to another token; each device uses its own id")
+        }
+        self.schema = schema
+        device = request.device
+        author = identity.name
+        let previous = row?.lastSequence ?? 0
+        lastSequence = previous
+        answers.reserveCapacity(request.changes.count)
+        // Where each fresh change is in the request: copied out only if some are not fresh.
+        var positions: [Int] = []
+        positions.reserveCapacity(request.changes.count)
+        try request.changes.withUnsafeBufferPointer { changes in
+            for position in changes.indices {
+                let sequence = changes[position].sequence
+                if sequence <= lastSequence {
+                    // Received before — in an earlier push, or earlier in this one: the same content gets the same answer.
+                    if sequence > previous {
+                        let index = Int(sequence - previous - 1)
+                        guard
+                            Self.same(
+                                changes[positions[index]], texts[positions[index]], changes[position], texts[position])
+                        else {
+                            throw Self.reused(sequence)
+                        }
+                        answers.append(.fresh(index))
+                    } else {
+                        if let seen = earlier[sequence] {
+                            guard Self.same(seen.change, seen.fields, changes[position], texts[position]) else {
+                                throw Self.reused(sequence)
+                            }
+                        } else {
+                            earlier[sequence] = (changes[position], texts[position])
+                            earlierSequences.append(sequence)
+                        }
+                        answers.append(.earlier(sequence))
+                    }
+                    continue
+                }
+                guard sequence == lastSequence + 1 else {
+                    throw WireError(
+                        .sequenceGap,
+                        "expected device sequence \(lastSequence + 1), got \(sequence); push every change in order")
+                }
+                lastSequence = sequence
+                answers.append(.fresh(positions.count))
+                positions.append(position)
+            }
+        }
+        if positions.count == request.changes.count {
+            fresh = request.changes
+            freshFields = texts
+        } else {
+            fresh = positions.map { request.changes[$0] }
+            freshFields = positions.map { texts[$0] }
+        }
+        (records, recordOfFresh) = Self.records(of: fresh, schema: schema)
+        var written: Set<RecordKey>?  // built on the first reference: most pushes have few
+        var seen: Set<RecordKey> = []
+        Self.eachReference(in: fresh, schema: schema) { _, _, key in
+            if written == nil { written = Set(records) }
+            if !written!.contains(key), seen.insert(key).inserted { references.append(key) }
+        }
+    }
+
+    /// Calls `visit` with each reference `changes` set: the change's index, the reference field, and
+    /// the record named.
+    private static func eachReference(in changes: [Change], schema: Schema, _ visit: (Int, Field, RecordKey) -> Void) {
+        // Changes come in runs of one entity: its reference fields are found once per run.
+        var entity = ""
+        var fields: [Field] = []
+        changes.withUnsafeBufferPointer { changes in
+            for change in changes.indices {
+                if changes[change].entity != entity {
+                    entity = changes[change].entity
+                    fields = schema.entity(entity)?.fields.filter { $0.target != nil } ?? []
+                }
+                if fields.isEmpty { continue }
+                for fieldChange in changes[change].fields {
+                    guard case .set(.text(let id)) = fieldChange.kind else { continue }
+                    for field in fields where field.name == fieldChange.field {
+                        visit(change, field, RecordKey(entity: field.target!, id: id))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Checks that the store holds every record of ``references``.
+    /// - Parameter known: the records of ``references`` the store holds (live or deleted).
+    /// - Throws: ``WireError`` `unknown_reference` for the first change that refers to another.
+    package func checkReferences(known: Set<RecordKey>) throws {
+        if references.allSatisfy(known.contains) { return }
+        var unknown: (change: Change, field: String, target: String)?
+        let writes = Set(records)
+        Self.eachReference(in: fresh, schema: schema) { change, field, key in
+            if unknown == nil && !known.contains(key) && !writes.contains(key) {
+                unknown = (fresh[change], field.name, key.entity)
+            }
+        }
+        let (change, field, target) = unknown!
+        throw WireError(
+            .unknownReference,
+            "device sequence \(change.sequence): \(change.entity).\(field) refers to a \(target) record the server has never seen; "
+                + "a device pushes a record before what refers to it; after a restore, the device that made it must sync again "
+                + "(nothing of this push was applied)")
+    }
+
+    /// The records `changes` touch (of entities in `schema`), each once, in the order first touched.
+    package static func records(_ changes: [Change], schema: Schema) -> [RecordKey] {
+        records(of: changes, schema: schema).records
+    }
+
+    /// ``records(_:schema:)``, and for each change the position of its record in that list (-1 for an entity not in `schema`).
+    private static func records(of changes: [Change], schema: Schema) -> (records: [RecordKey], recordOf: [Int]) {
+        var positions: [RecordKey: Int] = [:]
+        var records: [RecordKey] = []
+        var recordOf: [Int] = []
+        recordOf.reserveCapacity(changes.count)
+        // Changes come in runs of one entity: its name is looked up once per run (a decoded
+        // change's name shares the schema's storage, so the comparison is of two pointers).
+        var entity = ""
+        var known = false
+        changes.withUnsafeBufferPointer { changes in
+            for change in changes.indices {
+                if changes[change].entity != entity {
+                    entity = changes[change].entity
+                    known = schema.entity(entity) != nil
+                }
+                guard known else {
+                    recordOf.append(-1)
+                    continue
+                }
+                let key = RecordKey(entity: changes[change].entity, id: changes[change].recordID)
+                if let position = positions[key] {
+                    recordOf.append(position)
+                } else {
+                    positions[key] = records.count
+                    recordOf.append(records.count)
+                    records.append(key)
+                }
+            }
+        }
+        return (records, recordOf)
+    }
+
+    /// Checks the changes received before against what the store holds at ``earlierSequences``.
+    /// - Throws: ``WireError`` `sequence_reused` if one differs, `sequence_gap` if one is missing.
+    package mutating func acknowledge(stored: [Int64: Stored]) throws {
+        for sequence in earlierSequences {
+            guard let row = stored[sequence] else {
+                throw WireError(.sequenceGap, "sequence \(sequence) was acknowledged but is not stored")
+            }
+            let (change, fields) = earlier[sequence]!
+            let same =
+                row.entity == change.entity && row.recordID == change.recordID
+                && row.operation == change.operation.rawValue
+                && row.hlc == Int64(bitPattern: change.timestamp.rawValue) && row.base == change.base
+                && (row.fields == fields || storedFields(row.fields, match: change))
+            guard same else { throw Self.reused(sequence) }
+            earlierServerSequences[sequence] = row.serverSequence
+        }
+    }
+
+    /// Merges the fresh changes, numbered `serverSequences` (one per fresh change, in order), into
+    /// the stored `states` of ``records`` (a record missing from `states` is new).
+    package func merge(states: [RecordKey: RecordState], serverSequences: [Int64]) -> [Merged] {
+        precondition(serverSequences.count == fresh.count, "one server sequence per fresh change")
+        let entities = records.map { schema.entity($0.entity)! }
+        var merged = records.map { states[$0] ?? RecordState() }
+        fresh.withUnsafeBufferPointer { fresh in
+            for index in fresh.indices where recordOfFresh[index] >= 0 {
+                let record = recordOfFresh[index]
+                merged[record].apply(fresh[index], serverSequence: serverSequences[index], entity: entities[record])
+            }
+        }
+        return records.indices.map { n in
+            Merged(
+                key: records[n], state: merged[n], live: merged[n].exists(onDelete: entities[n].onDelete),
+                conflicts: merged[n].conflicts(entity: entities[n], recordID: records[n].id))
+        }
+    }
+
+    /// The answer: a server sequence for every change of the request, in order.
+    package func response(serverSequences: [Int64]) -> PushResponse {
+        PushResponse(
+            assigned: answers.map { answer in
+                switch answer {
+                case .fresh(let index):
+                    return .init(sequence: fresh[index].sequence, serverSequence: serverSequences[index])
+                case .earlier(let sequence):
+                    return .init(sequence: sequence, serverSequence: earlierServerSequences[sequence]!)
+                }
+            })
+    }
+
+    private static func same(_ a: Change, _ aFields: String, _ b: Change, _ bFields: String) -> Bool {
+        a.entity == b.entity && a.recordID == b.recordID && a.operation == b.operation && a.timestamp == b.timestamp
+            && a.base == b.base && (aFields == bFields || sameFields(a.fields, b.fields))
+    }
+
+    /// Whether two lists hold the same field changes, in any order: a change writes each of its
+    /// fields once, so the order of its JSON keys is not content (a client's encoder may order them
+    /// differently each time it runs).
+    private static func sameFields(_ a: [FieldChange], _ b: [FieldChange]) -> Bool {
+        a.count == b.count && Set(a) == Set(b)
+    }
+
+    /// Whether a stored change's field text holds the field changes of `change`, in any order.
+    private func storedFields(_ text: String, match change: Change) -> Bool {
+        guard let entity = schema.entity(change.entity),
+            let stored = try? FieldChange.decode(utf8: Array(text.utf8), entity: entity)
+        else { return false }
+        return Self.sameFields(stored, change.fields)
+    }
+
+    private static func reused(_ sequence: Int64) -> WireError {
+        WireError(
+            .sequenceReused,
+            "device sequence \(sequence) was received before with different content; sequence numbers are never reused")
+    }
+}

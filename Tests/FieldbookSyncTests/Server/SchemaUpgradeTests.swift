@@ -1,0 +1,42 @@
+import FieldbookCore
+import FieldbookSchemas
+import FieldbookServer
+import FieldbookTesting
+import Foundation
+import Testing
+
+/// The bundled schema as version 2, with `edit` applied to its text.
+private func version2(_ edit: (String) -> String) throws -> Schema {
+    let text = String(decoding: BundledSchemas.inspection, as: UTF8.self)
+    let next = edit(text.replacingOccurrences(of: "\"version\": 1,", with: "\"version\": 2,"))
+    return try Schema(json: next)
+}
+
+@Suite("A server store opened with a newer schema version", .tags(.server))
+struct SchemaUpgradeTests {
+    @Test(
+        "a safe evolution is taken; an unsafe one is refused, listing why, and changes nothing", arguments: Backend.all)
+    func upgrade(_ backend: Backend) async throws {
+        let dir = TemporaryDirectory()
+        _ = try await makeStorage(dir, backend)
+        let field = #"{"name": "town", "label": "镇/街道 Town", "type": "text", "maxLength": 100, "policy": "lww"},"#
+        #expect(String(decoding: BundledSchemas.inspection, as: UTF8.self).contains(field))
+
+        // Dropping a field would lose its values on the server and on every device.
+        let dropped = try version2 { $0.replacingOccurrences(of: field, with: "") }
+        let refusal = await #expect(throws: (any Error).self) { try await makeStorage(dir, backend, schema: dropped) }
+        #expect("\(refusal!)".contains("site.town: removing a field would lose its values"))
+        #expect("\(refusal!)".contains("cannot replace version 1"))
+
+        // Nothing was changed: the store still opens with version 1, and takes a safe version 2.
+        _ = try await makeStorage(dir, backend)
+        let added = try version2 {
+            $0.replacingOccurrences(
+                of: field,
+                with: field + #"{"name": "township_code", "type": "text", "maxLength": 20, "policy": "lww"},"#)
+        }
+        let upgraded = try await makeStorage(dir, backend, schema: added)
+        #expect(upgraded.schema.version == 2)
+        await #expect(throws: (any Error).self) { try await makeStorage(dir, backend) }
+    }
+}

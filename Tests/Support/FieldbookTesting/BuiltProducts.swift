@@ -1,0 +1,33 @@
+import FieldbookServerProcess
+public import Foundation
+
+/// The binaries this package builds, for tests that run them as processes (end to end).
+public enum BuiltProducts {
+    /// The binary `name` (`fieldbook`, `fieldbook-server`, `fieldbook-crash-writer`, …): in
+    /// `FIELDBOOK_BIN_DIR` if set, else beside the test runner or in a folder above it.
+    public static func url(_ name: String) throws -> URL {
+        try ServerProcess.builtProduct(name)
+    }
+
+    /// Runs the binary `name` with `arguments` to its end.
+    /// - Returns: its exit status and what it printed on standard output and standard error.
+    public static func run(_ name: String, _ arguments: [String], environment: [String: String]? = nil) throws -> (
+        status: Int32, stdout: String, stderr: String
+    ) {
+        let process = Process()
+        process.executableURL = try url(name)
+        process.arguments = arguments
+        if let environment { process.environment = environment }
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (
+            process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self)
+        )
+    }
+}
