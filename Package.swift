@@ -271,7 +271,7 @@ let package = Package(
             name: "FieldbookStoreTests",
             dependencies: [
                 "FieldbookCore", "FieldbookJSON", "FieldbookStore", "FieldbookInspection", "FieldbookSchemas",
-                "FieldbookTesting",
+                "FieldbookTesting", .product(name: "GRDB", package: "GRDB.swift"),
             ],
             swiftSettings: strictSettings
         ),

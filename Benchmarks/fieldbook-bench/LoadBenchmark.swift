@@ -169,7 +169,7 @@ struct LoadBenchmark: AsyncParsableCommand {
                     for batch in 0..<batches {
                         try await pause(first: batch == 0)
                         let count = batch == batches - 1 ? changesPerDevice - made : perBatch
-                        try store.write { tx in
+                        try blockingWrite(store) { tx in
                             for _ in 0..<count {
                                 if made % 10 == 0 {
                                     let town = "\(people[n % 5])镇\(n)-\(made)"

@@ -58,7 +58,7 @@ struct SyncBenchmark: AsyncParsableCommand {
         var ids: [String] = []
         var written = 0
         while written < changes {
-            try a.write { tx in
+            try blockingWrite(a) { tx in
                 for _ in 0..<min(batch, changes - written) {
                     if written % 10 == 0 {
                         ids.append(try tx.insert("finding", Row(written, round: round).values))

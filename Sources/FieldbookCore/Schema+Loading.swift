@@ -249,8 +249,20 @@ struct SchemaLoader {
         }
         let label = string(f["label"], at: path, key: "label")
         _ = string(f["description"], at: path, key: "description")
+        let (typeName, type) = loadType(f, at: path, entityNames: entityNames)
+        let onDelete = loadOnDelete(f, at: path, typeName: typeName)
+        let required = bool(f["required"], at: path, key: "required") ?? false
+        let maxLength = loadMaxLength(f, at: path, type: type)
+        let policy = loadPolicy(f, at: path, name: name, type: type, siblings: siblings, appendOnly: appendOnly)
+        let defaultValue = loadDefault(f, at: path, name: name, type: type, maxLength: maxLength, policy: policy)
+        guard let type, let policy else { return nil }
+        return Field(
+            name: name, label: label, type: type, required: required, maxLength: maxLength, defaultValue: defaultValue,
+            policy: policy, onDelete: onDelete)
+    }
 
-        // Type.
+    /// The field's `type` (with an enum's `values`, a reference's `entity`), and the name it was given.
+    mutating func loadType(_ f: [String: JSON], at path: String, entityNames: Set<String>) -> (String?, FieldType?) {
         var type: FieldType?
         let typeName = string(f["type"], at: path, key: "type")
         if f["type"] == nil { issue(path, "missing 'type'") }
@@ -286,30 +298,40 @@ struct SchemaLoader {
         }
         if f["values"] != nil, typeName != "enum" { issue(path, "'values' is only for type 'enum'") }
         if f["entity"] != nil, typeName != "reference" { issue(path, "'entity' is only for type 'reference'") }
-        var onDelete = ReferencePolicy.conflict
-        if let text = string(f["onDelete"], at: path, key: "onDelete") {
-            if typeName != "reference" {
-                issue(path, "'onDelete' is only for type 'reference'")
-            } else if let policy = ReferencePolicy(rawValue: text) {
-                onDelete = policy
-            } else {
-                issue(path, "onDelete '\(text)' is not one of: conflict, cascade")
-            }
+        return (typeName, type)
+    }
+
+    /// A reference's `onDelete` (`conflict` when not given).
+    mutating func loadOnDelete(_ f: [String: JSON], at path: String, typeName: String?) -> ReferencePolicy {
+        guard let text = string(f["onDelete"], at: path, key: "onDelete") else { return .conflict }
+        if typeName != "reference" {
+            issue(path, "'onDelete' is only for type 'reference'")
+        } else if let policy = ReferencePolicy(rawValue: text) {
+            return policy
+        } else {
+            issue(path, "onDelete '\(text)' is not one of: conflict, cascade")
         }
+        return .conflict
+    }
 
-        let required = bool(f["required"], at: path, key: "required") ?? false
-
+    /// A text or set field's `maxLength`.
+    mutating func loadMaxLength(_ f: [String: JSON], at path: String, type: FieldType?) -> Int? {
+        guard let m = f["maxLength"] else { return nil }
         var maxLength: Int?
-        if let m = f["maxLength"] {
-            if case .int(let v) = m, v > 0, v <= 1_000_000 {
-                maxLength = Int(v)
-            } else {
-                issue(path, "'maxLength' must be an integer from 1 to 1000000")
-            }
-            if let type, type != .text, type != .textSet { issue(path, "'maxLength' is only for text and set fields") }
+        if case .int(let v) = m, v > 0, v <= 1_000_000 {
+            maxLength = Int(v)
+        } else {
+            issue(path, "'maxLength' must be an integer from 1 to 1000000")
         }
+        if let type, type != .text, type != .textSet { issue(path, "'maxLength' is only for text and set fields") }
+        return maxLength
+    }
 
-        // Policy.
+    /// The field's merge `policy`, with what it needs (`order`, `epoch`, `observedBy`), checked against its type.
+    mutating func loadPolicy(
+        _ f: [String: JSON], at path: String, name: String, type: FieldType?, siblings: [String: FieldType],
+        appendOnly: Bool
+    ) -> MergePolicy? {
         var policy: MergePolicy?
         let policyName = string(f["policy"], at: path, key: "policy") ?? (appendOnly ? "append" : nil)
         if policyName == nil, f["policy"] == nil {
@@ -332,71 +354,85 @@ struct SchemaLoader {
             if let type, type != .integer { issue(path, "policy 'counter' is only for integer fields") }
             policy = .counter
         case "observed":
-            if let by = string(f["observedBy"], at: path, key: "observedBy") {
-                switch siblings[by] {
-                case nil: issue(path, "policy 'observed' names unknown field '\(by)' in 'observedBy'")
-                case .date?, .timestamp?:
-                    if by == name { issue(path, "policy 'observed' cannot be observed by the field itself") }
-                default: issue(path, "policy 'observed' needs 'observedBy' to name a date or timestamp field")
-                }
-                policy = .observed(by: by)
-            } else if f["observedBy"] == nil {
-                issue(
-                    path,
-                    "policy 'observed' needs 'observedBy' (the date or timestamp field that carries the domain time)")
-            }
+            policy = loadObserved(f, at: path, name: name, siblings: siblings)
         case "max":
-            let order = stringList(f["order"], at: path, key: "order")
-            var epoch: String?
-            if let e = string(f["epoch"], at: path, key: "epoch") {
-                if siblings[e] != .integer || e == name {
-                    issue(path, "policy 'max' needs 'epoch' to name another integer field")
-                }
-                epoch = e
-            }
-            if case .enumeration(let values)? = type {
-                if let order {
-                    if Set(order) != Set(values) || order.count != values.count {
-                        issue(path, "policy 'max' needs an order that lists each enum value once")
-                    }
-                } else if f["order"] == nil {
-                    issue(path, "policy 'max' needs an order")
-                }
-            } else if let type {
-                if !type.isNaturallyOrdered {
-                    issue(
-                        path,
-                        "policy 'max' is for enums with an order, or integer, real, boolean, date and timestamp fields")
-                } else if order != nil {
-                    issue(path, "'order' is only for enum fields; \(type.name) values have their natural order")
-                }
-            }
-            policy = .max(order: order, epoch: epoch)
+            policy = loadMax(f, at: path, name: name, type: type, siblings: siblings)
         case let other?:
             issue(path, "unknown policy '\(other)' (one of: lww, observed, max, union, counter, append, manual)")
         }
         if appendOnly, let policyName, policyName != "append" {
             issue(path, "fields of an append-only entity have policy 'append'")
         }
+        return policy
+    }
 
-        // Default.
-        var defaultValue: Value?
-        if let d = f["default"], let type {
-            let field = Field(
-                name: name, label: nil, type: type, required: false, maxLength: maxLength, defaultValue: nil,
-                policy: policy ?? .lww)
-            do {
-                defaultValue = try field.normalize(Value(json: d, for: type))
-            } catch {
-                issue(path, "'default' is not a valid \(type.name): \(error.reason)")
+    /// Policy `observed`: the date or timestamp field named by `observedBy`.
+    mutating func loadObserved(_ f: [String: JSON], at path: String, name: String, siblings: [String: FieldType])
+        -> MergePolicy?
+    {
+        guard let by = string(f["observedBy"], at: path, key: "observedBy") else {
+            if f["observedBy"] == nil {
+                issue(
+                    path,
+                    "policy 'observed' needs 'observedBy' (the date or timestamp field that carries the domain time)")
             }
-            if defaultValue == .null {
-                defaultValue = nil
+            return nil
+        }
+        switch siblings[by] {
+        case nil: issue(path, "policy 'observed' names unknown field '\(by)' in 'observedBy'")
+        case .date?, .timestamp?:
+            if by == name { issue(path, "policy 'observed' cannot be observed by the field itself") }
+        default: issue(path, "policy 'observed' needs 'observedBy' to name a date or timestamp field")
+        }
+        return .observed(by: by)
+    }
+
+    /// Policy `max`: an enum's `order`, or a naturally ordered type; an optional integer `epoch`.
+    mutating func loadMax(
+        _ f: [String: JSON], at path: String, name: String, type: FieldType?, siblings: [String: FieldType]
+    ) -> MergePolicy {
+        let order = stringList(f["order"], at: path, key: "order")
+        var epoch: String?
+        if let e = string(f["epoch"], at: path, key: "epoch") {
+            if siblings[e] != .integer || e == name {
+                issue(path, "policy 'max' needs 'epoch' to name another integer field")
+            }
+            epoch = e
+        }
+        if case .enumeration(let values)? = type {
+            if let order {
+                if Set(order) != Set(values) || order.count != values.count {
+                    issue(path, "policy 'max' needs an order that lists each enum value once")
+                }
+            } else if f["order"] == nil {
+                issue(path, "policy 'max' needs an order")
+            }
+        } else if let type {
+            if !type.isNaturallyOrdered {
+                issue(
+                    path,
+                    "policy 'max' is for enums with an order, or integer, real, boolean, date and timestamp fields")
+            } else if order != nil {
+                issue(path, "'order' is only for enum fields; \(type.name) values have their natural order")
             }
         }
-        guard let type, let policy else { return nil }
-        return Field(
-            name: name, label: label, type: type, required: required, maxLength: maxLength, defaultValue: defaultValue,
-            policy: policy, onDelete: onDelete)
+        return .max(order: order, epoch: epoch)
+    }
+
+    /// The field's `default`, checked as a value of its type (null: no default).
+    mutating func loadDefault(
+        _ f: [String: JSON], at path: String, name: String, type: FieldType?, maxLength: Int?, policy: MergePolicy?
+    ) -> Value? {
+        guard let d = f["default"], let type else { return nil }
+        let field = Field(
+            name: name, label: nil, type: type, required: false, maxLength: maxLength, defaultValue: nil,
+            policy: policy ?? .lww)
+        do {
+            let value = try field.normalize(Value(json: d, for: type))
+            return value == .null ? nil : value
+        } catch {
+            issue(path, "'default' is not a valid \(type.name): \(error.reason)")
+            return nil
+        }
     }
 }

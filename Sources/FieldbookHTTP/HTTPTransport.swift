@@ -66,7 +66,9 @@ public struct HTTPTransport: SyncTransport {
 
     private func push(body: [UInt8]) async throws -> PushResponse {
         let bytes = try await send("v1/push", body)
-        do { return try PushResponse(utf8: bytes) } catch { throw SyncError(.badResponse, error.message) }
+        do { return try PushResponse(utf8: bytes) } catch {
+            throw SyncError(.badResponse, error.message, underlying: error)
+        }
     }
 
     public func pull(_ request: PullRequest, schema: Schema) async throws -> PullResponse {
@@ -74,7 +76,7 @@ public struct HTTPTransport: SyncTransport {
         request.encode(to: &body)
         let bytes = try await send("v1/pull", body)
         do { return try PullResponse(utf8: bytes, schema: schema) } catch {
-            throw SyncError(.badResponse, error.message)
+            throw SyncError(.badResponse, error.message, underlying: error)
         }
     }
 
@@ -82,7 +84,7 @@ public struct HTTPTransport: SyncTransport {
     public func schema() async throws -> Schema {
         let bytes = try await send("v1/schema", nil)
         do { return try Schema(json: bytes) } catch {
-            throw SyncError(.badResponse, "the server's schema does not load: \(error)")
+            throw SyncError(.badResponse, "the server's schema does not load: \(error)", underlying: error)
         }
     }
 
@@ -104,7 +106,7 @@ public struct HTTPTransport: SyncTransport {
             let buffer = try await response.body.collect(upTo: 1 << 30)
             data = Array(buffer.readableBytesView)
         } catch {
-            throw SyncError(.network, "\(server.absoluteString) \(Self.failure(error))")
+            throw SyncError(.network, "\(server.absoluteString) \(Self.failure(error))", underlying: error)
         }
         guard status == 200 else {
             if let json = try? JSON(parsing: data), let wire = WireError(json: json) {

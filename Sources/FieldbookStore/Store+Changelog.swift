@@ -40,8 +40,9 @@ extension Store {
         try read { try Int.fetchOne($0.db, sql: "SELECT count(*) FROM _changelog") ?? 0 }
     }
 
-    /// Marks every change up to `sequence` as acknowledged. Never moves backwards.
-    public func acknowledge(through sequence: Int64) throws {
+    /// Marks every change up to `sequence` as acknowledged by the server. Never moves backwards.
+    /// Not public: a change marked so is never sent, so only sync (and tests) may call it.
+    package func acknowledge(through sequence: Int64) throws {
         try write { tx in
             try tx.db.execute(
                 sql: "UPDATE _fieldbook_meta SET value = max(value, ?) WHERE key = 'acked'", arguments: [sequence])

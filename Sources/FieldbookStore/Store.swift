@@ -86,7 +86,8 @@ public final class Store: Sendable {
     ///
     /// - Throws: ``StoreError`` with code ``StoreError/Code/migrationRefused`` if the
     ///   store holds an older schema that cannot be migrated safely to this one (nothing is
-    ///   changed), or ``StoreError/Code/incompatibleStore`` if it holds a newer or another schema.
+    ///   changed), ``StoreError/Code/incompatibleStore`` if it holds a newer or another schema, or
+    ///   ``StoreError/Code/database`` if SQLite cannot open or write the file.
     public init(path: String, schema: Schema, configuration: Configuration = Configuration()) throws {
         var config = GRDB.Configuration()
         config.readonly = configuration.readOnly
@@ -104,7 +105,7 @@ public final class Store: Sendable {
             try db.execute(sql: "PRAGMA synchronous = NORMAL")
         }
         SQLiteSettings.apply()
-        let pool = try DatabasePool(path: path, configuration: config)
+        let pool = try StoreError.database { try DatabasePool(path: path, configuration: config) }
         self.pool = pool
         self.path = path
         self.schema = schema
@@ -115,12 +116,14 @@ public final class Store: Sendable {
             })
 
         let opened: (device: String, clock: HybridTimestamp, base: Int64, correction: (Int64, UInt64))
-        if configuration.readOnly {
-            opened = try pool.read { db in try Self.readState(db, schema: schema) }
-        } else {
-            opened = try pool.write { db in
-                try Self.migrate(db, to: schema)
-                return try Self.readState(db, schema: schema)
+        opened = try StoreError.database {
+            if configuration.readOnly {
+                try pool.read { db in try Self.readState(db, schema: schema) }
+            } else {
+                try pool.write { db in
+                    try Self.migrate(db, to: schema)
+                    return try Self.readState(db, schema: schema)
+                }
             }
         }
         deviceID = opened.device
@@ -157,25 +160,35 @@ public final class Store: Sendable {
     }
 
     /// Runs `body` in one write transaction: all its writes commit together, or,
-    /// if it throws, none of them do.
+    /// if it throws, none of them do. Writes are serialized: one transaction at a time.
+    ///
+    /// This blocks the calling thread while it waits for the writer; from async code use
+    /// the async `write(_:)`, which suspends instead.
+    /// - Throws: what `body` throws, or ``StoreError``.
     public func write<T>(_ body: (Transaction) throws -> T) throws -> T {
-        try pool.write { try self.writing($0, body) }
+        try StoreError.database { try pool.write { try self.writing($0, body) } }
     }
 
-    /// Runs `body` with a consistent read-only view of the store.
+    /// Runs `body` with a consistent read-only view of the store (a snapshot: writes that
+    /// commit meanwhile are not seen). Reads run beside each other and beside the writer.
+    /// - Throws: what `body` throws, or ``StoreError``.
     public func read<T>(_ body: (Transaction) throws -> T) throws -> T {
-        try pool.read { try body(self.transaction($0)) }
+        try StoreError.database { try pool.read { try body(self.transaction($0)) } }
     }
 
-    /// ``write(_:)`` for async code (sync): the caller's task waits suspended while the
-    /// transaction runs on the store's writer, so no thread of the concurrency pool is held.
-    package func writeAsync<T: Sendable>(_ body: @escaping @Sendable (Transaction) throws -> T) async throws -> T {
-        try await pool.write { try self.writing($0, body) }
+    /// ``write(_:)`` for async code: the caller's task waits suspended while the transaction
+    /// runs on the store's writer, so no thread of the concurrency pool is held.
+    ///
+    /// ```swift
+    /// let id = try await store.write { try $0.insert("site", ["name": "新度镇敬老院", "kind": "elderly_home"]) }
+    /// ```
+    public func write<T: Sendable>(_ body: @escaping @Sendable (Transaction) throws -> T) async throws -> T {
+        try await StoreError.databaseAsync { try await pool.write { try self.writing($0, body) } }
     }
 
-    /// ``read(_:)`` for async code, suspended as ``writeAsync(_:)`` is.
-    func readAsync<T: Sendable>(_ body: @escaping @Sendable (Transaction) throws -> T) async throws -> T {
-        try await pool.read { try body(self.transaction($0)) }
+    /// ``read(_:)`` for async code, suspended as the async `write(_:)` is.
+    public func read<T: Sendable>(_ body: @escaping @Sendable (Transaction) throws -> T) async throws -> T {
+        try await StoreError.databaseAsync { try await pool.read { try body(self.transaction($0)) } }
     }
 
     private func transaction(_ db: Database) -> Transaction {

@@ -1,4 +1,5 @@
 import FieldbookCore
+import GRDB
 
 /// An error from the store, naming the entity and field it concerns.
 ///
@@ -39,6 +40,9 @@ public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let migrationRefused = Code("migration_refused")
         /// The file is not a Fieldbook store, or was made by a newer version.
         public static let incompatibleStore = Code("incompatible_store")
+        /// SQLite failed: the file cannot be opened or written (a full disk, no permission, a damaged
+        /// file, another process holding it too long). ``StoreError/underlying`` has SQLite's error.
+        public static let database = Code("database")
     }
 
     public let code: Code
@@ -48,12 +52,47 @@ public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
     public let field: String?
     /// What is wrong, for people, without any field value.
     public let message: String
+    /// The error underneath, when there was one (SQLite's, for ``Code/database``).
+    public let underlying: (any Error)?
 
-    init(_ code: Code, entity: String? = nil, field: String? = nil, _ message: String) {
+    init(_ code: Code, entity: String? = nil, field: String? = nil, _ message: String, underlying: (any Error)? = nil) {
         self.code = code
         self.entity = entity
         self.field = field
         self.message = message
+        self.underlying = underlying
+    }
+
+    /// Two errors are equal when they say the same thing (the underlying errors are not compared).
+    public static func == (lhs: StoreError, rhs: StoreError) -> Bool {
+        lhs.code == rhs.code && lhs.entity == rhs.entity && lhs.field == rhs.field && lhs.message == rhs.message
+    }
+
+    /// Runs `body`, turning an SQLite error (GRDB's `DatabaseError`) into a ``Code/database``
+    /// error: the store's API throws ``StoreError``, never another module's error type. Any other
+    /// error (a ``StoreError``, or one an app throws from inside a transaction) passes unchanged.
+    static func database<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as DatabaseError {
+            throw StoreError(database: error)
+        }
+    }
+
+    /// ``database(_:)`` for async work.
+    static func databaseAsync<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as DatabaseError {
+            throw StoreError(database: error)
+        }
+    }
+
+    /// SQLite's result code and message (which name tables and constraints, never values).
+    init(database error: DatabaseError) {
+        self.init(
+            .database, "SQLite error \(error.extendedResultCode.rawValue): \(error.message ?? "no message")",
+            underlying: error)
     }
 
     init(_ problem: ValueProblem, entity: String, field: String) {

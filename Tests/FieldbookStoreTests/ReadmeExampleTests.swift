@@ -28,9 +28,7 @@ struct ReadmeExampleTests {
                 .components(separatedBy: "    // README end").first)
         let compiled = body.split(separator: "\n", omittingEmptySubsequences: false).map { $0.dropFirst(4) }
             .joined(separator: "\n")
-        let readmePath = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
-            "../../README.md"
-        ).path
+        let readmePath = repositoryRoot().appendingPathComponent("README.md").path
         let readme = try String(contentsOfFile: readmePath, encoding: .utf8)
         let block = try #require(
             readme.components(separatedBy: "## Using the store\n\n```swift\n").last?

@@ -2,6 +2,7 @@ import FieldbookCore
 import FieldbookStore
 import FieldbookTesting
 import Foundation
+import GRDB
 import Synchronization
 import Testing
 
@@ -186,6 +187,28 @@ struct StoreRecordTests {
         // Nothing was logged for the notes: they follow the finding; their history stays.
         #expect(try !store.history(of: notes[0]).isEmpty)
     }
+
+    @Test("SQLite's failures reach the caller as StoreError 'database', with SQLite's error underneath")
+    func databaseErrors() throws {
+        let dir = TemporaryDirectory()
+        let garbage = dir.path("garbage.sqlite")
+        try Data(repeating: 0x42, count: 8192).write(to: URL(fileURLWithPath: garbage))
+        let opening = expectStoreError(.database) { _ = try Store(path: garbage, schema: inspectionSchema) }
+        #expect(opening?.underlying is DatabaseError)
+        #expect(opening?.message.contains("SQLite error 26") == true, "\(String(describing: opening))")
+
+        let store = try makeStore(dir)
+        var configuration = Store.Configuration()
+        configuration.readOnly = true
+        let readOnly = try makeStore(dir, configuration: configuration)
+        let writing = expectStoreError(.database) {
+            _ = try readOnly.insert("site", ["name": "公墓", "kind": "cemetery"])
+        }
+        #expect(writing?.underlying is DatabaseError)
+        // An error of the app's own, thrown inside a transaction, passes unchanged.
+        struct Mine: Error {}
+        #expect(throws: Mine.self) { try store.write { _ in throw Mine() } }
+    }
 }
 
 @Suite("Store: threads", .tags(.store))
@@ -207,7 +230,7 @@ struct StoreThreadTests {
         try await withThrowingTaskGroup(of: Void.self) { group in
             for store in stores {
                 group.addTask {
-                    try await store.writeAsync { tx in
+                    try await store.write { tx in
                         running.counts.withLock {
                             $0.now += 1
                             $0.most = max($0.most, $0.now)

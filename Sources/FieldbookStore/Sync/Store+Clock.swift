@@ -32,7 +32,7 @@ extension Store {
             ? Int64.max
             : Int64(bitPattern: HybridTimestamp(millis: UInt64(accepted.partialValue), counter: .max).rawValue)
         let device = deviceID
-        return try await writeAsync { tx in
+        return try await write { tx in
             let db = tx.db
             try tx.flushLog()
             let acknowledged = try tx.acknowledged()

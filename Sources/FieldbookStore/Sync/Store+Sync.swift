@@ -51,7 +51,7 @@ extension Store {
     /// tried again once after the pull, and its refusal thrown if it is refused again.
     public func sync(_ transport: any SyncTransport, options: SyncOptions = SyncOptions()) async throws -> SyncReport {
         var report = SyncReport()
-        let server = try await readAsync { try $0.serverIdentity() }
+        let server = try await read { try $0.serverIdentity() }
         // A push refused for a reference to a record the server lacks (after a restore, only the
         // device that made the record may still hold it) is tried again after the pull, once.
         var pushAgain = false
@@ -60,7 +60,7 @@ extension Store {
                 report.pushed = $0
                 options.progress?(report)
             }
-        } catch let error as SyncError where error.kind == .refused(.unknownReference) {
+        } catch let error as SyncError where error.refusal == .unknownReference {
             pushAgain = true
         }
         let pulled = try await pull(transport, options: options) { pulled, cursor in
@@ -72,7 +72,7 @@ extension Store {
         report.cursor = pulled.cursor
         // A server met anew by the pull (restored: the device started again with it) lacks changes
         // that were not pending when the push ran.
-        if try await readAsync({ try $0.serverIdentity() }) != server { pushAgain = true }
+        if try await read({ try $0.serverIdentity() }) != server { pushAgain = true }
         if pushAgain {
             let before = report.pushed
             report.pushed += try await push(transport, options: options) {
@@ -80,10 +80,9 @@ extension Store {
                 options.progress?(report)
             }
         }
-        try write { tx in
-            try tx.db.execute(
-                sql: "UPDATE _fieldbook_meta SET value = ? WHERE key = 'last_sync'",
-                arguments: [CalendarText.timestamp(millisecondsSince1970: Int64(configuration.wallClock()))])
+        let now = CalendarText.timestamp(millisecondsSince1970: Int64(configuration.wallClock()))
+        try await write { tx in
+            try tx.db.execute(sql: "UPDATE _fieldbook_meta SET value = ? WHERE key = 'last_sync'", arguments: [now])
         }
         report.openConflicts = try conflicts().count
         return report
@@ -123,7 +122,7 @@ extension Store {
             } catch let error as SyncError where error.serverChanged != nil && !startedAgain {
                 startedAgain = true
                 try await startAgain(with: error.serverChanged!)
-            } catch let error as SyncError where error.kind == .refused(.clockAhead) && !corrected {
+            } catch let error as SyncError where error.refusal == .clockAhead && !corrected {
                 guard let serverTime = error.serverTime else { throw error }
                 corrected = true
                 try await correctClock(serverTime: serverTime, maxAhead: error.maxAhead ?? 0)
@@ -148,7 +147,7 @@ extension Store {
         var durable: Int64 = 0  // changes up to this sequence number are on disk
         var inFlight: [Sent] = []  // oldest first
         var upcoming: Task<EncodedPush, any Error>? = Task {
-            try await readAsync { tx in try tx.encodedPush(after: tx.acknowledged(), limit: options.pushBatch) }
+            try await read { tx in try tx.encodedPush(after: tx.acknowledged(), limit: options.pushBatch) }
         }
         // Sends batches until three are unanswered (one, once the server has refused one that
         // overtook a batch ahead of it) or none is left.
@@ -164,13 +163,13 @@ extension Store {
                 let answer = Task {
                     do {
                         return try await retrying(options) { try await transport.push(encoded: batch) }
-                    } catch let error as SyncError where error.kind == .refused(.sequenceGap) {
+                    } catch let error as SyncError where error.refusal == .sequenceGap {
                         overtaken.happened.store(true, ordering: .relaxed)
                         throw error
                     }
                 }
                 inFlight.append(Sent(batch: batch, overtaking: !inFlight.isEmpty, answer: answer))
-                upcoming = Task { try await readAsync { try $0.encodedPush(after: last, limit: options.pushBatch) } }
+                upcoming = Task { try await read { try $0.encodedPush(after: last, limit: options.pushBatch) } }
             }
         }
         do {
@@ -180,7 +179,7 @@ extension Store {
                 let response: PushResponse
                 do {
                     response = try await earlier.answer.value
-                } catch let error as SyncError where error.kind == .refused(.sequenceGap) && earlier.overtaking {
+                } catch let error as SyncError where error.refusal == .sequenceGap && earlier.overtaking {
                     // The batches ahead of it have been answered since.
                     response = try await retrying(options) { try await transport.push(encoded: earlier.batch) }
                 }
@@ -237,7 +236,7 @@ extension Store {
     ) async throws -> (applied: Int, cursor: Int64) {
         let schema = self.schema
         let device = deviceID
-        let (start, server) = try await readAsync { (try $0.cursor(), try $0.serverIdentity()) }
+        let (start, server) = try await read { (try $0.cursor(), try $0.serverIdentity()) }
         @Sendable func page(after cursor: Int64) async throws -> ReceivedPage {
             let request = PullRequest(
                 schema: SchemaVersion(schema), device: device, cursor: cursor, limit: options.pageSize, server: server)
@@ -302,7 +301,7 @@ extension Store {
 
     /// Records the server's sequence numbers for pushed changes; they are no longer pending.
     func acknowledge(_ response: PushResponse) async throws {
-        try await writeAsync { tx in
+        try await write { tx in
             try tx.noteServerIdentity(response.server)
             // A run of changes numbered one after another on both sides (a whole batch, as a rule)
             // is noted by one statement, not one per change.
@@ -342,7 +341,7 @@ extension Store {
         let latest = min(
             page.changes.map(\.timestamp).max() ?? .zero,
             HybridTimestamp(millis: min(ceiling, UInt64(Int64.max) >> 16), counter: 0))
-        return try await writeAsync { tx in
+        return try await write { tx in
             try tx.noteServerIdentity(page.server)
             let applied = try tx.receive(received)
             try tx.db.cachedStatement(sql: "UPDATE _fieldbook_meta SET value = ? WHERE key = 'cursor'")
@@ -374,7 +373,7 @@ extension Store {
     /// - Throws: ``SyncError`` (`.badResponse`) if the server holds more of this device's changes
     ///   than it has made: it cannot start again with that server (nothing is changed).
     func startAgain(with changed: WireError.ServerChanged) async throws {
-        try await writeAsync { tx in
+        try await write { tx in
             try tx.flushLog()
             let made = try Int64.fetchOne(tx.db, sql: "SELECT coalesce(max(seq), 0) FROM _changelog") ?? 0
             guard changed.acknowledged >= 0, changed.acknowledged <= made else {

@@ -88,7 +88,7 @@ struct ServerIdentityTests {
             try await body()
             return nil
         } catch let error as SyncError {
-            if case .refused(let code) = error.kind { return code }
+            if let code = error.refusal { return code }
             return nil
         } catch {
             return nil
@@ -238,7 +238,7 @@ struct ServerIdentityTests {
                     _ = try await HTTPTransport(server: url, token: token).pull(pull, schema: schema)
                     Issue.record("a pull naming another identity was served")
                 } catch let error as SyncError {
-                    #expect(error.kind == .refused(.serverChanged))
+                    #expect(error.refusal == .serverChanged)
                     #expect(error.status == 409)
                     // Only the device's own token learns how many of its changes the server holds.
                     #expect(

@@ -180,7 +180,7 @@ struct SyncPropertyTests {
                         ])
                 case 4 where !sites.isEmpty:
                     let site = sites.randomElement(using: &rng)!.id
-                    try device.write { try $0.increment("site", id: site, "illegal_graves_found", by: 1) }
+                    try await device.write { try $0.increment("site", id: site, "illegal_graves_found", by: 1) }
                     increments[site, default: 0] += 1
                 case 5 where !sites.isEmpty:
                     try device.update(

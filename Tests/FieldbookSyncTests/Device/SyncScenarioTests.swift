@@ -183,7 +183,7 @@ struct SyncScenarioTests {
             try await team.syncAll(url)
             for (n, device) in team.devices.enumerated() {
                 try device.insert("progress_note", ["finding": .text(id), "text": .text("第\(n + 1)组现场督促")])
-                try device.write { try $0.increment("site", id: site, "illegal_graves_found", by: Int64(n + 2)) }
+                try await device.write { try $0.increment("site", id: site, "illegal_graves_found", by: Int64(n + 2)) }
             }
             try await team.syncAll(url)
             for device in team.devices {
@@ -212,7 +212,7 @@ struct SyncScenarioTests {
             }
             try await team.expectConverged()
             // Device 0, which deleted it, keeps it after all.
-            try team.devices[0].write { try $0.keep("measure", id: measure) }
+            try await team.devices[0].write { try $0.keep("measure", id: measure) }
             try await team.syncAll(url)
             for device in team.devices {
                 #expect(try device.conflicts().isEmpty)
@@ -228,7 +228,7 @@ struct SyncScenarioTests {
         try await withServer(storage: team.storage) { url in
             let transport = team.transport(0, url)
             let id = try team.devices[0].insert("site", ["name": "黄石镇幸福院", "kind": "happiness_home"])
-            try team.devices[0].write { try $0.increment("site", id: id, "illegal_graves_found", by: 5) }
+            try await team.devices[0].write { try $0.increment("site", id: id, "illegal_graves_found", by: 5) }
             let changes = try team.devices[0].pendingChanges()
             let request = PushRequest(schema: SchemaVersion(schema), device: team.devices[0].deviceID, changes: changes)
             let first = try await transport.push(request)  // its answer "lost": not acknowledged

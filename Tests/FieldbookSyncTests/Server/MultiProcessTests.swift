@@ -66,7 +66,7 @@ struct MultiProcessTests {
                         // An lww field: the latest write wins.
                         try device.update("finding", id: person, ["responsible_person": .text(names[n])])
                         // A counter: every increment counts once.
-                        try device.write { try $0.increment("site", id: site, "illegal_graves_found", by: 1) }
+                        try await device.write { try $0.increment("site", id: site, "illegal_graves_found", by: 1) }
                         // A set: every tag is kept.
                         try device.update("site", id: site, ["tags": .set(["第\(round)轮", names[n]])])
                         _ = try device.insert("site", ["name": .text("幸福院\(n)-\(round)"), "kind": "happiness_home"])

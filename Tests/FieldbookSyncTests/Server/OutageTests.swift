@@ -15,8 +15,7 @@ import Testing
 /// A PostgreSQL cluster of the test's own (scripts/postgres), which it can stop and start again
 /// without touching the shared one the other suites use.
 final class OwnPostgres: Sendable {
-    static let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("scripts/postgres").path
+    static let script = repositoryRoot().appendingPathComponent("scripts/postgres").path
     let url: String
     let dir: String
 

@@ -180,7 +180,7 @@ struct PushTests {
                 "tags": .set(["消防", "食堂"]), "meets_six_haves": true,
             ])
         try device.update("site", id: site, ["town": "城关镇", "tags": .set(["消防"]), "beds_total": 42])
-        try device.write { try $0.increment("site", id: site, "illegal_graves_found", by: 3) }
+        try await device.write { try $0.increment("site", id: site, "illegal_graves_found", by: 3) }
         let other = try device.insert("site", ["name": "公墓", "kind": "cemetery"])
         try device.delete("site", id: other)
         let changes = try device.pendingChanges(limit: 100)
@@ -326,7 +326,7 @@ final class Overtaking: SyncTransport {
             outcomes.withLock { $0.append("\(name): ok") }
             return response
         } catch let error as SyncError {
-            if case .refused(let code) = error.kind { outcomes.withLock { $0.append("\(name): \(code.rawValue)") } }
+            if let code = error.refusal { outcomes.withLock { $0.append("\(name): \(code.rawValue)") } }
             throw error
         }
     }

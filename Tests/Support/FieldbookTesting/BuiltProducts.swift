@@ -31,3 +31,13 @@ public enum BuiltProducts {
         )
     }
 }
+
+/// The repository's top folder (the one holding `Package.swift`), found from the calling test's
+/// source file: for tests that read the docs or run the scripts.
+public func repositoryRoot(_ file: String = #filePath) -> URL {
+    var dir = URL(fileURLWithPath: file).deletingLastPathComponent()
+    while dir.path != "/", !FileManager.default.fileExists(atPath: dir.appendingPathComponent("Package.swift").path) {
+        dir.deleteLastPathComponent()
+    }
+    return dir
+}

@@ -74,7 +74,9 @@ struct Demo: AsyncParsableCommand {
         try zhang.update("finding", id: fire, ["deadline": "2022-12-31"])
         try zhang.insert("progress_note", ["finding": .text(fire), "text": "与运营方约谈，确定安装计划", "author": "张伟"])
         try office.update("finding", id: fire, ["responsible_person": "刘洋"])
-        try office.write { try $0.increment("site", id: story.cemetery, "illegal_graves_found", by: 1) }
+        try await office.write { [cemetery = story.cemetery] in
+            try $0.increment("site", id: cemetery, "illegal_graves_found", by: 1)
+        }
         print(
             "   pending: office \(try office.pendingCount()), 李明 \(try li.pendingCount()), 张伟 \(try zhang.pendingCount())"
         )

@@ -166,22 +166,25 @@ struct CLIError: Error, CustomStringConvertible {
             }
             self.init(kind, message)
         case let error as SyncError:
-            switch error.kind {
-            case .network: self.init(.network, "\(error.message); the changes stay here and go with the next sync")
-            case .refused where error.isRetryable:
+            switch (error.kind, error.refusal) {
+            case (.network, _):
+                self.init(.network, "\(error.message); the changes stay here and go with the next sync")
+            case (.refused, _) where error.isRetryable:
                 // The server is there but cannot serve now (its database is down, say): try again later.
                 self.init(
                     .network,
                     "the server cannot serve now (\(error.message)); the changes stay here and go with the next sync")
-            case .refused(.unauthorized):
+            case (.refused, .unauthorized?):
                 self.init(
                     .authentication,
                     "the server refused this device's token (unknown or revoked); ask an administrator for a new one ('fieldbook-server token create --name NAME') and give it to this device with 'fieldbook config set token TOKEN'; the changes stay here"
                 )
-            case .refused(.schemaMismatch):
+            case (.refused, .schemaMismatch?):
                 self.init(.refused, "\(error.message); this device and the server must hold the same schema version")
-            case .refused(let code): self.init(.refused, "the server refused the sync (\(code)): \(error.message)")
-            case .badResponse: self.init(.network, error.description)
+            case (.refused, let code):
+                self.init(
+                    .refused, "the server refused the sync (\(code.map(\.rawValue) ?? "?")): \(error.message)")
+            default: self.init(.network, error.description)
             }
         case let error as SchemaError:
             self.init(.validation, "the schema file has mistakes:\n\(error)")

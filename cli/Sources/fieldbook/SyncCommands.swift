@@ -43,7 +43,7 @@ struct Sync: AsyncParsableCommand {
             let report: SyncReport
             do {
                 report = try await device.store.sync(device.transport, options: options)
-            } catch let error as SyncError where error.kind == .refused(.schemaMismatch) {
+            } catch let error as SyncError where error.refusal == .schemaMismatch {
                 // Say what differs, so the person knows which side to update.
                 let theirs = try? await device.transport.schema()
                 let lines = theirs.map { device.store.schema.differences(from: $0) } ?? []
