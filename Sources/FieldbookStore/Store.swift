@@ -3,6 +3,7 @@ import FieldbookJSON
 import FieldbookSQLite
 import Foundation
 import GRDB
+import GRDBSQLite
 import Synchronization
 
 /// A device's local store: one SQLite file (WAL) holding the records of one
@@ -191,15 +192,23 @@ public final class Store: Sendable {
         try await StoreError.databaseAsync { try await pool.read { try body(self.transaction($0)) } }
     }
 
-    private func transaction(_ db: Database) -> Transaction {
+    func transaction(_ db: Database) -> Transaction {
         Transaction(store: self, db: db, statements: StatementCache(tables.count))
     }
 
     /// Runs `body` in the writer's open transaction and writes the changelog entries it queued.
+    ///
+    /// The hot paths write rows through SQLite's C API, which GRDB's observers do not see; so a
+    /// transaction that changed rows tells them its entity tables may have changed: live queries
+    /// (``observe(_:)``) fetch again, and yield if their results differ.
     private func writing<T>(_ db: Database, _ body: (Transaction) throws -> T) throws -> T {
+        let changesBefore = sqlite3_total_changes64(db.sqliteConnection)
         let transaction = transaction(db)
         let result = try body(transaction)
         try transaction.flushLog()
+        if sqlite3_total_changes64(db.sqliteConnection) != changesBefore {
+            for entity in schema.entities { try db.notifyChanges(in: Table(entity.name)) }
+        }
         return result
     }
 

@@ -9,7 +9,7 @@ struct Fieldbook: AsyncParsableCommand {
         discussion:
             "Every command works offline except sync. Options may come before the command: fieldbook --store DIR --json list site.",
         subcommands: [
-            Init.self, Add.self, SetFields.self, Delete.self, Get.self, List.self, Sync.self, Status.self,
+            Init.self, Add.self, SetFields.self, Delete.self, Get.self, List.self, Watch.self, Sync.self, Status.self,
             Conflicts.self,
             Resolve.self, History.self, Report.self, Export.self, FindingCommand.self, VisitCommand.self,
             ConfigCommand.self,

@@ -140,10 +140,8 @@ struct Get: AsyncParsableCommand {
     }
 }
 
-struct List: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List records of an entity.")
-
-    @OptionGroup var device: DeviceOptions
+/// Which records `list` and `watch` show: `--where`, `--sort`, `--descending`, `--limit`.
+struct ListOptions: ParsableArguments {
     @Argument(help: "The entity.") var entity: String
 
     @Option(
@@ -164,34 +162,106 @@ struct List: AsyncParsableCommand {
         if let limit, limit < 1 { throw ValidationError("--limit takes a number of records, 1 or more") }
     }
 
+    /// The query these options describe, on `device`'s schema.
+    func query(_ device: Device) throws -> (Entity, Query) {
+        let entity = try device.entity(self.entity)
+        var query = Query(entity.name)
+        for filter in filters {
+            let assignment = try FieldAssignment.parse(filter, entity: entity)
+            query = query.filter(assignment.field, .equal, assignment.value)
+        }
+        if let field = sort {
+            guard field == "id" || entity.field(field) != nil else {
+                throw CLIError(.usage, "\(entity.name) has no field '\(field)' to sort by")
+            }
+            query = query.sorted(by: field, descending: descending)
+        }
+        if let limit { query = query.limit(limit) }
+        return (entity, query)
+    }
+
+    /// Prints `records` as a table (the first six fields) and a count, or as one JSON array.
+    static func print(_ records: [Record], of entity: Entity, json: Bool) {
+        if json {
+            printJSON(.array(records.map(\.json)))
+            return
+        }
+        let shown = entity.fields.prefix(6)
+        var table = TextTable(["id"] + shown.map(\.name))
+        for record in records {
+            table.append([String(record.id.prefix(8))] + shown.map { record[$0.name].description })
+        }
+        Swift.print(table.render())
+        Swift.print("\(records.count) record\(records.count == 1 ? "" : "s")")
+    }
+}
+
+struct List: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List records of an entity.")
+
+    @OptionGroup var device: DeviceOptions
+    @OptionGroup var list: ListOptions
+
     func run() async throws {
         try await fieldbook.run(device) {
             let device = try self.device.open()
-            let entity = try device.entity(self.entity)
-            var query = Query(entity.name)
-            for filter in filters {
-                let assignment = try FieldAssignment.parse(filter, entity: entity)
-                query = query.filter(assignment.field, .equal, assignment.value)
-            }
-            if let field = sort {
-                guard field == "id" || entity.field(field) != nil else {
-                    throw CLIError(.usage, "\(entity.name) has no field '\(field)' to sort by")
+            let (entity, query) = try list.query(device)
+            ListOptions.print(try device.store.fetch(query), of: entity, json: self.device.json)
+        }
+    }
+}
+
+struct Watch: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List records of an entity, and again whenever a change reaches them; syncs meanwhile.",
+        discussion: """
+            Prints the list (as 'list' does), then syncs every --every seconds and prints it again each time \
+            a sync brings a change to the records shown. With no signal it says so on stderr and keeps trying. \
+            Edits made meanwhile by other fieldbook commands on this device show with the next change a sync \
+            brings. Stops on Ctrl-C, or after --count lists. With --json, one JSON array per line.
+            """)
+
+    @OptionGroup var device: DeviceOptions
+    @OptionGroup var list: ListOptions
+
+    @Option(help: ArgumentHelp("Sync every this many seconds (0: do not sync).", valueName: "seconds"))
+    var every = 30.0
+
+    @Option(help: "Stop after printing the list this many times.")
+    var count: Int?
+
+    func validate() throws {
+        guard every >= 0, every <= 86_400 else { throw ValidationError("--every takes seconds from 0 to 86400") }
+        if let count, count < 1 { throw ValidationError("--count takes a number of lists, 1 or more") }
+    }
+
+    func run() async throws {
+        try await fieldbook.run(device) {
+            let device = try self.device.open()
+            let (entity, query) = try list.query(device)
+            let syncing = Task { [every] in
+                guard every > 0 else { return }
+                var options = SyncOptions()
+                options.retryWindow = .zero
+                while !Task.isCancelled {
+                    do {
+                        _ = try await device.store.sync(device.transport, options: options)
+                    } catch {
+                        let reason = CLIError(error).message
+                        FileHandle.standardError.write(Data("watch: sync failed (\(reason)); trying again\n".utf8))
+                    }
+                    try? await Task.sleep(for: .milliseconds(Int64(every * 1000)))
                 }
-                query = query.sorted(by: field, descending: descending)
             }
-            if let limit { query = query.limit(limit) }
-            let records = try device.store.fetch(query)
-            if self.device.json {
-                printJSON(.array(records.map(\.json)))
-                return
+            defer { syncing.cancel() }
+            var printed = 0
+            for try await records in device.store.observe(query) {
+                if printed > 0 && !self.device.json { print("") }
+                ListOptions.print(records, of: entity, json: self.device.json)
+                fflush(nil)  // each list as it comes, when piped too
+                printed += 1
+                if let count, printed >= count { break }
             }
-            let shown = entity.fields.prefix(6)
-            var table = TextTable(["id"] + shown.map(\.name))
-            for record in records {
-                table.append([String(record.id.prefix(8))] + shown.map { record[$0.name].description })
-            }
-            print(table.render())
-            print("\(records.count) record\(records.count == 1 ? "" : "s")")
         }
     }
 }
