@@ -7,10 +7,10 @@ public struct Record: Sendable, Hashable {
     public let entity: Entity
     /// The record's id: a lower-case UUID.
     public let id: String
-    /// One value per field, in the order of ``Entity/fields``.
+    /// One value per field, in the order of `Entity/fields`.
     public let values: [Value]
 
-    /// The value of the field called `field` (``Value/null`` for a field not in the entity).
+    /// The value of the field called `field` (`Value/null` for a field not in the entity).
     public subscript(field: String) -> Value {
         entity.fieldIndex(field).map { values[$0] } ?? .null
     }
@@ -55,7 +55,7 @@ public struct Query: Sendable, Hashable {
     public struct Filter: Sendable, Hashable {
         public var field: String
         public var op: Operator
-        /// ``Value/null`` with `.equal` or `.notEqual` tests for a missing value.
+        /// `Value/null` with `.equal` or `.notEqual` tests for a missing value.
         public var value: Value
     }
 

@@ -14,9 +14,9 @@ public struct HistoryEntry: Sendable, Hashable {
     public let operation: ChangeOperation
     /// The field changed; nil for a delete.
     public let field: String?
-    /// The value before (``Value/null`` for a new record).
+    /// The value before (`Value/null` for a new record).
     public let old: Value
-    /// The value after (``Value/null`` after a delete).
+    /// The value after (`Value/null` after a delete).
     public let new: Value
 }
 

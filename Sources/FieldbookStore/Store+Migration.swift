@@ -199,7 +199,7 @@ extension Store {
     }
 
     /// The SQL that takes a store from `old` to `new`, or an error listing every change that is not
-    /// safe: ``Schema/evolutionProblems(from:)``, and what the records held forbid.
+    /// safe: `Schema/evolutionProblems(from:)`, and what the records held forbid.
     static func plan(_ db: Database, from old: Schema, to new: Schema) throws -> [(
         sql: String, arguments: StatementArguments
     )] {

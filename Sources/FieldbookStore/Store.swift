@@ -22,7 +22,8 @@ import Synchronization
 ///
 /// ## Topics
 /// - ``Configuration``
-/// - ``write(_:)``
+/// - ``write(_:)-245g8``
+/// - ``write(_:)-3xq6q``
 /// - ``Transaction``
 /// - ``Query``
 /// - ``Record``
@@ -177,7 +178,7 @@ public final class Store: Sendable {
         try StoreError.database { try pool.read { try body(self.transaction($0)) } }
     }
 
-    /// ``write(_:)`` for async code: the caller's task waits suspended while the transaction
+    /// ``write(_:)-245g8`` for async code: the caller's task waits suspended while the transaction
     /// runs on the store's writer, so no thread of the concurrency pool is held.
     ///
     /// ```swift

@@ -4,7 +4,7 @@ import FieldbookSQLite
 import GRDB
 
 extension Store {
-    /// Reads and writes inside one SQLite transaction; see ``Store/write(_:)``.
+    /// Reads and writes inside one SQLite transaction; see ``Store/write(_:)-245g8``.
     ///
     /// A transaction is lent to a closure and valid only while it runs: do not keep it.
     public struct Transaction {
@@ -436,7 +436,7 @@ extension Store {
         }
 
         /// Queues one changelog entry, its fields written by `encodeFields`; ``flushLog()`` writes
-        /// queued entries in this transaction, many rows per statement. ``Store/write(_:)``
+        /// queued entries in this transaction, many rows per statement. ``Store/write(_:)-245g8``
         /// flushes before it commits.
         func log(
             _ entity: String, _ recordID: String, _ op: ChangeOperation, encodeFields: (inout [UInt8]) -> Void

@@ -26,7 +26,7 @@ private func unsupported(_ path: [any CodingKey]) -> EncodingError {
         (), .init(codingPath: path, debugDescription: "typed models hold only flat fields of primitive types"))
 }
 
-/// Encodes one property to a ``Value``.
+/// Encodes one property to a `Value`.
 private func capture(_ value: some Encodable, path: [any CodingKey]) throws -> Value {
     if let date = value as? Date {
         return .text(

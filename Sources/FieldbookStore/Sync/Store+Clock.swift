@@ -18,7 +18,7 @@ extension Store {
     /// change is merged again with the new timestamps, so this device shows what every peer shows.
     ///
     /// A change keeps its sequence number and base, so what it saw does not change
-    /// (``ChangeStamp/saw(_:)`` reads those, not timestamps): a change may be stamped lower than
+    /// (`ChangeStamp/saw(_:)` reads those, not timestamps): a change may be stamped lower than
     /// one it saw, and still replaces it.
     /// - Returns: how many changes were re-stamped.
     @discardableResult

@@ -9,7 +9,7 @@ extension Store {
         try read { try $0.deviceName() }
     }
 
-    /// Names this device (at most ``PushRequest/maxDeviceName`` characters, no control
+    /// Names this device (at most `PushRequest/maxDeviceName` characters, no control
     /// characters; nil for none). The next push takes the name to the server.
     /// - Throws: ``StoreError`` `too_long` or `bad_format` for a name that does not fit.
     public func setDeviceName(_ name: String?) throws {

@@ -100,7 +100,7 @@ extension Store {
     /// answered; the rest of the push then goes one batch at a time.
     ///
     /// A server restored or replaced since the last sync refuses the push (`server_changed`): this
-    /// device then starts again with it (``startAgain(with:)``) and pushes every change it lacks.
+    /// device then starts again with it (`startAgain(with:)`) and pushes every change it lacks.
     /// A push the server refuses because changes are stamped too far ahead of its clock
     /// (`clock_ahead`: this device's clock is fast) is not given up either: the device learns the
     /// server's time, re-stamps its pending changes (``correctClock(serverTime:maxAhead:)``) and
@@ -217,7 +217,7 @@ extension Store {
     /// still applied in order, together with its cursor.
     ///
     /// A server restored or replaced since the last sync refuses the pull (`server_changed`): this
-    /// device then starts again with it (``startAgain(with:)``) and pulls from the start.
+    /// device then starts again with it (`startAgain(with:)`) and pulls from the start.
     public func pull(
         _ transport: any SyncTransport, options: SyncOptions = SyncOptions(),
         progress: (_ applied: Int, _ cursor: Int64) -> Void = { _, _ in }
@@ -441,7 +441,7 @@ extension Store {
 
 extension Store.Transaction {
     /// Up to `limit` changes after `sequence` as a push body, the stored field text spliced in
-    /// (it is what ``FieldChange/encode(_:to:)`` wrote when the change was made).
+    /// (it is what `FieldChange/encode(_:to:)` wrote when the change was made).
     func encodedPush(after sequence: Int64, limit: Int) throws -> EncodedPush {
         try flushLog()
         let rows = RawStatement(
@@ -752,7 +752,7 @@ struct ReceivedPage: Sendable {
     let group: [Int?]
     /// For each record changed by another device, the positions of its changes, records in the order first touched.
     let groups: [(ref: Store.Transaction.RecordRef, changes: [Int])]
-    /// Every change's field text (``FieldChange/encode(_:to:)``), one after another, and where each ends.
+    /// Every change's field text (`FieldChange/encode(_:to:)`), one after another, and where each ends.
     private let fieldText: [UInt8]
     private let fieldEnds: [Int]
 

@@ -4,7 +4,7 @@ public import FieldbookSync
 
 /// How a device reaches a sync server: one push, one pull.
 ///
-/// ``HTTPTransport`` is the real one; tests may put another in between (one
+/// `HTTPTransport` is the real one; tests may put another in between (one
 /// that drops answers, say) to prove that sync survives it. A transport throws ``SyncError``:
 /// a failure to reach the server as `.network`, and a refusal by the server as `.refused`
 /// with its code (``Store/push(_:options:progress:)`` sends a batch refused with
@@ -26,7 +26,7 @@ extension SyncTransport {
 /// A batch of pending changes written as a push body: the changelog's stored field text is
 /// spliced in as it is, not decoded and encoded again.
 public struct EncodedPush: Sendable {
-    /// A ``PushRequest`` as JSON.
+    /// A `PushRequest` as JSON.
     public let body: [UInt8]
     /// The device sequence numbers of its changes, in order.
     public let sequences: [Int64]
