@@ -146,6 +146,7 @@ public final class ServerProcess: Sendable {
 
 /// A server process could not be started or driven.
 public struct ServerProcessError: Error, CustomStringConvertible {
+    /// What failed, for people.
     public var description: String
     init(_ description: String) { self.description = description }
 }

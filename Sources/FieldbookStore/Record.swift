@@ -20,10 +20,12 @@ public struct Record: Sendable, Hashable {
         .object([("id", .string(id))] + zip(entity.fields, values).map { ($0.name, $1.json) })
     }
 
+    /// Equal when of the same entity, with the same id and values.
     public static func == (lhs: Record, rhs: Record) -> Bool {
         lhs.entity.name == rhs.entity.name && lhs.id == rhs.id && lhs.values == rhs.values
     }
 
+    /// Hashes the id and values.
     public func hash(into hasher: inout Hasher) {
         hasher.combine(id)
         hasher.combine(values)
@@ -52,24 +54,36 @@ public struct Query: Sendable, Hashable {
         case contains = "~"
     }
 
+    /// One condition: the field, how it compares, and the value.
     public struct Filter: Sendable, Hashable {
+        /// The field compared (`id` for the record id).
         public var field: String
+        /// How it compares.
         public var op: Operator
         /// `Value/null` with `.equal` or `.notEqual` tests for a missing value.
         public var value: Value
     }
 
+    /// One sort key.
     public struct SortKey: Sendable, Hashable {
+        /// The field sorted by (`id` for the record id).
         public var field: String
+        /// Greatest first.
         public var descending: Bool
     }
 
+    /// The entity queried.
     public var entity: String
+    /// The conditions, all of which a record meets.
     public var filters: [Filter] = []
+    /// The sort keys, in order; the record id breaks ties.
     public var sort: [SortKey] = []
+    /// At most this many records (nil: all).
     public var limitCount: Int?
+    /// Records skipped before the first returned.
     public var offsetCount: Int = 0
 
+    /// Every record of `entity`, in id order.
     public init(_ entity: String) { self.entity = entity }
 
     /// Adds a filter; all filters must hold.

@@ -11,6 +11,7 @@ public struct HistoryEntry: Sendable, Hashable {
     public let author: String?
     /// When the change was made (hybrid logical clock).
     public let timestamp: HybridTimestamp
+    /// What the change did: an insert, an update or a delete.
     public let operation: ChangeOperation
     /// The field changed; nil for a delete.
     public let field: String?

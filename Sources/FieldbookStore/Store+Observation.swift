@@ -55,12 +55,14 @@ extension Store {
 /// The results of a live query (``Store/observe(_:)``): an async sequence that yields a new value
 /// after each committed transaction that changes it. It throws ``StoreError``.
 public struct StoreObservation<Value: Sendable & Equatable>: AsyncSequence, Sendable {
+    /// The query's results (or the record) at one moment.
     public typealias Element = Value
 
     private let values: AsyncValueObservation<Value>
 
     init(_ values: AsyncValueObservation<Value>) { self.values = values }
 
+    /// Starts the observation: the first value is the current one.
     public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: values.makeAsyncIterator()) }
 
     /// Iterates a ``StoreObservation``.

@@ -51,6 +51,7 @@ public final class Store: Sendable {
         /// otherwise crowd out its network threads and the server's.
         package var sharedWorkers = false
 
+        /// The defaults: the system clock, a one-day clock bound, 64 MiB of page cache, read-write.
         public init() {}
     }
 

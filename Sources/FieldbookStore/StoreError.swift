@@ -8,8 +8,10 @@ import GRDB
 public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
     /// What kind of error this is. New codes may be added.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
+        /// The code as text, e.g. `not_found`: stable, for programs.
         public let rawValue: String
         init(_ rawValue: String) { self.rawValue = rawValue }
+        /// The code as text.
         public var description: String { rawValue }
 
         /// The entity is not in the schema.
@@ -45,6 +47,7 @@ public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let database = Code("database")
     }
 
+    /// What kind of error this is.
     public let code: Code
     /// The entity concerned, if any.
     public let entity: String?
@@ -107,6 +110,7 @@ public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
         self.init(code, entity: entity, field: field, problem.reason)
     }
 
+    /// `entity.field: message`, without any field value.
     public var description: String {
         switch (entity, field) {
         case (let entity?, let field?): "\(entity).\(field): \(message)"

@@ -35,6 +35,7 @@ public struct SyncOptions: Sendable {
     /// Called after each pushed batch and each applied page.
     public var progress: (@Sendable (SyncReport) -> Void)?
 
+    /// The defaults: batches and pages of 1,000, five tries within 10 s.
     public init() {}
 }
 

@@ -18,6 +18,7 @@ public protocol SyncTransport: Sendable {
 }
 
 extension SyncTransport {
+    /// Reads the body back into a `PushRequest` and sends it with ``push(_:)``.
     public func push(encoded: EncodedPush) async throws -> PushResponse {
         try await push(encoded.request())
     }
@@ -49,6 +50,7 @@ public struct SyncError: Error, Sendable, CustomStringConvertible {
         /// The kind's name, e.g. `network`.
         public let rawValue: String
         init(_ rawValue: String) { self.rawValue = rawValue }
+        /// The kind as text, e.g. `network`.
         public var description: String { rawValue }
 
         /// The server could not be reached, or the connection broke: retry later.
@@ -102,6 +104,7 @@ public struct SyncError: Error, Sendable, CustomStringConvertible {
         }
     }
 
+    /// `kind (code): message`, for people (never a field value).
     public var description: String {
         switch kind {
         case .network: "network: \(message)"
