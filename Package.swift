@@ -259,7 +259,7 @@ let package = Package(
             name: "fieldbook-power-cut",
             dependencies: [
                 "CFieldbookPowerCut", "FieldbookCore", "FieldbookSync", "FieldbookStore", "FieldbookServer",
-                "FieldbookSchemas",
+                "FieldbookSchemas", "FieldbookTesting",
             ],
             path: "Tests/Support/fieldbook-power-cut",
             swiftSettings: strictSettings

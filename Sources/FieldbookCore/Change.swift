@@ -6,6 +6,7 @@ public enum ChangeOperation: Int, Sendable, Hashable, CustomStringConvertible {
     case update = 1
     case delete = 2
 
+    /// The operation's name: `insert`, `update` or `delete`.
     public var description: String {
         switch self {
         case .insert: "insert"
@@ -23,6 +24,7 @@ public enum ChangeOperation: Int, Sendable, Hashable, CustomStringConvertible {
 /// with an epoch carries the epoch. Merging compares these, so every peer
 /// merges the same change the same way whenever it arrives.
 public struct FieldChange: Sendable, Hashable {
+    /// What a change does to its field.
     public enum Kind: Sendable, Hashable {
         case set(Value)
         case add(Int64)
@@ -30,13 +32,16 @@ public struct FieldChange: Sendable, Hashable {
         case members(added: [String], removed: [String])
     }
 
+    /// The name of the field changed.
     public var field: String
+    /// What the change does: set a value, add to a counter, or add and remove set members.
     public var kind: Kind
     /// For an `observed` field: the domain time of the observation.
     public var observedAt: String?
     /// For a `max` field with an epoch: the epoch when written.
     public var epoch: Int64?
 
+    /// A change to `field`, with the annotations its policy needs (nil for the others).
     public init(field: String, kind: Kind, observedAt: String? = nil, epoch: Int64? = nil) {
         self.field = field
         self.kind = kind
@@ -72,9 +77,13 @@ public struct Change: Sendable, Hashable {
     public var sequence: Int64
     /// The id of the device that made the change.
     public var device: String
+    /// The entity of the record changed.
     public var entity: String
+    /// The id of the record changed.
     public var recordID: String
+    /// Whether the change inserted, updated or deleted the record.
     public var operation: ChangeOperation
+    /// When the device made the change, on its hybrid logical clock.
     public var timestamp: HybridTimestamp
     /// The server sequence number the device had pulled to when it wrote.
     public var base: Int64
@@ -85,6 +94,7 @@ public struct Change: Sendable, Hashable {
     /// The authenticated identity the server stamped on the change (a token's name).
     public var author: String?
 
+    /// A change from its parts. `serverSequence` and `author` are nil until the server has accepted it.
     public init(
         sequence: Int64, device: String, entity: String, recordID: String, operation: ChangeOperation,
         timestamp: HybridTimestamp, base: Int64, fields: [FieldChange], serverSequence: Int64? = nil,

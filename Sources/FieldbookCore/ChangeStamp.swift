@@ -19,6 +19,7 @@ public struct ChangeStamp: Sendable, Hashable {
     /// The server's sequence number of the change; nil until the server has it.
     public var serverSequence: Int64?
 
+    /// A stamp from its parts; `serverSequence` is nil until the server has the change.
     public init(device: String, sequence: Int64, timestamp: HybridTimestamp, base: Int64, serverSequence: Int64? = nil)
     {
         self.device = device

@@ -12,10 +12,12 @@ public struct ValueProblem: Error, Sendable, Equatable, CustomStringConvertible 
         case required
     }
 
+    /// What kind of problem it is: wrong type, a value not allowed, too long, bad format, or required.
     public var kind: Kind
     /// A sentence for people, without the value.
     public var reason: String
 
+    /// The text people read: ``reason``.
     public var description: String { reason }
 }
 

@@ -16,6 +16,7 @@ public struct FieldAssignment: Sendable, Hashable {
     /// The value read for it (``Value/null`` for an empty `field=`).
     public var value: Value
 
+    /// An assignment of `value` to the field called `field`, as given (not checked against a schema).
     public init(field: String, value: Value) {
         self.field = field
         self.value = value
@@ -23,6 +24,7 @@ public struct FieldAssignment: Sendable, Hashable {
 
     /// Why an argument was refused. The message names the entity and field, never the value.
     public struct Problem: Error, Sendable, Hashable, CustomStringConvertible {
+        /// What was refused: the argument's form or its value.
         public enum Kind: Sendable, Hashable {
             /// Not `field=value`: no `=`, no field name, a field the entity does not have, or JSON that does not parse.
             case syntax
@@ -30,14 +32,18 @@ public struct FieldAssignment: Sendable, Hashable {
             case value
         }
 
+        /// Whether the argument's form or its value was refused.
         public var kind: Kind
+        /// A sentence for people saying what is wrong.
         public var message: String
 
+        /// A problem of `kind`, described by `message`.
         public init(_ kind: Kind, _ message: String) {
             self.kind = kind
             self.message = message
         }
 
+        /// The text people read: ``message``.
         public var description: String { message }
     }
 

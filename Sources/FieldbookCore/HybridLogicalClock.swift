@@ -4,8 +4,10 @@ public struct HybridTimestamp: Comparable, Hashable, Sendable, CustomStringConve
     /// The packed value, as stored and sent.
     public let rawValue: UInt64
 
+    /// A timestamp from its packed value, as stored and sent.
     public init(rawValue: UInt64) { self.rawValue = rawValue }
 
+    /// A timestamp from milliseconds since 1970 (the low 48 bits are kept) and a counter.
     public init(millis: UInt64, counter: UInt16) {
         rawValue = millis << 16 | UInt64(counter)
     }
@@ -15,8 +17,10 @@ public struct HybridTimestamp: Comparable, Hashable, Sendable, CustomStringConve
     /// The logical counter.
     public var counter: UInt16 { UInt16(truncatingIfNeeded: rawValue) }
 
+    /// The timestamp 0: ordered before every other; a new clock's ``HybridLogicalClock/last``.
     public static let zero = HybridTimestamp(rawValue: 0)
 
+    /// Ordered as the packed 64-bit value: by milliseconds, then by counter.
     public static func < (lhs: HybridTimestamp, rhs: HybridTimestamp) -> Bool { lhs.rawValue < rhs.rawValue }
 
     /// `2021-11-16T09:30:00.000Z+0003`: the wall time and the counter.
@@ -35,6 +39,7 @@ public struct HybridLogicalClock: Sendable {
     /// The latest timestamp issued or received.
     public private(set) var last: HybridTimestamp
 
+    /// A clock whose latest timestamp is `last`: `.zero` for a new clock, the persisted one after a restart.
     public init(last: HybridTimestamp = .zero) {
         self.last = last
     }

@@ -87,6 +87,7 @@ public struct UUIDv7Generator: Sendable {
     private var sequence: UInt16 = 0
     private var random: WyRand
 
+    /// A generator seeded from the system's random source.
     public init() {
         var system = SystemRandomNumberGenerator()
         random = WyRand(seed: system.next())

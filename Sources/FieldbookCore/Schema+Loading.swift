@@ -9,14 +9,18 @@ import FieldbookJSON
 public struct SchemaError: Error, CustomStringConvertible, Sendable, Equatable {
     /// One mistake: a dotted path (`entity.field`, or a top-level key) and what is wrong there.
     public struct Issue: Sendable, Equatable, CustomStringConvertible {
+        /// The dotted path, e.g. `finding.status`; empty for a mistake at the file's top level.
         public var path: String
+        /// What is wrong there.
         public var message: String
+        /// `path: message`, or the message alone when the path is empty.
         public var description: String { path.isEmpty ? message : "\(path): \(message)" }
     }
 
     /// All the mistakes found, in file order.
     public var issues: [Issue]
 
+    /// The text people read: how many problems, then each on its own indented line.
     public var description: String {
         "invalid schema (\(issues.count) \(issues.count == 1 ? "problem" : "problems")):\n"
             + issues.map { "  " + $0.description }.joined(separator: "\n")

@@ -35,10 +35,12 @@ public struct Schema: Sendable, Hashable {
         index[name].map { entities[$0] }
     }
 
+    /// Equal when the names, versions and entities are equal.
     public static func == (lhs: Schema, rhs: Schema) -> Bool {
         lhs.name == rhs.name && lhs.version == rhs.version && lhs.entities == rhs.entities
     }
 
+    /// Hashes the name, version and entities.
     public func hash(into hasher: inout Hasher) {
         hasher.combine(name)
         hasher.combine(version)
@@ -99,12 +101,14 @@ public final class Entity: Sendable, Hashable {
         return index[name]
     }
 
+    /// Equal when the names, labels, append-only flags, delete policies and fields are equal.
     public static func == (lhs: Entity, rhs: Entity) -> Bool {
         lhs.name == rhs.name && lhs.label == rhs.label && lhs.appendOnly == rhs.appendOnly
             && lhs.onDelete == rhs.onDelete
             && lhs.fields == rhs.fields
     }
 
+    /// Hashes the name and fields.
     public func hash(into hasher: inout Hasher) {
         hasher.combine(name)
         hasher.combine(fields)
@@ -197,6 +201,7 @@ public final class Field: Sendable, Hashable {
         if case .reference(let entity) = type { entity } else { nil }
     }
 
+    /// Equal when they are the same object, or when every property is equal.
     public static func == (lhs: Field, rhs: Field) -> Bool {
         lhs === rhs
             || (lhs.name == rhs.name && lhs.label == rhs.label && lhs.type == rhs.type && lhs.required == rhs.required
@@ -204,6 +209,7 @@ public final class Field: Sendable, Hashable {
                 && lhs.onDelete == rhs.onDelete)
     }
 
+    /// Hashes the name, type and merge policy.
     public func hash(into hasher: inout Hasher) {
         hasher.combine(name)
         hasher.combine(type)

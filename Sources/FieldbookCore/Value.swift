@@ -20,6 +20,7 @@ public enum Value: Hashable, Sendable {
         .textSet(Value.normalizedSet(members))
     }
 
+    /// The members sorted by UTF-8 bytes, duplicates removed: the canonical form of a set's members.
     public static func normalizedSet(_ members: some Sequence<String>) -> [String] {
         let unique = Set(members)
         return unique.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
@@ -109,9 +110,14 @@ extension Value: CustomStringConvertible {
 extension Value: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByFloatLiteral,
     ExpressibleByBooleanLiteral, ExpressibleByNilLiteral
 {
+    /// A string literal is a ``text(_:)`` value.
     public init(stringLiteral value: String) { self = .text(value) }
+    /// An integer literal is an ``integer(_:)`` value.
     public init(integerLiteral value: Int64) { self = .integer(value) }
+    /// A floating-point literal is a ``real(_:)`` value.
     public init(floatLiteral value: Double) { self = .real(value) }
+    /// `true` and `false` are ``boolean(_:)`` values.
     public init(booleanLiteral value: Bool) { self = .boolean(value) }
+    /// `nil` is ``null``.
     public init(nilLiteral: ()) { self = .null }
 }

@@ -53,6 +53,10 @@ public struct HTTPTransport: SyncTransport {
         }
     }
 
+    /// Sends a push (`POST v1/push` under ``server``) and returns the server's answer.
+    ///
+    /// - Throws: ``SyncError``: `network` when the server cannot be reached, `refused` with the code of a
+    ///   server that refuses, `bad_response` for an answer that is not the protocol.
     public func push(_ request: PushRequest) async throws -> PushResponse {
         var body: [UInt8] = []
         body.reserveCapacity(256 * request.changes.count + 256)
@@ -60,6 +64,8 @@ public struct HTTPTransport: SyncTransport {
         return try await push(body: body)
     }
 
+    /// Sends a push body already written (``EncodedPush/body``) as it is, without reading it back.
+    /// Throws as ``push(_:)`` does.
     public func push(encoded: EncodedPush) async throws -> PushResponse {
         try await push(body: encoded.body)
     }
@@ -71,6 +77,8 @@ public struct HTTPTransport: SyncTransport {
         }
     }
 
+    /// Sends a pull (`POST v1/pull` under ``server``) and returns the page, checking every change against
+    /// `schema`. Throws as ``push(_:)`` does.
     public func pull(_ request: PullRequest, schema: Schema) async throws -> PullResponse {
         var body: [UInt8] = []
         request.encode(to: &body)

@@ -7,6 +7,7 @@ public enum RectificationStatus: String, Codable, Sendable, CaseIterable, Compar
     /// 已整改完成
     case completed
 
+    /// Ordered as a rectification goes: not started, in progress, completed.
     public static func < (lhs: Self, rhs: Self) -> Bool {
         allCases.firstIndex(of: lhs)! < allCases.firstIndex(of: rhs)!
     }

@@ -14,6 +14,8 @@ public enum JSON: Hashable, Sendable {
     /// Keys in document order. Duplicate keys are refused by the parser.
     case object([(key: String, value: JSON)])
 
+    /// Equal when the same case with equal contents (an `int` never equals a `double`);
+    /// objects compare their keys and values in order.
     public static func == (lhs: JSON, rhs: JSON) -> Bool {
         switch (lhs, rhs) {
         case (.null, .null): return true
@@ -28,6 +30,7 @@ public enum JSON: Hashable, Sendable {
         }
     }
 
+    /// Hashes the case's contents; an object's keys and values in order.
     public func hash(into hasher: inout Hasher) {
         switch self {
         case .null: hasher.combine(0)
@@ -73,6 +76,7 @@ public struct JSONParseError: Error, CustomStringConvertible, Sendable, Equatabl
     /// What was wrong, without quoting the input.
     public var reason: String
 
+    /// The text people read: the byte offset and the reason.
     public var description: String { "invalid JSON at byte \(offset): \(reason)" }
 }
 

@@ -125,42 +125,13 @@ extension Store {
                 try updateOne(table, recordID, name, value)
                 return
             }
-            let fields = table.entity.fields
-            var updates: [(index: Int, value: Value)] = []
-            updates.reserveCapacity(values.count)
-            for (name, value) in values {
-                let index = try updatableFieldIndex(table, name)
-                updates.append((index, try normalize(fields[index], value, entity: entity)))
-            }
+            let updates = try checkedUpdates(table, values)
             guard !updates.isEmpty else {
                 guard try exists(table, recordID) else { throw notFound(entity) }
                 return
             }
-            updates.sort { $0.index < $1.index }
-            for u in updates { try checkReference(table, u.index, u.value) }
-
-            // Counters and sets log what changed, which needs their old values; observed and
-            // epoch-ordered fields carry another field's value after the write. Both come from
-            // the pre-update hook, without a second lookup of the row.
-            var wanted: [(column: Int32, type: FieldType)] = []
-            var wantedIndex: [Int] = []
-            var wantsOld = false
-            var wantsNew = false
-            for u in updates {
-                let field = fields[u.index]
-                if field.isCounter || field.isUnion {
-                    wanted.append((Int32(u.index + 1), field.type))
-                    wantedIndex.append(u.index)
-                    wantsOld = true
-                }
-                if let source = table.annotation[u.index], !updates.contains(where: { $0.index == source }) {
-                    if !wantedIndex.contains(source) {
-                        wanted.append((Int32(source + 1), fields[source].type))
-                        wantedIndex.append(source)
-                    }
-                    wantsNew = true
-                }
-            }
+            let fields = table.entity.fields
+            let (wanted, wantedIndex, wantsOld, wantsNew) = Self.captured(table, for: updates)
             let sql =
                 "UPDATE \(quoted(entity)) SET \(updates.map { "\(quoted(fields[$0.index].name)) = ?" }.joined(separator: ", ")) WHERE id = ?"
             let update = RawStatement(try db.cachedStatement(sql: sql))
@@ -196,6 +167,51 @@ extension Store {
             try log(entity, recordID, .update) { FieldChange.encode(changes, to: &$0) }
             // A reference changed: a deleted record held by the old one may be released.
             if updates.contains(where: { u in table.holding.contains { $0.field == u.index } }) { try releaseHeld() }
+        }
+
+        /// The fields `values` sets, checked (updatable, valid, references resolved) and in schema order.
+        private func checkedUpdates(_ table: EntityTable, _ values: [String: Value]) throws -> [(
+            index: Int, value: Value
+        )] {
+            let fields = table.entity.fields
+            var updates: [(index: Int, value: Value)] = []
+            updates.reserveCapacity(values.count)
+            for (name, value) in values {
+                let index = try updatableFieldIndex(table, name)
+                updates.append((index, try normalize(fields[index], value, entity: table.entity.name)))
+            }
+            updates.sort { $0.index < $1.index }
+            for u in updates { try checkReference(table, u.index, u.value) }
+            return updates
+        }
+
+        /// What the pre-update hook must read for `updates`: counters and sets log what changed,
+        /// which needs their old values; observed and epoch-ordered fields carry another field's
+        /// value after the write. Both come from the hook, without a second lookup of the row.
+        private static func captured(_ table: EntityTable, for updates: [(index: Int, value: Value)]) -> (
+            wanted: [(column: Int32, type: FieldType)], wantedIndex: [Int], wantsOld: Bool, wantsNew: Bool
+        ) {
+            let fields = table.entity.fields
+            var wanted: [(column: Int32, type: FieldType)] = []
+            var wantedIndex: [Int] = []
+            var wantsOld = false
+            var wantsNew = false
+            for u in updates {
+                let field = fields[u.index]
+                if field.isCounter || field.isUnion {
+                    wanted.append((Int32(u.index + 1), field.type))
+                    wantedIndex.append(u.index)
+                    wantsOld = true
+                }
+                if let source = table.annotation[u.index], !updates.contains(where: { $0.index == source }) {
+                    if !wantedIndex.contains(source) {
+                        wanted.append((Int32(source + 1), fields[source].type))
+                        wantedIndex.append(source)
+                    }
+                    wantsNew = true
+                }
+            }
+            return (wanted, wantedIndex, wantsOld, wantsNew)
         }
 
         /// The common update, of one field: the same checks, hook reads and changelog entry

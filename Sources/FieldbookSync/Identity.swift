@@ -5,6 +5,7 @@ public struct Identity: Sendable, Hashable {
     /// The name the token was created with (a person or a device); stamped on every change accepted.
     public var name: String
 
+    /// The identity of the token with id `tokenID` and name `name`.
     public init(tokenID: Int64, name: String) {
         self.tokenID = tokenID
         self.name = name

@@ -52,6 +52,7 @@ extension ChangeStamp {
 
 /// A stored merge state that cannot be read.
 public struct RecordStateFormatError: Error, CustomStringConvertible, Sendable {
+    /// What is wrong: the record's entity and the part of the state that is bad (never a value).
     public var description: String
 }
 

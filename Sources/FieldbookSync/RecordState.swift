@@ -43,6 +43,7 @@ public struct RecordState: Sendable, Hashable {
     /// Deletes no later write has replaced.
     var deletes: [ChangeStamp] = []
 
+    /// The state of a record no change has been applied to.
     public init() {}
 
     /// One field of the record.
@@ -92,6 +93,7 @@ public struct RecordState: Sendable, Hashable {
         lhs.encoded == rhs.encoded
     }
 
+    /// Hashes the stored form, the one equality compares.
     public func hash(into hasher: inout Hasher) {
         hasher.combine(encoded)
     }
@@ -402,13 +404,16 @@ public struct RecordState: Sendable, Hashable {
 public struct Conflict: Sendable, Hashable, Identifiable {
     /// One side: a change, and the value it wrote (for a field conflict).
     public struct Side: Sendable, Hashable {
+        /// The change that makes this side.
         public var stamp: ChangeStamp
+        /// The value the change wrote, for a field conflict; ``Value/null`` for the sides of a delete conflict.
         public var value: Value
         /// True for the delete of a delete-against-update conflict.
         public var deletes: Bool
         /// For a side of a held record's conflict: the record whose reference to this one holds it.
         public var referrer: Referrer?
 
+        /// A side: the change's stamp, the value it wrote, whether it is the delete, and the record holding it.
         public init(stamp: ChangeStamp, value: Value, deletes: Bool, referrer: Referrer? = nil) {
             self.stamp = stamp
             self.value = value
@@ -419,16 +424,21 @@ public struct Conflict: Sendable, Hashable, Identifiable {
 
     /// A record that refers to the conflict's record.
     public struct Referrer: Sendable, Hashable {
+        /// The entity of the referring record.
         public var entity: String
+        /// The id of the referring record.
         public var record: String
 
+        /// The record with id `record` of `entity`.
         public init(entity: String, record: String) {
             self.entity = entity
             self.record = record
         }
     }
 
+    /// The entity of the conflict's record.
     public var entity: String
+    /// The id of the conflict's record.
     public var recordID: String
     /// The field; nil for a delete against an update.
     public var field: String?

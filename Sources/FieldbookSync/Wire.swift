@@ -24,8 +24,11 @@ public enum SyncProtocol {
 public struct WireError: Error, Sendable, Hashable, CustomStringConvertible {
     /// A code that clients can rely on. New codes may be added.
     public struct Code: RawRepresentable, Sendable, Hashable, CustomStringConvertible {
+        /// The code as sent, e.g. `schema_mismatch`.
         public var rawValue: String
+        /// The code with this text; a code this version does not know is kept as it is.
         public init(rawValue: String) { self.rawValue = rawValue }
+        /// The text people read: the code as sent.
         public var description: String { rawValue }
 
         /// The body is not valid JSON (or not UTF-8).
@@ -86,13 +89,16 @@ public struct WireError: Error, Sendable, Hashable, CustomStringConvertible {
         /// it holds that device's changes 1 to this one.
         public var acknowledged: Int64
 
+        /// The server's identity, and the last of the device's sequence numbers it holds.
         public init(identity: String, acknowledged: Int64) {
             self.identity = identity
             self.acknowledged = acknowledged
         }
     }
 
+    /// What went wrong, as a code clients can rely on.
     public var code: Code
+    /// A sentence for people; it never quotes field values.
     public var message: String
     /// With `server_changed`: the server's new identity and what it holds of the device's changes.
     public var serverChanged: ServerChanged?
@@ -101,6 +107,7 @@ public struct WireError: Error, Sendable, Hashable, CustomStringConvertible {
     /// How far ahead of its clock the server accepts a change's timestamp, in milliseconds (`clock_ahead` only).
     public var maxAhead: Int64?
 
+    /// An error with its code and sentence, and the members `server_changed` and `clock_ahead` carry.
     public init(
         _ code: Code, _ message: String, serverChanged: ServerChanged? = nil, serverTime: Int64? = nil,
         maxAhead: Int64? = nil
@@ -112,6 +119,7 @@ public struct WireError: Error, Sendable, Hashable, CustomStringConvertible {
         self.maxAhead = maxAhead
     }
 
+    /// The text people read: `code: message`.
     public var description: String { "\(code): \(message)" }
 
     /// The error as the JSON body the server sends.
@@ -145,16 +153,21 @@ public struct WireError: Error, Sendable, Hashable, CustomStringConvertible {
 
 /// A schema's name and version, as every request names them.
 public struct SchemaVersion: Sendable, Hashable, CustomStringConvertible {
+    /// The schema's name, e.g. `inspection`.
     public var name: String
+    /// The schema's version.
     public var version: Int
 
+    /// The schema called `name` at `version`.
     public init(name: String, version: Int) {
         self.name = name
         self.version = version
     }
 
+    /// The name and version of `schema`.
     public init(_ schema: Schema) { self.init(name: schema.name, version: schema.version) }
 
+    /// The text people read, e.g. `inspection version 1`.
     public var description: String { "\(name) version \(version)" }
 
     var json: JSON { .object([("name", .string(name)), ("version", .int(Int64(version)))]) }
@@ -162,9 +175,11 @@ public struct SchemaVersion: Sendable, Hashable, CustomStringConvertible {
 
 /// A device sends its changes, oldest first, in one batch the server applies all or nothing.
 public struct PushRequest: Sendable, Hashable {
+    /// The schema the changes are written for; a server holding another refuses the push (`schema_mismatch`).
     public var schema: SchemaVersion
     /// The device that made every change in the batch.
     public var device: String
+    /// The changes, oldest first.
     public var changes: [Change]
     /// The server identity the changes' bases count in (the one the device last synced with);
     /// nil if the device has none yet. A server with another identity refuses the push (`server_changed`).
@@ -176,6 +191,7 @@ public struct PushRequest: Sendable, Hashable {
     /// The longest device name a push may carry, in characters.
     public static let maxDeviceName = 100
 
+    /// A push of `changes` made by `device`; `server` and `deviceName` are nil when the device has none.
     public init(
         schema: SchemaVersion, device: String, changes: [Change], server: String? = nil, deviceName: String? = nil
     ) {
@@ -195,15 +211,20 @@ public struct PushResponse: Sendable, Hashable {
     /// The server's identity: the numbering ``Assignment/serverSequence`` counts in. Nil from a server that sends none.
     public var server: String?
 
+    /// The two numbers of one change pushed.
     public struct Assignment: Sendable, Hashable {
+        /// The device's sequence number of the change.
         public var sequence: Int64
+        /// The server's sequence number for the change.
         public var serverSequence: Int64
+        /// The change with device sequence number `sequence` has server sequence number `serverSequence`.
         public init(sequence: Int64, serverSequence: Int64) {
             self.sequence = sequence
             self.serverSequence = serverSequence
         }
     }
 
+    /// An answer assigning `assigned`; `server` is the server's identity, nil from a server that sends none.
     public init(assigned: [Assignment], server: String? = nil) {
         self.assigned = assigned
         self.server = server
@@ -212,7 +233,9 @@ public struct PushResponse: Sendable, Hashable {
 
 /// A device asks for the changes after its cursor.
 public struct PullRequest: Sendable, Hashable {
+    /// The schema the device holds; a server holding another refuses the pull (`schema_mismatch`).
     public var schema: SchemaVersion
+    /// The id of the device asking (a UUID).
     public var device: String
     /// The last server sequence number the device has applied (0 at first).
     public var cursor: Int64
@@ -222,6 +245,7 @@ public struct PullRequest: Sendable, Hashable {
     /// another identity refuses the pull (`server_changed`).
     public var server: String?
 
+    /// A request for at most `limit` changes after `cursor`; `server` is nil when the device has none yet.
     public init(schema: SchemaVersion, device: String, cursor: Int64, limit: Int, server: String? = nil) {
         self.schema = schema
         self.device = device
@@ -246,6 +270,7 @@ public struct PullResponse: Sendable, Hashable {
     /// The names of the devices whose changes are in the page, by device id, for those that sent one.
     public var deviceNames: [String: String]
 
+    /// A page of `changes`, the cursor to store after applying them, and whether more follow.
     public init(
         changes: [Change], cursor: Int64, more: Bool, server: String? = nil, deviceNames: [String: String] = [:]
     ) {
@@ -266,6 +291,7 @@ public struct PullResponse: Sendable, Hashable {
 // read the bytes, so there is one reader and every check is made once, the same way.
 
 extension PushRequest {
+    /// The message as JSON: `protocol`, `schema`, `device`, `server` and `device_name` when set, `changes`.
     public var json: JSON {
         .object(
             [
@@ -353,6 +379,7 @@ extension PushRequest {
 }
 
 extension PushResponse {
+    /// The message as JSON: `protocol`, `assigned` as `[sequence, serverSequence]` pairs, `server` when set.
     public var json: JSON {
         .object(
             [
@@ -381,6 +408,7 @@ extension PushResponse {
         out.append(UInt8(ascii: "}"))
     }
 
+    /// Reads a push response from JSON; throws ``WireError`` if it is not one.
     public init(json: JSON) throws(WireError) {
         var bytes: [UInt8] = []
         json.write(to: &bytes)
@@ -407,6 +435,7 @@ extension PushResponse {
 }
 
 extension PullRequest {
+    /// The message as JSON: `protocol`, `schema`, `device`, `cursor`, `limit`, and `server` when set.
     public var json: JSON {
         .object(
             [
@@ -423,6 +452,7 @@ extension PullRequest {
         json.write(to: &out)
     }
 
+    /// Reads a pull request for `schema` from JSON; throws ``WireError`` if it is not one.
     public init(json: JSON, schema: Schema) throws(WireError) {
         var bytes: [UInt8] = []
         json.write(to: &bytes)
@@ -452,6 +482,7 @@ extension PullRequest {
 }
 
 extension PullResponse {
+    /// The message as JSON: `protocol`, `changes`, `cursor`, `more`, then `server` and `devices` when set.
     public var json: JSON {
         .object(
             [
@@ -524,6 +555,8 @@ extension PullResponse {
         out.append(contentsOf: "}}".utf8)
     }
 
+    /// Reads a pull response from JSON, checking every change against `schema`; throws ``WireError`` if it is
+    /// not one.
     public init(json: JSON, schema: Schema) throws(WireError) {
         var bytes: [UInt8] = []
         json.write(to: &bytes)

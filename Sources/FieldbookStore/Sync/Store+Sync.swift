@@ -510,18 +510,34 @@ extension Store.Transaction {
     /// `_received`, linked to the change received before it to the same record (the first to
     /// the one the record's state names), so a record's history is found without an index.
     func receive(_ received: ReceivedPage) throws -> Int {
-        let changes = received.page.changes
-        for (device, name) in received.page.deviceNames {
+        // The statements run once per change or per record: bound and stepped through the C API;
+        // each change read in place, not copied (and its strings retained) first.
+        try noteDeviceNames(received.page.deviceNames)
+        try noteOwnServerSequences(received)
+        var states: [(state: RecordState, folded: Int64, received: Int64?)] = []
+        states.reserveCapacity(received.groups.count)
+        for group in received.groups {
+            states.append(try mergeState(entityTable(group.ref.entity), group.ref.id))
+        }
+        let new = try recordReceived(received, previous: &states)
+        return try merge(received, into: &states, new: new)
+    }
+
+    /// Keeps the names other devices gave themselves, as the server passed them on.
+    private func noteDeviceNames(_ names: [String: String]) throws {
+        for (device, name) in names {
             try db.cachedStatement(
                 sql:
                     "INSERT INTO _devices (device, name) VALUES (?, ?) ON CONFLICT (device) DO UPDATE SET name = excluded.name"
             )
             .execute(arguments: [device, name])
         }
-        // The statements run once per change or per record: bound and stepped through the C API;
-        // each change read in place, not copied (and its strings retained) first.
-        // This device's own changes first: their server numbers (the push answer may have been
-        // lost) are what the merge states read next give their stamps.
+    }
+
+    /// Gives this device's own changes in the page their server numbers (the push answer may
+    /// have been lost): what the merge states read next give their stamps.
+    private func noteOwnServerSequences(_ received: ReceivedPage) throws {
+        let changes = received.page.changes
         let noteOwn = RawStatement(
             try db.cachedStatement(sql: "UPDATE _changelog SET sseq = ? WHERE seq = ? AND sseq IS NULL"))
         try changes.withUnsafeBufferPointer { changes in
@@ -535,11 +551,14 @@ extension Store.Transaction {
                 try noteOwn.run(db)
             }
         }
-        var states: [(state: RecordState, folded: Int64, received: Int64?)] = []
-        states.reserveCapacity(received.groups.count)
-        for group in received.groups {
-            states.append(try mergeState(entityTable(group.ref.entity), group.ref.id))
-        }
+    }
+
+    /// Records the page's changes from other devices in `_received` (the history), each once.
+    /// - Returns: for each change, whether it is new here (not seen in an earlier page).
+    private func recordReceived(
+        _ received: ReceivedPage, previous states: inout [(state: RecordState, folded: Int64, received: Int64?)]
+    ) throws -> [Bool] {
+        let changes = received.page.changes
         let insert = RawStatement(
             try db.cachedStatement(
                 sql: """
@@ -567,6 +586,16 @@ extension Store.Transaction {
                 if new[position] { states[group].received = serverSequence }
             }
         }
+        return new
+    }
+
+    /// Merges the new changes into each record's state, writes the rows and states, and keeps
+    /// the conflict rows in step. Returns how many changes were applied.
+    private func merge(
+        _ received: ReceivedPage, into states: inout [(state: RecordState, folded: Int64, received: Int64?)],
+        new: [Bool]
+    ) throws -> Int {
+        let changes = received.page.changes
         var withOpenConflicts: Set<RecordRef>?
         let saveState = RawStatement(
             try db.cachedStatement(

@@ -126,6 +126,21 @@ public final class SQLiteSyncStorage: SyncStorage {
         throws
         -> PushResponse
     {
+        let plan = try makePlan(db, request, fields: fields, identity: identity, schema: schema)
+        let serverSequences = try insertChanges(db, plan, device: request.device, author: identity.name)
+        try db.execute(
+            sql: "UPDATE devices SET last_sequence = ?, name = coalesce(?, name) WHERE device = ?",
+            arguments: [plan.lastSequence, request.deviceName, request.device])
+
+        try saveMerged(db, plan, serverSequences: serverSequences, schema: schema)
+        return plan.response(serverSequences: serverSequences)
+    }
+
+    /// Steps 1–3 of ``PushPlan``: the device's row (made for a new device), what earlier pushes
+    /// stored of changes sent again, and which records the changes refer to.
+    private static func makePlan(
+        _ db: Database, _ request: PushRequest, fields: [String], identity: Identity, schema: Schema
+    ) throws -> PushPlan {
         let device = request.device
         let row = try Row.fetchOne(
             db, sql: "SELECT token, last_sequence FROM devices WHERE device = ?", arguments: [device])
@@ -161,6 +176,13 @@ public final class SQLiteSyncStorage: SyncStorage {
             try plan.checkReferences(known: known)
         }
 
+        return plan
+    }
+
+    /// Stores the plan's fresh changes. Returns their server sequence numbers, in order.
+    private static func insertChanges(_ db: Database, _ plan: PushPlan, device: String, author: String) throws
+        -> [Int64]
+    {
         // The rows are bound and stepped through the C API (RawStatement): once per change and per record.
         let now = CalendarText.timestamp(millisecondsSince1970: Int64(Date().timeIntervalSince1970 * 1000))
         let insert = RawStatement(
@@ -172,7 +194,7 @@ public final class SQLiteSyncStorage: SyncStorage {
         var serverSequences: [Int64] = []
         serverSequences.reserveCapacity(plan.fresh.count)
         insert.bind(1, device)
-        insert.bind(3, identity.name)
+        insert.bind(3, author)
         insert.bind(10, now)
         try plan.fresh.withUnsafeBufferPointer { fresh in  // each change read in place, not copied
             for n in fresh.indices {
@@ -187,10 +209,13 @@ public final class SQLiteSyncStorage: SyncStorage {
                 serverSequences.append(insert.lastInsertedRowID)
             }
         }
-        try db.execute(
-            sql: "UPDATE devices SET last_sequence = ?, name = coalesce(?, name) WHERE device = ?",
-            arguments: [plan.lastSequence, request.deviceName, device])
+        return serverSequences
+    }
 
+    /// Merges the fresh changes into their records' states and stores them, with the conflict rows.
+    private static func saveMerged(
+        _ db: Database, _ plan: PushPlan, serverSequences: [Int64], schema: Schema
+    ) throws {
         var states: [PushPlan.RecordKey: RecordState] = [:]
         states.reserveCapacity(plan.records.count)
         for key in plan.records {
@@ -223,7 +248,6 @@ public final class SQLiteSyncStorage: SyncStorage {
                     current: record.conflicts, at: head)
             }
         }
-        return plan.response(serverSequences: serverSequences)
     }
 
     static func loadState(_ db: Database, _ key: PushPlan.RecordKey, entity: Entity) throws -> RecordState? {

@@ -267,7 +267,32 @@ public final class PostgresSyncStorage: SyncStorage {
         // of the log, the states of the request's records with their open conflicts), one write (the
         // changes, the device's last sequence, the merged states). A retried batch's records are
         // read whether or not its changes turn out new: the read does not wait on the plan.
-        let device = request.device
+        let read = try await readForPush(c, device: request.device, keys: keys)
+        var plan = try PushPlan(request, fields: fields, identity: identity, device: read.row, schema: schema)
+        let earlier =
+            plan.earlierSequences.isEmpty
+            ? [:] : try await storedEarlier(c, device: request.device, plan.earlierSequences)
+        try plan.acknowledge(stored: earlier)
+        if !plan.references.isEmpty { try plan.checkReferences(known: try await known(c, plan.references)) }
+
+        // Numbered here, under the push lock, rather than by the column's sequence: one statement inserts
+        // them all, in device order, and a rolled-back push leaves no gap. The same statement records
+        // the device's last sequence (adding its row the first time) and the merged states.
+        let serverSequences = plan.fresh.indices.map { read.head + Int64($0) + 1 }
+        let merged = plan.merge(states: read.states, serverSequences: serverSequences)
+        try await write(c, request, identity: identity, plan: plan, serverSequences: serverSequences, merged: merged)
+        try await insideTransaction?()
+        // Conflict rows: for the records that have conflicts now or had open ones.
+        try await updateConflicts(c, merged, open: read.open, at: serverSequences.last ?? read.head)
+        return plan.response(serverSequences: serverSequences)
+    }
+
+    /// What a push reads under the lock, in one round trip: the device's row (owner, last
+    /// sequence), the head of the log, and the request's records' states with their open conflicts.
+    private func readForPush(_ c: PostgresConnection, device: String, keys: [PushPlan.RecordKey]) async throws -> (
+        row: (owner: Int64, lastSequence: Int64)?, head: Int64, states: [PushPlan.RecordKey: RecordState],
+        open: [PushPlan.RecordKey: Set<String>]
+    ) {
         var owner: Int64?
         var last: Int64?
         var head: Int64 = 0
@@ -292,40 +317,49 @@ public final class PostgresSyncStorage: SyncStorage {
             if let conflicts, !conflicts.isEmpty { open[key] = Set(conflicts) }
         }
         let row = owner.flatMap { owner in last.map { (owner: owner, lastSequence: $0) } }
-        var plan = try PushPlan(request, fields: fields, identity: identity, device: row, schema: schema)
+        return (row, head, states, open)
+    }
 
+    /// What earlier pushes stored of the changes a push sends again, by device sequence number.
+    private func storedEarlier(_ c: PostgresConnection, device: String, _ sequences: [Int64]) async throws
+        -> [Int64: PushPlan.Stored]
+    {
         var stored: [Int64: PushPlan.Stored] = [:]
-        if !plan.earlierSequences.isEmpty {
-            for try await (seq, sseq, entity, record, op, hlc, base, fields) in try await c.query(
-                """
-                SELECT seq, sseq, entity, record, op, hlc, base, fields FROM \(unescaped: t("changes"))
-                WHERE device = \(device) AND seq = ANY(\(plan.earlierSequences))
-                """, logger: logger
-            ).decode((Int64, Int64, String, String, Int64, Int64, Int64, String).self) {
-                stored[seq] = PushPlan.Stored(
-                    serverSequence: sseq, entity: entity, recordID: record, operation: Int(op), hlc: hlc, base: base,
-                    fields: fields)
-            }
+        for try await (seq, sseq, entity, record, op, hlc, base, fields) in try await c.query(
+            """
+            SELECT seq, sseq, entity, record, op, hlc, base, fields FROM \(unescaped: t("changes"))
+            WHERE device = \(device) AND seq = ANY(\(sequences))
+            """, logger: logger
+        ).decode((Int64, Int64, String, String, Int64, Int64, Int64, String).self) {
+            stored[seq] = PushPlan.Stored(
+                serverSequence: sseq, entity: entity, recordID: record, operation: Int(op), hlc: hlc, base: base,
+                fields: fields)
         }
-        try plan.acknowledge(stored: stored)
-        if !plan.references.isEmpty {
-            var known: Set<PushPlan.RecordKey> = []
-            for try await (entity, id) in try await c.query(
-                """
-                SELECT r.entity, r.id FROM unnest(\(plan.references.map(\.entity)), \(plan.references.map(\.id))) AS k(entity, id)
-                JOIN \(unescaped: t("records")) AS r ON r.entity = k.entity AND r.id = k.id
-                """, logger: logger
-            ).decode((String, String).self) {
-                known.insert(PushPlan.RecordKey(entity: entity, id: id))
-            }
-            try plan.checkReferences(known: known)
-        }
+        return stored
+    }
 
-        // Numbered here, under the push lock, rather than by the column's sequence: one statement inserts
-        // them all, in device order, and a rolled-back push leaves no gap. The same statement records
-        // the device's last sequence (adding its row the first time) and the merged states.
-        let serverSequences = plan.fresh.indices.map { head + Int64($0) + 1 }
-        let merged = plan.merge(states: states, serverSequences: serverSequences)
+    /// Which of `references` the store holds (live or deleted).
+    private func known(_ c: PostgresConnection, _ references: [PushPlan.RecordKey]) async throws
+        -> Set<PushPlan.RecordKey>
+    {
+        var known: Set<PushPlan.RecordKey> = []
+        for try await (entity, id) in try await c.query(
+            """
+            SELECT r.entity, r.id FROM unnest(\(references.map(\.entity)), \(references.map(\.id))) AS k(entity, id)
+            JOIN \(unescaped: t("records")) AS r ON r.entity = k.entity AND r.id = k.id
+            """, logger: logger
+        ).decode((String, String).self) {
+            known.insert(PushPlan.RecordKey(entity: entity, id: id))
+        }
+        return known
+    }
+
+    /// The push's one write: its fresh changes, the device's last sequence (and name), the merged states.
+    private func write(
+        _ c: PostgresConnection, _ request: PushRequest, identity: Identity, plan: PushPlan, serverSequences: [Int64],
+        merged: [PushPlan.Merged]
+    ) async throws {
+        let device = request.device
         try await c.query(
             """
             WITH fresh AS (
@@ -344,10 +378,12 @@ public final class PostgresSyncStorage: SyncStorage {
                 \(merged.map { String(decoding: $0.state.encoded, as: UTF8.self) }), \(merged.map(\.live)))
             ON CONFLICT (entity, id) DO UPDATE SET state = excluded.state, live = excluded.live
             """, logger: logger)
-        try await insideTransaction?()
+    }
 
-        // Conflict rows: for the records that have conflicts now or had open ones.
-        let at = serverSequences.last ?? head
+    /// Brings the conflict rows of the merged records in step (``ConflictUpkeep``).
+    private func updateConflicts(
+        _ c: PostgresConnection, _ merged: [PushPlan.Merged], open: [PushPlan.RecordKey: Set<String>], at: Int64
+    ) async throws {
         for record in merged where !record.conflicts.isEmpty || open[record.key] != nil {
             let (resolve, upsert) = ConflictUpkeep.changes(open: open[record.key] ?? [], current: record.conflicts)
             if !resolve.isEmpty {
@@ -367,7 +403,6 @@ public final class PostgresSyncStorage: SyncStorage {
                     """, logger: logger)
             }
         }
-        return plan.response(serverSequences: serverSequences)
     }
 
     func loadState(_ c: PostgresConnection, _ key: PushPlan.RecordKey, entity: Entity) async throws -> RecordState? {

@@ -5,15 +5,8 @@ import Testing
 
 /// Runs the built `fieldbook-chaos` with ARGUMENTS; returns its exit status and what it printed.
 func runChaos(_ arguments: [String]) throws -> (status: Int32, lines: [String]) {
-    let process = Process()
-    process.executableURL = try BuiltProducts.url("fieldbook-chaos")
-    process.arguments = arguments
-    let output = Pipe()
-    process.standardOutput = output
-    try process.run()
-    let data = output.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init))
+    let (status, stdout, _) = try BuiltProducts.run("fieldbook-chaos", arguments)
+    return (status, stdout.split(separator: "\n").map(String.init))
 }
 
 /// The numbers of a line like `faults: 31  changes: 3000  lost: 0  duplicated: 0  diverged: 0`, by name.

@@ -30,25 +30,6 @@ struct PowerCutTests {
     }
 }
 
-struct PowerCutManifest: Decodable {
-    struct Device: Decodable {
-        var file: String
-        var id: String
-        var token: String
-    }
-
-    struct Cut: Decodable {
-        var directory: String
-        var clock: Int64
-        var sent: [String: Int64]
-        var flushed: [String: Int64]
-        var acknowledged: [String: Int64]
-    }
-
-    var devices: [Device]
-    var cuts: [Cut]
-}
-
 /// Runs `fieldbook-power-cut` and checks every cut it wrote; returns how many cuts, and what went wrong.
 func powerCutViolations(oldSettings: Bool) async throws -> (cuts: Int, violations: [String]) {
     let dir = TemporaryDirectory()

@@ -23,30 +23,9 @@ import FieldbookSchemas
 import FieldbookServer
 import FieldbookStore
 import FieldbookSync
+import FieldbookTesting
 import Foundation
 import Synchronization
-
-struct Manifest: Codable {
-    struct Device: Codable {
-        var file: String
-        var id: String
-        var token: String
-    }
-
-    struct Cut: Codable {
-        var directory: String
-        var clock: Int64
-        /// By device id: the last sequence number it had sent (or begun to send) by then.
-        var sent: [String: Int64]
-        /// By device id: the last sequence number it had flushed by then.
-        var flushed: [String: Int64]
-        /// By device id: the last sequence number the server had acknowledged by then.
-        var acknowledged: [String: Int64]
-    }
-
-    var devices: [Device]
-    var cuts: [Cut]
-}
 
 /// When each push was sent and acknowledged, by the recording clock.
 final class Events: Sendable {
@@ -107,7 +86,7 @@ let server = try SQLiteSyncStorage(
 let events = Events()
 var configuration = Store.Configuration()
 configuration.durableBeforePush = !oldSettings
-var devices: [(store: Store, transport: InProcessTransport, entry: Manifest.Device)] = []
+var devices: [(store: Store, transport: InProcessTransport, entry: PowerCutManifest.Device)] = []
 for (file, person) in [("a.sqlite", "王芳"), ("b.sqlite", "李明")] {
     let token = try await server.createToken(name: person)
     guard let identity = try await server.authenticate(token: token) else { fatalError("a new token was refused") }
@@ -116,7 +95,7 @@ for (file, person) in [("a.sqlite", "王芳"), ("b.sqlite", "李明")] {
     devices.append(
         (
             store: store, transport: InProcessTransport(storage: server, identity: identity, events: events),
-            entry: Manifest.Device(file: file, id: store.deviceID, token: token)
+            entry: PowerCutManifest.Device(file: file, id: store.deviceID, token: token)
         ))
 }
 let (a, b) = (devices[0], devices[1])
@@ -161,7 +140,7 @@ var clocks = Set(recorded.enumerated().filter { $0.offset % 3 == 0 }.map(\.eleme
 for i in 1..<10 { clocks.insert(start + (end - start) * Int64(i) / 10) }
 clocks.insert(end)
 
-var manifest = Manifest(devices: devices.map(\.entry), cuts: [])
+var manifest = PowerCutManifest(devices: devices.map(\.entry), cuts: [])
 for (n, clock) in clocks.sorted().enumerated() {
     var sent: [String: Int64] = [:]
     var flushed: [String: Int64] = [:]
