@@ -6,39 +6,6 @@ import Foundation
 import GRDB
 import Synchronization
 
-/// What one ``Store/sync(_:options:)`` did.
-public struct SyncReport: Sendable, Hashable {
-    /// Local changes the server acknowledged.
-    public var pushed = 0
-    /// Changes from other devices applied here.
-    public var pulled = 0
-    /// Conflicts open after the sync.
-    public var openConflicts = 0
-    /// The server cursor after the sync.
-    public var cursor: Int64 = 0
-}
-
-/// How ``Store/sync(_:options:)`` talks to the server.
-public struct SyncOptions: Sendable {
-    /// Changes per push.
-    public var pushBatch = 1000
-    /// Changes per pulled page.
-    public var pageSize = 1000
-    /// Tries per request before giving up on a network or server failure.
-    public var attempts = 5
-    /// The wait before the first retry; it doubles each time.
-    public var initialBackoff: Duration = .milliseconds(200)
-    /// How long a request is tried for, from its first try, on network and server failures: no
-    /// retry starts later than this. With no signal a request gives up within this window, or
-    /// within it plus one connect timeout when connections go unanswered.
-    public var retryWindow: Duration = .seconds(10)
-    /// Called after each pushed batch and each applied page.
-    public var progress: (@Sendable (SyncReport) -> Void)?
-
-    /// The defaults: batches and pages of 1,000, five tries within 10 s.
-    public init() {}
-}
-
 extension Store {
     /// Pushes every pending change, then pulls and applies every change the server has
     /// that this device has not seen, page by page.
