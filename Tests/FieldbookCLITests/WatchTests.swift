@@ -38,4 +38,45 @@ struct WatchTests {
         #expect(lists.first?.array.isEmpty == true)
         #expect(lists.last?.array.first?["title"]?.string == "长者食堂未公示菜单")
     }
+
+    @Test("with no signal: the list, and one line on stderr however many tries fail")
+    func noSignal() throws {
+        let world = try CLIWorld()
+        let made = try world.fieldbook(
+            "c", ["init", "--server", "http://127.0.0.1:1", "--token", try world.token("李明"), "--name", "李明"])
+        #expect(made.status == 0, "\(made.stderr)")
+        let watch = Process()
+        watch.executableURL = try BuiltProducts.url("fieldbook")
+        watch.arguments = ["--store", world.path("c"), "watch", "site", "--every", "0.1"]
+        let (output, errors) = (Pipe(), Pipe())
+        watch.standardOutput = output
+        watch.standardError = errors
+        try watch.run()
+        Thread.sleep(forTimeInterval: 1.5)  // about fifteen tries
+        watch.interrupt()
+        let printed = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let said = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        watch.waitUntilExit()
+        #expect(printed.contains("0 records"))
+        #expect(said.components(separatedBy: "watch: cannot sync").count == 2, "\(said)")
+        #expect(said.contains("refused the connection"))
+    }
+
+    @Test("list and watch show whole ids: records made within a minute share their first digits")
+    func wholeIDs() throws {
+        let world = try CLIWorld()
+        #expect(
+            try world.fieldbook("a", ["init", "--server", world.url, "--token", try world.token("王芳")]).status == 0)
+        var ids: [String] = []
+        for title in ["消防通道堆放杂物", "呼叫装置缺失"] {
+            ids.append(
+                try world.fieldbook("a", ["add", "finding", "title=\(title)"]).stdout
+                    .trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        for command in [["list", "finding"], ["watch", "finding", "--every", "0", "--count", "1"]] {
+            let shown = try world.fieldbook("a", command)
+            #expect(shown.status == 0)
+            for id in ids { #expect(shown.stdout.contains(id), "\(command): \(shown.stdout)") }
+        }
+    }
 }

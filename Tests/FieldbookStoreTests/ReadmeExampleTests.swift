@@ -8,14 +8,14 @@ import Testing
 // The README's "Using the store" example, as written: between the markers, it compiles with the
 // tests, and the test below fails if the README's copy differs from it.
 private func readmeExample() throws {
-    // README begin
+    // sample begin
     let store = try Store(path: "inspector.sqlite", schema: .inspection)
     let site = try store.insert("site", ["name": "新度镇敬老院", "kind": "elderly_home"])
     try store.update("site", id: site, ["beds_total": 120, "observed_on": "2021-09-02"])
     for entry in try store.history(of: site) {
         print(entry.timestamp, entry.field ?? "deleted", entry.old, "→", entry.new)
     }
-    // README end
+    // sample end
 }
 
 @Suite("The README's library example", .tags(.store))
@@ -23,16 +23,9 @@ struct ReadmeExampleTests {
     @Test("is the code compiled here, with the imports of this file")
     func matches() throws {
         let source = try String(contentsOfFile: #filePath, encoding: .utf8)
-        let body = try #require(
-            source.components(separatedBy: "// README begin\n").last?
-                .components(separatedBy: "    // README end").first)
-        let compiled = body.split(separator: "\n", omittingEmptySubsequences: false).map { $0.dropFirst(4) }
-            .joined(separator: "\n")
-        let readmePath = repositoryRoot().appendingPathComponent("README.md").path
-        let readme = try String(contentsOfFile: readmePath, encoding: .utf8)
+        let compiled = try #require(try CodeSamples.samples(inSource: #filePath).first)
         let block = try #require(
-            readme.components(separatedBy: "## Using the store\n\n```swift\n").last?
-                .components(separatedBy: "```").first)
+            try CodeSamples.blocks(inMarkdown: repositoryRoot().appendingPathComponent("README.md").path).first)
         let imports = block.split(separator: "\n").filter { $0.hasPrefix("import ") }
         #expect(imports == ["import FieldbookCore", "import FieldbookInspection", "import FieldbookStore"])
         for line in imports { #expect(source.contains(line + "\n")) }
@@ -40,5 +33,4 @@ struct ReadmeExampleTests {
             .joined(separator: "\n")
         #expect(code == compiled)
     }
-
 }

@@ -65,20 +65,11 @@ private func settle(_ store: Store) throws {
 struct GettingStartedTests {
     @Test("its code blocks are the samples compiled here, in order")
     func matches() throws {
-        let source = try String(contentsOfFile: #filePath, encoding: .utf8)
-        let samples = source.components(separatedBy: "    // sample begin\n").dropFirst().map { part in
-            part.components(separatedBy: "    // sample end").first!.split(
-                separator: "\n", omittingEmptySubsequences: false
-            )
-            .map { $0.dropFirst(4) }.joined(separator: "\n")
-        }
-        let article = try String(
-            contentsOf: repositoryRoot().appendingPathComponent(
-                "Sources/FieldbookStore/FieldbookStore.docc/GettingStarted.md"),
-            encoding: .utf8)
-        let blocks = article.components(separatedBy: "```swift\n").dropFirst().map {
-            $0.components(separatedBy: "```").first!
-        }
+        let samples = try CodeSamples.samples(inSource: #filePath)
+        let blocks = try CodeSamples.blocks(
+            inMarkdown: repositoryRoot().appendingPathComponent(
+                "Sources/FieldbookStore/FieldbookStore.docc/GettingStarted.md"
+            ).path)
         #expect(blocks.count == 5)
         #expect(blocks == samples)
     }

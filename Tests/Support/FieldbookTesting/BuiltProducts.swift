@@ -41,3 +41,25 @@ public func repositoryRoot(_ file: String = #filePath) -> URL {
     }
     return dir
 }
+
+/// Code samples kept in step with the docs: the ```swift blocks of a Markdown file, and the
+/// sample bodies of a test source file, each between `// sample begin` and `// sample end`
+/// lines (indented 4 spaces, which are dropped), in order.
+public enum CodeSamples {
+    /// The code of each ```swift block of the Markdown file at `path`, in order.
+    public static func blocks(inMarkdown path: String) throws -> [String] {
+        try String(contentsOfFile: path, encoding: .utf8).components(separatedBy: "```swift\n").dropFirst().map {
+            $0.components(separatedBy: "```").first!
+        }
+    }
+
+    /// The samples of the Swift source file at `path`, dedented by 4 spaces, in order.
+    public static func samples(inSource path: String) throws -> [String] {
+        try String(contentsOfFile: path, encoding: .utf8).components(separatedBy: "    // sample begin\n")
+            .dropFirst().map { part in
+                part.components(separatedBy: "    // sample end").first!
+                    .split(separator: "\n", omittingEmptySubsequences: false).map { $0.dropFirst(4) }
+                    .joined(separator: "\n")
+            }
+    }
+}

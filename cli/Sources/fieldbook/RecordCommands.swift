@@ -181,7 +181,7 @@ struct ListOptions: ParsableArguments {
     }
 
     /// Prints `records` as a table (the first six fields) and a count, or as one JSON array.
-    static func print(_ records: [Record], of entity: Entity, json: Bool) {
+    static func show(_ records: [Record], of entity: Entity, json: Bool) {
         if json {
             printJSON(.array(records.map(\.json)))
             return
@@ -189,10 +189,12 @@ struct ListOptions: ParsableArguments {
         let shown = entity.fields.prefix(6)
         var table = TextTable(["id"] + shown.map(\.name))
         for record in records {
-            table.append([String(record.id.prefix(8))] + shown.map { record[$0.name].description })
+            // The whole id: the first digits of a UUIDv7 are the time it was made, the same for
+            // records made within a minute, and every command takes the whole id.
+            table.append([record.id] + shown.map { record[$0.name].description })
         }
-        Swift.print(table.render())
-        Swift.print("\(records.count) record\(records.count == 1 ? "" : "s")")
+        print(table.render())
+        print("\(records.count) record\(records.count == 1 ? "" : "s")")
     }
 }
 
@@ -206,7 +208,7 @@ struct List: AsyncParsableCommand {
         try await fieldbook.run(device) {
             let device = try self.device.open()
             let (entity, query) = try list.query(device)
-            ListOptions.print(try device.store.fetch(query), of: entity, json: self.device.json)
+            ListOptions.show(try device.store.fetch(query), of: entity, json: self.device.json)
         }
     }
 }
@@ -216,7 +218,7 @@ struct Watch: AsyncParsableCommand {
         abstract: "List records of an entity, and again whenever a change reaches them; syncs meanwhile.",
         discussion: """
             Prints the list (as 'list' does), then syncs every --every seconds and prints it again each time \
-            a sync brings a change to the records shown. With no signal it says so on stderr and keeps trying. \
+            a sync brings a change to the records shown. With no signal it says so once on stderr and keeps trying. \
             Edits made meanwhile by other fieldbook commands on this device show with the next change a sync \
             brings. Stops on Ctrl-C, or after --count lists. With --json, one JSON array per line.
             """)
@@ -239,17 +241,23 @@ struct Watch: AsyncParsableCommand {
         try await fieldbook.run(device) {
             let device = try self.device.open()
             let (entity, query) = try list.query(device)
+            let seconds = every == every.rounded() ? String(Int(every)) : String(every)
             let syncing = Task { [every] in
                 guard every > 0 else { return }
                 var options = SyncOptions()
                 options.retryWindow = .zero
+                var failing = false  // said once per outage, not at every try
                 while !Task.isCancelled {
                     do {
                         _ = try await device.store.sync(device.transport, options: options)
-                    } catch {
+                        if failing { FileHandle.standardError.write(Data("watch: synced again\n".utf8)) }
+                        failing = false
+                    } catch  where !Task.isCancelled && !failing {
+                        failing = true
                         let reason = CLIError(error).message
-                        FileHandle.standardError.write(Data("watch: sync failed (\(reason)); trying again\n".utf8))
-                    }
+                        FileHandle.standardError.write(
+                            Data("watch: cannot sync (\(reason)); trying again every \(seconds) s\n".utf8))
+                    } catch {}
                     try? await Task.sleep(for: .milliseconds(Int64(every * 1000)))
                 }
             }
@@ -257,7 +265,7 @@ struct Watch: AsyncParsableCommand {
             var printed = 0
             for try await records in device.store.observe(query) {
                 if printed > 0 && !self.device.json { print("") }
-                ListOptions.print(records, of: entity, json: self.device.json)
+                ListOptions.show(records, of: entity, json: self.device.json)
                 fflush(nil)  // each list as it comes, when piped too
                 printed += 1
                 if let count, printed >= count { break }
