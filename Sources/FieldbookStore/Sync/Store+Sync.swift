@@ -685,13 +685,13 @@ extension Store {
     /// them would hurt, an inspection finished say; it costs one fsync, a few milliseconds.
     /// ``push(_:options:progress:)`` calls it before the first batch it sends, and again before a batch holding changes made since.
     public func flush() throws {
-        _ = try pool.writeWithoutTransaction(Self.flush)
+        _ = try StoreError.database { try pool.writeWithoutTransaction(Self.flush) }
     }
 
     /// ``flush()`` for async code: the task waits suspended, not holding a thread of the concurrency
     /// pool. Returns the last sequence number made durable.
     func flushAsync() async throws -> Int64 {
-        try await pool.writeWithoutTransaction(Self.flush)
+        try await StoreError.databaseAsync { try await pool.writeWithoutTransaction(Self.flush) }
     }
 
     @Sendable private static func flush(_ db: Database) throws -> Int64 {
