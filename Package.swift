@@ -248,6 +248,27 @@ let package = Package(
             path: "Tests/Support/FieldbookTesting",
             swiftSettings: strictSettings
         ),
+        // The server suites' helpers: the stores they run on (SQLite, PostgreSQL), a running server,
+        // fingerprints of a store, and the conformance checks every server store passes.
+        .target(
+            name: "FieldbookServerTesting",
+            dependencies: [
+                "FieldbookCore",
+                "FieldbookSync",
+                "FieldbookStore",
+                "FieldbookServer",
+                "FieldbookServerPostgres",
+                "FieldbookServerProcess",
+                "FieldbookTesting",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Tests/Support/FieldbookServerTesting",
+            swiftSettings: strictSettings
+        ),
         // A SQLite VFS that records writes and syncs, to show what a power cut would leave on disk.
         .target(
             name: "CFieldbookPowerCut",
@@ -289,6 +310,7 @@ let package = Package(
                 "FieldbookInspection",
                 "FieldbookServerProcess",
                 "FieldbookTesting",
+                "FieldbookServerTesting",
                 "FieldbookServer",
                 "FieldbookServerPostgres",
                 "FieldbookSchemas",

@@ -1,6 +1,7 @@
 import FieldbookCore
 import FieldbookHTTP
 import FieldbookServer
+import FieldbookServerTesting
 import FieldbookStore
 import FieldbookSync
 import FieldbookTesting

@@ -2,6 +2,7 @@ import FieldbookCore
 import FieldbookHTTP
 import FieldbookInspection
 import FieldbookServer
+import FieldbookServerTesting
 import FieldbookStore
 import FieldbookSync
 import FieldbookTesting

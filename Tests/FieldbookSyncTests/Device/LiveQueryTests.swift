@@ -1,5 +1,6 @@
 import FieldbookCore
 import FieldbookHTTP
+import FieldbookServerTesting
 import FieldbookStore
 import FieldbookTesting
 import Foundation

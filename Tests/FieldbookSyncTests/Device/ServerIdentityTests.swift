@@ -2,6 +2,7 @@ import FieldbookCore
 import FieldbookHTTP
 import FieldbookServer
 import FieldbookServerPostgres
+import FieldbookServerTesting
 import FieldbookStore
 import FieldbookSync
 import FieldbookTesting

@@ -1,3 +1,4 @@
+import FieldbookServerTesting
 import FieldbookTesting
 import Foundation
 import GRDB

@@ -1,6 +1,7 @@
 import FieldbookCore
 import FieldbookServer
 import FieldbookServerPostgres
+import FieldbookServerTesting
 import FieldbookStore
 import FieldbookSync
 import FieldbookTesting

@@ -2,6 +2,7 @@ import FieldbookCore
 import FieldbookHTTP
 import FieldbookServer
 import FieldbookServerProcess
+import FieldbookServerTesting
 import FieldbookStore
 import FieldbookTesting
 import Foundation

@@ -2,6 +2,7 @@ import FieldbookCore
 import FieldbookJSON
 import FieldbookServer
 import FieldbookServerProcess
+import FieldbookServerTesting
 import FieldbookTesting
 import Foundation
 import GRDB

@@ -1,5 +1,6 @@
 import FieldbookCore
 import FieldbookServer
+import FieldbookServerTesting
 import FieldbookSync
 import FieldbookTesting
 import Synchronization

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import FieldbookCore
 import FieldbookHTTP
 import FieldbookServer
+import FieldbookServerTesting
 import FieldbookStore
 import FieldbookSync
 import FieldbookTesting
@@ -72,99 +73,6 @@ struct PushTests {
         #expect(response.assigned.map(\.sequence) == [3, 4])
         #expect(try await storage.changeCount() == 4)
         #expect(try await storage.records("site").map { $0.values["town"] } == [.text("镇3")])
-    }
-
-    @Test("a change repeated inside one request gets one server sequence", arguments: Backend.all)
-    func repeatedWithinRequest(_ backend: Backend) async throws {
-        let dir = TemporaryDirectory()
-        let (storage, identity, device, changes) = try await setUp(backend, dir, count: 3)
-        let response = try await storage.push(
-            request(device, [changes[0], changes[1], changes[1], changes[2], changes[0]]), identity: identity)
-        #expect(response.assigned.map(\.sequence) == [1, 2, 2, 3, 1])
-        #expect(response.assigned[1].serverSequence == response.assigned[2].serverSequence)
-        #expect(response.assigned[0].serverSequence == response.assigned[4].serverSequence)
-        #expect(Set(response.assigned.map(\.serverSequence)).count == 3)
-        #expect(try await storage.changeCount() == 3)
-
-        // The whole push again, and again in part: the same numbers, nothing added.
-        let again = try await storage.push(request(device, Array(changes[1...])), identity: identity)
-        #expect(again.assigned == Array(response.assigned[2...3]))
-        #expect(try await storage.changeCount() == 3)
-    }
-
-    @Test(
-        "a sequence reused with other content, in the same request or a later one, applies nothing",
-        arguments: Backend.all)
-    func reused(_ backend: Backend) async throws {
-        let dir = TemporaryDirectory()
-        let (storage, identity, device, changes) = try await setUp(backend, dir, count: 3)
-        var other = changes[1]
-        other.fields = [FieldChange(field: "town", kind: .set("别的镇"))]
-
-        let inRequest = await #expect(throws: WireError.self) {
-            _ = try await storage.push(request(device, [changes[0], changes[1], other]), identity: identity)
-        }
-        #expect(inRequest?.code == .sequenceReused)
-        #expect(try await storage.changeCount() == 0)
-
-        _ = try await storage.push(request(device, Array(changes[0...1])), identity: identity)
-        let before = try await snapshot(storage)
-        let later = await #expect(throws: WireError.self) {
-            _ = try await storage.push(request(device, [other, changes[2]]), identity: identity)
-        }
-        #expect(later?.code == .sequenceReused)
-        #expect(try await storage.changeCount() == 2)
-        #expect(try await snapshot(storage) == before)
-    }
-
-    @Test("a change sent again with its fields in another order is the same change", arguments: Backend.all)
-    func fieldOrderIsNotContent(_ backend: Backend) async throws {
-        let dir = TemporaryDirectory()
-        let (storage, identity, device, changes) = try await setUp(backend, dir, count: 2)
-        #expect(changes[0].fields.count > 1)
-        var reordered = changes[0]
-        reordered.fields.reverse()
-        // In one request, and in a later one (a client whose encoder orders keys differently each run).
-        let first = try await storage.push(request(device, [changes[0], reordered]), identity: identity)
-        #expect(first.assigned[0] == first.assigned[1])
-        let again = try await storage.push(request(device, [reordered, changes[1]]), identity: identity)
-        #expect(
-            again.assigned.map(\.serverSequence) == [
-                first.assigned[0].serverSequence, again.assigned[1].serverSequence,
-            ])
-        #expect(try await storage.changeCount() == 2)
-
-        // Other content is still other content.
-        var other = reordered
-        other.fields[0].kind = .set("别的")
-        let refused = await #expect(throws: WireError.self) {
-            _ = try await storage.push(request(device, [other]), identity: identity)
-        }
-        #expect(refused?.code == .sequenceReused)
-    }
-
-    @Test("a gap, or a device id of another token, applies nothing", arguments: Backend.all)
-    func gapAndOwner(_ backend: Backend) async throws {
-        let dir = TemporaryDirectory()
-        let (storage, identity, device, changes) = try await setUp(backend, dir, count: 3)
-        let gap = await #expect(throws: WireError.self) {
-            _ = try await storage.push(request(device, [changes[0], changes[2]]), identity: identity)
-        }
-        #expect(gap?.code == .sequenceGap)
-        #expect(try await storage.changeCount() == 0)
-
-        _ = try await storage.push(request(device, [changes[0]]), identity: identity)
-        let other = try #require(try await storage.authenticate(token: try await storage.createToken(name: "李明")))
-        let forbidden = await #expect(throws: WireError.self) {
-            _ = try await storage.push(request(device, [changes[1]]), identity: other)
-        }
-        #expect(forbidden?.code == .forbidden)
-        #expect(try await storage.changeCount() == 1)
-
-        // The owner goes on where it left off.
-        let response = try await storage.push(request(device, Array(changes[1...])), identity: identity)
-        #expect(response.assigned.map(\.sequence) == [2, 3])
-        #expect(try await storage.records("site").first?.values["town"] == .text("镇2"))
     }
 
     @Test("a device pushes its stored change text as it is: the body is the request its changes make, byte for byte")

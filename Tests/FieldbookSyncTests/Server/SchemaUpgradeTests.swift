@@ -1,6 +1,7 @@
 import FieldbookCore
 import FieldbookSchemas
 import FieldbookServer
+import FieldbookServerTesting
 import FieldbookTesting
 import Foundation
 import Testing

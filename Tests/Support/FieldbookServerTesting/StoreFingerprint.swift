@@ -1,6 +1,6 @@
-import FieldbookServer
+public import FieldbookServer
 import FieldbookServerPostgres
-import FieldbookTesting
+public import FieldbookTesting
 import GRDB
 import Logging
 import PostgresNIO
@@ -10,7 +10,7 @@ import PostgresNIO
 ///
 /// Read straight from the database, not through ``SyncStorage``, so that it sees whatever
 /// a request wrote, whether or not the storage's own reads would show it.
-func fingerprint(_ storage: any SyncStorage, _ dir: TemporaryDirectory) async throws -> [String: [String]] {
+public func fingerprint(_ storage: any SyncStorage, _ dir: TemporaryDirectory) async throws -> [String: [String]] {
     switch storage {
     case is SQLiteSyncStorage:
         var configuration = Configuration()

@@ -1,0 +1,199 @@
+import FieldbookCore
+public import FieldbookServer
+import FieldbookStore
+import FieldbookSync
+public import FieldbookTesting
+public import Testing
+
+/// What every server store must do the same way, whatever database it keeps its data in: one
+/// check each, run by the server suites on the embedded SQLite store and on PostgreSQL
+/// (`StorageConformanceTests`), and by any store added later.
+///
+/// A check gets a new, empty store on the bundled inspection schema and a temporary directory for
+/// the device stores it makes; it records what is wrong through `#expect`.
+public struct StorageConformance: Sendable, CustomTestStringConvertible {
+    /// What the check shows, as a sentence.
+    public let name: String
+    private let check: @Sendable (_ storage: any SyncStorage, _ dir: TemporaryDirectory) async throws -> Void
+
+    public var testDescription: String { name }
+
+    /// Runs the check on `storage`, a new and empty store; device stores go in `dir`.
+    public func run(on storage: any SyncStorage, in dir: TemporaryDirectory) async throws {
+        try await check(storage, dir)
+    }
+
+    /// Every check.
+    public static let all: [StorageConformance] = [
+        repeatedWithinRequest, reused, fieldOrderIsNotContent, gapAndOwner, pullPages, tokens,
+    ]
+}
+
+/// A device with `count` changes of its own to one site, and an identity for it in `storage`.
+private func device(_ storage: any SyncStorage, _ dir: TemporaryDirectory, count: Int) async throws -> (
+    identity: Identity, device: Store, changes: [Change]
+) {
+    let identity = try #require(try await storage.authenticate(token: try await storage.createToken(name: "王芳")))
+    let device = try Store(path: dir.path("device.sqlite"), schema: storage.schema)
+    let site = try device.insert("site", ["name": "幸福院", "kind": "happiness_home"])
+    for i in 1..<count { try device.update("site", id: site, ["town": .text("镇\(i)")]) }
+    return (identity, device, try device.pendingChanges(limit: count))
+}
+
+private func request(_ device: Store, _ changes: [Change]) -> PushRequest {
+    PushRequest(schema: SchemaVersion(device.schema), device: device.deviceID, changes: changes)
+}
+
+extension StorageConformance {
+    static let repeatedWithinRequest = StorageConformance(
+        name: "a change repeated inside one request gets one server sequence"
+    ) { storage, dir in
+        let (identity, device, changes) = try await device(storage, dir, count: 3)
+        let response = try await storage.push(
+            request(device, [changes[0], changes[1], changes[1], changes[2], changes[0]]), identity: identity)
+        #expect(response.assigned.map(\.sequence) == [1, 2, 2, 3, 1])
+        #expect(response.assigned[1].serverSequence == response.assigned[2].serverSequence)
+        #expect(response.assigned[0].serverSequence == response.assigned[4].serverSequence)
+        #expect(Set(response.assigned.map(\.serverSequence)).count == 3)
+        #expect(try await storage.changeCount() == 3)
+
+        // The whole push again, and again in part: the same numbers, nothing added.
+        let again = try await storage.push(request(device, Array(changes[1...])), identity: identity)
+        #expect(again.assigned == Array(response.assigned[2...3]))
+        #expect(try await storage.changeCount() == 3)
+    }
+
+    static let reused = StorageConformance(
+        name: "a sequence reused with other content, in the same request or a later one, applies nothing"
+    ) { storage, dir in
+        let (identity, device, changes) = try await device(storage, dir, count: 3)
+        var other = changes[1]
+        other.fields = [FieldChange(field: "town", kind: .set("别的镇"))]
+
+        let inRequest = await #expect(throws: WireError.self) {
+            _ = try await storage.push(request(device, [changes[0], changes[1], other]), identity: identity)
+        }
+        #expect(inRequest?.code == .sequenceReused)
+        #expect(try await storage.changeCount() == 0)
+
+        _ = try await storage.push(request(device, Array(changes[0...1])), identity: identity)
+        let before = try await snapshot(storage)
+        let later = await #expect(throws: WireError.self) {
+            _ = try await storage.push(request(device, [other, changes[2]]), identity: identity)
+        }
+        #expect(later?.code == .sequenceReused)
+        #expect(try await storage.changeCount() == 2)
+        #expect(try await snapshot(storage) == before)
+    }
+
+    static let fieldOrderIsNotContent = StorageConformance(
+        name: "a change sent again with its fields in another order is the same change"
+    ) { storage, dir in
+        let (identity, device, changes) = try await device(storage, dir, count: 2)
+        #expect(changes[0].fields.count > 1)
+        var reordered = changes[0]
+        reordered.fields.reverse()
+        // In one request, and in a later one (a client whose encoder orders keys differently each run).
+        let first = try await storage.push(request(device, [changes[0], reordered]), identity: identity)
+        #expect(first.assigned[0] == first.assigned[1])
+        let again = try await storage.push(request(device, [reordered, changes[1]]), identity: identity)
+        #expect(
+            again.assigned.map(\.serverSequence) == [
+                first.assigned[0].serverSequence, again.assigned[1].serverSequence,
+            ])
+        #expect(try await storage.changeCount() == 2)
+
+        // Other content is still other content.
+        var other = reordered
+        other.fields[0].kind = .set("别的")
+        let refused = await #expect(throws: WireError.self) {
+            _ = try await storage.push(request(device, [other]), identity: identity)
+        }
+        #expect(refused?.code == .sequenceReused)
+    }
+
+    static let gapAndOwner = StorageConformance(
+        name: "a gap, or a device id of another token, applies nothing"
+    ) { storage, dir in
+        let (identity, device, changes) = try await device(storage, dir, count: 3)
+        let gap = await #expect(throws: WireError.self) {
+            _ = try await storage.push(request(device, [changes[0], changes[2]]), identity: identity)
+        }
+        #expect(gap?.code == .sequenceGap)
+        #expect(try await storage.changeCount() == 0)
+
+        _ = try await storage.push(request(device, [changes[0]]), identity: identity)
+        let other = try #require(try await storage.authenticate(token: try await storage.createToken(name: "李明")))
+        let forbidden = await #expect(throws: WireError.self) {
+            _ = try await storage.push(request(device, [changes[1]]), identity: other)
+        }
+        #expect(forbidden?.code == .forbidden)
+        #expect(try await storage.changeCount() == 1)
+
+        // The owner goes on where it left off.
+        let response = try await storage.push(request(device, Array(changes[1...])), identity: identity)
+        #expect(response.assigned.map(\.sequence) == [2, 3])
+        #expect(try await storage.records("site").first?.values["town"] == .text("镇2"))
+    }
+
+    static let pullPages = StorageConformance(
+        name:
+            "pull pages hold the changes after the cursor in server order, at most the limit, and say whether more follow"
+    ) { storage, dir in
+        let (identity, device, changes) = try await device(storage, dir, count: 5)
+        let pushed = try await storage.push(request(device, changes), identity: identity)
+        let numbers = pushed.assigned.map(\.serverSequence)
+        #expect(numbers == numbers.sorted() && Set(numbers).count == 5)
+
+        var cursor: Int64 = 0
+        var pulled: [Change] = []
+        var pages = 0
+        while true {
+            let page = try await storage.pull(
+                PullRequest(schema: SchemaVersion(storage.schema), device: device.deviceID, cursor: cursor, limit: 2),
+                identity: identity)
+            pages += 1
+            #expect(page.changes.count <= 2)
+            #expect(page.changes.allSatisfy { ($0.serverSequence ?? 0) > cursor })
+            pulled += page.changes
+            cursor = page.cursor
+            if !page.more { break }
+            #expect(pages < 10, "a pull that never ends")
+            if pages >= 10 { break }
+        }
+        #expect(pages == 3)
+        #expect(pulled.map(\.serverSequence) == numbers.map { Optional($0) })
+        #expect(pulled.map(\.sequence) == changes.map(\.sequence))
+        #expect(pulled.allSatisfy { $0.device == device.deviceID && $0.author == "王芳" })
+
+        // At the head: an empty page that keeps the cursor.
+        let atHead = try await storage.pull(
+            PullRequest(schema: SchemaVersion(storage.schema), device: device.deviceID, cursor: cursor, limit: 2),
+            identity: identity)
+        #expect(atHead.changes.isEmpty && atHead.cursor == cursor && !atHead.more)
+    }
+
+    static let tokens = StorageConformance(
+        name: "a token authenticates as its name until its name's tokens are revoked; a listing shows no secret"
+    ) { storage, _ in
+        let first = try await storage.createToken(name: "李明")
+        let second = try await storage.createToken(name: "李明")
+        let other = try await storage.createToken(name: "张伟")
+        #expect(first != second)
+        #expect(try await storage.authenticate(token: first)?.name == "李明")
+        #expect(try await storage.authenticate(token: second)?.name == "李明")
+        #expect(try await storage.authenticate(token: first + "x") == nil)
+        #expect(try await storage.authenticate(token: "") == nil)
+
+        #expect(try await storage.revokeTokens(name: "李明") == 2)
+        #expect(try await storage.authenticate(token: first) == nil)
+        #expect(try await storage.authenticate(token: second) == nil)
+        #expect(try await storage.authenticate(token: other)?.name == "张伟")
+        #expect(try await storage.revokeTokens(name: "无此人") == 0)
+
+        let listed = try await storage.tokens()
+        #expect(listed.map(\.name).sorted() == ["张伟", "李明", "李明"])
+        #expect(listed.filter(\.revoked).map(\.name) == ["李明", "李明"])
+        #expect("\(listed)".contains(first) == false)
+    }
+}
