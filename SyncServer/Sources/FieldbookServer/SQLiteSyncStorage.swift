@@ -469,6 +469,7 @@ public final class SQLiteSyncStorage: SyncStorage {
 
 /// The server cannot start on this database, or found it in a state it cannot read.
 public struct ServerSetupError: Error, CustomStringConvertible {
+    /// What is wrong, for the operator: names the database's state, never stored data.
     public var description: String
     init(_ description: String) { self.description = description }
 }

@@ -4,11 +4,16 @@ public import FieldbookSync
 
 /// A token as listed by an administrator: never the secret itself.
 public struct TokenInfo: Sendable, Hashable {
+    /// The token's id in the store (``Identity/tokenID`` of its requests).
     public var id: Int64
+    /// The name it was created with: a person or a device, stamped on every change it pushes.
     public var name: String
+    /// When it was created, as the store writes times (ISO 8601, UTC).
     public var createdAt: String
+    /// Whether it has been revoked: its requests are refused (401).
     public var revoked: Bool
 
+    /// A listing entry from its parts.
     public init(id: Int64, name: String, createdAt: String, revoked: Bool) {
         self.id = id
         self.name = name
@@ -93,6 +98,7 @@ public struct StoreStanding: Sendable, Hashable {
     /// The token that owns the device, if it has pushed.
     public var deviceToken: Int64?
 
+    /// A standing from its parts.
     public init(identity: String, head: Int64, deviceSequence: Int64, deviceToken: Int64?) {
         self.identity = identity
         self.head = head

@@ -615,6 +615,7 @@ public final class PostgresSyncStorage: SyncStorage {
 ///
 /// Its description never holds the database URL or any stored data.
 public struct PostgresSetupError: Error, CustomStringConvertible {
+    /// What is wrong, for the operator.
     public var description: String
     init(_ description: String) { self.description = description }
 }
