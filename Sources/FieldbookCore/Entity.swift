@@ -14,6 +14,9 @@ public final class Entity: Sendable, Hashable {
     public let onDelete: DeletePolicy
     /// The fields in file order (the record id is implicit and not listed).
     public let fields: [Field]
+    /// What each role may write, by role name; nil when the entity declares no rules (every role may
+    /// write it). A role not named may not write it. See ``refusal(role:_:fields:current:)``.
+    public let access: [String: EntityAccess]?
     private let index: [String: Int]
     /// Each field's name as UTF-8, in ``fields`` order: compared with names in JSON text without making strings.
     package let fieldNames: [[UInt8]]
@@ -22,12 +25,16 @@ public final class Entity: Sendable, Hashable {
     /// ``name`` as UTF-8: compared with names in JSON text without making strings.
     package let nameUTF8: [UInt8]
 
-    init(name: String, label: String?, appendOnly: Bool, onDelete: DeletePolicy, fields: [Field]) {
+    init(
+        name: String, label: String?, appendOnly: Bool, onDelete: DeletePolicy, fields: [Field],
+        access: [String: EntityAccess]? = nil
+    ) {
         self.name = name
         self.label = label
         self.appendOnly = appendOnly
         self.onDelete = onDelete
         self.fields = fields
+        self.access = access
         fieldNames = fields.map { Array($0.name.utf8) }
         layout = FieldLayout(names: fields.map(\.name))
         nameUTF8 = Array(name.utf8)
@@ -53,11 +60,11 @@ public final class Entity: Sendable, Hashable {
         return index[name]
     }
 
-    /// Equal when the names, labels, append-only flags, delete policies and fields are equal.
+    /// Equal when the names, labels, append-only flags, delete policies, fields and access rules are equal.
     public static func == (lhs: Entity, rhs: Entity) -> Bool {
         lhs.name == rhs.name && lhs.label == rhs.label && lhs.appendOnly == rhs.appendOnly
             && lhs.onDelete == rhs.onDelete
-            && lhs.fields == rhs.fields
+            && lhs.fields == rhs.fields && lhs.access == rhs.access
     }
 
     /// Hashes the name and fields.

@@ -11,8 +11,10 @@ extension Schema {
         for entity in other.entities where self.entity(entity.name) == nil {
             lines.append("\(entity.name): only there")
         }
+        if roles != other.roles { lines.append("roles differ") }
         for entity in entities {
             guard let theirs = other.entity(entity.name) else { continue }
+            if entity.access != theirs.access { lines.append("\(entity.name): access rules differ") }
             for field in entity.fields {
                 guard let their = theirs.field(field.name) else {
                     lines.append("\(entity.name).\(field.name): only here")

@@ -4,11 +4,21 @@ extension Schema {
     /// The schema in the file format, canonical: the same schema always gives the same bytes.
     /// Descriptions are not kept; labels are.
     public var json: JSON {
-        .object([
-            ("schema", .string(name)),
-            ("version", .int(Int64(version))),
-            ("entities", .array(entities.map(\.json))),
-        ])
+        var pairs: [(key: String, value: JSON)] = [("schema", .string(name)), ("version", .int(Int64(version)))]
+        if !roles.isEmpty {
+            pairs.append(
+                (
+                    "roles",
+                    .array(
+                        roles.map { role in
+                            var pairs: [(key: String, value: JSON)] = [("name", .string(role.name))]
+                            if let label = role.label { pairs.append(("label", .string(label))) }
+                            return .object(pairs)
+                        })
+                ))
+        }
+        pairs.append(("entities", .array(entities.map(\.json))))
+        return .object(pairs)
     }
 }
 
@@ -18,6 +28,9 @@ extension Entity {
         if let label { pairs.append(("label", .string(label))) }
         if appendOnly { pairs.append(("appendOnly", .bool(true))) }
         if onDelete != .conflict { pairs.append(("onDelete", .string(onDelete.rawValue))) }
+        if let access {
+            pairs.append(("access", .object(access.sorted { $0.key < $1.key }.map { ($0.key, $0.value.json) })))
+        }
         pairs.append(("fields", .array(fields.map(\.json))))
         return .object(pairs)
     }
@@ -45,6 +58,36 @@ extension Field {
             if let order { pairs.append(("order", .array(order.map(JSON.string)))) }
             if let epoch { pairs.append(("epoch", .string(epoch))) }
         default: break
+        }
+        return .object(pairs)
+    }
+}
+
+extension EntityAccess {
+    /// The rules in the file format, canonical: keys and lists sorted.
+    var json: JSON {
+        var pairs: [(key: String, value: JSON)] = [("insert", .bool(insert))]
+        if let update {
+            pairs.append(("update", .array(update.sorted().map(JSON.string))))
+        } else {
+            pairs.append(("update", .bool(true)))
+        }
+        pairs.append(("delete", .bool(delete)))
+        if !transitions.isEmpty {
+            pairs.append(
+                (
+                    "transitions",
+                    .object(
+                        transitions.sorted { $0.key < $1.key }.map { field, steps in
+                            (
+                                field,
+                                .object(
+                                    steps.sorted { $0.key < $1.key }.map { from, tos in
+                                        (from, .array(tos.sorted().map(JSON.string)))
+                                    })
+                            )
+                        })
+                ))
         }
         return .object(pairs)
     }

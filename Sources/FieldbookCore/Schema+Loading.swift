@@ -117,7 +117,8 @@ struct SchemaLoader {
     }
 
     mutating func load(_ document: JSON) -> Schema? {
-        guard let top = object(document, at: "", allowed: ["schema", "version", "description", "entities"]) else {
+        guard let top = object(document, at: "", allowed: ["schema", "version", "description", "roles", "entities"])
+        else {
             return nil
         }
         let name = string(top["schema"], at: "", key: "schema")
@@ -143,22 +144,23 @@ struct SchemaLoader {
                 if !entityNames.insert(entityName).inserted { issue(entityName, "entity defined twice (#\(n + 1))") }
             }
         }
+        let roles = loadRoles(top["roles"])
         var entities: [Entity] = []
         for (n, entityJSON) in entityList.enumerated() {
-            if let entity = loadEntity(entityJSON, position: n, entityNames: entityNames) {
+            if let entity = loadEntity(entityJSON, position: n, entityNames: entityNames, roles: roles) {
                 entities.append(entity)
             }
         }
         guard let name, let version else { return nil }
-        return Schema(name: name, version: version, entities: entities)
+        return Schema(name: name, version: version, entities: entities, roles: roles)
     }
 
-    mutating func loadEntity(_ json: JSON, position: Int, entityNames: Set<String>) -> Entity? {
+    mutating func loadEntity(_ json: JSON, position: Int, entityNames: Set<String>, roles: [Role]) -> Entity? {
         let fallbackPath = "entities[\(position)]"
         guard
             let e = object(
                 json, at: (json["name"].flatMap { if case .string(let s) = $0 { s } else { nil } }) ?? fallbackPath,
-                allowed: ["name", "label", "description", "appendOnly", "onDelete", "fields"])
+                allowed: ["name", "label", "description", "appendOnly", "onDelete", "access", "fields"])
         else { return nil }
         guard let name = string(e["name"], at: fallbackPath, key: "name") else {
             if e["name"] == nil { issue(fallbackPath, "missing 'name'") }
@@ -209,7 +211,9 @@ struct SchemaLoader {
             }
             fields.append(field)
         }
-        return Entity(name: name, label: label, appendOnly: appendOnly, onDelete: onDelete, fields: fields)
+        let access = e["access"].flatMap { loadAccess($0, entity: name, fields: fields, roles: roles) }
+        return Entity(
+            name: name, label: label, appendOnly: appendOnly, onDelete: onDelete, fields: fields, access: access)
     }
 
     /// The type for a type name, with placeholder payloads: enough to check sibling references.

@@ -18,13 +18,17 @@ public struct Schema: Sendable, Hashable {
     public let version: Int
     /// The entities in file order.
     public let entities: [Entity]
+    /// The roles a token may have, in file order; empty when the schema declares none (every
+    /// writer may write everything). Each entity's ``Entity/access`` says what each may write.
+    public let roles: [Role]
     private let index: [String: Int]
 
     /// Builds a schema from parts that are already valid. ``Schema/init(json:)`` is the checked way in.
-    init(name: String, version: Int, entities: [Entity]) {
+    init(name: String, version: Int, entities: [Entity], roles: [Role] = []) {
         self.name = name
         self.version = version
         self.entities = entities
+        self.roles = roles
         var index: [String: Int] = [:]
         for (n, e) in entities.enumerated() { index[e.name] = n }
         self.index = index
@@ -35,9 +39,14 @@ public struct Schema: Sendable, Hashable {
         index[name].map { entities[$0] }
     }
 
-    /// Equal when the names, versions and entities are equal.
+    /// The role called `name`, if the schema declares one.
+    public func role(_ name: String) -> Role? {
+        roles.first { $0.name == name }
+    }
+
+    /// Equal when the names, versions, entities and roles are equal.
     public static func == (lhs: Schema, rhs: Schema) -> Bool {
-        lhs.name == rhs.name && lhs.version == rhs.version && lhs.entities == rhs.entities
+        lhs.name == rhs.name && lhs.version == rhs.version && lhs.entities == rhs.entities && lhs.roles == rhs.roles
     }
 
     /// Hashes the name, version and entities.
@@ -46,6 +55,14 @@ public struct Schema: Sendable, Hashable {
         hasher.combine(version)
         hasher.combine(entities)
     }
+}
+
+/// A role a token can be given (`fieldbook-server token create --role`), e.g. `inspector`.
+public struct Role: Sendable, Hashable {
+    /// The role's name, a lower-case identifier.
+    public let name: String
+    /// A name for people, e.g. `巡察员 Inspector`.
+    public let label: String?
 }
 
 /// What a delete does against a concurrent update of the same record.

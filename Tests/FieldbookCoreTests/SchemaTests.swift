@@ -10,14 +10,16 @@ struct SchemaTests {
     func inspectionSchemaLoads() throws {
         let schema = try Schema(json: BundledSchemas.inspection)
         #expect(schema.name == "inspection")
-        #expect(schema.version == 1)
+        #expect(schema.version == 2)
         for name in [
             "site", "inspection_round", "visit", "finding", "measure", "accountability_action", "progress_note",
         ] {
             #expect(schema.entity(name) != nil, "missing \(name)")
         }
         let status = try #require(schema.entity("finding")?.field("status"))
-        #expect(status.policy == .max(order: ["not_started", "in_progress", "completed"], epoch: "reopen_count"))
+        #expect(
+            status.policy == .max(order: ["not_started", "in_progress", "completed", "closed"], epoch: "reopen_count"))
+        #expect(schema.roles.map(\.name) == ["office", "inspector", "auditor"])
         #expect(status.defaultValue == .text("not_started"))
         #expect(schema.entity("site")?.field("beds_total")?.policy == .observed(by: "observed_on"))
         #expect(schema.entity("progress_note")?.appendOnly == true)

@@ -158,7 +158,7 @@ struct StoreRecordTests {
             try store.write { tx in
                 try tx.update("finding", id: finding, ["title": "改了"])
                 try tx.insert("finding", ["title": "新问题"])
-                try tx.update("finding", id: finding, ["status": "closed"])
+                try tx.update("finding", id: finding, ["status": "abandoned"])
             }
         }
         #expect(try contents(store) == before)

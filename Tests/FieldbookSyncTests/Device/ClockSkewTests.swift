@@ -317,7 +317,7 @@ struct ClockSkewTests {
             let hostile = "0190c4e0-0000-7000-8000-0000000000cc"
             func body(hlc: Int64) -> [UInt8] {
                 Array(
-                    #"{"protocol":1,"schema":{"name":"inspection","version":1},"device":"\#(hostile)","changes":[{"seq":1,"entity":"site","id":"0190c4e0-0000-7000-8000-000000000001","op":"insert","hlc":\#(hlc),"base":0,"fields":{"name":"新度镇敬老院","kind":"elderly_home"}}]}"#
+                    #"{"protocol":1,"schema":{"name":"inspection","version":\#(schema.version)},"device":"\#(hostile)","changes":[{"seq":1,"entity":"site","id":"0190c4e0-0000-7000-8000-000000000001","op":"insert","hlc":\#(hlc),"base":0,"fields":{"name":"新度镇敬老院","kind":"elderly_home"}}]}"#
                         .utf8)
             }
             let now = Int64(Date().timeIntervalSince1970 * 1000)
@@ -349,7 +349,7 @@ struct ClockSkewTests {
             try await pair.syncBoth(url)
             let hostile = "0190c4e0-0000-7000-8000-0000000000cc"
             let body = Array(
-                #"{"protocol":1,"schema":{"name":"inspection","version":1},"device":"\#(hostile)","changes":[{"seq":1,"entity":"site","id":"\#(site)","op":"update","hlc":9223372036854775807,"base":0,"fields":{"village":"x"}}]}"#
+                #"{"protocol":1,"schema":{"name":"inspection","version":\#(schema.version)},"device":"\#(hostile)","changes":[{"seq":1,"entity":"site","id":"\#(site)","op":"update","hlc":9223372036854775807,"base":0,"fields":{"village":"x"}}]}"#
                     .utf8)
             let token = try await pair.storage.createToken(name: "坏客户端")
             #expect(try await post(url, "v1/push", token: token, body: body) == (200, nil))

@@ -40,8 +40,9 @@ let record = "0190c4e0-0000-7000-8000-000000000001"
 /// Another device, of another token.
 let otherDevice = "0190c4e0-0000-7000-8000-0000000000bb"
 
-func pushBody(_ changes: String, protocol version: Int = 1, schemaVersion: Int = 1, device: String = device) -> [UInt8]
-{
+func pushBody(
+    _ changes: String, protocol version: Int = 1, schemaVersion: Int = schema.version, device: String = device
+) -> [UInt8] {
     Array(
         #"{"protocol":\#(version),"schema":{"name":"inspection","version":\#(schemaVersion)},"device":"\#(device)","changes":[\#(changes)]}"#
             .utf8)
@@ -65,7 +66,7 @@ func nameBytes(_ bytes: [UInt8]) -> [UInt8] {
     return Array(parts[0].utf8) + bytes + Array(parts[1].utf8)
 }
 
-func pullBody(_ rest: String, protocol version: String = "1", schemaVersion: Int = 1) -> [UInt8] {
+func pullBody(_ rest: String, protocol version: String = "1", schemaVersion: Int = schema.version) -> [UInt8] {
     Array(
         #"{"protocol":\#(version),"schema":{"name":"inspection","version":\#(schemaVersion)},"device":"\#(device)"\#(rest)}"#
             .utf8)
@@ -130,7 +131,7 @@ struct HostileRequest: Sendable, CustomTestStringConvertible {
         },
         .init("duplicate keys", 400, "malformed_json") {
             Array(
-                #"{"protocol":1,"protocol":2,"schema":{"name":"inspection","version":1},"device":"\#(device)","changes":[]}"#
+                #"{"protocol":1,"protocol":2,"schema":{"name":"inspection","version":\#(schema.version)},"device":"\#(device)","changes":[]}"#
                     .utf8)
         },
         .init("deep nesting", 400, "malformed_json") {
@@ -149,12 +150,16 @@ struct HostileRequest: Sendable, CustomTestStringConvertible {
         .init("top level a string", 400, "bad_message") { Array(#""push""#.utf8) },
         .init("top level null", 400, "bad_message") { Array("null".utf8) },
         .init("protocol missing", 400, "bad_message") {
-            Array(#"{"schema":{"name":"inspection","version":1},"device":"\#(device)","changes":[]}"#.utf8)
+            Array(
+                #"{"schema":{"name":"inspection","version":\#(schema.version)},"device":"\#(device)","changes":[]}"#
+                    .utf8)
         },
         .init("protocol a string", 400, "bad_message") { Array(pullBody(#","changes":[]"#, protocol: #""1""#)) },
         .init("protocol version 0", 409, "protocol_mismatch") { pushBody(change(seq: 2), protocol: 0) },
         .init("protocol version 999", 409, "protocol_mismatch") { pushBody(change(seq: 2), protocol: 999) },
-        .init("schema version 2", 409, "schema_mismatch") { pushBody(change(seq: 2), schemaVersion: 2) },
+        .init("a newer schema version", 409, "schema_mismatch") {
+            pushBody(change(seq: 2), schemaVersion: schema.version + 1)
+        },
         .init("another schema's name", 409, "schema_mismatch") {
             Array(#"{"protocol":1,"schema":{"name":"payroll","version":1},"device":"\#(device)","changes":[]}"#.utf8)
         },
@@ -165,12 +170,12 @@ struct HostileRequest: Sendable, CustomTestStringConvertible {
         .init("device id with SQL", 400, "bad_message") { pushBody(change(seq: 2), device: "x' OR '1'='1") },
         .init("device name a number", 400, "bad_message") {
             Array(
-                #"{"protocol":1,"schema":{"name":"inspection","version":1},"device":"\#(device)","device_name":7,"changes":[]}"#
+                #"{"protocol":1,"schema":{"name":"inspection","version":\#(schema.version)},"device":"\#(device)","device_name":7,"changes":[]}"#
                     .utf8)
         },
         .init("device name of 101 characters", 400, "bad_message") {
             Array(
-                #"{"protocol":1,"schema":{"name":"inspection","version":1},"device":"\#(device)","device_name":"\#(String(repeating: "机", count: 101))","changes":[]}"#
+                #"{"protocol":1,"schema":{"name":"inspection","version":\#(schema.version)},"device":"\#(device)","device_name":"\#(String(repeating: "机", count: 101))","changes":[]}"#
                     .utf8)
         },
         .init("changes not an array", 400, "bad_message") { Array(pullBody(#","changes":{"seq":2}"#)) },
@@ -302,7 +307,7 @@ struct HostileRequest: Sendable, CustomTestStringConvertible {
         },
         .init("a push naming another server identity", 409, "server_changed") {
             Array(
-                #"{"protocol":1,"schema":{"name":"inspection","version":1},"device":"\#(device)","server":"0190c4e0-0000-7000-8000-00000000dead","changes":[\#(change(seq: 2, op: "update", fields: #"{"town":"新度镇"}"#))]}"#
+                #"{"protocol":1,"schema":{"name":"inspection","version":\#(schema.version)},"device":"\#(device)","server":"0190c4e0-0000-7000-8000-00000000dead","changes":[\#(change(seq: 2, op: "update", fields: #"{"town":"新度镇"}"#))]}"#
                     .utf8)
         },
         .init("a base past the server's last change", 409, "cursor_ahead") {
@@ -378,8 +383,8 @@ struct HostileRequest: Sendable, CustomTestStringConvertible {
         .init("pull, protocol version 2", 409, "protocol_mismatch", path: "v1/pull") {
             pullBody(#","cursor":0"#, protocol: "2")
         },
-        .init("pull, schema version 2", 409, "schema_mismatch", path: "v1/pull") {
-            pullBody(#","cursor":0"#, schemaVersion: 2)
+        .init("pull, a newer schema version", 409, "schema_mismatch", path: "v1/pull") {
+            pullBody(#","cursor":0"#, schemaVersion: schema.version + 1)
         },
     ]
 }

@@ -6,10 +6,11 @@ import FieldbookTesting
 import Foundation
 import Testing
 
-/// The bundled schema as version 2, with `edit` applied to its text.
-private func version2(_ edit: (String) -> String) throws -> Schema {
+/// The bundled schema as its next version, with `edit` applied to its text.
+private func nextVersion(_ edit: (String) -> String) throws -> Schema {
     let text = String(decoding: BundledSchemas.inspection, as: UTF8.self)
-    let next = edit(text.replacingOccurrences(of: "\"version\": 1,", with: "\"version\": 2,"))
+    let next = edit(
+        text.replacingOccurrences(of: "\"version\": \(schema.version),", with: "\"version\": \(schema.version + 1),"))
     return try Schema(json: next)
 }
 
@@ -24,20 +25,20 @@ struct SchemaUpgradeTests {
         #expect(String(decoding: BundledSchemas.inspection, as: UTF8.self).contains(field))
 
         // Dropping a field would lose its values on the server and on every device.
-        let dropped = try version2 { $0.replacingOccurrences(of: field, with: "") }
+        let dropped = try nextVersion { $0.replacingOccurrences(of: field, with: "") }
         let refusal = await #expect(throws: (any Error).self) { try await makeStorage(dir, backend, schema: dropped) }
         #expect("\(refusal!)".contains("site.town: removing a field would lose its values"))
-        #expect("\(refusal!)".contains("cannot replace version 1"))
+        #expect("\(refusal!)".contains("cannot replace version \(schema.version)"))
 
-        // Nothing was changed: the store still opens with version 1, and takes a safe version 2.
+        // Nothing was changed: the store still opens with its version, and takes a safe next one.
         _ = try await makeStorage(dir, backend)
-        let added = try version2 {
+        let added = try nextVersion {
             $0.replacingOccurrences(
                 of: field,
                 with: field + #"{"name": "township_code", "type": "text", "maxLength": 20, "policy": "lww"},"#)
         }
         let upgraded = try await makeStorage(dir, backend, schema: added)
-        #expect(upgraded.schema.version == 2)
+        #expect(upgraded.schema.version == schema.version + 1)
         await #expect(throws: (any Error).self) { try await makeStorage(dir, backend) }
     }
 }
