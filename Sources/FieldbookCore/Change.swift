@@ -49,6 +49,12 @@ public struct FieldChange: Sendable, Hashable {
         self.epoch = epoch
     }
 
+    /// The value the change sets, or nil for a counter's delta or a set's members.
+    public var setValue: Value? {
+        if case .set(let value) = kind { return value }
+        return nil
+    }
+
     /// The field's value after this change, given its value before.
     public func applied(to old: Value) -> Value {
         switch kind {

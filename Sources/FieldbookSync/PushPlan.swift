@@ -33,11 +33,14 @@ package struct PushPlan: Sendable {
         package var hlc: Int64
         package var base: Int64
         package var fields: String
+        /// Why it was rejected (``Rejection/storedText``), if it was.
+        package var rejected: String?
 
         package init(
             serverSequence: Int64, entity: String, recordID: String, operation: Int, hlc: Int64, base: Int64,
-            fields: String
+            fields: String, rejected: String? = nil
         ) {
+            self.rejected = rejected
             self.serverSequence = serverSequence
             self.entity = entity
             self.recordID = recordID
@@ -72,6 +75,8 @@ package struct PushPlan: Sendable {
     package let device: String
     /// The name stamped on every new change.
     package let author: String
+    /// The pushing token's role, whose access rules every new change must pass.
+    package let role: String?
     /// The changes not received before, in device order: sequences `lastSequence - fresh.count + 1 … lastSequence`.
     package private(set) var fresh: [Change] = []
     /// The stored form of each fresh change's fields (``FieldChange/text(_:)``).
@@ -91,6 +96,7 @@ package struct PushPlan: Sendable {
     private var answers: [Answer] = []
     private var earlier: [Int64: (change: Change, fields: String)] = [:]
     private var earlierServerSequences: [Int64: Int64] = [:]
+    private var earlierRejections: [Int64: Rejection] = [:]
     private let schema: Schema
 
     private enum Answer {
@@ -130,6 +136,7 @@ package struct PushPlan: Sendable {
         self.schema = schema
         device = request.device
         author = identity.name
+        role = identity.role
         let previous = row?.lastSequence ?? 0
         lastSequence = previous
         answers.reserveCapacity(request.changes.count)
@@ -285,39 +292,77 @@ package struct PushPlan: Sendable {
                 && (row.fields == fields || storedFields(row.fields, match: change))
             guard same else { throw Self.reused(sequence) }
             earlierServerSequences[sequence] = row.serverSequence
+            if let text = row.rejected { earlierRejections[sequence] = Rejection(sequence: sequence, stored: text) }
         }
     }
 
     /// Merges the fresh changes, numbered `serverSequences` (one per fresh change, in order), into
     /// the stored `states` of ``records`` (a record missing from `states` is new).
-    package func merge(states: [RecordKey: RecordState], serverSequences: [Int64]) -> [Merged] {
+    ///
+    /// A change the pushing token's role may not make (``Entity/refusal(role:_:fields:current:)``,
+    /// judged against the record as the changes before it leave it) is not merged: it is in
+    /// `rejected`, by its index in ``fresh``. So is, from a token with a role, a change to a record
+    /// the server does not hold: its insert was refused.
+    package func merge(states: [RecordKey: RecordState], serverSequences: [Int64]) -> (
+        records: [Merged], rejected: [Int: Rejection]
+    ) {
         precondition(serverSequences.count == fresh.count, "one server sequence per fresh change")
         let entities = records.map { schema.entity($0.entity)! }
         var merged = records.map { states[$0] ?? RecordState() }
+        var rejected: [Int: Rejection] = [:]
         fresh.withUnsafeBufferPointer { fresh in
             for index in fresh.indices where recordOfFresh[index] >= 0 {
                 let record = recordOfFresh[index]
+                if role != nil, let refusal = refusal(fresh[index], entities[record], merged[record]) {
+                    rejected[index] = Rejection(sequence: fresh[index].sequence, refusal: refusal)
+                    continue
+                }
                 merged[record].apply(fresh[index], serverSequence: serverSequences[index], entity: entities[record])
             }
         }
-        return records.indices.map { n in
+        // A record whose every change was rejected is not stored.
+        let result = records.indices.filter { !merged[$0].isUnwritten }.map { n in
             Merged(
                 key: records[n], state: merged[n], live: merged[n].exists(onDelete: entities[n].onDelete),
                 conflicts: merged[n].conflicts(entity: entities[n], recordID: records[n].id))
         }
+        return (result, rejected)
     }
 
-    /// The answer: a server sequence for every change of the request, in order.
-    package func response(serverSequences: [Int64]) -> PushResponse {
-        PushResponse(
-            assigned: answers.map { answer in
-                switch answer {
-                case .fresh(let index):
-                    return .init(sequence: fresh[index].sequence, serverSequence: serverSequences[index])
-                case .earlier(let sequence):
-                    return .init(sequence: sequence, serverSequence: earlierServerSequences[sequence]!)
-                }
-            })
+    /// Why the pushing token's role may not make `change` to a record in `state`, if it may not.
+    private func refusal(_ change: Change, _ entity: Entity, _ state: RecordState) -> AccessRefusal? {
+        if entity.access != nil,
+            let refusal = entity.refusal(
+                role: role, change.operation, fields: change.fields.map { ($0.field, $0.setValue) },
+                current: { name in entity.fieldIndex(name).flatMap { state.value(at: $0, of: entity) } })
+        {
+            return refusal
+        }
+        if change.operation != .insert && state.isUnwritten {
+            return AccessRefusal(
+                rule: "\(entity.name).exists", role: role!,
+                message: "this change is to a \(entity.name) record the server does not hold (its insert was refused); "
+                    + "discard it")
+        }
+        return nil
+    }
+
+    /// The answer: a server sequence for every change of the request, in order, and the rejections
+    /// among them — `rejected` for the fresh changes (by index, from ``merge(states:serverSequences:)``),
+    /// the stored ones for changes received before.
+    package func response(serverSequences: [Int64], rejected: [Int: Rejection] = [:]) -> PushResponse {
+        var rejections: [Rejection] = []
+        let assigned = answers.map { answer -> PushResponse.Assignment in
+            switch answer {
+            case .fresh(let index):
+                if let rejection = rejected[index] { rejections.append(rejection) }
+                return .init(sequence: fresh[index].sequence, serverSequence: serverSequences[index])
+            case .earlier(let sequence):
+                if let rejection = earlierRejections[sequence] { rejections.append(rejection) }
+                return .init(sequence: sequence, serverSequence: earlierServerSequences[sequence]!)
+            }
+        }
+        return PushResponse(assigned: assigned, rejected: rejections)
     }
 
     private static func same(_ a: Change, _ aFields: String, _ b: Change, _ bFields: String) -> Bool {

@@ -110,6 +110,9 @@ public struct RecordState: Sendable, Hashable {
         slots = moved
     }
 
+    /// Whether no insert, update or delete has been applied: the state of a record never written.
+    package var isUnwritten: Bool { writes.isEmpty && deletes.isEmpty }
+
     /// Whether the record exists: inserted, and not deleted (or its delete is contested).
     public func exists(onDelete: DeletePolicy) -> Bool {
         if writes.isEmpty { return false }

@@ -77,6 +77,9 @@ public struct PushResponse: Sendable, Hashable {
     public var assigned: [Assignment]
     /// The server's identity: the numbering ``Assignment/serverSequence`` counts in. Nil from a server that sends none.
     public var server: String?
+    /// The changes of ``assigned`` the server took but did not merge: the token's role may not make
+    /// them. In push order; empty for most pushes.
+    public var rejected: [Rejection] = []
 
     /// The two numbers of one change pushed.
     public struct Assignment: Sendable, Hashable {
@@ -92,9 +95,10 @@ public struct PushResponse: Sendable, Hashable {
     }
 
     /// An answer assigning `assigned`; `server` is the server's identity, nil from a server that sends none.
-    public init(assigned: [Assignment], server: String? = nil) {
+    public init(assigned: [Assignment], server: String? = nil, rejected: [Rejection] = []) {
         self.assigned = assigned
         self.server = server
+        self.rejected = rejected
     }
 }
 
@@ -246,13 +250,15 @@ extension PushRequest {
 }
 
 extension PushResponse {
-    /// The message as JSON: `protocol`, `assigned` as `[sequence, serverSequence]` pairs, `server` when set.
+    /// The message as JSON: `protocol`, `assigned` as `[sequence, serverSequence]` pairs, `server`
+    /// when set, `rejected` when not empty.
     public var json: JSON {
         .object(
             [
                 ("protocol", .int(Int64(SyncProtocol.version))),
                 ("assigned", .array(assigned.map { .array([.int($0.sequence), .int($0.serverSequence)]) })),
-            ] + (server.map { [("server", .string($0))] } ?? []))
+            ] + (server.map { [("server", .string($0))] } ?? [])
+                + (rejected.isEmpty ? [] : [("rejected", .array(rejected.map(\.json)))]))
     }
 
     /// Appends the message's JSON text (the bytes of `json.serialized`) to `out`.
@@ -271,6 +277,10 @@ extension PushResponse {
         if let server {
             out.append(contentsOf: #","server":"#.utf8)
             JSON.writeString(server, to: &out)
+        }
+        if !rejected.isEmpty {
+            out.append(contentsOf: #","rejected":"#.utf8)
+            JSON.array(rejected.map(\.json)).write(to: &out)
         }
         out.append(UInt8(ascii: "}"))
     }
@@ -298,6 +308,10 @@ extension PushResponse {
             assigned.append(Assignment(sequence: seq, serverSequence: sseq))
         }
         self.assigned = assigned
+        if let list = tape.member(0, "rejected") {
+            guard tape.kind(list) == .array else { throw WireError(.badMessage, "'rejected' must be an array") }
+            for item in tape.elements(list) { rejected.append(try Rejection(tape, at: item)) }
+        }
     }
 }
 

@@ -57,6 +57,15 @@ public final class SQLiteSyncStorage: SyncStorage {
         }
     }
 
+    /// The columns added after the first format, added to a store made before them: devices'
+    /// names (sent with pushes, shown to other devices), tokens' roles, and why a change was rejected.
+    private static func addColumns(_ db: Database) throws {
+        for (table, column) in [("devices", "name"), ("tokens", "role"), ("changes", "rejected")]
+        where try !db.columns(in: table).contains(where: { $0.name == column }) {
+            try db.execute(sql: "ALTER TABLE \(table) ADD COLUMN \(column) TEXT")
+        }
+    }
+
     static func migrate(_ db: Database, schema: Schema) throws {
         if try !db.tableExists("meta") {
             try db.execute(
@@ -84,12 +93,10 @@ public final class SQLiteSyncStorage: SyncStorage {
                 sql:
                     "INSERT INTO meta (key, value) VALUES ('format', 1), ('schema_name', ?), ('schema_version', ?), ('schema', ?)",
                 arguments: [schema.name, schema.version, schema.json.serialized])
+            try addColumns(db)
             return
         }
-        // Devices' names (sent with pushes, shown to other devices): added to a store made before them.
-        if try !db.columns(in: "devices").contains(where: { $0.name == "name" }) {
-            try db.execute(sql: "ALTER TABLE devices ADD COLUMN name TEXT")
-        }
+        try addColumns(db)
         let name = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'schema_name'")
         let version = try Int.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'schema_version'")
         guard name == schema.name, let version else {
@@ -132,8 +139,8 @@ public final class SQLiteSyncStorage: SyncStorage {
             sql: "UPDATE devices SET last_sequence = ?, name = coalesce(?, name) WHERE device = ?",
             arguments: [plan.lastSequence, request.deviceName, request.device])
 
-        try saveMerged(db, plan, serverSequences: serverSequences, schema: schema)
-        return plan.response(serverSequences: serverSequences)
+        let rejected = try saveMerged(db, plan, serverSequences: serverSequences, schema: schema)
+        return plan.response(serverSequences: serverSequences, rejected: rejected)
     }
 
     /// Steps 1–3 of ``PushPlan``: the device's row (made for a new device), what earlier pushes
@@ -154,13 +161,14 @@ public final class SQLiteSyncStorage: SyncStorage {
 
         var stored: [Int64: PushPlan.Stored] = [:]
         let earlier = try db.cachedStatement(
-            sql: "SELECT sseq, entity, record, op, hlc, base, fields FROM changes WHERE device = ? AND seq = ?")
+            sql:
+                "SELECT sseq, entity, record, op, hlc, base, fields, rejected FROM changes WHERE device = ? AND seq = ?"
+        )
         for sequence in plan.earlierSequences {
             if let row = try Row.fetchOne(earlier, arguments: [device, sequence]) {
                 stored[sequence] = PushPlan.Stored(
                     serverSequence: row[0], entity: row[1], recordID: row[2], operation: row[3], hlc: row[4],
-                    base: row[5],
-                    fields: row[6])
+                    base: row[5], fields: row[6], rejected: row[7])
             }
         }
         try plan.acknowledge(stored: stored)
@@ -212,10 +220,11 @@ public final class SQLiteSyncStorage: SyncStorage {
         return serverSequences
     }
 
-    /// Merges the fresh changes into their records' states and stores them, with the conflict rows.
+    /// Merges the fresh changes into their records' states and stores them, with the conflict rows,
+    /// and notes why each rejected change was. Returns the rejections, by index in the plan's fresh changes.
     private static func saveMerged(
         _ db: Database, _ plan: PushPlan, serverSequences: [Int64], schema: Schema
-    ) throws {
+    ) throws -> [Int: Rejection] {
         var states: [PushPlan.RecordKey: RecordState] = [:]
         states.reserveCapacity(plan.records.count)
         for key in plan.records {
@@ -234,7 +243,13 @@ public final class SQLiteSyncStorage: SyncStorage {
                     ON CONFLICT (entity, id) DO UPDATE SET state = excluded.state, live = excluded.live
                     """))
         var encoded: [UInt8] = []
-        for record in plan.merge(states: states, serverSequences: serverSequences) {
+        let (merged, rejected) = plan.merge(states: states, serverSequences: serverSequences)
+        for (index, rejection) in rejected {
+            try db.execute(
+                sql: "UPDATE changes SET rejected = ? WHERE sseq = ?",
+                arguments: [rejection.storedText, serverSequences[index]])
+        }
+        for record in merged {
             encoded.removeAll(keepingCapacity: true)
             record.state.encode(to: &encoded)
             save.bind(1, record.key.entity)
@@ -248,6 +263,7 @@ public final class SQLiteSyncStorage: SyncStorage {
                     current: record.conflicts, at: head)
             }
         }
+        return rejected
     }
 
     static func loadState(_ db: Database, _ key: PushPlan.RecordKey, entity: Entity) throws -> RecordState? {
@@ -268,7 +284,7 @@ public final class SQLiteSyncStorage: SyncStorage {
                 db,
                 sql: """
                     SELECT sseq, device, seq, author, entity, record, op, hlc, base, fields FROM changes
-                    WHERE sseq > ? ORDER BY sseq LIMIT ?
+                    WHERE sseq > ? AND rejected IS NULL ORDER BY sseq LIMIT ?
                     """, arguments: [request.cursor, request.limit + 1])
             var changes: [Change] = []
             changes.reserveCapacity(min(rows.count, request.limit))
@@ -306,7 +322,7 @@ public final class SQLiteSyncStorage: SyncStorage {
                 try db.cachedStatement(
                     sql: """
                         SELECT sseq, device, seq, author, entity, record, op, hlc, base, fields FROM changes
-                        WHERE sseq > ? ORDER BY sseq LIMIT ?
+                        WHERE sseq > ? AND rejected IS NULL ORDER BY sseq LIMIT ?
                         """))
             defer { rows.reset() }
             rows.bind(1, request.cursor)
@@ -431,19 +447,21 @@ public final class SQLiteSyncStorage: SyncStorage {
         let hash = TokenSecret.hash(token)
         return try await pool.read { db in
             try Row.fetchOne(
-                db, sql: "SELECT id, name FROM tokens WHERE hash = ? AND revoked_at IS NULL", arguments: [hash]
+                db, sql: "SELECT id, name, role FROM tokens WHERE hash = ? AND revoked_at IS NULL",
+                arguments: [hash]
             )
-            .map { Identity(tokenID: $0[0], name: $0[1]) }
+            .map { Identity(tokenID: $0[0], name: $0[1], role: $0[2]) }
         }
     }
 
-    public func createToken(name: String) async throws -> String {
+    public func createToken(name: String, role: String?) async throws -> String {
+        try checkRole(role)
         let token = TokenSecret.generate()
         let hash = TokenSecret.hash(token)
         try await pool.write { db in
             try db.execute(
-                sql: "INSERT INTO tokens (name, hash, created_at) VALUES (?, ?, ?)",
-                arguments: [name, hash, ISO8601DateFormatter().string(from: Date())])
+                sql: "INSERT INTO tokens (name, hash, created_at, role) VALUES (?, ?, ?, ?)",
+                arguments: [name, hash, ISO8601DateFormatter().string(from: Date()), role])
         }
         return token
     }
@@ -459,9 +477,10 @@ public final class SQLiteSyncStorage: SyncStorage {
 
     public func tokens() async throws -> [TokenInfo] {
         try await pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT id, name, created_at, revoked_at IS NOT NULL FROM tokens ORDER BY id").map
-            {
-                TokenInfo(id: $0[0], name: $0[1], createdAt: $0[2], revoked: $0[3])
+            try Row.fetchAll(
+                db, sql: "SELECT id, name, created_at, revoked_at IS NOT NULL, role FROM tokens ORDER BY id"
+            ).map {
+                TokenInfo(id: $0[0], name: $0[1], createdAt: $0[2], revoked: $0[3], role: $0[4])
             }
         }
     }

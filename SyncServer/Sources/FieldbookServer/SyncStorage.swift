@@ -12,13 +12,16 @@ public struct TokenInfo: Sendable, Hashable {
     public var createdAt: String
     /// Whether it has been revoked: its requests are refused (401).
     public var revoked: Bool
+    /// Its role; nil for a token made without one (it may write everything).
+    public var role: String?
 
     /// A listing entry from its parts.
-    public init(id: Int64, name: String, createdAt: String, revoked: Bool) {
+    public init(id: Int64, name: String, createdAt: String, revoked: Bool, role: String? = nil) {
         self.id = id
         self.name = name
         self.createdAt = createdAt
         self.revoked = revoked
+        self.role = role
     }
 }
 
@@ -60,8 +63,11 @@ public protocol SyncStorage: Sendable {
     /// The identity a token stands for, or nil if it is unknown or revoked.
     func authenticate(token: String) async throws -> Identity?
 
-    /// Makes a new token for `name` and returns it; only its hash is stored.
-    func createToken(name: String) async throws -> String
+    /// Makes a new token for `name` with `role` and returns it; only its hash is stored. A token
+    /// with no role may write everything (`fieldbook-server token create` asks for a role when the
+    /// schema declares roles).
+    /// - Throws: ``TokenError`` if the schema declares no role called `role`.
+    func createToken(name: String, role: String?) async throws -> String
 
     /// Revokes every token of `name`; returns how many were revoked.
     func revokeTokens(name: String) async throws -> Int
@@ -127,6 +133,24 @@ public struct StoreStanding: Sendable, Hashable {
 }
 
 extension SyncStorage {
+    /// Makes a new token for `name` with no role: it may write everything.
+    public func createToken(name: String) async throws -> String {
+        try await createToken(name: name, role: nil)
+    }
+
+    /// Checks that `role` may be given to a token: nil, or one of the schema's roles.
+    public func checkRole(_ role: String?) throws {
+        if let role {
+            guard schema.role(role) != nil else {
+                let known = schema.roles.map(\.name).joined(separator: ", ")
+                throw TokenError(
+                    schema.roles.isEmpty
+                        ? "the schema declares no roles; make the token without --role"
+                        : "the schema has no role '\(role)' (its roles: \(known))")
+            }
+        }
+    }
+
     public func checkReady() async throws {}
 
     public func isOutage(_ error: any Error) -> Bool { false }
@@ -136,4 +160,11 @@ extension SyncStorage {
         try await pull(request, identity: identity).encode(to: &out)
         return out
     }
+}
+
+/// A token cannot be made as asked: its role is not one the schema declares.
+public struct TokenError: Error, CustomStringConvertible {
+    /// What is wrong and what to do, for the operator.
+    public var description: String
+    init(_ description: String) { self.description = description }
 }

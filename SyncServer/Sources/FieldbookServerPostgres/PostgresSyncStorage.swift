@@ -146,6 +146,16 @@ public final class PostgresSyncStorage: SyncStorage {
     /// Safe when several processes start at once: it runs under an advisory lock, one per
     /// namespace (stores in other namespaces migrate at the same time, not one after another).
     /// - Throws: ``PostgresSetupError`` if the database holds another schema or a newer version.
+    /// The columns added after the first format, added to a store made before them: devices'
+    /// names (sent with pushes, shown to other devices), tokens' roles, and why a change was rejected.
+    private func addColumns(_ c: PostgresConnection) async throws {
+        for (table, column) in [("devices", "name"), ("tokens", "role"), ("changes", "rejected")] {
+            try await c.query(
+                PostgresQuery(unsafeSQL: "ALTER TABLE \(t(table)) ADD COLUMN IF NOT EXISTS \(column) TEXT"),
+                logger: logger)
+        }
+    }
+
     public func migrate() async throws {
         let schema = self.schema
         try await transaction { c in
@@ -190,6 +200,7 @@ public final class PostgresSyncStorage: SyncStorage {
                         ('schema_version', \(String(schema.version))), ('schema', \(schema.json.serialized)),
                     ('identity', \(UUID().uuidString.lowercased()))
                     """, logger: logger)
+                try await addColumns(c)
                 return
             }
             var meta: [String: String] = [:]
@@ -206,9 +217,7 @@ public final class PostgresSyncStorage: SyncStorage {
             if version > schema.version {
                 throw PostgresSetupError("the database holds schema version \(version), newer than \(schema.version)")
             }
-            // Devices' names (sent with pushes, shown to other devices): added to a store made before them.
-            try await c.query(
-                "ALTER TABLE \(unescaped: t("devices")) ADD COLUMN IF NOT EXISTS name TEXT", logger: logger)
+            try await addColumns(c)
             if meta["identity"] == nil {
                 // A store made before stores had identities gets one the first time it is opened.
                 try await c.query(
@@ -279,12 +288,22 @@ public final class PostgresSyncStorage: SyncStorage {
         // them all, in device order, and a rolled-back push leaves no gap. The same statement records
         // the device's last sequence (adding its row the first time) and the merged states.
         let serverSequences = plan.fresh.indices.map { read.head + Int64($0) + 1 }
-        let merged = plan.merge(states: read.states, serverSequences: serverSequences)
+        let (merged, rejected) = plan.merge(states: read.states, serverSequences: serverSequences)
         try await write(c, request, identity: identity, plan: plan, serverSequences: serverSequences, merged: merged)
+        if !rejected.isEmpty {
+            // Rare: a round trip of its own, only for a push with rejected changes.
+            let rows = rejected.sorted { $0.key < $1.key }
+            try await c.query(
+                """
+                UPDATE \(unescaped: t("changes")) AS c SET rejected = u.why
+                FROM unnest(\(rows.map { serverSequences[$0.key] }), \(rows.map(\.value.storedText))) AS u(s, why)
+                WHERE c.sseq = u.s
+                """, logger: logger)
+        }
         try await insideTransaction?()
         // Conflict rows: for the records that have conflicts now or had open ones.
         try await updateConflicts(c, merged, open: read.open, at: serverSequences.last ?? read.head)
-        return plan.response(serverSequences: serverSequences)
+        return plan.response(serverSequences: serverSequences, rejected: rejected)
     }
 
     /// What a push reads under the lock, in one round trip: the device's row (owner, last
@@ -325,15 +344,15 @@ public final class PostgresSyncStorage: SyncStorage {
         -> [Int64: PushPlan.Stored]
     {
         var stored: [Int64: PushPlan.Stored] = [:]
-        for try await (seq, sseq, entity, record, op, hlc, base, fields) in try await c.query(
+        for try await (seq, sseq, entity, record, op, hlc, base, fields, rejected) in try await c.query(
             """
-            SELECT seq, sseq, entity, record, op, hlc, base, fields FROM \(unescaped: t("changes"))
+            SELECT seq, sseq, entity, record, op, hlc, base, fields, rejected FROM \(unescaped: t("changes"))
             WHERE device = \(device) AND seq = ANY(\(sequences))
             """, logger: logger
-        ).decode((Int64, Int64, String, String, Int64, Int64, Int64, String).self) {
+        ).decode((Int64, Int64, String, String, Int64, Int64, Int64, String, String?).self) {
             stored[seq] = PushPlan.Stored(
                 serverSequence: sseq, entity: entity, recordID: record, operation: Int(op), hlc: hlc, base: base,
-                fields: fields)
+                fields: fields, rejected: rejected)
         }
         return stored
     }
@@ -421,7 +440,7 @@ public final class PostgresSyncStorage: SyncStorage {
         let rows = try await client.query(
             """
             SELECT sseq, device, seq, author, entity, record, op, hlc, base, fields FROM \(unescaped: t("changes"))
-            WHERE sseq > \(request.cursor) ORDER BY sseq LIMIT \(Int64(request.limit) + 1)
+            WHERE sseq > \(request.cursor) AND rejected IS NULL ORDER BY sseq LIMIT \(Int64(request.limit) + 1)
             """, logger: logger)
         var changes: [Change] = []
         var count = 0
@@ -484,7 +503,7 @@ public final class PostgresSyncStorage: SyncStorage {
             FROM (
                 SELECT *, row_number() OVER (ORDER BY sseq) AS n FROM (
                     SELECT sseq, device, seq, author, entity, record, op, hlc, base, fields FROM \(unescaped: t("changes"))
-                    WHERE sseq > \(request.cursor) ORDER BY sseq LIMIT \(limit + 1)
+                    WHERE sseq > \(request.cursor) AND rejected IS NULL ORDER BY sseq LIMIT \(limit + 1)
                 ) page
             ) numbered
             """, logger: logger)
@@ -570,21 +589,22 @@ public final class PostgresSyncStorage: SyncStorage {
     public func authenticate(token: String) async throws -> Identity? {
         let hash = TokenSecret.hash(token)
         guard
-            let (id, name) = try await client.query(
-                "SELECT id, name FROM \(unescaped: t("tokens")) WHERE hash = \(hash) AND revoked_at IS NULL",
+            let (id, name, role) = try await client.query(
+                "SELECT id, name, role FROM \(unescaped: t("tokens")) WHERE hash = \(hash) AND revoked_at IS NULL",
                 logger: logger
-            ).collect().first?.decode((Int64, String).self)
+            ).collect().first?.decode((Int64, String, String?).self)
         else { return nil }
-        return Identity(tokenID: id, name: name)
+        return Identity(tokenID: id, name: name, role: role)
     }
 
-    public func createToken(name: String) async throws -> String {
+    public func createToken(name: String, role: String?) async throws -> String {
+        try checkRole(role)
         let token = TokenSecret.generate()
         let hash = TokenSecret.hash(token)
         try await client.query(
             """
-            INSERT INTO \(unescaped: t("tokens")) (name, hash, created_at)
-            VALUES (\(name), \(hash), \(ISO8601DateFormatter().string(from: Date())))
+            INSERT INTO \(unescaped: t("tokens")) (name, hash, created_at, role)
+            VALUES (\(name), \(hash), \(ISO8601DateFormatter().string(from: Date())), \(role))
             """, logger: logger)
         return token
     }
@@ -601,11 +621,11 @@ public final class PostgresSyncStorage: SyncStorage {
 
     public func tokens() async throws -> [TokenInfo] {
         var result: [TokenInfo] = []
-        for try await (id, name, createdAt, revoked) in try await client.query(
-            "SELECT id, name, created_at, revoked_at IS NOT NULL FROM \(unescaped: t("tokens")) ORDER BY id",
+        for try await (id, name, createdAt, revoked, role) in try await client.query(
+            "SELECT id, name, created_at, revoked_at IS NOT NULL, role FROM \(unescaped: t("tokens")) ORDER BY id",
             logger: logger
-        ).decode((Int64, String, String, Bool).self) {
-            result.append(TokenInfo(id: id, name: name, createdAt: createdAt, revoked: revoked))
+        ).decode((Int64, String, String, Bool, String?).self) {
+            result.append(TokenInfo(id: id, name: name, createdAt: createdAt, revoked: revoked, role: role))
         }
         return result
     }

@@ -25,7 +25,7 @@ public struct StorageConformance: Sendable, CustomTestStringConvertible {
 
     /// Every check.
     public static let all: [StorageConformance] = [
-        repeatedWithinRequest, reused, fieldOrderIsNotContent, gapAndOwner, pullPages, tokens,
+        repeatedWithinRequest, reused, fieldOrderIsNotContent, gapAndOwner, pullPages, tokens, rejected,
     ]
 }
 
@@ -195,5 +195,59 @@ extension StorageConformance {
         #expect(listed.map(\.name).sorted() == ["张伟", "李明", "李明"])
         #expect(listed.filter(\.revoked).map(\.name) == ["李明", "李明"])
         #expect("\(listed)".contains(first) == false)
+    }
+
+    static let rejected = StorageConformance(
+        name:
+            "a change the token's role may not make is kept, answered as rejected (again when pushed again), never merged nor pulled"
+    ) { storage, dir in
+        let inspector = try #require(
+            try await storage.authenticate(token: try await storage.createToken(name: "李明", role: "inspector")))
+        #expect(inspector.role == "inspector")
+        #expect(try await storage.tokens().first?.role == "inspector")
+        let device = try Store(path: dir.path("device.sqlite"), schema: storage.schema)
+        let site = try device.insert("site", ["name": "幸福院", "kind": "happiness_home"])
+        let finding = try device.insert("finding", ["site": .text(site), "title": "消防通道堵塞"])
+        let action = try device.insert(
+            "accountability_action", ["finding": .text(finding), "person": "张三", "kind": "reminder"])  // 3
+        try device.update("accountability_action", id: action, ["kind": "criticism"])  // 4
+        try device.update("site", id: site, ["village": "前村"])  // 5: allowed
+        let other = try device.insert("finding", ["site": .text(site), "title": "台账不全"])
+        try device.delete("finding", id: other)  // 7: only the office deletes findings
+        let changes = try device.pendingChanges(limit: 10)
+        #expect(changes.count == 7)
+
+        let answer = try await storage.push(request(device, changes), identity: inspector)
+        #expect(answer.assigned.map(\.sequence) == [1, 2, 3, 4, 5, 6, 7])
+        #expect(answer.rejected.map(\.sequence) == [3, 4, 7])
+        #expect(
+            answer.rejected.map(\.rule) == [
+                "accountability_action.access", "accountability_action.access", "finding.delete",
+            ])
+        #expect(answer.rejected.allSatisfy { $0.role == "inspector" && !$0.message.contains("张三") })
+        #expect(try await storage.changeCount() == 7)
+        // The finding stands; no accountability action exists; the allowed change after the refused one was merged.
+        let records = try await snapshot(storage)
+        #expect(records["finding"]?[finding]?["title"] == .text("消防通道堵塞"))
+        #expect(records["finding"]?[other]?["title"] == .text("台账不全"))
+        #expect(records["accountability_action"]?.isEmpty != false)
+        #expect(records["site"]?[site]?["village"] == .text("前村"))
+        #expect(try await storage.states("accountability_action").isEmpty)
+
+        // The same push again: the same answer, nothing added.
+        #expect(try await storage.push(request(device, changes), identity: inspector) == answer)
+        #expect(try await storage.changeCount() == 7)
+
+        // Nobody pulls a rejected change, not even the office.
+        let office = try #require(
+            try await storage.authenticate(token: try await storage.createToken(name: "王芳", role: "office")))
+        let page = try await storage.pull(
+            PullRequest(schema: SchemaVersion(storage.schema), device: device.deviceID, cursor: 0, limit: 100),
+            identity: office)
+        #expect(page.changes.map(\.sequence) == [1, 2, 5, 6])
+        #expect(page.cursor == answer.assigned[5].serverSequence)
+
+        // A role the schema does not declare is refused when the token is made.
+        await #expect(throws: TokenError.self) { _ = try await storage.createToken(name: "赵六", role: "boss") }
     }
 }
