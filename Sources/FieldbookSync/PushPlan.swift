@@ -97,6 +97,8 @@ package struct PushPlan: Sendable {
     private var earlier: [Int64: (change: Change, fields: String)] = [:]
     private var earlierServerSequences: [Int64: Int64] = [:]
     private var earlierRejections: [Int64: Rejection] = [:]
+    /// From a token with a role: the references the store does not hold (see ``checkReferences(known:)``).
+    private var unheldReferences: Set<RecordKey> = []
     private let schema: Schema
 
     private enum Answer {
@@ -220,10 +222,18 @@ package struct PushPlan: Sendable {
     }
 
     /// Checks that the store holds every record of ``references``.
+    ///
+    /// From a token with a role, a change that refers to a record the store does not hold is
+    /// rejected instead (``merge(states:serverSequences:)``): the record's insert was refused, and a
+    /// refused write must not block the device's later changes.
     /// - Parameter known: the records of ``references`` the store holds (live or deleted).
     /// - Throws: ``WireError`` `unknown_reference` for the first change that refers to another.
-    package func checkReferences(known: Set<RecordKey>) throws {
+    package mutating func checkReferences(known: Set<RecordKey>) throws {
         if references.allSatisfy(known.contains) { return }
+        if role != nil {
+            unheldReferences = Set(references.filter { !known.contains($0) })
+            return
+        }
         var unknown: (change: Change, field: String, target: String)?
         let writes = Set(records)
         Self.eachReference(in: fresh, schema: schema) { change, field, key in
@@ -310,10 +320,15 @@ package struct PushPlan: Sendable {
         let entities = records.map { schema.entity($0.entity)! }
         var merged = records.map { states[$0] ?? RecordState() }
         var rejected: [Int: Rejection] = [:]
+        var positions: [RecordKey: Int] = [:]
+        if role != nil { for (n, key) in records.enumerated() { positions[key] = n } }
         fresh.withUnsafeBufferPointer { fresh in
             for index in fresh.indices where recordOfFresh[index] >= 0 {
                 let record = recordOfFresh[index]
-                if role != nil, let refusal = refusal(fresh[index], entities[record], merged[record]) {
+                if role != nil,
+                    let refusal = refusal(
+                        fresh[index], entities[record], merged[record], merged: merged, positions: positions)
+                {
                     rejected[index] = Rejection(sequence: fresh[index].sequence, refusal: refusal)
                     continue
                 }
@@ -329,8 +344,12 @@ package struct PushPlan: Sendable {
         return (result, rejected)
     }
 
-    /// Why the pushing token's role may not make `change` to a record in `state`, if it may not.
-    private func refusal(_ change: Change, _ entity: Entity, _ state: RecordState) -> AccessRefusal? {
+    /// Why the pushing token's role may not make `change` to a record in `state`, if it may not;
+    /// `merged` holds the states of ``records`` as the push has merged them so far, `positions`
+    /// each record's position there.
+    private func refusal(
+        _ change: Change, _ entity: Entity, _ state: RecordState, merged: [RecordState], positions: [RecordKey: Int]
+    ) -> AccessRefusal? {
         if entity.access != nil,
             let refusal = entity.refusal(
                 role: role, change.operation, fields: change.fields.map { ($0.field, $0.setValue) },
@@ -343,6 +362,21 @@ package struct PushPlan: Sendable {
                 rule: "\(entity.name).exists", role: role!,
                 message: "this change is to a \(entity.name) record the server does not hold (its insert was refused); "
                     + "discard it")
+        }
+        for fieldChange in change.fields {
+            guard case .set(.text(let id)) = fieldChange.kind, let target = entity.field(fieldChange.field)?.target
+            else { continue }
+            let key = RecordKey(entity: target, id: id)
+            // A record this push writes is held once a change of it is merged (a device inserts a
+            // record before it refers to it).
+            let unheld = unheldReferences.contains(key) || positions[key].map { merged[$0].isUnwritten } ?? false
+            if unheld {
+                return AccessRefusal(
+                    rule: "\(entity.name).\(fieldChange.field)", role: role!,
+                    message:
+                        "\(entity.name).\(fieldChange.field) refers to a \(target) record the server does not hold "
+                        + "(its insert was refused); discard this change")
+            }
         }
         return nil
     }

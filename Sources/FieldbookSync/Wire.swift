@@ -140,6 +140,9 @@ public struct PullResponse: Sendable, Hashable {
     public var server: String?
     /// The names of the devices whose changes are in the page, by device id, for those that sent one.
     public var deviceNames: [String: String]
+    /// The role of the token that pulled (one of the schema's ``Schema/roles``): the device refuses
+    /// locally the writes the schema's access rules do not let it make. Nil for a token without one.
+    public var role: String?
 
     /// A page of `changes`, the cursor to store after applying them, and whether more follow.
     public init(
@@ -363,7 +366,7 @@ extension PullRequest {
 }
 
 extension PullResponse {
-    /// The message as JSON: `protocol`, `changes`, `cursor`, `more`, then `server` and `devices` when set.
+    /// The message as JSON: `protocol`, `changes`, `cursor`, `more`, then `server`, `devices` and `role` when set.
     public var json: JSON {
         .object(
             [
@@ -379,7 +382,7 @@ extension PullResponse {
                             "devices",
                             .object(deviceNames.sorted { $0.key < $1.key }.map { ($0.key, JSON.string($0.value)) })
                         )
-                    ]))
+                    ]) + (role.map { [("role", .string($0))] } ?? []))
     }
 
     /// Appends the message's JSON text (the bytes of `json.serialized`) to `out`.
@@ -392,6 +395,16 @@ extension PullResponse {
         Self.encodeEnd(cursor: cursor, more: more, to: &out)
         if let server { Self.appendServer(server, to: &out) }
         Self.appendDeviceNames(deviceNames, to: &out)
+        if let role { Self.appendRole(role, to: &out) }
+    }
+
+    /// Adds the `role` member (``role``) to a pull response's text ended by ``encodeEnd(cursor:more:to:)``.
+    public static func appendRole(_ role: String, to out: inout [UInt8]) {
+        guard out.last == UInt8(ascii: "}") else { return }
+        out.removeLast()
+        out.append(contentsOf: #","role":"#.utf8)
+        JSON.writeString(role, to: &out)
+        out.append(UInt8(ascii: "}"))
     }
 
     /// Appends the start of a pull response, up to the first change: for a server that writes
@@ -474,6 +487,10 @@ extension PullResponse {
             }
         }
         self.deviceNames = deviceNames
+        if let r = tape.member(0, "role") {
+            guard let role = tape.string(r) else { throw WireError(.badMessage, "'role' must be a string") }
+            self.role = role
+        }
     }
 }
 

@@ -305,9 +305,11 @@ public final class SQLiteSyncStorage: SyncStorage {
                         serverSequence: row[0], author: row[3]))
             }
             let cursor = changes.last?.serverSequence ?? request.cursor
-            return PullResponse(
+            var response = PullResponse(
                 changes: changes, cursor: cursor, more: rows.count > request.limit,
                 deviceNames: try Self.deviceNames(db, after: request.cursor, through: cursor))
+            response.role = identity.role
+            return response
         }
     }
 

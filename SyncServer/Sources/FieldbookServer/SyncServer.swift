@@ -138,6 +138,7 @@ public enum SyncServer {
                 try await storage.pullResponseBody(request, identity: identity)
             }
             PullResponse.appendServer(standing.identity, to: &response)
+            if let role = identity.role { PullResponse.appendRole(role, to: &response) }
             context.logger.debug("pull", metadata: ["cursor": .stringConvertible(pull.cursor)])
             return jsonResponse(bytes: response)
         }

@@ -461,9 +461,11 @@ public final class PostgresSyncStorage: SyncStorage {
                     serverSequence: sseq, author: author))
         }
         let cursor = changes.last?.serverSequence ?? request.cursor
-        return PullResponse(
+        var response = PullResponse(
             changes: changes, cursor: cursor, more: count > request.limit,
             deviceNames: try await deviceNames(after: request.cursor, through: cursor))
+        response.role = identity.role
+        return response
     }
 
     /// The names of the devices with changes numbered after `cursor` up to `last`: a page's.

@@ -247,6 +247,23 @@ extension StorageConformance {
         #expect(page.changes.map(\.sequence) == [1, 2, 5, 6])
         #expect(page.cursor == answer.assigned[5].serverSequence)
 
+        // A finding the inspector may not add (closed at once), what refers to it in the same push and
+        // in a later one: rejected, and the rest still merged; the device is never blocked.
+        let closed = try device.insert("finding", ["site": .text(site), "title": "已销号", "status": "closed"])  // 8
+        _ = try device.insert("measure", ["finding": .text(closed), "description": "约谈"])  // 9
+        try device.update("finding", id: closed, ["results": "已完成"])  // 10
+        let first = try await storage.push(
+            request(device, Array(try device.pendingChanges(limit: 20).suffix(3))), identity: inspector)
+        #expect(first.rejected.map(\.sequence) == [8, 9, 10])
+        #expect(first.rejected.map(\.rule) == ["finding.status", "measure.finding", "finding.exists"])
+        _ = try device.insert("progress_note", ["finding": .text(closed), "text": "复查"])  // 11
+        try device.update("site", id: site, ["village": "后村"])  // 12
+        let later = try await storage.push(
+            request(device, Array(try device.pendingChanges(limit: 20).suffix(2))), identity: inspector)
+        #expect(later.rejected.map(\.rule) == ["progress_note.finding"])
+        #expect(try await snapshot(storage)["site"]?[site]?["village"] == .text("后村"))
+        #expect(try await snapshot(storage)["measure"]?.isEmpty != false)
+
         // A role the schema does not declare is refused when the token is made.
         await #expect(throws: TokenError.self) { _ = try await storage.createToken(name: "赵六", role: "boss") }
     }
