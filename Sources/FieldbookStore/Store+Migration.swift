@@ -10,7 +10,7 @@ import GRDB
 // only additions that keep every record intact are applied.
 
 extension Store {
-    static let storeFormat = 4
+    static let storeFormat = 5
 
     static func migrate(_ db: Database, to schema: Schema) throws {
         let fresh = try !db.tableExists("_fieldbook_meta")
@@ -23,6 +23,7 @@ extension Store {
             try createSyncTables(db)
             try chainReceivedChanges(db)
             try createFormat4Tables(db)
+            try createRejectedTable(db)
             try createTables(db, for: schema.entities)
             try recordSchema(db, schema)
             return
@@ -42,6 +43,11 @@ extension Store {
             try createFormat4Tables(db)
             try db.execute(sql: "UPDATE _fieldbook_meta SET value = 4 WHERE key = 'store_format'")
             format = 4
+        }
+        if format == 4 {
+            try createRejectedTable(db)
+            try db.execute(sql: "UPDATE _fieldbook_meta SET value = 5 WHERE key = 'store_format'")
+            format = 5
         }
         guard format == storeFormat else {
             throw StoreError(
@@ -152,6 +158,24 @@ extension Store {
                 WHERE last.entity = _record_state.entity AND last.record = _record_state.record;
                 DROP INDEX _received_record;
                 ALTER TABLE _received DROP COLUMN record_key;
+                """)
+    }
+
+    /// Format 5: the changes the server rejected (the token's role may not make them). Each stays in
+    /// the changelog, marked, and is no longer part of its record; `_rejected` lists the ones not yet
+    /// discarded, with why.
+    static func createRejectedTable(_ db: Database) throws {
+        try db.execute(
+            sql: """
+                ALTER TABLE _changelog ADD COLUMN rejected INTEGER NOT NULL DEFAULT 0;
+                CREATE TABLE _rejected (
+                    seq INTEGER PRIMARY KEY NOT NULL,
+                    entity TEXT NOT NULL,
+                    record TEXT NOT NULL,
+                    rule TEXT NOT NULL,
+                    role TEXT NOT NULL,
+                    message TEXT NOT NULL) STRICT;
+                INSERT OR IGNORE INTO _fieldbook_meta (key, value) VALUES ('role', NULL);
                 """)
     }
 

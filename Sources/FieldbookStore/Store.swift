@@ -76,6 +76,9 @@ public final class Store: Sendable {
         /// The clock correction learned from the server (milliseconds, ≤ 0), and the wall clock
         /// when it was learned: see ``Store/clockCorrection``.
         var correction: (offset: Int64, learnedAt: UInt64) = (0, 0)
+        /// The role the server last named for this device's token: writes the schema's access rules
+        /// do not let it make are refused here. Nil before the first pull, or for a token without one.
+        var role: String?
 
         /// The wall clock as this device stamps with it: corrected by what the server said, unless
         /// the wall clock has since been set back before the time it was learned (someone fixed it).
@@ -118,7 +121,10 @@ public final class Store: Sendable {
                 ($1.name, EntityTable($1, number: $0, schema: schema))
             })
 
-        let opened: (device: String, clock: HybridTimestamp, base: Int64, correction: (Int64, UInt64))
+        let opened:
+            (
+                device: String, clock: HybridTimestamp, base: Int64, correction: (Int64, UInt64), role: String?
+            )
         opened = try StoreError.database {
             if configuration.readOnly {
                 try pool.read { db in try Self.readState(db, schema: schema) }
@@ -131,13 +137,14 @@ public final class Store: Sendable {
         }
         deviceID = opened.device
         state = Mutex(
-            WriterState(clock: HybridLogicalClock(last: opened.clock), base: opened.base, correction: opened.correction)
-        )
+            WriterState(
+                clock: HybridLogicalClock(last: opened.clock), base: opened.base, correction: opened.correction,
+                role: opened.role))
     }
 
     static func readState(
         _ db: Database, schema: Schema
-    ) throws -> (device: String, clock: HybridTimestamp, base: Int64, correction: (Int64, UInt64)) {
+    ) throws -> (device: String, clock: HybridTimestamp, base: Int64, correction: (Int64, UInt64), role: String?) {
         guard try db.tableExists("_fieldbook_meta") else {
             throw StoreError(.incompatibleStore, "the file is not a Fieldbook store")
         }
@@ -156,9 +163,10 @@ public final class Store: Sendable {
         let offset = try Int64.fetchOne(db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'clock_offset'") ?? 0
         let learnedAt =
             try Int64.fetchOne(db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'clock_offset_at'") ?? 0
+        let role = try String.fetchOne(db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'role'")
         return (
             device, HybridTimestamp(rawValue: UInt64(max(lastChange, received))), base,
-            (min(offset, 0), UInt64(max(learnedAt, 0)))
+            (min(offset, 0), UInt64(max(learnedAt, 0))), role
         )
     }
 

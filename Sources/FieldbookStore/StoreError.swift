@@ -38,6 +38,9 @@ public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let immutable = Code("immutable")
         /// The record is referenced by other records and cannot be deleted.
         public static let referenced = Code("referenced")
+        /// This device's role (``Store/role``) may not make the write: the schema's access rules
+        /// refuse it. The message names the rule and who may make it.
+        public static let forbidden = Code("forbidden")
         /// The store's schema cannot be migrated to the given one; nothing was changed.
         public static let migrationRefused = Code("migration_refused")
         /// The file is not a Fieldbook store, or was made by a newer version.

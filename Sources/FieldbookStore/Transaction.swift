@@ -78,6 +78,9 @@ extension Store {
                 }
             }
             for (index, _) in table.references { try checkReference(table, index, row[index]) }
+            try checkAccess(
+                table, .insert, nil,
+                fields: row.indices.filter { !row[$0].isNull }.map { (fields[$0].name, row[$0]) })
             let recordID: String
             if let id {
                 guard let canonical = UUIDText.canonical(id) else {
@@ -126,6 +129,9 @@ extension Store {
                 return
             }
             let updates = try checkedUpdates(table, values)
+            try checkAccess(
+                table, .update, recordID,
+                fields: updates.map { (table.entity.fields[$0.index].name, $0.value) })
             guard !updates.isEmpty else {
                 guard try exists(table, recordID) else { throw notFound(entity) }
                 return
@@ -221,6 +227,7 @@ extension Store {
             let index = try updatableFieldIndex(table, name)
             let value = try normalize(table.entity.fields[index], value, entity: table.entity.name)
             try checkReference(table, index, value)
+            try checkAccess(table, .update, recordID, fields: [(name, value)])
             let update = try updateOneStatement(table, field: index)
             let capture = store.capture
             let plan = table.captureForOne[index]
@@ -261,6 +268,7 @@ extension Store {
                 throw StoreError(.wrongType, entity: entity, field: field, "is not a counter")
             }
             let recordID = try canonicalID(id, entity: entity)
+            try checkAccess(table, .update, recordID, fields: [(field, nil)])
             try db.execute(
                 sql: "UPDATE \(quoted(entity)) SET \(quoted(field)) = coalesce(\(quoted(field)), 0) + ? WHERE id = ?",
                 arguments: [amount, recordID])
@@ -281,6 +289,7 @@ extension Store {
                 throw StoreError(.immutable, entity: entity, "records are append-only and cannot be deleted")
             }
             guard try exists(table, recordID) else { throw notFound(entity) }
+            try checkAccess(table, .delete, recordID, fields: [])
             for other in store.schema.entities {
                 for field in other.fields where field.type == .reference(entity) && field.onDelete == .conflict {
                     let referenced =

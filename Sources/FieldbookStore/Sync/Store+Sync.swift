@@ -294,6 +294,7 @@ extension Store {
                 try tx.db.execute(
                     sql: "UPDATE _fieldbook_meta SET value = max(value, ?) WHERE key = 'acked'", arguments: [last])
             }
+            if !response.rejected.isEmpty { try tx.reject(response.rejected) }
         }
     }
 
@@ -311,6 +312,7 @@ extension Store {
             HybridTimestamp(millis: min(ceiling, UInt64(Int64.max) >> 16), counter: 0))
         return try await write { tx in
             try tx.noteServerIdentity(page.server)
+            if page.role != self.role { try tx.noteRole(page.role) }
             let applied = try tx.receive(received)
             try tx.db.cachedStatement(sql: "UPDATE _fieldbook_meta SET value = ? WHERE key = 'cursor'")
                 .execute(arguments: [page.cursor])
@@ -642,7 +644,8 @@ extension Store.Transaction {
         newer.reset()
         if hasNewer {
             let local = try changes(
-                sql: "WHERE record_key = ? AND record = ? AND seq > ? ORDER BY seq", arguments: [key, record, folded])
+                sql: "WHERE record_key = ? AND record = ? AND seq > ? AND rejected = 0 ORDER BY seq",
+                arguments: [key, record, folded])
             for change in local {
                 state.apply(change, entity: table.entity)
                 folded = change.sequence
@@ -669,6 +672,7 @@ extension Store.Transaction {
         let table = try entityTable(entity)
         let recordID = try canonicalID(id, entity: entity)
         guard try exists(table, recordID) else { throw notFound(entity) }
+        try checkAccess(table, .update, recordID, fields: [])
         try log(entity, recordID, .update) { FieldChange.encode([], to: &$0) }
         if table.isHoldable {
             try db.execute(sql: "DELETE FROM _held WHERE entity = ? AND record = ?", arguments: [entity, recordID])
