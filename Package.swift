@@ -159,6 +159,7 @@ let package = Package(
             name: "fieldbook-server",
             dependencies: [
                 "FieldbookCore",
+                "FieldbookJSON",
                 "FieldbookServer",
                 "FieldbookServerPostgres",
                 "FieldbookSchemas",

@@ -99,7 +99,7 @@ struct LoadBenchmark: AsyncParsableCommand {
         let failure = Mutex<(any Error)?>(nil)
         DispatchQueue.concurrentPerform(iterations: devices) { n in
             do {
-                let token = try server.token(name: "设备\(n)")
+                let token = try server.token(name: "设备\(n)", role: "office")
                 tokens.withLock { $0[n] = token }
             } catch {
                 failure.withLock { $0 = error }

@@ -82,8 +82,8 @@ struct SyncBenchmark: AsyncParsableCommand {
             storeName = "SQLite"
         }
         defer { server.stop() }
-        let transportA = HTTPTransport(server: server.url, token: try server.token(name: "王芳"))
-        let transportB = HTTPTransport(server: server.url, token: try server.token(name: "李明"))
+        let transportA = HTTPTransport(server: server.url, token: try server.token(name: "王芳", role: "office"))
+        let transportB = HTTPTransport(server: server.url, token: try server.token(name: "李明", role: "office"))
         var options = SyncOptions()
         options.pushBatch = batch
         options.pageSize = batch

@@ -71,9 +71,10 @@ public final class ServerProcess: Sendable {
         state.withLock { $0 = (port, process) }
     }
 
-    /// Makes a bearer token for `name` with `fieldbook-server token create`.
-    public func token(name: String) throws -> String {
-        try admin(["token", "create"] + databaseArguments + ["--name", name])
+    /// Makes a bearer token for `name` with `role` (nil for a schema without roles) with
+    /// `fieldbook-server token create`.
+    public func token(name: String, role: String?) throws -> String {
+        try admin(["token", "create"] + databaseArguments + ["--name", name] + (role.map { ["--role", $0] } ?? []))
     }
 
     /// `--database DATABASE [--namespace NAMESPACE]`, for ``admin(_:)``.

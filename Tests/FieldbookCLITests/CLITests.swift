@@ -24,7 +24,8 @@ final class CLIWorld {
         try? FileManager.default.removeItem(at: dir)
     }
 
-    func token(_ name: String) throws -> String { try server.token(name: name) }
+    /// A token for `name`, the office's unless `role` says otherwise.
+    func token(_ name: String, role: String = "office") throws -> String { try server.token(name: name, role: role) }
 
     func path(_ device: String) -> String { dir.appendingPathComponent(device).path }
 

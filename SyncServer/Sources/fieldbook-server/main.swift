@@ -1,5 +1,6 @@
 import ArgumentParser
 import FieldbookCore
+import FieldbookJSON
 import FieldbookSchemas
 import FieldbookServer
 import FieldbookServerPostgres
@@ -156,19 +157,44 @@ struct Token: AsyncParsableCommand {
         @OptionGroup var store: StoreOptions
         @Option(help: "Who the token is for; stamped on every change made with it.")
         var name: String
+        @Option(help: "The token's role, one of the schema's (e.g. office, inspector, auditor): what it may write.")
+        var role: String?
 
         func run() async throws {
-            print(try await store.withStorage { try await $0.createToken(name: name) })
+            print(
+                try await store.withStorage { storage in
+                    if role == nil, !storage.schema.roles.isEmpty {
+                        throw ValidationError(
+                            "give the token a role with --role: "
+                                + storage.schema.roles.map(\.name).joined(separator: ", "))
+                    }
+                    return try await storage.createToken(name: name, role: role)
+                })
         }
     }
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List tokens (never their secrets).")
         @OptionGroup var store: StoreOptions
+        @Flag(help: "One JSON array of {id, name, role, created_at, revoked}.") var json = false
 
         func run() async throws {
-            for token in try await store.withStorage({ try await $0.tokens() }) {
-                print("\(token.id)\t\(token.name)\t\(token.createdAt)\t\(token.revoked ? "revoked" : "active")")
+            let tokens = try await store.withStorage { try await $0.tokens() }
+            if json {
+                let list: [JSON] = tokens.map { token in
+                    let role: JSON = token.role.map { .string($0) } ?? .null
+                    return .object([
+                        ("id", .int(token.id)), ("name", .string(token.name)), ("role", role),
+                        ("created_at", .string(token.createdAt)), ("revoked", .bool(token.revoked)),
+                    ])
+                }
+                print(JSON.array(list).serialized)
+                return
+            }
+            for token in tokens {
+                print(
+                    "\(token.id)\t\(token.name)\t\(token.role ?? "-")\t\(token.createdAt)\t\(token.revoked ? "revoked" : "active")"
+                )
             }
         }
     }

@@ -17,7 +17,7 @@ struct FaultTests {
     func gracefulShutdown(backend: Backend) async throws {
         let dir = TemporaryDirectory()
         let server = try makeServerProcess(dir, backend)
-        let token = try server.token(name: "王芳")
+        let token = try server.token(name: "王芳", role: "office")
         let store = try Store(path: dir.path("device.sqlite"), schema: schema)
         try store.insert("site", ["name": "城厢区公墓", "kind": "cemetery"])
         _ = try await store.sync(HTTPTransport(server: server.url, token: token))
@@ -32,7 +32,7 @@ struct FaultTests {
     func killedMidSync(backend: Backend) async throws {
         let dir = TemporaryDirectory()
         let server = try makeServerProcess(dir, backend)
-        let token = try server.token(name: "王芳")
+        let token = try server.token(name: "王芳", role: "office")
         defer { server.stop() }
         let devicePath = dir.path("device.sqlite")
         let changes = 3_000
@@ -81,7 +81,7 @@ struct FaultTests {
 
         // A second device pulls everything and agrees with the server and the first device.
         let other = try Store(path: dir.path("other.sqlite"), schema: schema)
-        _ = try await other.sync(HTTPTransport(server: server.url, token: try server.token(name: "李明")))
+        _ = try await other.sync(HTTPTransport(server: server.url, token: try server.token(name: "李明", role: "office")))
         let serverSnapshot = try await snapshot(storage)
         #expect(try snapshot(other) == serverSnapshot)
         #expect(try snapshot(device) == serverSnapshot)

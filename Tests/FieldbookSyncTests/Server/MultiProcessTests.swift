@@ -30,7 +30,7 @@ struct MultiProcessTests {
 
         let names = ["王芳", "李明", "张伟", "刘洋", "陈静", "赵磊"]
         // Tokens made with `fieldbook-server token create --database URL --namespace …`, each by another process.
-        let tokens = try names.indices.map { n in try servers[n % 3].token(name: names[n]) }
+        let tokens = try names.indices.map { n in try servers[n % 3].token(name: names[n], role: "office") }
         let devices = try names.map { try Store(path: dir.path("\($0).sqlite"), schema: schema) }
         /// Device `n` in round `round` syncs through process `(n + round) % 3`: no device sticks to one.
         func transport(_ n: Int, _ round: Int) -> HTTPTransport {
@@ -107,7 +107,8 @@ struct MultiProcessTests {
 
         // A new device pulls everything through one process and agrees too.
         let late = try Store(path: dir.path("late.sqlite"), schema: schema)
-        let report = try await late.sync(HTTPTransport(server: servers[2].url, token: try servers[1].token(name: "孙丽")))
+        let report = try await late.sync(
+            HTTPTransport(server: servers[2].url, token: try servers[1].token(name: "孙丽", role: "office")))
         #expect(report.pulled == total)
         #expect(try snapshot(late) == server)
         #expect(Set(try late.conflicts()) == serverConflicts)

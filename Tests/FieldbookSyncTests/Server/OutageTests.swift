@@ -95,7 +95,7 @@ struct OutageTests {
         let postgres = try await OwnPostgres.start()
         let url = postgres.url
         let server = try await offThread { try ServerProcess(database: url) }
-        let token = try await offThread { try server.token(name: "王芳") }
+        let token = try await offThread { try server.token(name: "王芳", role: "office") }
         #expect(try await post(server.url, "v1/push", token: token, body: pushBody(change())) == (200, nil))
         #expect(await probe(server.url, "ready").status == 200)
 

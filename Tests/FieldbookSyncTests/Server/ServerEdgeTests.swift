@@ -185,7 +185,7 @@ struct ServerEdgeTests {
         let dir = TemporaryDirectory()
         let path = dir.path("server.sqlite")
         let server = try await offThread { try ServerProcess(database: path, serveArguments: ["--idle-timeout", "1"]) }
-        let token = try await offThread { try server.token(name: "王芳") }
+        let token = try await offThread { try server.token(name: "王芳", role: "office") }
         let idle = try RawConnection(port: server.port)
         let halfHeaders = try RawConnection(port: server.port)
         halfHeaders.send("POST /v1/push HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(token)\r\n")
@@ -219,7 +219,7 @@ struct ServerEdgeTests {
         let dir = TemporaryDirectory()
         let path = dir.path("server.sqlite")
         let server = try await offThread { try ServerProcess(database: path, serveArguments: ["--body-timeout", "2"]) }
-        let token = try await offThread { try server.token(name: "王芳") }
+        let token = try await offThread { try server.token(name: "王芳", role: "office") }
         // Two pushes (the default two turns) that send half their body and then nothing.
         let slow = try (0..<2).map { _ in
             let connection = try RawConnection(port: server.port)
@@ -265,7 +265,7 @@ struct ServerEdgeTests {
         #expect(
             limits.contains { _ in true }
                 && limits.split(separator: "\n").contains { $0.hasPrefix("Max open files") && $0.contains(" 1024 ") })
-        let token = try await offThread { try server.token(name: "王芳") }
+        let token = try await offThread { try server.token(name: "王芳", role: "office") }
         let holder = Process()
         holder.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         holder.arguments = [
@@ -312,7 +312,7 @@ struct ServerEdgeTests {
         let dir = TemporaryDirectory()
         let path = dir.path("server.sqlite")
         let server = try await offThread { try ServerProcess(database: path) }
-        let token = try await offThread { try server.token(name: "王芳") }
+        let token = try await offThread { try server.token(name: "王芳", role: "office") }
         let zeros =
             Array("[".utf8) + Array(repeating: Array("0,".utf8), count: 15 << 20).flatMap { $0 } + Array("0]".utf8)
         for parallel in [1, 4, 16] {

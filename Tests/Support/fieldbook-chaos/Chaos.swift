@@ -65,7 +65,8 @@ struct Run: ParsableCommand {
             let target = changes / devices + (index < changes % devices ? 1 : 0)
             slots.append(
                 DeviceSlot(
-                    index: index, store: "\(dir)/device-\(index + 1).sqlite", token: try server.token(name: name),
+                    index: index, store: "\(dir)/device-\(index + 1).sqlite",
+                    token: try server.token(name: name, role: "office"),
                     target: target))
         }
         let proxy = try FaultProxy(upstreamPort: server.port, seed: seed &+ 1)

@@ -37,7 +37,10 @@ struct Demo: AsyncParsableCommand {
         var transports: [String: HTTPTransport] = [:]
         for key in ["office", "li", "zhang"] {
             devices[key] = try Store(path: "\(directory)/\(key).sqlite", schema: schema)
-            transports[key] = HTTPTransport(server: server.url, token: try server.token(name: names[key]!))
+            // Every device writes as the office: the story's deadline conflict is between two
+            // people who may both move a deadline.
+            transports[key] = HTTPTransport(
+                server: server.url, token: try server.token(name: names[key]!, role: "office"))
         }
         let office = devices["office"]!
         let li = devices["li"]!

@@ -11,7 +11,7 @@ struct Fieldbook: AsyncParsableCommand {
         subcommands: [
             Init.self, Add.self, SetFields.self, Delete.self, Get.self, List.self, Watch.self, Sync.self, Status.self,
             Conflicts.self,
-            Resolve.self, History.self, Report.self, Export.self, FindingCommand.self, VisitCommand.self,
+            Rejected.self, Resolve.self, History.self, Report.self, Export.self, FindingCommand.self, VisitCommand.self,
             ConfigCommand.self,
             Demo.self,
         ])

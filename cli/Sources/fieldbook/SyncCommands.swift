@@ -85,6 +85,7 @@ struct Status: AsyncParsableCommand {
             let pending = try device.store.pendingCount()
             let lastSync = try device.store.lastSync()
             let conflicts = try device.store.conflicts().count
+            let rejected = try device.store.rejectedChanges()
             let correction = device.store.clockCorrection
             if self.device.json {
                 printJSON(
@@ -98,6 +99,8 @@ struct Status: AsyncParsableCommand {
                         ("schema_version", .int(Int64(device.store.schema.version))),
                         ("server_identity", try device.store.serverIdentity().map(JSON.string) ?? .null),
                         ("clock_ahead_ms", .int(-correction)),
+                        ("role", device.store.role.map(JSON.string) ?? .null),
+                        ("rejected", .array(rejected.map(rejectedJSON))),
                     ]))
             } else {
                 print(
@@ -108,6 +111,13 @@ struct Status: AsyncParsableCommand {
                 print("pending        \(pending) change\(pending == 1 ? "" : "s")")
                 print("last sync      \(lastSync ?? "never")")
                 print("open conflicts \(conflicts)")
+                print("role           \(device.store.role ?? "none known (learned at sync)")")
+                if !rejected.isEmpty {
+                    print(
+                        "rejected       \(rejected.count) change\(rejected.count == 1 ? "" : "s") the server refused "
+                            + "(undone here); see 'fieldbook rejected'")
+                    for change in rejected { print("  #\(change.sequence) \(change.entity): \(change.message)") }
+                }
                 if correction < 0 {
                     print(
                         "clock          this device's clock is \(aboutDuration(-correction)) ahead of the server's; "
