@@ -1,5 +1,5 @@
 public import FieldbookCore
-package import FieldbookJSON
+import FieldbookJSON
 
 /// A pushed change the server took but did not merge, because the schema's access rules do not let
 /// the pushing token's role make it. It keeps its server sequence number and is never pulled; the

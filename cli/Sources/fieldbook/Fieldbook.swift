@@ -121,7 +121,7 @@ enum Main {
         rest = rest.dropFirst()
         let nested = [
             "conflicts": ["list", "show"], "finding": ["add", "close", "note"], "visit": ["log"],
-            "config": ["show", "set"],
+            "config": ["show", "set"], "rejected": ["list", "discard"],
         ]
         if let subcommands = nested[command], let sub = rest.first, subcommands.contains(sub) {
             head.append(sub)
