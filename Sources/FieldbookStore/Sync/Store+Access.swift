@@ -23,7 +23,7 @@ public struct RejectedChange: Sendable, Hashable {
 }
 
 extension Store {
-    /// The role the server gave this device's token (one of the schema's ``Schema/roles``), as of
+    /// The role the server gave this device's token (one of the schema's `Schema.roles`), as of
     /// the last pull: writes the schema's access rules do not let it make are refused here with
     /// ``StoreError/Code/forbidden``. Nil before the first sync, or for a token without a role; the
     /// server checks every change again, and rejects what the role may not make
