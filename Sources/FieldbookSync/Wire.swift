@@ -400,11 +400,7 @@ extension PullResponse {
 
     /// Adds the `role` member (``role``) to a pull response's text ended by ``encodeEnd(cursor:more:to:)``.
     public static func appendRole(_ role: String, to out: inout [UInt8]) {
-        guard out.last == UInt8(ascii: "}") else { return }
-        out.removeLast()
-        out.append(contentsOf: #","role":"#.utf8)
-        JSON.writeString(role, to: &out)
-        out.append(UInt8(ascii: "}"))
+        appendString(#","role":"#, role, to: &out)
     }
 
     /// Appends the start of a pull response, up to the first change: for a server that writes
@@ -427,10 +423,15 @@ extension PullResponse {
 
     /// Adds the `server` member (``server``) to a pull response's text ended by ``encodeEnd(cursor:more:to:)``.
     public static func appendServer(_ server: String, to out: inout [UInt8]) {
+        appendString(#","server":"#, server, to: &out)
+    }
+
+    /// Adds `,"key":"value"` (`member` is `,"key":`) before the closing brace of the text in `out`.
+    private static func appendString(_ member: StaticString, _ value: String, to out: inout [UInt8]) {
         guard out.last == UInt8(ascii: "}") else { return }
         out.removeLast()
-        out.append(contentsOf: #","server":"#.utf8)
-        JSON.writeString(server, to: &out)
+        member.withUTF8Buffer { out.append(contentsOf: $0) }
+        JSON.writeString(value, to: &out)
         out.append(UInt8(ascii: "}"))
     }
 

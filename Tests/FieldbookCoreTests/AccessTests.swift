@@ -101,16 +101,6 @@ struct AccessTests {
 
     @Test("mistakes in roles and access rules are reported with where they are")
     func mistakes() {
-        func issues(_ text: String) -> [String] {
-            do {
-                _ = try Schema(json: text)
-                return []
-            } catch let error as SchemaError {
-                return error.issues.map(\.description)
-            } catch {
-                return ["\(error)"]
-            }
-        }
         let field =
             #"{"name": "s", "type": "enum", "values": ["a", "b"], "policy": "lww"}, {"name": "n", "type": "integer", "policy": "lww"}"#
         func schema(roles: String, access: String) -> String {

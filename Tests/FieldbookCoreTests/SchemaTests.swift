@@ -34,17 +34,6 @@ struct SchemaTests {
         #expect(again.json.serialized == schema.json.serialized)
     }
 
-    func issues(_ text: String) -> [String] {
-        do {
-            _ = try Schema(json: text)
-            return []
-        } catch let error as SchemaError {
-            return error.issues.map(\.description)
-        } catch {
-            return ["not a schema error: \(error)"]
-        }
-    }
-
     func schema(fields: String, extraEntities: String = "") -> String {
         """
         {"schema": "t", "version": 1, "entities": [
@@ -162,5 +151,17 @@ struct SchemaTests {
     @Test("a file that is not JSON is a parse error with its offset")
     func notJSON() {
         #expect(throws: JSONParseError.self) { try Schema(json: "{\"schema\": ") }
+    }
+}
+
+/// The mistakes a schema file has, as `path: message` lines (empty for a valid file).
+func issues(_ text: String) -> [String] {
+    do {
+        _ = try Schema(json: text)
+        return []
+    } catch let error as SchemaError {
+        return error.issues.map(\.description)
+    } catch {
+        return ["not a schema error: \(error)"]
     }
 }

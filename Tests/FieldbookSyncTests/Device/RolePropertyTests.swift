@@ -29,21 +29,8 @@ struct RolePropertyTests {
         "devices converge; no change a role may not make is ever merged; rejected changes never block",
         arguments: Backend.all)
     func roles(backend: Backend) async throws {
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            var seeds = Self.seeds.makeIterator()
-            func start(_ seed: UInt64?) {
-                guard let seed else { return }
-                group.addTask {
-                    do {
-                        try await Self.scenario(seed: seed, backend: backend)
-                    } catch {
-                        Issue.record("\(backend) seed \(seed): \(error) (replay: FIELDBOOK_ROLE_SEED=\(seed))")
-                    }
-                }
-            }
-            start(seeds.next())
-            start(seeds.next())
-            while try await group.next() != nil { start(seeds.next()) }
+        try await runCases(Self.seeds, label: "\(backend)", replay: "FIELDBOOK_ROLE_SEED") { seed in
+            try await Self.scenario(seed: seed, backend: backend)
         }
         // Not vacuous: the servers rejected writes, and the devices refused some themselves.
         if Self.seeds.count >= 20 {

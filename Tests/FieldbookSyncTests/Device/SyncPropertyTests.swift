@@ -90,21 +90,8 @@ struct SyncPropertyTests {
     /// Scenarios run two at a time (each opens a server and up to five device files).
     @Test("devices and server converge; nothing acknowledged is lost or applied twice", arguments: Backend.all)
     func converge(backend: Backend) async throws {
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            var seeds = Self.seeds.makeIterator()
-            func start(_ seed: UInt64?) {
-                guard let seed else { return }
-                group.addTask {
-                    do {
-                        try await Self.scenario(seed: seed, backend: backend)
-                    } catch {
-                        Issue.record("\(backend) seed \(seed): \(error) (replay: FIELDBOOK_SYNC_SEED=\(seed))")
-                    }
-                }
-            }
-            start(seeds.next())
-            start(seeds.next())
-            while try await group.next() != nil { start(seeds.next()) }
+        try await runCases(Self.seeds, label: "\(backend)", replay: "FIELDBOOK_SYNC_SEED") { seed in
+            try await Self.scenario(seed: seed, backend: backend)
         }
         // The settling at the end of each scenario is not vacuous: conflicts arise, and are settled.
         if Self.seeds.count >= 100 { #expect(Self.settled.load(ordering: .relaxed) > 0) }
