@@ -79,12 +79,11 @@ extension Entity {
         current: (String) -> Value?
     ) -> AccessRefusal? {
         guard let role, let access else { return nil }
-        let others = Self.roles(access) { _ in true }.filter { $0 != role }
         guard let rules = access[role] else {
             return AccessRefusal(
                 rule: "\(name).access", role: role,
                 message: "the role \(role) may not write \(name) records"
-                    + Self.instead(others, "write them"))
+                    + Self.instead(Self.roles(access) { _ in true }, "write them"))
         }
         switch operation {
         case .delete:
