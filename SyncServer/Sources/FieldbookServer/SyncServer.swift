@@ -62,133 +62,38 @@ public enum SyncServer {
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
         let readiness = Readiness(storage: storage, interval: configuration.readinessInterval, logger: logger)
-        let gate = BodyGate(limit: configuration.maxConcurrentBodies, timeout: configuration.bodyTimeout)
+        let routes = Routes(
+            storage: storage, configuration: configuration, readiness: readiness,
+            gate: BodyGate(limit: configuration.maxConcurrentBodies, timeout: configuration.bodyTimeout),
+            arrivals: PushArrivals())
         let router = Router()
         router.middlewares.add(
             ErrorMiddleware(storage: storage, readiness: readiness, retryAfter: configuration.retryAfterSeconds))
-        // Liveness: the process answers. Readiness: its store answers too (for load balancers).
-        let health = { @Sendable () -> Response in
-            jsonResponse(
-                .object([("status", .string("ok")), ("store", .string(readiness.isReady ? "ready" : "unavailable"))]))
-        }
-        let ready = { @Sendable () throws -> Response in
-            try readiness.check()
-            return jsonResponse(.object([("status", .string("ready"))]))
-        }
-        router.get("/health") { _, _ in health() }
-        router.head("/health") { _, _ in withoutBody(health()) }
-        router.get("/ready") { _, _ in try ready() }
-        router.head("/ready") { _, _ in
-            guard readiness.isReady else {
-                return Response(
-                    status: .serviceUnavailable, headers: [.retryAfter: "\(configuration.retryAfterSeconds)"])
-            }
-            return withoutBody(try ready())
-        }
-        router.get("/v1/schema") { request, _ in
-            try readiness.check()
-            _ = try await authenticate(request, storage, readiness)
-            return jsonResponse(storage.schema.json)
-        }
-        let arrivals = PushArrivals()
-        router.post("/v1/push") { request, context in
-            try readiness.check()
-            let identity = try await authenticate(request, storage, readiness)
-            let (push, response) = try await arrivals.run(token: identity.tokenID) {
-                let push = try await gate.run {
-                    let bytes = try await body(request, limit: configuration.maxBodyBytes)
-                    return try PushRequest(
-                        utf8: bytes, schema: storage.schema, maxChanges: configuration.maxBatch,
-                        maxValues: configuration.maxJSONValues)
-                }
-                if let bound = configuration.maxClockAhead {
-                    try ClockBound.check(push, now: ClockBound.now(), bound: bound)
-                }
-                // Checked before the store is: a push whose bases count in another numbering would be
-                // merged as if its writer had seen other changes.
-                let standing = try await readiness.guarding { try await storage.standing(device: push.device) }
-                // A base is the writer's cursor: one past the last change is as sure a sign of lost changes.
-                let base = push.changes.reduce(0) { max($0, $1.base) }
-                try standing.check(server: push.server, cursor: base, token: identity.tokenID)
-                var response = try await arrivals.store(token: identity.tokenID) {
-                    try await readiness.guarding { try await storage.push(push, identity: identity) }
-                }
-                response.server = standing.identity
-                return (push, response)
-            }
-            context.logger.info(
-                "push", metadata: ["device": .string(push.device), "changes": .stringConvertible(push.changes.count)])
-            var out: [UInt8] = []
-            out.reserveCapacity(16 * push.changes.count + 32)
-            response.encode(to: &out)
-            return jsonResponse(bytes: out)
-        }
-        router.post("/v1/pull") { request, context in
-            try readiness.check()
-            let identity = try await authenticate(request, storage, readiness)
-            var pull = try await gate.run {
-                try PullRequest(
-                    utf8: try await body(request, limit: configuration.maxPullBodyBytes), schema: storage.schema)
-            }
-            pull.limit = min(pull.limit, configuration.maxPage)
-            let request = pull
-            let standing = try await readiness.guarding { try await storage.standing(device: request.device) }
-            try standing.check(server: pull.server, cursor: pull.cursor, token: identity.tokenID)
-            var response = try await readiness.guarding {
-                try await storage.pullResponseBody(request, identity: identity)
-            }
-            PullResponse.appendServer(standing.identity, to: &response)
-            if let role = identity.role { PullResponse.appendRole(role, to: &response) }
-            context.logger.debug("pull", metadata: ["cursor": .stringConvertible(pull.cursor)])
-            return jsonResponse(bytes: response)
-        }
-        router.get("/v1/conflicts") { request, _ in
-            try readiness.check()
-            _ = try await authenticate(request, storage, readiness)
-            let conflicts = try await readiness.guarding { try await storage.conflicts() }
-            return jsonResponse(
-                .object([
-                    (
-                        "conflicts",
-                        .array(
-                            conflicts.map { c in
-                                .object([
-                                    ("id", .string(c.id)), ("entity", .string(c.entity)),
-                                    ("record", .string(c.recordID)),
-                                    ("field", c.field.map(JSON.string) ?? .null), ("sides", c.sidesJSON),
-                                ])
-                            })
-                    )
-                ]))
-        }
-        // Another method on a known path: 405 with the method it takes, not a 404 that says it does not exist.
-        for (path, allowed) in [
-            ("/health", "GET, HEAD"), ("/ready", "GET, HEAD"), ("/v1/schema", "GET"), ("/v1/push", "POST"),
-            ("/v1/pull", "POST"), ("/v1/conflicts", "GET"),
-        ] {
-            let methods: [HTTPRequest.Method] = [.get, .head, .post, .put, .delete, .patch, .options, .trace]
-            for method in methods
-            where !allowed.split(separator: ",").contains(where: { $0.trimmingPrefix(" ") == method.rawValue }) {
-                router.on(RouterPath(path), method: method) { _, _ in
-                    var response = jsonResponse(
-                        WireError(.methodNotAllowed, "\(path) takes \(allowed) only").json, status: .methodNotAllowed)
-                    response.headers[.allow] = allowed
-                    return response
-                }
-            }
-        }
+        routes.add(to: router)
+        Routes.refuseOtherMethods(on: router)
         return Application(
             router: router,
             server: .http1(
                 configuration: .init(
-                    additionalChannelHandlers: [ParseErrorBody()],
-                    idleTimeout: .nanoseconds(Int64(configuration.idleTimeout / .nanoseconds(1))))),
-            configuration: .init(
-                address: .hostname(configuration.host, port: configuration.port), serverName: "fieldbook-server",
-                availableConnectionsDelegate: .maximum(configuration.maxConnections, logger: logger)),
+                    additionalChannelHandlers: [ParseErrorBody()], idleTimeout: timeAmount(configuration.idleTimeout))),
+            configuration: applicationConfiguration(configuration, logger: logger),
             services: [readiness],
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? configuration.port) },
             logger: logger)
+    }
+
+    /// `duration` as SwiftNIO's `TimeAmount`, to the nanosecond.
+    private static func timeAmount(_ duration: Duration) -> TimeAmount {
+        .nanoseconds(Int64(duration / .nanoseconds(1)))
+    }
+
+    /// The listening address, the server's name and the most connections open at once.
+    private static func applicationConfiguration(_ configuration: ServerConfiguration, logger: Logger)
+        -> ApplicationConfiguration
+    {
+        .init(
+            address: .hostname(configuration.host, port: configuration.port), serverName: "fieldbook-server",
+            availableConnectionsDelegate: .maximum(configuration.maxConnections, logger: logger))
     }
 
     static func authenticate(_ request: Request, _ storage: any SyncStorage, _ readiness: Readiness) async throws
@@ -242,6 +147,157 @@ public enum SyncServer {
         Response(
             status: status, headers: [.contentType: "application/json; charset=utf-8"],
             body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
+    }
+}
+
+/// The routes' handlers and what they share: the store, the limits, the store's readiness, the
+/// turns at reading bodies and the pushes arriving per token.
+private struct Routes: Sendable {
+    let storage: any SyncStorage
+    let configuration: ServerConfiguration
+    let readiness: Readiness
+    let gate: BodyGate
+    let arrivals: PushArrivals
+
+    /// Registers each route's handler on `router`.
+    func add(to router: Router<BasicRequestContext>) {
+        router.get("/health") { _, _ in health() }
+        router.head("/health") { _, _ in SyncServer.withoutBody(health()) }
+        router.get("/ready") { _, _ in try ready() }
+        router.head("/ready") { _, _ in try readyWithoutBody() }
+        router.get("/v1/schema") { request, _ in try await schema(request) }
+        router.post("/v1/push") { request, context in try await push(request, context: context) }
+        router.post("/v1/pull") { request, context in try await pull(request, context: context) }
+        router.get("/v1/conflicts") { request, _ in try await conflicts(request) }
+    }
+
+    /// Liveness: the process answers, and says whether its store does.
+    func health() -> Response {
+        SyncServer.jsonResponse(
+            .object([("status", .string("ok")), ("store", .string(readiness.isReady ? "ready" : "unavailable"))]))
+    }
+
+    /// Readiness: the store answers too (for load balancers); 503 `unavailable` while it does not.
+    func ready() throws -> Response {
+        try readiness.check()
+        return SyncServer.jsonResponse(.object([("status", .string("ready"))]))
+    }
+
+    /// `HEAD /ready`: ``ready()`` without its body; 503 with `Retry-After` and no body while the store does not answer.
+    func readyWithoutBody() throws -> Response {
+        guard readiness.isReady else {
+            return Response(
+                status: .serviceUnavailable, headers: [.retryAfter: "\(configuration.retryAfterSeconds)"])
+        }
+        return SyncServer.withoutBody(try ready())
+    }
+
+    /// `GET /v1/schema`: the schema the store holds.
+    func schema(_ request: Request) async throws -> Response {
+        try readiness.check()
+        _ = try await SyncServer.authenticate(request, storage, readiness)
+        return SyncServer.jsonResponse(storage.schema.json)
+    }
+
+    /// `POST /v1/push`: takes the push in turn with the token's other pushes; answers with the server sequence numbers.
+    func push(_ request: Request, context: BasicRequestContext) async throws -> Response {
+        try readiness.check()
+        let identity = try await SyncServer.authenticate(request, storage, readiness)
+        let (push, response) = try await arrivals.run(token: identity.tokenID) {
+            try await take(request, identity: identity)
+        }
+        context.logger.info(
+            "push", metadata: ["device": .string(push.device), "changes": .stringConvertible(push.changes.count)])
+        var out: [UInt8] = []
+        out.reserveCapacity(16 * push.changes.count + 32)
+        response.encode(to: &out)
+        return SyncServer.jsonResponse(bytes: out)
+    }
+
+    /// Reads a push in its turn at the body gate, checks its clock, server identity and bases, and stores it.
+    func take(_ request: Request, identity: Identity) async throws -> (PushRequest, PushResponse) {
+        let push = try await gate.run {
+            let bytes = try await SyncServer.body(request, limit: configuration.maxBodyBytes)
+            return try PushRequest(
+                utf8: bytes, schema: storage.schema, maxChanges: configuration.maxBatch,
+                maxValues: configuration.maxJSONValues)
+        }
+        if let bound = configuration.maxClockAhead {
+            try ClockBound.check(push, now: ClockBound.now(), bound: bound)
+        }
+        // Checked before the store is: a push whose bases count in another numbering would be
+        // merged as if its writer had seen other changes.
+        let standing = try await readiness.guarding { try await storage.standing(device: push.device) }
+        // A base is the writer's cursor: one past the last change is as sure a sign of lost changes.
+        let base = push.changes.reduce(0) { max($0, $1.base) }
+        try standing.check(server: push.server, cursor: base, token: identity.tokenID)
+        var response = try await arrivals.store(token: identity.tokenID) {
+            try await readiness.guarding { try await storage.push(push, identity: identity) }
+        }
+        response.server = standing.identity
+        return (push, response)
+    }
+
+    /// `POST /v1/pull`: one page of changes after the device's cursor, at most ``ServerConfiguration/maxPage``.
+    func pull(_ request: Request, context: BasicRequestContext) async throws -> Response {
+        try readiness.check()
+        let identity = try await SyncServer.authenticate(request, storage, readiness)
+        var pull = try await gate.run {
+            try PullRequest(
+                utf8: try await SyncServer.body(request, limit: configuration.maxPullBodyBytes),
+                schema: storage.schema)
+        }
+        pull.limit = min(pull.limit, configuration.maxPage)
+        let request = pull
+        let standing = try await readiness.guarding { try await storage.standing(device: request.device) }
+        try standing.check(server: pull.server, cursor: pull.cursor, token: identity.tokenID)
+        var response = try await readiness.guarding {
+            try await storage.pullResponseBody(request, identity: identity)
+        }
+        PullResponse.appendServer(standing.identity, to: &response)
+        if let role = identity.role { PullResponse.appendRole(role, to: &response) }
+        context.logger.debug("pull", metadata: ["cursor": .stringConvertible(pull.cursor)])
+        return SyncServer.jsonResponse(bytes: response)
+    }
+
+    /// `GET /v1/conflicts`: the open conflicts, each with its sides.
+    func conflicts(_ request: Request) async throws -> Response {
+        try readiness.check()
+        _ = try await SyncServer.authenticate(request, storage, readiness)
+        let conflicts = try await readiness.guarding { try await storage.conflicts() }
+        return SyncServer.jsonResponse(
+            .object([
+                (
+                    "conflicts",
+                    .array(
+                        conflicts.map { c in
+                            .object([
+                                ("id", .string(c.id)), ("entity", .string(c.entity)),
+                                ("record", .string(c.recordID)),
+                                ("field", c.field.map(JSON.string) ?? .null), ("sides", c.sidesJSON),
+                            ])
+                        })
+                )
+            ]))
+    }
+
+    /// Another method on a known path: 405 with the method it takes, not a 404 that says it does not exist.
+    static func refuseOtherMethods(on router: Router<BasicRequestContext>) {
+        for (path, allowed) in [
+            ("/health", "GET, HEAD"), ("/ready", "GET, HEAD"), ("/v1/schema", "GET"), ("/v1/push", "POST"),
+            ("/v1/pull", "POST"), ("/v1/conflicts", "GET"),
+        ] {
+            let methods: [HTTPRequest.Method] = [.get, .head, .post, .put, .delete, .patch, .options, .trace]
+            for method in methods
+            where !allowed.split(separator: ",").contains(where: { $0.trimmingPrefix(" ") == method.rawValue }) {
+                router.on(RouterPath(path), method: method) { _, _ in
+                    var response = SyncServer.jsonResponse(
+                        WireError(.methodNotAllowed, "\(path) takes \(allowed) only").json, status: .methodNotAllowed)
+                    response.headers[.allow] = allowed
+                    return response
+                }
+            }
+        }
     }
 }
 
