@@ -98,84 +98,94 @@ extension Store {
         }
     }
 
+    /// Pushes every pending change in batches (see ``push(_:options:progress:)``); returns how many were acknowledged.
     private func pushBatches(
         _ transport: any SyncTransport, options: SyncOptions, progress: (Int) -> Void
     ) async throws -> Int {
-        struct Sent {
-            var batch: EncodedPush
-            /// Whether it was sent while a batch ahead of it was unanswered.
-            var overtaking: Bool
-            var answer: Task<PushResponse, any Error>
-        }
-        final class Overtaken: Sendable {
-            let happened = Atomic(false)
-        }
-        let overtaken = Overtaken()
+        var pipeline = PushPipeline(
+            upcoming: Task {
+                try await read { tx in try tx.encodedPush(after: tx.acknowledged(), limit: options.pushBatch) }
+            })
         var pushed = 0
-        var durable: Int64 = 0  // changes up to this sequence number are on disk
-        var inFlight: [Sent] = []  // oldest first
-        var upcoming: Task<EncodedPush, any Error>? = Task {
-            try await read { tx in try tx.encodedPush(after: tx.acknowledged(), limit: options.pushBatch) }
-        }
-        // Sends batches until three are unanswered (one, once the server has refused one that
-        // overtook a batch ahead of it) or none is left.
-        func send() async throws {
-            while inFlight.count < (overtaken.happened.load(ordering: .relaxed) ? 1 : 3), let reading = upcoming {
-                let batch = try await reading.value
-                upcoming = nil
-                guard let last = batch.sequences.last else { return }
-                // Once the server holds a change, a power cut must not lose it: this device would
-                // give its sequence number to another change, which the server would refuse for
-                // ever (`sequence_reused`).
-                if configuration.durableBeforePush, last > durable { durable = try await flushAsync() }
-                let answer = Task {
-                    do {
-                        return try await retrying(options) { try await transport.push(encoded: batch) }
-                    } catch let error as SyncError where error.refusal == .sequenceGap {
-                        overtaken.happened.store(true, ordering: .relaxed)
-                        throw error
-                    }
-                }
-                inFlight.append(Sent(batch: batch, overtaking: !inFlight.isEmpty, answer: answer))
-                upcoming = Task { try await read { try $0.encodedPush(after: last, limit: options.pushBatch) } }
-            }
-        }
         do {
-            try await send()
-            while !inFlight.isEmpty {
-                let earlier = inFlight.removeFirst()
-                let response: PushResponse
-                do {
-                    response = try await earlier.answer.value
-                } catch let error as SyncError where error.refusal == .sequenceGap && earlier.overtaking {
-                    // The batches ahead of it have been answered since.
-                    response = try await retrying(options) { try await transport.push(encoded: earlier.batch) }
-                }
-                // An answer that does not match the batch would mark changes as received that the
-                // server never took: they would never be pushed again.
-                guard response.assigned.map(\.sequence) == earlier.batch.sequences,
-                    response.assigned.allSatisfy({ $0.serverSequence >= 1 })
-                else {
-                    throw SyncError(
-                        .badResponse, "the push answer does not assign one server sequence number to each change pushed"
-                    )
-                }
+            try await sendBatches(&pipeline, transport, options: options)
+            while !pipeline.inFlight.isEmpty {
+                let earlier = pipeline.inFlight.removeFirst()
+                let response = try await answer(to: earlier, transport, options: options)
+                try Self.checkAnswer(response, to: earlier.batch)
                 // The next batch goes first: the server works on it while this device records the answer.
-                try await send()
+                try await sendBatches(&pipeline, transport, options: options)
                 try await acknowledge(response)
                 pushed += earlier.batch.sequences.count
                 progress(pushed)
             }
         } catch {
-            // Pushes are idempotent: one still on the wire would do no harm, but none is left running.
-            for sent in inFlight {
-                sent.answer.cancel()
-                _ = try? await sent.answer.value
-            }
-            _ = try? await upcoming?.value
+            await Self.stopBatches(pipeline)
             throw error
         }
         return pushed
+    }
+
+    /// Sends batches until three are unanswered (one, once the server has refused one that
+    /// overtook a batch ahead of it) or none is left.
+    private func sendBatches(_ pipeline: inout PushPipeline, _ transport: any SyncTransport, options: SyncOptions)
+        async throws
+    {
+        while pipeline.inFlight.count < pipeline.window, let reading = pipeline.upcoming {
+            let batch = try await reading.value
+            pipeline.upcoming = nil
+            guard let last = batch.sequences.last else { return }
+            // Once the server holds a change, a power cut must not lose it: this device would
+            // give its sequence number to another change, which the server would refuse for
+            // ever (`sequence_reused`).
+            if configuration.durableBeforePush, last > pipeline.durable { pipeline.durable = try await flushAsync() }
+            let overtaken = pipeline.overtaken
+            let answer = Task {
+                do {
+                    return try await retrying(options) { try await transport.push(encoded: batch) }
+                } catch let error as SyncError where error.refusal == .sequenceGap {
+                    overtaken.happened.store(true, ordering: .relaxed)
+                    throw error
+                }
+            }
+            pipeline.inFlight.append(SentPush(batch: batch, overtaking: !pipeline.inFlight.isEmpty, answer: answer))
+            pipeline.upcoming = Task { try await read { try $0.encodedPush(after: last, limit: options.pushBatch) } }
+        }
+    }
+
+    /// The server's answer to a batch sent; a batch refused because it overtook one ahead of it is sent again.
+    private func answer(to sent: SentPush, _ transport: any SyncTransport, options: SyncOptions) async throws
+        -> PushResponse
+    {
+        do {
+            return try await sent.answer.value
+        } catch let error as SyncError where error.refusal == .sequenceGap && sent.overtaking {
+            // The batches ahead of it have been answered since.
+            return try await retrying(options) { try await transport.push(encoded: sent.batch) }
+        }
+    }
+
+    /// Throws `bad_response` unless `response` assigns one server sequence number to each change of `batch`, in order.
+    private static func checkAnswer(_ response: PushResponse, to batch: EncodedPush) throws {
+        // An answer that does not match the batch would mark changes as received that the
+        // server never took: they would never be pushed again.
+        guard response.assigned.map(\.sequence) == batch.sequences,
+            response.assigned.allSatisfy({ $0.serverSequence >= 1 })
+        else {
+            throw SyncError(
+                .badResponse, "the push answer does not assign one server sequence number to each change pushed"
+            )
+        }
+    }
+
+    /// Cancels the batches still unanswered and waits for them and for the batch being read.
+    private static func stopBatches(_ pipeline: PushPipeline) async {
+        // Pushes are idempotent: one still on the wire would do no harm, but none is left running.
+        for sent in pipeline.inFlight {
+            sent.answer.cancel()
+            _ = try? await sent.answer.value
+        }
+        _ = try? await pipeline.upcoming?.value
     }
 
     /// Pulls and applies every change after this device's cursor, page by page; returns how
@@ -795,4 +805,32 @@ struct ReceivedPage: Sendable {
     func fields(_ position: Int) -> ArraySlice<UInt8> {
         fieldText[(position == 0 ? 0 : fieldEnds[position - 1])..<fieldEnds[position]]
     }
+}
+
+/// A batch of a push on the wire, and its answer to come.
+private struct SentPush {
+    var batch: EncodedPush
+    /// Whether it was sent while a batch ahead of it was unanswered.
+    var overtaking: Bool
+    var answer: Task<PushResponse, any Error>
+}
+
+/// The batches of one push: the next one being read, those on the wire (oldest first), and how
+/// far the changelog is on disk.
+private struct PushPipeline {
+    /// Whether the server has refused a batch that overtook one ahead of it (`sequence_gap`).
+    final class Overtaken: Sendable {
+        let happened = Atomic(false)
+    }
+
+    /// Changes up to this sequence number are on disk.
+    var durable: Int64 = 0
+    /// The batches sent and not yet answered, oldest first.
+    var inFlight: [SentPush] = []
+    /// The next batch, being read from the changelog; nil once none is left.
+    var upcoming: Task<EncodedPush, any Error>?
+    let overtaken = Overtaken()
+
+    /// How many batches may be unanswered at once: three, one once a batch has been overtaken.
+    var window: Int { overtaken.happened.load(ordering: .relaxed) ? 1 : 3 }
 }
