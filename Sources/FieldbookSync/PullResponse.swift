@@ -1,0 +1,162 @@
+public import FieldbookCore
+public import FieldbookJSON
+
+/// One page of changes in server order. Apply them and store ``cursor`` in one transaction.
+public struct PullResponse: Sendable, Hashable {
+    /// Changes with server sequence numbers after the request's cursor, ascending;
+    /// each carries its device, server sequence number and author.
+    public var changes: [Change]
+    /// The cursor to store after applying this page.
+    public var cursor: Int64
+    /// Whether more changes follow this page.
+    public var more: Bool
+    /// The server's identity: the numbering ``cursor`` and the changes' server sequence numbers count in.
+    /// Nil from a server that sends none.
+    public var server: String?
+    /// The names of the devices whose changes are in the page, by device id, for those that sent one.
+    public var deviceNames: [String: String]
+    /// The role of the token that pulled (one of the schema's ``Schema/roles``): the device refuses
+    /// locally the writes the schema's access rules do not let it make. Nil for a token without one.
+    public var role: String?
+
+    /// A page of `changes`, the cursor to store after applying them, and whether more follow.
+    public init(
+        changes: [Change], cursor: Int64, more: Bool, server: String? = nil, deviceNames: [String: String] = [:]
+    ) {
+        self.changes = changes
+        self.cursor = cursor
+        self.more = more
+        self.server = server
+        self.deviceNames = deviceNames
+    }
+}
+
+extension PullResponse {
+    /// The message as JSON: `protocol`, `changes`, `cursor`, `more`, then `server`, `devices` and `role` when set.
+    public var json: JSON {
+        .object(
+            [
+                ("protocol", .int(Int64(SyncProtocol.version))),
+                ("changes", .array(changes.map { $0.wireJSON(withOrigin: true) })),
+                ("cursor", .int(cursor)),
+                ("more", .bool(more)),
+            ] + (server.map { [("server", .string($0))] } ?? [])
+                + (deviceNames.isEmpty
+                    ? []
+                    : [
+                        (
+                            "devices",
+                            .object(deviceNames.sorted { $0.key < $1.key }.map { ($0.key, JSON.string($0.value)) })
+                        )
+                    ]) + (role.map { [("role", .string($0))] } ?? []))
+    }
+
+    /// Appends the message's JSON text (the bytes of `json.serialized`) to `out`.
+    public func encode(to out: inout [UInt8]) {
+        Self.encodeStart(to: &out)
+        for (n, change) in changes.enumerated() {
+            if n > 0 { out.append(UInt8(ascii: ",")) }
+            change.encodeWire(to: &out, withOrigin: true)
+        }
+        Self.encodeEnd(cursor: cursor, more: more, to: &out)
+        if let server { Self.appendServer(server, to: &out) }
+        Self.appendDeviceNames(deviceNames, to: &out)
+        if let role { Self.appendRole(role, to: &out) }
+    }
+
+    /// Adds the `role` member (``role``) to a pull response's text ended by ``encodeEnd(cursor:more:to:)``.
+    public static func appendRole(_ role: String, to out: inout [UInt8]) {
+        appendString(#","role":"#, role, to: &out)
+    }
+
+    /// Appends the start of a pull response, up to the first change: for a server that writes
+    /// the changes itself (see ``Change/encodeWire(to:sequence:entity:recordID:operation:hlc:base:fields:origin:)``),
+    /// separated by commas, then calls ``encodeEnd(cursor:more:to:)``.
+    public static func encodeStart(to out: inout [UInt8]) {
+        out.append(contentsOf: #"{"protocol":"#.utf8)
+        JSON.writeInt(Int64(SyncProtocol.version), to: &out)
+        out.append(contentsOf: #","changes":["#.utf8)
+    }
+
+    /// Appends the end of a pull response begun with ``encodeStart(to:)``.
+    public static func encodeEnd(cursor: Int64, more: Bool, to out: inout [UInt8]) {
+        out.append(contentsOf: #"],"cursor":"#.utf8)
+        JSON.writeInt(cursor, to: &out)
+        out.append(contentsOf: #","more":"#.utf8)
+        JSON.writeBool(more, to: &out)
+        out.append(UInt8(ascii: "}"))
+    }
+
+    /// Adds the `server` member (``server``) to a pull response's text ended by ``encodeEnd(cursor:more:to:)``.
+    public static func appendServer(_ server: String, to out: inout [UInt8]) {
+        appendString(#","server":"#, server, to: &out)
+    }
+
+    /// Adds `,"key":"value"` (`member` is `,"key":`) before the closing brace of the text in `out`.
+    private static func appendString(_ member: StaticString, _ value: String, to out: inout [UInt8]) {
+        guard out.last == UInt8(ascii: "}") else { return }
+        out.removeLast()
+        member.withUTF8Buffer { out.append(contentsOf: $0) }
+        JSON.writeString(value, to: &out)
+        out.append(UInt8(ascii: "}"))
+    }
+
+    /// Adds the `devices` member (``deviceNames``, none if empty) to a pull response's text ended
+    /// by ``encodeEnd(cursor:more:to:)``.
+    public static func appendDeviceNames(_ names: [String: String], to out: inout [UInt8]) {
+        guard !names.isEmpty, out.last == UInt8(ascii: "}") else { return }
+        out.removeLast()
+        out.append(contentsOf: #","devices":{"#.utf8)
+        for (n, pair) in names.sorted(by: { $0.key < $1.key }).enumerated() {
+            if n > 0 { out.append(UInt8(ascii: ",")) }
+            JSON.writeString(pair.key, to: &out)
+            out.append(UInt8(ascii: ":"))
+            JSON.writeString(pair.value, to: &out)
+        }
+        out.append(contentsOf: "}}".utf8)
+    }
+
+    /// Reads a pull response from JSON, checking every change against `schema`; throws ``WireError`` if it is
+    /// not one.
+    public init(json: JSON, schema: Schema) throws(WireError) {
+        var bytes: [UInt8] = []
+        json.write(to: &bytes)
+        try self.init(utf8: bytes, schema: schema)
+    }
+
+    /// Reads a pull response from its JSON text, checking every change against `schema`.
+    public init(utf8 bytes: [UInt8], schema: Schema) throws(WireError) {
+        let tape = try JSONTape(wire: bytes)
+        server = try Message(tape, expecting: nil).serverIdentity()
+        guard let list = tape.member(0, "changes"), tape.kind(list) == .array,
+            let c = tape.member(0, "cursor"), let cursor = tape.int(c),
+            let m = tape.member(0, "more"), let more = tape.bool(m)
+        else { throw WireError(.badMessage, "a pull response has 'changes', 'cursor' and 'more'") }
+        var changes: [Change] = []
+        changes.reserveCapacity(Int(tape[list].length))
+        var names = Change.WireNames()
+        for (n, item) in tape.elements(list).enumerated() {
+            changes.append(try Change(wire: tape, item, schema: schema, device: nil, number: n, names: &names))
+        }
+        self.changes = changes
+        self.cursor = cursor
+        self.more = more
+        var deviceNames: [String: String] = [:]
+        if let d = tape.member(0, "devices") {
+            guard tape.kind(d) == .object else {
+                throw WireError(.badMessage, "'devices' must be an object of device names")
+            }
+            for key in tape.keys(d) {
+                guard let id = tape.string(key), let name = tape.string(key + 1) else {
+                    throw WireError(.badMessage, "'devices' must be an object of device names")
+                }
+                deviceNames[id] = name
+            }
+        }
+        self.deviceNames = deviceNames
+        if let r = tape.member(0, "role") {
+            guard let role = tape.string(r) else { throw WireError(.badMessage, "'role' must be a string") }
+            self.role = role
+        }
+    }
+}
