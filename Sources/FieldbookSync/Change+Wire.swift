@@ -101,47 +101,85 @@ extension Change {
     init(wire tape: JSONTape, _ index: Int, schema: Schema, device: String?, number: Int, names: inout WireNames)
         throws(WireError)
     {
-        func path() -> String { "changes[\(number)]" }
-        func bad(_ what: String) -> WireError { WireError(.badMessage, "\(path()): \(what)") }
-        guard tape.kind(index) == .object else { throw bad("a change must be an object") }
+        guard tape.kind(index) == .object else { throw Self.badWire(number, "a change must be an object") }
         var next = index + 1  // members are looked for in the order peers write them
         guard let s = tape.member(index, "seq", hint: &next), let seq = tape.int(s), seq >= 1 else {
-            throw bad("'seq' must be an integer ≥ 1")
+            throw Self.badWire(number, "'seq' must be an integer ≥ 1")
         }
+        let entity = try Self.wireEntity(tape, index, schema: schema, number: number, next: &next)
+        guard let i = tape.member(index, "id", hint: &next), let id = UUIDText.canonical(tape, i) else {
+            throw Self.badWire(number, "'id' must be a UUID")
+        }
+        let operation = try Self.wireOperation(tape, index, number: number, next: &next)
+        guard let h = tape.member(index, "hlc", hint: &next), let hlc = tape.int(h), hlc >= 0 else {
+            throw Self.badWire(number, "'hlc' must be an integer ≥ 0")
+        }
+        guard let b = tape.member(index, "base", hint: &next), let base = tape.int(b), base >= 0 else {
+            throw Self.badWire(number, "'base' must be an integer ≥ 0")
+        }
+        let fields = try Self.wireFields(tape, index, entity: entity, number: number, next: &next)
+        let origin: (device: String, serverSequence: Int64?, author: String?)
+        if let device {
+            origin = (device, nil, nil)
+        } else {
+            origin = try Self.wireOrigin(tape, index, number: number, next: &next, names: &names)
+        }
+        self.init(
+            sequence: seq, device: origin.device, entity: entity.name, recordID: id, operation: operation,
+            timestamp: HybridTimestamp(rawValue: UInt64(hlc)), base: base, fields: fields,
+            serverSequence: origin.serverSequence, author: origin.author)
+        if let problem = validity(entity) { throw WireError(.invalidChange, "\(Self.wirePath(number)): \(problem)") }
+    }
+
+    /// Where the change numbered `number` is in its message, for error messages: `changes[number]`.
+    private static func wirePath(_ number: Int) -> String { "changes[\(number)]" }
+
+    /// A `bad_message` error about the change numbered `number`, saying `what` is wrong.
+    private static func badWire(_ number: Int, _ what: String) -> WireError {
+        WireError(.badMessage, "\(wirePath(number)): \(what)")
+    }
+
+    /// The change's `entity` member, found in `schema`.
+    private static func wireEntity(_ tape: JSONTape, _ index: Int, schema: Schema, number: Int, next: inout Int)
+        throws(WireError) -> Entity
+    {
         guard let e = tape.member(index, "entity", hint: &next), tape.kind(e) == .string else {
-            throw bad("'entity' must be a string")
+            throw badWire(number, "'entity' must be a string")
         }
         guard let entity = schema.entities.first(where: { tape.stringEquals(e, utf8: $0.nameUTF8) }) else {
             throw WireError(
                 .unknownEntity,
-                "\(path()): no entity '\(tape.string(e)!)' (entities: \(schema.entities.map(\.name).joined(separator: ", ")))"
+                "\(wirePath(number)): no entity '\(tape.string(e)!)' (entities: \(schema.entities.map(\.name).joined(separator: ", ")))"
             )
         }
-        guard let i = tape.member(index, "id", hint: &next), let id = UUIDText.canonical(tape, i) else {
-            throw bad("'id' must be a UUID")
-        }
-        let operation: ChangeOperation
+        return entity
+    }
+
+    /// The change's `op` member: `insert`, `update` or `delete`.
+    private static func wireOperation(_ tape: JSONTape, _ index: Int, number: Int, next: inout Int)
+        throws(WireError) -> ChangeOperation
+    {
         guard let o = tape.member(index, "op", hint: &next) else {
-            throw bad("'op' must be \"insert\", \"update\" or \"delete\"")
+            throw badWire(number, "'op' must be \"insert\", \"update\" or \"delete\"")
         }
         if tape.stringEquals(o, "insert") {
-            operation = .insert
+            return .insert
         } else if tape.stringEquals(o, "update") {
-            operation = .update
+            return .update
         } else if tape.stringEquals(o, "delete") {
-            operation = .delete
+            return .delete
         } else {
-            throw bad("'op' must be \"insert\", \"update\" or \"delete\"")
+            throw badWire(number, "'op' must be \"insert\", \"update\" or \"delete\"")
         }
-        guard let h = tape.member(index, "hlc", hint: &next), let hlc = tape.int(h), hlc >= 0 else {
-            throw bad("'hlc' must be an integer ≥ 0")
-        }
-        guard let b = tape.member(index, "base", hint: &next), let base = tape.int(b), base >= 0 else {
-            throw bad("'base' must be an integer ≥ 0")
-        }
-        guard let f = tape.member(index, "fields", hint: &next) else { throw bad("'fields' is missing") }
+    }
+
+    /// The change's `fields` member: its field changes, each read by its field of `entity`.
+    private static func wireFields(_ tape: JSONTape, _ index: Int, entity: Entity, number: Int, next: inout Int)
+        throws(WireError) -> [FieldChange]
+    {
+        guard let f = tape.member(index, "fields", hint: &next) else { throw badWire(number, "'fields' is missing") }
         guard tape.kind(f) == .object else {
-            throw WireError(.invalidValue, "\(path()): field changes must be an object")
+            throw WireError(.invalidValue, "\(wirePath(number)): field changes must be an object")
         }
         var fields: [FieldChange] = []
         fields.reserveCapacity(Int(tape[f].length))
@@ -150,44 +188,45 @@ extension Change {
             guard let field = tape.field(key, in: entity, hint: &hint) else {
                 throw WireError(
                     .unknownField,
-                    "\(path()): \(entity.name) has no field '\(tape.string(key)!)' (fields: \(entity.fields.map(\.name).joined(separator: ", ")))"
+                    "\(wirePath(number)): \(entity.name) has no field '\(tape.string(key)!)' (fields: \(entity.fields.map(\.name).joined(separator: ", ")))"
                 )
             }
             do {
                 fields.append(try FieldChange.decode(tape, key + 1, field: field, entity: entity.name))
             } catch {
-                throw WireError(.invalidValue, "\(path()): \(error.reason)")
+                throw WireError(.invalidValue, "\(wirePath(number)): \(error.reason)")
             }
         }
-        var origin = device
-        var serverSequence: Int64?
+        return fields
+    }
+
+    /// A pulled change's `device`, `sseq` and `author` members; `names` lends the strings of the change read before.
+    private static func wireOrigin(
+        _ tape: JSONTape, _ index: Int, number: Int, next: inout Int, names: inout WireNames
+    ) throws(WireError) -> (device: String, serverSequence: Int64?, author: String?) {
+        let origin: String
+        guard let d = tape.member(index, "device", hint: &next) else {
+            throw badWire(number, "'device' must be a UUID")
+        }
+        if let known = names.device, tape.stringEquals(d, known) {
+            origin = known
+        } else {
+            guard let canonical = UUIDText.canonical(tape, d) else { throw badWire(number, "'device' must be a UUID") }
+            origin = canonical
+            names.device = canonical
+        }
+        guard let s = tape.member(index, "sseq", hint: &next), let sseq = tape.int(s) else {
+            throw badWire(number, "'sseq' must be an integer")
+        }
         var author: String?
-        if device == nil {
-            guard let d = tape.member(index, "device", hint: &next) else { throw bad("'device' must be a UUID") }
-            if let known = names.device, tape.stringEquals(d, known) {
-                origin = known
+        if let a = tape.member(index, "author", hint: &next) {
+            if let known = names.author, tape.stringEquals(a, known) {
+                author = known
             } else {
-                guard let canonical = UUIDText.canonical(tape, d) else { throw bad("'device' must be a UUID") }
-                origin = canonical
-                names.device = canonical
-            }
-            guard let s = tape.member(index, "sseq", hint: &next), let sseq = tape.int(s) else {
-                throw bad("'sseq' must be an integer")
-            }
-            serverSequence = sseq
-            if let a = tape.member(index, "author", hint: &next) {
-                if let known = names.author, tape.stringEquals(a, known) {
-                    author = known
-                } else {
-                    author = tape.string(a)
-                    names.author = author
-                }
+                author = tape.string(a)
+                names.author = author
             }
         }
-        self.init(
-            sequence: seq, device: origin!, entity: entity.name, recordID: id, operation: operation,
-            timestamp: HybridTimestamp(rawValue: UInt64(hlc)), base: base, fields: fields,
-            serverSequence: serverSequence, author: author)
-        if let problem = validity(entity) { throw WireError(.invalidChange, "\(path()): \(problem)") }
+        return (origin, sseq, author)
     }
 }
