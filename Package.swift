@@ -326,11 +326,11 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
-        // End-to-end: runs the built `fieldbook` binary as a process.
+        // End-to-end: runs the built `fieldbook` binary as a process; and its `field=value` parser, in process.
         .testTarget(
             name: "FieldbookCLITests",
             dependencies: [
-                "FieldbookCore", "FieldbookJSON", "FieldbookSync", "FieldbookStore", "FieldbookSchemas",
+                "fieldbook", "FieldbookCore", "FieldbookJSON", "FieldbookSync", "FieldbookStore", "FieldbookSchemas",
                 "FieldbookServerProcess", "FieldbookTesting",
             ],
             swiftSettings: strictSettings

@@ -1,3 +1,4 @@
+import FieldbookCore
 import FieldbookJSON
 
 /// One `field=value` or `field:=JSON` argument, read by the field's schema type: the `fieldbook`
@@ -10,22 +11,22 @@ import FieldbookJSON
 /// The argument is split at its first `=`, so a value may hold `=` and `:=`.
 /// Field names are ASCII, so the split is made on the argument's bytes: a value that
 /// begins with a combining mark is still the field's value.
-public struct FieldAssignment: Sendable, Hashable {
+struct FieldAssignment: Sendable, Hashable {
     /// The field's name, as the entity declares it.
-    public var field: String
+    var field: String
     /// The value read for it (``Value/null`` for an empty `field=`).
-    public var value: Value
+    var value: Value
 
     /// An assignment of `value` to the field called `field`, as given (not checked against a schema).
-    public init(field: String, value: Value) {
+    init(field: String, value: Value) {
         self.field = field
         self.value = value
     }
 
     /// Why an argument was refused. The message names the entity and field, never the value.
-    public struct Problem: Error, Sendable, Hashable, CustomStringConvertible {
+    struct Problem: Error, Sendable, Hashable, CustomStringConvertible {
         /// What was refused: the argument's form or its value.
-        public enum Kind: Sendable, Hashable {
+        enum Kind: Sendable, Hashable {
             /// Not `field=value`: no `=`, no field name, a field the entity does not have, or JSON that does not parse.
             case syntax
             /// A value that does not fit the field's type.
@@ -33,22 +34,22 @@ public struct FieldAssignment: Sendable, Hashable {
         }
 
         /// Whether the argument's form or its value was refused.
-        public var kind: Kind
+        var kind: Kind
         /// A sentence for people saying what is wrong.
-        public var message: String
+        var message: String
 
         /// A problem of `kind`, described by `message`.
-        public init(_ kind: Kind, _ message: String) {
+        init(_ kind: Kind, _ message: String) {
             self.kind = kind
             self.message = message
         }
 
         /// The text people read: ``message``.
-        public var description: String { message }
+        var description: String { message }
     }
 
     /// Reads `field=value` or `field:=JSON` for a field of `entity`.
-    public init(parsing argument: String, entity: Entity) throws(Problem) {
+    init(parsing argument: String, entity: Entity) throws(Problem) {
         let utf8 = argument.utf8
         guard let equals = utf8.firstIndex(of: UInt8(ascii: "=")) else {
             throw Problem(.syntax, "'\(argument.prefix(40))' is not field=value (or field:=JSON)")
@@ -84,7 +85,7 @@ public struct FieldAssignment: Sendable, Hashable {
     }
 
     /// Reads the text of a `field=value` argument (the part after `=`) as a value of `field`.
-    public static func value(_ text: String, for field: Field, entity: String) throws(Problem) -> Value {
+    static func value(_ text: String, for field: Field, entity: String) throws(Problem) -> Value {
         if text.isEmpty { return .null }
         func bad(_ expected: String) -> Problem {
             Problem(.value, "\(entity).\(field.name) expects \(expected)")

@@ -2,6 +2,8 @@ import FieldbookCore
 import FieldbookTesting
 import Testing
 
+@testable import fieldbook
+
 /// The CLI's `field=value` and `field:=JSON` arguments (also run by `scripts/fuzz assignment`).
 @Suite("field=value arguments", .tags(.core))
 struct FieldAssignmentTests {
