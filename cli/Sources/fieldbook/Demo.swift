@@ -33,15 +33,7 @@ struct Demo: AsyncParsableCommand {
         print("Server: \(server.url.absoluteString)  (fieldbook-server, embedded SQLite: \(directory)/server.sqlite)")
 
         let names = ["office": "区民政局 王芳", "li": "检查员 李明", "zhang": "检查员 张伟"]
-        var devices: [String: Store] = [:]
-        var transports: [String: HTTPTransport] = [:]
-        for key in ["office", "li", "zhang"] {
-            devices[key] = try Store(path: "\(directory)/\(key).sqlite", schema: schema)
-            // Every device writes as the office: the story's deadline conflict is between two
-            // people who may both move a deadline.
-            transports[key] = HTTPTransport(
-                server: server.url, token: try server.token(name: names[key]!, role: "office"))
-        }
+        let (devices, transports) = try openDevices(in: directory, schema: schema, server: server, names: names)
         let office = devices["office"]!
         let li = devices["li"]!
         let zhang = devices["zhang"]!
@@ -60,6 +52,41 @@ struct Demo: AsyncParsableCommand {
         try await syncAll()
 
         print("\n2. In the field, offline: 李明 and 张伟 visit the same elderly home; the office works on.")
+        try await workOffline(story, office: office, li: li, zhang: zhang)
+
+        print("\n3. Back in signal, everyone syncs.")
+        try await syncAll()
+        try printConflicts(story, office: office, li: li, zhang: zhang, devices: devices, names: names)
+
+        print("\n4. The office settles the deadline (2022-12-31) and everyone syncs.")
+        try office.update("finding", id: story.fire, ["deadline": "2022-12-31"])
+        try await syncAll()
+
+        print("\n5. The ledger, the same on all three devices and the server:\n")
+        try printLedger(office)
+        try printAgreement([office, li, zhang])
+        try printHistories(story, li: li, zhang: zhang, devices: devices, names: names)
+        print("Files: \(directory)")
+    }
+
+    /// Opens the three devices' stores in `directory`, each with a transport to `server` under a token of its own.
+    func openDevices(in directory: String, schema: Schema, server: ServerProcess, names: [String: String]) throws
+        -> (devices: [String: Store], transports: [String: HTTPTransport])
+    {
+        var devices: [String: Store] = [:]
+        var transports: [String: HTTPTransport] = [:]
+        for key in ["office", "li", "zhang"] {
+            devices[key] = try Store(path: "\(directory)/\(key).sqlite", schema: schema)
+            // Every device writes as the office: the story's deadline conflict is between two
+            // people who may both move a deadline.
+            transports[key] = HTTPTransport(
+                server: server.url, token: try server.token(name: names[key]!, role: "office"))
+        }
+        return (devices, transports)
+    }
+
+    /// Step 2: the two inspectors' visits and edits to the same home and finding, and the office's, all offline.
+    func workOffline(_ story: DemoStory.Written, office: Store, li: Store, zhang: Store) async throws {
         let fire = story.fire
         try li.insert(
             "visit",
@@ -83,9 +110,13 @@ struct Demo: AsyncParsableCommand {
         print(
             "   pending: office \(try office.pendingCount()), 李明 \(try li.pendingCount()), 张伟 \(try zhang.pendingCount())"
         )
+    }
 
-        print("\n3. Back in signal, everyone syncs.")
-        try await syncAll()
+    /// Step 3: the beds count every device settled on, and the deadline conflict every device holds.
+    func printConflicts(
+        _ story: DemoStory.Written, office: Store, li: Store, zhang: Store, devices: [String: Store],
+        names: [String: String]
+    ) throws {
         let beds = try office.record("site", id: story.home)?["beds_total"] ?? .null
         print(
             "   Beds: 李明 counted 310 on 2021-10-12, 张伟 305 on 2021-10-05 → \(beds) everywhere (the later visit wins).")
@@ -104,22 +135,24 @@ struct Demo: AsyncParsableCommand {
             "   The deadline was moved twice, offline: the same conflict on every device (\(try li.conflicts().count), \(try zhang.conflicts().count), \(conflicts.count)):"
         )
         print(table.render(indent: 3))
+    }
 
-        print("\n4. The office settles the deadline (2022-12-31) and everyone syncs.")
-        try office.update("finding", id: fire, ["deadline": "2022-12-31"])
-        try await syncAll()
-
-        print("\n5. The ledger, the same on all three devices and the server:\n")
-        try printLedger(office)
-        let snapshots = try [office, li, zhang].map { try ledgerExport($0) }
+    /// Whether the devices hold the same ledger, and how many conflicts are open on them all.
+    func printAgreement(_ stores: [Store]) throws {
+        let snapshots = try stores.map { try ledgerExport($0) }
         let agree = snapshots.allSatisfy { $0 == snapshots[0] }
         print(
-            "Devices agree: \(agree ? "yes" : "NO"); open conflicts: \(try office.conflicts().count + li.conflicts().count + zhang.conflicts().count)\n"
+            "Devices agree: \(agree ? "yes" : "NO"); open conflicts: \(try stores.reduce(0) { try $0 + $1.conflicts().count })\n"
         )
+    }
 
+    /// The history of the fire-safety finding (who, on which device) and of the corrected cemetery record.
+    func printHistories(
+        _ story: DemoStory.Written, li: Store, zhang: Store, devices: [String: Store], names: [String: String]
+    ) throws {
         print("History of the fire-safety finding (who, on which device):")
         var history = TextTable(["时间 When", "谁 Who", "字段 Field", "旧 Old", "新 New"])
-        for entry in try zhang.history(of: fire) where entry.field != nil {
+        for entry in try zhang.history(of: story.fire) where entry.field != nil {
             history.append([
                 CalendarText.timestamp(millisecondsSince1970: Int64(entry.timestamp.millis)),
                 entry.author ?? deviceName(entry.device, devices, names), entry.field ?? "", entry.old.description,
@@ -136,7 +169,6 @@ struct Demo: AsyncParsableCommand {
             ])
         }
         print(cemetery.render() + "\n")
-        print("Files: \(directory)")
     }
 
     func deviceName(_ device: String, _ devices: [String: Store], _ names: [String: String]) -> String {
@@ -190,6 +222,17 @@ enum DemoStory {
                 title: "区委第一巡察组对区民政局开展常规巡察", team: "区委第一巡察组", unit: "区民政局",
                 startedOn: CalendarDate("2021-08-16"), endedOn: CalendarDate("2021-09-30"),
                 feedbackOn: CalendarDate("2021-11-16")))
+        let sites = try writeSites(to: store)
+        let visit = try writeVisits(to: store, round: round.id, sites: sites)
+        var findings = try writeFindings(to: store, round: round.id, visit: visit.id, sites: sites)
+        try writeMeasures(to: store, findings: findings)
+        try writeFollowUps(to: store, findings: findings)
+        try correctLater(in: store, cemetery: sites.cemetery.id, fire: &findings.fire)
+        return Written(cemetery: sites.cemetery.id, home: sites.home.id, fire: findings.fire.id)
+    }
+
+    /// The district's sites; returns the three the story goes on with.
+    private static func writeSites(to store: Store) throws -> (station: Site, home: Site, cemetery: Site) {
         let station = try store.insert(
             Site(
                 name: "新度镇社会工作服务站", kind: .socialWorkStation, town: "新度镇", starRating: 4,
@@ -209,75 +252,101 @@ enum DemoStory {
         _ = try store.insert(
             Site(name: "黄石镇长者食堂", kind: .elderCanteen, town: "黄石镇", operator: .thirdParty))
         let cemetery = try store.insert(Site(name: "西天尾镇公益性公墓", kind: .cemetery, town: "西天尾镇", tags: ["42户56穴"]))
+        return (station, home, cemetery)
+    }
 
+    /// The round's visits to the elderly home and the station; returns the home's.
+    private static func writeVisits(
+        to store: Store, round: String, sites: (station: Site, home: Site, cemetery: Site)
+    ) throws -> Visit {
         let visit = try store.insert(
             Visit(
-                site: home.id, round: round.id, visitedOn: CalendarDate("2021-09-06")!, inspectors: ["张伟", "王芳"],
+                site: sites.home.id, round: round, visitedOn: CalendarDate("2021-09-06")!, inspectors: ["张伟", "王芳"],
                 summary: "全覆盖督查公建民营养老机构，发现问题14个，其中共性问题8个", problemsFound: 14,
                 penaltyYuan: 4000, recoveredYuan: 25131))
         _ = try store.insert(
             Visit(
-                site: station.id, round: round.id, visitedOn: CalendarDate("2021-09-02")!, inspectors: ["李娜"],
+                site: sites.station.id, round: round, visitedOn: CalendarDate("2021-09-02")!, inspectors: ["李娜"],
                 summary: "省级示范点，服务开展正常"))
+        return visit
+    }
 
+    /// The round's findings; returns the three the measures and the story go on with.
+    private static func writeFindings(
+        to store: Store, round: String, visit: String, sites: (station: Site, home: Site, cemetery: Site)
+    ) throws -> (fee: Finding, fire: Finding, graves: Finding) {
         let fee = try store.insert(
             Finding(
-                round: round.id, visit: visit.id, site: home.id, aspect: .misconductNearPeople, category: "养老服务",
+                round: round, visit: visit, site: sites.home.id, aspect: .misconductNearPeople, category: "养老服务",
                 title: "公建民营养老机构违约金未按合同收缴", status: .completed, deadline: CalendarDate("2021-12-31"),
                 responsibleLeader: "陈静", responsibleUnit: "养老服务科", responsiblePerson: "刘洋",
                 results: "违约金4000元已缴纳", rectifiedOn: CalendarDate("2021-12-20")))
-        var fire = try store.insert(
+        let fire = try store.insert(
             Finding(
-                round: round.id, visit: visit.id, site: home.id, aspect: .policyImplementation, category: "安全管理",
+                round: round, visit: visit, site: sites.home.id, aspect: .policyImplementation, category: "安全管理",
                 title: "部分护理床位未配备呼叫装置，消防通道堆放杂物", status: .inProgress, deadline: CalendarDate("2022-06-30"),
                 responsibleLeader: "陈静", responsibleUnit: "养老服务科", responsiblePerson: "王芳",
                 results: "已清理消防通道", nextSteps: "2022年内完成呼叫装置安装"))
         let graves = try store.insert(
             Finding(
-                round: round.id, site: cemetery.id, aspect: .policyImplementation, category: "殡葬管理",
+                round: round, site: sites.cemetery.id, aspect: .policyImplementation, category: "殡葬管理",
                 title: "公墓台账数据不准确", deadline: CalendarDate("2022-03-31"), responsibleUnit: "社会事务科",
                 responsiblePerson: "张伟"))
         _ = try store.insert(
             Finding(
-                round: round.id, aspect: .partyOrganisation, category: "党建", title: "长效机制建设不到位",
+                round: round, aspect: .partyOrganisation, category: "党建", title: "长效机制建设不到位",
                 status: .inProgress, responsibleLeader: "陈静", longTerm: true))
+        return (fee, fire, graves)
+    }
 
+    /// The measures taken for the findings.
+    private static func writeMeasures(
+        to store: Store, findings: (fee: Finding, fire: Finding, graves: Finding)
+    ) throws {
         _ = try store.insert(
             Measure(
-                finding: fee.id, description: "督促运营方缴纳违约金", responsiblePerson: "刘洋",
+                finding: findings.fee.id, description: "督促运营方缴纳违约金", responsiblePerson: "刘洋",
                 deadline: CalendarDate("2021-12-31"), status: .completed))
         _ = try store.insert(
             Measure(
-                finding: fire.id, description: "清理消防通道，建立日常巡查制度", responsiblePerson: "王芳",
+                finding: findings.fire.id, description: "清理消防通道，建立日常巡查制度", responsiblePerson: "王芳",
                 deadline: CalendarDate("2021-12-31"), status: .completed))
         _ = try store.insert(
             Measure(
-                finding: fire.id, description: "为护理床位安装呼叫装置", responsiblePerson: "王芳",
+                finding: findings.fire.id, description: "为护理床位安装呼叫装置", responsiblePerson: "王芳",
                 deadline: CalendarDate("2022-06-30"), status: .inProgress))
         _ = try store.insert(
             Measure(
-                finding: graves.id, description: "逐户核对公墓台账", responsiblePerson: "张伟",
+                finding: findings.graves.id, description: "逐户核对公墓台账", responsiblePerson: "张伟",
                 deadline: CalendarDate("2022-03-31")))
+    }
 
+    /// The people held accountable for the fee finding, and a progress note on the fire-safety one.
+    private static func writeFollowUps(
+        to store: Store, findings: (fee: Finding, fire: Finding, graves: Finding)
+    ) throws {
         for (person, kind) in [
             ("某某甲", AccountabilityAction.Kind.admonishment), ("某某乙", .criticism), ("某某丙", .reminder),
             ("某某丁", .reminder),
         ] {
             _ = try store.insert(
-                AccountabilityAction(finding: fee.id, person: person, kind: kind, decidedOn: CalendarDate("2021-12-10"))
+                AccountabilityAction(
+                    finding: findings.fee.id, person: person, kind: kind, decidedOn: CalendarDate("2021-12-10"))
             )
         }
         _ = try store.insert(
-            ProgressNote(finding: fire.id, text: "消防通道已清理完毕，建立日常巡查台账", author: "王芳", writtenAt: Date()))
+            ProgressNote(
+                finding: findings.fire.id, text: "消防通道已清理完毕，建立日常巡查台账", author: "王芳", writtenAt: Date()))
+    }
 
-        // Later, offline in the field: a corrected record and a deadline moved.
-        var site = try store.fetch(Site.self, id: cemetery.id)!
+    /// Later, offline in the field: a corrected record and a deadline moved.
+    private static func correctLater(in store: Store, cemetery: String, fire: inout Finding) throws {
+        var site = try store.fetch(Site.self, id: cemetery)!
         site.tags = ["42户56墓"]
         site.illegalGravesFound = 3
         try store.save(site)
         fire.deadline = CalendarDate("2022-09-30")
         try store.save(fire)
-        try store.write { try $0.increment("site", id: cemetery.id, "illegal_graves_found", by: 2) }
-        return Written(cemetery: cemetery.id, home: home.id, fire: fire.id)
+        try store.write { try $0.increment("site", id: cemetery, "illegal_graves_found", by: 2) }
     }
 }
