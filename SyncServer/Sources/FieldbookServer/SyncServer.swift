@@ -9,7 +9,9 @@ import Synchronization
 
 /// Limits and address of a sync server.
 public struct ServerConfiguration: Sendable {
+    /// The address to listen on: loopback by default; `0.0.0.0` listens on every interface.
     public var host = "127.0.0.1"
+    /// The TCP port to listen on; 0 takes any free port (the server says which when it starts).
     public var port = 8080
     /// The largest request body accepted, in bytes (larger: 413 `body_too_large`).
     public var maxBodyBytes = 32 * 1024 * 1024
@@ -44,6 +46,7 @@ public struct ServerConfiguration: Sendable {
     /// are set by hand, but a clock days ahead would win every concurrent `lww` write for days.
     public var maxClockAhead: Duration? = .seconds(86_400)
 
+    /// The defaults above; set the members to change them.
     public init() {}
 }
 
