@@ -17,6 +17,12 @@ public final class Entity: Sendable, Hashable {
     /// What each role may write, by role name; nil when the entity declares no rules (every role may
     /// write it). A role not named may not write it. See ``refusal(role:_:fields:current:)``.
     public let access: [String: EntityAccess]?
+    /// The reference fields whose records this entity's records follow into scopes: a record has
+    /// the scope keys of the records these fields name (see ``Scope``).
+    public let follows: [String]
+    /// Whether every token sees this entity's records, whatever its scope (reference data, such as
+    /// inspection rounds).
+    public let everyone: Bool
     private let index: [String: Int]
     /// Each field's name as UTF-8, in ``fields`` order: compared with names in JSON text without making strings.
     package let fieldNames: [[UInt8]]
@@ -27,8 +33,10 @@ public final class Entity: Sendable, Hashable {
 
     init(
         name: String, label: String?, appendOnly: Bool, onDelete: DeletePolicy, fields: [Field],
-        access: [String: EntityAccess]? = nil
+        access: [String: EntityAccess]? = nil, follows: [String] = [], everyone: Bool = false
     ) {
+        self.follows = follows
+        self.everyone = everyone
         self.name = name
         self.label = label
         self.appendOnly = appendOnly
@@ -60,11 +68,13 @@ public final class Entity: Sendable, Hashable {
         return index[name]
     }
 
-    /// Equal when the names, labels, append-only flags, delete policies, fields and access rules are equal.
+    /// Equal when the names, labels, append-only flags, delete policies, fields, access rules and
+    /// scope declarations are equal.
     public static func == (lhs: Entity, rhs: Entity) -> Bool {
         lhs.name == rhs.name && lhs.label == rhs.label && lhs.appendOnly == rhs.appendOnly
             && lhs.onDelete == rhs.onDelete
-            && lhs.fields == rhs.fields && lhs.access == rhs.access
+            && lhs.fields == rhs.fields && lhs.access == rhs.access && lhs.follows == rhs.follows
+            && lhs.everyone == rhs.everyone
     }
 
     /// Hashes the name and fields.

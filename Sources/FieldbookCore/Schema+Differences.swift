@@ -12,9 +12,13 @@ extension Schema {
             lines.append("\(entity.name): only there")
         }
         if roles != other.roles { lines.append("roles differ") }
+        if scopes != other.scopes { lines.append("scopes differ") }
         for entity in entities {
             guard let theirs = other.entity(entity.name) else { continue }
             if entity.access != theirs.access { lines.append("\(entity.name): access rules differ") }
+            if entity.follows != theirs.follows || entity.everyone != theirs.everyone {
+                lines.append("\(entity.name): 'follows' or 'everyone' differ")
+            }
             for field in entity.fields {
                 guard let their = theirs.field(field.name) else {
                     lines.append("\(entity.name).\(field.name): only here")

@@ -17,6 +17,21 @@ extension Schema {
                         })
                 ))
         }
+        if !scopes.isEmpty {
+            pairs.append(
+                (
+                    "scopes",
+                    .array(
+                        scopes.map { scope in
+                            var pairs: [(key: String, value: JSON)] = [
+                                ("name", .string(scope.name)), ("entity", .string(scope.entity)),
+                                ("field", .string(scope.field)),
+                            ]
+                            if let label = scope.label { pairs.append(("label", .string(label))) }
+                            return .object(pairs)
+                        })
+                ))
+        }
         pairs.append(("entities", .array(entities.map(\.json))))
         return .object(pairs)
     }
@@ -28,6 +43,8 @@ extension Entity {
         if let label { pairs.append(("label", .string(label))) }
         if appendOnly { pairs.append(("appendOnly", .bool(true))) }
         if onDelete != .conflict { pairs.append(("onDelete", .string(onDelete.rawValue))) }
+        if !follows.isEmpty { pairs.append(("follows", .array(follows.map(JSON.string)))) }
+        if everyone { pairs.append(("everyone", .bool(true))) }
         if let access {
             pairs.append(("access", .object(access.sorted { $0.key < $1.key }.map { ($0.key, $0.value.json) })))
         }

@@ -117,7 +117,9 @@ struct SchemaLoader {
     }
 
     mutating func load(_ document: JSON) -> Schema? {
-        guard let top = object(document, at: "", allowed: ["schema", "version", "description", "roles", "entities"])
+        guard
+            let top = object(
+                document, at: "", allowed: ["schema", "version", "description", "roles", "scopes", "entities"])
         else {
             return nil
         }
@@ -151,8 +153,10 @@ struct SchemaLoader {
                 entities.append(entity)
             }
         }
+        let scopes = loadScopes(top["scopes"], entities: entities)
+        checkFollows(entities)
         guard let name, let version else { return nil }
-        return Schema(name: name, version: version, entities: entities, roles: roles)
+        return Schema(name: name, version: version, entities: entities, roles: roles, scopes: scopes)
     }
 
     mutating func loadEntity(_ json: JSON, position: Int, entityNames: Set<String>, roles: [Role]) -> Entity? {
@@ -160,7 +164,9 @@ struct SchemaLoader {
         guard
             let e = object(
                 json, at: (json["name"].flatMap { if case .string(let s) = $0 { s } else { nil } }) ?? fallbackPath,
-                allowed: ["name", "label", "description", "appendOnly", "onDelete", "access", "fields"])
+                allowed: [
+                    "name", "label", "description", "appendOnly", "onDelete", "access", "follows", "everyone", "fields",
+                ])
         else { return nil }
         guard let name = string(e["name"], at: fallbackPath, key: "name") else {
             if e["name"] == nil { issue(fallbackPath, "missing 'name'") }
@@ -212,8 +218,15 @@ struct SchemaLoader {
             fields.append(field)
         }
         let access = e["access"].flatMap { loadAccess($0, entity: name, fields: fields, roles: roles) }
+        let follows = stringList(e["follows"], at: name, key: "follows") ?? []
+        for field in follows where fields.first(where: { $0.name == field })?.target == nil {
+            issue("\(name).follows", "'\(field)' is not a reference field of \(name)")
+        }
+        let everyone = bool(e["everyone"], at: name, key: "everyone") ?? false
+        if everyone && !follows.isEmpty { issue(name, "an entity every token sees follows nothing") }
         return Entity(
-            name: name, label: label, appendOnly: appendOnly, onDelete: onDelete, fields: fields, access: access)
+            name: name, label: label, appendOnly: appendOnly, onDelete: onDelete, fields: fields, access: access,
+            follows: follows.filter { f in fields.contains { $0.name == f && $0.target != nil } }, everyone: everyone)
     }
 
     /// The type for a type name, with placeholder payloads: enough to check sibling references.

@@ -21,14 +21,18 @@ public struct Schema: Sendable, Hashable {
     /// The roles a token may have, in file order; empty when the schema declares none (every
     /// writer may write everything). Each entity's ``Entity/access`` says what each may write.
     public let roles: [Role]
+    /// The scopes tokens may be given, in file order; empty when the schema declares none (every
+    /// token sees everything).
+    public let scopes: [Scope]
     private let index: [String: Int]
 
     /// Builds a schema from parts that are already valid. ``Schema/init(json:)`` is the checked way in.
-    init(name: String, version: Int, entities: [Entity], roles: [Role] = []) {
+    init(name: String, version: Int, entities: [Entity], roles: [Role] = [], scopes: [Scope] = []) {
         self.name = name
         self.version = version
         self.entities = entities
         self.roles = roles
+        self.scopes = scopes
         var index: [String: Int] = [:]
         for (n, e) in entities.enumerated() { index[e.name] = n }
         self.index = index
@@ -44,9 +48,10 @@ public struct Schema: Sendable, Hashable {
         roles.first { $0.name == name }
     }
 
-    /// Equal when the names, versions, entities and roles are equal.
+    /// Equal when the names, versions, entities, roles and scopes are equal.
     public static func == (lhs: Schema, rhs: Schema) -> Bool {
         lhs.name == rhs.name && lhs.version == rhs.version && lhs.entities == rhs.entities && lhs.roles == rhs.roles
+            && lhs.scopes == rhs.scopes
     }
 
     /// Hashes the name, version and entities.

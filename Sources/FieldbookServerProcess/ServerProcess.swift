@@ -71,10 +71,13 @@ public final class ServerProcess: Sendable {
         state.withLock { $0 = (port, process) }
     }
 
-    /// Makes a bearer token for `name` with `role` (nil for a schema without roles) with
+    /// Makes a bearer token for `name` with `role` (nil for a schema without roles) and scope keys
+    /// `scopes` (everything by default) with
     /// `fieldbook-server token create`.
-    public func token(name: String, role: String?) throws -> String {
-        try admin(["token", "create"] + databaseArguments + ["--name", name] + (role.map { ["--role", $0] } ?? []))
+    public func token(name: String, role: String?, scopes: [String] = ["all"]) throws -> String {
+        try admin(
+            ["token", "create"] + databaseArguments + ["--name", name] + (role.map { ["--role", $0] } ?? [])
+                + scopes.flatMap { ["--scope", $0] })
     }
 
     /// `--database DATABASE [--namespace NAMESPACE]`, for ``admin(_:)``.

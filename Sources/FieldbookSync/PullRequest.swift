@@ -14,6 +14,10 @@ public struct PullRequest: Sendable, Hashable {
     /// The server identity ``cursor`` counts in; nil if the device has none yet. A server with
     /// another identity refuses the pull (`server_changed`).
     public var server: String?
+    /// The scope generation of the token the device's records were pulled under
+    /// (``PullResponse/scopeGeneration``); nil if it has none yet. When the token has since been
+    /// rescoped, a pull from a cursor past 0 is refused (`scope_changed`).
+    public var scopeGeneration: Int64?
 
     /// A request for at most `limit` changes after `cursor`; `server` is nil when the device has none yet.
     public init(schema: SchemaVersion, device: String, cursor: Int64, limit: Int, server: String? = nil) {
@@ -26,7 +30,8 @@ public struct PullRequest: Sendable, Hashable {
 }
 
 extension PullRequest {
-    /// The message as JSON: `protocol`, `schema`, `device`, `cursor`, `limit`, and `server` when set.
+    /// The message as JSON: `protocol`, `schema`, `device`, `cursor`, `limit`, and `server` and
+    /// `scope` (``scopeGeneration``) when set.
     public var json: JSON {
         .object(
             [
@@ -35,7 +40,8 @@ extension PullRequest {
                 ("device", .string(device)),
                 ("cursor", .int(cursor)),
                 ("limit", .int(Int64(limit))),
-            ] + (server.map { [("server", .string($0))] } ?? []))
+            ] + (server.map { [("server", .string($0))] } ?? [])
+                + (scopeGeneration.map { [("scope", .int($0))] } ?? []))
     }
 
     /// Appends the message's JSON text (the bytes of `json.serialized`) to `out`.
@@ -68,6 +74,12 @@ extension PullRequest {
             self.limit = Int(clamping: limit)
         } else {
             limit = 1000
+        }
+        if let g = tape.member(0, "scope") {
+            guard let generation = tape.int(g), generation >= 0 else {
+                throw WireError(.badMessage, "'scope' must be an integer ≥ 0")
+            }
+            scopeGeneration = generation
         }
     }
 }

@@ -18,6 +18,46 @@ public struct PullResponse: Sendable, Hashable {
     /// The role of the token that pulled (one of the schema's ``Schema/roles``): the device refuses
     /// locally the writes the schema's access rules do not let it make. Nil for a token without one.
     public var role: String?
+    /// The scope keys of the token that pulled (`town=新度镇`, see ``Scope``); nil for a token that
+    /// sees everything.
+    public var scopes: [String]?
+    /// The token's scope generation, which grows each time it is rescoped: the device sends it
+    /// with its next pull (``PullRequest/scopeGeneration``). Nil from a token never scoped.
+    public var scopeGeneration: Int64?
+    /// The records that came into the token's scope: each with its whole history up to ``cursor``.
+    /// The device replaces what it received of each with it.
+    public var entered: [Entered] = []
+    /// The records that left the token's scope: the device removes each (but for its own
+    /// changes not yet pushed).
+    public var left: [RecordRef] = []
+
+    /// A record, by entity and id.
+    public struct RecordRef: Sendable, Hashable {
+        /// The record's entity.
+        public var entity: String
+        /// The record's id.
+        public var id: String
+
+        /// The record of `entity` with id `id`.
+        public init(entity: String, id: String) {
+            self.entity = entity
+            self.id = id
+        }
+    }
+
+    /// A record that came into the token's scope, with its history.
+    public struct Entered: Sendable, Hashable {
+        /// The record.
+        public var record: RecordRef
+        /// Every change of the record up to the page's cursor, ascending, each with its origin.
+        public var changes: [Change]
+
+        /// `record`, with its history `changes`.
+        public init(record: RecordRef, changes: [Change]) {
+            self.record = record
+            self.changes = changes
+        }
+    }
 
     /// A page of `changes`, the cursor to store after applying them, and whether more follow.
     public init(
@@ -32,7 +72,8 @@ public struct PullResponse: Sendable, Hashable {
 }
 
 extension PullResponse {
-    /// The message as JSON: `protocol`, `changes`, `cursor`, `more`, then `server`, `devices` and `role` when set.
+    /// The message as JSON: `protocol`, `changes`, `cursor`, `more`, then `server`, `devices`,
+    /// `role`, `scopes`, `scope` (``scopeGeneration``), `entered` and `left` when set.
     public var json: JSON {
         .object(
             [
@@ -48,7 +89,31 @@ extension PullResponse {
                             "devices",
                             .object(deviceNames.sorted { $0.key < $1.key }.map { ($0.key, JSON.string($0.value)) })
                         )
-                    ]) + (role.map { [("role", .string($0))] } ?? []))
+                    ]) + (role.map { [("role", .string($0))] } ?? []) + scopeMembers)
+    }
+
+    /// The members of a page that only a scoped token's pull has.
+    private var scopeMembers: [(key: String, value: JSON)] {
+        var members: [(key: String, value: JSON)] = []
+        if let scopes { members.append(("scopes", .array(scopes.map(JSON.string)))) }
+        if let scopeGeneration { members.append(("scope", .int(scopeGeneration))) }
+        if !entered.isEmpty {
+            members.append(
+                (
+                    "entered",
+                    .array(
+                        entered.map {
+                            .object([
+                                ("entity", .string($0.record.entity)), ("id", .string($0.record.id)),
+                                ("changes", .array($0.changes.map { $0.wireJSON(withOrigin: true) })),
+                            ])
+                        })
+                ))
+        }
+        if !left.isEmpty {
+            members.append(("left", .array(left.map { .array([.string($0.entity), .string($0.id)]) })))
+        }
+        return members
     }
 
     /// Appends the message's JSON text (the bytes of `json.serialized`) to `out`.
@@ -62,6 +127,17 @@ extension PullResponse {
         if let server { Self.appendServer(server, to: &out) }
         Self.appendDeviceNames(deviceNames, to: &out)
         if let role { Self.appendRole(role, to: &out) }
+        let scoped = scopeMembers
+        if !scoped.isEmpty, out.last == UInt8(ascii: "}") {
+            out.removeLast()
+            for (key, value) in scoped {
+                out.append(UInt8(ascii: ","))
+                JSON.writeString(key, to: &out)
+                out.append(UInt8(ascii: ":"))
+                value.write(to: &out)
+            }
+            out.append(UInt8(ascii: "}"))
+        }
     }
 
     /// Adds the `role` member (``role``) to a pull response's text ended by ``encodeEnd(cursor:more:to:)``.
@@ -157,6 +233,60 @@ extension PullResponse {
         if let r = tape.member(0, "role") {
             guard let role = tape.string(r) else { throw WireError(.badMessage, "'role' must be a string") }
             self.role = role
+        }
+        try readScopeMembers(tape, schema: schema, names: &names)
+    }
+
+    /// Reads the members only a scoped token's page has: `scopes`, `scope`, `entered`, `left`.
+    private mutating func readScopeMembers(_ tape: JSONTape, schema: Schema, names: inout Change.WireNames)
+        throws(WireError)
+    {
+        if let list = tape.member(0, "scopes") {
+            guard tape.kind(list) == .array else { throw WireError(.badMessage, "'scopes' must be a list of keys") }
+            var scopes: [String] = []
+            for item in tape.elements(list) {
+                guard let key = tape.string(item) else {
+                    throw WireError(.badMessage, "'scopes' must be a list of keys")
+                }
+                scopes.append(key)
+            }
+            self.scopes = scopes
+        }
+        if let g = tape.member(0, "scope") {
+            guard let generation = tape.int(g), generation >= 0 else {
+                throw WireError(.badMessage, "'scope' must be an integer ≥ 0")
+            }
+            scopeGeneration = generation
+        }
+        if let list = tape.member(0, "entered") {
+            guard tape.kind(list) == .array else { throw WireError(.badMessage, "'entered' must be a list") }
+            var number = changes.count
+            for item in tape.elements(list) {
+                guard tape.kind(item) == .object, let e = tape.member(item, "entity"), let entity = tape.string(e),
+                    let i = tape.member(item, "id"), let id = tape.string(i),
+                    let history = tape.member(item, "changes"), tape.kind(history) == .array
+                else { throw WireError(.badMessage, "an entered record has 'entity', 'id' and 'changes'") }
+                var changes: [Change] = []
+                for change in tape.elements(history) {
+                    let read = try Change(
+                        wire: tape, change, schema: schema, device: nil, number: number, names: &names)
+                    number += 1
+                    guard read.entity == entity, read.recordID == id else {
+                        throw WireError(.badMessage, "an entered record's history holds a change of another record")
+                    }
+                    changes.append(read)
+                }
+                entered.append(Entered(record: RecordRef(entity: entity, id: id), changes: changes))
+            }
+        }
+        if let list = tape.member(0, "left") {
+            guard tape.kind(list) == .array else { throw WireError(.badMessage, "'left' must be a list") }
+            for item in tape.elements(list) {
+                guard tape.kind(item) == .array, tape[item].length == 2, let entity = tape.string(item + 1),
+                    let id = tape.string(item + 2)
+                else { throw WireError(.badMessage, "'left' holds [entity, id] pairs") }
+                left.append(RecordRef(entity: entity, id: id))
+            }
         }
     }
 }

@@ -58,6 +58,8 @@ package struct PushPlan: Sendable {
         /// Whether the record exists (the `live` column).
         package var live: Bool
         package var conflicts: [Conflict]
+        /// The server sequence numbers of the push's changes merged into it, ascending.
+        package var serverSequences: [Int64]
     }
 
     /// A record of the server store, by entity and id.
@@ -77,6 +79,9 @@ package struct PushPlan: Sendable {
     package let author: String
     /// The pushing token's role, whose access rules every new change must pass.
     package let role: String?
+    /// The pushing token's scope keys (``ScopeIndex/tokenKeys(_:)``), which every record a new change
+    /// writes must meet before and after it; nil for a token that sees everything.
+    package let scopeKeys: Set<String>?
     /// The changes not received before, in device order: sequences `lastSequence - fresh.count + 1 … lastSequence`.
     package private(set) var fresh: [Change] = []
     /// The stored form of each fresh change's fields (``FieldChange/text(_:)``).
@@ -139,6 +144,7 @@ package struct PushPlan: Sendable {
         device = request.device
         author = identity.name
         role = identity.role
+        scopeKeys = identity.scopes.map(ScopeIndex.tokenKeys)
         let previous = row?.lastSequence ?? 0
         lastSequence = previous
         answers.reserveCapacity(request.changes.count)
@@ -221,16 +227,20 @@ package struct PushPlan: Sendable {
         }
     }
 
+    /// Whether the token's role or scope may refuse a change: then a change the store cannot take
+    /// is rejected rather than failing the push.
+    private var rejects: Bool { role != nil || scopeKeys != nil }
+
     /// Checks that the store holds every record of ``references``.
     ///
-    /// From a token with a role, a change that refers to a record the store does not hold is
+    /// From a token with a role or a scope, a change that refers to a record the store does not hold is
     /// rejected instead (``merge(states:serverSequences:)``): the record's insert was refused, and a
     /// refused write must not block the device's later changes.
     /// - Parameter known: the records of ``references`` the store holds (live or deleted).
     /// - Throws: ``WireError`` `unknown_reference` for the first change that refers to another.
     package mutating func checkReferences(known: Set<RecordKey>) throws {
         if references.allSatisfy(known.contains) { return }
-        if role != nil {
+        if rejects {
             unheldReferences = Set(references.filter { !known.contains($0) })
             return
         }
@@ -311,35 +321,41 @@ package struct PushPlan: Sendable {
     ///
     /// A change the pushing token's role may not make (``Entity/refusal(role:_:fields:current:)``,
     /// judged against the record as the changes before it leave it) is not merged: it is in
-    /// `rejected`, by its index in ``fresh``. So is, from a token with a role, a change to a record
-    /// the server does not hold: its insert was refused.
-    package func merge(states: [RecordKey: RecordState], serverSequences: [Int64]) -> (
+    /// `rejected`, by its index in ``fresh``. So is, from a token with a role or a scope, a change to
+    /// a record the server does not hold (its insert was refused), and, from a token with a scope,
+    /// a change to a record outside its scope before or after it (judged by `scopes`, whose
+    /// ``ScopeIndex/loaded`` holds the entries ``ScopeIndex/missingForCheck(records:states:fresh:)`` names).
+    package func merge(states: [RecordKey: RecordState], serverSequences: [Int64], scopes: ScopeIndex? = nil) -> (
         records: [Merged], rejected: [Int: Rejection]
     ) {
         precondition(serverSequences.count == fresh.count, "one server sequence per fresh change")
         let entities = records.map { schema.entity($0.entity)! }
         var merged = records.map { states[$0] ?? RecordState() }
+        var merges = [[Int64]](repeating: [], count: records.count)
         var rejected: [Int: Rejection] = [:]
         var positions: [RecordKey: Int] = [:]
-        if role != nil { for (n, key) in records.enumerated() { positions[key] = n } }
+        if rejects { for (n, key) in records.enumerated() { positions[key] = n } }
         fresh.withUnsafeBufferPointer { fresh in
             for index in fresh.indices where recordOfFresh[index] >= 0 {
                 let record = recordOfFresh[index]
-                if role != nil,
+                if rejects,
                     let refusal = refusal(
-                        fresh[index], entities[record], merged[record], merged: merged, positions: positions)
+                        fresh[index], entities[record], merged[record], merged: merged, positions: positions,
+                        scopes: scopes)
                 {
                     rejected[index] = Rejection(sequence: fresh[index].sequence, refusal: refusal)
                     continue
                 }
                 merged[record].apply(fresh[index], serverSequence: serverSequences[index], entity: entities[record])
+                merges[record].append(serverSequences[index])
             }
         }
         // A record whose every change was rejected is not stored.
         let result = records.indices.filter { !merged[$0].isUnwritten }.map { n in
             Merged(
                 key: records[n], state: merged[n], live: merged[n].exists(onDelete: entities[n].onDelete),
-                conflicts: merged[n].conflicts(entity: entities[n], recordID: records[n].id))
+                conflicts: merged[n].conflicts(entity: entities[n], recordID: records[n].id),
+                serverSequences: merges[n])
         }
         return (result, rejected)
     }
@@ -348,9 +364,11 @@ package struct PushPlan: Sendable {
     /// `merged` holds the states of ``records`` as the push has merged them so far, `positions`
     /// each record's position there.
     private func refusal(
-        _ change: Change, _ entity: Entity, _ state: RecordState, merged: [RecordState], positions: [RecordKey: Int]
+        _ change: Change, _ entity: Entity, _ state: RecordState, merged: [RecordState], positions: [RecordKey: Int],
+        scopes: ScopeIndex?
     ) -> AccessRefusal? {
-        if entity.access != nil,
+        let who = role ?? ""
+        if role != nil, entity.access != nil,
             let refusal = entity.refusal(
                 role: role, change.operation, fields: change.fields.map { ($0.field, $0.setValue) },
                 current: { name in entity.fieldIndex(name).flatMap { state.value(at: $0, of: entity) } })
@@ -359,7 +377,7 @@ package struct PushPlan: Sendable {
         }
         if change.operation != .insert && state.isUnwritten {
             return AccessRefusal(
-                rule: "\(entity.name).exists", role: role!,
+                rule: "\(entity.name).exists", role: who,
                 message: "this change is to a \(entity.name) record the server does not hold (its insert was refused); "
                     + "discard it")
         }
@@ -372,11 +390,15 @@ package struct PushPlan: Sendable {
             let unheld = unheldReferences.contains(key) || positions[key].map { merged[$0].isUnwritten } ?? false
             if unheld {
                 return AccessRefusal(
-                    rule: "\(entity.name).\(fieldChange.field)", role: role!,
+                    rule: "\(entity.name).\(fieldChange.field)", role: who,
                     message:
                         "\(entity.name).\(fieldChange.field) refers to a \(target) record the server does not hold "
                         + "(its insert was refused); discard this change")
             }
+        }
+        if let scopeKeys, let scopes {
+            return scopes.refusal(
+                change, entity, state, tokenKeys: scopeKeys, role: role, merged: merged, positions: positions)
         }
         return nil
     }

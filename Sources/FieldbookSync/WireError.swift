@@ -54,6 +54,9 @@ public struct WireError: Error, Sendable, Hashable, CustomStringConvertible {
         /// The request names a server identity the store no longer has: it was restored or
         /// replaced, and its numbers mean other changes now (``WireError/serverChanged``).
         public static let serverChanged = Code(rawValue: "server_changed")
+        /// The token was rescoped since the device's records were pulled: the device drops what it
+        /// received and pulls again from cursor 0 (docs/protocol.md, "Scopes").
+        public static let scopeChanged = Code(rawValue: "scope_changed")
         /// A pull's cursor is past every change the server holds: it lost changes (was restored)
         /// without taking a new identity.
         public static let cursorAhead = Code(rawValue: "cursor_ahead")

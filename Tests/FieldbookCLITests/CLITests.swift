@@ -188,7 +188,8 @@ struct CLITests {
         schemaText = schemaText.replacingOccurrences(
             of: #""version": \#(version)"#, with: #""version": \#(version + 1)"#)
         schemaText = schemaText.replacingOccurrences(
-            of: #"{"name": "town","#, with: #"{"name": "phone", "type": "text", "policy": "lww"}, {"name": "town","#)
+            of: #"{"name": "town", "label""#,
+            with: #"{"name": "phone", "type": "text", "policy": "lww"}, {"name": "town", "label""#)
         let schemaFile = world.dir.appendingPathComponent("v2.json")
         try Data(schemaText.utf8).write(to: schemaFile)
         #expect(

@@ -117,7 +117,7 @@ extension Store.Transaction {
     /// Writes a record again from its changes, leaving out the rejected ones: the changes received
     /// from other devices in server order, this device's own at their server sequence numbers, the
     /// ones not yet acknowledged last.
-    private func rebuild(_ table: EntityTable, _ record: String) throws {
+    func rebuild(_ table: EntityTable, _ record: String) throws {
         let received = try receivedChanges(record: record).filter { $0.entity == table.entity.name }
         let own = try changes(
             sql: "WHERE record_key = ? AND record = ? AND rejected = 0 ORDER BY seq",

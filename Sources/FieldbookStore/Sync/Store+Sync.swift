@@ -205,6 +205,9 @@ extension Store {
         } catch let error as SyncError where error.serverChanged != nil {
             try await startAgain(with: error.serverChanged!)
             return try await pullNew(transport, options: options, progress: progress)
+        } catch let error as SyncError where error.refusal == .scopeChanged {
+            try await startAgainForScope()
+            return try await pullNew(transport, options: options, progress: progress)
         }
     }
 
@@ -214,10 +217,13 @@ extension Store {
     ) async throws -> (applied: Int, cursor: Int64) {
         let schema = self.schema
         let device = deviceID
-        let (start, server) = try await read { (try $0.cursor(), try $0.serverIdentity()) }
-        @Sendable func page(after cursor: Int64) async throws -> ReceivedPage {
-            let request = PullRequest(
+        let (start, server, generation) = try await read {
+            (try $0.cursor(), try $0.serverIdentity(), try $0.scopeGeneration())
+        }
+        @Sendable func page(after cursor: Int64, generation: Int64?) async throws -> ReceivedPage {
+            var request = PullRequest(
                 schema: SchemaVersion(schema), device: device, cursor: cursor, limit: options.pageSize, server: server)
+            request.scopeGeneration = generation
             let page = try await retrying(options) { try await transport.pull(request, schema: schema) }
             guard page.cursor >= cursor else {
                 throw SyncError(.badResponse, "the server moved the cursor back from \(cursor) to \(page.cursor)")
@@ -226,11 +232,12 @@ extension Store {
             return ReceivedPage(page, device: device)
         }
         var applied = 0
-        var current = try await page(after: start)
+        var current = try await page(after: start, generation: generation)
         while true {
             let more = current.page.more
             let cursor = current.page.cursor
-            async let next = more ? page(after: cursor) : nil
+            let generation = current.page.scopeGeneration ?? generation
+            async let next = more ? page(after: cursor, generation: generation) : nil
             applied += try await apply(current)
             progress(applied, cursor)
             guard let following = try await next else { return (applied, cursor) }
@@ -242,6 +249,10 @@ extension Store {
     /// changes must come in ascending server order after the cursor, the page's cursor must be
     /// its last change's (or the request's, for an empty page), and a page that says more follow
     /// must make progress.
+    ///
+    /// A scoped token's page (one that names its ``PullResponse/scopes``) may move the cursor past
+    /// its last change, over changes outside the scope; each entered record's history must be in
+    /// ascending server order up to the cursor.
     static func check(_ page: PullResponse, after cursor: Int64) throws {
         var previous = cursor
         for change in page.changes {
@@ -251,12 +262,25 @@ extension Store {
             }
             previous = serverSequence
         }
-        guard page.cursor == previous else {
+        for entered in page.entered {
+            var last: Int64 = 0
+            for change in entered.changes {
+                guard let serverSequence = change.serverSequence, serverSequence > last,
+                    serverSequence <= page.cursor
+                else {
+                    throw SyncError(
+                        .badResponse, "an entered record's history is not in ascending server order up to the cursor")
+                }
+                last = serverSequence
+            }
+        }
+        let scoped = page.scopes != nil
+        guard page.cursor == previous || (scoped && page.cursor > previous) else {
             throw SyncError(
                 .badResponse,
                 "the page's cursor \(page.cursor) is not the server sequence number of its last change (\(previous))")
         }
-        guard !page.more || !page.changes.isEmpty else {
+        guard !page.more || page.cursor > cursor else {
             throw SyncError(.badResponse, "the server says more changes follow but sent none")
         }
     }
@@ -323,7 +347,9 @@ extension Store {
         return try await write { tx in
             try tx.noteServerIdentity(page.server)
             if page.role != self.role { try tx.noteRole(page.role) }
+            try tx.noteScope(page)
             let applied = try tx.receive(received)
+            try tx.applyMoves(page)
             try tx.db.cachedStatement(sql: "UPDATE _fieldbook_meta SET value = ? WHERE key = 'cursor'")
                 .execute(arguments: [page.cursor])
             try tx.db.cachedStatement(sql: "UPDATE _fieldbook_meta SET value = max(value, ?) WHERE key = 'clock'")

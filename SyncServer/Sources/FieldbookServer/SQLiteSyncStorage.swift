@@ -50,6 +50,7 @@ public final class SQLiteSyncStorage: SyncStorage {
         try pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA synchronous = \(synchronous)") }
         try pool.write { db in
             try Self.migrate(db, schema: schema)
+            try Self.rebuildScopeIndexIfStale(db, schema: schema)
             // A store made before stores had identities gets one the first time it is opened.
             try db.execute(
                 sql: "INSERT INTO meta (key, value) VALUES ('identity', ?) ON CONFLICT (key) DO NOTHING",
@@ -60,10 +61,26 @@ public final class SQLiteSyncStorage: SyncStorage {
     /// The columns added after the first format, added to a store made before them: devices'
     /// names (sent with pushes, shown to other devices), tokens' roles, and why a change was rejected.
     private static func addColumns(_ db: Database) throws {
-        for (table, column) in [("devices", "name"), ("tokens", "role"), ("changes", "rejected")]
+        for (table, column, type) in [
+            ("devices", "name", "TEXT"), ("tokens", "role", "TEXT"), ("changes", "rejected", "TEXT"),
+            ("tokens", "scopes", "TEXT"), ("tokens", "scope_generation", "INTEGER NOT NULL DEFAULT 0"),
+        ]
         where try !db.columns(in: table).contains(where: { $0.name == column }) {
-            try db.execute(sql: "ALTER TABLE \(table) ADD COLUMN \(column) TEXT")
+            try db.execute(sql: "ALTER TABLE \(table) ADD COLUMN \(column) \(type)")
         }
+        // The scope index (docs/protocol.md, "Scopes"): each record's keys, the records that follow
+        // each record, and each key's log, read by index by a scoped pull.
+        try db.execute(
+            sql: """
+                CREATE TABLE IF NOT EXISTS scope_records (
+                    entity TEXT NOT NULL, id TEXT NOT NULL, entry TEXT NOT NULL, PRIMARY KEY (entity, id)) STRICT, WITHOUT ROWID;
+                CREATE TABLE IF NOT EXISTS scope_links (
+                    parent_entity TEXT NOT NULL, parent TEXT NOT NULL, entity TEXT NOT NULL, id TEXT NOT NULL,
+                    PRIMARY KEY (parent_entity, parent, entity, id)) STRICT, WITHOUT ROWID;
+                CREATE TABLE IF NOT EXISTS scope_log (
+                    key TEXT NOT NULL, sseq INTEGER NOT NULL, entity TEXT NOT NULL, id TEXT NOT NULL, kind INTEGER NOT NULL,
+                    PRIMARY KEY (key, sseq, entity, id, kind)) STRICT, WITHOUT ROWID;
+                """)
     }
 
     static func migrate(_ db: Database, schema: Schema) throws {
@@ -243,7 +260,15 @@ public final class SQLiteSyncStorage: SyncStorage {
                     ON CONFLICT (entity, id) DO UPDATE SET state = excluded.state, live = excluded.live
                     """))
         var encoded: [UInt8] = []
-        let (merged, rejected) = plan.merge(states: states, serverSequences: serverSequences)
+        var index = ScopeIndex(schema: schema)
+        if index.isActive && plan.scopeKeys != nil {
+            for key in index.missingForCheck(records: plan.records, states: states, fresh: plan.fresh) {
+                index.loaded[key] = try loadScopeEntry(db, key)
+            }
+        }
+        let (merged, rejected) = plan.merge(
+            states: states, serverSequences: serverSequences, scopes: index.isActive ? index : nil)
+        if index.isActive { try updateScopeIndex(db, &index, merged, head: head) }
         for (index, rejection) in rejected {
             try db.execute(
                 sql: "UPDATE changes SET rejected = ? WHERE sseq = ?",
@@ -280,34 +305,23 @@ public final class SQLiteSyncStorage: SyncStorage {
     public func pull(_ request: PullRequest, identity: Identity) async throws -> PullResponse {
         let schema = self.schema
         return try await pool.read { db in
-            let rows = try Row.fetchAll(
-                db,
-                sql: """
+            var response: PullResponse
+            if let scopes = identity.scopes, !schema.scopes.isEmpty {
+                response = try Self.scopedPull(db, request, identity: identity, scopes: scopes, schema: schema)
+            } else {
+                let rows = try Self.changes(
+                    db,
+                    """
                     SELECT sseq, device, seq, author, entity, record, op, hlc, base, fields FROM changes
                     WHERE sseq > ? AND rejected IS NULL ORDER BY sseq LIMIT ?
-                    """, arguments: [request.cursor, request.limit + 1])
-            var changes: [Change] = []
-            changes.reserveCapacity(min(rows.count, request.limit))
-            for row in rows.prefix(request.limit) {
-                let entityName: String = row[4]
-                guard let entity = schema.entity(entityName) else {
-                    throw ServerSetupError("a stored change names entity '\(entityName)', which the schema lacks")
-                }
-                let fieldsText: String = row[9]
-                let hlc: Int64 = row[7]
-                let op: Int = row[6]
-                changes.append(
-                    Change(
-                        sequence: row[2], device: row[1], entity: entityName, recordID: row[5],
-                        operation: ChangeOperation(rawValue: op) ?? .update,
-                        timestamp: HybridTimestamp(rawValue: UInt64(bitPattern: hlc)), base: row[8],
-                        fields: try FieldChange.decode(utf8: Array(fieldsText.utf8), entity: entity),
-                        serverSequence: row[0], author: row[3]))
+                    """, [request.cursor, request.limit + 1], schema: schema)
+                let changes = Array(rows.prefix(request.limit))
+                let cursor = changes.last?.serverSequence ?? request.cursor
+                response = PullResponse(
+                    changes: changes, cursor: cursor, more: rows.count > request.limit,
+                    deviceNames: try Self.deviceNames(db, after: request.cursor, through: cursor))
+                if identity.scopeGeneration > 0 { response.scopeGeneration = identity.scopeGeneration }
             }
-            let cursor = changes.last?.serverSequence ?? request.cursor
-            var response = PullResponse(
-                changes: changes, cursor: cursor, more: rows.count > request.limit,
-                deviceNames: try Self.deviceNames(db, after: request.cursor, through: cursor))
             response.role = identity.role
             return response
         }
@@ -316,7 +330,15 @@ public final class SQLiteSyncStorage: SyncStorage {
     /// Writes the page straight from the rows: each change's fields are stored as the text
     /// of ``FieldChange/encode(_:to:)``, checked when pushed, and are sent as they are.
     public func pullResponseBody(_ request: PullRequest, identity: Identity) async throws -> [UInt8] {
-        try await pool.read { db in
+        if (identity.scopes != nil && !schema.scopes.isEmpty) || identity.scopeGeneration > 0 {
+            // A scoped page is made whole, then written (the caller adds the role).
+            var response = try await pull(request, identity: identity)
+            response.role = nil
+            var out: [UInt8] = []
+            response.encode(to: &out)
+            return out
+        }
+        return try await pool.read { db in
             var out: [UInt8] = []
             out.reserveCapacity(256 * min(request.limit, 10_000) + 64)
             PullResponse.encodeStart(to: &out)
@@ -449,23 +471,42 @@ public final class SQLiteSyncStorage: SyncStorage {
         let hash = TokenSecret.hash(token)
         return try await pool.read { db in
             try Row.fetchOne(
-                db, sql: "SELECT id, name, role FROM tokens WHERE hash = ? AND revoked_at IS NULL",
+                db,
+                sql:
+                    "SELECT id, name, role, scopes, scope_generation FROM tokens WHERE hash = ? AND revoked_at IS NULL",
                 arguments: [hash]
             )
-            .map { Identity(tokenID: $0[0], name: $0[1], role: $0[2]) }
+            .map {
+                Identity(
+                    tokenID: $0[0], name: $0[1], role: $0[2], scopes: TokenScopes.read($0[3]),
+                    scopeGeneration: $0[4])
+            }
         }
     }
 
-    public func createToken(name: String, role: String?) async throws -> String {
+    public func createToken(name: String, role: String?, scopes: [String]?) async throws -> String {
         try checkRole(role)
+        try checkScopes(scopes)
         let token = TokenSecret.generate()
         let hash = TokenSecret.hash(token)
         try await pool.write { db in
             try db.execute(
-                sql: "INSERT INTO tokens (name, hash, created_at, role) VALUES (?, ?, ?, ?)",
-                arguments: [name, hash, ISO8601DateFormatter().string(from: Date()), role])
+                sql: "INSERT INTO tokens (name, hash, created_at, role, scopes) VALUES (?, ?, ?, ?, ?)",
+                arguments: [name, hash, ISO8601DateFormatter().string(from: Date()), role, TokenScopes.text(scopes)])
         }
         return token
+    }
+
+    public func rescope(name: String, scopes: [String]?) async throws -> Int {
+        try checkScopes(scopes)
+        return try await pool.write { db in
+            try db.execute(
+                sql: """
+                    UPDATE tokens SET scopes = ?, scope_generation = scope_generation + 1
+                    WHERE name = ? AND revoked_at IS NULL
+                    """, arguments: [TokenScopes.text(scopes), name])
+            return db.changesCount
+        }
     }
 
     public func revokeTokens(name: String) async throws -> Int {
@@ -480,9 +521,11 @@ public final class SQLiteSyncStorage: SyncStorage {
     public func tokens() async throws -> [TokenInfo] {
         try await pool.read { db in
             try Row.fetchAll(
-                db, sql: "SELECT id, name, created_at, revoked_at IS NOT NULL, role FROM tokens ORDER BY id"
+                db, sql: "SELECT id, name, created_at, revoked_at IS NOT NULL, role, scopes FROM tokens ORDER BY id"
             ).map {
-                TokenInfo(id: $0[0], name: $0[1], createdAt: $0[2], revoked: $0[3], role: $0[4])
+                TokenInfo(
+                    id: $0[0], name: $0[1], createdAt: $0[2], revoked: $0[3], role: $0[4],
+                    scopes: TokenScopes.read($0[5]))
             }
         }
     }

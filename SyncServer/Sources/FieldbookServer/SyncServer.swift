@@ -254,6 +254,7 @@ private struct Routes: Sendable {
         let request = pull
         let standing = try await readiness.guarding { try await storage.standing(device: request.device) }
         try standing.check(server: pull.server, cursor: pull.cursor, token: identity.tokenID)
+        try identity.checkScope(of: pull)
         var response = try await readiness.guarding {
             try await storage.pullResponseBody(request, identity: identity)
         }
@@ -266,8 +267,8 @@ private struct Routes: Sendable {
     /// `GET /v1/conflicts`: the open conflicts, each with its sides.
     func conflicts(_ request: Request) async throws -> Response {
         try readiness.check()
-        _ = try await SyncServer.authenticate(request, storage, readiness)
-        let conflicts = try await readiness.guarding { try await storage.conflicts() }
+        let identity = try await SyncServer.authenticate(request, storage, readiness)
+        let conflicts = try await readiness.guarding { try await storage.conflicts(visibleTo: identity) }
         return SyncServer.jsonResponse(
             .object([
                 (
@@ -313,7 +314,8 @@ extension WireError {
         case .notFound: .notFound
         case .methodNotAllowed: .methodNotAllowed
         case .bodyTooLarge, .batchTooLarge: .contentTooLarge
-        case .protocolMismatch, .schemaMismatch, .sequenceGap, .serverChanged, .cursorAhead, .clockAhead: .conflict
+        case .protocolMismatch, .schemaMismatch, .sequenceGap, .serverChanged, .cursorAhead, .clockAhead, .scopeChanged:
+            .conflict
         case .internalError: .internalServerError
         case .unavailable: .serviceUnavailable
         default: .badRequest

@@ -22,9 +22,23 @@ extension SyncStorage {
 
     /// The open conflicts: those the records' own changes leave, but for those of records that do
     /// not exist (a conflict never outlives its record), and a delete conflict for each held record.
-    public func conflicts() async throws -> [Conflict] {
+    ///
+    /// For a token with a scope (`identity`), only those of the records in its scope.
+    public func conflicts(visibleTo identity: Identity? = nil) async throws -> [Conflict] {
         var result = try await storedConflicts()
         let states = try await allStates()
+        if let scopes = identity?.scopes {
+            let index = ScopeIndex(schema: schema)
+            let entries = index.rebuild(
+                states.flatMap { entity, byID in
+                    byID.map { (key: PushPlan.RecordKey(entity: entity, id: $0.key), state: $0.value) }
+                })
+            let tokenKeys = ScopeIndex.tokenKeys(scopes)
+            result.removeAll {
+                entries[PushPlan.RecordKey(entity: $0.entity, id: $0.recordID)]?.keys.isDisjoint(with: tokenKeys)
+                    ?? true
+            }
+        }
         let existence = Existence(schema: schema, states: states)
         result.removeAll { !(existence.existing[$0.entity]?.contains($0.recordID) ?? false) }
         for entity in schema.entities {

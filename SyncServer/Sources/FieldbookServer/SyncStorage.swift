@@ -14,14 +14,19 @@ public struct TokenInfo: Sendable, Hashable {
     public var revoked: Bool
     /// Its role; nil for a token made without one (it may write everything).
     public var role: String?
+    /// Its scope keys (`town=新度镇`); nil for a token that sees everything.
+    public var scopes: [String]?
 
     /// A listing entry from its parts.
-    public init(id: Int64, name: String, createdAt: String, revoked: Bool, role: String? = nil) {
+    public init(
+        id: Int64, name: String, createdAt: String, revoked: Bool, role: String? = nil, scopes: [String]? = nil
+    ) {
         self.id = id
         self.name = name
         self.createdAt = createdAt
         self.revoked = revoked
         self.role = role
+        self.scopes = scopes
     }
 }
 
@@ -63,11 +68,17 @@ public protocol SyncStorage: Sendable {
     /// The identity a token stands for, or nil if it is unknown or revoked.
     func authenticate(token: String) async throws -> Identity?
 
-    /// Makes a new token for `name` with `role` and returns it; only its hash is stored. A token
-    /// with no role may write everything (`fieldbook-server token create` asks for a role when the
-    /// schema declares roles).
-    /// - Throws: ``TokenError`` if the schema declares no role called `role`.
-    func createToken(name: String, role: String?) async throws -> String
+    /// Makes a new token for `name` with `role` and scope keys `scopes` and returns it; only its
+    /// hash is stored. A token with no role may write everything (`fieldbook-server token create`
+    /// asks for a role when the schema declares roles); one with no scopes sees everything.
+    /// - Throws: ``TokenError`` if the schema declares no role called `role`, or a scope key names
+    ///   no scope of the schema.
+    func createToken(name: String, role: String?, scopes: [String]?) async throws -> String
+
+    /// Gives every unrevoked token of `name` the scope keys `scopes` (nil: everything); returns
+    /// how many it changed. Each device of theirs starts again at its next pull (`scope_changed`).
+    /// - Throws: ``TokenError`` if a scope key names no scope of the schema.
+    func rescope(name: String, scopes: [String]?) async throws -> Int
 
     /// Revokes every token of `name`; returns how many were revoked.
     func revokeTokens(name: String) async throws -> Int
@@ -135,7 +146,18 @@ public struct StoreStanding: Sendable, Hashable {
 extension SyncStorage {
     /// Makes a new token for `name` with no role: it may write everything.
     public func createToken(name: String) async throws -> String {
-        try await createToken(name: name, role: nil)
+        try await createToken(name: name, role: nil, scopes: nil)
+    }
+
+    /// Makes a new token for `name` with `role` that sees everything.
+    public func createToken(name: String, role: String?) async throws -> String {
+        try await createToken(name: name, role: role, scopes: nil)
+    }
+
+    /// Checks that `scopes` may be given to a token: nil, or keys `NAME=VALUE` of the schema's scopes.
+    public func checkScopes(_ scopes: [String]?) throws {
+        guard let scopes else { return }
+        if let problem = schema.scopeProblem(scopes) { throw TokenError(problem) }
     }
 
     /// Checks that `role` may be given to a token: nil, or one of the schema's roles.
@@ -162,9 +184,34 @@ extension SyncStorage {
     }
 }
 
+extension Identity {
+    /// Refuses a pull past cursor 0 by a device whose records were pulled under another scope
+    /// generation of this token (it was rescoped since): `scope_changed`, and the device starts again.
+    public func checkScope(of pull: PullRequest) throws(WireError) {
+        if pull.cursor > 0, (pull.scopeGeneration ?? 0) != scopeGeneration {
+            throw WireError(
+                .scopeChanged,
+                "this token was given another scope since this device last pulled; drop what was pulled under "
+                    + "the old scope and pull again from cursor 0 (a Fieldbook device does this itself)")
+        }
+    }
+}
+
+/// How a store keeps a token's scope keys: a JSON array of strings, or NULL for everything.
+package enum TokenScopes {
+    package static func text(_ scopes: [String]?) -> String? {
+        scopes.map { JSON.array($0.map(JSON.string)).serialized }
+    }
+
+    package static func read(_ text: String?) -> [String]? {
+        guard let text, case .array(let list)? = try? JSON(parsing: Array(text.utf8)) else { return nil }
+        return list.compactMap { if case .string(let s) = $0 { s } else { nil } }
+    }
+}
+
 /// A token cannot be made as asked: its role is not one the schema declares.
 public struct TokenError: Error, CustomStringConvertible {
     /// What is wrong and what to do, for the operator.
     public var description: String
-    init(_ description: String) { self.description = description }
+    package init(_ description: String) { self.description = description }
 }

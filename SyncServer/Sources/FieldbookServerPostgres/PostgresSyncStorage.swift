@@ -149,9 +149,12 @@ public final class PostgresSyncStorage: SyncStorage {
     /// The columns added after the first format, added to a store made before them: devices'
     /// names (sent with pushes, shown to other devices), tokens' roles, and why a change was rejected.
     private func addColumns(_ c: PostgresConnection) async throws {
-        for (table, column) in [("devices", "name"), ("tokens", "role"), ("changes", "rejected")] {
+        for (table, column, type) in [
+            ("devices", "name", "TEXT"), ("tokens", "role", "TEXT"), ("changes", "rejected", "TEXT"),
+            ("tokens", "scopes", "TEXT"), ("tokens", "scope_generation", "BIGINT NOT NULL DEFAULT 0"),
+        ] {
             try await c.query(
-                PostgresQuery(unsafeSQL: "ALTER TABLE \(t(table)) ADD COLUMN IF NOT EXISTS \(column) TEXT"),
+                PostgresQuery(unsafeSQL: "ALTER TABLE \(t(table)) ADD COLUMN IF NOT EXISTS \(column) \(type)"),
                 logger: logger)
         }
     }
@@ -591,24 +594,50 @@ public final class PostgresSyncStorage: SyncStorage {
     public func authenticate(token: String) async throws -> Identity? {
         let hash = TokenSecret.hash(token)
         guard
-            let (id, name, role) = try await client.query(
-                "SELECT id, name, role FROM \(unescaped: t("tokens")) WHERE hash = \(hash) AND revoked_at IS NULL",
+            let (id, name, role, scopes, generation) = try await client.query(
+                """
+                SELECT id, name, role, scopes, scope_generation FROM \(unescaped: t("tokens"))
+                WHERE hash = \(hash) AND revoked_at IS NULL
+                """,
                 logger: logger
-            ).collect().first?.decode((Int64, String, String?).self)
+            ).collect().first?.decode((Int64, String, String?, String?, Int64).self)
         else { return nil }
-        return Identity(tokenID: id, name: name, role: role)
+        return Identity(
+            tokenID: id, name: name, role: role, scopes: TokenScopes.read(scopes), scopeGeneration: generation)
     }
 
-    public func createToken(name: String, role: String?) async throws -> String {
+    public func createToken(name: String, role: String?, scopes: [String]?) async throws -> String {
         try checkRole(role)
+        try checkScopes(scopes)
+        try checkScopesSupported(scopes)
         let token = TokenSecret.generate()
         let hash = TokenSecret.hash(token)
         try await client.query(
             """
-            INSERT INTO \(unescaped: t("tokens")) (name, hash, created_at, role)
-            VALUES (\(name), \(hash), \(ISO8601DateFormatter().string(from: Date())), \(role))
+            INSERT INTO \(unescaped: t("tokens")) (name, hash, created_at, role, scopes)
+            VALUES (\(name), \(hash), \(ISO8601DateFormatter().string(from: Date())), \(role), \(TokenScopes.text(scopes)))
             """, logger: logger)
         return token
+    }
+
+    public func rescope(name: String, scopes: [String]?) async throws -> Int {
+        try checkScopes(scopes)
+        try checkScopesSupported(scopes)
+        return try await client.query(
+            """
+            UPDATE \(unescaped: t("tokens")) SET scopes = \(TokenScopes.text(scopes)), scope_generation = scope_generation + 1
+            WHERE name = \(name) AND revoked_at IS NULL RETURNING id
+            """, logger: logger
+        ).collect().count
+    }
+
+    /// Scoped pulls are not built on this store yet: it refuses to make a scoped token rather
+    /// than serve one everything.
+    private func checkScopesSupported(_ scopes: [String]?) throws {
+        if scopes != nil {
+            throw TokenError(
+                "the PostgreSQL store does not serve scoped tokens yet; use --scope all, or the SQLite store")
+        }
     }
 
     public func revokeTokens(name: String) async throws -> Int {
@@ -623,11 +652,16 @@ public final class PostgresSyncStorage: SyncStorage {
 
     public func tokens() async throws -> [TokenInfo] {
         var result: [TokenInfo] = []
-        for try await (id, name, createdAt, revoked, role) in try await client.query(
-            "SELECT id, name, created_at, revoked_at IS NOT NULL, role FROM \(unescaped: t("tokens")) ORDER BY id",
+        for try await (id, name, createdAt, revoked, role, scopes) in try await client.query(
+            """
+            SELECT id, name, created_at, revoked_at IS NOT NULL, role, scopes FROM \(unescaped: t("tokens")) ORDER BY id
+            """,
             logger: logger
-        ).decode((Int64, String, String, Bool, String?).self) {
-            result.append(TokenInfo(id: id, name: name, createdAt: createdAt, revoked: revoked, role: role))
+        ).decode((Int64, String, String, Bool, String?, String?).self) {
+            result.append(
+                TokenInfo(
+                    id: id, name: name, createdAt: createdAt, revoked: revoked, role: role,
+                    scopes: TokenScopes.read(scopes)))
         }
         return result
     }

@@ -149,7 +149,26 @@ struct Serve: AsyncParsableCommand {
 
 struct Token: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Make, list and revoke bearer tokens.", subcommands: [Create.self, List.self, Revoke.self])
+        abstract: "Make, list, rescope and revoke bearer tokens.",
+        subcommands: [Create.self, List.self, Rescope.self, Revoke.self])
+
+    /// The scope keys `--scope` options give: nil for `all`; refused when the schema declares
+    /// scopes and none is given (a token with none would see everything by mistake).
+    static func scopes(_ options: [String], schema: Schema) throws -> [String]? {
+        if options.isEmpty {
+            guard schema.scopes.isEmpty else {
+                throw ValidationError(
+                    "give the token a scope with --scope NAME=VALUE (repeat it for several) or --scope all; "
+                        + "the schema's scopes: " + schema.scopes.map(\.name).joined(separator: ", "))
+            }
+            return nil
+        }
+        if options.contains("all") {
+            guard options.count == 1 else { throw ValidationError("--scope all sees everything: give it alone") }
+            return nil
+        }
+        return Array(Set(options)).sorted()
+    }
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -159,6 +178,11 @@ struct Token: AsyncParsableCommand {
         var name: String
         @Option(help: "The token's role, one of the schema's (e.g. office, inspector, auditor): what it may write.")
         var role: String?
+        @Option(
+            help: ArgumentHelp(
+                "What the token sees and writes: a scope key of the schema, e.g. town=新度镇 (repeat it for several), or all.",
+                valueName: "NAME=VALUE"))
+        var scope: [String] = []
 
         func run() async throws {
             print(
@@ -168,7 +192,8 @@ struct Token: AsyncParsableCommand {
                             "give the token a role with --role: "
                                 + storage.schema.roles.map(\.name).joined(separator: ", "))
                     }
-                    return try await storage.createToken(name: name, role: role)
+                    let scopes = try Token.scopes(scope, schema: storage.schema)
+                    return try await storage.createToken(name: name, role: role, scopes: scopes)
                 })
         }
     }
@@ -176,15 +201,17 @@ struct Token: AsyncParsableCommand {
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List tokens (never their secrets).")
         @OptionGroup var store: StoreOptions
-        @Flag(help: "One JSON array of {id, name, role, created_at, revoked}.") var json = false
+        @Flag(help: "One JSON array of {id, name, role, scopes, created_at, revoked}; scopes null: all.")
+        var json = false
 
         func run() async throws {
             let tokens = try await store.withStorage { try await $0.tokens() }
             if json {
                 let list: [JSON] = tokens.map { token in
                     let role: JSON = token.role.map { .string($0) } ?? .null
+                    let scopes: JSON = token.scopes.map { .array($0.map(JSON.string)) } ?? .null
                     return .object([
-                        ("id", .int(token.id)), ("name", .string(token.name)), ("role", role),
+                        ("id", .int(token.id)), ("name", .string(token.name)), ("role", role), ("scopes", scopes),
                         ("created_at", .string(token.createdAt)), ("revoked", .bool(token.revoked)),
                     ])
                 }
@@ -192,10 +219,31 @@ struct Token: AsyncParsableCommand {
                 return
             }
             for token in tokens {
+                let scopes = token.scopes.map { $0.joined(separator: ",") } ?? "all"
                 print(
-                    "\(token.id)\t\(token.name)\t\(token.role ?? "-")\t\(token.createdAt)\t\(token.revoked ? "revoked" : "active")"
+                    "\(token.id)\t\(token.name)\t\(token.role ?? "-")\t\(scopes)\t\(token.createdAt)\t\(token.revoked ? "revoked" : "active")"
                 )
             }
+        }
+    }
+
+    struct Rescope: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Give every token of a name another scope; their devices start again at their next sync.")
+        @OptionGroup var store: StoreOptions
+        @Option(help: "The name the tokens were made for.")
+        var name: String
+        @Option(
+            help: ArgumentHelp(
+                "The new scope: a scope key of the schema (repeat it for several), or all.", valueName: "NAME=VALUE"))
+        var scope: [String] = []
+
+        func run() async throws {
+            let count = try await store.withStorage { storage in
+                try await storage.rescope(name: name, scopes: try Token.scopes(scope, schema: storage.schema))
+            }
+            guard count > 0 else { throw ValidationError("no active token is named '\(name)'") }
+            print("rescoped \(count) token\(count == 1 ? "" : "s")")
         }
     }
 

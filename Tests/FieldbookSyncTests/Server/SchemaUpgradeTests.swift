@@ -21,13 +21,13 @@ struct SchemaUpgradeTests {
     func upgrade(_ backend: Backend) async throws {
         let dir = TemporaryDirectory()
         _ = try await makeStorage(dir, backend)
-        let field = #"{"name": "town", "label": "镇/街道 Town", "type": "text", "maxLength": 100, "policy": "lww"},"#
+        let field = #"{"name": "started_on", "label": "开始 Started", "type": "date", "policy": "lww"},"#
         #expect(String(decoding: BundledSchemas.inspection, as: UTF8.self).contains(field))
 
         // Dropping a field would lose its values on the server and on every device.
         let dropped = try nextVersion { $0.replacingOccurrences(of: field, with: "") }
         let refusal = await #expect(throws: (any Error).self) { try await makeStorage(dir, backend, schema: dropped) }
-        #expect("\(refusal!)".contains("site.town: removing a field would lose its values"))
+        #expect("\(refusal!)".contains("inspection_round.started_on: removing a field would lose its values"))
         #expect("\(refusal!)".contains("cannot replace version \(schema.version)"))
 
         // Nothing was changed: the store still opens with its version, and takes a safe next one.
@@ -35,7 +35,7 @@ struct SchemaUpgradeTests {
         let added = try nextVersion {
             $0.replacingOccurrences(
                 of: field,
-                with: field + #"{"name": "township_code", "type": "text", "maxLength": 20, "policy": "lww"},"#)
+                with: field + #"{"name": "briefed_on", "type": "date", "policy": "lww"},"#)
         }
         let upgraded = try await makeStorage(dir, backend, schema: added)
         #expect(upgraded.schema.version == schema.version + 1)

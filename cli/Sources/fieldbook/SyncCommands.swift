@@ -87,6 +87,7 @@ struct Status: AsyncParsableCommand {
             let conflicts = try device.store.conflicts().count
             let rejected = try device.store.rejectedChanges()
             let correction = device.store.clockCorrection
+            let scopes = try device.store.scopes()
             if self.device.json {
                 printJSON(
                     .object([
@@ -100,6 +101,10 @@ struct Status: AsyncParsableCommand {
                         ("server_identity", try device.store.serverIdentity().map(JSON.string) ?? .null),
                         ("clock_ahead_ms", .int(-correction)),
                         ("role", device.store.role.map(JSON.string) ?? .null),
+                        (
+                            "scopes",
+                            lastSync == nil ? .null : scopes.map { .array($0.map(JSON.string)) } ?? .string("all")
+                        ),
                         ("rejected", .array(rejected.map(rejectedJSON))),
                     ]))
             } else {
@@ -112,6 +117,9 @@ struct Status: AsyncParsableCommand {
                 print("last sync      \(lastSync ?? "never")")
                 print("open conflicts \(conflicts)")
                 print("role           \(device.store.role ?? "none known (learned at sync)")")
+                print(
+                    "scope          \(lastSync == nil ? "none known (learned at sync)" : scopes?.joined(separator: ", ") ?? "all")"
+                )
                 if !rejected.isEmpty {
                     print(
                         "rejected       \(rejected.count) change\(rejected.count == 1 ? "" : "s") the server refused "

@@ -1,0 +1,160 @@
+import FieldbookCore
+import FieldbookJSON
+import FieldbookSQLite
+import FieldbookSync
+import GRDB
+
+extension Store {
+    /// The scope keys of this device's token as the server last named them (`town=新度镇`): the
+    /// records this device receives. Nil before the first pull, or for a token that sees everything.
+    public func scopes() throws -> [String]? {
+        try read { tx in
+            guard
+                let text = try String.fetchOne(
+                    tx.db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'scopes'"),
+                case .array(let list)? = try? JSON(parsing: Array(text.utf8))
+            else { return nil }
+            return list.compactMap { if case .string(let s) = $0 { s } else { nil } }
+        }
+    }
+
+    /// Starts again after the token was rescoped (the server refused a pull with `scope_changed`):
+    /// what was received under the old scope is dropped, in one transaction, and the next pull
+    /// starts from cursor 0. The numbering is the server's still, so this device's changes keep
+    /// their server sequence numbers and bases; the records it has changes not yet pushed to stay,
+    /// as those changes make them, and the rest come back with the pull if the new scope holds them.
+    func startAgainForScope() async throws {
+        try await write { tx in
+            try tx.flushLog()
+            try tx.db.execute(
+                sql: """
+                    DELETE FROM _received;
+                    DELETE FROM _record_state;
+                    DELETE FROM _conflicts;
+                    UPDATE _fieldbook_meta SET value = 0 WHERE key = 'cursor';
+                    DELETE FROM _fieldbook_meta WHERE key IN ('scopes', 'scope_generation');
+                    """)
+            for table in self.tables.values {
+                try tx.db.execute(sql: "DELETE FROM \(quoted(table.entity.name))")
+            }
+            for row in try Row.fetchAll(
+                tx.db,
+                sql: """
+                    SELECT DISTINCT entity, record FROM _changelog WHERE sseq IS NULL AND rejected = 0
+                    ORDER BY entity, record
+                    """)
+            {
+                guard let table = self.tables[row[0] as String] else { continue }
+                let record: String = row[1]
+                try tx.writeRow(table, record, try tx.mergeState(table, record).state)
+            }
+        }
+    }
+}
+
+extension Store.Transaction {
+    /// The scope generation the records here were pulled under, sent with each pull.
+    func scopeGeneration() throws -> Int64? {
+        try Int64.fetchOne(db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'scope_generation'")
+    }
+
+    /// Keeps what a page says of the token's scope: its keys (shown to people) and its generation.
+    func noteScope(_ page: PullResponse) throws {
+        let upsert = """
+            INSERT INTO _fieldbook_meta (key, value) VALUES (?, ?)
+            ON CONFLICT (key) DO UPDATE SET value = excluded.value
+            """
+        if let scopes = page.scopes {
+            try db.execute(sql: upsert, arguments: ["scopes", JSON.array(scopes.map(JSON.string)).serialized])
+        } else {
+            try db.execute(sql: "DELETE FROM _fieldbook_meta WHERE key = 'scopes'")
+        }
+        if let generation = page.scopeGeneration {
+            try db.execute(sql: upsert, arguments: ["scope_generation", generation])
+        }
+    }
+
+    /// Applies a page's records that left the token's scope and those that came into it.
+    func applyMoves(_ page: PullResponse) throws {
+        for record in page.left {
+            guard let table = store.tables[record.entity] else { continue }
+            try leave(table, record.id)
+        }
+        for entered in page.entered {
+            guard let table = store.tables[entered.record.entity] else { continue }
+            try enter(table, entered.record.id, history: entered.changes)
+        }
+    }
+
+    /// Removes a record that left the scope: what was received of it, its merge state and its
+    /// conflicts. If this device has changes to it not yet pushed, the record stays as its own
+    /// changes make it (they are never dropped; the server will reject them as outside the scope).
+    private func leave(_ table: EntityTable, _ record: String) throws {
+        try dropReceived(table, record)
+        try ConflictRows.update(
+            db, table: "_conflicts", entity: table.entity.name, record: record, current: [], at: try cursor())
+        let pending =
+            try Bool.fetchOne(
+                db,
+                sql:
+                    "SELECT EXISTS (SELECT 1 FROM _changelog WHERE record_key = ? AND record = ? AND sseq IS NULL AND rejected = 0)",
+                arguments: [recordKey(record), record]) ?? false
+        if pending {
+            try rebuild(table, record)
+        } else {
+            try writeRow(table, record, RecordState())
+        }
+    }
+
+    /// Replaces what was received of a record that came into the scope with its whole history,
+    /// and writes it again from that and this device's own changes.
+    private func enter(_ table: EntityTable, _ record: String, history: [Change]) throws {
+        try dropReceived(table, record)
+        let insert = try db.cachedStatement(
+            sql: """
+                INSERT OR REPLACE INTO _received (sseq, device, seq, author, entity, record, prev, op, hlc, base, fields)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """)
+        var previous: Int64?
+        var text: [UInt8] = []
+        for change in history {
+            guard let serverSequence = change.serverSequence else {
+                throw SyncError(.badResponse, "a pulled change has no server sequence number")
+            }
+            if change.device == store.deviceID {
+                try db.execute(
+                    sql: "UPDATE _changelog SET sseq = ? WHERE seq = ? AND sseq IS NULL",
+                    arguments: [serverSequence, change.sequence])
+                continue
+            }
+            text.removeAll(keepingCapacity: true)
+            FieldChange.encode(change.fields, to: &text)
+            try insert.execute(arguments: [
+                serverSequence, change.device, change.sequence, change.author, table.entity.name, record, previous,
+                Int64(change.operation.rawValue), Int64(bitPattern: change.timestamp.rawValue), change.base,
+                String(decoding: text, as: UTF8.self),
+            ])
+            previous = serverSequence
+        }
+        if let previous {
+            // Where the record's chain starts, for `rebuild` to read it; the state is written there.
+            try db.execute(
+                sql: "INSERT INTO _record_state (entity, record, state, folded, received) VALUES (?, ?, '', 0, ?)",
+                arguments: [table.entity.name, record, previous])
+        }
+        try rebuild(table, record)
+    }
+
+    /// Deletes the changes received of a record (following its chain) and its merge state.
+    private func dropReceived(_ table: EntityTable, _ record: String) throws {
+        var next = try Int64.fetchOne(
+            db, sql: "SELECT received FROM _record_state WHERE entity = ? AND record = ?",
+            arguments: [table.entity.name, record])
+        while let serverSequence = next {
+            next = try Int64.fetchOne(db, sql: "SELECT prev FROM _received WHERE sseq = ?", arguments: [serverSequence])
+            try db.execute(sql: "DELETE FROM _received WHERE sseq = ?", arguments: [serverSequence])
+        }
+        try db.execute(
+            sql: "DELETE FROM _record_state WHERE entity = ? AND record = ?", arguments: [table.entity.name, record])
+    }
+}
