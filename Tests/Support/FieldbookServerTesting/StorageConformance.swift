@@ -25,7 +25,7 @@ public struct StorageConformance: Sendable, CustomTestStringConvertible {
 
     /// Every check.
     public static let all: [StorageConformance] = [
-        repeatedWithinRequest, reused, fieldOrderIsNotContent, gapAndOwner, pullPages, tokens, rejected,
+        repeatedWithinRequest, reused, fieldOrderIsNotContent, gapAndOwner, pullPages, tokens, rejected, scopes,
     ]
 }
 
@@ -266,5 +266,146 @@ extension StorageConformance {
 
         // A role the schema does not declare is refused when the token is made.
         await #expect(throws: TokenError.self) { _ = try await storage.createToken(name: "赵六", role: "boss") }
+    }
+}
+
+extension StorageConformance {
+    public static let scopes = StorageConformance(
+        name:
+            "a scoped token pulls only its scope, writes only inside it, and follows records that move in and out"
+    ) { storage, dir in
+        var secrets: [String: String] = [:]
+        func token(_ name: String, _ role: String, _ scopes: [String]?) async throws -> Identity {
+            secrets[name] = try await storage.createToken(name: name, role: role, scopes: scopes)
+            return try #require(try await storage.authenticate(token: secrets[name]!))
+        }
+        let office = try await token("王芳", "office", nil)
+        let north = try await token("李明", "office", ["town=甲镇"])  // a town office: its role lets it move sites
+        let south = try await token("张伟", "inspector", ["town=乙镇"])
+        #expect(north.scopes == ["town=甲镇"] && office.scopes == nil)
+        #expect(try await storage.tokens().map(\.scopes) == [nil, ["town=甲镇"], ["town=乙镇"]])
+        await #expect(throws: TokenError.self) {
+            _ = try await storage.createToken(name: "x", role: "inspector", scopes: ["county=某县"])
+        }
+
+        // The office writes two towns' sites, findings and measures, and a round every token sees.
+        let desk = try Store(path: dir.path("office.sqlite"), schema: storage.schema)
+        let round = try desk.insert("inspection_round", ["title": "第一轮", "team": "第一巡察组", "unit": "民政局"])
+        let siteA = try desk.insert("site", ["name": "甲院", "kind": "happiness_home", "town": "甲镇"])
+        let siteB = try desk.insert("site", ["name": "乙院", "kind": "cemetery", "town": "乙镇"])
+        let findingA = try desk.insert("finding", ["site": .text(siteA), "round": .text(round), "title": "台账不全"])
+        let findingB = try desk.insert("finding", ["site": .text(siteB), "title": "散埋乱葬"])
+        let measureA = try desk.insert("measure", ["finding": .text(findingA), "description": "补齐台账"])
+        _ = try await storage.push(request(desk, try desk.pendingChanges(limit: 100)), identity: office)
+
+        func pullAll(_ identity: Identity, after cursor: Int64 = 0, limit: Int = 2) async throws -> [PullResponse] {
+            var pages: [PullResponse] = []
+            var cursor = cursor
+            while true {
+                var pull = PullRequest(
+                    schema: SchemaVersion(storage.schema), device: "d-\(identity.name)", cursor: cursor, limit: limit)
+                pull.scopeGeneration = identity.scopeGeneration
+                let page = try await storage.pull(pull, identity: identity)
+                pages.append(page)
+                #expect(page.cursor >= cursor)
+                cursor = page.cursor
+                if !page.more { return pages }
+            }
+        }
+        func records(_ pages: [PullResponse]) -> Set<String> {
+            Set(pages.flatMap { $0.changes.map(\.recordID) + $0.entered.flatMap { $0.changes.map(\.recordID) } })
+        }
+        let northPages = try await pullAll(north)
+        #expect(records(northPages) == [round, siteA, findingA, measureA])
+        #expect(records(try await pullAll(south)) == [round, siteB, findingB])
+        #expect(records(try await pullAll(office)).count == 6)
+        #expect(northPages.allSatisfy { $0.scopes == ["town=甲镇"] })
+        let northCursor = northPages.last!.cursor
+        #expect(northCursor == (try await storage.standing(device: "").head))
+
+        // Outside its scope an inspector writes nothing: a finding on the other town's site, a guessed
+        // id of the other town's finding, its own site moved away; inside it, it writes as its role allows.
+        let field = try Store(path: dir.path("north.sqlite"), schema: storage.schema)
+        _ = try await field.pull(StorageTransport(storage: storage, identity: north))
+        #expect(try field.fetch(Query("site")).map(\.id) == [siteA])
+        let own = try field.insert("finding", ["site": .text(siteA), "title": "消防通道堵塞"])  // 1
+        try field.update("site", id: siteA, ["town": "乙镇"])  // 2
+        var guessed = try field.pendingChanges(limit: 10)
+        // Made by hand (the device itself holds no record of the other town to refer to).
+        var stray = guessed[0]
+        stray.sequence = 3
+        stray.recordID = "018f0000-0000-7000-8000-0000000000aa"
+        stray.fields = [
+            FieldChange(field: "site", kind: .set(.text(siteB))), FieldChange(field: "title", kind: .set("越界")),
+        ]
+        var intoB = guessed[0]
+        intoB.sequence = 4
+        intoB.recordID = findingB
+        intoB.operation = .update
+        intoB.fields = [FieldChange(field: "title", kind: .set("改"))]
+        guessed += [stray, intoB]
+        let answer = try await storage.push(request(field, guessed), identity: north)
+        #expect(answer.rejected.map(\.sequence) == [2, 3, 4])
+        #expect(answer.rejected.map(\.rule) == ["site.scope", "finding.scope", "finding.scope"])
+        #expect(answer.rejected.allSatisfy { !$0.message.contains("乙镇") && !$0.message.contains("甲镇") })
+        var all = try await snapshot(storage)
+        #expect(all["finding"]?[findingB]?["title"] == .text("散埋乱葬"))
+        #expect(all["site"]?[siteA]?["town"] == .text("甲镇"))
+        #expect(all["finding"]?[own] != nil)
+
+        // The office moves the site to the other town: it leaves the north's scope with everything
+        // that follows it, and enters the south's whole, history and all.
+        let southCursor = try await storage.standing(device: "").head
+        try desk.update("site", id: siteA, ["town": "乙镇"])
+        _ = try await storage.push(
+            request(desk, Array(try desk.pendingChanges(limit: 100).suffix(1))), identity: office)
+        let northAfter = try await pullAll(north, after: northCursor, limit: 100)
+        #expect(Set(northAfter.flatMap(\.left).map(\.id)) == [siteA, findingA, measureA, own])
+        #expect(records(northAfter).isEmpty)
+        let southAfter = try await pullAll(south, after: southCursor, limit: 100)
+        let entered = southAfter.flatMap(\.entered)
+        #expect(Set(entered.map(\.record.id)) == [siteA, findingA, measureA, own])
+        #expect(entered.first { $0.record.id == siteA }?.changes.count == 2)
+        #expect(southAfter.flatMap(\.left).isEmpty)
+        all = try await snapshot(storage)
+        #expect(all["site"]?[siteA]?["town"] == .text("乙镇"))
+
+        // Rescoped: a device's next pull past cursor 0 is refused; it starts again and holds the new
+        // scope's records, its own change that the server took among them.
+        _ = try await field.sync(StorageTransport(storage: storage, identity: north))
+        #expect(try field.fetch(Query("site")).isEmpty)
+        #expect(try await storage.rescope(name: "李明", scopes: ["town=乙镇"]) == 1)
+        let rescoped = try #require(try await storage.authenticate(token: secrets["李明"]!))
+        #expect(rescoped.scopes == ["town=乙镇"] && rescoped.scopeGeneration == north.scopeGeneration + 1)
+        #expect(try await storage.tokens().first { $0.name == "李明" }?.scopes == ["town=乙镇"])
+        var stale = PullRequest(
+            schema: SchemaVersion(storage.schema), device: field.deviceID, cursor: northCursor, limit: 10)
+        stale.scopeGeneration = north.scopeGeneration
+        #expect(throws: WireError.self) { try rescoped.checkScope(of: stale) }
+        _ = try await field.sync(StorageTransport(storage: storage, identity: rescoped))
+        #expect(Set(try field.fetch(Query("site")).map(\.id)) == [siteA, siteB])
+        #expect(Set(try field.fetch(Query("finding")).map(\.id)) == [findingA, findingB, own])
+        #expect(try field.scopes() == ["town=乙镇"])
+    }
+}
+
+/// A transport straight to a store, as one token: for checks that sync a device without HTTP.
+struct StorageTransport: SyncTransport {
+    let storage: any SyncStorage
+    let identity: Identity
+
+    func push(_ request: PushRequest) async throws -> PushResponse {
+        do { return try await storage.push(request, identity: identity) } catch let error as WireError {
+            throw SyncError(refusal: error)
+        }
+    }
+
+    func pull(_ request: PullRequest, schema: Schema) async throws -> PullResponse {
+        do {
+            try identity.checkScope(of: request)
+            return try await storage.pull(request, identity: identity)
+        } catch let error as WireError {
+            throw SyncError(refusal: error)
+        }
     }
 }
