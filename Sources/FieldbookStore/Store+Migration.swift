@@ -10,7 +10,7 @@ import GRDB
 // only additions that keep every record intact are applied.
 
 extension Store {
-    static let storeFormat = 5
+    static let storeFormat = 6
 
     static func migrate(_ db: Database, to schema: Schema) throws {
         let fresh = try !db.tableExists("_fieldbook_meta")
@@ -24,6 +24,7 @@ extension Store {
             try chainReceivedChanges(db)
             try createFormat4Tables(db)
             try createRejectedTable(db)
+            try createLeftTable(db)
             try createTables(db, for: schema.entities)
             try recordSchema(db, schema)
             return
@@ -48,6 +49,11 @@ extension Store {
             try createRejectedTable(db)
             try db.execute(sql: "UPDATE _fieldbook_meta SET value = 5 WHERE key = 'store_format'")
             format = 5
+        }
+        if format == 5 {
+            try createLeftTable(db)
+            try db.execute(sql: "UPDATE _fieldbook_meta SET value = 6 WHERE key = 'store_format'")
+            format = 6
         }
         guard format == storeFormat else {
             throw StoreError(
@@ -176,6 +182,19 @@ extension Store {
                     role TEXT NOT NULL,
                     message TEXT NOT NULL) STRICT;
                 INSERT OR IGNORE INTO _fieldbook_meta (key, value) VALUES ('role', NULL);
+                """)
+    }
+
+    /// Format 6: the records that left the token's scope (docs/protocol.md, "Scopes") while this
+    /// device had changes to them not yet pushed: each shows only those changes until it comes back
+    /// into the scope or they are rejected.
+    static func createLeftTable(_ db: Database) throws {
+        try db.execute(
+            sql: """
+                CREATE TABLE _left (
+                    entity TEXT NOT NULL,
+                    record TEXT NOT NULL,
+                    PRIMARY KEY (entity, record)) STRICT, WITHOUT ROWID;
                 """)
     }
 

@@ -117,10 +117,17 @@ extension Store.Transaction {
     /// Writes a record again from its changes, leaving out the rejected ones: the changes received
     /// from other devices in server order, this device's own at their server sequence numbers, the
     /// ones not yet acknowledged last.
+    ///
+    /// A record that left the token's scope (`_left`) is written from this device's changes not yet
+    /// pushed alone: the rest of its history is no longer this device's to show.
     func rebuild(_ table: EntityTable, _ record: String) throws {
-        let received = try receivedChanges(record: record).filter { $0.entity == table.entity.name }
+        let left =
+            try Bool.fetchOne(
+                db, sql: "SELECT EXISTS (SELECT 1 FROM _left WHERE entity = ? AND record = ?)",
+                arguments: [table.entity.name, record]) ?? false
+        let received = left ? [] : try receivedChanges(record: record).filter { $0.entity == table.entity.name }
         let own = try changes(
-            sql: "WHERE record_key = ? AND record = ? AND rejected = 0 ORDER BY seq",
+            sql: "WHERE record_key = ? AND record = ? AND rejected = 0\(left ? " AND sseq IS NULL" : "") ORDER BY seq",
             arguments: [recordKey(record), record])
         let ordered =
             (received.map { (($0.serverSequence ?? 0), Int64(0), $0) }

@@ -22,7 +22,8 @@ extension Store {
     /// what was received under the old scope is dropped, in one transaction, and the next pull
     /// starts from cursor 0. The numbering is the server's still, so this device's changes keep
     /// their server sequence numbers and bases; the records it has changes not yet pushed to stay,
-    /// as those changes make them, and the rest come back with the pull if the new scope holds them.
+    /// as those changes make them, and the rest come back with the pull if the new scope holds them
+    /// (``noteReturned(_:)``).
     func startAgainForScope() async throws {
         try await write { tx in
             try tx.flushLog()
@@ -31,23 +32,14 @@ extension Store {
                     DELETE FROM _received;
                     DELETE FROM _record_state;
                     DELETE FROM _conflicts;
+                    DELETE FROM _left;
                     UPDATE _fieldbook_meta SET value = 0 WHERE key = 'cursor';
                     DELETE FROM _fieldbook_meta WHERE key IN ('scopes', 'scope_generation');
                     """)
             for table in self.tables.values {
                 try tx.db.execute(sql: "DELETE FROM \(quoted(table.entity.name))")
             }
-            for row in try Row.fetchAll(
-                tx.db,
-                sql: """
-                    SELECT DISTINCT entity, record FROM _changelog WHERE sseq IS NULL AND rejected = 0
-                    ORDER BY entity, record
-                    """)
-            {
-                guard let table = self.tables[row[0] as String] else { continue }
-                let record: String = row[1]
-                try tx.writeRow(table, record, try tx.mergeState(table, record).state)
-            }
+            try tx.hideOwnRecords()
         }
     }
 }
@@ -74,6 +66,21 @@ extension Store.Transaction {
         }
     }
 
+    /// Takes every record this device has changed out of every scope until a pull brings it back
+    /// (``noteReturned(_:)``): each shows its changes not yet pushed alone, if any.
+    func hideOwnRecords() throws {
+        for row in try Row.fetchAll(
+            db, sql: "SELECT DISTINCT entity, record FROM _changelog WHERE rejected = 0 ORDER BY entity, record")
+        {
+            guard let table = store.tables[row[0] as String] else { continue }
+            let record: String = row[1]
+            try db.execute(
+                sql: "INSERT OR IGNORE INTO _left (entity, record) VALUES (?, ?)",
+                arguments: [table.entity.name, record])
+            try rebuild(table, record)
+        }
+    }
+
     /// Applies a page's records that left the token's scope and those that came into it.
     func applyMoves(_ page: PullResponse) throws {
         for record in page.left {
@@ -87,29 +94,39 @@ extension Store.Transaction {
     }
 
     /// Removes a record that left the scope: what was received of it, its merge state and its
-    /// conflicts. If this device has changes to it not yet pushed, the record stays as its own
+    /// conflicts. If this device has changes to it not yet pushed, the record stays as those
     /// changes make it (they are never dropped; the server will reject them as outside the scope).
     private func leave(_ table: EntityTable, _ record: String) throws {
         try dropReceived(table, record)
         try ConflictRows.update(
             db, table: "_conflicts", entity: table.entity.name, record: record, current: [], at: try cursor())
-        let pending =
-            try Bool.fetchOne(
-                db,
-                sql:
-                    "SELECT EXISTS (SELECT 1 FROM _changelog WHERE record_key = ? AND record = ? AND sseq IS NULL AND rejected = 0)",
-                arguments: [recordKey(record), record]) ?? false
-        if pending {
-            try rebuild(table, record)
-        } else {
-            try writeRow(table, record, RecordState())
+        try db.execute(
+            sql: "INSERT OR IGNORE INTO _left (entity, record) VALUES (?, ?)", arguments: [table.entity.name, record])
+        try rebuild(table, record)
+    }
+
+    /// Takes the records of a page's changes off `_left`: they are in the scope again. Returns them:
+    /// each is written again (``rebuild(_:_:)``) once the page is applied, for a record whose only
+    /// changes in the page are this device's own is not merged by ``receive(_:)``.
+    func noteReturned(_ received: ReceivedPage) throws -> [(table: EntityTable, id: String)] {
+        guard try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM _left)") ?? false else { return [] }
+        var returned: [(table: EntityTable, id: String)] = []
+        var seen: Set<RecordRef> = []
+        for change in received.page.changes {
+            let ref = RecordRef(entity: change.entity, id: change.recordID)
+            guard seen.insert(ref).inserted, let table = store.tables[ref.entity] else { continue }
+            try db.execute(sql: "DELETE FROM _left WHERE entity = ? AND record = ?", arguments: [ref.entity, ref.id])
+            if db.changesCount > 0 { returned.append((table, ref.id)) }
         }
+        return returned
     }
 
     /// Replaces what was received of a record that came into the scope with its whole history,
     /// and writes it again from that and this device's own changes.
     private func enter(_ table: EntityTable, _ record: String, history: [Change]) throws {
         try dropReceived(table, record)
+        try db.execute(
+            sql: "DELETE FROM _left WHERE entity = ? AND record = ?", arguments: [table.entity.name, record])
         let insert = try db.cachedStatement(
             sql: """
                 INSERT OR REPLACE INTO _received (sseq, device, seq, author, entity, record, prev, op, hlc, base, fields)

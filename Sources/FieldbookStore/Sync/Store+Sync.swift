@@ -229,7 +229,7 @@ extension Store {
                 throw SyncError(.badResponse, "the server moved the cursor back from \(cursor) to \(page.cursor)")
             }
             try Store.check(page, after: cursor)
-            return ReceivedPage(page, device: device)
+            return ReceivedPage(page, device: device, after: cursor)
         }
         var applied = 0
         var current = try await page(after: start, generation: generation)
@@ -348,7 +348,12 @@ extension Store {
             try tx.noteServerIdentity(page.server)
             if page.role != self.role { try tx.noteRole(page.role) }
             try tx.noteScope(page)
+            // A scoped token's first page: the records this device wrote may be outside its scope
+            // (it may have been rescoped since they were taken); each comes back with the pull if not.
+            if received.after == 0 && page.scopes != nil { try tx.hideOwnRecords() }
+            let returned = try tx.noteReturned(received)
             let applied = try tx.receive(received)
+            for (table, record) in returned { try tx.rebuild(table, record) }
             try tx.applyMoves(page)
             try tx.db.cachedStatement(sql: "UPDATE _fieldbook_meta SET value = ? WHERE key = 'cursor'")
                 .execute(arguments: [page.cursor])
@@ -785,6 +790,8 @@ extension Store {
 /// grouped by record.
 struct ReceivedPage: Sendable {
     let page: PullResponse
+    /// The cursor the page was asked for after.
+    let after: Int64
     /// For each change, its record's place in `groups`; nil for this device's own changes.
     let group: [Int?]
     /// For each record changed by another device, the positions of its changes, records in the order first touched.
@@ -793,8 +800,9 @@ struct ReceivedPage: Sendable {
     private let fieldText: [UInt8]
     private let fieldEnds: [Int]
 
-    init(_ page: PullResponse, device: String) {
+    init(_ page: PullResponse, device: String, after: Int64) {
         self.page = page
+        self.after = after
         var groupOf: [Store.Transaction.RecordRef: Int] = [:]
         var groups: [(ref: Store.Transaction.RecordRef, changes: [Int])] = []
         var fieldText: [UInt8] = []

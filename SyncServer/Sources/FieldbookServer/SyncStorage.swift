@@ -185,10 +185,14 @@ extension SyncStorage {
 }
 
 extension Identity {
-    /// Refuses a pull past cursor 0 by a device whose records were pulled under another scope
-    /// generation of this token (it was rescoped since): `scope_changed`, and the device starts again.
+    /// Refuses a pull by a device whose records were pulled or pushed under another scope
+    /// generation of this token (it was rescoped since): `scope_changed`, and the device starts
+    /// again. A device that names no generation is refused past cursor 0 unless the token was never
+    /// rescoped.
     public func checkScope(of pull: PullRequest) throws(WireError) {
-        if pull.cursor > 0, (pull.scopeGeneration ?? 0) != scopeGeneration {
+        let stale =
+            pull.scopeGeneration.map { $0 != scopeGeneration } ?? (pull.cursor > 0 && scopeGeneration != 0)
+        if stale {
             throw WireError(
                 .scopeChanged,
                 "this token was given another scope since this device last pulled; drop what was pulled under "
