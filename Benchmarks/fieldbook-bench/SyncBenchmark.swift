@@ -19,6 +19,10 @@ struct SyncBenchmark: AsyncParsableCommand {
             a separate `fieldbook-server` process (the binary next to this one) on the embedded SQLite
             store, or with --database on PostgreSQL (in a new namespace of that database, left there
             afterwards). The floor: this process inserting the same N changes into a plain SQLite table.
+
+            With --scopes K, the findings belong to K sites in K towns, one each; after device B, a
+            device C with a token scoped to one town pulls its share (1/K) from the same server, and
+            its changes per second are printed beside B's (scoped_pull_per_s, pull_per_s).
             """)
 
     @Option(help: "How many changes device A makes.")
@@ -34,6 +38,9 @@ struct SyncBenchmark: AsyncParsableCommand {
         help: "Device B pulls while device A pushes, as a second device online at the same time would (default: after)."
     )
     var overlap = false
+
+    @Option(help: "Towns the findings are spread over; a device scoped to one of them pulls after B (0: none).")
+    var scopes = 0
 
     @Flag(help: "End with one JSON object on the last line.")
     var json = false
@@ -55,13 +62,18 @@ struct SyncBenchmark: AsyncParsableCommand {
         let a = try Store(path: dir + "/a.sqlite", schema: schema)
         let round = try a.insert("inspection_round", ["title": "2021年巡察", "team": "区委第一巡察组", "unit": "区民政局"])
         let people: [Value] = ["张伟", "王芳", "李娜", "刘洋", "陈静"]
+        let sites = try (0..<scopes).map { i in
+            try a.insert("site", ["name": .text("第\(i)敬老院"), "kind": "elderly_home", "town": .text("镇\(i)")])
+        }
         var ids: [String] = []
         var written = 0
         while written < changes {
             try blockingWrite(a) { tx in
                 for _ in 0..<min(batch, changes - written) {
                     if written % 10 == 0 {
-                        ids.append(try tx.insert("finding", Row(written, round: round).values))
+                        var values = Row(written, round: round).values
+                        if !sites.isEmpty { values["site"] = .text(sites[ids.count % sites.count]) }
+                        ids.append(try tx.insert("finding", values))
                     } else {
                         try tx.update(
                             "finding", id: ids[written % ids.count], ["responsible_person": people[written % 5]])
@@ -126,7 +138,7 @@ struct SyncBenchmark: AsyncParsableCommand {
             endToEnd = pushSeconds + pullSeconds
         }
         let cpu2 = (device: cpuSecondsUsed(pid: getpid()), server: server.cpuSeconds())
-        guard applied == changes + 1, try a.pendingCount() == 0 else {
+        guard applied == changes + 1 + scopes, try a.pendingCount() == 0 else {
             throw ValidationError("device B applied \(applied) of \(changes) changes")
         }
         let serverPeak = server.peakMemoryMiB()
@@ -135,6 +147,8 @@ struct SyncBenchmark: AsyncParsableCommand {
         guard try a.fetch(Query("finding")) == b.fetch(Query("finding")) else {
             throw ValidationError("device B's findings differ from device A's")
         }
+        let scoped =
+            scopes > 0 ? try await scopedPull(server: server, schema: schema, dir: dir, a: a, site: sites[0]) : nil
         let floorSeconds = try floor(dir + "/floor.sqlite", ids: ids, round: round)
         let devicePeak = peakResidentMiB(pid: getpid())
 
@@ -148,6 +162,14 @@ struct SyncBenchmark: AsyncParsableCommand {
                 format: "  pull        %9.0f changes/s  (%.2f s%@)", n / pullSeconds, pullSeconds,
                 overlap ? ", from the start of the push" : ""))
         print(String(format: "  end to end  %9.0f changes/s  (%.2f s)", n / endToEnd, endToEnd))
+        if let scoped {
+            print(
+                String(
+                    format:
+                        "  scoped pull %9.0f changes/s  (%d changes of one town of %d, %.2f s; %.2f× the pull above)",
+                    Double(scoped.changes) / scoped.seconds, scoped.changes, scopes, scoped.seconds,
+                    Double(scoped.changes) / scoped.seconds / (n / pullSeconds)))
+        }
         if overlap {
             print(
                 String(
@@ -172,9 +194,31 @@ struct SyncBenchmark: AsyncParsableCommand {
                 serverPeak, syncPeak, devicePeak))
         if json {
             print(
-                #"{"scenario":"sync","store":"\#(database == nil ? "sqlite" : "postgres")","overlap":\#(overlap),"changes":\#(changes),"push_per_s":\#(Int(n / pushSeconds)),"pull_per_s":\#(Int(n / pullSeconds)),"end_to_end_per_s":\#(Int(n / endToEnd)),"end_to_end_s":\#(String(format: "%.3f", endToEnd)),"floor_s":\#(String(format: "%.3f", floorSeconds)),"ratio":\#(String(format: "%.2f", endToEnd / floorSeconds)),"server_peak_rss_mb":\#(Int(serverPeak)),"device_peak_rss_mb":\#(Int(syncPeak)),"device_peak_rss_with_checks_mb":\#(Int(devicePeak))}"#
+                #"{"scenario":"sync","store":"\#(database == nil ? "sqlite" : "postgres")","overlap":\#(overlap),"changes":\#(changes),"push_per_s":\#(Int(n / pushSeconds)),"pull_per_s":\#(Int(n / pullSeconds)),"end_to_end_per_s":\#(Int(n / endToEnd)),"end_to_end_s":\#(String(format: "%.3f", endToEnd)),"floor_s":\#(String(format: "%.3f", floorSeconds)),"ratio":\#(String(format: "%.2f", endToEnd / floorSeconds)),"server_peak_rss_mb":\#(Int(serverPeak)),"device_peak_rss_mb":\#(Int(syncPeak)),"device_peak_rss_with_checks_mb":\#(Int(devicePeak))\#(scoped.map { #","scopes":\#(scopes),"scoped_changes":\#($0.changes),"scoped_pull_per_s":\#(Int(Double($0.changes) / $0.seconds))"# } ?? "")}"#
             )
         }
+    }
+
+    /// A new device with a token scoped to `site`'s town pulls from `server`: how many changes it
+    /// applied and how long it took. It must hold exactly `a`'s findings of that site.
+    func scopedPull(server: ServerProcess, schema: Schema, dir: String, a: Store, site: String) async throws -> (
+        changes: Int, seconds: Double
+    ) {
+        guard case .text(let name)? = try a.record("site", id: site)?["town"] else {
+            throw ValidationError("the site has no town")
+        }
+        let c = try Store(path: dir + "/c.sqlite", schema: schema)
+        let transport = HTTPTransport(
+            server: server.url, token: try server.token(name: "张伟", role: "inspector", scopes: ["town=\(name)"]))
+        var options = SyncOptions()
+        options.pageSize = batch
+        var applied = 0
+        let seconds = try await measureAsync { applied = try await c.pull(transport, options: options).applied }
+        let expected = try a.fetch(Query("finding")).filter { $0["site"] == .text(site) }
+        guard try c.fetch(Query("finding")) == expected, !expected.isEmpty else {
+            throw ValidationError("the scoped device's findings are not its town's")
+        }
+        return (applied, seconds)
     }
 
     /// The same changes, encoded and inserted as rows of a plain table, with the store's pragmas and batches.

@@ -260,6 +260,8 @@ package struct ScopeIndex: Sendable {
         for record in merged {
             guard let entity = schema.entity(record.key.entity) else { continue }
             let (own, parents) = ownAndParents(entity, id: record.key.id, state: record.state)
+            // Asked for with the record: every record a merged one follows is read (one round, not two).
+            for parent in parents where loaded[parent] == nil { needEntries.insert(parent) }
             guard let old = loaded[record.key] else {
                 needEntries.insert(record.key)
                 continue
@@ -295,7 +297,8 @@ package struct ScopeIndex: Sendable {
             isNew.remove(record)
             recordEntry.keys = keys
             current[record] = recordEntry
-            guard let stored = children[record] else {
+            // A record new to the store has no children there (what refers to a record comes after it).
+            guard let stored = loaded[record] == .some(nil) ? [] : children[record] else {
                 needChildren.insert(record)
                 continue
             }
@@ -315,7 +318,7 @@ package struct ScopeIndex: Sendable {
         head: Int64
     ) -> Update {
         var update = Update()
-        for (record, entry) in current.sorted(by: { ($0.key.entity, $0.key.id) < ($1.key.entity, $1.key.id) }) {
+        for (record, entry) in current {  // in any order: each row is written once
             let old = loaded[record] ?? nil
             if old != entry { update.entries.append((record, entry)) }
             if mergedKeys.contains(record) {

@@ -24,8 +24,11 @@ final class CLIWorld {
         try? FileManager.default.removeItem(at: dir)
     }
 
-    /// A token for `name`, the office's unless `role` says otherwise.
-    func token(_ name: String, role: String = "office") throws -> String { try server.token(name: name, role: role) }
+    /// A token for `name`, the office's unless `role` says otherwise, seeing everything unless
+    /// `scopes` says otherwise.
+    func token(_ name: String, role: String = "office", scopes: [String] = ["all"]) throws -> String {
+        try server.token(name: name, role: role, scopes: scopes)
+    }
 
     func path(_ device: String) -> String { dir.appendingPathComponent(device).path }
 

@@ -147,9 +147,21 @@ extension SQLiteSyncStorage {
         }
         let page = ScopeIndex.page(found, tokenKeys: tokenKeys) { recordKeys[$0] ?? [] }
         let select = "SELECT sseq, device, seq, author, entity, record, op, hlc, base, fields FROM changes"
+        // The page's changes in one pass over the keys' log (by index), joined to the changes.
         var changes: [Change] = []
-        for sequence in page.changes {
-            changes += try Self.changes(db, "\(select) WHERE sseq = ? AND rejected IS NULL", [sequence], schema: schema)
+        if !page.changes.isEmpty {
+            let wanted = Set(page.changes)
+            let rows = try Self.changes(
+                db,
+                """
+                SELECT c.sseq, c.device, c.seq, c.author, c.entity, c.record, c.op, c.hlc, c.base, c.fields
+                FROM scope_log AS l JOIN changes AS c ON c.sseq = l.sseq
+                WHERE l.key IN (\(marks)) AND l.sseq > ? AND l.sseq <= ? AND l.kind = 0 ORDER BY l.sseq
+                """, keys + [request.cursor, cursor], schema: schema)
+            changes.reserveCapacity(wanted.count)
+            for change in rows where wanted.contains(change.serverSequence!) {
+                if change.serverSequence != changes.last?.serverSequence { changes.append(change) }
+            }
         }
         var response = PullResponse(changes: changes, cursor: cursor, more: more)
         for record in page.entered {

@@ -105,7 +105,7 @@ public enum SyncServer {
         guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
             throw WireError(
                 .unauthorized,
-                "send 'Authorization: Bearer TOKEN'; an administrator makes tokens with 'fieldbook-server token create --name NAME --role ROLE'"
+                "send 'Authorization: Bearer TOKEN'; an administrator makes tokens with 'fieldbook-server token create --name NAME --role ROLE --scope SCOPE'"
             )
         }
         let token = String(header.dropFirst("Bearer ".count).drop { $0 == " " })

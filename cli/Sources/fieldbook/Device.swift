@@ -177,7 +177,7 @@ struct CLIError: Error, CustomStringConvertible {
             case (.refused, .unauthorized?):
                 self.init(
                     .authentication,
-                    "the server refused this device's token (unknown or revoked); ask an administrator for a new one ('fieldbook-server token create --name NAME --role ROLE') and give it to this device with 'fieldbook config set token TOKEN'; the changes stay here"
+                    "the server refused this device's token (unknown or revoked); ask an administrator for a new one ('fieldbook-server token create --name NAME --role ROLE --scope SCOPE') and give it to this device with 'fieldbook config set token TOKEN'; the changes stay here"
                 )
             case (.refused, .schemaMismatch?):
                 self.init(.refused, "\(error.message); this device and the server must hold the same schema version")

@@ -1,0 +1,88 @@
+import FieldbookJSON
+import FieldbookServerProcess
+import FieldbookTesting
+import Foundation
+import Testing
+
+/// The office, two inspectors of different towns and an auditor, each with a device, through the
+/// real binaries: who receives what, a site moved between towns, an inspector rescoped.
+@Suite("fieldbook CLI: scopes", .tags(.endToEnd))
+struct ScopeTests {
+    @Test("each device holds its scope; a moved site follows its town; a rescoped device starts again")
+    func scopes() throws {
+        let world = try CLIWorld()
+        let database = world.server.databaseArguments
+        // A token without a scope, or with one the schema lacks: refused, with what to give.
+        let missing = try BuiltProducts.run(
+            "fieldbook-server", ["token", "create", "--name", "x", "--role", "inspector"] + database)
+        #expect(missing.status != 0 && missing.stderr.contains("--scope"))
+        let unknown = try BuiltProducts.run(
+            "fieldbook-server",
+            ["token", "create", "--name", "x", "--role", "inspector", "--scope", "county=某县"] + database)
+        #expect(unknown.status != 0 && unknown.stderr.contains("town"))
+
+        for (device, name, role, scope) in [
+            ("office", "王芳", "office", "all"), ("li", "李明", "inspector", "town=新度镇"),
+            ("zhang", "张伟", "inspector", "town=西天尾镇"), ("audit", "陈静", "auditor", "all"),
+        ] {
+            let token = try world.token(name, role: role, scopes: [scope])
+            #expect(try world.fieldbook(device, ["init", "--server", world.url, "--token", token]).status == 0)
+        }
+        let tokens = try JSON(parsing: try world.server.admin(["token", "list", "--json"] + database)).array
+        // null: all.
+        let scopes = tokens.map { $0["scopes"] == .null ? ["all"] : $0["scopes"]?.array.compactMap(\.string) }
+        #expect(scopes == [["all"], ["town=新度镇"], ["town=西天尾镇"], ["all"]])
+
+        // The office sets up a site and a finding in each town.
+        func add(_ device: String, _ arguments: [String]) throws -> String {
+            let result = try world.fieldbook(device, ["add"] + arguments)
+            #expect(result.status == 0, "\(arguments): \(result.stderr)")
+            return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        let home = try add("office", ["site", "name=新度镇敬老院", "kind=elderly_home", "town=新度镇"])
+        let cemetery = try add("office", ["site", "name=西天尾镇公墓", "kind=cemetery", "town=西天尾镇"])
+        let fire = try add("office", ["finding", "title=消防通道堆放杂物", "site=\(home)"])
+        let graves = try add("office", ["finding", "title=散埋乱葬", "site=\(cemetery)"])
+        #expect(try world.fieldbook("office", ["sync"]).status == 0)
+
+        func ids(_ device: String, _ entity: String) throws -> Set<String> {
+            Set(try world.json(device, ["list", entity]).array.compactMap { $0["id"]?.string })
+        }
+        for device in ["li", "zhang", "audit"] { #expect(try world.fieldbook(device, ["sync"]).status == 0) }
+        #expect(try ids("li", "site") == [home] && ids("li", "finding") == [fire])
+        #expect(try ids("zhang", "site") == [cemetery] && ids("zhang", "finding") == [graves])
+        #expect(try ids("audit", "finding") == [fire, graves])
+        #expect(try world.json("li", ["status"])["scopes"]?.array.compactMap(\.string) == ["town=新度镇"])
+        #expect(try world.json("audit", ["status"])["scopes"]?.string == "all")
+        #expect(try world.fieldbook("li", ["status"]).stdout.contains("scope          town=新度镇"))
+
+        // An inspector works in its town; the office sees it.
+        let note = try world.fieldbook("li", ["finding", "note", fire, "已清理一半"])
+        #expect(note.status == 0, "\(note.stderr)")
+        #expect(try world.fieldbook("li", ["sync"]).status == 0)
+        #expect(try world.fieldbook("office", ["sync"]).status == 0)
+        #expect(try world.json("office", ["list", "progress_note"]).array.count == 1)
+
+        // The office moves the home to the other town: it leaves 李明's device with its finding and
+        // note, and reaches 张伟's, history and all.
+        #expect(try world.fieldbook("office", ["set", "site", home, "town=西天尾镇"]).status == 0)
+        #expect(try world.fieldbook("office", ["sync"]).status == 0)
+        #expect(try world.fieldbook("li", ["sync"]).status == 0)
+        #expect(try ids("li", "site").isEmpty && ids("li", "finding").isEmpty && ids("li", "progress_note").isEmpty)
+        #expect(try world.fieldbook("zhang", ["sync"]).status == 0)
+        #expect(try ids("zhang", "site") == [home, cemetery] && ids("zhang", "finding") == [fire, graves])
+        #expect(try ids("zhang", "progress_note").count == 1)
+        let history = try world.json("zhang", ["history", "finding", fire]).array
+        #expect(history.contains { $0["who"]?.string == "王芳" })
+
+        // 李明 is given the other town: its device starts again at its next sync and holds it.
+        let rescoped = try world.server.admin(
+            ["token", "rescope", "--name", "李明", "--scope", "town=西天尾镇"] + database)
+        #expect(rescoped.contains("rescoped 1 token"))
+        let sync = try world.fieldbook("li", ["sync"])
+        #expect(sync.status == 0, "\(sync.stderr)")
+        #expect(try ids("li", "site") == [home, cemetery] && ids("li", "finding") == [fire, graves])
+        #expect(try world.json("li", ["status"])["scopes"]?.array.compactMap(\.string) == ["town=西天尾镇"])
+        #expect(try world.json("li", ["status"])["pending"]?.int == 0)
+    }
+}
