@@ -89,6 +89,8 @@ package struct ScopeIndex: Sendable {
     package var loaded: [PushPlan.RecordKey: ScopeEntry?] = [:]
     /// The records that follow each record, as read from the store.
     package var children: [PushPlan.RecordKey: [PushPlan.RecordKey]] = [:]
+    /// Each merged record's own keys and parents, worked out in the first round of ``update(_:head:)``.
+    private var computed: [PushPlan.RecordKey: (own: Set<String>, parents: [PushPlan.RecordKey])] = [:]
 
     package init(schema: Schema) {
         self.schema = schema
@@ -250,7 +252,7 @@ package struct ScopeIndex: Sendable {
     /// (a site moved to another town takes its findings, and their measures, with it), and the log.
     /// `head` is the push's last server sequence number: when the records that follow a moved
     /// record enter or leave a key.
-    package func update(_ merged: [PushPlan.Merged], head: Int64) -> Step {
+    package mutating func update(_ merged: [PushPlan.Merged], head: Int64) -> Step {
         var needEntries: Set<PushPlan.RecordKey> = []
         var needChildren: Set<PushPlan.RecordKey> = []
         var current: [PushPlan.RecordKey: ScopeEntry] = [:]
@@ -259,7 +261,13 @@ package struct ScopeIndex: Sendable {
         var newChildren: [PushPlan.RecordKey: [PushPlan.RecordKey]] = [:]
         for record in merged {
             guard let entity = schema.entity(record.key.entity) else { continue }
-            let (own, parents) = ownAndParents(entity, id: record.key.id, state: record.state)
+            let (own, parents) =
+                computed[record.key]
+                ?? {
+                    let found = ownAndParents(entity, id: record.key.id, state: record.state)
+                    computed[record.key] = found
+                    return found
+                }()
             // Asked for with the record: every record a merged one follows is read (one round, not two).
             for parent in parents where loaded[parent] == nil { needEntries.insert(parent) }
             guard let old = loaded[record.key] else {

@@ -8,10 +8,13 @@ import GRDB
 /// The scope index in the embedded store (``ScopeIndex``; docs/protocol.md, "Scopes").
 extension SQLiteSyncStorage {
     static func loadScopeEntry(_ db: Database, _ key: PushPlan.RecordKey) throws -> ScopeEntry? {
-        try String.fetchOne(
-            db.cachedStatement(sql: "SELECT entry FROM scope_records WHERE entity = ? AND id = ?"),
-            arguments: [key.entity, key.id]
-        ).flatMap(ScopeEntry.init(stored:))
+        let select = RawStatement(
+            try db.cachedStatement(sql: "SELECT entry FROM scope_records WHERE entity = ? AND id = ?"))
+        defer { select.reset() }
+        select.bind(1, key.entity)
+        select.bind(2, key.id)
+        guard try select.step(db) else { return nil }
+        return ScopeEntry(stored: String(decoding: select.utf8(0), as: UTF8.self))
     }
 
     /// Keeps the index in step with a push's merged records, reading what it lacks in rounds.
@@ -37,23 +40,32 @@ extension SQLiteSyncStorage {
     }
 
     private static func write(_ db: Database, _ update: ScopeIndex.Update) throws {
-        let save = try db.cachedStatement(
-            sql: """
-                INSERT INTO scope_records (entity, id, entry) VALUES (?, ?, ?)
-                ON CONFLICT (entity, id) DO UPDATE SET entry = excluded.entry
-                """)
+        let save = RawStatement(
+            try db.cachedStatement(
+                sql: """
+                    INSERT INTO scope_records (entity, id, entry) VALUES (?, ?, ?)
+                    ON CONFLICT (entity, id) DO UPDATE SET entry = excluded.entry
+                    """))
         for (record, entry) in update.entries {
-            try save.execute(arguments: [record.entity, record.id, entry.storedText])
+            save.bind(1, record.entity)
+            save.bind(2, record.id)
+            save.bind(3, entry.storedText)
+            try save.run(db)
         }
         let unlink = try db.cachedStatement(
             sql: "DELETE FROM scope_links WHERE parent_entity = ? AND parent = ? AND entity = ? AND id = ?")
         for (parent, child) in update.unlinked {
             try unlink.execute(arguments: [parent.entity, parent.id, child.entity, child.id])
         }
-        let link = try db.cachedStatement(
-            sql: "INSERT OR IGNORE INTO scope_links (parent_entity, parent, entity, id) VALUES (?, ?, ?, ?)")
+        let link = RawStatement(
+            try db.cachedStatement(
+                sql: "INSERT OR IGNORE INTO scope_links (parent_entity, parent, entity, id) VALUES (?, ?, ?, ?)"))
         for (parent, child) in update.linked {
-            try link.execute(arguments: [parent.entity, parent.id, child.entity, child.id])
+            link.bind(1, parent.entity)
+            link.bind(2, parent.id)
+            link.bind(3, child.entity)
+            link.bind(4, child.id)
+            try link.run(db)
         }
         let log = RawStatement(
             try db.cachedStatement(
