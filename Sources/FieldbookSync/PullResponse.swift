@@ -94,9 +94,15 @@ extension PullResponse {
 
     /// The members of a page that only a scoped token's pull has.
     private var scopeMembers: [(key: String, value: JSON)] {
+        Self.scopeMembers(scopes: scopes, generation: scopeGeneration, entered: entered, left: left)
+    }
+
+    private static func scopeMembers(scopes: [String]?, generation: Int64?, entered: [Entered], left: [RecordRef])
+        -> [(key: String, value: JSON)]
+    {
         var members: [(key: String, value: JSON)] = []
         if let scopes { members.append(("scopes", .array(scopes.map(JSON.string)))) }
-        if let scopeGeneration { members.append(("scope", .int(scopeGeneration))) }
+        if let generation { members.append(("scope", .int(generation))) }
         if !entered.isEmpty {
             members.append(
                 (
@@ -116,6 +122,24 @@ extension PullResponse {
         return members
     }
 
+    /// Adds the members only a scoped token's page has — `scopes`, `scope`, `entered`, `left` (see
+    /// ``scopes``, ``scopeGeneration``, ``entered``, ``left``), each when set — to a pull response's
+    /// text ended by ``encodeEnd(cursor:more:to:)``.
+    public static func appendScopeMembers(
+        scopes: [String]?, generation: Int64?, entered: [Entered], left: [RecordRef], to out: inout [UInt8]
+    ) {
+        let members = scopeMembers(scopes: scopes, generation: generation, entered: entered, left: left)
+        guard !members.isEmpty, out.last == UInt8(ascii: "}") else { return }
+        out.removeLast()
+        for (key, value) in members {
+            out.append(UInt8(ascii: ","))
+            JSON.writeString(key, to: &out)
+            out.append(UInt8(ascii: ":"))
+            value.write(to: &out)
+        }
+        out.append(UInt8(ascii: "}"))
+    }
+
     /// Appends the message's JSON text (the bytes of `json.serialized`) to `out`.
     public func encode(to out: inout [UInt8]) {
         Self.encodeStart(to: &out)
@@ -127,17 +151,8 @@ extension PullResponse {
         if let server { Self.appendServer(server, to: &out) }
         Self.appendDeviceNames(deviceNames, to: &out)
         if let role { Self.appendRole(role, to: &out) }
-        let scoped = scopeMembers
-        if !scoped.isEmpty, out.last == UInt8(ascii: "}") {
-            out.removeLast()
-            for (key, value) in scoped {
-                out.append(UInt8(ascii: ","))
-                JSON.writeString(key, to: &out)
-                out.append(UInt8(ascii: ":"))
-                value.write(to: &out)
-            }
-            out.append(UInt8(ascii: "}"))
-        }
+        Self.appendScopeMembers(
+            scopes: scopes, generation: scopeGeneration, entered: entered, left: left, to: &out)
     }
 
     /// Adds the `role` member (``role``) to a pull response's text ended by ``encodeEnd(cursor:more:to:)``.

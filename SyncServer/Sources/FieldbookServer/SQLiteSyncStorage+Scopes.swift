@@ -122,27 +122,46 @@ extension SQLiteSyncStorage {
             arguments: [signature])
     }
 
-    /// A scoped token's page: the log entries of its keys after the cursor, cut at a server
-    /// sequence number (all entries of one number in one page), turned into changes, entered
-    /// records with their histories, and left records (``ScopeIndex/page(_:tokenKeys:keys:)``).
-    static func scopedPull(_ db: Database, _ request: PullRequest, identity: Identity, scopes: [String], schema: Schema)
-        throws -> PullResponse
-    {
+    /// What a scoped token's page holds (``ScopeIndex/page(_:tokenKeys:keys:)``), and where it ends.
+    struct ScopedPage {
+        /// The token's keys, sorted: the arguments of `marks`.
+        var keys: [String]
+        /// `?, ?, …`, one per key.
+        var marks: String
+        var cursor: Int64
+        var more: Bool
+        var changes: Set<Int64>
+        var entered: [PushPlan.RecordKey]
+        var left: [PushPlan.RecordKey]
+    }
+
+    /// Plans a scoped token's page: the log entries of its keys after the cursor, cut at a server
+    /// sequence number (all entries of one number in one page), sorted into the changes to send,
+    /// the records that entered and those that left.
+    static func scopedPage(_ db: Database, _ request: PullRequest, scopes: [String]) throws -> ScopedPage {
         let tokenKeys = ScopeIndex.tokenKeys(scopes)
         let keys = tokenKeys.sorted()
         let marks = Array(repeating: "?", count: keys.count).joined(separator: ", ")
-        func entries(_ condition: String, _ arguments: [any DatabaseValueConvertible]) throws -> [ScopeLogEntry] {
-            try Row.fetchAll(
-                db,
-                sql: "SELECT key, sseq, entity, id, kind FROM scope_log WHERE key IN (\(marks)) AND \(condition)",
-                arguments: StatementArguments(keys + arguments)
-            ).map {
-                ScopeLogEntry(
-                    key: $0[0], serverSequence: $0[1], record: PushPlan.RecordKey(entity: $0[2], id: $0[3]),
-                    kind: ScopeLogEntry.Kind(rawValue: $0[4]) ?? .change)
+        func entries(_ condition: String, _ bounds: [Int64]) throws -> [ScopeLogEntry] {
+            let select = RawStatement(
+                try db.cachedStatement(
+                    sql: "SELECT sseq, entity, id, kind FROM scope_log WHERE key IN (\(marks)) AND \(condition)"))
+            defer { select.reset() }
+            for (n, key) in keys.enumerated() { select.bind(Int32(n + 1), key) }
+            for (n, bound) in bounds.enumerated() { select.bind(Int32(keys.count + n + 1), bound) }
+            var found: [ScopeLogEntry] = []
+            while try select.step(db) {
+                found.append(
+                    ScopeLogEntry(
+                        key: "", serverSequence: select.int64(0),
+                        record: PushPlan.RecordKey(
+                            entity: String(decoding: select.utf8(1), as: UTF8.self),
+                            id: String(decoding: select.utf8(2), as: UTF8.self)),
+                        kind: ScopeLogEntry.Kind(rawValue: Int(select.int64(3))) ?? .change))
             }
+            return found
         }
-        var found = try entries("sseq > ? ORDER BY sseq LIMIT ?", [request.cursor, request.limit + 1])
+        var found = try entries("sseq > ? ORDER BY sseq LIMIT ?", [request.cursor, Int64(request.limit + 1)])
         let more = found.count > request.limit
         let cursor: Int64
         if more {
@@ -158,45 +177,116 @@ extension SQLiteSyncStorage {
             recordKeys[entry.record] = try loadScopeEntry(db, entry.record)?.keys ?? []
         }
         let page = ScopeIndex.page(found, tokenKeys: tokenKeys) { recordKeys[$0] ?? [] }
-        let select = "SELECT sseq, device, seq, author, entity, record, op, hlc, base, fields FROM changes"
-        // The page's changes in one pass over the keys' log (by index), joined to the changes.
-        var changes: [Change] = []
-        if !page.changes.isEmpty {
-            let wanted = Set(page.changes)
-            let rows = try Self.changes(
-                db,
-                """
-                SELECT c.sseq, c.device, c.seq, c.author, c.entity, c.record, c.op, c.hlc, c.base, c.fields
-                FROM scope_log AS l JOIN changes AS c ON c.sseq = l.sseq
-                WHERE l.key IN (\(marks)) AND l.sseq > ? AND l.sseq <= ? AND l.kind = 0 ORDER BY l.sseq
-                """, keys + [request.cursor, cursor], schema: schema)
-            changes.reserveCapacity(wanted.count)
-            for change in rows where wanted.contains(change.serverSequence!) {
-                if change.serverSequence != changes.last?.serverSequence { changes.append(change) }
-            }
+        return ScopedPage(
+            keys: keys, marks: marks, cursor: cursor, more: more, changes: Set(page.changes), entered: page.entered,
+            left: page.left)
+    }
+
+    /// The changes columns of `pull`, in one pass over the page's keys' log (by index), joined to
+    /// the changes; a change logged under several keys comes once per key, one after another.
+    static func scopedChangesSQL(_ page: ScopedPage) -> String {
+        """
+        SELECT c.sseq, c.device, c.seq, c.author, c.entity, c.record, c.op, c.hlc, c.base, c.fields
+        FROM scope_log AS l JOIN changes AS c ON c.sseq = l.sseq
+        WHERE l.key IN (\(page.marks)) AND l.sseq > ? AND l.sseq <= ? AND l.kind = 0 ORDER BY l.sseq
+        """
+    }
+
+    /// The entered records of a page, each with its history up to the page's cursor.
+    static func entered(_ db: Database, _ page: ScopedPage, schema: Schema) throws -> [PullResponse.Entered] {
+        try page.entered.map { record in
+            PullResponse.Entered(
+                record: .init(entity: record.entity, id: record.id),
+                changes: try Self.changes(
+                    db,
+                    """
+                    SELECT sseq, device, seq, author, entity, record, op, hlc, base, fields FROM changes
+                    WHERE entity = ? AND record = ? AND sseq <= ? AND rejected IS NULL ORDER BY sseq
+                    """, [record.entity, record.id, page.cursor], schema: schema))
         }
-        var response = PullResponse(changes: changes, cursor: cursor, more: more)
-        for record in page.entered {
-            let history = try Self.changes(
-                db, "\(select) WHERE entity = ? AND record = ? AND sseq <= ? AND rejected IS NULL ORDER BY sseq",
-                [record.entity, record.id, cursor], schema: schema)
-            response.entered.append(
-                PullResponse.Entered(record: .init(entity: record.entity, id: record.id), changes: history))
-        }
-        response.left = page.left.map { PullResponse.RecordRef(entity: $0.entity, id: $0.id) }
-        // The names of the devices whose changes the page holds, and no others.
-        let devices = Set(changes.map(\.device) + response.entered.flatMap { $0.changes.map(\.device) })
-        for device in devices.sorted() {
+    }
+
+    /// The names of `devices` that sent one: a page names the devices whose changes it holds, and no others.
+    static func names(_ db: Database, of devices: Set<String>) throws -> [String: String] {
+        var names: [String: String] = [:]
+        for device in devices {
             if let name = try String.fetchOne(
                 db.cachedStatement(sql: "SELECT name FROM devices WHERE device = ? AND name IS NOT NULL"),
                 arguments: [device])
             {
-                response.deviceNames[device] = name
+                names[device] = name
             }
         }
+        return names
+    }
+
+    /// A scoped token's page (``scopedPage(_:_:scopes:)``) as a message.
+    static func scopedPull(_ db: Database, _ request: PullRequest, identity: Identity, scopes: [String], schema: Schema)
+        throws -> PullResponse
+    {
+        let page = try scopedPage(db, request, scopes: scopes)
+        var changes: [Change] = []
+        if !page.changes.isEmpty {
+            let rows = try Self.changes(
+                db, scopedChangesSQL(page), page.keys + [request.cursor, page.cursor], schema: schema)
+            changes.reserveCapacity(page.changes.count)
+            for change in rows where page.changes.contains(change.serverSequence!) {
+                if change.serverSequence != changes.last?.serverSequence { changes.append(change) }
+            }
+        }
+        var response = PullResponse(changes: changes, cursor: page.cursor, more: page.more)
+        response.entered = try entered(db, page, schema: schema)
+        response.left = page.left.map { PullResponse.RecordRef(entity: $0.entity, id: $0.id) }
+        response.deviceNames = try names(
+            db, of: Set(changes.map(\.device) + response.entered.flatMap { $0.changes.map(\.device) }))
         response.scopes = scopes
         response.scopeGeneration = identity.scopeGeneration
         return response
+    }
+
+    /// A scoped token's page written straight from the rows, as ``pullResponseBody(_:identity:)``
+    /// writes an unscoped one (the same bytes as ``scopedPull(_:_:identity:scopes:schema:)`` encodes).
+    static func scopedPullBody(
+        _ db: Database, _ request: PullRequest, identity: Identity, scopes: [String], schema: Schema
+    ) throws -> [UInt8] {
+        let page = try scopedPage(db, request, scopes: scopes)
+        var out: [UInt8] = []
+        out.reserveCapacity(256 * page.changes.count + 256)
+        PullResponse.encodeStart(to: &out)
+        var devices: Set<String> = []
+        if !page.changes.isEmpty {
+            let rows = RawStatement(try db.cachedStatement(sql: scopedChangesSQL(page)))
+            defer { rows.reset() }
+            for (n, key) in page.keys.enumerated() { rows.bind(Int32(n + 1), key) }
+            rows.bind(Int32(page.keys.count + 1), request.cursor)
+            rows.bind(Int32(page.keys.count + 2), page.cursor)
+            var last: Int64 = -1
+            while try rows.step(db) {
+                let serverSequence = rows.int64(0)
+                guard serverSequence != last, page.changes.contains(serverSequence) else { continue }
+                if last >= 0 { out.append(UInt8(ascii: ",")) }
+                last = serverSequence
+                let device = rows.utf8(1)
+                devices.insert(String(decoding: device, as: UTF8.self))
+                Change.encodeWire(
+                    to: &out, sequence: rows.int64(2), entity: .utf8(rows.utf8(4)), recordID: .utf8(rows.utf8(5)),
+                    operation: ChangeOperation(rawValue: Int(rows.int64(6))) ?? .update, hlc: rows.int64(7),
+                    base: rows.int64(8),
+                    fields: { out in
+                        let fields = rows.utf8(9)
+                        if fields.isEmpty { out.append(contentsOf: "{}".utf8) } else { out.append(contentsOf: fields) }
+                    },
+                    origin: (.utf8(device), serverSequence, .utf8(rows.utf8(3))))
+            }
+        }
+        PullResponse.encodeEnd(cursor: page.cursor, more: page.more, to: &out)
+        let entered = try entered(db, page, schema: schema)
+        devices.formUnion(entered.flatMap { $0.changes.map(\.device) })
+        PullResponse.appendDeviceNames(try names(db, of: devices), to: &out)
+        PullResponse.appendScopeMembers(
+            scopes: scopes, generation: identity.scopeGeneration, entered: entered,
+            left: page.left.map { PullResponse.RecordRef(entity: $0.entity, id: $0.id) }, to: &out)
+        return out
     }
 
     /// The changes a query selects (its columns those of `pull`), read for `schema`.

@@ -330,8 +330,14 @@ public final class SQLiteSyncStorage: SyncStorage {
     /// Writes the page straight from the rows: each change's fields are stored as the text
     /// of ``FieldChange/encode(_:to:)``, checked when pushed, and are sent as they are.
     public func pullResponseBody(_ request: PullRequest, identity: Identity) async throws -> [UInt8] {
-        if (identity.scopes != nil && !schema.scopes.isEmpty) || identity.scopeGeneration > 0 {
-            // A scoped page is made whole, then written (the caller adds the role).
+        let schema = self.schema
+        if let scopes = identity.scopes, !schema.scopes.isEmpty {
+            return try await pool.read { db in
+                try Self.scopedPullBody(db, request, identity: identity, scopes: scopes, schema: schema)
+            }
+        }
+        if identity.scopeGeneration > 0 {
+            // A token rescoped to everything: its page names its generation (the caller adds the role).
             var response = try await pull(request, identity: identity)
             response.role = nil
             var out: [UInt8] = []
