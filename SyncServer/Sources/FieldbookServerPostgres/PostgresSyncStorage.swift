@@ -204,6 +204,7 @@ public final class PostgresSyncStorage: SyncStorage {
                     ('identity', \(UUID().uuidString.lowercased()))
                     """, logger: logger)
                 try await addColumns(c)
+                try await migrateScopeIndex(c)
                 return
             }
             var meta: [String: String] = [:]
@@ -239,6 +240,7 @@ public final class PostgresSyncStorage: SyncStorage {
                     "UPDATE \(unescaped: t("meta")) SET value = \(schema.json.serialized) WHERE key = 'schema'",
                     logger: logger)
             }
+            try await migrateScopeIndex(c)
         }
     }
 
@@ -291,8 +293,10 @@ public final class PostgresSyncStorage: SyncStorage {
         // them all, in device order, and a rolled-back push leaves no gap. The same statement records
         // the device's last sequence (adding its row the first time) and the merged states.
         let serverSequences = plan.fresh.indices.map { read.head + Int64($0) + 1 }
-        let (merged, rejected) = plan.merge(states: read.states, serverSequences: serverSequences)
+        let scopes = try await scopeIndex(c, for: plan, states: read.states)
+        let (merged, rejected) = plan.merge(states: read.states, serverSequences: serverSequences, scopes: scopes)
         try await write(c, request, identity: identity, plan: plan, serverSequences: serverSequences, merged: merged)
+        if let scopes { try await updateScopeIndex(c, scopes, merged, head: serverSequences.last ?? read.head) }
         if !rejected.isEmpty {
             // Rare: a round trip of its own, only for a push with rejected changes.
             let rows = rejected.sorted { $0.key < $1.key }
@@ -440,6 +444,11 @@ public final class PostgresSyncStorage: SyncStorage {
     // MARK: - Pull
 
     public func pull(_ request: PullRequest, identity: Identity) async throws -> PullResponse {
+        if let scopes = identity.scopes, !schema.scopes.isEmpty {
+            var response = try await scopedPull(request, identity: identity, scopes: scopes)
+            response.role = identity.role
+            return response
+        }
         let rows = try await client.query(
             """
             SELECT sseq, device, seq, author, entity, record, op, hlc, base, fields FROM \(unescaped: t("changes"))
@@ -467,6 +476,7 @@ public final class PostgresSyncStorage: SyncStorage {
         var response = PullResponse(
             changes: changes, cursor: cursor, more: count > request.limit,
             deviceNames: try await deviceNames(after: request.cursor, through: cursor))
+        if identity.scopeGeneration > 0 { response.scopeGeneration = identity.scopeGeneration }
         response.role = identity.role
         return response
     }
@@ -493,6 +503,14 @@ public final class PostgresSyncStorage: SyncStorage {
     /// concatenated is `NOT NULL` (a null would make its change's text null, and `string_agg`
     /// would leave the change out while the cursor moved past it).
     public func pullResponseBody(_ request: PullRequest, identity: Identity) async throws -> [UInt8] {
+        if (identity.scopes != nil && !schema.scopes.isEmpty) || identity.scopeGeneration > 0 {
+            // A scoped page is made whole, then written (the caller adds the role).
+            var response = try await pull(request, identity: identity)
+            response.role = nil
+            var out: [UInt8] = []
+            response.encode(to: &out)
+            return out
+        }
         let limit = Int64(request.limit)
         let rows = try await client.query(
             """
@@ -609,7 +627,6 @@ public final class PostgresSyncStorage: SyncStorage {
     public func createToken(name: String, role: String?, scopes: [String]?) async throws -> String {
         try checkRole(role)
         try checkScopes(scopes)
-        try checkScopesSupported(scopes)
         let token = TokenSecret.generate()
         let hash = TokenSecret.hash(token)
         try await client.query(
@@ -622,22 +639,12 @@ public final class PostgresSyncStorage: SyncStorage {
 
     public func rescope(name: String, scopes: [String]?) async throws -> Int {
         try checkScopes(scopes)
-        try checkScopesSupported(scopes)
         return try await client.query(
             """
             UPDATE \(unescaped: t("tokens")) SET scopes = \(TokenScopes.text(scopes)), scope_generation = scope_generation + 1
             WHERE name = \(name) AND revoked_at IS NULL RETURNING id
             """, logger: logger
         ).collect().count
-    }
-
-    /// Scoped pulls are not built on this store yet: it refuses to make a scoped token rather
-    /// than serve one everything.
-    private func checkScopesSupported(_ scopes: [String]?) throws {
-        if scopes != nil {
-            throw TokenError(
-                "the PostgreSQL store does not serve scoped tokens yet; use --scope all, or the SQLite store")
-        }
     }
 
     public func revokeTokens(name: String) async throws -> Int {

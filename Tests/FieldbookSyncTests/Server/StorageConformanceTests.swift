@@ -7,8 +7,6 @@ import Testing
 struct StorageConformanceTests {
     @Test("conformance", arguments: Backend.all, StorageConformance.all)
     func conforms(_ backend: Backend, _ check: StorageConformance) async throws {
-        // The PostgreSQL store does not keep the scope index yet: it refuses scoped tokens.
-        if backend == .postgres && check.name == StorageConformance.scopes.name { return }
         let dir = TemporaryDirectory()
         try await check.run(on: try await makeStorage(dir, backend), in: dir)
     }
