@@ -161,12 +161,14 @@ extension SQLiteSyncStorage {
             }
             return found
         }
-        var found = try entries("sseq > ? ORDER BY sseq LIMIT ?", [request.cursor, Int64(request.limit + 1)])
+        // Ties within a server sequence number in one order on every store (the same page, byte for byte).
+        var found = try entries(
+            "sseq > ? ORDER BY sseq, key, entity, id, kind LIMIT ?", [request.cursor, Int64(request.limit + 1)])
         let more = found.count > request.limit
         let cursor: Int64
         if more {
             cursor = found[request.limit - 1].serverSequence
-            found = try entries("sseq > ? AND sseq <= ? ORDER BY sseq", [request.cursor, cursor])
+            found = try entries("sseq > ? AND sseq <= ? ORDER BY sseq, key, entity, id, kind", [request.cursor, cursor])
         } else {
             // Nothing more for these keys: the cursor moves past every change, seen or not.
             cursor = max(

@@ -33,8 +33,6 @@ struct ScopePropertyTests {
         "every page holds only the token's scope; devices converge on their scopes; nothing is lost",
         arguments: Backend.all)
     func scopes(backend: Backend) async throws {
-        // The PostgreSQL store does not keep the scope index yet: it refuses scoped tokens.
-        if backend == .postgres { return }
         try await runCases(Self.seeds, label: "\(backend)", replay: "FIELDBOOK_SCOPE_SEED") { seed in
             try await Self.scenario(seed: seed, backend: backend)
         }
