@@ -168,7 +168,8 @@ extension SQLiteSyncStorage {
         let cursor: Int64
         if more {
             cursor = found[request.limit - 1].serverSequence
-            found = try entries("sseq > ? AND sseq <= ? ORDER BY sseq, key, entity, id, kind", [request.cursor, cursor])
+            found = try entries(
+                "sseq > ? AND sseq <= ? ORDER BY sseq, key, entity, id, kind", [request.cursor, cursor])
         } else {
             // Nothing more for these keys: the cursor moves past every change, seen or not.
             cursor = max(
