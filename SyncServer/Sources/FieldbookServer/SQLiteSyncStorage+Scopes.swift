@@ -130,7 +130,8 @@ extension SQLiteSyncStorage {
         var marks: String
         var cursor: Int64
         var more: Bool
-        var changes: Set<Int64>
+        /// The server sequence numbers of the changes to send, ascending.
+        var changes: [Int64]
         var entered: [PushPlan.RecordKey]
         var left: [PushPlan.RecordKey]
     }
@@ -168,8 +169,13 @@ extension SQLiteSyncStorage {
         let cursor: Int64
         if more {
             cursor = found[request.limit - 1].serverSequence
-            found = try entries(
-                "sseq > ? AND sseq <= ? ORDER BY sseq, key, entity, id, kind", [request.cursor, cursor])
+            let cut = found[request.limit].serverSequence == cursor
+            found.removeLast(found.count - request.limit)
+            if cut {
+                // The limit fell inside the entries of one server sequence number: all of them.
+                found.removeAll { $0.serverSequence == cursor }
+                found += try entries("sseq = ? ORDER BY key, entity, id, kind", [cursor])
+            }
         } else {
             // Nothing more for these keys: the cursor moves past every change, seen or not.
             cursor = max(
@@ -181,19 +187,15 @@ extension SQLiteSyncStorage {
         }
         let page = ScopeIndex.page(found, tokenKeys: tokenKeys) { recordKeys[$0] ?? [] }
         return ScopedPage(
-            keys: keys, marks: marks, cursor: cursor, more: more, changes: Set(page.changes), entered: page.entered,
+            keys: keys, marks: marks, cursor: cursor, more: more, changes: page.changes, entered: page.entered,
             left: page.left)
     }
 
-    /// The changes columns of `pull`, in one pass over the page's keys' log (by index), joined to
-    /// the changes; a change logged under several keys comes once per key, one after another.
-    static func scopedChangesSQL(_ page: ScopedPage) -> String {
+    /// The change with a server sequence number, the columns of `pull`: a page's changes are read
+    /// one by one, in order, by the table's key.
+    static let scopedChangeSQL = """
+        SELECT sseq, device, seq, author, entity, record, op, hlc, base, fields FROM changes WHERE sseq = ?
         """
-        SELECT c.sseq, c.device, c.seq, c.author, c.entity, c.record, c.op, c.hlc, c.base, c.fields
-        FROM scope_log AS l JOIN changes AS c ON c.sseq = l.sseq
-        WHERE l.key IN (\(page.marks)) AND l.sseq > ? AND l.sseq <= ? AND l.kind = 0 ORDER BY l.sseq
-        """
-    }
 
     /// The entered records of a page, each with its history up to the page's cursor.
     static func entered(_ db: Database, _ page: ScopedPage, schema: Schema) throws -> [PullResponse.Entered] {
@@ -229,13 +231,9 @@ extension SQLiteSyncStorage {
     {
         let page = try scopedPage(db, request, scopes: scopes)
         var changes: [Change] = []
-        if !page.changes.isEmpty {
-            let rows = try Self.changes(
-                db, scopedChangesSQL(page), page.keys + [request.cursor, page.cursor], schema: schema)
-            changes.reserveCapacity(page.changes.count)
-            for change in rows where page.changes.contains(change.serverSequence!) {
-                if change.serverSequence != changes.last?.serverSequence { changes.append(change) }
-            }
+        changes.reserveCapacity(page.changes.count)
+        for sequence in page.changes {
+            changes += try Self.changes(db, scopedChangeSQL, [sequence], schema: schema)
         }
         var response = PullResponse(changes: changes, cursor: page.cursor, more: page.more)
         response.entered = try entered(db, page, schema: schema)
@@ -257,18 +255,14 @@ extension SQLiteSyncStorage {
         out.reserveCapacity(256 * page.changes.count + 256)
         PullResponse.encodeStart(to: &out)
         var devices: Set<String> = []
-        if !page.changes.isEmpty {
-            let rows = RawStatement(try db.cachedStatement(sql: scopedChangesSQL(page)))
+        let rows = RawStatement(try db.cachedStatement(sql: scopedChangeSQL))
+        var first = true
+        for serverSequence in page.changes {
+            rows.bind(1, serverSequence)
             defer { rows.reset() }
-            for (n, key) in page.keys.enumerated() { rows.bind(Int32(n + 1), key) }
-            rows.bind(Int32(page.keys.count + 1), request.cursor)
-            rows.bind(Int32(page.keys.count + 2), page.cursor)
-            var last: Int64 = -1
-            while try rows.step(db) {
-                let serverSequence = rows.int64(0)
-                guard serverSequence != last, page.changes.contains(serverSequence) else { continue }
-                if last >= 0 { out.append(UInt8(ascii: ",")) }
-                last = serverSequence
+            if try rows.step(db) {
+                if !first { out.append(UInt8(ascii: ",")) }
+                first = false
                 let device = rows.utf8(1)
                 devices.insert(String(decoding: device, as: UTF8.self))
                 Change.encodeWire(
