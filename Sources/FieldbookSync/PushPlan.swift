@@ -17,9 +17,11 @@ import FieldbookJSON
 /// 3. Insert the ``fresh`` changes (their field text is in ``freshFields``), numbered in order,
 ///    and record the device's ``lastSequence``.
 /// 4. Read the merge states of ``records`` and pass them, with the new server sequence numbers,
-///    to ``merge(states:serverSequences:)``; write what it returns, and keep the conflict table
-///    in step with ``ConflictUpkeep``.
-/// 5. Answer with ``response(serverSequences:)``.
+///    to ``merge(states:serverSequences:scopes:)``; write what it returns, and keep the conflict
+///    table in step with ``ConflictUpkeep``. When the schema declares scopes, pass a
+///    ``ScopeIndex`` too (loaded with the entries ``ScopeIndex/missingForCheck(records:states:fresh:)``
+///    names, for a scoped token), then keep the index in step with ``ScopeIndex/update(_:head:)``.
+/// 5. Answer with ``response(serverSequences:rejected:)``.
 ///
 /// So the stores cannot disagree about what a push means; they differ only in how they read
 /// and write (one row at a time in SQLite, in arrays in PostgreSQL).
