@@ -75,11 +75,6 @@ extension PullRequest {
         } else {
             limit = 1000
         }
-        if let g = tape.member(0, "scope") {
-            guard let generation = tape.int(g), generation >= 0 else {
-                throw WireError(.badMessage, "'scope' must be an integer ≥ 0")
-            }
-            scopeGeneration = generation
-        }
+        scopeGeneration = try message.scopeGeneration()
     }
 }

@@ -267,12 +267,7 @@ extension PullResponse {
             }
             self.scopes = scopes
         }
-        if let g = tape.member(0, "scope") {
-            guard let generation = tape.int(g), generation >= 0 else {
-                throw WireError(.badMessage, "'scope' must be an integer ≥ 0")
-            }
-            scopeGeneration = generation
-        }
+        scopeGeneration = try Message(tape, expecting: nil).scopeGeneration()
         if let list = tape.member(0, "entered") {
             guard tape.kind(list) == .array else { throw WireError(.badMessage, "'entered' must be a list") }
             var number = changes.count

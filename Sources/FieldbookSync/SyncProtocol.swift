@@ -93,6 +93,15 @@ struct Message {
     }
 
     /// The optional `server` member: a server identity (a UUID), nil if absent.
+    /// The optional `scope`: a token's scope generation, an integer ≥ 0.
+    func scopeGeneration() throws(WireError) -> Int64? {
+        guard let g = tape.member(0, "scope") else { return nil }
+        guard let generation = tape.int(g), generation >= 0 else {
+            throw WireError(.badMessage, "'scope' must be an integer ≥ 0")
+        }
+        return generation
+    }
+
     func serverIdentity() throws(WireError) -> String? {
         guard let s = tape.member(0, "server") else { return nil }
         guard let server = tape.string(s), let canonical = UUIDText.canonical(server) else {

@@ -263,17 +263,8 @@ extension SQLiteSyncStorage {
             if try rows.step(db) {
                 if !first { out.append(UInt8(ascii: ",")) }
                 first = false
-                let device = rows.utf8(1)
-                devices.insert(String(decoding: device, as: UTF8.self))
-                Change.encodeWire(
-                    to: &out, sequence: rows.int64(2), entity: .utf8(rows.utf8(4)), recordID: .utf8(rows.utf8(5)),
-                    operation: ChangeOperation(rawValue: Int(rows.int64(6))) ?? .update, hlc: rows.int64(7),
-                    base: rows.int64(8),
-                    fields: { out in
-                        let fields = rows.utf8(9)
-                        if fields.isEmpty { out.append(contentsOf: "{}".utf8) } else { out.append(contentsOf: fields) }
-                    },
-                    origin: (.utf8(device), serverSequence, .utf8(rows.utf8(3))))
+                devices.insert(String(decoding: rows.utf8(1), as: UTF8.self))
+                writeChange(rows, to: &out)
             }
         }
         PullResponse.encodeEnd(cursor: page.cursor, more: page.more, to: &out)

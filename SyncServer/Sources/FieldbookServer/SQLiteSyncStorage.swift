@@ -366,24 +366,29 @@ public final class SQLiteSyncStorage: SyncStorage {
                     break
                 }
                 if count > 0 { out.append(UInt8(ascii: ",")) }
-                let serverSequence = rows.int64(0)
-                // Text columns are written from SQLite's buffers, valid until the next step.
-                Change.encodeWire(
-                    to: &out, sequence: rows.int64(2), entity: .utf8(rows.utf8(4)), recordID: .utf8(rows.utf8(5)),
-                    operation: ChangeOperation(rawValue: Int(rows.int64(6))) ?? .update, hlc: rows.int64(7),
-                    base: rows.int64(8),
-                    fields: { out in
-                        let fields = rows.utf8(9)
-                        if fields.isEmpty { out.append(contentsOf: "{}".utf8) } else { out.append(contentsOf: fields) }
-                    },
-                    origin: (.utf8(rows.utf8(1)), serverSequence, .utf8(rows.utf8(3))))
-                cursor = serverSequence
+                Self.writeChange(rows, to: &out)
+                cursor = rows.int64(0)
                 count += 1
             }
             PullResponse.encodeEnd(cursor: cursor, more: more, to: &out)
             PullResponse.appendDeviceNames(try Self.deviceNames(db, after: request.cursor, through: cursor), to: &out)
             return out
         }
+    }
+
+    /// Writes the change in the current row of `rows` (the columns of ``pull(_:identity:)``) as
+    /// the wire has it: its fields are stored as the text of ``FieldChange/encode(_:to:)``,
+    /// checked when pushed, and sent as they are; text is written from SQLite's buffers.
+    static func writeChange(_ rows: RawStatement, to out: inout [UInt8]) {
+        Change.encodeWire(
+            to: &out, sequence: rows.int64(2), entity: .utf8(rows.utf8(4)), recordID: .utf8(rows.utf8(5)),
+            operation: ChangeOperation(rawValue: Int(rows.int64(6))) ?? .update, hlc: rows.int64(7),
+            base: rows.int64(8),
+            fields: { out in
+                let fields = rows.utf8(9)
+                if fields.isEmpty { out.append(contentsOf: "{}".utf8) } else { out.append(contentsOf: fields) }
+            },
+            origin: (.utf8(rows.utf8(1)), rows.int64(0), .utf8(rows.utf8(3))))
     }
 
     /// The names of the devices with changes numbered after `cursor` up to `last`: a page's.

@@ -325,17 +325,6 @@ extension PostgresSyncStorage {
     /// Runs `body` in a read-only transaction that sees one snapshot of the database: every push
     /// committed before its first read, and none after (pushes commit in order, under their lock).
     private func snapshot<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
-        try await client.withConnection { c in
-            try await c.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", logger: logger)
-            let value: T
-            do {
-                value = try await body(c)
-            } catch {
-                _ = try? await c.query("ROLLBACK", logger: logger)
-                throw error
-            }
-            try await c.query("COMMIT", logger: logger)
-            return value
-        }
+        try await transaction("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", body)
     }
 }

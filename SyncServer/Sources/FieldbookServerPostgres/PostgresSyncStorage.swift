@@ -246,9 +246,12 @@ public final class PostgresSyncStorage: SyncStorage {
 
     /// Runs `body` in a transaction on one leased connection: committed if it returns, rolled back if it throws
     /// (its error rethrown as is, so a ``WireError`` reaches the client unchanged).
-    func transaction<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+    /// `begin` is the statement that opens it (`BEGIN`, or one that sets its isolation level).
+    func transaction<T: Sendable>(
+        _ begin: String = "BEGIN", _ body: (PostgresConnection) async throws -> T
+    ) async throws -> T {
         try await client.withConnection { c in
-            try await c.query("BEGIN", logger: logger)
+            try await c.query(PostgresQuery(unsafeSQL: begin), logger: logger)
             let value: T
             do {
                 value = try await body(c)
