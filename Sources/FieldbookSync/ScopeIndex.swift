@@ -403,41 +403,57 @@ package struct ScopeIndex: Sendable {
     // MARK: - A scoped page
 
     /// What a scoped pull's page holds, from the log entries of the token's keys after its cursor
-    /// (each once, ascending): the changes of records in scope now, the records that entered it
-    /// (sent with their whole history), and those that left it. `keys` gives a record's keys now.
+    /// (each once, ascending by server sequence number): the changes of records in scope now, the
+    /// records that entered it (sent with their whole history), and those that left it. `visible`
+    /// says whether a record is in the token's scope now; records are named as the store names
+    /// them (a ``PushPlan/RecordKey``, or a store's own number for one), and the entered and left
+    /// ones come in the order first met: a store lists them by ``ordered(_:)``.
     ///
     /// A change of a record out of scope now is not sent (its record's leave is, or was); a leave of
     /// a record in scope now is not sent (it is in scope through another key, or came back); a
     /// record that entered is sent whole, so its changes are not sent again beside it.
-    package static func page(
-        _ entries: [ScopeLogEntry], tokenKeys: Set<String>, keys: (PushPlan.RecordKey) -> Set<String>
-    ) -> (changes: [Int64], entered: [PushPlan.RecordKey], left: [PushPlan.RecordKey]) {
-        var inScope: [PushPlan.RecordKey: Bool] = [:]
-        func visible(_ record: PushPlan.RecordKey) -> Bool {
+    package static func page<Record: Hashable>(
+        _ entries: [(serverSequence: Int64, record: Record, kind: ScopeLogEntry.Kind)], visible: (Record) -> Bool
+    ) -> (changes: [Int64], entered: [Record], left: [Record]) {
+        var inScope: [Record: Bool] = [:]
+        func isVisible(_ record: Record) -> Bool {
             if let known = inScope[record] { return known }
-            let visible = !keys(record).isDisjoint(with: tokenKeys)
-            inScope[record] = visible
-            return visible
+            let answer = visible(record)
+            inScope[record] = answer
+            return answer
         }
-        var entered: [PushPlan.RecordKey] = []
-        var enteredSet: Set<PushPlan.RecordKey> = []
-        var left: [PushPlan.RecordKey] = []
-        var leftSet: Set<PushPlan.RecordKey> = []
+        var entered: [Record] = []
+        var enteredSet: Set<Record> = []
+        var left: [Record] = []
+        var leftSet: Set<Record> = []
         for entry in entries {
             switch entry.kind {
-            case .enter where visible(entry.record):
+            case .enter where isVisible(entry.record):
                 if enteredSet.insert(entry.record).inserted { entered.append(entry.record) }
-            case .leave where !visible(entry.record):
+            case .leave where !isVisible(entry.record):
                 if leftSet.insert(entry.record).inserted { left.append(entry.record) }
             default: break
             }
         }
         var changes: [Int64] = []
-        var sent: Set<Int64> = []
-        for entry in entries where entry.kind == .change && visible(entry.record) && !enteredSet.contains(entry.record)
+        changes.reserveCapacity(entries.count)
+        for entry in entries
+        where entry.kind == .change && isVisible(entry.record)
+            && (enteredSet.isEmpty || !enteredSet.contains(entry.record))
         {
-            if sent.insert(entry.serverSequence).inserted { changes.append(entry.serverSequence) }
+            // Entries come by server sequence number: one change's entries (one per key) are adjacent.
+            if changes.last != entry.serverSequence { changes.append(entry.serverSequence) }
         }
         return (changes, entered, left)
+    }
+
+    /// A page's entered or left records in the order every store lists them: by entity, then id,
+    /// bytewise (so that both stores answer the same page byte for byte).
+    package static func ordered(_ records: [PushPlan.RecordKey]) -> [PushPlan.RecordKey] {
+        records.sorted { a, b in
+            a.entity == b.entity
+                ? a.id.utf8.lexicographicallyPrecedes(b.id.utf8)
+                : a.entity.utf8.lexicographicallyPrecedes(b.entity.utf8)
+        }
     }
 }

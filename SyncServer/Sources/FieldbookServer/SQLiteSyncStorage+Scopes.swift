@@ -7,24 +7,39 @@ import GRDB
 
 /// The scope index in the embedded store (``ScopeIndex``; docs/protocol.md, "Scopes").
 extension SQLiteSyncStorage {
-    static func loadScopeEntry(_ db: Database, _ key: PushPlan.RecordKey) throws -> ScopeEntry? {
-        let select = RawStatement(
-            try db.cachedStatement(sql: "SELECT entry FROM scope_records WHERE entity = ? AND id = ?"))
-        defer { select.reset() }
-        select.bind(1, key.entity)
-        select.bind(2, key.id)
-        guard try select.step(db) else { return nil }
-        return ScopeEntry(stored: String(decoding: select.utf8(0), as: UTF8.self))
+    /// The index's rows a push reads and writes: each record's entry by (entity, id), and the
+    /// number (`rid`) the log and the members name the record by.
+    struct ScopeRows {
+        var rids: [PushPlan.RecordKey: Int64] = [:]
+
+        /// A record's entry, noting its number; nil if the index has none.
+        mutating func load(_ db: Database, _ key: PushPlan.RecordKey) throws -> ScopeEntry? {
+            let select = RawStatement(
+                try db.cachedStatement(sql: "SELECT rid, entry FROM scope_records WHERE entity = ? AND id = ?"))
+            defer { select.reset() }
+            select.bind(1, key.entity)
+            select.bind(2, key.id)
+            guard try select.step(db) else { return nil }
+            rids[key] = select.int64(0)
+            return ScopeEntry(stored: String(decoding: select.utf8(1), as: UTF8.self))
+        }
+
+        /// A record's number, read if this push has not met it.
+        mutating func rid(_ db: Database, _ key: PushPlan.RecordKey) throws -> Int64? {
+            if let rid = rids[key] { return rid }
+            _ = try load(db, key)
+            return rids[key]
+        }
     }
 
     /// Keeps the index in step with a push's merged records, reading what it lacks in rounds.
-    static func updateScopeIndex(_ db: Database, _ index: inout ScopeIndex, _ merged: [PushPlan.Merged], head: Int64)
-        throws
-    {
+    static func updateScopeIndex(
+        _ db: Database, _ index: inout ScopeIndex, _ rows: inout ScopeRows, _ merged: [PushPlan.Merged], head: Int64
+    ) throws {
         while true {
             switch index.update(merged, head: head) {
             case .need(let entries, let children):
-                for key in entries { index.loaded[key] = try loadScopeEntry(db, key) }
+                for key in entries { index.loaded[key] = try rows.load(db, key) }
                 for key in children {
                     index.children[key] = try Row.fetchAll(
                         db.cachedStatement(
@@ -33,24 +48,38 @@ extension SQLiteSyncStorage {
                     ).map { PushPlan.RecordKey(entity: $0[0], id: $0[1]) }
                 }
             case .done(let update):
-                try write(db, update)
+                try write(db, update, &rows)
                 return
             }
         }
     }
 
-    private static func write(_ db: Database, _ update: ScopeIndex.Update) throws {
+    private static func write(_ db: Database, _ update: ScopeIndex.Update, _ rows: inout ScopeRows) throws {
         let save = RawStatement(
             try db.cachedStatement(
                 sql: """
                     INSERT INTO scope_records (entity, id, entry) VALUES (?, ?, ?)
-                    ON CONFLICT (entity, id) DO UPDATE SET entry = excluded.entry
+                    ON CONFLICT (entity, id) DO UPDATE SET entry = excluded.entry RETURNING rid
                     """))
+        let forget = RawStatement(try db.cachedStatement(sql: "DELETE FROM scope_members WHERE rid = ?"))
+        let member = RawStatement(try db.cachedStatement(sql: "INSERT INTO scope_members (rid, key) VALUES (?, ?)"))
         for (record, entry) in update.entries {
             save.bind(1, record.entity)
             save.bind(2, record.id)
             save.bind(3, entry.storedText)
-            try save.run(db)
+            guard try save.step(db) else { throw ServerSetupError("the scope index did not number a record") }
+            let rid = save.int64(0)
+            save.reset()
+            let old = rows.rids.updateValue(rid, forKey: record)
+            if old != nil {
+                forget.bind(1, rid)
+                try forget.run(db)
+            }
+            for key in entry.keys.sorted() {
+                member.bind(1, rid)
+                member.bind(2, key)
+                try member.run(db)
+            }
         }
         let unlink = try db.cachedStatement(
             sql: "DELETE FROM scope_links WHERE parent_entity = ? AND parent = ? AND entity = ? AND id = ?")
@@ -68,14 +97,16 @@ extension SQLiteSyncStorage {
             try link.run(db)
         }
         let log = RawStatement(
-            try db.cachedStatement(
-                sql: "INSERT OR IGNORE INTO scope_log (key, sseq, entity, id, kind) VALUES (?, ?, ?, ?, ?)"))
+            try db.cachedStatement(sql: "INSERT OR IGNORE INTO scope_log (key, sseq, rid, kind) VALUES (?, ?, ?, ?)"))
         for entry in update.log {
+            // Every record the log names has an entry: it has the key the entry is logged under, or had it.
+            guard let rid = try rows.rid(db, entry.record) else {
+                throw ServerSetupError("the scope index logs a record it holds no entry for")
+            }
             log.bind(1, entry.key)
             log.bind(2, entry.serverSequence)
-            log.bind(3, entry.record.entity)
-            log.bind(4, entry.record.id)
-            log.bind(5, Int64(entry.kind.rawValue))
+            log.bind(3, rid)
+            log.bind(4, Int64(entry.kind.rawValue))
             try log.run(db)
         }
     }
@@ -87,7 +118,8 @@ extension SQLiteSyncStorage {
         let signature = index.signature
         let built = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'scope_index'") ?? ""
         guard built != signature else { return }
-        try db.execute(sql: "DELETE FROM scope_records; DELETE FROM scope_links; DELETE FROM scope_log")
+        try db.execute(
+            sql: "DELETE FROM scope_records; DELETE FROM scope_members; DELETE FROM scope_links; DELETE FROM scope_log")
         if index.isActive {
             try db.execute(sql: "CREATE INDEX IF NOT EXISTS changes_record ON changes (entity, record, sseq)")
             var records: [(key: PushPlan.RecordKey, state: RecordState)] = []
@@ -114,7 +146,8 @@ extension SQLiteSyncStorage {
                     update.log.append(ScopeLogEntry(key: scopeKey, serverSequence: row[0], record: key, kind: .change))
                 }
             }
-            try write(db, update)
+            var rows = ScopeRows()
+            try write(db, update, &rows)
         }
         try db.execute(
             sql:
@@ -122,12 +155,8 @@ extension SQLiteSyncStorage {
             arguments: [signature])
     }
 
-    /// What a scoped token's page holds (``ScopeIndex/page(_:tokenKeys:keys:)``), and where it ends.
+    /// What a scoped token's page holds (``ScopeIndex/page(_:visible:)``), and where it ends.
     struct ScopedPage {
-        /// The token's keys, sorted: the arguments of `marks`.
-        var keys: [String]
-        /// `?, ?, …`, one per key.
-        var marks: String
         var cursor: Int64
         var more: Bool
         /// The server sequence numbers of the changes to send, ascending.
@@ -137,34 +166,57 @@ extension SQLiteSyncStorage {
     }
 
     /// Plans a scoped token's page: the log entries of its keys after the cursor, cut at a server
-    /// sequence number (all entries of one number in one page), sorted into the changes to send,
-    /// the records that entered and those that left.
+    /// sequence number (all entries of one number in one page), each read with whether its record
+    /// is in the token's scope now (one probe of the members by the record's number), sorted into
+    /// the changes to send, the records that entered and those that left.
     static func scopedPage(_ db: Database, _ request: PullRequest, scopes: [String]) throws -> ScopedPage {
-        let tokenKeys = ScopeIndex.tokenKeys(scopes)
-        let keys = tokenKeys.sorted()
+        let keys = ScopeIndex.tokenKeys(scopes).sorted()
         let marks = Array(repeating: "?", count: keys.count).joined(separator: ", ")
-        func entries(_ condition: String, _ bounds: [Int64]) throws -> [ScopeLogEntry] {
+        typealias Entry = (serverSequence: Int64, record: Int64, kind: ScopeLogEntry.Kind)
+        var visible: [Int64: Bool] = [:]
+        // Each key's entries are read in the order of the log's key (no sort) and merged here: a
+        // page reads at most its limit of entries per key, however long the logs are.
+        func entries(of key: String, _ condition: String, _ bounds: [Int64]) throws -> [Entry] {
             let select = RawStatement(
                 try db.cachedStatement(
-                    sql: "SELECT sseq, entity, id, kind FROM scope_log WHERE key IN (\(marks)) AND \(condition)"))
+                    sql: """
+                        SELECT l.sseq, l.rid, l.kind,
+                            EXISTS (SELECT 1 FROM scope_members AS m WHERE m.rid = l.rid AND m.key IN (\(marks)))
+                        FROM scope_log AS l WHERE l.key = ? AND \(condition)
+                        """))
             defer { select.reset() }
             for (n, key) in keys.enumerated() { select.bind(Int32(n + 1), key) }
-            for (n, bound) in bounds.enumerated() { select.bind(Int32(keys.count + n + 1), bound) }
-            var found: [ScopeLogEntry] = []
+            select.bind(Int32(keys.count + 1), key)
+            for (n, bound) in bounds.enumerated() { select.bind(Int32(keys.count + n + 2), bound) }
+            var found: [Entry] = []
             while try select.step(db) {
-                found.append(
-                    ScopeLogEntry(
-                        key: "", serverSequence: select.int64(0),
-                        record: PushPlan.RecordKey(
-                            entity: String(decoding: select.utf8(1), as: UTF8.self),
-                            id: String(decoding: select.utf8(2), as: UTF8.self)),
-                        kind: ScopeLogEntry.Kind(rawValue: Int(select.int64(3))) ?? .change))
+                let rid = select.int64(1)
+                found.append((select.int64(0), rid, ScopeLogEntry.Kind(rawValue: Int(select.int64(2))) ?? .change))
+                visible[rid] = select.int64(3) != 0
             }
             return found
         }
-        // Ties within a server sequence number in one order on every store (the same page, byte for byte).
-        var found = try entries(
-            "sseq > ? ORDER BY sseq, key, entity, id, kind LIMIT ?", [request.cursor, Int64(request.limit + 1)])
+        func entries(_ condition: String, _ bounds: [Int64], limit: Int? = nil) throws -> [Entry] {
+            var lists = try keys.map { try entries(of: $0, condition, bounds) }.filter { !$0.isEmpty }
+            if lists.count == 1 { return lists[0] }
+            var merged: [Entry] = []
+            var next = Array(repeating: 0, count: lists.count)
+            while merged.count < (limit ?? Int.max) {
+                var best: Int?
+                for n in lists.indices where next[n] < lists[n].count {
+                    if best == nil || lists[n][next[n]].serverSequence < lists[best!][next[best!]].serverSequence {
+                        best = n
+                    }
+                }
+                guard let best else { break }
+                merged.append(lists[best][next[best]])
+                next[best] += 1
+            }
+            lists.removeAll()
+            return merged
+        }
+        let limit = request.limit + 1
+        var found = try entries("l.sseq > ? ORDER BY l.sseq LIMIT ?", [request.cursor, Int64(limit)], limit: limit)
         let more = found.count > request.limit
         let cursor: Int64
         if more {
@@ -174,21 +226,25 @@ extension SQLiteSyncStorage {
             if cut {
                 // The limit fell inside the entries of one server sequence number: all of them.
                 found.removeAll { $0.serverSequence == cursor }
-                found += try entries("sseq = ? ORDER BY key, entity, id, kind", [cursor])
+                found += try entries("l.sseq = ?", [cursor])
             }
         } else {
             // Nothing more for these keys: the cursor moves past every change, seen or not.
             cursor = max(
                 request.cursor, try Int64.fetchOne(db, sql: "SELECT coalesce(max(sseq), 0) FROM changes") ?? 0)
         }
-        var recordKeys: [PushPlan.RecordKey: Set<String>] = [:]
-        for entry in found where recordKeys[entry.record] == nil {
-            recordKeys[entry.record] = try loadScopeEntry(db, entry.record)?.keys ?? []
+        let page = ScopeIndex.page(found) { visible[$0] ?? false }
+        func named(_ rids: [Int64]) throws -> [PushPlan.RecordKey] {
+            try ScopeIndex.ordered(
+                rids.compactMap { rid in
+                    try Row.fetchOne(
+                        db.cachedStatement(sql: "SELECT entity, id FROM scope_records WHERE rid = ?"), arguments: [rid]
+                    ).map { PushPlan.RecordKey(entity: $0[0], id: $0[1]) }
+                })
         }
-        let page = ScopeIndex.page(found, tokenKeys: tokenKeys) { recordKeys[$0] ?? [] }
         return ScopedPage(
-            keys: keys, marks: marks, cursor: cursor, more: more, changes: page.changes, entered: page.entered,
-            left: page.left)
+            cursor: cursor, more: more, changes: page.changes, entered: try named(page.entered),
+            left: try named(page.left))
     }
 
     /// The change with a server sequence number, the columns of `pull`: a page's changes are read

@@ -68,18 +68,30 @@ public final class SQLiteSyncStorage: SyncStorage {
         where try !db.columns(in: table).contains(where: { $0.name == column }) {
             try db.execute(sql: "ALTER TABLE \(table) ADD COLUMN \(column) \(type)")
         }
-        // The scope index (docs/protocol.md, "Scopes"): each record's keys, the records that follow
-        // each record, and each key's log, read by index by a scoped pull.
+        // The scope index (docs/protocol.md, "Scopes"): each record's entry (under a number of its
+        // own, `rid`) and keys, the records that follow each record, and each key's log, read by
+        // index by a scoped pull. A store whose log named records by entity and id (before the
+        // numbers) drops its index; it is built again from the records when the store opens.
+        if try db.tableExists("scope_log"), try db.columns(in: "scope_log").contains(where: { $0.name == "entity" }) {
+            try db.execute(
+                sql: """
+                    DROP TABLE scope_records; DROP TABLE scope_log; DELETE FROM scope_links;
+                    DELETE FROM meta WHERE key = 'scope_index';
+                    """)
+        }
         try db.execute(
             sql: """
                 CREATE TABLE IF NOT EXISTS scope_records (
-                    entity TEXT NOT NULL, id TEXT NOT NULL, entry TEXT NOT NULL, PRIMARY KEY (entity, id)) STRICT, WITHOUT ROWID;
+                    rid INTEGER PRIMARY KEY NOT NULL, entity TEXT NOT NULL, id TEXT NOT NULL, entry TEXT NOT NULL,
+                    UNIQUE (entity, id)) STRICT;
+                CREATE TABLE IF NOT EXISTS scope_members (
+                    rid INTEGER NOT NULL, key TEXT NOT NULL, PRIMARY KEY (rid, key)) STRICT, WITHOUT ROWID;
                 CREATE TABLE IF NOT EXISTS scope_links (
                     parent_entity TEXT NOT NULL, parent TEXT NOT NULL, entity TEXT NOT NULL, id TEXT NOT NULL,
                     PRIMARY KEY (parent_entity, parent, entity, id)) STRICT, WITHOUT ROWID;
                 CREATE TABLE IF NOT EXISTS scope_log (
-                    key TEXT NOT NULL, sseq INTEGER NOT NULL, entity TEXT NOT NULL, id TEXT NOT NULL, kind INTEGER NOT NULL,
-                    PRIMARY KEY (key, sseq, entity, id, kind)) STRICT, WITHOUT ROWID;
+                    key TEXT NOT NULL, sseq INTEGER NOT NULL, rid INTEGER NOT NULL, kind INTEGER NOT NULL,
+                    PRIMARY KEY (key, sseq, rid, kind)) STRICT, WITHOUT ROWID;
                 """)
     }
 
@@ -261,14 +273,15 @@ public final class SQLiteSyncStorage: SyncStorage {
                     """))
         var encoded: [UInt8] = []
         var index = ScopeIndex(schema: schema)
+        var rows = ScopeRows()
         if index.isActive && plan.scopeKeys != nil {
             for key in index.missingForCheck(records: plan.records, states: states, fresh: plan.fresh) {
-                index.loaded[key] = try loadScopeEntry(db, key)
+                index.loaded[key] = try rows.load(db, key)
             }
         }
         let (merged, rejected) = plan.merge(
             states: states, serverSequences: serverSequences, scopes: index.isActive ? index : nil)
-        if index.isActive { try updateScopeIndex(db, &index, merged, head: head) }
+        if index.isActive { try updateScopeIndex(db, &index, &rows, merged, head: head) }
         for (index, rejection) in rejected {
             try db.execute(
                 sql: "UPDATE changes SET rejected = ? WHERE sseq = ?",

@@ -203,7 +203,7 @@ extension PostgresSyncStorage {
 
     /// A scoped token's page: the log entries of its keys after the cursor, cut at a server
     /// sequence number (all entries of one number in one page), turned into changes, entered
-    /// records with their histories, and left records (``ScopeIndex/page(_:tokenKeys:keys:)``).
+    /// records with their histories, and left records (``ScopeIndex/page(_:visible:)``).
     /// Read in one snapshot, so that the cursor moves past no change a later read would have found.
     func scopedPull(_ request: PullRequest, identity: Identity, scopes: [String]) async throws -> PullResponse {
         try await snapshot { c in
@@ -253,7 +253,11 @@ extension PostgresSyncStorage {
             ).decode((String, String, String).self) {
                 recordKeys[PushPlan.RecordKey(entity: entity, id: id)] = ScopeEntry(stored: entry)?.keys ?? []
             }
-            let page = ScopeIndex.page(found, tokenKeys: tokenKeys) { recordKeys[$0] ?? [] }
+            var page = ScopeIndex.page(found.map { ($0.serverSequence, $0.record, $0.kind) }) {
+                !(recordKeys[$0] ?? []).isDisjoint(with: tokenKeys)
+            }
+            page.entered = ScopeIndex.ordered(page.entered)
+            page.left = ScopeIndex.ordered(page.left)
             let columns = "sseq, device, seq, author, entity, record, op, hlc, base, fields"
             let changes =
                 page.changes.isEmpty
