@@ -80,11 +80,26 @@ public struct HTTPTransport: SyncTransport {
     /// Sends a pull (`POST v1/pull` under ``server``) and returns the page, checking every change against
     /// `schema`. Throws as ``push(_:)`` does.
     public func pull(_ request: PullRequest, schema: Schema) async throws -> PullResponse {
+        try await pullArriving(request, schema: schema).page()
+    }
+
+    /// Sends a pull and returns its answer unread, with the cursor its headers announce
+    /// (``ArrivingPage``). Throws as ``push(_:)`` does; reading the page throws `bad_response`
+    /// for one that is not the protocol.
+    public func pullArriving(_ request: PullRequest, schema: Schema) async throws -> ArrivingPage {
         var body: [UInt8] = []
         request.encode(to: &body)
-        let bytes = try await send("v1/pull", body)
-        do { return try PullResponse(utf8: bytes, schema: schema) } catch {
-            throw SyncError(.badResponse, error.message, underlying: error)
+        let (bytes, headers) = try await exchange("v1/pull", body)
+        var announced: (cursor: Int64, more: Bool, scopeGeneration: Int64?)?
+        if let cursor = headers.first(name: PullResponse.cursorHeader).flatMap({ Int64($0) }),
+            let more = headers.first(name: PullResponse.moreHeader).flatMap({ Bool($0) })
+        {
+            announced = (cursor, more, headers.first(name: PullResponse.scopeHeader).flatMap { Int64($0) })
+        }
+        return ArrivingPage(announced: announced) {
+            do { return try PullResponse(utf8: bytes, schema: schema) } catch let error as WireError {
+                throw SyncError(.badResponse, error.message, underlying: error)
+            }
         }
     }
 
@@ -99,6 +114,11 @@ public struct HTTPTransport: SyncTransport {
     /// Sends a request (a POST with `body`, a GET without); returns the answer's body if the
     /// status is 200, or throws the protocol error the server sent.
     func send(_ path: String, _ body: [UInt8]?) async throws -> [UInt8] {
+        try await exchange(path, body).body
+    }
+
+    /// ``send(_:_:)``, with the answer's headers.
+    func exchange(_ path: String, _ body: [UInt8]?) async throws -> (body: [UInt8], headers: HTTPHeaders) {
         var request = HTTPClientRequest(url: server.appendingPathComponent(path).absoluteString)
         request.method = body == nil ? .GET : .POST
         request.headers.add(name: "Authorization", value: "Bearer \(token)")
@@ -108,9 +128,11 @@ public struct HTTPTransport: SyncTransport {
         }
         let status: Int
         let data: [UInt8]
+        let headers: HTTPHeaders
         do {
             let response = try await client.execute(request, deadline: .distantFuture)
             status = Int(response.status.code)
+            headers = response.headers
             let buffer = try await response.body.collect(upTo: 1 << 30)
             data = Array(buffer.readableBytesView)
         } catch {
@@ -122,7 +144,7 @@ public struct HTTPTransport: SyncTransport {
             }
             throw SyncError(.badResponse, status: status, "HTTP \(status) without a protocol error")
         }
-        return data
+        return (data, headers)
     }
 }
 

@@ -145,29 +145,28 @@ extension JSON {
     }
 
     package static func writeInt(_ value: Int64, to out: inout [UInt8]) {
-        if value == 0 {
-            out.append(UInt8(ascii: "0"))
-            return
-        }
+        // Digits written backwards into a buffer on the stack, then appended in one copy.
         var magnitude = value.magnitude
-        var digits:
-            (
-                UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
-                UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8
-            ) =
-                (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-        var count = 0
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)
         withUnsafeMutableBytes(of: &digits) { buffer in
-            while magnitude > 0 {
-                buffer[count] = UInt8(ascii: "0") + UInt8(magnitude % 10)
+            var start = buffer.count
+            repeat {
+                start -= 1
+                buffer[start] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: magnitude % 10)
                 magnitude /= 10
-                count += 1
+            } while magnitude > 0
+            if value < 0 {
+                start -= 1
+                buffer[start] = UInt8(ascii: "-")
             }
+            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: buffer[start...]))
         }
-        if value < 0 { out.append(UInt8(ascii: "-")) }
-        withUnsafeBytes(of: &digits) { buffer in
-            for n in stride(from: count - 1, through: 0, by: -1) { out.append(buffer[n]) }
-        }
+    }
+
+    /// Appends a literal's UTF-8 bytes in one copy.
+    @inlinable
+    package static func writeLiteral(_ literal: StaticString, to out: inout [UInt8]) {
+        literal.withUTF8Buffer { out.append(contentsOf: $0) }
     }
 
     /// Doubles use Swift's shortest round-tripping form; integral values keep a
@@ -184,7 +183,7 @@ extension JSON {
     package static func writeString(_ s: String, to out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
         if s.utf8.withContiguousStorageIfAvailable({ writeEscaped($0, to: &out) }) == nil {
-            writeEscaped(Array(s.utf8), to: &out)
+            Array(s.utf8).withUnsafeBufferPointer { writeEscaped($0, to: &out) }
         }
         out.append(UInt8(ascii: "\""))
     }
@@ -196,7 +195,17 @@ extension JSON {
         out.append(UInt8(ascii: "\""))
     }
 
-    private static func writeEscaped(_ utf8: some RandomAccessCollection<UInt8>, to out: inout [UInt8]) {
+    private static func writeEscaped(_ utf8: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
+        // Most text needs no escape: one scan, one copy.
+        var clean = true
+        for c in utf8 where c < 0x20 || c == 0x22 || c == 0x5C {
+            clean = false
+            break
+        }
+        if clean {
+            out.append(contentsOf: utf8)
+            return
+        }
         var runStart = utf8.startIndex
         var i = utf8.startIndex
         while i != utf8.endIndex {

@@ -52,31 +52,31 @@ extension Change {
         base: Int64, fields: (inout [UInt8]) -> Void,
         origin: (device: WireText, serverSequence: Int64?, author: WireText?)?
     ) {
-        out.append(contentsOf: #"{"seq":"#.utf8)
+        JSON.writeLiteral(#"{"seq":"#, to: &out)
         JSON.writeInt(sequence, to: &out)
-        out.append(contentsOf: #","entity":"#.utf8)
+        JSON.writeLiteral(#","entity":"#, to: &out)
         entity.write(to: &out)
-        out.append(contentsOf: #","id":"#.utf8)
+        JSON.writeLiteral(#","id":"#, to: &out)
         recordID.write(to: &out)
         switch operation {
-        case .insert: out.append(contentsOf: #","op":"insert","hlc":"#.utf8)
-        case .update: out.append(contentsOf: #","op":"update","hlc":"#.utf8)
-        case .delete: out.append(contentsOf: #","op":"delete","hlc":"#.utf8)
+        case .insert: JSON.writeLiteral(#","op":"insert","hlc":"#, to: &out)
+        case .update: JSON.writeLiteral(#","op":"update","hlc":"#, to: &out)
+        case .delete: JSON.writeLiteral(#","op":"delete","hlc":"#, to: &out)
         }
         JSON.writeInt(hlc, to: &out)
-        out.append(contentsOf: #","base":"#.utf8)
+        JSON.writeLiteral(#","base":"#, to: &out)
         JSON.writeInt(base, to: &out)
-        out.append(contentsOf: #","fields":"#.utf8)
+        JSON.writeLiteral(#","fields":"#, to: &out)
         fields(&out)
         if let origin {
-            out.append(contentsOf: #","device":"#.utf8)
+            JSON.writeLiteral(#","device":"#, to: &out)
             origin.device.write(to: &out)
             if let serverSequence = origin.serverSequence {
-                out.append(contentsOf: #","sseq":"#.utf8)
+                JSON.writeLiteral(#","sseq":"#, to: &out)
                 JSON.writeInt(serverSequence, to: &out)
             }
             if let author = origin.author {
-                out.append(contentsOf: #","author":"#.utf8)
+                JSON.writeLiteral(#","author":"#, to: &out)
                 author.write(to: &out)
             }
         }

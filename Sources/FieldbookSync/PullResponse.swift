@@ -155,6 +155,14 @@ extension PullResponse {
             scopes: scopes, generation: scopeGeneration, entered: entered, left: left, to: &out)
     }
 
+    /// The answer header that repeats the page's ``cursor`` (docs/protocol.md, "Pull"): a device
+    /// may ask for the next page before it reads this one, and checks the header against the body.
+    public static let cursorHeader = "Fieldbook-Cursor"
+    /// The answer header that repeats ``more`` (`true` or `false`).
+    public static let moreHeader = "Fieldbook-More"
+    /// The answer header that repeats ``scopeGeneration``, when the page names one.
+    public static let scopeHeader = "Fieldbook-Scope"
+
     /// Adds the `role` member (``role``) to a pull response's text ended by ``encodeEnd(cursor:more:to:)``.
     public static func appendRole(_ role: String, to out: inout [UInt8]) {
         appendString(#","role":"#, role, to: &out)

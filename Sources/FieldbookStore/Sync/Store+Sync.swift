@@ -217,31 +217,73 @@ extension Store {
     ) async throws -> (applied: Int, cursor: Int64) {
         let schema = self.schema
         let device = deviceID
-        let (start, server, generation) = try await read {
+        let (start, server, known) = try await read {
             (try $0.cursor(), try $0.serverIdentity(), try $0.scopeGeneration())
         }
-        @Sendable func page(after cursor: Int64, generation: Int64?) async throws -> ReceivedPage {
+        @Sendable func fetch(after cursor: Int64, generation: Int64?, limit: Int) async throws -> ArrivingPage {
             var request = PullRequest(
-                schema: SchemaVersion(schema), device: device, cursor: cursor, limit: options.pageSize, server: server)
+                schema: SchemaVersion(schema), device: device, cursor: cursor, limit: limit, server: server)
             request.scopeGeneration = generation
-            let page = try await retrying(options) { try await transport.pull(request, schema: schema) }
+            return try await retrying(options) { try await transport.pullArriving(request, schema: schema) }
+        }
+        @Sendable func fetch(_ after: (cursor: Int64, generation: Int64?)?, limit: Int) async throws -> ArrivingPage? {
+            guard let after else { return nil }
+            return try await fetch(after: after.cursor, generation: after.generation, limit: limit)
+        }
+        func applyIfAny(_ page: ReceivedPage?) async throws -> Int {
+            guard let page else { return 0 }
+            return try await apply(page)
+        }
+        @Sendable func receive(_ arriving: ArrivingPage, after cursor: Int64) throws -> ReceivedPage {
+            let page = try arriving.page()
             guard page.cursor >= cursor else {
                 throw SyncError(.badResponse, "the server moved the cursor back from \(cursor) to \(page.cursor)")
+            }
+            if let announced = arriving.announced,
+                announced.cursor != page.cursor || announced.more != page.more
+                    || announced.scopeGeneration != page.scopeGeneration
+            {
+                throw SyncError(
+                    .badResponse, "the answer's headers announce another cursor or scope than its page holds")
             }
             try Store.check(page, after: cursor)
             return ReceivedPage(page, device: device, after: cursor)
         }
+        // Pages in three steps at once: the server answers page n + 1 (asked for as soon as page n's
+        // answer says where n ends), this device reads page n and applies page n - 1; each page is
+        // applied in order, with its cursor. The first page is small, so that applying starts early;
+        // pages double up to the page size.
+        let full = max(options.pageSize, 1)
+        var limit = max(min(full, 250), full / 16)
+        var cursor = start
+        var generation = known
+        var arriving = try await fetch(after: start, generation: generation, limit: limit)
+        var pending: ReceivedPage?
         var applied = 0
-        var current = try await page(after: start, generation: generation)
         while true {
-            let more = current.page.more
-            let cursor = current.page.cursor
-            let generation = current.page.scopeGeneration ?? generation
-            async let next = more ? page(after: cursor, generation: generation) : nil
-            applied += try await apply(current)
-            progress(applied, cursor)
-            guard let following = try await next else { return (applied, cursor) }
-            current = following
+            limit = min(full, limit * 2)
+            let ahead = arriving.announced.flatMap { $0.more ? ($0.cursor, $0.scopeGeneration ?? generation) : nil }
+            let (nextLimit, unapplied) = (limit, pending)
+            async let prefetched = fetch(ahead, limit: nextLimit)
+            async let applying = applyIfAny(unapplied)
+            let received = try receive(arriving, after: cursor)
+            generation = received.page.scopeGeneration ?? generation
+            cursor = received.page.cursor
+            // Not announced: asked for now that this page is read.
+            let unannounced = ahead == nil && received.page.more ? (cursor, generation) : nil
+            async let asked = fetch(unannounced, limit: nextLimit)
+            applied += try await applying
+            if let unapplied { progress(applied, unapplied.page.cursor) }
+            let announcedNext = try await prefetched
+            let askedNext = try await asked
+            let next = announcedNext ?? askedNext
+            guard received.page.more, let next else {
+                applied += try await apply(received)
+                progress(applied, cursor)
+                return (applied, cursor)
+            }
+            arriving = next
+            pending = received
         }
     }
 

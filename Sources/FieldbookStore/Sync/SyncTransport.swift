@@ -15,9 +15,18 @@ public protocol SyncTransport: Sendable {
     /// sends). The default reads the request back and calls ``push(_:)``.
     func push(encoded: EncodedPush) async throws -> PushResponse
     func pull(_ request: PullRequest, schema: Schema) async throws -> PullResponse
+    /// Sends a pull and returns once its answer has arrived, before the page is read: a device asks
+    /// for the next page while it reads and applies this one, if the answer says where this one
+    /// ends. The default reads the page with ``pull(_:schema:)``.
+    func pullArriving(_ request: PullRequest, schema: Schema) async throws -> ArrivingPage
 }
 
 extension SyncTransport {
+    /// Reads the page with ``pull(_:schema:)``; its cursor is known at once.
+    public func pullArriving(_ request: PullRequest, schema: Schema) async throws -> ArrivingPage {
+        ArrivingPage(try await pull(request, schema: schema))
+    }
+
     /// Reads the body back into a `PushRequest` and sends it with ``push(_:)``.
     public func push(encoded: EncodedPush) async throws -> PushResponse {
         try await push(encoded.request())
@@ -36,5 +45,33 @@ public struct EncodedPush: Sendable {
     /// The request the body holds.
     public func request() throws -> PushRequest {
         try PushRequest(utf8: body, schema: schema)
+    }
+}
+
+/// A pulled page that has arrived and may not have been read yet, with where it ends if its answer
+/// said so ahead of its body (over HTTP, the `Fieldbook-Cursor`, `Fieldbook-More` and
+/// `Fieldbook-Scope` headers; docs/protocol.md, "Pull"). A device checks what was announced
+/// against the page when it reads it.
+public struct ArrivingPage: Sendable {
+    /// The page's cursor and whether more pages follow, as announced; nil if not announced.
+    public var announced: (cursor: Int64, more: Bool, scopeGeneration: Int64?)?
+    private let read: @Sendable () throws -> PullResponse
+
+    /// Reads the page.
+    public func page() throws -> PullResponse { try read() }
+
+    /// A page to be read by `read` (which throws ``SyncError`` `.badResponse` for one that is not
+    /// the protocol), with what its answer announced of it.
+    public init(
+        announced: (cursor: Int64, more: Bool, scopeGeneration: Int64?)?,
+        read: @escaping @Sendable () throws -> PullResponse
+    ) {
+        self.announced = announced
+        self.read = read
+    }
+
+    /// A page already read.
+    public init(_ page: PullResponse) {
+        self.init(announced: (page.cursor, page.more, page.scopeGeneration)) { page }
     }
 }

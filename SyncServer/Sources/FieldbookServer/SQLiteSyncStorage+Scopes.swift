@@ -173,26 +173,18 @@ extension SQLiteSyncStorage {
         let keys = ScopeIndex.tokenKeys(scopes).sorted()
         let marks = Array(repeating: "?", count: keys.count).joined(separator: ", ")
         typealias Entry = (serverSequence: Int64, record: Int64, kind: ScopeLogEntry.Kind)
-        var visible: [Int64: Bool] = [:]
         // Each key's entries are read in the order of the log's key (no sort) and merged here: a
         // page reads at most its limit of entries per key, however long the logs are.
         func entries(of key: String, _ condition: String, _ bounds: [Int64]) throws -> [Entry] {
             let select = RawStatement(
-                try db.cachedStatement(
-                    sql: """
-                        SELECT l.sseq, l.rid, l.kind,
-                            EXISTS (SELECT 1 FROM scope_members AS m WHERE m.rid = l.rid AND m.key IN (\(marks)))
-                        FROM scope_log AS l WHERE l.key = ? AND \(condition)
-                        """))
+                try db.cachedStatement(sql: "SELECT sseq, rid, kind FROM scope_log WHERE key = ? AND \(condition)"))
             defer { select.reset() }
-            for (n, key) in keys.enumerated() { select.bind(Int32(n + 1), key) }
-            select.bind(Int32(keys.count + 1), key)
-            for (n, bound) in bounds.enumerated() { select.bind(Int32(keys.count + n + 2), bound) }
+            select.bind(1, key)
+            for (n, bound) in bounds.enumerated() { select.bind(Int32(n + 2), bound) }
             var found: [Entry] = []
             while try select.step(db) {
-                let rid = select.int64(1)
-                found.append((select.int64(0), rid, ScopeLogEntry.Kind(rawValue: Int(select.int64(2))) ?? .change))
-                visible[rid] = select.int64(3) != 0
+                found.append(
+                    (select.int64(0), select.int64(1), ScopeLogEntry.Kind(rawValue: Int(select.int64(2))) ?? .change))
             }
             return found
         }
@@ -216,7 +208,7 @@ extension SQLiteSyncStorage {
             return merged
         }
         let limit = request.limit + 1
-        var found = try entries("l.sseq > ? ORDER BY l.sseq LIMIT ?", [request.cursor, Int64(limit)], limit: limit)
+        var found = try entries("sseq > ? ORDER BY sseq LIMIT ?", [request.cursor, Int64(limit)], limit: limit)
         let more = found.count > request.limit
         let cursor: Int64
         if more {
@@ -226,14 +218,27 @@ extension SQLiteSyncStorage {
             if cut {
                 // The limit fell inside the entries of one server sequence number: all of them.
                 found.removeAll { $0.serverSequence == cursor }
-                found += try entries("l.sseq = ?", [cursor])
+                found += try entries("sseq = ?", [cursor])
             }
         } else {
             // Nothing more for these keys: the cursor moves past every change, seen or not.
             cursor = max(
                 request.cursor, try Int64.fetchOne(db, sql: "SELECT coalesce(max(sseq), 0) FROM changes") ?? 0)
         }
-        let page = ScopeIndex.page(found) { visible[$0] ?? false }
+        // Whether a record is in the token's scope now: one probe of its members (page() asks once a record).
+        let member = RawStatement(
+            try db.cachedStatement(sql: "SELECT 1 FROM scope_members WHERE rid = ? AND key IN (\(marks)) LIMIT 1"))
+        for (n, key) in keys.enumerated() { member.bind(Int32(n + 2), key) }
+        var failure: (any Error)?
+        let page = ScopeIndex.page(found) { rid in
+            member.bind(1, rid)
+            defer { member.reset() }
+            do { return try member.step(db) } catch {
+                failure = error
+                return false
+            }
+        }
+        if let failure { throw failure }
         func named(_ rids: [Int64]) throws -> [PushPlan.RecordKey] {
             try ScopeIndex.ordered(
                 rids.compactMap { rid in
@@ -305,12 +310,13 @@ extension SQLiteSyncStorage {
     /// writes an unscoped one (the same bytes as ``scopedPull(_:_:identity:scopes:schema:)`` encodes).
     static func scopedPullBody(
         _ db: Database, _ request: PullRequest, identity: Identity, scopes: [String], schema: Schema
-    ) throws -> [UInt8] {
+    ) throws -> PullBody {
         let page = try scopedPage(db, request, scopes: scopes)
         var out: [UInt8] = []
-        out.reserveCapacity(256 * page.changes.count + 256)
+        out.reserveCapacity(320 * page.changes.count + 256)
         PullResponse.encodeStart(to: &out)
         var devices: Set<String> = []
+        var lastDevice: [UInt8] = []
         let rows = RawStatement(try db.cachedStatement(sql: scopedChangeSQL))
         var first = true
         for serverSequence in page.changes {
@@ -319,7 +325,15 @@ extension SQLiteSyncStorage {
             if try rows.step(db) {
                 if !first { out.append(UInt8(ascii: ",")) }
                 first = false
-                devices.insert(String(decoding: rows.utf8(1), as: UTF8.self))
+                // A page's changes come mostly from few devices: a name is made once per run of one.
+                let device = rows.utf8(1)
+                let same = lastDevice.withUnsafeBufferPointer {
+                    $0.count == device.count && memcmp($0.baseAddress!, device.baseAddress!, device.count) == 0
+                }
+                if !same {
+                    lastDevice = Array(device)
+                    devices.insert(String(decoding: device, as: UTF8.self))
+                }
                 writeChange(rows, to: &out)
             }
         }
@@ -330,7 +344,7 @@ extension SQLiteSyncStorage {
         PullResponse.appendScopeMembers(
             scopes: scopes, generation: identity.scopeGeneration, entered: entered,
             left: page.left.map { PullResponse.RecordRef(entity: $0.entity, id: $0.id) }, to: &out)
-        return out
+        return PullBody(bytes: out, cursor: page.cursor, more: page.more, scopeGeneration: identity.scopeGeneration)
     }
 
     /// The changes a query selects (its columns those of `pull`), read for `schema`.

@@ -342,7 +342,7 @@ public final class SQLiteSyncStorage: SyncStorage {
 
     /// Writes the page straight from the rows: each change's fields are stored as the text
     /// of ``FieldChange/encode(_:to:)``, checked when pushed, and are sent as they are.
-    public func pullResponseBody(_ request: PullRequest, identity: Identity) async throws -> [UInt8] {
+    public func pullResponseBody(_ request: PullRequest, identity: Identity) async throws -> PullBody {
         let schema = self.schema
         if let scopes = identity.scopes, !schema.scopes.isEmpty {
             return try await pool.read { db in
@@ -350,12 +350,8 @@ public final class SQLiteSyncStorage: SyncStorage {
             }
         }
         if identity.scopeGeneration > 0 {
-            // A token rescoped to everything: its page names its generation (the caller adds the role).
-            var response = try await pull(request, identity: identity)
-            response.role = nil
-            var out: [UInt8] = []
-            response.encode(to: &out)
-            return out
+            // A token rescoped to everything: its page names its generation.
+            return PullBody(try await pull(request, identity: identity))
         }
         return try await pool.read { db in
             var out: [UInt8] = []
@@ -385,7 +381,7 @@ public final class SQLiteSyncStorage: SyncStorage {
             }
             PullResponse.encodeEnd(cursor: cursor, more: more, to: &out)
             PullResponse.appendDeviceNames(try Self.deviceNames(db, after: request.cursor, through: cursor), to: &out)
-            return out
+            return PullBody(bytes: out, cursor: cursor, more: more, scopeGeneration: nil)
         }
     }
 

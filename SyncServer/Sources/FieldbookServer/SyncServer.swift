@@ -255,13 +255,20 @@ private struct Routes: Sendable {
         let standing = try await readiness.guarding { try await storage.standing(device: request.device) }
         try standing.check(server: pull.server, cursor: pull.cursor, token: identity.tokenID)
         try identity.checkScope(of: pull)
-        var response = try await readiness.guarding {
+        var page = try await readiness.guarding {
             try await storage.pullResponseBody(request, identity: identity)
         }
-        PullResponse.appendServer(standing.identity, to: &response)
-        if let role = identity.role { PullResponse.appendRole(role, to: &response) }
+        PullResponse.appendServer(standing.identity, to: &page.bytes)
+        if let role = identity.role { PullResponse.appendRole(role, to: &page.bytes) }
         context.logger.debug("pull", metadata: ["cursor": .stringConvertible(pull.cursor)])
-        return SyncServer.jsonResponse(bytes: response)
+        var response = SyncServer.jsonResponse(bytes: page.bytes)
+        // Where the page ends, before the body is read: a device asks for the next page at once.
+        response.headers[HTTPFields.Element.Name(PullResponse.cursorHeader)!] = String(page.cursor)
+        response.headers[HTTPFields.Element.Name(PullResponse.moreHeader)!] = page.more ? "true" : "false"
+        if let generation = page.scopeGeneration {
+            response.headers[HTTPFields.Element.Name(PullResponse.scopeHeader)!] = String(generation)
+        }
+        return response
     }
 
     /// `GET /v1/conflicts`: the open conflicts, each with its sides.

@@ -52,7 +52,7 @@ public protocol SyncStorage: Sendable {
 
     /// The same page as ``pull(_:identity:)``, as the JSON text of its pull response
     /// (``PullResponse/encode(to:)``). A store may write it without decoding what it stored.
-    func pullResponseBody(_ request: PullRequest, identity: Identity) async throws -> [UInt8]
+    func pullResponseBody(_ request: PullRequest, identity: Identity) async throws -> PullBody
 
     /// The open conflicts, as the records' own changes leave them (``conflicts()`` also leaves out
     /// those of records that follow a deleted record).
@@ -177,10 +177,8 @@ extension SyncStorage {
 
     public func isOutage(_ error: any Error) -> Bool { false }
 
-    public func pullResponseBody(_ request: PullRequest, identity: Identity) async throws -> [UInt8] {
-        var out: [UInt8] = []
-        try await pull(request, identity: identity).encode(to: &out)
-        return out
+    public func pullResponseBody(_ request: PullRequest, identity: Identity) async throws -> PullBody {
+        PullBody(try await pull(request, identity: identity))
     }
 }
 
@@ -218,4 +216,33 @@ public struct TokenError: Error, CustomStringConvertible {
     /// What is wrong and what to do, for the operator.
     public var description: String
     package init(_ description: String) { self.description = description }
+}
+
+/// A pulled page written as the body of its answer, with what the answer's headers repeat of it
+/// (``PullResponse/cursorHeader``): a device may ask for the next page before it reads this one.
+public struct PullBody: Sendable {
+    /// The JSON text of the pull response.
+    public var bytes: [UInt8]
+    /// The page's ``PullResponse/cursor``.
+    public var cursor: Int64
+    /// The page's ``PullResponse/more``.
+    public var more: Bool
+    /// The page's ``PullResponse/scopeGeneration``, if it names one.
+    public var scopeGeneration: Int64?
+
+    public init(bytes: [UInt8], cursor: Int64, more: Bool, scopeGeneration: Int64?) {
+        self.bytes = bytes
+        self.cursor = cursor
+        self.more = more
+        self.scopeGeneration = scopeGeneration
+    }
+
+    /// A page made whole, written (but for its role: the caller adds that).
+    public init(_ response: PullResponse) {
+        var response = response
+        response.role = nil
+        var out: [UInt8] = []
+        response.encode(to: &out)
+        self.init(bytes: out, cursor: response.cursor, more: response.more, scopeGeneration: response.scopeGeneration)
+    }
 }

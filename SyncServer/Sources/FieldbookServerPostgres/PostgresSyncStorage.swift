@@ -505,14 +505,10 @@ public final class PostgresSyncStorage: SyncStorage {
     /// once. Strings pass through `to_json`, PostgreSQL's JSON string escaping. Every column
     /// concatenated is `NOT NULL` (a null would make its change's text null, and `string_agg`
     /// would leave the change out while the cursor moved past it).
-    public func pullResponseBody(_ request: PullRequest, identity: Identity) async throws -> [UInt8] {
+    public func pullResponseBody(_ request: PullRequest, identity: Identity) async throws -> PullBody {
         if (identity.scopes != nil && !schema.scopes.isEmpty) || identity.scopeGeneration > 0 {
-            // A scoped page is made whole, then written (the caller adds the role).
-            var response = try await pull(request, identity: identity)
-            response.role = nil
-            var out: [UInt8] = []
-            response.encode(to: &out)
-            return out
+            // A scoped page is made whole, then written.
+            return PullBody(try await pull(request, identity: identity))
         }
         let limit = Int64(request.limit)
         let rows = try await client.query(
@@ -541,7 +537,7 @@ public final class PostgresSyncStorage: SyncStorage {
         out.append(contentsOf: changes.readableBytesView)
         PullResponse.encodeEnd(cursor: cursor, more: more, to: &out)
         PullResponse.appendDeviceNames(try await deviceNames(after: request.cursor, through: cursor), to: &out)
-        return out
+        return PullBody(bytes: out, cursor: cursor, more: more, scopeGeneration: nil)
     }
 
     // MARK: - Reading

@@ -31,12 +31,18 @@ struct HostileAnswer: Sendable, CustomTestStringConvertible {
     var push: String?
     /// The answer to a pull after cursor 5.
     var pull: String
+    /// The headers of the answer to a pull after cursor 5 (`Fieldbook-Cursor` and the like).
+    var pullHeaders: [(name: String, value: String)]
     var testDescription: String { kind }
 
-    init(_ kind: String, push: String? = nil, pull: String = #"{"protocol":1,"changes":[],"cursor":5,"more":false}"#) {
+    init(
+        _ kind: String, push: String? = nil, pull: String = #"{"protocol":1,"changes":[],"cursor":5,"more":false}"#,
+        pullHeaders: [(name: String, value: String)] = []
+    ) {
         self.kind = kind
         self.push = push
         self.pull = pull
+        self.pullHeaders = pullHeaders
     }
 
     static let theirDevice = "0190c4e0-0000-7000-8000-0000000000bb"
@@ -76,6 +82,20 @@ struct HostileAnswer: Sendable, CustomTestStringConvertible {
         .init(
             "pull: a good change, then a bad one",
             pull: page([pulled(sseq: 6), pulled(sseq: 7, entity: "castle")], cursor: 7)),
+        .init(
+            "pull: the headers announce another cursor than the page's",
+            pull: page([pulled(sseq: 6)], cursor: 6),
+            pullHeaders: [(PullResponse.cursorHeader, "7"), (PullResponse.moreHeader, "false")]),
+        .init(
+            "pull: the headers announce the last page, the page says more follow",
+            pull: page([pulled(sseq: 6)], cursor: 6, more: true),
+            pullHeaders: [(PullResponse.cursorHeader, "6"), (PullResponse.moreHeader, "false")]),
+        .init(
+            "pull: the headers announce a scope generation the page does not name",
+            pull: page([pulled(sseq: 6)], cursor: 6),
+            pullHeaders: [
+                (PullResponse.cursorHeader, "6"), (PullResponse.moreHeader, "false"), (PullResponse.scopeHeader, "2"),
+            ]),
         .init("push: malformed JSON", push: #"{"protocol":1,"assigned":[[1,"#),
         .init("push: another protocol version", push: #"{"protocol":2,"assigned":[[1,9]]}"#),
         .init("push: no assignment", push: #"{"protocol":1,"assigned":[]}"#),
@@ -97,7 +117,11 @@ func withHostileServer<T: Sendable>(_ answer: HostileAnswer, _ body: @Sendable (
         let bytes = try await request.body.collect(upTo: 1 << 20)
         let pull = try PullRequest(utf8: Array(bytes.readableBytesView), schema: schema)
         let text = pull.cursor == 0 ? HostileAnswer.page([HostileAnswer.pulled(sseq: 5)], cursor: 5) : answer.pull
-        return Response(status: .ok, body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
+        var headers = HTTPFields()
+        if pull.cursor != 0 {
+            for (name, value) in answer.pullHeaders { headers[HTTPFields.Element.Name(name)!] = value }
+        }
+        return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
     }
     var logger = Logger(label: "test-stub")
     logger.logLevel = .warning

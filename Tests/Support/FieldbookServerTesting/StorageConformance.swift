@@ -308,10 +308,12 @@ extension StorageConformance {
                 var page = try await storage.pull(pull, identity: identity)
                 // The page the HTTP interface writes straight from the rows says the same (but for
                 // the role, which the interface adds).
-                let written = try PullResponse(
-                    utf8: try await storage.pullResponseBody(pull, identity: identity), schema: storage.schema)
+                let body = try await storage.pullResponseBody(pull, identity: identity)
+                let written = try PullResponse(utf8: body.bytes, schema: storage.schema)
                 page.role = nil
                 #expect(written == page)
+                #expect(body.cursor == page.cursor && body.more == page.more)
+                #expect(body.scopeGeneration == page.scopeGeneration)
                 pages.append(page)
                 #expect(page.cursor >= cursor)
                 cursor = page.cursor
