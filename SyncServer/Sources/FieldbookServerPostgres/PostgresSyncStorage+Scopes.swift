@@ -211,13 +211,16 @@ extension PostgresSyncStorage {
             let keys = tokenKeys.sorted()
             func entries(after cursor: Int64, through last: Int64?, limit: Int64?) async throws -> [ScopeLogEntry] {
                 var found: [ScopeLogEntry] = []
-                // Within a number, in the order of the table's key, bytewise: the order the SQLite
-                // store reads them in, so that both list a page's entered and left records alike.
+                // Each key's entries by the table's key, at most `limit` of them (no sort of every
+                // entry after the cursor: an index scan per key), then merged by server sequence number.
                 for try await (key, sseq, entity, id, kind) in try await c.query(
                     """
-                    SELECT key, sseq, entity, id, kind FROM \(unescaped: t("scope_log"))
-                    WHERE key = ANY(\(keys)) AND sseq > \(cursor) AND sseq <= \(last ?? Int64.max)
-                    ORDER BY sseq, key COLLATE "C", entity COLLATE "C", id COLLATE "C", kind LIMIT \(limit)
+                    SELECT l.key, l.sseq, l.entity, l.id, l.kind FROM unnest(\(keys)::text[]) AS k(key)
+                    CROSS JOIN LATERAL (
+                        SELECT key, sseq, entity, id, kind FROM \(unescaped: t("scope_log"))
+                        WHERE key = k.key AND sseq > \(cursor) AND sseq <= \(last ?? Int64.max)
+                        ORDER BY sseq LIMIT \(limit)) AS l
+                    ORDER BY l.sseq, l.key COLLATE "C", l.entity COLLATE "C", l.id COLLATE "C", l.kind LIMIT \(limit)
                     """, logger: logger
                 ).decode((String, Int64, String, String, Int64).self) {
                     found.append(
