@@ -251,8 +251,8 @@ extension Store {
         }
         // Pages in three steps at once: the server answers page n + 1 (asked for as soon as page n's
         // answer says where n ends), this device reads page n and applies page n - 1; each page is
-        // applied in order, with its cursor. The first page is small, so that applying starts early;
-        // pages double up to the page size.
+        // applied in order, with its cursor. The first page is small (a sixteenth of the page size,
+        // 250 at least), so that applying starts early; pages double up to the page size.
         let full = max(options.pageSize, 1)
         var limit = max(min(full, 250), full / 16)
         var cursor = start

@@ -14,8 +14,9 @@ public struct SyncReport: Sendable, Hashable {
 public struct SyncOptions: Sendable {
     /// Changes per push.
     public var pushBatch = 1000
-    /// Changes per pulled page, at most: a pull's first page asks for a sixteenth of it (250 at
-    /// most, so that applying starts early), each page after for twice the one before, up to it.
+    /// Changes per pulled page, at most: a pull's first page asks for a sixteenth of it (but 250
+    /// at least, or all of it if smaller), so that applying starts early; each page after for
+    /// twice the one before, up to it.
     public var pageSize = 1000
     /// Tries per request before giving up on a network or server failure.
     public var attempts = 5

@@ -70,11 +70,9 @@ extension SQLiteSyncStorage {
             guard try save.step(db) else { throw ServerSetupError("the scope index did not number a record") }
             let rid = save.int64(0)
             save.reset()
-            let old = rows.rids.updateValue(rid, forKey: record)
-            if old != nil {
-                forget.bind(1, rid)
-                try forget.run(db)
-            }
+            rows.rids[record] = rid
+            forget.bind(1, rid)
+            try forget.run(db)
             for key in entry.keys.sorted() {
                 member.bind(1, rid)
                 member.bind(2, key)
@@ -189,7 +187,7 @@ extension SQLiteSyncStorage {
             return found
         }
         func entries(_ condition: String, _ bounds: [Int64], limit: Int? = nil) throws -> [Entry] {
-            var lists = try keys.map { try entries(of: $0, condition, bounds) }.filter { !$0.isEmpty }
+            let lists = try keys.map { try entries(of: $0, condition, bounds) }.filter { !$0.isEmpty }
             if lists.count == 1 { return lists[0] }
             var merged: [Entry] = []
             var next = Array(repeating: 0, count: lists.count)
@@ -204,7 +202,6 @@ extension SQLiteSyncStorage {
                 merged.append(lists[best][next[best]])
                 next[best] += 1
             }
-            lists.removeAll()
             return merged
         }
         let limit = request.limit + 1
@@ -328,7 +325,8 @@ extension SQLiteSyncStorage {
                 // A page's changes come mostly from few devices: a name is made once per run of one.
                 let device = rows.utf8(1)
                 let same = lastDevice.withUnsafeBufferPointer {
-                    $0.count == device.count && memcmp($0.baseAddress!, device.baseAddress!, device.count) == 0
+                    $0.count == device.count
+                        && (device.isEmpty || memcmp($0.baseAddress!, device.baseAddress!, device.count) == 0)
                 }
                 if !same {
                     lastDevice = Array(device)
