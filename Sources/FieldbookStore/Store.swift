@@ -1,6 +1,7 @@
 public import FieldbookCore
 import FieldbookJSON
 import FieldbookSQLite
+import FieldbookSync
 import Foundation
 import GRDB
 import GRDBSQLite
@@ -79,6 +80,10 @@ public final class Store: Sendable {
         /// The role the server last named for this device's token: writes the schema's access rules
         /// do not let it make are refused here. Nil before the first pull, or for a token without one.
         var role: String?
+        /// The scope keys of this device's token (``ScopeIndex/tokenKeys(_:)``), as the server last
+        /// named them: writes that would leave the scope are refused here. Nil before the first
+        /// pull, or for a token that sees everything.
+        var scopeKeys: Set<String>?
 
         /// The wall clock as this device stamps with it: corrected by what the server said, unless
         /// the wall clock has since been set back before the time it was learned (someone fixed it).
@@ -123,7 +128,8 @@ public final class Store: Sendable {
 
         let opened:
             (
-                device: String, clock: HybridTimestamp, base: Int64, correction: (Int64, UInt64), role: String?
+                device: String, clock: HybridTimestamp, base: Int64, correction: (Int64, UInt64), role: String?,
+                scopes: [String]?
             )
         opened = try StoreError.database {
             if configuration.readOnly {
@@ -139,12 +145,15 @@ public final class Store: Sendable {
         state = Mutex(
             WriterState(
                 clock: HybridLogicalClock(last: opened.clock), base: opened.base, correction: opened.correction,
-                role: opened.role))
+                role: opened.role, scopeKeys: opened.scopes.map { ScopeIndex.tokenKeys($0) }))
     }
 
     static func readState(
         _ db: Database, schema: Schema
-    ) throws -> (device: String, clock: HybridTimestamp, base: Int64, correction: (Int64, UInt64), role: String?) {
+    ) throws -> (
+        device: String, clock: HybridTimestamp, base: Int64, correction: (Int64, UInt64), role: String?,
+        scopes: [String]?
+    ) {
         guard try db.tableExists("_fieldbook_meta") else {
             throw StoreError(.incompatibleStore, "the file is not a Fieldbook store")
         }
@@ -166,7 +175,7 @@ public final class Store: Sendable {
         let role = try String.fetchOne(db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'role'")
         return (
             device, HybridTimestamp(rawValue: UInt64(max(lastChange, received))), base,
-            (min(offset, 0), UInt64(max(learnedAt, 0))), role
+            (min(offset, 0), UInt64(max(learnedAt, 0))), role, try Self.storedScopes(db)
         )
     }
 

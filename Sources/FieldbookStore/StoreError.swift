@@ -39,7 +39,8 @@ public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
         /// The record is referenced by other records and cannot be deleted.
         public static let referenced = Code("referenced")
         /// This device's role (``Store/role``) may not make the write: the schema's access rules
-        /// refuse it. The message names the rule and who may make it.
+        /// refuse it; or the write would change a record outside this device's scope, or put one
+        /// outside it (rule `ENTITY.scope`). The message names the rule and what to do.
         public static let forbidden = Code("forbidden")
         /// The store's schema cannot be migrated to the given one; nothing was changed.
         public static let migrationRefused = Code("migration_refused")

@@ -90,6 +90,9 @@ extension Store {
             } else {
                 recordID = store.newID()
             }
+            try checkScope(
+                table, .insert, recordID,
+                fields: row.indices.filter { !row[$0].isNull }.map { (fields[$0].name, row[$0]) })
 
             let insert = try insertStatement(table)
             insert.bind(1, recordID)
@@ -130,6 +133,9 @@ extension Store {
             }
             let updates = try checkedUpdates(table, values)
             try checkAccess(
+                table, .update, recordID,
+                fields: updates.map { (table.entity.fields[$0.index].name, $0.value) })
+            try checkScope(
                 table, .update, recordID,
                 fields: updates.map { (table.entity.fields[$0.index].name, $0.value) })
             guard !updates.isEmpty else {
@@ -228,6 +234,7 @@ extension Store {
             let value = try normalize(table.entity.fields[index], value, entity: table.entity.name)
             try checkReference(table, index, value)
             try checkAccess(table, .update, recordID, fields: [(name, value)])
+            try checkScope(table, .update, recordID, fields: [(name, value)])
             let update = try updateOneStatement(table, field: index)
             let capture = store.capture
             let plan = table.captureForOne[index]
@@ -269,6 +276,7 @@ extension Store {
             }
             let recordID = try canonicalID(id, entity: entity)
             try checkAccess(table, .update, recordID, fields: [(field, nil)])
+            try checkScope(table, .update, recordID, fields: [])
             try db.execute(
                 sql: "UPDATE \(quoted(entity)) SET \(quoted(field)) = coalesce(\(quoted(field)), 0) + ? WHERE id = ?",
                 arguments: [amount, recordID])
@@ -290,6 +298,7 @@ extension Store {
             }
             guard try exists(table, recordID) else { throw notFound(entity) }
             try checkAccess(table, .delete, recordID, fields: [])
+            try checkScope(table, .delete, recordID, fields: [])
             for other in store.schema.entities {
                 for field in other.fields where field.type == .reference(entity) && field.onDelete == .conflict {
                     let referenced =

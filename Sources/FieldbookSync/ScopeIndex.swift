@@ -143,7 +143,7 @@ package struct ScopeIndex: Sendable {
     }
 
     /// The keys a record has from `own` and the keys of its parents (``everyone`` does not pass down).
-    static func keys(own: Set<String>, parentKeys: [Set<String>]) -> Set<String> {
+    package static func keys(own: Set<String>, parentKeys: [Set<String>]) -> Set<String> {
         var keys = own
         for parent in parentKeys { keys.formUnion(parent.subtracting([everyone])) }
         return keys
@@ -212,13 +212,19 @@ package struct ScopeIndex: Sendable {
             after = Self.keys(
                 own: own, parentKeys: parents.map { keys(of: $0, merged: merged, positions: positions) })
         }
-        let outside = (before.map { $0.isDisjoint(with: tokenKeys) } ?? false) || after.isDisjoint(with: tokenKeys)
-        guard outside else { return nil }
-        return AccessRefusal(
-            rule: "\(entity.name).scope", role: role ?? "",
-            message: before.map { $0.isDisjoint(with: tokenKeys) } ?? false
-                ? "this \(entity.name) record is outside this token's scope; discard this change"
-                : "this change would put a \(entity.name) record outside this token's scope (a record it follows "
+        let wasOutside = before.map { $0.isDisjoint(with: tokenKeys) } ?? false
+        guard wasOutside || after.isDisjoint(with: tokenKeys) else { return nil }
+        return Self.outside(entity.name, role: role, wasOutside: wasOutside)
+    }
+
+    /// The refusal of a change to a record outside a token's scope (`wasOutside`), or of one that
+    /// would put it outside: rule `ENTITY.scope`, the same words on device and server.
+    package static func outside(_ entity: String, role: String?, wasOutside: Bool) -> AccessRefusal {
+        AccessRefusal(
+            rule: "\(entity).scope", role: role ?? "",
+            message: wasOutside
+                ? "this \(entity) record is outside this token's scope; discard this change"
+                : "this change would put a \(entity) record outside this token's scope (a record it follows "
                     + "is in another scope, or the change moves it there); ask the office to make it, and discard it")
     }
 

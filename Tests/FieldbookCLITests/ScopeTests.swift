@@ -62,6 +62,12 @@ struct ScopeTests {
         #expect(try world.fieldbook("li", ["sync"]).status == 0)
         #expect(try world.fieldbook("office", ["sync"]).status == 0)
         #expect(try world.json("office", ["list", "progress_note"]).array.count == 1)
+        // Outside its scope it is refused here, before any sync: a finding of no site or round is
+        // in no town's scope.
+        let outside = try world.fieldbook("li", ["add", "finding", "title=无主问题"])
+        #expect(outside.status == 65, "\(outside.stderr)")
+        #expect(outside.stderr.contains("finding.scope") && !outside.stderr.contains("新度镇"))
+        #expect(try world.json("li", ["status"])["pending"]?.int == 0)
 
         // The office moves the home to the other town: it leaves 李明's device with its finding and
         // note, and reaches 张伟's, history and all.

@@ -3,19 +3,21 @@ import FieldbookJSON
 import FieldbookSQLite
 import FieldbookSync
 import GRDB
+import Synchronization
 
 extension Store {
     /// The scope keys of this device's token as the server last named them (`town=新度镇`): the
     /// records this device receives. Nil before the first pull, or for a token that sees everything.
     public func scopes() throws -> [String]? {
-        try read { tx in
-            guard
-                let text = try String.fetchOne(
-                    tx.db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'scopes'"),
-                case .array(let list)? = try? JSON(parsing: Array(text.utf8))
-            else { return nil }
-            return list.compactMap { if case .string(let s) = $0 { s } else { nil } }
-        }
+        try read { try Self.storedScopes($0.db) }
+    }
+
+    /// The scope keys kept in the store's meta table (``scopes()``).
+    static func storedScopes(_ db: Database) throws -> [String]? {
+        guard let text = try String.fetchOne(db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'scopes'"),
+            case .array(let list)? = try? JSON(parsing: Array(text.utf8))
+        else { return nil }
+        return list.compactMap { if case .string(let s) = $0 { s } else { nil } }
     }
 
     /// Starts again after the token was rescoped (the server refused a pull with `scope_changed`):
@@ -36,6 +38,8 @@ extension Store {
                     UPDATE _fieldbook_meta SET value = 0 WHERE key = 'cursor';
                     DELETE FROM _fieldbook_meta WHERE key IN ('scopes', 'scope_generation');
                     """)
+            let store = self
+            tx.db.afterNextTransaction { _ in store.state.withLock { $0.scopeKeys = nil } }
             for table in self.tables.values {
                 try tx.db.execute(sql: "DELETE FROM \(quoted(table.entity.name))")
             }
@@ -63,6 +67,50 @@ extension Store.Transaction {
         }
         if let generation = page.scopeGeneration {
             try db.execute(sql: upsert, arguments: ["scope_generation", generation])
+        }
+        let keys = page.scopes.map { ScopeIndex.tokenKeys($0) }
+        let store = self.store
+        db.afterNextTransaction { _ in store.state.withLock { $0.scopeKeys = keys } }
+    }
+
+    /// Refuses a write that would change a record outside this device's scope, or put one outside
+    /// it (``ScopeIndex/outside(_:role:wasOutside:)``, rule `ENTITY.scope`): the check the server
+    /// makes, on the records this device holds. `recordID` names the record written; `fields` the
+    /// values it sets (nil: cleared). Nothing is checked before the first pull, for a token that
+    /// sees everything, or for an entity every token sees.
+    func checkScope(
+        _ table: EntityTable, _ operation: ChangeOperation, _ recordID: String,
+        fields: [(name: String, value: Value?)]
+    ) throws {
+        guard let tokenKeys = store.state.withLock({ $0.scopeKeys }), !table.entity.everyone else { return }
+        let schema = store.schema
+        let index = ScopeIndex(schema: schema)
+        func keys(_ entity: Entity, _ id: String, depth: Int, _ value: (String) -> Value?) throws -> Set<String> {
+            let (own, parents) = index.ownAndParents(entity, id: id, value: value)
+            var parentKeys: [Set<String>] = []
+            for parent in parents {
+                guard depth < 64, let parentEntity = schema.entity(parent.entity),
+                    let values = try record(parent.entity, id: parent.id)
+                else { continue }
+                parentKeys.append(try keys(parentEntity, parent.id, depth: depth + 1) { values[$0] })
+            }
+            return ScopeIndex.keys(own: own, parentKeys: parentKeys)
+        }
+        let entity = table.entity
+        let current = operation == .insert ? nil : try record(entity.name, id: recordID)
+        var refusal: AccessRefusal?
+        if let current, try keys(entity, recordID, depth: 0, { current[$0] }).isDisjoint(with: tokenKeys) {
+            refusal = ScopeIndex.outside(entity.name, role: store.role, wasOutside: true)
+        } else if operation != .delete {
+            var set: [String: Value?] = [:]
+            for (name, value) in fields { set[name] = value }
+            let after = try keys(entity, recordID, depth: 0) { name in set[name] ?? current?[name] }
+            if after.isDisjoint(with: tokenKeys) {
+                refusal = ScopeIndex.outside(entity.name, role: store.role, wasOutside: false)
+            }
+        }
+        if let refusal {
+            throw StoreError(.forbidden, entity: entity.name, refusal.message + " (rule \(refusal.rule))")
         }
     }
 

@@ -756,6 +756,7 @@ extension Store.Transaction {
         let recordID = try canonicalID(id, entity: entity)
         guard try exists(table, recordID) else { throw notFound(entity) }
         try checkAccess(table, .update, recordID, fields: [])
+        try checkScope(table, .update, recordID, fields: [])
         try log(entity, recordID, .update) { FieldChange.encode([], to: &$0) }
         if table.isHoldable {
             try db.execute(sql: "DELETE FROM _held WHERE entity = ? AND record = ?", arguments: [entity, recordID])

@@ -27,6 +27,7 @@ struct ScopePropertyTests {
     static let pages = Atomic<Int>(0)
     static let departures = Atomic<Int>(0)
     static let rejectedByScope = Atomic<Int>(0)
+    static let refusedHere = Atomic<Int>(0)
     static let rescopes = Atomic<Int>(0)
 
     @Test(
@@ -40,6 +41,7 @@ struct ScopePropertyTests {
             #expect(Self.pages.load(ordering: .relaxed) > 0)
             #expect(Self.departures.load(ordering: .relaxed) > 0)
             #expect(Self.rejectedByScope.load(ordering: .relaxed) > 0)
+            #expect(Self.refusedHere.load(ordering: .relaxed) > 0)
             #expect(Self.rescopes.load(ordering: .relaxed) > 0)
         }
     }
@@ -90,8 +92,11 @@ struct ScopePropertyTests {
             default:
                 do {
                     try write(devices[n], round: round, &rng)
-                } catch is StoreError {
-                    // Refused here: the role may not (the auditor, an inspector closing off), or a reference.
+                } catch let error as StoreError {
+                    // Refused here: the role may not (the auditor, an inspector closing off), the write
+                    // would leave the device's scope, or a reference. The server rejects by scope only
+                    // what the device could not know: a rescope or a move it has not pulled yet.
+                    if error.message.hasSuffix(".scope)") { refusedHere.add(1, ordering: .relaxed) }
                 }
             }
         }

@@ -337,9 +337,20 @@ extension StorageConformance {
         _ = try await field.pull(StorageTransport(storage: storage, identity: north))
         #expect(try field.fetch(Query("site")).map(\.id) == [siteA])
         let own = try field.insert("finding", ["site": .text(siteA), "title": "消防通道堵塞"])  // 1
-        try field.update("site", id: siteA, ["town": "乙镇"])  // 2
+        // The device refuses to move its site out of its scope itself, as the server would.
+        let refused = #expect(throws: StoreError.self) { try field.update("site", id: siteA, ["town": "乙镇"]) }
+        #expect(refused?.code == .forbidden && refused?.message.contains("site.scope") == true)
+        #expect(refused?.message.contains("乙镇") == false)
         var guessed = try field.pendingChanges(limit: 10)
-        // Made by hand (the device itself holds no record of the other town to refer to).
+        #expect(guessed.count == 1)
+        // Made by hand (the device itself refuses them, or holds no record of the other town to refer to).
+        var move = guessed[0]
+        move.sequence = 2
+        move.entity = "site"
+        move.recordID = siteA
+        move.operation = .update
+        move.fields = [FieldChange(field: "town", kind: .set("乙镇"))]
+        guessed.append(move)
         var stray = guessed[0]
         stray.sequence = 3
         stray.recordID = "018f0000-0000-7000-8000-0000000000aa"
