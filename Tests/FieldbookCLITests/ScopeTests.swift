@@ -68,6 +68,8 @@ struct ScopeTests {
         #expect(outside.status == 65, "\(outside.stderr)")
         #expect(outside.stderr.contains("finding.scope") && !outside.stderr.contains("新度镇"))
         #expect(try world.json("li", ["status"])["pending"]?.int == 0)
+        // Another town's finding is not on this device: not found, as any unknown id.
+        #expect(try world.fieldbook("li", ["set", "finding", graves, "title=改"]).status == 66)
 
         // The office moves the home to the other town: it leaves 李明's device with its finding and
         // note, and reaches 张伟's, history and all.

@@ -98,6 +98,8 @@ extension Store.Transaction {
         }
         let entity = table.entity
         let current = operation == .insert ? nil : try record(entity.name, id: recordID)
+        // A record this device does not hold: the write reports it not found.
+        if operation != .insert && current == nil { return }
         var refusal: AccessRefusal?
         if let current, try keys(entity, recordID, depth: 0, { current[$0] }).isDisjoint(with: tokenKeys) {
             refusal = ScopeIndex.outside(entity.name, role: store.role, wasOutside: true)
