@@ -23,6 +23,9 @@ public final class Entity: Sendable, Hashable {
     /// Whether every token sees this entity's records, whatever its scope (reference data, such as
     /// inspection rounds).
     public let everyone: Bool
+    /// Whether the entity is retired (`retired`): its records are kept and readable, devices of
+    /// earlier versions may still write them, but a store of this version refuses new writes.
+    public let retired: Bool
     private let index: [String: Int]
     /// Each field's name as UTF-8, in ``fields`` order: compared with names in JSON text without making strings.
     package let fieldNames: [[UInt8]]
@@ -33,8 +36,9 @@ public final class Entity: Sendable, Hashable {
 
     init(
         name: String, label: String?, appendOnly: Bool, onDelete: DeletePolicy, fields: [Field],
-        access: [String: EntityAccess]? = nil, follows: [String] = [], everyone: Bool = false
+        access: [String: EntityAccess]? = nil, follows: [String] = [], everyone: Bool = false, retired: Bool = false
     ) {
+        self.retired = retired
         self.follows = follows
         self.everyone = everyone
         self.name = name
@@ -68,13 +72,13 @@ public final class Entity: Sendable, Hashable {
         return index[name]
     }
 
-    /// Equal when the names, labels, append-only flags, delete policies, fields, access rules and
-    /// scope declarations are equal.
+    /// Equal when the names, labels, append-only flags, delete policies, fields, access rules,
+    /// scope declarations and retirement are equal.
     public static func == (lhs: Entity, rhs: Entity) -> Bool {
         lhs.name == rhs.name && lhs.label == rhs.label && lhs.appendOnly == rhs.appendOnly
             && lhs.onDelete == rhs.onDelete
             && lhs.fields == rhs.fields && lhs.access == rhs.access && lhs.follows == rhs.follows
-            && lhs.everyone == rhs.everyone
+            && lhs.everyone == rhs.everyone && lhs.retired == rhs.retired
     }
 
     /// Hashes the name and fields.

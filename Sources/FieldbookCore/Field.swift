@@ -16,11 +16,19 @@ public final class Field: Sendable, Hashable {
     public let policy: MergePolicy
     /// For a reference field: what a concurrent delete of the record it names does.
     public let onDelete: ReferencePolicy
+    /// The name the field had in the schema's previous version, when this version renames it
+    /// (`renamedFrom`); kept in later versions, where it changes nothing.
+    public let renamedFrom: String?
+    /// Whether the field is retired (`retired`): its values are kept and readable, devices of
+    /// earlier versions may still write it, but a store of this version refuses new writes to it.
+    public let retired: Bool
 
     init(
         name: String, label: String?, type: FieldType, required: Bool, maxLength: Int?, defaultValue: Value?,
-        policy: MergePolicy, onDelete: ReferencePolicy = .conflict
+        policy: MergePolicy, onDelete: ReferencePolicy = .conflict, renamedFrom: String? = nil, retired: Bool = false
     ) {
+        self.renamedFrom = renamedFrom
+        self.retired = retired
         self.name = name
         self.label = label
         self.type = type
@@ -29,6 +37,12 @@ public final class Field: Sendable, Hashable {
         self.defaultValue = defaultValue
         self.policy = policy
         self.onDelete = onDelete
+    }
+
+    /// What an insert stores when it gives no value: the schema default; 0 for a counter.
+    public var insertDefault: Value? {
+        if let defaultValue { return defaultValue }
+        return policy == .counter ? .integer(0) : nil
     }
 
     /// The entity this field refers to, if it is a reference field.
@@ -41,7 +55,7 @@ public final class Field: Sendable, Hashable {
         lhs === rhs
             || (lhs.name == rhs.name && lhs.label == rhs.label && lhs.type == rhs.type && lhs.required == rhs.required
                 && lhs.maxLength == rhs.maxLength && lhs.defaultValue == rhs.defaultValue && lhs.policy == rhs.policy
-                && lhs.onDelete == rhs.onDelete)
+                && lhs.onDelete == rhs.onDelete && lhs.renamedFrom == rhs.renamedFrom && lhs.retired == rhs.retired)
     }
 
     /// Hashes the name, type and merge policy.

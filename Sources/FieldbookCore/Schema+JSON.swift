@@ -45,6 +45,7 @@ extension Entity {
         if onDelete != .conflict { pairs.append(("onDelete", .string(onDelete.rawValue))) }
         if !follows.isEmpty { pairs.append(("follows", .array(follows.map(JSON.string)))) }
         if everyone { pairs.append(("everyone", .bool(true))) }
+        if retired { pairs.append(("retired", .bool(true))) }
         if let access {
             pairs.append(("access", .object(access.sorted { $0.key < $1.key }.map { ($0.key, $0.value.json) })))
         }
@@ -56,6 +57,8 @@ extension Entity {
 extension Field {
     var json: JSON {
         var pairs: [(key: String, value: JSON)] = [("name", .string(name))]
+        if let renamedFrom { pairs.append(("renamedFrom", .string(renamedFrom))) }
+        if retired { pairs.append(("retired", .bool(true))) }
         if let label { pairs.append(("label", .string(label))) }
         pairs.append(("type", .string(type.name)))
         switch type {

@@ -165,7 +165,9 @@ struct SchemaLoader {
             let e = object(
                 json, at: (json["name"].flatMap { if case .string(let s) = $0 { s } else { nil } }) ?? fallbackPath,
                 allowed: [
-                    "name", "label", "description", "appendOnly", "onDelete", "access", "follows", "everyone", "fields",
+                    "name", "label", "description", "appendOnly", "onDelete", "access", "follows", "everyone",
+                    "retired",
+                    "fields",
                 ])
         else { return nil }
         guard let name = string(e["name"], at: fallbackPath, key: "name") else {
@@ -224,9 +226,21 @@ struct SchemaLoader {
         }
         let everyone = bool(e["everyone"], at: name, key: "everyone") ?? false
         if everyone && !follows.isEmpty { issue(name, "an entity every token sees follows nothing") }
+        let retired = bool(e["retired"], at: name, key: "retired") ?? false
+        var renamedFrom: [String: String] = [:]
+        for field in fields {
+            guard let old = field.renamedFrom, old != field.name else { continue }
+            if fields.contains(where: { $0.name == old }) {
+                issue("\(name).\(field.name)", "'renamedFrom' names '\(old)', which is still a field of \(name)")
+            } else if let other = renamedFrom[old] {
+                issue("\(name).\(field.name)", "'renamedFrom' names '\(old)', as \(name).\(other) does")
+            }
+            renamedFrom[old] = field.name
+        }
         return Entity(
             name: name, label: label, appendOnly: appendOnly, onDelete: onDelete, fields: fields, access: access,
-            follows: follows.filter { f in fields.contains { $0.name == f && $0.target != nil } }, everyone: everyone)
+            follows: follows.filter { f in fields.contains { $0.name == f && $0.target != nil } }, everyone: everyone,
+            retired: retired)
     }
 
     /// The type for a type name, with placeholder payloads: enough to check sibling references.
@@ -247,7 +261,7 @@ struct SchemaLoader {
 
     static let fieldKeys: Set<String> = [
         "name", "label", "description", "type", "required", "maxLength", "default", "policy", "values", "entity",
-        "order", "observedBy", "epoch", "onDelete",
+        "order", "observedBy", "epoch", "onDelete", "renamedFrom", "retired",
     ]
 
     // swiftlint:disable:next function_body_length cyclomatic_complexity
@@ -276,10 +290,20 @@ struct SchemaLoader {
         let maxLength = loadMaxLength(f, at: path, type: type)
         let policy = loadPolicy(f, at: path, name: name, type: type, siblings: siblings, appendOnly: appendOnly)
         let defaultValue = loadDefault(f, at: path, name: name, type: type, maxLength: maxLength, policy: policy)
+        let renamedFrom = string(f["renamedFrom"], at: path, key: "renamedFrom")
+        if let renamedFrom {
+            if !isValidName(renamedFrom) || renamedFrom == "id" {
+                issue(path, "'renamedFrom' must be a field name (a lower-case identifier, not 'id')")
+            } else if renamedFrom == name {
+                issue(path, "'renamedFrom' names the field itself")
+            }
+        }
+        let retired = bool(f["retired"], at: path, key: "retired") ?? false
+        if retired && required { issue(path, "a retired field cannot be required") }
         guard let type, let policy else { return nil }
         return Field(
             name: name, label: label, type: type, required: required, maxLength: maxLength, defaultValue: defaultValue,
-            policy: policy, onDelete: onDelete)
+            policy: policy, onDelete: onDelete, renamedFrom: renamedFrom, retired: retired)
     }
 
     /// The field's `type` (with an enum's `values`, a reference's `entity`), and the name it was given.

@@ -242,49 +242,83 @@ extension Store {
     }
 
     /// The SQL that takes a store from `old` to `new`, or an error listing every change that is not
-    /// safe: `Schema/evolutionProblems(from:)`, and what the records held forbid.
+    /// a compatible evolution (``Schema/evolutionProblems(from:earlier:)``, the rules of the whole
+    /// fleet). A renamed field's column is renamed, and every change, merge state and conflict that
+    /// names it is rewritten to the new name, in the same transaction.
     static func plan(_ db: Database, from old: Schema, to new: Schema) throws -> [(
         sql: String, arguments: StatementArguments
     )] {
-        var refused = new.evolutionProblems(from: old)
-        var steps: [(sql: String, arguments: StatementArguments)] = []
-        for oldEntity in old.entities {
-            guard let newEntity = new.entity(oldEntity.name) else { continue }
-            let table = quoted(oldEntity.name)
-            let count = try Int.fetchOne(db, sql: "SELECT count(*) FROM \(table)") ?? 0
-            for oldField in oldEntity.fields {
-                guard let newField = newEntity.field(oldField.name), newField.required, !oldField.required else {
-                    continue
-                }
-                let nulls =
-                    try Int.fetchOne(db, sql: "SELECT count(*) FROM \(table) WHERE \(quoted(oldField.name)) IS NULL")
-                    ?? 0
-                if nulls > 0 {
-                    refused.append(
-                        "\(oldEntity.name).\(oldField.name): cannot become required while \(nulls) records have no value"
-                    )
-                }
-            }
-            for newField in newEntity.fields where oldEntity.field(newField.name) == nil {
-                let path = "\(newEntity.name).\(newField.name)"
-                steps.append(("ALTER TABLE \(table) ADD COLUMN \(quoted(newField.name)) \(sqlType(newField.type))", []))
-                let fill = newField.insertDefault
-                if let fill {
-                    steps.append(("UPDATE \(table) SET \(quoted(newField.name)) = ?", [fill.databaseValue]))
-                } else if newField.required, count > 0 {
-                    refused.append("\(path): a new required field needs a default while \(count) records exist")
-                }
-                if let index = indexSQL(newEntity, newField) { steps.append((index, [])) }
-            }
-        }
+        let earlier = try String.fetchAll(
+            db, sql: "SELECT schema FROM _schema_history WHERE version < ? ORDER BY version", arguments: [old.version]
+        ).compactMap { try? Schema(json: $0) }
+        let refused = new.evolutionProblems(from: old, earlier: earlier)
         guard refused.isEmpty else {
             throw StoreError(
                 .migrationRefused,
                 "cannot migrate schema version \(old.version) to \(new.version); nothing was changed:\n  "
                     + refused.joined(separator: "\n  "))
         }
+        var steps: [(sql: String, arguments: StatementArguments)] = []
+        for oldEntity in old.entities {
+            guard let newEntity = new.entity(oldEntity.name) else { continue }
+            let table = quoted(oldEntity.name)
+            let renames = FieldRenames(entity: oldEntity.name, from: old, to: new)
+            if let renames { steps += try renameSteps(db, entity: oldEntity, renames) }
+            let renamedTo = Set(renames.map { Array($0.newNames.values) } ?? [])
+            for newField in newEntity.fields
+            where oldEntity.field(newField.name) == nil && !renamedTo.contains(newField.name) {
+                steps.append(("ALTER TABLE \(table) ADD COLUMN \(quoted(newField.name)) \(sqlType(newField.type))", []))
+                if let fill = newField.insertDefault {
+                    steps.append(("UPDATE \(table) SET \(quoted(newField.name)) = ?", [fill.databaseValue]))
+                }
+                if let index = indexSQL(newEntity, newField) { steps.append((index, [])) }
+            }
+        }
         for newEntity in new.entities where old.entity(newEntity.name) == nil {
             steps += tableSQL(newEntity).map { ($0, []) }
+        }
+        return steps
+    }
+
+    /// Renames the columns of `entity` and rewrites what names them: the changes made here and
+    /// pulled, the merge states, the conflicts (whose ids end in the field's name).
+    private static func renameSteps(_ db: Database, entity: Entity, _ renames: FieldRenames) throws -> [(
+        sql: String, arguments: StatementArguments
+    )] {
+        var steps: [(sql: String, arguments: StatementArguments)] = []
+        let table = quoted(entity.name)
+        for (old, new) in renames.newNames.sorted(by: { $0.key < $1.key }) {
+            steps.append(("ALTER TABLE \(table) RENAME COLUMN \(quoted(old)) TO \(quoted(new))", []))
+            if let field = entity.field(old), case .reference = field.type {
+                steps.append(("DROP INDEX \(quoted("\(entity.name).\(old)"))", []))
+                steps.append(
+                    ("CREATE INDEX \(quoted("\(entity.name).\(new)")) ON \(table) (\(quoted(new)))", []))
+            }
+            steps.append(
+                (
+                    "UPDATE _conflicts SET field = ?, id = record || '/' || ? WHERE entity = ? AND field = ?",
+                    [new, new, entity.name, old]
+                ))
+        }
+        for (table, key) in [("_changelog", "seq"), ("_received", "sseq")] {
+            let rows = try Row.fetchAll(
+                db, sql: "SELECT \(key), fields FROM \(table) WHERE entity = ?", arguments: [entity.name])
+            for row in rows {
+                if let text = try renames.renamingChangeFields(row[1]) {
+                    steps.append(("UPDATE \(table) SET fields = ? WHERE \(key) = ?", [text, row[0] as Int64]))
+                }
+            }
+        }
+        let states = try Row.fetchAll(
+            db, sql: "SELECT record, state FROM _record_state WHERE entity = ?", arguments: [entity.name])
+        for row in states {
+            if let text = try renames.renamingState(row[1]) {
+                steps.append(
+                    (
+                        "UPDATE _record_state SET state = ? WHERE entity = ? AND record = ?",
+                        [text, entity.name, row[0] as String]
+                    ))
+            }
         }
         return steps
     }

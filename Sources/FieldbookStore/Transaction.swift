@@ -61,16 +61,16 @@ extension Store {
         /// - Throws: ``StoreError`` naming the entity and field; nothing is written.
         @discardableResult
         public func insert(_ entity: String, _ values: [String: Value], id: String? = nil) throws -> String {
-            let table = try entityTable(entity)
+            let table = try writableTable(entity)
             let fields = table.entity.fields
             var row = [Value](repeating: .null, count: fields.count)
             var given = [Bool](repeating: false, count: fields.count)
             for (name, value) in values {
-                let index = try fieldIndex(table, name)
+                let index = try writableFieldIndex(table, name)
                 row[index] = try normalize(fields[index], value, entity: entity)
                 given[index] = true
             }
-            for (index, field) in fields.enumerated() where !given[index] || row[index].isNull {
+            for (index, field) in fields.enumerated() where (!given[index] || row[index].isNull) && !field.retired {
                 if let fallback = field.insertDefault {
                     row[index] = fallback
                 } else if field.required {
@@ -122,7 +122,7 @@ extension Store {
         /// - Throws: ``StoreError``: unknown field, invalid value, missing reference,
         ///   an `append` field (set only at insert), or no such record. Nothing is written.
         public func update(_ entity: String, id: String, _ values: [String: Value]) throws {
-            let table = try entityTable(entity)
+            let table = try writableTable(entity)
             let recordID = try canonicalID(id, entity: entity)
             if table.entity.appendOnly {
                 throw StoreError(.immutable, entity: entity, "records are append-only: add a new one instead")
@@ -269,8 +269,8 @@ extension Store {
 
         /// Adds `amount` to a `counter` field.
         public func increment(_ entity: String, id: String, _ field: String, by amount: Int64 = 1) throws {
-            let table = try store.entityTable(entity)
-            let index = try fieldIndex(table, field)
+            let table = try writableTable(entity)
+            let index = try writableFieldIndex(table, field)
             guard table.entity.fields[index].isCounter else {
                 throw StoreError(.wrongType, entity: entity, field: field, "is not a counter")
             }
@@ -291,7 +291,7 @@ extension Store {
         ///   other records still reference through a field with `onDelete: conflict` (the error
         ///   names which field references it).
         public func delete(_ entity: String, id: String) throws {
-            let table = try store.entityTable(entity)
+            let table = try writableTable(entity)
             let recordID = try canonicalID(id, entity: entity)
             if table.entity.appendOnly {
                 throw StoreError(.immutable, entity: entity, "records are append-only and cannot be deleted")
@@ -442,8 +442,32 @@ extension Store {
         }
 
         /// The index of a field an update may set.
-        func updatableFieldIndex(_ table: EntityTable, _ name: String) throws -> Int {
+        /// The entity's table for a write: a retired entity's records are read only.
+        func writableTable(_ name: String) throws -> EntityTable {
+            let table = try entityTable(name)
+            if table.entity.retired {
+                throw StoreError(
+                    .immutable, entity: name,
+                    "is retired in schema version \(store.schema.version): its records are kept and shown, but no longer written"
+                )
+            }
+            return table
+        }
+
+        /// A field's position for a write: a retired field's values are read only.
+        func writableFieldIndex(_ table: EntityTable, _ name: String) throws -> Int {
             let index = try fieldIndex(table, name)
+            if table.entity.fields[index].retired {
+                throw StoreError(
+                    .immutable, entity: table.entity.name, field: name,
+                    "is retired in schema version \(store.schema.version): its values are kept and shown, but no longer written"
+                )
+            }
+            return index
+        }
+
+        func updatableFieldIndex(_ table: EntityTable, _ name: String) throws -> Int {
+            let index = try writableFieldIndex(table, name)
             if case .append = table.entity.fields[index].policy {
                 throw StoreError(
                     .immutable, entity: table.entity.name, field: name,
@@ -593,12 +617,6 @@ extension Field {
     var isUnion: Bool {
         if case .union = policy { return true }
         return false
-    }
-
-    /// What an insert stores when it gives no value: the schema default; 0 for a counter.
-    var insertDefault: Value? {
-        if let defaultValue { return defaultValue }
-        return policy == .counter ? .integer(0) : nil
     }
 
     /// Like ``normalize(_:)``, but a filter may compare a text field with longer text.

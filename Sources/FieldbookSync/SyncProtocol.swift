@@ -60,6 +60,12 @@ struct Message {
             else {
                 throw WireError(.badMessage, "'schema' must be {\"name\": …, \"version\": …}")
             }
+            if name == schema.name, version > schema.version {
+                throw WireError(
+                    .schemaAhead,
+                    "this device has schema '\(name)' version \(version); the server holds version \(schema.version) and none later: publish version \(version) on the server (fieldbook-server schema publish FILE); the device keeps every change until then"
+                )
+            }
             guard name == schema.name, version == schema.version else {
                 throw WireError(
                     .schemaMismatch,

@@ -29,8 +29,11 @@ public struct WireError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let unknownReference = Code(rawValue: "unknown_reference")
         /// The request names another protocol version.
         public static let protocolMismatch = Code(rawValue: "protocol_mismatch")
-        /// The request names another schema or schema version than the server's.
+        /// The request names another schema, or a schema version the server does not serve.
         public static let schemaMismatch = Code(rawValue: "schema_mismatch")
+        /// The request names a schema version newer than every version the server holds: the
+        /// device is ahead of the server. It keeps its changes until the version is published there.
+        public static let schemaAhead = Code(rawValue: "schema_ahead")
         /// A device sequence number was sent before with different content.
         public static let sequenceReused = Code(rawValue: "sequence_reused")
         /// A push skips device sequence numbers the server has not received.

@@ -97,7 +97,7 @@ struct SchemaTests {
             ),
             (
                 #"{"name": "x", "type": "text", "policy": "lww", "colour": "red"}"#,
-                "finding.x: unknown key 'colour' (allowed: default, description, entity, epoch, label, maxLength, name, observedBy, onDelete, order, policy, required, type, values)"
+                "finding.x: unknown key 'colour' (allowed: default, description, entity, epoch, label, maxLength, name, observedBy, onDelete, order, policy, renamedFrom, required, retired, type, values)"
             ),
             (#"{"name": "id", "type": "text", "policy": "lww"}"#, "finding.id: 'id' is reserved for the record id"),
             (

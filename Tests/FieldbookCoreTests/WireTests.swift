@@ -264,12 +264,17 @@ struct WireTests {
             ),
             (
                 #"{"protocol":1,"schema":{"name":"inspection","version":NEXT},"device":"x","changes":[]}"#,
+                "schema_ahead"
+            ),
+            (
+                #"{"protocol":1,"schema":{"name":"inspection","version":PREVIOUS},"device":"x","changes":[]}"#,
                 "schema_mismatch"
             ),
         ])
     func refusals(text: String, code: String) {
         // The bundled schema's version and the next, whatever they are.
         let text = text.replacing("CURRENT", with: "\(schema.version)").replacing("NEXT", with: "\(schema.version + 1)")
+            .replacing("PREVIOUS", with: "\(schema.version - 1)")
         #expect(throws: WireError.self) { try PushRequest(utf8: Array(text.utf8), schema: schema) }
         do {
             _ = try PushRequest(utf8: Array(text.utf8), schema: schema)

@@ -94,7 +94,7 @@ struct MigrationTests {
             "site.name: lowering maxLength from 100",
             "site.kind: removing enum values (cemetery)",
             "site.beds: changing the type from an integer to text",
-            "site.owner: a new required field needs a default while 1 records exist",
+            "site.owner: a new required field needs a default (devices of earlier versions do not write it)",
         ] {
             #expect(message.contains(expected), "missing: \(expected)")
         }
@@ -106,20 +106,65 @@ struct MigrationTests {
         let removal =
             #"{"schema": "ledger", "version": 3, "entities": [{"name": "other", "fields": [{"name": "x", "type": "text", "policy": "lww"}]}]}"#
         let removed = expectStoreError(.migrationRefused) { _ = try open(removal) }
-        #expect(removed?.description.contains("site: removing an entity would lose its records") == true)
+        #expect(
+            removed?.description.contains("site: removing an entity would lose its records; retire it instead") == true)
     }
 
-    @Test("a field may become required only when no record lacks it")
+    @Test("a field cannot become required, even when every record has a value: older devices may leave it empty")
     func becomingRequired() throws {
         let store = try open(Self.v1)
         let site = try store.insert("site", ["name": "幸福院"])
+        try store.update("site", id: site, ["beds": 12])
         let required = Self.v1.replacingOccurrences(of: "\"version\": 1", with: "\"version\": 2")
             .replacingOccurrences(
                 of: #""name": "beds", "type": "integer","#,
                 with: #""name": "beds", "type": "integer", "required": true,"#)
-        expectStoreError(.migrationRefused) { _ = try open(required) }
-        try store.update("site", id: site, ["beds": 12])
-        #expect(try open(required).schema.version == 2)
+        let error = expectStoreError(.migrationRefused) { _ = try open(required) }
+        #expect(error?.description.contains("site.beds: a field cannot become required") == true)
+        #expect(try open(Self.v1).schema.version == 1)
+    }
+
+    @Test("a renamed field keeps its values and its pending changes under the new name; a retired one is read only")
+    func renameAndRetire() throws {
+        var ids: [String] = []
+        do {
+            let store = try open(Self.v1)
+            for n in 0..<20 {
+                ids.append(
+                    try store.insert("site", ["name": .text("养老院\(n)"), "kind": "home", "beds": .integer(Int64(n))]))
+            }
+            try store.update("site", id: ids[3], ["beds": 33])
+        }
+        let v2 = Self.v1.replacingOccurrences(of: "\"version\": 1", with: "\"version\": 2")
+            .replacingOccurrences(
+                of: #""name": "beds", "type": "integer","#,
+                with: #""name": "bed_count", "renamedFrom": "beds", "type": "integer","#
+            )
+            .replacingOccurrences(
+                of: #""name": "kind", "type": "enum","#, with: #""name": "kind", "retired": true, "type": "enum","#)
+        let store = try open(v2)
+        #expect(store.schema.version == 2)
+        let records = try store.fetch(Query("site"))
+        #expect(records.count == 20)
+        for record in records {
+            let n = ids.firstIndex(of: record.id)!
+            #expect(record["bed_count"] == .integer(n == 3 ? 33 : Int64(n)))
+            #expect(record["kind"] == "home", "a retired field's values stay readable")
+            #expect(record["beds"] == nil)
+        }
+        // The changes not yet pushed name the field by its new name.
+        let pending = try store.pendingChanges(limit: 100)
+        #expect(pending.count == 21)
+        #expect(pending.allSatisfy { change in !change.fields.contains { $0.field == "beds" } })
+        #expect(pending.last?.fields.map(\.field) == ["bed_count"])
+        // A retired field is not written here (devices of earlier versions may still write it).
+        let refused = expectStoreError(.immutable) { try store.update("site", id: ids[0], ["kind": "cemetery"]) }
+        #expect(refused?.description.contains("retired in schema version 2") == true)
+        expectStoreError(.immutable) { _ = try store.insert("site", ["name": "x", "kind": "home"]) }
+        let added = try store.insert("site", ["name": "新院", "bed_count": 5])
+        #expect(try store.record("site", id: added)?["kind"] == .null)
+        try store.update("site", id: ids[0], ["bed_count": 7])
+        #expect(try store.record("site", id: ids[0])?["bed_count"] == 7)
     }
 
     @Test("same version with other content, an older version, another schema: refused")

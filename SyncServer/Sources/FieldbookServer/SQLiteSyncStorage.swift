@@ -4,13 +4,16 @@ import FieldbookSQLite
 public import FieldbookSync
 import Foundation
 import GRDB
+import Synchronization
 
 /// The embedded server store: one SQLite file (WAL), zero setup.
 ///
 /// One writer at a time (SQLite's), so server sequence numbers commit in
 /// order and a pull can never skip a change that commits later.
 public final class SQLiteSyncStorage: SyncStorage {
-    public let schema: Schema
+    /// The newest version of the schema the store holds; a publish replaces it.
+    public var schema: Schema { current.withLock { $0 } }
+    private let current: Mutex<Schema>
     let pool: DatabasePool
 
     /// Opens or creates the store at `path` for `schema`.
@@ -18,7 +21,11 @@ public final class SQLiteSyncStorage: SyncStorage {
     /// WAL with `synchronous = FULL`: every commit is on disk (the WAL fsynced) before a push
     /// is acknowledged, so a power cut loses nothing the server has answered for
     /// (docs/reliability.md, Durability).
-    /// - Throws: if the file holds another schema or another version.
+    /// A store that holds a newer version than `schema` (one published since, which it holds
+    /// with `schema`'s version) runs its newest; given a version after its newest, the store
+    /// publishes it (``publish(_:)``).
+    /// - Throws: if the file holds another schema, a version that differs from `schema`'s, or
+    ///   `schema` is not a compatible evolution of its newest (``SchemaRefusal``).
     public convenience init(path: String, schema: Schema) throws {
         try self.init(path: path, schema: schema, synchronous: "FULL")
     }
@@ -43,19 +50,21 @@ public final class SQLiteSyncStorage: SyncStorage {
             try db.execute(sql: "PRAGMA wal_autocheckpoint = 10000")
         }
         SQLiteSettings.apply()
-        pool = try DatabasePool(path: path, configuration: config)
-        self.schema = schema
+        let pool = try DatabasePool(path: path, configuration: config)
+        self.pool = pool
         // Set on the writer after opening: GRDB sets NORMAL when it turns WAL on, after
         // `prepareDatabase` has run. Readers commit nothing.
         try pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA synchronous = \(synchronous)") }
-        try pool.write { db in
-            try Self.migrate(db, schema: schema)
-            try Self.rebuildScopeIndexIfStale(db, schema: schema)
+        let running = try pool.write { db in
+            let running = try Self.migrate(db, schema: schema)
+            try Self.rebuildScopeIndexIfStale(db, schema: running)
             // A store made before stores had identities gets one the first time it is opened.
             try db.execute(
                 sql: "INSERT INTO meta (key, value) VALUES ('identity', ?) ON CONFLICT (key) DO NOTHING",
                 arguments: [UUID().uuidString.lowercased()])
+            return running
         }
+        current = Mutex(running)
     }
 
     /// The columns added after the first format, added to a store made before them: devices'
@@ -67,6 +76,18 @@ public final class SQLiteSyncStorage: SyncStorage {
         ]
         where try !db.columns(in: table).contains(where: { $0.name == column }) {
             try db.execute(sql: "ALTER TABLE \(table) ADD COLUMN \(column) \(type)")
+        }
+        // The schema's versions (docs/schema.md, "Versions across the fleet"); a store made before
+        // it kept them starts with the version it holds (`published_at` unknown).
+        if try !db.tableExists("schema_history") {
+            try db.execute(
+                sql: """
+                    CREATE TABLE schema_history (
+                        version INTEGER PRIMARY KEY NOT NULL, schema TEXT NOT NULL, published_at TEXT) STRICT;
+                    INSERT INTO schema_history (version, schema)
+                        SELECT CAST(v.value AS INTEGER), s.value FROM meta AS v, meta AS s
+                        WHERE v.key = 'schema_version' AND s.key = 'schema';
+                    """)
         }
         // The scope index (docs/protocol.md, "Scopes"): each record's entry (under a number of its
         // own, `rid`) and keys, the records that follow each record, and each key's log, read by
@@ -95,7 +116,9 @@ public final class SQLiteSyncStorage: SyncStorage {
                 """)
     }
 
-    static func migrate(_ db: Database, schema: Schema) throws {
+    /// Creates the tables, or brings a store of an earlier format up to date; returns the schema
+    /// the store runs (``SchemaUpgrade/step(history:schema:publishing:)``).
+    static func migrate(_ db: Database, schema: Schema) throws -> Schema {
         if try !db.tableExists("meta") {
             try db.execute(
                 sql: """
@@ -123,28 +146,109 @@ public final class SQLiteSyncStorage: SyncStorage {
                     "INSERT INTO meta (key, value) VALUES ('format', 1), ('schema_name', ?), ('schema_version', ?), ('schema', ?)",
                 arguments: [schema.name, schema.version, schema.json.serialized])
             try addColumns(db)
-            return
+            try db.execute(
+                sql: "UPDATE schema_history SET published_at = ?",
+                arguments: [ISO8601DateFormatter().string(from: Date())])
+            return schema
         }
         try addColumns(db)
-        let name = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'schema_name'")
-        let version = try Int.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'schema_version'")
-        guard name == schema.name, let version else {
-            throw ServerSetupError("the database holds schema '\(name ?? "?")', not '\(schema.name)'")
+        switch try SchemaUpgrade.step(history: try history(db), schema: schema, publishing: false) {
+        case .current(let newest): return newest
+        case .publish(let schema, let previous):
+            try publish(db, schema, previous: previous)
+            return schema
         }
-        if version > schema.version {
-            throw ServerSetupError("the database holds schema version \(version), newer than \(schema.version)")
+    }
+
+    /// Each version's canonical text, oldest first.
+    private static func history(_ db: Database) throws -> [String] {
+        try String.fetchAll(db, sql: "SELECT schema FROM schema_history ORDER BY version")
+    }
+
+    /// Makes `schema` the newest version after `previous`: renames what the renamed fields name,
+    /// records the version.
+    private static func publish(_ db: Database, _ schema: Schema, previous: Schema) throws {
+        for entity in previous.entities {
+            guard let renames = FieldRenames(entity: entity.name, from: previous, to: schema) else { continue }
+            try rename(db, entity: entity.name, renames)
         }
-        if version < schema.version {
-            // Later versions add entities and fields; records keep their merge states by field name.
-            let stored = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'schema'")
-            if let refusal = SchemaUpgrade.refusal(storedJSON: stored, by: schema) {
-                throw ServerSetupError(refusal)
-            }
+        try db.execute(
+            sql: """
+                UPDATE meta SET value = ? WHERE key = 'schema_version'; UPDATE meta SET value = ? WHERE key = 'schema';
+                INSERT INTO schema_history (version, schema, published_at) VALUES (?, ?, ?);
+                """,
+            arguments: [
+                schema.version, schema.json.serialized, schema.version, schema.json.serialized,
+                ISO8601DateFormatter().string(from: Date()),
+            ])
+    }
+
+    /// Rewrites the changes, merge states and conflicts of `entity` that name a renamed field.
+    /// The changes are read in runs of server sequence numbers (no index on their entity).
+    private static func rename(_ db: Database, entity: String, _ renames: FieldRenames) throws {
+        for (old, new) in renames.newNames {
             try db.execute(
-                sql:
-                    "UPDATE meta SET value = ? WHERE key = 'schema_version'; UPDATE meta SET value = ? WHERE key = 'schema'",
-                arguments: [schema.version, schema.json.serialized])
+                sql: "UPDATE conflicts SET field = ?, id = record || '/' || ? WHERE entity = ? AND field = ?",
+                arguments: [new, new, entity, old])
         }
+        var after: Int64 = 0
+        while true {
+            let rows = try Row.fetchAll(
+                db, sql: "SELECT sseq, entity, fields FROM changes WHERE sseq > ? ORDER BY sseq LIMIT 10000",
+                arguments: [after])
+            guard let last = rows.last else { break }
+            after = last[0]
+            for row in rows where row[1] == entity {
+                guard let text = try renames.renamingChangeFields(row[2]) else { continue }
+                try db.execute(sql: "UPDATE changes SET fields = ? WHERE sseq = ?", arguments: [text, row[0] as Int64])
+            }
+        }
+        var afterID = ""
+        while true {
+            let rows = try Row.fetchAll(
+                db, sql: "SELECT id, state FROM records WHERE entity = ? AND id > ? ORDER BY id LIMIT 10000",
+                arguments: [entity, afterID])
+            guard let last = rows.last else { break }
+            afterID = last[0]
+            for row in rows {
+                guard let text = try renames.renamingState(row[1]) else { continue }
+                try db.execute(
+                    sql: "UPDATE records SET state = ? WHERE entity = ? AND id = ?",
+                    arguments: [text, entity, row[0] as String])
+            }
+        }
+    }
+
+    public func schemaVersions() async throws -> [PublishedSchema] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT schema, published_at FROM schema_history ORDER BY version").map {
+                PublishedSchema(schema: try Schema(json: $0[0] as String), publishedAt: $0[1])
+            }
+        }
+    }
+
+    public func refreshSchema() async throws -> Schema {
+        let text = try await pool.read { db in
+            try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'schema'")
+        }
+        guard let text else { throw ServerSetupError("the database's schema is missing") }
+        let newest = try Schema(json: text)
+        return current.withLock { running in
+            if newest.version > running.version { running = newest }
+            return running
+        }
+    }
+
+    public func publish(_ schema: Schema) async throws {
+        try await pool.write { db in
+            guard
+                case .publish(let schema, let previous) =
+                    try SchemaUpgrade.step(history: try Self.history(db), schema: schema, publishing: true)
+            else { return }
+            try Self.publish(db, schema, previous: previous)
+            try Self.rebuildScopeIndexIfStale(db, schema: schema)
+        }
+        current.withLock { $0 = schema }
     }
 
     // MARK: - Push
@@ -162,6 +266,8 @@ public final class SQLiteSyncStorage: SyncStorage {
         throws
         -> PushResponse
     {
+        let stored = try Int.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'schema_version'") ?? 0
+        try SchemaUpgrade.checkUnchanged(stored: stored, request: request.schema)
         let plan = try makePlan(db, request, fields: fields, identity: identity, schema: schema)
         let serverSequences = try insertChanges(db, plan, device: request.device, author: identity.name)
         try db.execute(
@@ -470,10 +576,11 @@ public final class SQLiteSyncStorage: SyncStorage {
                 db,
                 sql: """
                     SELECT (SELECT value FROM meta WHERE key = 'identity'), (SELECT coalesce(max(sseq), 0) FROM changes),
-                        d.last_sequence, d.token
+                        d.last_sequence, d.token, (SELECT value FROM meta WHERE key = 'schema_version')
                     FROM (SELECT 1) LEFT JOIN devices AS d ON d.device = ?
                     """, arguments: [device])!
-            return StoreStanding(identity: row[0], head: row[1], deviceSequence: row[2] ?? 0, deviceToken: row[3])
+            return StoreStanding(
+                identity: row[0], head: row[1], deviceSequence: row[2] ?? 0, deviceToken: row[3], schemaVersion: row[4])
         }
     }
 

@@ -221,9 +221,10 @@ private struct Routes: Sendable {
     func take(_ request: Request, identity: Identity) async throws -> (PushRequest, PushResponse) {
         let push = try await gate.run {
             let bytes = try await SyncServer.body(request, limit: configuration.maxBodyBytes)
-            return try PushRequest(
-                utf8: bytes, schema: storage.schema, maxChanges: configuration.maxBatch,
-                maxValues: configuration.maxJSONValues)
+            return try await parsed {
+                try PushRequest(
+                    utf8: bytes, schema: $0, maxChanges: configuration.maxBatch, maxValues: configuration.maxJSONValues)
+            }
         }
         if let bound = configuration.maxClockAhead {
             try ClockBound.check(push, now: ClockBound.now(), bound: bound)
@@ -231,6 +232,7 @@ private struct Routes: Sendable {
         // Checked before the store is: a push whose bases count in another numbering would be
         // merged as if its writer had seen other changes.
         let standing = try await readiness.guarding { try await storage.standing(device: push.device) }
+        try await takeNewerSchema(standing, request: push.schema)
         // A base is the writer's cursor: one past the last change is as sure a sign of lost changes.
         let base = push.changes.reduce(0) { max($0, $1.base) }
         try standing.check(server: push.server, cursor: base, token: identity.tokenID)
@@ -241,18 +243,40 @@ private struct Routes: Sendable {
         return (push, response)
     }
 
+    /// Parses a request with the schema this process runs; one that names a newer version makes
+    /// it read the store's newest (another process may have published it) and parse again.
+    func parsed<T>(_ parse: (Schema) throws -> T) async throws -> T {
+        let schema = storage.schema
+        do {
+            return try parse(schema)
+        } catch let error as WireError where error.code == .schemaAhead {
+            let newest = try await readiness.guarding { try await storage.refreshSchema() }
+            guard newest.version > schema.version else { throw error }
+            return try parse(newest)
+        }
+    }
+
+    /// The store holds a newer version than the one a request was read with (published by another
+    /// process since this one read it): this process takes it, and refuses the request, which names
+    /// fields as they were.
+    func takeNewerSchema(_ standing: StoreStanding, request: SchemaVersion) async throws {
+        guard let stored = standing.schemaVersion, stored != request.version else { return }
+        _ = try await readiness.guarding { try await storage.refreshSchema() }
+        try SchemaUpgrade.checkUnchanged(stored: stored, request: request)
+    }
+
     /// `POST /v1/pull`: one page of changes after the device's cursor, at most ``ServerConfiguration/maxPage``.
     func pull(_ request: Request, context: BasicRequestContext) async throws -> Response {
         try readiness.check()
         let identity = try await SyncServer.authenticate(request, storage, readiness)
         var pull = try await gate.run {
-            try PullRequest(
-                utf8: try await SyncServer.body(request, limit: configuration.maxPullBodyBytes),
-                schema: storage.schema)
+            let bytes = try await SyncServer.body(request, limit: configuration.maxPullBodyBytes)
+            return try await parsed { try PullRequest(utf8: bytes, schema: $0) }
         }
         pull.limit = min(pull.limit, configuration.maxPage)
         let request = pull
         let standing = try await readiness.guarding { try await storage.standing(device: request.device) }
+        try await takeNewerSchema(standing, request: pull.schema)
         try standing.check(server: pull.server, cursor: pull.cursor, token: identity.tokenID)
         try identity.checkScope(of: pull)
         var page = try await readiness.guarding {
@@ -321,7 +345,8 @@ extension WireError {
         case .notFound: .notFound
         case .methodNotAllowed: .methodNotAllowed
         case .bodyTooLarge, .batchTooLarge: .contentTooLarge
-        case .protocolMismatch, .schemaMismatch, .sequenceGap, .serverChanged, .cursorAhead, .clockAhead, .scopeChanged:
+        case .protocolMismatch, .schemaMismatch, .schemaAhead, .sequenceGap, .serverChanged, .cursorAhead, .clockAhead,
+            .scopeChanged:
             .conflict
         case .internalError: .internalServerError
         case .unavailable: .serviceUnavailable

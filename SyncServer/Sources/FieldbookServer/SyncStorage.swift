@@ -38,8 +38,23 @@ public struct TokenInfo: Sendable, Hashable {
 /// ## Topics
 /// - ``SQLiteSyncStorage``
 public protocol SyncStorage: Sendable {
-    /// The schema the store holds records of.
+    /// The schema the store holds records of: its newest version.
     var schema: Schema { get }
+
+    /// Every version of the schema the store holds, oldest first (a store made before it kept a
+    /// history holds the version it had then, and those after).
+    func schemaVersions() async throws -> [PublishedSchema]
+
+    /// Makes `schema` the store's newest version, if it is a compatible evolution of the one it
+    /// holds (docs/schema.md, "Versions across the fleet"): renamed fields are renamed in every
+    /// change, merge state and conflict, in one transaction with the new version.
+    /// - Throws: ``SchemaRefusal`` listing every problem; nothing is changed.
+    func publish(_ schema: Schema) async throws
+
+    /// Takes the newest version the store holds, if another process published one since this one
+    /// read it; returns it.
+    @discardableResult
+    func refreshSchema() async throws -> Schema
 
     /// Applies a push all or nothing: new changes get server sequence numbers, are stamped with
     /// `identity`'s name and merged; changes already received (same device and sequence number,
@@ -114,9 +129,13 @@ public struct StoreStanding: Sendable, Hashable {
     public var deviceSequence: Int64
     /// The token that owns the device, if it has pushed.
     public var deviceToken: Int64?
+    /// The newest schema version the store holds, as read with the rest: a process that runs an
+    /// older one (another published since) takes the newest (``SyncStorage/refreshSchema()``).
+    public var schemaVersion: Int?
 
     /// A standing from its parts.
-    public init(identity: String, head: Int64, deviceSequence: Int64, deviceToken: Int64?) {
+    public init(identity: String, head: Int64, deviceSequence: Int64, deviceToken: Int64?, schemaVersion: Int? = nil) {
+        self.schemaVersion = schemaVersion
         self.identity = identity
         self.head = head
         self.deviceSequence = deviceSequence

@@ -14,7 +14,7 @@ extension PostgresSyncStorage {
     /// Creates the scope index's tables if they are missing, and builds the index again from every
     /// record and change when it was built for other scopes (or never): when a schema first
     /// declares scopes, or changes them. Runs in the migration's transaction, under its lock.
-    func migrateScopeIndex(_ c: PostgresConnection) async throws {
+    func migrateScopeIndex(_ c: PostgresConnection, schema: Schema) async throws {
         // Tables made just now hold no index, whatever the meta says (as when the store's other
         // tables were copied without them).
         let existed =

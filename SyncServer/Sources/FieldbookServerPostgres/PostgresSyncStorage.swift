@@ -5,6 +5,7 @@ public import FieldbookSync
 import Foundation
 public import Logging
 public import PostgresNIO
+import Synchronization
 
 /// The server store for deployments that outgrow one machine: several `fieldbook-server`
 /// processes share one PostgreSQL database.
@@ -40,7 +41,9 @@ public import PostgresNIO
 /// the single-writer discipline of the SQLite store, shared by every server process on the
 /// database. Pulls, reads and token checks take no lock.
 public final class PostgresSyncStorage: SyncStorage {
-    public let schema: Schema
+    /// The newest version of the schema the store holds (after ``migrate()``); a publish replaces it.
+    public var schema: Schema { current.withLock { $0 } }
+    private let current: Mutex<Schema>
     /// The client the store runs its queries on; its `run()` must be active.
     public let client: PostgresClient
     /// The PostgreSQL schema (namespace) holding the store's tables.
@@ -71,7 +74,7 @@ public final class PostgresSyncStorage: SyncStorage {
             throw PostgresSetupError("a namespace is lowercase letters, digits and '_', starting with a letter")
         }
         self.client = client
-        self.schema = schema
+        current = Mutex(schema)
         self.namespace = namespace
         self.logger = logger
         self.insideTransaction = insideTransaction
@@ -157,11 +160,30 @@ public final class PostgresSyncStorage: SyncStorage {
                 PostgresQuery(unsafeSQL: "ALTER TABLE \(t(table)) ADD COLUMN IF NOT EXISTS \(column) \(type)"),
                 logger: logger)
         }
+        // The schema's versions (docs/schema.md, "Versions across the fleet"); a store made before
+        // it kept them starts with the version it holds (`published_at` unknown).
+        let exists =
+            try await c.query("SELECT to_regclass(\(t("schema_history"))) IS NOT NULL", logger: logger)
+            .collect().first?.decode(Bool.self) ?? false
+        if !exists {
+            try await c.query(
+                PostgresQuery(
+                    unsafeSQL: """
+                        CREATE TABLE \(t("schema_history")) (version BIGINT PRIMARY KEY, schema TEXT NOT NULL,
+                            published_at TEXT)
+                        """), logger: logger)
+            try await c.query(
+                """
+                INSERT INTO \(unescaped: t("schema_history")) (version, schema)
+                SELECT v.value::bigint, s.value FROM \(unescaped: t("meta")) AS v, \(unescaped: t("meta")) AS s
+                WHERE v.key = 'schema_version' AND s.key = 'schema'
+                """, logger: logger)
+        }
     }
 
     public func migrate() async throws {
         let schema = self.schema
-        try await transaction { c in
+        let running = try await transaction { c -> Schema in
             try await c.query(
                 "SELECT pg_advisory_xact_lock(hashtext(\("fieldbook.migrate." + namespace)))", logger: logger)
             try await c.query("CREATE SCHEMA IF NOT EXISTS \(unescaped: "\"\(namespace)\"")", logger: logger)
@@ -204,8 +226,10 @@ public final class PostgresSyncStorage: SyncStorage {
                     ('identity', \(UUID().uuidString.lowercased()))
                     """, logger: logger)
                 try await addColumns(c)
-                try await migrateScopeIndex(c)
-                return
+                try await c.query(
+                    "UPDATE \(unescaped: t("schema_history")) SET published_at = \(Self.now())", logger: logger)
+                try await migrateScopeIndex(c, schema: schema)
+                return schema
             }
             var meta: [String: String] = [:]
             for try await (key, value) in try await c.query(
@@ -214,13 +238,6 @@ public final class PostgresSyncStorage: SyncStorage {
             .decode((String, String).self) {
                 meta[key] = value
             }
-            let name = meta["schema_name"]
-            guard name == schema.name, let version = meta["schema_version"].flatMap(Int.init) else {
-                throw PostgresSetupError("the database holds schema '\(name ?? "?")', not '\(schema.name)'")
-            }
-            if version > schema.version {
-                throw PostgresSetupError("the database holds schema version \(version), newer than \(schema.version)")
-            }
             try await addColumns(c)
             if meta["identity"] == nil {
                 // A store made before stores had identities gets one the first time it is opened.
@@ -228,20 +245,128 @@ public final class PostgresSyncStorage: SyncStorage {
                     "INSERT INTO \(unescaped: t("meta")) (key, value) VALUES ('identity', \(UUID().uuidString.lowercased()))",
                     logger: logger)
             }
-            if version < schema.version {
-                // Later versions add entities and fields; records keep their merge states by field name.
-                if let refusal = SchemaUpgrade.refusal(storedJSON: meta["schema"], by: schema) {
-                    throw PostgresSetupError(refusal)
-                }
+            let running: Schema
+            switch try SchemaUpgrade.step(history: try await history(c), schema: schema, publishing: false) {
+            case .current(let newest): running = newest
+            case .publish(let schema, let previous):
+                // Pushes of processes already running wait until every rename is made.
                 try await c.query(
-                    "UPDATE \(unescaped: t("meta")) SET value = \(String(schema.version)) WHERE key = 'schema_version'",
-                    logger: logger)
+                    "SELECT pg_advisory_xact_lock(hashtext(\("fieldbook.push." + namespace)))", logger: logger)
+                try await publish(c, schema, previous: previous)
+                running = schema
+            }
+            try await migrateScopeIndex(c, schema: running)
+            return running
+        }
+        current.withLock { $0 = running }
+    }
+
+    /// Each version's canonical text, oldest first.
+    private func history(_ c: PostgresConnection) async throws -> [String] {
+        try await c.query("SELECT schema FROM \(unescaped: t("schema_history")) ORDER BY version", logger: logger)
+            .collect().map { try $0.decode(String.self) }
+    }
+
+    private static func now() -> String { ISO8601DateFormatter().string(from: Date()) }
+
+    /// Makes `schema` the newest version after `previous`: renames what the renamed fields name
+    /// (``SyncStorage/publish(_:)``), records the version. The caller holds the push lock.
+    private func publish(_ c: PostgresConnection, _ schema: Schema, previous: Schema) async throws {
+        for entity in previous.entities {
+            guard let renames = FieldRenames(entity: entity.name, from: previous, to: schema) else { continue }
+            try await rename(c, entity: entity.name, renames)
+        }
+        let text = schema.json.serialized
+        try await c.query(
+            "UPDATE \(unescaped: t("meta")) SET value = \(String(schema.version)) WHERE key = 'schema_version'",
+            logger: logger)
+        try await c.query("UPDATE \(unescaped: t("meta")) SET value = \(text) WHERE key = 'schema'", logger: logger)
+        try await c.query(
+            """
+            INSERT INTO \(unescaped: t("schema_history")) (version, schema, published_at)
+            VALUES (\(schema.version), \(text), \(Self.now()))
+            """, logger: logger)
+    }
+
+    /// Rewrites the changes, merge states and conflicts of `entity` that name a renamed field.
+    private func rename(_ c: PostgresConnection, entity: String, _ renames: FieldRenames) async throws {
+        for (old, new) in renames.newNames {
+            try await c.query(
+                """
+                UPDATE \(unescaped: t("conflicts")) SET field = \(new), id = record || '/' || \(new)
+                WHERE entity = \(entity) AND field = \(old)
+                """, logger: logger)
+        }
+        var after: Int64 = 0
+        while true {
+            let rows = try await c.query(
+                """
+                SELECT sseq, fields FROM \(unescaped: t("changes")) WHERE entity = \(entity) AND sseq > \(after)
+                ORDER BY sseq LIMIT 10000
+                """, logger: logger
+            ).collect().map { try $0.decode((Int64, String).self) }
+            guard let last = rows.last else { break }
+            after = last.0
+            for (sseq, fields) in rows {
+                guard let text = try renames.renamingChangeFields(fields) else { continue }
                 try await c.query(
-                    "UPDATE \(unescaped: t("meta")) SET value = \(schema.json.serialized) WHERE key = 'schema'",
+                    "UPDATE \(unescaped: t("changes")) SET fields = \(text) WHERE sseq = \(sseq)", logger: logger)
+            }
+        }
+        var afterID = ""
+        while true {
+            let rows = try await c.query(
+                """
+                SELECT id, state FROM \(unescaped: t("records")) WHERE entity = \(entity) AND id > \(afterID)
+                ORDER BY id LIMIT 10000
+                """, logger: logger
+            ).collect().map { try $0.decode((String, String).self) }
+            guard let last = rows.last else { break }
+            afterID = last.0
+            for (id, state) in rows {
+                guard let text = try renames.renamingState(state) else { continue }
+                try await c.query(
+                    "UPDATE \(unescaped: t("records")) SET state = \(text) WHERE entity = \(entity) AND id = \(id)",
                     logger: logger)
             }
-            try await migrateScopeIndex(c)
         }
+    }
+
+    public func schemaVersions() async throws -> [PublishedSchema] {
+        try await client.query(
+            "SELECT schema, published_at FROM \(unescaped: t("schema_history")) ORDER BY version", logger: logger
+        ).collect().map {
+            let (text, at) = try $0.decode((String, String?).self)
+            return PublishedSchema(schema: try Schema(json: text), publishedAt: at)
+        }
+    }
+
+    public func refreshSchema() async throws -> Schema {
+        let text = try await client.query(
+            "SELECT value FROM \(unescaped: t("meta")) WHERE key = 'schema'", logger: logger
+        ).collect().first?.decode(String.self)
+        guard let text else { throw PostgresSetupError("the database's schema is missing") }
+        let newest = try Schema(json: text)
+        return current.withLock { running in
+            if newest.version > running.version { running = newest }
+            return running
+        }
+    }
+
+    public func publish(_ schema: Schema) async throws {
+        try await transaction { c in
+            try await c.query(
+                "SELECT pg_advisory_xact_lock(hashtext(\("fieldbook.migrate." + namespace)))", logger: logger)
+            try await c.query(
+                "SELECT pg_advisory_xact_lock(hashtext(\("fieldbook.push." + namespace)))", logger: logger)
+            guard
+                case .publish(let schema, let previous) =
+                    try SchemaUpgrade.step(history: try await history(c), schema: schema, publishing: true)
+            else { return }
+            try await publish(c, schema, previous: previous)
+            try await migrateScopeIndex(c, schema: schema)
+        }
+        current.withLock { $0 = schema }
     }
 
     /// Runs `body` in a transaction on one leased connection: committed if it returns, rolled back if it throws
@@ -285,6 +410,7 @@ public final class PostgresSyncStorage: SyncStorage {
         // changes, the device's last sequence, the merged states). A retried batch's records are
         // read whether or not its changes turn out new: the read does not wait on the plan.
         let read = try await readForPush(c, device: request.device, keys: keys)
+        try SchemaUpgrade.checkUnchanged(stored: read.schemaVersion, request: request.schema)
         var plan = try PushPlan(request, fields: fields, identity: identity, device: read.row, schema: schema)
         let earlier =
             plan.earlierSequences.isEmpty
@@ -320,17 +446,18 @@ public final class PostgresSyncStorage: SyncStorage {
     /// sequence), the head of the log, and the request's records' states with their open conflicts.
     private func readForPush(_ c: PostgresConnection, device: String, keys: [PushPlan.RecordKey]) async throws -> (
         row: (owner: Int64, lastSequence: Int64)?, head: Int64, states: [PushPlan.RecordKey: RecordState],
-        open: [PushPlan.RecordKey: Set<String>]
+        open: [PushPlan.RecordKey: Set<String>], schemaVersion: Int
     ) {
         var owner: Int64?
         var last: Int64?
         var head: Int64 = 0
+        var version = ""
         var states: [PushPlan.RecordKey: RecordState] = [:]
         var open: [PushPlan.RecordKey: Set<String>] = [:]
-        for try await (token, lastSequence, top, entity, id, state, conflicts) in try await c.query(
+        for try await (token, lastSequence, top, stored, entity, id, state, conflicts) in try await c.query(
             """
             SELECT d.token, d.last_sequence, (SELECT coalesce(max(sseq), 0) FROM \(unescaped: t("changes"))),
-                k.entity, k.id, r.state, ARRAY(
+                (SELECT value FROM \(unescaped: t("meta")) WHERE key = 'schema_version'), k.entity, k.id, r.state, ARRAY(
                     SELECT c.id FROM \(unescaped: t("conflicts")) AS c
                     WHERE c.entity = k.entity AND c.record = k.id AND c.resolved_at IS NULL)
             FROM (SELECT 1) AS one
@@ -338,15 +465,15 @@ public final class PostgresSyncStorage: SyncStorage {
             LEFT JOIN unnest(\(keys.map(\.entity)), \(keys.map(\.id))) AS k(entity, id) ON true
             LEFT JOIN \(unescaped: t("records")) AS r ON r.entity = k.entity AND r.id = k.id
             """, logger: logger
-        ).decode((Int64?, Int64?, Int64, String?, String?, String?, [String]?).self) {
-            (owner, last, head) = (token, lastSequence, top)
+        ).decode((Int64?, Int64?, Int64, String, String?, String?, String?, [String]?).self) {
+            (owner, last, head, version) = (token, lastSequence, top, stored)
             guard let entity, let id else { continue }
             let key = PushPlan.RecordKey(entity: entity, id: id)
             if let state { states[key] = try RecordState(encoded: Array(state.utf8), entity: schema.entity(entity)!) }
             if let conflicts, !conflicts.isEmpty { open[key] = Set(conflicts) }
         }
         let row = owner.flatMap { owner in last.map { (owner: owner, lastSequence: $0) } }
-        return (row, head, states, open)
+        return (row, head, states, open, Int(version) ?? 0)
     }
 
     /// What earlier pushes stored of the changes a push sends again, by device sequence number.
@@ -591,12 +718,15 @@ public final class PostgresSyncStorage: SyncStorage {
         let row = try await client.query(
             """
             SELECT (SELECT value FROM \(unescaped: t("meta")) WHERE key = 'identity'),
-                (SELECT coalesce(max(sseq), 0) FROM \(unescaped: t("changes"))), d.last_sequence, d.token
+                (SELECT coalesce(max(sseq), 0) FROM \(unescaped: t("changes"))), d.last_sequence, d.token,
+                (SELECT value FROM \(unescaped: t("meta")) WHERE key = 'schema_version')
             FROM (SELECT 1) AS one LEFT JOIN \(unescaped: t("devices")) AS d ON d.device = \(device)
             """, logger: logger
         ).collect().first!
-        let (identity, head, sequence, token) = try row.decode((String, Int64, Int64?, Int64?).self)
-        return StoreStanding(identity: identity, head: head, deviceSequence: sequence ?? 0, deviceToken: token)
+        let (identity, head, sequence, token, version) = try row.decode((String, Int64, Int64?, Int64?, String).self)
+        return StoreStanding(
+            identity: identity, head: head, deviceSequence: sequence ?? 0, deviceToken: token,
+            schemaVersion: Int(version))
     }
 
     public func renewIdentity() async throws -> String {

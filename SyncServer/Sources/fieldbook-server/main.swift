@@ -14,7 +14,7 @@ struct FieldbookServerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fieldbook-server",
         abstract: "The Fieldbook sync server.",
-        subcommands: [Serve.self, Token.self, ServerIdentity.self])
+        subcommands: [Serve.self, Token.self, SchemaCommand.self, ServerIdentity.self])
 }
 
 /// Options every command shares: where the database is and which schema it holds.
@@ -47,9 +47,7 @@ struct StoreOptions: ParsableArguments {
 
     /// Opens the store (for PostgreSQL: runs a connection pool and migrates the tables) while `body` runs.
     func withStorage<T>(logger: Logger? = nil, _ body: (any SyncStorage) async throws -> T) async throws -> T {
-        let bytes =
-            try schema.map { Array(try Data(contentsOf: URL(fileURLWithPath: $0))) } ?? BundledSchemas.inspection
-        let schema = try Schema(json: bytes)
+        let schema = try self.schema.map(readSchemaFile) ?? Schema(json: BundledSchemas.inspection)
         if PostgresSyncStorage.isURL(database) {
             var quiet = Logger(label: "fieldbook-server")
             quiet.logLevel = .warning
@@ -65,6 +63,35 @@ struct StoreOptions: ParsableArguments {
             }
         }
         return try await body(try SQLiteSyncStorage(path: database, schema: schema))
+    }
+}
+
+/// The largest schema file read (a real one is a few tens of KiB).
+let maxSchemaFileBytes = 1 << 20
+
+/// A schema file that cannot be used, and why (printed without the usage text a mistyped
+/// command gets).
+struct SchemaFileError: Error, CustomStringConvertible {
+    var description: String
+}
+
+/// The schema in the file at `path`, checked.
+/// - Throws: ``SchemaFileError`` naming the file's problem: unreadable, too large, not JSON, invalid.
+func readSchemaFile(_ path: String) throws -> Schema {
+    guard let handle = FileHandle(forReadingAtPath: path) else {
+        throw SchemaFileError(description: "cannot read the schema file \(path)")
+    }
+    defer { try? handle.close() }
+    let data = try handle.read(upToCount: maxSchemaFileBytes + 1) ?? Data()
+    guard data.count <= maxSchemaFileBytes else {
+        throw SchemaFileError(
+            description: "the schema file \(path) is larger than \(maxSchemaFileBytes / 1024) KiB; nothing was changed")
+    }
+    do {
+        return try Schema(json: Array(data))
+    } catch {
+        throw SchemaFileError(
+            description: "the schema file \(path) is not a valid schema; nothing was changed:\n\(error)")
     }
 }
 
@@ -257,6 +284,109 @@ struct Token: AsyncParsableCommand {
         func run() async throws {
             let count = try await store.withStorage { try await $0.revokeTokens(name: name) }
             print("revoked \(count) token\(count == 1 ? "" : "s")")
+        }
+    }
+}
+
+struct SchemaCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "schema",
+        abstract: "Publish a new version of the schema, list the versions, show one.",
+        discussion: """
+            Devices on any version the server holds keep syncing (docs/schema.md, "Versions across the fleet"); \
+            a running server takes a published version at its next request.
+            """,
+        subcommands: [Publish.self, List.self, Show.self])
+
+    struct Publish: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Add the next version of the schema, if it is a compatible evolution of the newest.")
+        @OptionGroup var store: StoreOptions
+        @Argument(help: "The schema file of the new version.", completion: .file(extensions: ["json"]))
+        var file: String
+        @Flag(help: "Print {name, version, previous} as JSON.")
+        var json = false
+
+        func run() async throws {
+            let schema = try readSchemaFile(file)
+            let previous = try await store.withStorage { storage in
+                let previous = storage.schema.version
+                try await storage.publish(schema)
+                return previous
+            }
+            if json {
+                print(
+                    JSON.object([
+                        ("name", .string(schema.name)), ("version", .int(Int64(schema.version))),
+                        ("previous", .int(Int64(previous))),
+                    ]).serialized)
+            } else {
+                print("published schema \(schema.name) version \(schema.version) (after version \(previous))")
+            }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the schema's versions, oldest first.")
+        @OptionGroup var store: StoreOptions
+        @Flag(help: "One JSON array of {name, version, published_at, entities, current}.")
+        var json = false
+
+        func run() async throws {
+            let versions = try await store.withStorage { try await $0.schemaVersions() }
+            let newest = versions.last?.schema.version
+            if json {
+                print(
+                    JSON.array(
+                        versions.map { v in
+                            .object([
+                                ("name", .string(v.schema.name)), ("version", .int(Int64(v.schema.version))),
+                                ("published_at", v.publishedAt.map(JSON.string) ?? .null),
+                                ("entities", .int(Int64(v.schema.entities.count))),
+                                ("current", .bool(v.schema.version == newest)),
+                            ])
+                        }
+                    ).serialized)
+                return
+            }
+            for v in versions {
+                print(
+                    "\(v.schema.version)\t\(v.publishedAt ?? "-")\t\(v.schema.entities.count) entities"
+                        + (v.schema.version == newest ? "\tcurrent" : ""))
+            }
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show one version: its entities and fields.")
+        @OptionGroup var store: StoreOptions
+        @Argument(help: "The version.")
+        var version: Int
+        @Flag(help: "Print the version's schema document (canonical form).")
+        var json = false
+
+        func run() async throws {
+            let versions = try await store.withStorage { try await $0.schemaVersions() }
+            guard let schema = versions.first(where: { $0.schema.version == version })?.schema else {
+                throw ValidationError(
+                    "the server holds no version \(version) (versions: "
+                        + versions.map { String($0.schema.version) }.joined(separator: ", ") + ")")
+            }
+            if json {
+                print(schema.json.serialized)
+                return
+            }
+            print("schema \(schema.name) version \(schema.version)")
+            for entity in schema.entities {
+                print("\(entity.name)\(entity.retired ? " (retired)" : "")")
+                for field in entity.fields {
+                    var notes: [String] = [field.type.name, field.policy.name]
+                    if field.required { notes.append("required") }
+                    if let old = field.renamedFrom { notes.append("renamed from \(old)") }
+                    if field.retired { notes.append("retired") }
+                    print("  \(field.name)\t" + notes.joined(separator: ", "))
+                }
+            }
         }
     }
 }

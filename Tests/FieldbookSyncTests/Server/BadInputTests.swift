@@ -157,8 +157,11 @@ struct HostileRequest: Sendable, CustomTestStringConvertible {
         .init("protocol a string", 400, "bad_message") { Array(pullBody(#","changes":[]"#, protocol: #""1""#)) },
         .init("protocol version 0", 409, "protocol_mismatch") { pushBody(change(seq: 2), protocol: 0) },
         .init("protocol version 999", 409, "protocol_mismatch") { pushBody(change(seq: 2), protocol: 999) },
-        .init("a newer schema version", 409, "schema_mismatch") {
+        .init("a newer schema version", 409, "schema_ahead") {
             pushBody(change(seq: 2), schemaVersion: schema.version + 1)
+        },
+        .init("an older schema version", 409, "schema_mismatch") {
+            pushBody(change(seq: 2), schemaVersion: schema.version - 1)
         },
         .init("another schema's name", 409, "schema_mismatch") {
             Array(#"{"protocol":1,"schema":{"name":"payroll","version":1},"device":"\#(device)","changes":[]}"#.utf8)
@@ -383,7 +386,7 @@ struct HostileRequest: Sendable, CustomTestStringConvertible {
         .init("pull, protocol version 2", 409, "protocol_mismatch", path: "v1/pull") {
             pullBody(#","cursor":0"#, protocol: "2")
         },
-        .init("pull, a newer schema version", 409, "schema_mismatch", path: "v1/pull") {
+        .init("pull, a newer schema version", 409, "schema_ahead", path: "v1/pull") {
             pullBody(#","cursor":0"#, schemaVersion: schema.version + 1)
         },
     ]

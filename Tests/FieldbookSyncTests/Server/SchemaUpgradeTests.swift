@@ -28,7 +28,7 @@ struct SchemaUpgradeTests {
         let dropped = try nextVersion { $0.replacingOccurrences(of: field, with: "") }
         let refusal = await #expect(throws: (any Error).self) { try await makeStorage(dir, backend, schema: dropped) }
         #expect("\(refusal!)".contains("inspection_round.started_on: removing a field would lose its values"))
-        #expect("\(refusal!)".contains("cannot replace version \(schema.version)"))
+        #expect("\(refusal!)".contains("cannot follow version \(schema.version)"))
 
         // Nothing was changed: the store still opens with its version, and takes a safe next one.
         _ = try await makeStorage(dir, backend)
@@ -39,6 +39,13 @@ struct SchemaUpgradeTests {
         }
         let upgraded = try await makeStorage(dir, backend, schema: added)
         #expect(upgraded.schema.version == schema.version + 1)
-        await #expect(throws: (any Error).self) { try await makeStorage(dir, backend) }
+        // Opened again with the version before, which it holds, the store runs its newest.
+        #expect(try await makeStorage(dir, backend).schema.version == schema.version + 1)
+        #expect(try await upgraded.schemaVersions().map(\.schema.version) == [schema.version, schema.version + 1])
+        // A file that says it is that earlier version but differs is refused.
+        let altered = try Schema(
+            json: String(decoding: BundledSchemas.inspection, as: UTF8.self).replacingOccurrences(
+                of: field, with: field + #"{"name": "x", "type": "date", "policy": "lww"},"#))
+        await #expect(throws: (any Error).self) { try await makeStorage(dir, backend, schema: altered) }
     }
 }

@@ -179,6 +179,9 @@ struct CLIError: Error, CustomStringConvertible {
                     .authentication,
                     "the server refused this device's token (unknown or revoked); ask an administrator for a new one ('fieldbook-server token create --name NAME --role ROLE --scope SCOPE') and give it to this device with 'fieldbook config set token TOKEN'; the changes stay here"
                 )
+            case (.refused, .schemaAhead?):
+                // The server's words say which version to publish, and that nothing is lost.
+                self.init(.refused, error.message)
             case (.refused, .schemaMismatch?):
                 self.init(.refused, "\(error.message); this device and the server must hold the same schema version")
             case (.refused, let code):

@@ -1,0 +1,104 @@
+import FieldbookCore
+import FieldbookJSON
+import FieldbookSchemas
+import FieldbookServerProcess
+import FieldbookTesting
+import Foundation
+import Testing
+
+/// `fieldbook-server schema publish|list|show` through the real binaries, against a running server.
+@Suite("fieldbook-server CLI: schema versions", .tags(.endToEnd))
+struct SchemaCommandTests {
+    @Test(
+        "a malformed, huge or incompatible file is refused with why and changes nothing; a compatible one is published and served"
+    )
+    func publish() throws {
+        let world = try CLIWorld()
+        let database = world.server.databaseArguments
+        let bundled = try Schema(json: BundledSchemas.inspection)
+        func server(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+            try BuiltProducts.run("fieldbook-server", arguments + database)
+        }
+        func versions() throws -> [JSON] {
+            let list = try server(["schema", "list", "--json"])
+            #expect(list.status == 0, "\(list.stderr)")
+            return try JSON(parsing: list.stdout).array
+        }
+        func file(_ name: String, _ text: String) throws -> String {
+            let path = world.path(name)
+            try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+            return path
+        }
+        let token = try world.token("王芳")
+        #expect(try world.fieldbook("desk", ["init", "--server", world.url, "--token", token]).status == 0)
+        try world.fieldbook("desk", ["add", "site", "name=城关敬老院", "kind=elderly_home", "town=新度镇"])
+        #expect(try world.fieldbook("desk", ["sync"]).status == 0)
+
+        let initial = try versions()
+        #expect(initial.count == 1)
+        #expect(initial.first?["version"]?.int == Int64(bundled.version))
+        #expect(initial.first?["current"] == .bool(true))
+
+        let text = String(decoding: BundledSchemas.inspection, as: UTF8.self)
+        let next = text.replacingOccurrences(
+            of: "\"version\": \(bundled.version),", with: "\"version\": \(bundled.version + 1),")
+        for (name, contents, expected) in [
+            ("broken.json", "{\"schema\": \"inspection\", ", "is not a valid schema"),
+            ("huge.json", String(repeating: " ", count: 2 << 20), "larger than 1024 KiB"),
+            (
+                "incompatible.json",
+                next.replacingOccurrences(
+                    of:
+                        #"{"name": "results", "label": "现阶段成效 Results", "type": "text", "maxLength": 4000, "policy": "lww"},"#,
+                    with: ""
+                ).replacingOccurrences(of: #""status", "results", "next_steps""#, with: #""status", "next_steps""#),
+                "finding.results: removing a field would lose its values; retire it"
+            ),
+            ("same.json", text, "holds schema version \(bundled.version) already"),
+        ] {
+            let refused = try server(["schema", "publish", try file(name, contents)])
+            #expect(refused.status != 0, "\(name)")
+            #expect(refused.stderr.contains(expected), "\(name): \(refused.stderr)")
+            #expect(refused.stderr.contains("nothing was changed") || name == "same.json", "\(name)")
+            #expect(try versions() == initial, "\(name) changed nothing")
+        }
+
+        // A compatible version: a field renamed, one added.
+        let renamed = next.replacingOccurrences(
+            of: #"{"name": "village", "label": "村/社区 Village", "type": "text", "maxLength": 100, "policy": "lww"},"#,
+            with:
+                #"{"name": "community", "renamedFrom": "village", "label": "村/社区 Village", "type": "text", "maxLength": 100, "policy": "lww"}, {"name": "phone", "type": "text", "policy": "lww"},"#
+        )
+        .replacingOccurrences(of: #""update": ["village", "operator","#, with: #""update": ["community", "operator","#)
+        #expect(renamed.contains("renamedFrom") && !renamed.contains(#""village", "operator""#))
+        let path = try file("next.json", renamed)
+        let published = try server(["schema", "publish", path, "--json"])
+        try #require(published.status == 0, "\(published.stderr)")
+        #expect(
+            try JSON(parsing: published.stdout)
+                == .object([
+                    ("name", .string("inspection")), ("version", .int(Int64(bundled.version + 1))),
+                    ("previous", .int(Int64(bundled.version))),
+                ]))
+        let after = try versions()
+        #expect(after.map { $0["version"]?.int } == [Int64(bundled.version), Int64(bundled.version + 1)])
+        #expect(after.map { $0["current"] } == [.bool(false), .bool(true)])
+        let shown = try server(["schema", "show", String(bundled.version + 1)])
+        #expect(shown.stdout.contains("community\ttext, lww, renamed from village"))
+        let document = try server(["schema", "show", String(bundled.version + 1), "--json"])
+        #expect(try Schema(json: document.stdout) == Schema(json: renamed))
+        let missing = try server(["schema", "show", "99"])
+        #expect(missing.status != 0 && missing.stderr.contains("no version 99"))
+
+        // The running server takes the new version at its next request: a device of it syncs, and
+        // receives the site under the renamed field.
+        #expect(
+            try world.fieldbook("phone", ["init", "--server", world.url, "--token", token, "--schema", path]).status
+                == 0)
+        let sync = try world.fieldbook("phone", ["sync"])
+        #expect(sync.status == 0, "\(sync.stderr)")
+        let sites = try world.json("phone", ["list", "site"]).array
+        #expect(sites.count == 1)
+        #expect(sites.first?["town"]?.string == "新度镇")
+    }
+}
