@@ -49,3 +49,38 @@ extension Schema {
         return lines
     }
 }
+
+extension Schema {
+    /// This schema with each enum field's `values` and `max` order taken from the same field in
+    /// `later`, a later version (`laterName` gives a field's name there, nil if it has none): how a
+    /// device of this version stores, shows and merges the values later versions added, in the order
+    /// every version merges them. Nothing else changes.
+    public func widened(by later: Schema, laterName: (_ entity: String, _ field: String) -> String?) -> Schema {
+        let entities = entities.map { entity -> Entity in
+            guard let laterEntity = later.entity(entity.name) else { return entity }
+            var changed = false
+            let fields = entity.fields.map { field -> Field in
+                guard case .enumeration(let values) = field.type,
+                    let name = laterName(entity.name, field.name),
+                    case .enumeration(let laterValues)? = laterEntity.field(name)?.type,
+                    laterValues.count > values.count
+                else { return field }
+                changed = true
+                var policy = field.policy
+                if case .max(_, let epoch) = field.policy, case .max(let order, _)? = laterEntity.field(name)?.policy {
+                    policy = .max(order: order, epoch: epoch)
+                }
+                return Field(
+                    name: field.name, label: field.label, type: .enumeration(laterValues), required: field.required,
+                    maxLength: field.maxLength, defaultValue: field.defaultValue, policy: policy,
+                    onDelete: field.onDelete, renamedFrom: field.renamedFrom, retired: field.retired)
+            }
+            guard changed else { return entity }
+            return Entity(
+                name: entity.name, label: entity.label, appendOnly: entity.appendOnly, onDelete: entity.onDelete,
+                fields: fields, access: entity.access, follows: entity.follows, everyone: entity.everyone,
+                retired: entity.retired)
+        }
+        return Schema(name: name, version: version, entities: entities, roles: roles, scopes: scopes)
+    }
+}

@@ -30,6 +30,10 @@ public struct PullResponse: Sendable, Hashable {
     /// The records that left the token's scope: the device removes each (but for its own
     /// changes not yet pushed).
     public var left: [RecordRef] = []
+    /// The newest schema version the server holds, when it is newer than the one the device pulled
+    /// with (the page is in the device's version): the device may upgrade (docs/protocol.md,
+    /// "Schema versions").
+    public var newestSchema: Int?
 
     /// A record, by entity and id.
     public struct RecordRef: Sendable, Hashable {
@@ -89,7 +93,8 @@ extension PullResponse {
                             "devices",
                             .object(deviceNames.sorted { $0.key < $1.key }.map { ($0.key, JSON.string($0.value)) })
                         )
-                    ]) + (role.map { [("role", .string($0))] } ?? []) + scopeMembers)
+                    ]) + (role.map { [("role", .string($0))] } ?? []) + scopeMembers
+                + (newestSchema.map { [("newest_schema", .int(Int64($0)))] } ?? []))
     }
 
     /// The members of a page that only a scoped token's pull has.
@@ -153,6 +158,17 @@ extension PullResponse {
         if let role { Self.appendRole(role, to: &out) }
         Self.appendScopeMembers(
             scopes: scopes, generation: scopeGeneration, entered: entered, left: left, to: &out)
+        if let newestSchema { Self.appendNewestSchema(newestSchema, to: &out) }
+    }
+
+    /// Adds the `newest_schema` member (``newestSchema``) to a pull response's text ended by
+    /// ``encodeEnd(cursor:more:to:)``.
+    public static func appendNewestSchema(_ version: Int, to out: inout [UInt8]) {
+        guard out.last == UInt8(ascii: "}") else { return }
+        out.removeLast()
+        out.append(contentsOf: #","newest_schema":"#.utf8)
+        JSON.writeInt(Int64(version), to: &out)
+        out.append(UInt8(ascii: "}"))
     }
 
     /// The answer header that repeats the page's ``cursor`` (docs/protocol.md, "Pull"): a device
@@ -258,6 +274,12 @@ extension PullResponse {
             self.role = role
         }
         try readScopeMembers(tape, schema: schema, names: &names)
+        if let v = tape.member(0, "newest_schema") {
+            guard let version = tape.int(v), version > 0, version <= Int64(Int32.max) else {
+                throw WireError(.badMessage, "'newest_schema' must be a schema version")
+            }
+            newestSchema = Int(version)
+        }
     }
 
     /// Reads the members only a scoped token's page has: `scopes`, `scope`, `entered`, `left`.
@@ -306,5 +328,21 @@ extension PullResponse {
                 left.append(RecordRef(entity: entity, id: id))
             }
         }
+    }
+}
+
+extension PullResponse {
+    /// The page, read in `translation`'s newer version, as its older version reads it (for a
+    /// device of that version): changes and entered records of entities it lacks left out (the
+    /// cursor still passes them), fields it lacks left out, renamed fields under its names; and
+    /// ``newestSchema`` says which version the server holds.
+    public mutating func translate(_ translation: SchemaTranslation) {
+        changes = changes.compactMap(translation.downgrade)
+        entered = entered.compactMap { record in
+            guard translation.older.entity(record.record.entity) != nil else { return nil }
+            return Entered(record: record.record, changes: record.changes.compactMap(translation.downgrade))
+        }
+        left = left.filter { translation.older.entity($0.entity) != nil }
+        newestSchema = translation.newer.version
     }
 }

@@ -20,6 +20,16 @@ public struct SchemaVersion: Sendable, Hashable, CustomStringConvertible {
     /// The text people read, e.g. `inspection version 1`.
     public var description: String { "\(name) version \(version)" }
 
+    /// The schema a request's text names (its `schema` member), read without checking the rest;
+    /// nil if it names none.
+    public static func requested(in bytes: [UInt8]) -> SchemaVersion? {
+        guard let tape = try? JSONTape(wire: bytes), tape.kind(0) == .object, let s = tape.member(0, "schema"),
+            let n = tape.member(s, "name"), let name = tape.string(n), let v = tape.member(s, "version"),
+            let version = tape.int(v), version > 0, version <= Int64(Int32.max)
+        else { return nil }
+        return SchemaVersion(name: name, version: Int(version))
+    }
+
     var json: JSON { .object([("name", .string(name)), ("version", .int(Int64(version)))]) }
 }
 

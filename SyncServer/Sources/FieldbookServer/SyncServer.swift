@@ -68,7 +68,7 @@ public enum SyncServer {
         let routes = Routes(
             storage: storage, configuration: configuration, readiness: readiness,
             gate: BodyGate(limit: configuration.maxConcurrentBodies, timeout: configuration.bodyTimeout),
-            arrivals: PushArrivals())
+            arrivals: PushArrivals(), versions: ServedVersions(storage: storage))
         let router = Router()
         router.middlewares.add(
             ErrorMiddleware(storage: storage, readiness: readiness, retryAfter: configuration.retryAfterSeconds))
@@ -161,6 +161,7 @@ private struct Routes: Sendable {
     let readiness: Readiness
     let gate: BodyGate
     let arrivals: PushArrivals
+    let versions: ServedVersions
 
     /// Registers each route's handler on `router`.
     func add(to router: Router<BasicRequestContext>) {
@@ -195,11 +196,22 @@ private struct Routes: Sendable {
         return SyncServer.withoutBody(try ready())
     }
 
-    /// `GET /v1/schema`: the schema the store holds.
+    /// `GET /v1/schema`: the schema the store runs (its newest version); `?version=N`, that version
+    /// (404 `not_found` if the store does not hold it).
     func schema(_ request: Request) async throws -> Response {
         try readiness.check()
         _ = try await SyncServer.authenticate(request, storage, readiness)
-        return SyncServer.jsonResponse(storage.schema.json)
+        guard let text = request.uri.queryParameters["version"] else {
+            return SyncServer.jsonResponse(storage.schema.json)
+        }
+        let versions = try await readiness.guarding { try await storage.schemaVersions() }
+        guard let version = Int(String(text)), let held = versions.first(where: { $0.schema.version == version }) else {
+            throw WireError(
+                .notFound,
+                "the server holds no schema version \(text) (it holds "
+                    + versions.map { String($0.schema.version) }.joined(separator: ", ") + ")")
+        }
+        return SyncServer.jsonResponse(held.schema.json)
     }
 
     /// `POST /v1/push`: takes the push in turn with the token's other pushes; answers with the server sequence numbers.
@@ -221,10 +233,16 @@ private struct Routes: Sendable {
     func take(_ request: Request, identity: Identity) async throws -> (PushRequest, PushResponse) {
         let push = try await gate.run {
             let bytes = try await SyncServer.body(request, limit: configuration.maxBodyBytes)
-            return try await parsed {
+            let (push, served) = try await parsed(bytes) {
                 try PushRequest(
                     utf8: bytes, schema: $0, maxChanges: configuration.maxBatch, maxValues: configuration.maxJSONValues)
             }
+            guard let served else { return push }
+            // A device of an earlier version: its changes as the newest version reads them.
+            return PushRequest(
+                schema: SchemaVersion(served.translation.newer), device: push.device,
+                changes: push.changes.map(served.translation.upgrade), server: push.server,
+                deviceName: push.deviceName)
         }
         if let bound = configuration.maxClockAhead {
             try ClockBound.check(push, now: ClockBound.now(), bound: bound)
@@ -243,16 +261,23 @@ private struct Routes: Sendable {
         return (push, response)
     }
 
-    /// Parses a request with the schema this process runs; one that names a newer version makes
-    /// it read the store's newest (another process may have published it) and parse again.
-    func parsed<T>(_ parse: (Schema) throws -> T) async throws -> T {
+    /// Parses a request with the schema this process runs. One that names a newer version makes it
+    /// read the store's newest (another process may have published it) and parse again; one that
+    /// names an earlier version the store holds is read in that version, and comes with how to
+    /// translate it.
+    func parsed<T>(_ bytes: [UInt8], _ parse: (Schema) throws -> T) async throws -> (T, ServedVersions.Served?) {
         let schema = storage.schema
         do {
-            return try parse(schema)
+            return (try parse(schema), nil)
         } catch let error as WireError where error.code == .schemaAhead {
             let newest = try await readiness.guarding { try await storage.refreshSchema() }
             guard newest.version > schema.version else { throw error }
-            return try parse(newest)
+            return (try parse(newest), nil)
+        } catch let error as WireError where error.code == .schemaMismatch {
+            guard let requested = SchemaVersion.requested(in: bytes), requested.name == schema.name,
+                let served = try await readiness.guarding({ try await versions.served(requested.version) })
+            else { throw error }
+            return (try parse(served.reading), served)
         }
     }
 
@@ -269,21 +294,33 @@ private struct Routes: Sendable {
     func pull(_ request: Request, context: BasicRequestContext) async throws -> Response {
         try readiness.check()
         let identity = try await SyncServer.authenticate(request, storage, readiness)
-        var pull = try await gate.run {
+        var (pull, served) = try await gate.run {
             let bytes = try await SyncServer.body(request, limit: configuration.maxPullBodyBytes)
-            return try await parsed { try PullRequest(utf8: bytes, schema: $0) }
+            return try await parsed(bytes) { try PullRequest(utf8: bytes, schema: $0) }
         }
         pull.limit = min(pull.limit, configuration.maxPage)
+        if let served { pull.schema = SchemaVersion(served.translation.newer) }
         let request = pull
         let standing = try await readiness.guarding { try await storage.standing(device: request.device) }
         try await takeNewerSchema(standing, request: pull.schema)
         try standing.check(server: pull.server, cursor: pull.cursor, token: identity.tokenID)
         try identity.checkScope(of: pull)
-        var page = try await readiness.guarding {
-            try await storage.pullResponseBody(request, identity: identity)
+        var page: PullBody
+        if let served {
+            // A device of an earlier version: the page in its version.
+            var response = try await readiness.guarding { try await storage.pull(request, identity: identity) }
+            response.server = standing.identity
+            response.role = identity.role
+            response.translate(served.translation)
+            var bytes: [UInt8] = []
+            response.encode(to: &bytes)
+            page = PullBody(
+                bytes: bytes, cursor: response.cursor, more: response.more, scopeGeneration: response.scopeGeneration)
+        } else {
+            page = try await readiness.guarding { try await storage.pullResponseBody(request, identity: identity) }
+            PullResponse.appendServer(standing.identity, to: &page.bytes)
+            if let role = identity.role { PullResponse.appendRole(role, to: &page.bytes) }
         }
-        PullResponse.appendServer(standing.identity, to: &page.bytes)
-        if let role = identity.role { PullResponse.appendRole(role, to: &page.bytes) }
         context.logger.debug("pull", metadata: ["cursor": .stringConvertible(pull.cursor)])
         var response = SyncServer.jsonResponse(bytes: page.bytes)
         // Where the page ends, before the body is read: a device asks for the next page at once.

@@ -1,0 +1,97 @@
+import FieldbookCore
+import FieldbookHTTP
+import FieldbookJSON
+import FieldbookSchemas
+import FieldbookServer
+import FieldbookServerTesting
+import FieldbookStore
+import FieldbookSync
+import FieldbookTesting
+import Foundation
+import Testing
+
+/// The bundled schema's next version: `finding.description` renamed `details`, `finding.results`
+/// retired, `finding.accepted_on` added.
+func nextInspectionVersion() throws -> Schema {
+    var text = String(decoding: BundledSchemas.inspection, as: UTF8.self)
+    for (old, new) in [
+        ("\"version\": \(schema.version),", "\"version\": \(schema.version + 1),"),
+        (
+            #""update": ["visit", "aspect", "category", "title", "description", "status", "results", "next_steps", "rectified_on", "long_term"]"#,
+            #""update": ["visit", "aspect", "category", "title", "details", "status", "results", "next_steps", "rectified_on", "long_term", "accepted_on"]"#
+        ),
+        (
+            #"{"name": "description", "label": "描述 Description", "type": "text", "maxLength": 8000, "policy": "manual"},"#,
+            #"{"name": "details", "renamedFrom": "description", "label": "描述 Description", "type": "text", "maxLength": 8000, "policy": "manual"}, {"name": "accepted_on", "type": "date", "policy": "lww"},"#
+        ),
+        (
+            #"{"name": "results", "label": "现阶段成效 Results", "type": "text","#,
+            #"{"name": "results", "retired": true, "label": "现阶段成效 Results", "type": "text","#
+        ),
+    ] {
+        precondition(text.contains(old), "the bundled schema changed: \(old)")
+        text = text.replacingOccurrences(of: old, with: new)
+    }
+    return try Schema(json: text)
+}
+
+@Suite("Sync: a fleet on two schema versions", .tags(.server))
+struct SchemaFleetTests {
+    @Test(
+        "a device one version behind keeps syncing: its changes reach the newer version renamed, it receives the newer version's changes in its own",
+        arguments: Backend.all)
+    func twoVersions(_ backend: Backend) async throws {
+        let dir = TemporaryDirectory()
+        let storage = try await makeStorage(dir, backend)
+        let token = try await storage.createToken(name: "王芳", role: "office")
+        let next = try nextInspectionVersion()
+        let old = try Store(path: dir.path("old.sqlite"), schema: schema)
+        let site = try old.insert("site", ["name": "城关敬老院", "kind": "elderly_home", "town": "甲镇"])
+        let first = try old.insert(
+            "finding", ["site": .text(site), "title": "消防通道堵塞", "description": "一楼", "results": "已清理"])
+        try await withServer(storage: storage) { url in
+            _ = try await old.sync(HTTPTransport(server: url, token: token))
+            try await storage.publish(next)
+            let new = try Store(path: dir.path("new.sqlite"), schema: next)
+            _ = try await new.sync(HTTPTransport(server: url, token: token))
+            #expect(try new.record("finding", id: first)?["details"] == "一楼")
+            #expect(try new.record("finding", id: first)?["results"] == "已清理", "a retired field keeps its values")
+
+            // The older device writes in its version; the newer one in its.
+            let second = try old.insert(
+                "finding", ["site": .text(site), "title": "呼叫按钮损坏", "description": "三楼", "results": "待整改"])
+            try new.update("finding", id: first, ["details": "一楼东侧", "accepted_on": "2026-12-01"])
+            let third = try new.insert("finding", ["site": .text(site), "title": "台账缺失", "details": "办公室"])
+            // Both describe the second finding without knowing of each other: a conflict on both.
+            _ = try await old.sync(HTTPTransport(server: url, token: token))
+            _ = try await new.sync(HTTPTransport(server: url, token: token))
+            try old.update("finding", id: second, ["description": "三楼走廊"])
+            try new.update("finding", id: second, ["details": "三楼房间"])
+            _ = try await old.sync(HTTPTransport(server: url, token: token))
+            _ = try await new.sync(HTTPTransport(server: url, token: token))
+            _ = try await old.sync(HTTPTransport(server: url, token: token))
+
+            #expect(try old.pendingCount() == 0)
+            #expect(try new.pendingCount() == 0)
+            #expect(try new.record("finding", id: second)?["results"] == "待整改")
+            #expect(try old.record("finding", id: first)?["description"] == "一楼东侧")
+            #expect(try old.record("finding", id: first)?.json.serialized.contains("accepted_on") == false)
+            #expect(try old.record("finding", id: third)?["description"] == "办公室")
+            #expect(try new.record("finding", id: third)?["accepted_on"] == .null)
+            #expect(try old.conflicts().map(\.id) == ["\(second)/description"])
+            #expect(try new.conflicts().map(\.id) == ["\(second)/details"])
+            #expect(
+                Set(try old.conflicts().first!.sides.map(\.value))
+                    == Set(try new.conflicts().first!.sides.map(\.value)))
+            // Every record, projected onto the older version, is the same on both devices.
+            for finding in [first, second, third] {
+                let newer = try #require(try new.record("finding", id: finding))
+                let older = try #require(try old.record("finding", id: finding))
+                for field in schema.entity("finding")!.fields {
+                    let name = field.name == "description" ? "details" : field.name
+                    #expect(older[field.name] == newer[name], "\(field.name)")
+                }
+            }
+        }
+    }
+}
