@@ -111,15 +111,27 @@ public struct HTTPTransport: SyncTransport {
         }
     }
 
+    /// The version `version` of the server's schema (`GET /v1/schema?version=N`).
+    public func schema(version: Int) async throws -> Schema {
+        let bytes = try await send("v1/schema", nil, query: "version=\(version)")
+        do { return try Schema(json: bytes) } catch {
+            throw SyncError(
+                .badResponse, "the server's schema version \(version) does not load: \(error)", underlying: error)
+        }
+    }
+
     /// Sends a request (a POST with `body`, a GET without); returns the answer's body if the
     /// status is 200, or throws the protocol error the server sent.
-    func send(_ path: String, _ body: [UInt8]?) async throws -> [UInt8] {
-        try await exchange(path, body).body
+    func send(_ path: String, _ body: [UInt8]?, query: String? = nil) async throws -> [UInt8] {
+        try await exchange(path, body, query: query).body
     }
 
     /// ``send(_:_:)``, with the answer's headers.
-    func exchange(_ path: String, _ body: [UInt8]?) async throws -> (body: [UInt8], headers: HTTPHeaders) {
-        var request = HTTPClientRequest(url: server.appendingPathComponent(path).absoluteString)
+    func exchange(_ path: String, _ body: [UInt8]?, query: String? = nil) async throws -> (
+        body: [UInt8], headers: HTTPHeaders
+    ) {
+        var request = HTTPClientRequest(
+            url: server.appendingPathComponent(path).absoluteString + (query.map { "?" + $0 } ?? ""))
         request.method = body == nil ? .GET : .POST
         request.headers.add(name: "Authorization", value: "Bearer \(token)")
         if let body {

@@ -265,17 +265,51 @@ extension Store {
             let renames = FieldRenames(entity: oldEntity.name, from: old, to: new)
             if let renames { steps += try renameSteps(db, entity: oldEntity, renames) }
             let renamedTo = Set(renames.map { Array($0.newNames.values) } ?? [])
-            for newField in newEntity.fields
-            where oldEntity.field(newField.name) == nil && !renamedTo.contains(newField.name) {
+            let added = newEntity.fields.filter { oldEntity.field($0.name) == nil && !renamedTo.contains($0.name) }
+            for newField in added {
+                // The records that exist get no value, here as on the server and every device.
                 steps.append(("ALTER TABLE \(table) ADD COLUMN \(quoted(newField.name)) \(sqlType(newField.type))", []))
-                if let fill = newField.insertDefault {
-                    steps.append(("UPDATE \(table) SET \(quoted(newField.name)) = ?", [fill.databaseValue]))
-                }
                 if let index = indexSQL(newEntity, newField) { steps.append((index, [])) }
+            }
+            if renames != nil || added.contains(where: { $0.insertDefault != nil }) {
+                // Read with the new version's enum values, which this device may have written.
+                let translation = SchemaTranslation([old, new])
+                let reading = old.widened(by: new) { translation.newerName(entity: $0, field: $1) }
+                steps += try changelogSteps(db, entity: reading.entity(oldEntity.name)!, translation: translation)
             }
         }
         for newEntity in new.entities where old.entity(newEntity.name) == nil {
             steps += tableSQL(newEntity).map { ($0, []) }
+        }
+        return steps
+    }
+
+    /// This device's changes to `entity`, as the new version reads them (``SchemaTranslation/upgrade(_:)``,
+    /// what the server does to a push of the old version): renamed fields, and an insert given the
+    /// default of each field the old version lacks. So a change sent before the upgrade and sent
+    /// again after it (its answer lost) is the same change to the server.
+    private static func changelogSteps(_ db: Database, entity: Entity, translation: SchemaTranslation) throws -> [(
+        sql: String, arguments: StatementArguments
+    )] {
+        var steps: [(sql: String, arguments: StatementArguments)] = []
+        let rows = try Row.fetchAll(
+            db, sql: "SELECT seq, record, op, fields FROM _changelog WHERE entity = ?", arguments: [entity.name])
+        for row in rows {
+            let text: String = row[3]
+            guard let operation = ChangeOperation(rawValue: row[2]) else { continue }
+            let fields = try FieldChange.decode(utf8: Array(text.utf8), entity: entity)
+            let change = Change(
+                sequence: row[0], device: "", entity: entity.name, recordID: row[1], operation: operation,
+                timestamp: HybridTimestamp(rawValue: 0), base: 0, fields: fields)
+            let upgraded = translation.upgrade(change)
+            guard upgraded.fields != fields else { continue }
+            var out: [UInt8] = []
+            FieldChange.encode(upgraded.fields, to: &out)
+            steps.append(
+                (
+                    "UPDATE _changelog SET fields = ? WHERE seq = ?",
+                    [String(decoding: out, as: UTF8.self), row[0] as Int64]
+                ))
         }
         return steps
     }
@@ -300,13 +334,11 @@ extension Store {
                     [new, new, entity.name, old]
                 ))
         }
-        for (table, key) in [("_changelog", "seq"), ("_received", "sseq")] {
-            let rows = try Row.fetchAll(
-                db, sql: "SELECT \(key), fields FROM \(table) WHERE entity = ?", arguments: [entity.name])
-            for row in rows {
-                if let text = try renames.renamingChangeFields(row[1]) {
-                    steps.append(("UPDATE \(table) SET fields = ? WHERE \(key) = ?", [text, row[0] as Int64]))
-                }
+        let rows = try Row.fetchAll(
+            db, sql: "SELECT sseq, fields FROM _received WHERE entity = ?", arguments: [entity.name])
+        for row in rows {
+            if let text = try renames.renamingChangeFields(row[1]) {
+                steps.append(("UPDATE _received SET fields = ? WHERE sseq = ?", [text, row[0] as Int64]))
             }
         }
         let states = try Row.fetchAll(

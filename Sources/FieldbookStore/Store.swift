@@ -56,8 +56,15 @@ public final class Store: Sendable {
         public init() {}
     }
 
-    /// The schema the store holds records of.
+    /// The schema the store holds records of. When the store knows a newer version the server
+    /// publishes (``newestSchema``), its enum fields take that version's values and order: a
+    /// device of this version stores, shows and merges what devices of the newer one write.
     public let schema: Schema
+    /// A newer version of the schema that the server announced and this device fetched at a sync
+    /// (docs/protocol.md, "Schema versions"); nil if it knows none. Open the store with it to
+    /// upgrade (``Store/init(path:schema:configuration:)`` migrates the records and the changes
+    /// not yet pushed), or keep the version it has: a device one version behind, or ten, syncs.
+    public let newestSchema: Schema?
     /// This device's id, made when the store was created.
     public let deviceID: String
     /// The path of the SQLite file.
@@ -119,12 +126,7 @@ public final class Store: Sendable {
         let pool = try StoreError.database { try DatabasePool(path: path, configuration: config) }
         self.pool = pool
         self.path = path
-        self.schema = schema
         self.configuration = configuration
-        self.tables = Dictionary(
-            uniqueKeysWithValues: schema.entities.enumerated().map {
-                ($1.name, EntityTable($1, number: $0, schema: schema))
-            })
 
         let opened:
             (
@@ -141,6 +143,22 @@ public final class Store: Sendable {
                 }
             }
         }
+        let newest = try StoreError.database {
+            try pool.read { db in
+                try String.fetchOne(db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'newest_schema'")
+            }
+        }.flatMap { try? Schema(json: $0) }.flatMap { $0.name == schema.name && $0.version > schema.version ? $0 : nil }
+        newestSchema = newest
+        let running =
+            newest.map { newest in
+                let translation = SchemaTranslation([schema, newest])
+                return schema.widened(by: newest) { translation.newerName(entity: $0, field: $1) }
+            } ?? schema
+        self.schema = running
+        self.tables = Dictionary(
+            uniqueKeysWithValues: running.entities.enumerated().map {
+                ($1.name, EntityTable($1, number: $0, schema: running))
+            })
         deviceID = opened.device
         state = Mutex(
             WriterState(

@@ -18,6 +18,11 @@ public struct PullRequest: Sendable, Hashable {
     /// (``PullResponse/scopeGeneration``); nil if it has none yet. When the token has since been
     /// rescoped, a pull from a cursor past 0 is refused (`scope_changed`).
     public var scopeGeneration: Int64?
+    /// The newest schema version the device has read (its own, or a newer one the server announced
+    /// and the device fetched): a server that holds a newer one answers with an empty page that
+    /// announces it (``PullResponse/newestSchema``), so that the device reads it before any page
+    /// that may hold its enum values. Nil from a device that predates versions across the fleet.
+    public var knownSchema: Int?
 
     /// A request for at most `limit` changes after `cursor`; `server` is nil when the device has none yet.
     public init(schema: SchemaVersion, device: String, cursor: Int64, limit: Int, server: String? = nil) {
@@ -30,8 +35,8 @@ public struct PullRequest: Sendable, Hashable {
 }
 
 extension PullRequest {
-    /// The message as JSON: `protocol`, `schema`, `device`, `cursor`, `limit`, and `server` and
-    /// `scope` (``scopeGeneration``) when set.
+    /// The message as JSON: `protocol`, `schema`, `device`, `cursor`, `limit`, and `server`,
+    /// `scope` (``scopeGeneration``) and `known_schema` when set.
     public var json: JSON {
         .object(
             [
@@ -41,7 +46,8 @@ extension PullRequest {
                 ("cursor", .int(cursor)),
                 ("limit", .int(Int64(limit))),
             ] + (server.map { [("server", .string($0))] } ?? [])
-                + (scopeGeneration.map { [("scope", .int($0))] } ?? []))
+                + (scopeGeneration.map { [("scope", .int($0))] } ?? [])
+                + (knownSchema.map { [("known_schema", .int(Int64($0)))] } ?? []))
     }
 
     /// Appends the message's JSON text (the bytes of `json.serialized`) to `out`.
@@ -76,5 +82,11 @@ extension PullRequest {
             limit = 1000
         }
         scopeGeneration = try message.scopeGeneration()
+        if let k = tape.member(0, "known_schema") {
+            guard let known = tape.int(k), known >= 1, known <= Int64(Int32.max) else {
+                throw WireError(.badMessage, "'known_schema' must be a schema version")
+            }
+            knownSchema = Int(known)
+        }
     }
 }

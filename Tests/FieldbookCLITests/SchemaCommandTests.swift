@@ -33,6 +33,15 @@ struct SchemaCommandTests {
         #expect(try world.fieldbook("desk", ["init", "--server", world.url, "--token", token]).status == 0)
         try world.fieldbook("desk", ["add", "site", "name=城关敬老院", "kind=elderly_home", "town=新度镇"])
         #expect(try world.fieldbook("desk", ["sync"]).status == 0)
+        // Two inspectors' devices of the current version, synced once, then offline.
+        for device in ["field", "slow"] {
+            #expect(try world.fieldbook(device, ["init", "--server", world.url, "--token", token]).status == 0)
+            #expect(try world.fieldbook(device, ["sync"]).status == 0)
+        }
+        let offline = try world.fieldbook(
+            "field", ["add", "site", "name=山头村幸福院", "kind=happiness_home", "town=新度镇", "village=山头村"]
+        ).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        try world.fieldbook("slow", ["add", "site", "name=后山公墓", "kind=cemetery", "village=后山村"])
 
         let initial = try versions()
         #expect(initial.count == 1)
@@ -97,8 +106,35 @@ struct SchemaCommandTests {
                 == 0)
         let sync = try world.fieldbook("phone", ["sync"])
         #expect(sync.status == 0, "\(sync.stderr)")
-        let sites = try world.json("phone", ["list", "site"]).array
-        #expect(sites.count == 1)
-        #expect(sites.first?["town"]?.string == "新度镇")
+        #expect(try world.json("phone", ["list", "site"]).array.count == 1)
+
+        // The offline device syncs: its change (of the earlier version) is pushed, then the device
+        // moves to the new version, and nothing is lost.
+        let upgraded = try world.fieldbook("field", ["sync"])
+        #expect(upgraded.status == 0, "\(upgraded.stderr)")
+        #expect(upgraded.stdout.contains("upgraded from schema version \(bundled.version) to \(bundled.version + 1)"))
+        let status = try world.json("field", ["status"])
+        #expect(status["schema_version"]?.int == Int64(bundled.version + 1))
+        #expect(status["pending"]?.int == 0)
+        #expect(status["newest_schema"] == .null)
+        let site = try world.json("field", ["get", "site", offline])
+        #expect(site["community"]?.string == "山头村")
+        #expect(try world.fieldbook("phone", ["sync"]).status == 0)
+        #expect(try world.json("phone", ["get", "site", offline])["community"]?.string == "山头村")
+        try world.fieldbook("field", ["set", "site", offline, "phone=0594-1234567"])
+        #expect(try world.fieldbook("field", ["sync"]).status == 0)
+
+        // Another stays on its version: it pushes and pulls in it, and is told a newer one is published.
+        let stayed = try world.fieldbook("slow", ["sync", "--stay", "--json"])
+        #expect(stayed.status == 0, "\(stayed.stderr)")
+        let report = try JSON(parsing: stayed.stdout)
+        #expect(report["schema_version"]?.int == Int64(bundled.version))
+        #expect(report["newest_schema"]?.int == Int64(bundled.version + 1))
+        #expect(report["pushed"]?.int == 1)
+        #expect(try world.json("slow", ["get", "site", offline])["village"]?.string == "山头村")
+        let slowStatus = try world.fieldbook("slow", ["status"])
+        #expect(slowStatus.stdout.contains("version \(bundled.version + 1) is published; 'fieldbook sync' upgrades"))
+        #expect(try world.fieldbook("phone", ["sync"]).status == 0)
+        #expect(try world.json("phone", ["list", "site"]).array.count == 3)
     }
 }

@@ -53,6 +53,7 @@ extension Store {
             try tx.db.execute(sql: "UPDATE _fieldbook_meta SET value = ? WHERE key = 'last_sync'", arguments: [now])
         }
         report.openConflicts = try conflicts().count
+        report.newestSchema = try newestSchemaVersion()
         return report
     }
 
@@ -217,6 +218,9 @@ extension Store {
     ) async throws -> (applied: Int, cursor: Int64) {
         let schema = self.schema
         let device = deviceID
+        // The newest version fetched, even by this store object (which reads its enum values once
+        // opened again).
+        let knownSchema = try newestSchemaVersion() ?? schema.version
         let (start, server, known) = try await read {
             (try $0.cursor(), try $0.serverIdentity(), try $0.scopeGeneration())
         }
@@ -224,6 +228,7 @@ extension Store {
             var request = PullRequest(
                 schema: SchemaVersion(schema), device: device, cursor: cursor, limit: limit, server: server)
             request.scopeGeneration = generation
+            request.knownSchema = knownSchema
             return try await retrying(options) { try await transport.pullArriving(request, schema: schema) }
         }
         @Sendable func fetch(_ after: (cursor: Int64, generation: Int64?)?, limit: Int) async throws -> ArrivingPage? {
@@ -234,8 +239,17 @@ extension Store {
             guard let page else { return 0 }
             return try await apply(page)
         }
+        let unread = knownSchema > (newestSchema?.version ?? schema.version)
         @Sendable func receive(_ arriving: ArrivingPage, after cursor: Int64) throws -> ReceivedPage {
-            let page = try arriving.page()
+            let page: PullResponse
+            do {
+                page = try arriving.page()
+            } catch let error as SyncError where unread && error.kind == .badResponse {
+                throw SyncError(
+                    .badResponse,
+                    "\(error.message); this device fetched schema version \(knownSchema) and reads its values once the store is opened again"
+                )
+            }
             guard page.cursor >= cursor else {
                 throw SyncError(.badResponse, "the server moved the cursor back from \(cursor) to \(page.cursor)")
             }
@@ -280,11 +294,38 @@ extension Store {
             guard received.page.more, let next else {
                 applied += try await apply(received)
                 progress(applied, cursor)
+                if let newest = received.page.newestSchema, newest > knownSchema {
+                    try await learnSchema(newest, transport, options: options)
+                }
                 return (applied, cursor)
             }
             arriving = next
             pending = received
         }
+    }
+
+    /// Fetches version `version` of the schema, which the server announced, and keeps it
+    /// (``newestSchema`` once the store is opened again): the device may upgrade to it, and reads
+    /// its enum values meanwhile.
+    private func learnSchema(_ version: Int, _ transport: any SyncTransport, options: SyncOptions) async throws {
+        let newest = try await retrying(options) { try await transport.schema(version: version) }
+        guard newest.name == schema.name, newest.version == version else {
+            throw SyncError(
+                .badResponse, "the server sent schema '\(newest.name)' version \(newest.version) for version \(version)"
+            )
+        }
+        try await write { tx in
+            try tx.db.execute(
+                sql: "INSERT OR REPLACE INTO _fieldbook_meta (key, value) VALUES ('newest_schema', ?)",
+                arguments: [newest.json.serialized])
+        }
+    }
+
+    /// The newest version of the schema this device has fetched, if newer than its own.
+    func newestSchemaVersion() throws -> Int? {
+        try read { tx in
+            try String.fetchOne(tx.db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'newest_schema'")
+        }.flatMap { try? Schema(json: $0) }.map(\.version).flatMap { $0 > schema.version ? $0 : nil }
     }
 
     /// Refuses a page that breaks the protocol in a way that would lose or skip changes, or loop:

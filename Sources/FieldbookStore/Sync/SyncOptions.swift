@@ -8,6 +8,11 @@ public struct SyncReport: Sendable, Hashable {
     public var openConflicts = 0
     /// The server cursor after the sync.
     public var cursor: Int64 = 0
+    /// A newer version of the schema that the server publishes and this device has fetched (at
+    /// this sync or an earlier one); nil if none. A sync that learns of it stops pulling there:
+    /// open the store again — with that version to upgrade (``Store/newestSchema``), or with its
+    /// own to stay, reading the newer version's enum values — and sync again for the rest.
+    public var newestSchema: Int?
 }
 
 /// How ``Store/sync(_:options:)`` talks to the server.

@@ -19,12 +19,20 @@ public protocol SyncTransport: Sendable {
     /// for the next page while it reads and applies this one, if the answer says where this one
     /// ends. The default reads the page with ``pull(_:schema:)``.
     func pullArriving(_ request: PullRequest, schema: Schema) async throws -> ArrivingPage
+    /// The version `version` of the server's schema: a device fetches the newest version a page
+    /// announces (``PullResponse/newestSchema``). The default refuses (the transport cannot ask).
+    func schema(version: Int) async throws -> Schema
 }
 
 extension SyncTransport {
     /// Reads the page with ``pull(_:schema:)``; its cursor is known at once.
     public func pullArriving(_ request: PullRequest, schema: Schema) async throws -> ArrivingPage {
         ArrivingPage(try await pull(request, schema: schema))
+    }
+
+    /// Refuses: this transport cannot fetch a schema version.
+    public func schema(version: Int) async throws -> Schema {
+        throw SyncError(.badResponse, "this transport cannot fetch schema version \(version)")
     }
 
     /// Reads the body back into a `PushRequest` and sends it with ``push(_:)``.

@@ -312,6 +312,15 @@ private struct Routes: Sendable {
             response.server = standing.identity
             response.role = identity.role
             response.translate(served.translation)
+            if let known = request.knownSchema, known < served.translation.newer.version {
+                // The device has not read the newest version: first it learns of it, from a page
+                // with no changes (the next may hold values only that version defines).
+                response.changes = []
+                response.entered = []
+                response.left = []
+                response.cursor = request.cursor
+                response.more = false
+            }
             var bytes: [UInt8] = []
             response.encode(to: &bytes)
             page = PullBody(

@@ -11,7 +11,7 @@ import Foundation
 import Testing
 
 /// The bundled schema's next version: `finding.description` renamed `details`, `finding.results`
-/// retired, `finding.accepted_on` added.
+/// retired, `finding.accepted_on` added, and a status `waived` between `completed` and `closed`.
 func nextInspectionVersion() throws -> Schema {
     var text = String(decoding: BundledSchemas.inspection, as: UTF8.self)
     for (old, new) in [
@@ -27,6 +27,14 @@ func nextInspectionVersion() throws -> Schema {
         (
             #"{"name": "results", "label": "现阶段成效 Results", "type": "text","#,
             #"{"name": "results", "retired": true, "label": "现阶段成效 Results", "type": "text","#
+        ),
+        (
+            #""values": ["not_started", "in_progress", "completed", "closed"],"#,
+            #""values": ["not_started", "in_progress", "completed", "closed", "waived"],"#
+        ),
+        (
+            #""order": ["not_started", "in_progress", "completed", "closed"], "epoch""#,
+            #""order": ["not_started", "in_progress", "completed", "waived", "closed"], "epoch""#
         ),
     ] {
         precondition(text.contains(old), "the bundled schema changed: \(old)")
@@ -92,6 +100,72 @@ struct SchemaFleetTests {
                     #expect(older[field.name] == newer[name], "\(field.name)")
                 }
             }
+        }
+    }
+
+    @Test(
+        "a device behind learns the newer version at a sync, reads its enum values once opened again, and upgrades with its changes",
+        arguments: Backend.all)
+    func learnAndUpgrade(_ backend: Backend) async throws {
+        let dir = TemporaryDirectory()
+        let storage = try await makeStorage(dir, backend)
+        let token = try await storage.createToken(name: "王芳", role: "office")
+        let next = try nextInspectionVersion()
+        let path = dir.path("old.sqlite")
+        let old = try Store(path: path, schema: schema)
+        let site = try old.insert("site", ["name": "城关敬老院", "kind": "elderly_home", "town": "甲镇"])
+        let first = try old.insert("finding", ["site": .text(site), "title": "消防通道堵塞"])
+        let second = try old.insert("finding", ["site": .text(site), "title": "台账缺失"])
+        try await withServer(storage: storage) { url in
+            _ = try await old.sync(HTTPTransport(server: url, token: token))
+        }
+        try await storage.publish(next)
+        let new = try Store(path: dir.path("new.sqlite"), schema: next)
+        try await withServer(storage: storage) { url in
+            _ = try await new.sync(HTTPTransport(server: url, token: token))
+            try new.update("finding", id: first, ["status": "waived"])
+            _ = try await new.sync(HTTPTransport(server: url, token: token))
+
+            // The first sync learns of the version: a page with nothing but the announcement.
+            try old.update("finding", id: second, ["description": "档案室"])
+            let learned = try await old.sync(HTTPTransport(server: url, token: token))
+            #expect(learned.newestSchema == next.version)
+            #expect(learned.pushed == 1)
+            #expect(learned.pulled == 0)
+            #expect(old.newestSchema == nil, "this store object reads what it was opened with")
+            // The pages hold a value only the newer version defines: this object cannot read them.
+            let unread = await #expect(throws: SyncError.self) {
+                _ = try await old.sync(HTTPTransport(server: url, token: token))
+            }
+            #expect(unread?.message.contains("opened again") == true)
+
+            // Opened again, it reads the newer values and merges them in the newer order.
+            let reopened = try Store(path: path, schema: schema)
+            #expect(reopened.newestSchema == next)
+            #expect(reopened.schema.version == schema.version)
+            _ = try await reopened.sync(HTTPTransport(server: url, token: token))
+            #expect(try reopened.record("finding", id: first)?["status"] == "waived")
+            #expect(try reopened.record("finding", id: second)?["description"] == "档案室")
+            // `closed` is after `waived` in the newer order, which the older device follows.
+            try reopened.update("finding", id: first, ["status": "closed"])
+            try reopened.update("finding", id: second, ["status": "waived"])
+            _ = try await reopened.sync(HTTPTransport(server: url, token: token))
+            _ = try await new.sync(HTTPTransport(server: url, token: token))
+            #expect(try new.record("finding", id: first)?["status"] == "closed")
+            #expect(try new.record("finding", id: second)?["status"] == "waived")
+
+            // Upgrading: the store moves to the newer version with the change it has not pushed.
+            try reopened.update("finding", id: second, ["description": "档案室东"])
+            let upgraded = try Store(path: path, schema: try #require(reopened.newestSchema))
+            #expect(upgraded.schema == next)
+            #expect(upgraded.newestSchema == nil)
+            #expect(try upgraded.record("finding", id: second)?["details"] == "档案室东")
+            #expect(try upgraded.pendingChanges().map { $0.fields.map(\.field) } == [["details"]])
+            let report = try await upgraded.sync(HTTPTransport(server: url, token: token))
+            #expect(report.pushed == 1)
+            #expect(report.newestSchema == nil)
+            _ = try await new.sync(HTTPTransport(server: url, token: token))
+            #expect(try new.record("finding", id: second)?["details"] == "档案室东")
         }
     }
 }

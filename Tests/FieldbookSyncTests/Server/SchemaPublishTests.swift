@@ -9,33 +9,6 @@ import FieldbookTesting
 import Foundation
 import Testing
 
-/// The bundled schema's next version: `finding.description` renamed `details`, `finding.results`
-/// retired, a date field and a status value added.
-private func renamingVersion() throws -> Schema {
-    var text = String(decoding: BundledSchemas.inspection, as: UTF8.self)
-    for (old, new) in [
-        (
-            "\"version\": \(schema.version),", "\"version\": \(schema.version + 1),"
-        ),
-        (
-            #""update": ["visit", "aspect", "category", "title", "description", "status", "results", "next_steps", "rectified_on", "long_term"]"#,
-            #""update": ["visit", "aspect", "category", "title", "details", "status", "next_steps", "rectified_on", "long_term"]"#
-        ),
-        (
-            #"{"name": "description", "label": "描述 Description", "type": "text", "maxLength": 8000, "policy": "manual"},"#,
-            #"{"name": "details", "renamedFrom": "description", "label": "描述 Description", "type": "text", "maxLength": 8000, "policy": "manual"}, {"name": "accepted_on", "type": "date", "policy": "lww"},"#
-        ),
-        (
-            #"{"name": "results", "label": "现阶段成效 Results", "type": "text","#,
-            #"{"name": "results", "retired": true, "label": "现阶段成效 Results", "type": "text","#
-        ),
-    ] {
-        #expect(text.contains(old), "the bundled schema changed: \(old)")
-        text = text.replacingOccurrences(of: old, with: new)
-    }
-    return try Schema(json: text)
-}
-
 @Suite("Server: publishing a schema version", .tags(.server))
 struct SchemaPublishTests {
     @Test(
@@ -88,7 +61,7 @@ struct SchemaPublishTests {
         #expect(try await storage.schemaVersions().map(\.schema.version) == [schema.version])
         #expect(storage.schema.version == schema.version)
 
-        let next = try renamingVersion()
+        let next = try nextInspectionVersion()
         try await storage.publish(next)
         #expect(storage.schema == next)
         #expect(try await storage.schemaVersions().map(\.schema) == [schema, next])
@@ -124,7 +97,7 @@ struct SchemaPublishTests {
         let dir = TemporaryDirectory()
         let running = try await makeStorage(dir, backend)
         let token = try await running.createToken(name: "王芳", role: "office")
-        let next = try renamingVersion()
+        let next = try nextInspectionVersion()
         let phone = try Store(path: dir.path("phone.sqlite"), schema: next)
         let site = try phone.insert("site", ["name": "幸福院", "kind": "happiness_home", "town": "乙镇"])
         let finding = try phone.insert(

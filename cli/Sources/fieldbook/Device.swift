@@ -39,6 +39,33 @@ struct DeviceOptions: ParsableArguments {
     }
 }
 
+extension DeviceOptions {
+    /// Moves `device` to `newest`, a newer version of its schema the server publishes: the schema
+    /// file the device opens with first (written whole, then renamed over the old one), then its
+    /// store, which migrates its records and changes in one transaction when opened with it. Cut
+    /// off between the two, the next command migrates the store.
+    func upgrade(_ device: Device, to newest: Schema) throws -> Device {
+        let current = device.store.schema
+        let problems = newest.evolutionProblems(from: try Schema(json: Array(try currentSchemaBytes())))
+        guard problems.isEmpty else {
+            throw CLIError(
+                .refused,
+                "cannot move from schema version \(current.version) to \(newest.version); nothing was changed:\n  "
+                    + problems.joined(separator: "\n  ")
+                    + "\nsync with --stay to keep this version (nothing is lost)")
+        }
+        try writeWhole(Array((newest.json.serialized + "\n").utf8), to: path + "/schema.json", mode: 0o644)
+        return try open()
+    }
+
+    /// The schema file's bytes the device opens with (the bundled schema without one).
+    private func currentSchemaBytes() throws -> [UInt8] {
+        let file = path + "/schema.json"
+        guard FileManager.default.fileExists(atPath: file) else { return BundledSchemas.inspection }
+        return Array(try Data(contentsOf: URL(fileURLWithPath: file)))
+    }
+}
+
 /// A device: its store and how it reaches the server.
 struct Device {
     var config: DeviceConfig
@@ -103,19 +130,24 @@ struct DeviceConfig {
             ("server", .string(server.absoluteString)), ("token", .string(token)),
         ]
         if let name { pairs.append(("name", .string(name))) }
-        let path = directory + "/config.json"
-        let temporary = directory + "/.config.json.new"
-        let bytes = Array((JSON.object(pairs).serialized + "\n").utf8)
+        try writeWhole(Array((JSON.object(pairs).serialized + "\n").utf8), to: directory + "/config.json", mode: 0o600)
+    }
+}
+
+/// Writes a file whole or not at all: a new file with `mode` from the moment it exists, made
+/// durable, then renamed over the old one.
+func writeWhole(_ bytes: [UInt8], to path: String, mode: mode_t) throws {
+    let directory = (path as NSString).deletingLastPathComponent
+    let temporary = directory + "/." + (path as NSString).lastPathComponent + ".new"
+    unlink(temporary)
+    let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+    guard fd >= 0 else { throw CLIError(.validation, "cannot write \(path)") }
+    let written = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
+    let synced = fsync(fd) == 0
+    close(fd)
+    guard written == bytes.count, synced, rename(temporary, path) == 0 else {
         unlink(temporary)
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw CLIError(.validation, "cannot write \(path)") }
-        let written = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
-        let synced = fsync(fd) == 0
-        close(fd)
-        guard written == bytes.count, synced, rename(temporary, path) == 0 else {
-            unlink(temporary)
-            throw CLIError(.validation, "cannot write \(path)")
-        }
+        throw CLIError(.validation, "cannot write \(path)")
     }
 }
 

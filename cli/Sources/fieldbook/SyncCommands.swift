@@ -19,13 +19,23 @@ struct Sync: AsyncParsableCommand {
             valueName: "seconds"))
     var timeout = 10.0
 
+    @Flag(
+        help: ArgumentHelp(
+            "Keep this device's schema version when the server publishes a newer one.",
+            discussion: """
+                By default a sync that learns of a newer version moves the device to it (its records and \
+                changes not yet pushed, in one transaction) and syncs on. With --stay the device keeps its \
+                version and syncs on in it: nothing is lost either way.
+                """))
+    var stay = false
+
     func validate() throws {
         guard timeout >= 0, timeout <= 86_400 else { throw ValidationError("--timeout takes seconds from 0 to 86400") }
     }
 
     func run() async throws {
         try await fieldbook.run(device) {
-            let device = try self.device.open()
+            var device = try self.device.open()
             var options = SyncOptions()
             options.retryWindow = .milliseconds(Int64(timeout * 1000))
             options.attempts = .max
@@ -40,9 +50,34 @@ struct Sync: AsyncParsableCommand {
                 }
             }
             let before = Swift.Set(try device.store.conflicts().map(\.id))
-            let report: SyncReport
+            var report: SyncReport
+            var upgradedFrom: Int?
             do {
                 report = try await device.store.sync(device.transport, options: options)
+                if report.newestSchema != nil, device.store.newestSchema == nil {
+                    // Learned of a newer version just now: move to it, or read its values, and sync on.
+                    let from = device.store.schema.version
+                    device = try self.device.open()
+                    if !stay, let newest = device.store.newestSchema {
+                        device = try self.device.upgrade(device, to: newest)
+                        upgradedFrom = from
+                    }
+                    let more = try await device.store.sync(device.transport, options: options)
+                    report.pushed += more.pushed
+                    report.pulled += more.pulled
+                    report.cursor = more.cursor
+                    report.newestSchema = more.newestSchema
+                } else if !stay, let newest = device.store.newestSchema {
+                    // Learned at an earlier sync (one with --stay, or cut short): move to it now.
+                    let from = device.store.schema.version
+                    device = try self.device.upgrade(device, to: newest)
+                    upgradedFrom = from
+                    let more = try await device.store.sync(device.transport, options: options)
+                    report.pushed += more.pushed
+                    report.pulled += more.pulled
+                    report.cursor = more.cursor
+                    report.newestSchema = more.newestSchema
+                }
             } catch let error as SyncError where error.refusal == .schemaMismatch {
                 // Say what differs, so the person knows which side to update.
                 let theirs = try? await device.transport.schema()
@@ -62,8 +97,18 @@ struct Sync: AsyncParsableCommand {
                         ("pushed", .int(Int64(report.pushed))), ("pulled", .int(Int64(report.pulled))),
                         ("new_conflicts", .array(new.map { .string($0.id) })),
                         ("open_conflicts", .int(Int64(conflicts.count))), ("cursor", .int(report.cursor)),
+                        ("schema_version", .int(Int64(device.store.schema.version))),
+                        ("upgraded_from", upgradedFrom.map { .int(Int64($0)) } ?? .null),
+                        ("newest_schema", report.newestSchema.map { .int(Int64($0)) } ?? .null),
                     ]))
             } else {
+                if let upgradedFrom {
+                    print("upgraded from schema version \(upgradedFrom) to \(device.store.schema.version)")
+                } else if let newest = report.newestSchema {
+                    print(
+                        "schema version \(newest) is published; this device stays on version \(device.store.schema.version) ('fieldbook sync' without --stay upgrades)"
+                    )
+                }
                 print(
                     "pushed \(report.pushed), pulled \(report.pulled), new conflicts \(new.count), open conflicts \(conflicts.count)"
                 )
@@ -98,6 +143,7 @@ struct Status: AsyncParsableCommand {
                         ("last_sync", lastSync.map(JSON.string) ?? .null), ("open_conflicts", .int(Int64(conflicts))),
                         ("schema", .string(device.store.schema.name)),
                         ("schema_version", .int(Int64(device.store.schema.version))),
+                        ("newest_schema", device.store.newestSchema.map { .int(Int64($0.version)) } ?? .null),
                         ("server_identity", try device.store.serverIdentity().map(JSON.string) ?? .null),
                         ("clock_ahead_ms", .int(-correction)),
                         ("role", device.store.role.map(JSON.string) ?? .null),
@@ -113,6 +159,11 @@ struct Status: AsyncParsableCommand {
                 )
                 print("server         \(device.config.server.absoluteString)")
                 print("server id      \(try device.store.serverIdentity() ?? "none yet")")
+                print(
+                    "schema         \(device.store.schema.name) version \(device.store.schema.version)"
+                        + (device.store.newestSchema.map {
+                            " (version \($0.version) is published; 'fieldbook sync' upgrades)"
+                        } ?? ""))
                 print("pending        \(pending) change\(pending == 1 ? "" : "s")")
                 print("last sync      \(lastSync ?? "never")")
                 print("open conflicts \(conflicts)")
