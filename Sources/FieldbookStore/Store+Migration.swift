@@ -79,7 +79,10 @@ extension Store {
             return
         }
         let steps = try plan(db, from: stored, to: schema)
+        try db.execute(sql: rebuildTable)
         for sql in steps { try db.execute(sql: sql.sql, arguments: sql.arguments) }
+        // What the server translated was from the version left behind.
+        try db.execute(sql: "DELETE FROM _fieldbook_meta WHERE key = 'translated_from'")
         try recordSchema(db, schema)
     }
 
@@ -287,21 +290,30 @@ extension Store {
     /// This device's changes to `entity`, as the new version reads them (``SchemaTranslation/upgrade(_:)``,
     /// what the server does to a push of the old version): renamed fields, and an insert given the
     /// default of each field the old version lacks. So a change sent before the upgrade and sent
-    /// again after it (its answer lost) is the same change to the server.
+    /// again after it (its answer lost) is the same change to the server. A record whose insert
+    /// gains a default is written again from its changes when the store opens
+    /// (``rebuildAfterMigration``), as every other device and the server hold it.
     private static func changelogSteps(_ db: Database, entity: Entity, translation: SchemaTranslation) throws -> [(
         sql: String, arguments: StatementArguments
     )] {
         var steps: [(sql: String, arguments: StatementArguments)] = []
+        // The server gave defaults to the inserts it translated, and will to those not yet pushed;
+        // those acknowledged before it held a newer version keep what they had.
+        let acked = try Int64.fetchOne(db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'acked'") ?? 0
+        let translatedFrom =
+            try Int64.fetchOne(db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'translated_from'")
+            ?? Int64.max
         let rows = try Row.fetchAll(
             db, sql: "SELECT seq, record, op, fields FROM _changelog WHERE entity = ?", arguments: [entity.name])
         for row in rows {
+            let sequence: Int64 = row[0]
             let text: String = row[3]
             guard let operation = ChangeOperation(rawValue: row[2]) else { continue }
             let fields = try FieldChange.decode(utf8: Array(text.utf8), entity: entity)
             let change = Change(
                 sequence: row[0], device: "", entity: entity.name, recordID: row[1], operation: operation,
                 timestamp: HybridTimestamp(rawValue: 0), base: 0, fields: fields)
-            let upgraded = translation.upgrade(change)
+            let upgraded = translation.upgrade(change, defaults: sequence > acked || sequence >= translatedFrom)
             guard upgraded.fields != fields else { continue }
             var out: [UInt8] = []
             FieldChange.encode(upgraded.fields, to: &out)
@@ -310,9 +322,24 @@ extension Store {
                     "UPDATE _changelog SET fields = ? WHERE seq = ?",
                     [String(decoding: out, as: UTF8.self), row[0] as Int64]
                 ))
+            if upgraded.fields.count > fields.count {
+                steps.append(
+                    (
+                        "INSERT OR IGNORE INTO _rebuild (entity, record) VALUES (?, ?)",
+                        [translation.newer.entity(entity.name)!.name, row[1] as String]
+                    ))
+            }
         }
         return steps
     }
+
+    /// The table of records to write again from their changes when the store next opens, made
+    /// in the migration's transaction (so a migration cut off by a crash leaves none to do, and
+    /// one that committed leaves them to the next open if this one is cut off).
+    static let rebuildTable = """
+        CREATE TABLE IF NOT EXISTS _rebuild (
+            entity TEXT NOT NULL, record TEXT NOT NULL, PRIMARY KEY (entity, record)) STRICT, WITHOUT ROWID
+        """
 
     /// Renames the columns of `entity` and rewrites what names them: the changes made here and
     /// pulled, the merge states, the conflicts (whose ids end in the field's name).

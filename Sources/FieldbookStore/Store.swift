@@ -164,6 +164,22 @@ public final class Store: Sendable {
             WriterState(
                 clock: HybridLogicalClock(last: opened.clock), base: opened.base, correction: opened.correction,
                 role: opened.role, scopeKeys: opened.scopes.map { ScopeIndex.tokenKeys($0) }))
+        if !configuration.readOnly { try rebuildAfterMigration() }
+    }
+
+    /// Writes again, from their changes, the records a migration left to write
+    /// (`Store.changelogSteps`: this device's inserts given a new field's default), in one
+    /// transaction.
+    private func rebuildAfterMigration() throws {
+        guard try read({ try $0.db.tableExists("_rebuild") }) else { return }
+        try write { tx in
+            guard try tx.db.tableExists("_rebuild") else { return }
+            for row in try Row.fetchAll(tx.db, sql: "SELECT entity, record FROM _rebuild") {
+                guard let table = tables[row[0] as String] else { continue }
+                try tx.rebuild(table, row[1])
+            }
+            try tx.db.execute(sql: "DROP TABLE _rebuild")
+        }
     }
 
     static func readState(

@@ -10,6 +10,10 @@ public struct PushResponse: Sendable, Hashable {
     /// The changes of ``assigned`` the server took but did not merge: the token's role may not make
     /// them. In push order; empty for most pushes.
     public var rejected: [Rejection] = []
+    /// The newest schema version the server holds, when it read the push in an earlier one and
+    /// translated it (docs/protocol.md, "Schema versions"): its inserts were given the defaults of
+    /// the fields their version lacks, which the device gives them too when it upgrades.
+    public var newestSchema: Int?
 
     /// The two numbers of one change pushed.
     public struct Assignment: Sendable, Hashable {
@@ -41,7 +45,8 @@ extension PushResponse {
                 ("protocol", .int(Int64(SyncProtocol.version))),
                 ("assigned", .array(assigned.map { .array([.int($0.sequence), .int($0.serverSequence)]) })),
             ] + (server.map { [("server", .string($0))] } ?? [])
-                + (rejected.isEmpty ? [] : [("rejected", .array(rejected.map(\.json)))]))
+                + (rejected.isEmpty ? [] : [("rejected", .array(rejected.map(\.json)))])
+                + (newestSchema.map { [("newest_schema", .int(Int64($0)))] } ?? []))
     }
 
     /// Appends the message's JSON text (the bytes of `json.serialized`) to `out`.
@@ -64,6 +69,10 @@ extension PushResponse {
         if !rejected.isEmpty {
             out.append(contentsOf: #","rejected":"#.utf8)
             JSON.array(rejected.map(\.json)).write(to: &out)
+        }
+        if let newestSchema {
+            out.append(contentsOf: #","newest_schema":"#.utf8)
+            JSON.writeInt(Int64(newestSchema), to: &out)
         }
         out.append(UInt8(ascii: "}"))
     }
@@ -94,6 +103,12 @@ extension PushResponse {
         if let list = tape.member(0, "rejected") {
             guard tape.kind(list) == .array else { throw WireError(.badMessage, "'rejected' must be an array") }
             for item in tape.elements(list) { rejected.append(try Rejection(tape, at: item)) }
+        }
+        if let v = tape.member(0, "newest_schema") {
+            guard let version = tape.int(v), version > 0, version <= Int64(Int32.max) else {
+                throw WireError(.badMessage, "'newest_schema' must be a schema version")
+            }
+            newestSchema = Int(version)
         }
     }
 }

@@ -52,8 +52,9 @@ public struct SchemaTranslation: Sendable {
     /// Whether the two versions name and hold the same things (a change reads the same in both).
     public var isIdentity: Bool { older == newer }
 
-    /// `change`, written for `older`, as `newer` reads it.
-    public func upgrade(_ change: Change) -> Change {
+    /// `change`, written for `older`, as `newer` reads it; `defaults`: whether an insert is given
+    /// the defaults of the fields `older` lacks (as a server does for a push of `older`).
+    public func upgrade(_ change: Change, defaults: Bool = true) -> Change {
         guard let entity = newer.entity(change.entity) else { return change }
         let renames = forward[change.entity] ?? [:]
         var upgraded = change
@@ -62,7 +63,7 @@ public struct SchemaTranslation: Sendable {
             if let name = renames[field.field] { field.field = name }
             return field
         }
-        if change.operation == .insert, let olderEntity = older.entity(change.entity) {
+        if defaults, change.operation == .insert, let olderEntity = older.entity(change.entity) {
             let known = Set(olderEntity.fields.map { renames[$0.name] ?? $0.name })
             for field in entity.fields where !known.contains(field.name) && !field.retired {
                 guard let value = field.insertDefault else { continue }

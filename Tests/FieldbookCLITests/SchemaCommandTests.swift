@@ -123,6 +123,11 @@ struct SchemaCommandTests {
         #expect(try world.json("phone", ["get", "site", offline])["community"]?.string == "山头村")
         try world.fieldbook("field", ["set", "site", offline, "phone=0594-1234567"])
         #expect(try world.fieldbook("field", ["sync"]).status == 0)
+        // Its history shows the renamed field under its name, with the name it was set under.
+        let history = try world.fieldbook("field", ["history", "site", offline])
+        #expect(history.stdout.contains("community (formerly village)"), "\(history.stdout)")
+        let entries = try world.json("field", ["history", "site", offline]).array
+        #expect(entries.contains { $0["field"]?.string == "community" && $0["formerly"]?.string == "village" })
 
         // Another stays on its version: it pushes and pulls in it, and is told a newer one is published.
         let stayed = try world.fieldbook("slow", ["sync", "--stay", "--json"])

@@ -407,6 +407,13 @@ extension Store {
                 try note.run(tx.db)
                 start = end
             }
+            if response.newestSchema != nil, let first = response.assigned.map(\.sequence).min() {
+                // The server translated these changes from this device's version (docs/protocol.md,
+                // "Schema versions"): from here on, an upgrade gives inserts the defaults it gave.
+                try tx.db.execute(
+                    sql: "INSERT OR IGNORE INTO _fieldbook_meta (key, value) VALUES ('translated_from', ?)",
+                    arguments: [first])
+            }
             if let last = response.assigned.map(\.sequence).max() {
                 try tx.db.execute(
                     sql: "UPDATE _fieldbook_meta SET value = max(value, ?) WHERE key = 'acked'", arguments: [last])

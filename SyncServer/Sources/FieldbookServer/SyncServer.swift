@@ -231,18 +231,19 @@ private struct Routes: Sendable {
 
     /// Reads a push in its turn at the body gate, checks its clock, server identity and bases, and stores it.
     func take(_ request: Request, identity: Identity) async throws -> (PushRequest, PushResponse) {
-        let push = try await gate.run {
+        let (push, translated) = try await gate.run {
             let bytes = try await SyncServer.body(request, limit: configuration.maxBodyBytes)
             let (push, served) = try await parsed(bytes) {
                 try PushRequest(
                     utf8: bytes, schema: $0, maxChanges: configuration.maxBatch, maxValues: configuration.maxJSONValues)
             }
-            guard let served else { return push }
+            guard let served else { return (push, false) }
             // A device of an earlier version: its changes as the newest version reads them.
-            return PushRequest(
+            let upgraded = PushRequest(
                 schema: SchemaVersion(served.translation.newer), device: push.device,
-                changes: push.changes.map(served.translation.upgrade), server: push.server,
+                changes: push.changes.map { served.translation.upgrade($0) }, server: push.server,
                 deviceName: push.deviceName)
+            return (upgraded, true)
         }
         if let bound = configuration.maxClockAhead {
             try ClockBound.check(push, now: ClockBound.now(), bound: bound)
@@ -258,6 +259,7 @@ private struct Routes: Sendable {
             try await readiness.guarding { try await storage.push(push, identity: identity) }
         }
         response.server = standing.identity
+        if translated { response.newestSchema = push.schema.version }
         return (push, response)
     }
 

@@ -11,7 +11,8 @@ import Foundation
 import Testing
 
 /// The bundled schema's next version: `finding.description` renamed `details`, `finding.results`
-/// retired, `finding.accepted_on` added, and a status `waived` between `completed` and `closed`.
+/// retired, `finding.accepted_on` and `finding.source` (with a default) added, and a status
+/// `waived` between `completed` and `closed`.
 func nextInspectionVersion() throws -> Schema {
     var text = String(decoding: BundledSchemas.inspection, as: UTF8.self)
     for (old, new) in [
@@ -22,7 +23,7 @@ func nextInspectionVersion() throws -> Schema {
         ),
         (
             #"{"name": "description", "label": "描述 Description", "type": "text", "maxLength": 8000, "policy": "manual"},"#,
-            #"{"name": "details", "renamedFrom": "description", "label": "描述 Description", "type": "text", "maxLength": 8000, "policy": "manual"}, {"name": "accepted_on", "type": "date", "policy": "lww"},"#
+            #"{"name": "details", "renamedFrom": "description", "label": "描述 Description", "type": "text", "maxLength": 8000, "policy": "manual"}, {"name": "accepted_on", "type": "date", "policy": "lww"}, {"name": "source", "type": "text", "default": "巡察", "policy": "lww"},"#
         ),
         (
             #"{"name": "results", "label": "现阶段成效 Results", "type": "text","#,
@@ -126,11 +127,13 @@ struct SchemaFleetTests {
             try new.update("finding", id: first, ["status": "waived"])
             _ = try await new.sync(HTTPTransport(server: url, token: token))
 
-            // The first sync learns of the version: a page with nothing but the announcement.
+            // The first sync learns of the version: a page with nothing but the announcement. The
+            // finding it adds is given the newer version's default by the server.
             try old.update("finding", id: second, ["description": "档案室"])
+            let third = try old.insert("finding", ["site": .text(site), "title": "扶手松动"])
             let learned = try await old.sync(HTTPTransport(server: url, token: token))
             #expect(learned.newestSchema == next.version)
-            #expect(learned.pushed == 1)
+            #expect(learned.pushed == 2)
             #expect(learned.pulled == 0)
             #expect(old.newestSchema == nil, "this store object reads what it was opened with")
             // The pages hold a value only the newer version defines: this object cannot read them.
@@ -161,11 +164,20 @@ struct SchemaFleetTests {
             #expect(upgraded.newestSchema == nil)
             #expect(try upgraded.record("finding", id: second)?["details"] == "档案室东")
             #expect(try upgraded.pendingChanges().map { $0.fields.map(\.field) } == [["details"]])
+            // Its own finding, added before it knew the field, has the default, as on the server;
+            // the findings that existed before the field have none.
+            #expect(try upgraded.record("finding", id: third)?["source"] == "巡察")
+            #expect(try upgraded.record("finding", id: first)?["source"] == .null)
             let report = try await upgraded.sync(HTTPTransport(server: url, token: token))
             #expect(report.pushed == 1)
             #expect(report.newestSchema == nil)
             _ = try await new.sync(HTTPTransport(server: url, token: token))
             #expect(try new.record("finding", id: second)?["details"] == "档案室东")
+            #expect(try new.record("finding", id: third)?["source"] == "巡察")
+            #expect(try new.record("finding", id: first)?["source"] == .null)
+            for finding in [first, second, third] {
+                #expect(try upgraded.record("finding", id: finding) == new.record("finding", id: finding))
+            }
         }
     }
 }

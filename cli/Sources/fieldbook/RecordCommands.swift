@@ -292,6 +292,11 @@ struct History: AsyncParsableCommand {
             }
             let me = device.store.deviceID
             let names = try device.deviceNames()
+            // A renamed field shows under its name, with the name it had before (its history may
+            // hold changes made under that one).
+            let formerly = { (field: String?) -> String? in
+                field.flatMap { try? device.entity(entity).field($0)?.renamedFrom }
+            }
             if self.device.json {
                 printJSON(
                     .array(
@@ -309,7 +314,9 @@ struct History: AsyncParsableCommand {
                                 ("device", .string(e.device)),
                                 ("device_name", names[e.device].map(JSON.string) ?? .null),
                                 ("operation", .string(e.operation.description)),
-                                ("field", e.field.map(JSON.string) ?? .null), ("old", e.old.json), ("new", e.new.json),
+                                ("field", e.field.map(JSON.string) ?? .null),
+                                ("formerly", formerly(e.field).map(JSON.string) ?? .null), ("old", e.old.json),
+                                ("new", e.new.json),
                             ])
                         }))
                 return
@@ -320,7 +327,9 @@ struct History: AsyncParsableCommand {
                     CalendarText.timestamp(millisecondsSince1970: Int64(e.timestamp.millis)),
                     e.author ?? (e.device == me ? device.config.name ?? "this device" : ""),
                     deviceLabel(e.device, names),
-                    e.field ?? "(deleted)", e.old.description, e.new.description,
+                    e.field.map { field in formerly(field).map { "\(field) (formerly \($0))" } ?? field }
+                        ?? "(deleted)",
+                    e.old.description, e.new.description,
                 ])
             }
             print(table.render())
