@@ -111,6 +111,16 @@ public struct HTTPTransport: SyncTransport {
         }
     }
 
+    /// What the device's earlier version left out of the changes it pulled (`POST /v1/catch-up`).
+    public func catchUp(_ request: CatchUpRequest, schema: Schema) async throws -> CatchUpResponse {
+        var body: [UInt8] = []
+        request.encode(to: &body)
+        let bytes = try await send("v1/catch-up", body)
+        do { return try CatchUpResponse(utf8: bytes, schema: schema) } catch {
+            throw SyncError(.badResponse, "the catch-up answer is not one: \(error.message)", underlying: error)
+        }
+    }
+
     /// The version `version` of the server's schema (`GET /v1/schema?version=N`).
     public func schema(version: Int) async throws -> Schema {
         let bytes = try await send("v1/schema", nil, query: "version=\(version)")

@@ -83,6 +83,19 @@ extension Store {
         for sql in steps { try db.execute(sql: sql.sql, arguments: sql.arguments) }
         // What the server translated was from the version left behind.
         try db.execute(sql: "DELETE FROM _fieldbook_meta WHERE key = 'translated_from'")
+        // What was pulled in the old version lacks what it did not know: asked for at the next
+        // sync (`Store.catchUp`), from the oldest version not caught up from.
+        let cursor = try Int64.fetchOne(db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'cursor'") ?? 0
+        if cursor > 0 {
+            let pending = try String.fetchOne(db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'catch_up'")
+                .flatMap { try? JSON(parsing: $0) }
+            var from = Int64(stored.version)
+            if case .int(let earlier)? = pending?["from"] { from = min(from, earlier) }
+            let plan = JSON.object([("from", .int(from)), ("after", .int(0)), ("until", .int(cursor))])
+            try db.execute(
+                sql: "INSERT OR REPLACE INTO _fieldbook_meta (key, value) VALUES ('catch_up', ?)",
+                arguments: [plan.serialized])
+        }
         try recordSchema(db, schema)
     }
 

@@ -224,4 +224,47 @@ extension Store.Transaction {
         try db.execute(
             sql: "DELETE FROM _record_state WHERE entity = ? AND record = ?", arguments: [table.entity.name, record])
     }
+
+    /// Applies changes a catch-up brought, whole (``Store/catchUp(_:options:)``): each replaces the
+    /// copy of it this device received without some fields, or, never received (its entity was
+    /// unknown), is added to its record's chain; then each record they touch is written again.
+    /// This device's own changes are skipped: its changelog was translated when it upgraded.
+    func applyCatchUp(_ changes: [Change]) throws {
+        var touched: [(table: EntityTable, id: String)] = []
+        var seen: Set<RecordRef> = []
+        var text: [UInt8] = []
+        for change in changes where change.device != store.deviceID {
+            guard let table = store.tables[change.entity], let serverSequence = change.serverSequence else { continue }
+            text.removeAll(keepingCapacity: true)
+            FieldChange.encode(change.fields, to: &text)
+            let fields = String(decoding: text, as: UTF8.self)
+            try db.execute(sql: "UPDATE _received SET fields = ? WHERE sseq = ?", arguments: [fields, serverSequence])
+            if db.changesCount == 0 {
+                let head = try Int64.fetchOne(
+                    db, sql: "SELECT received FROM _record_state WHERE entity = ? AND record = ?",
+                    arguments: [change.entity, change.recordID])
+                // Added at the end of the record's chain only (the answer is in server order).
+                if let head, head > serverSequence { continue }
+                try db.execute(
+                    sql: """
+                        INSERT INTO _received (sseq, device, seq, author, entity, record, prev, op, hlc, base, fields)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        """,
+                    arguments: [
+                        serverSequence, change.device, change.sequence, change.author, change.entity,
+                        change.recordID, head, Int64(change.operation.rawValue),
+                        Int64(bitPattern: change.timestamp.rawValue), change.base, fields,
+                    ])
+                try db.execute(
+                    sql: """
+                        INSERT INTO _record_state (entity, record, state, folded, received) VALUES (?, ?, '', 0, ?)
+                        ON CONFLICT (entity, record) DO UPDATE SET received = excluded.received
+                        """, arguments: [change.entity, change.recordID, serverSequence])
+            }
+            if seen.insert(RecordRef(entity: change.entity, id: change.recordID)).inserted {
+                touched.append((table, change.recordID))
+            }
+        }
+        for (table, id) in touched { try rebuild(table, id) }
+    }
 }

@@ -201,6 +201,7 @@ extension Store {
         _ transport: any SyncTransport, options: SyncOptions = SyncOptions(),
         progress: (_ applied: Int, _ cursor: Int64) -> Void = { _, _ in }
     ) async throws -> (applied: Int, cursor: Int64) {
+        try await catchUp(transport, options: options)
         do {
             return try await pullNew(transport, options: options, progress: progress)
         } catch let error as SyncError where error.serverChanged != nil {
@@ -301,6 +302,48 @@ extension Store {
             }
             arriving = next
             pending = received
+        }
+    }
+
+    /// After an upgrade: asks the server for what the earlier version left out of the changes this
+    /// device pulled in it (``CatchUpRequest``), and writes the records they touch again. Each answer
+    /// is applied with where it stopped, in one transaction: cut off, it goes on from there.
+    func catchUp(_ transport: any SyncTransport, options: SyncOptions) async throws {
+        while let plan = try await read({ tx in
+            try String.fetchOne(tx.db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'catch_up'")
+        }).flatMap({ try? JSON(parsing: $0) }) {
+            guard case .int(let from)? = plan["from"], case .int(let after)? = plan["after"],
+                case .int(let until)? = plan["until"]
+            else {
+                try await write { try $0.db.execute(sql: "DELETE FROM _fieldbook_meta WHERE key = 'catch_up'") }
+                return
+            }
+            let request = CatchUpRequest(
+                schema: SchemaVersion(schema), device: deviceID, from: Int(from), after: after, until: until)
+            let schema = self.schema
+            let answer = try await retrying(options) { try await transport.catchUp(request, schema: schema) }
+            guard answer.after > after || answer.done, answer.after <= until else {
+                throw SyncError(.badResponse, "the catch-up answer does not move on from \(after)")
+            }
+            var previous = after
+            for change in answer.changes {
+                guard let serverSequence = change.serverSequence, serverSequence > previous, serverSequence <= until
+                else { throw SyncError(.badResponse, "the catch-up answer's changes are out of order or range") }
+                previous = serverSequence
+            }
+            try await write { tx in
+                try tx.applyCatchUp(answer.changes)
+                if answer.done {
+                    try tx.db.execute(sql: "DELETE FROM _fieldbook_meta WHERE key = 'catch_up'")
+                } else {
+                    let next = JSON.object([
+                        ("from", .int(from)), ("after", .int(answer.after)), ("until", .int(until)),
+                    ])
+                    try tx.db.execute(
+                        sql: "UPDATE _fieldbook_meta SET value = ? WHERE key = 'catch_up'", arguments: [next.serialized]
+                    )
+                }
+            }
         }
     }
 

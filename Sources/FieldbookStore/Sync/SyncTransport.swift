@@ -22,6 +22,9 @@ public protocol SyncTransport: Sendable {
     /// The version `version` of the server's schema: a device fetches the newest version a page
     /// announces (``PullResponse/newestSchema``). The default refuses (the transport cannot ask).
     func schema(version: Int) async throws -> Schema
+    /// Asks for what the device's earlier version left out of the changes it pulled
+    /// (``CatchUpRequest``). The default refuses (the transport cannot ask).
+    func catchUp(_ request: CatchUpRequest, schema: Schema) async throws -> CatchUpResponse
 }
 
 extension SyncTransport {
@@ -33,6 +36,11 @@ extension SyncTransport {
     /// Refuses: this transport cannot fetch a schema version.
     public func schema(version: Int) async throws -> Schema {
         throw SyncError(.badResponse, "this transport cannot fetch schema version \(version)")
+    }
+
+    /// Refuses: this transport cannot ask to catch up.
+    public func catchUp(_ request: CatchUpRequest, schema: Schema) async throws -> CatchUpResponse {
+        throw SyncError(.badResponse, "this transport cannot ask to catch up from schema version \(request.from)")
     }
 
     /// Reads the body back into a `PushRequest` and sends it with ``push(_:)``.

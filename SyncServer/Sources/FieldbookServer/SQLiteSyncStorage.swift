@@ -83,11 +83,14 @@ public final class SQLiteSyncStorage: SyncStorage {
             try db.execute(
                 sql: """
                     CREATE TABLE schema_history (
-                        version INTEGER PRIMARY KEY NOT NULL, schema TEXT NOT NULL, published_at TEXT) STRICT;
+                        version INTEGER PRIMARY KEY NOT NULL, schema TEXT NOT NULL, published_at TEXT, head INTEGER)
+                        STRICT;
                     INSERT INTO schema_history (version, schema)
                         SELECT CAST(v.value AS INTEGER), s.value FROM meta AS v, meta AS s
                         WHERE v.key = 'schema_version' AND s.key = 'schema';
                     """)
+        } else if try !db.columns(in: "schema_history").contains(where: { $0.name == "head" }) {
+            try db.execute(sql: "ALTER TABLE schema_history ADD COLUMN head INTEGER")
         }
         // The scope index (docs/protocol.md, "Scopes"): each record's entry (under a number of its
         // own, `rid`) and keys, the records that follow each record, and each key's log, read by
@@ -147,7 +150,7 @@ public final class SQLiteSyncStorage: SyncStorage {
                 arguments: [schema.name, schema.version, schema.json.serialized])
             try addColumns(db)
             try db.execute(
-                sql: "UPDATE schema_history SET published_at = ?",
+                sql: "UPDATE schema_history SET published_at = ?, head = 0",
                 arguments: [ISO8601DateFormatter().string(from: Date())])
             return schema
         }
@@ -175,7 +178,8 @@ public final class SQLiteSyncStorage: SyncStorage {
         try db.execute(
             sql: """
                 UPDATE meta SET value = ? WHERE key = 'schema_version'; UPDATE meta SET value = ? WHERE key = 'schema';
-                INSERT INTO schema_history (version, schema, published_at) VALUES (?, ?, ?);
+                INSERT INTO schema_history (version, schema, published_at, head)
+                    VALUES (?, ?, ?, (SELECT coalesce(max(sseq), 0) FROM changes));
                 """,
             arguments: [
                 schema.version, schema.json.serialized, schema.version, schema.json.serialized,
@@ -221,8 +225,8 @@ public final class SQLiteSyncStorage: SyncStorage {
 
     public func schemaVersions() async throws -> [PublishedSchema] {
         try await pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT schema, published_at FROM schema_history ORDER BY version").map {
-                PublishedSchema(schema: try Schema(json: $0[0] as String), publishedAt: $0[1])
+            try Row.fetchAll(db, sql: "SELECT schema, published_at, head FROM schema_history ORDER BY version").map {
+                PublishedSchema(schema: try Schema(json: $0[0] as String), publishedAt: $0[1], head: $0[2])
             }
         }
     }

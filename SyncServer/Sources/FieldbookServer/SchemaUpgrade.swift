@@ -84,10 +84,14 @@ public struct PublishedSchema: Sendable, Hashable {
     /// When the store took it, ISO 8601 UTC; nil for the version a store held before it kept a
     /// history.
     public var publishedAt: String?
+    /// The last server sequence number when the store took it: no change before it names what the
+    /// version added (0 for the first version, nil for one taken before stores noted it).
+    public var head: Int64?
 
     /// A version from its parts.
-    public init(schema: Schema, publishedAt: String?) {
+    public init(schema: Schema, publishedAt: String?, head: Int64? = nil) {
         self.schema = schema
         self.publishedAt = publishedAt
+        self.head = head
     }
 }

@@ -173,6 +173,7 @@ private struct Routes: Sendable {
         router.post("/v1/push") { request, context in try await push(request, context: context) }
         router.post("/v1/pull") { request, context in try await pull(request, context: context) }
         router.get("/v1/conflicts") { request, _ in try await conflicts(request) }
+        router.post("/v1/catch-up") { request, _ in try await catchUp(request) }
     }
 
     /// Liveness: the process answers, and says whether its store does.
@@ -343,6 +344,42 @@ private struct Routes: Sendable {
         return response
     }
 
+    /// `POST /v1/catch-up`: for a device that has upgraded from an earlier version, the changes up to
+    /// its cursor then that it pulled without some of their fields (or not at all), whole, one page
+    /// of the log at a time (docs/protocol.md, "Schema versions"). Only the log after the version
+    /// that followed its earlier one was published is read.
+    func catchUp(_ request: Request) async throws -> Response {
+        try readiness.check()
+        let identity = try await SyncServer.authenticate(request, storage, readiness)
+        let (asked, served) = try await gate.run {
+            let bytes = try await SyncServer.body(request, limit: configuration.maxPullBodyBytes)
+            return try await parsed(bytes) { try CatchUpRequest(utf8: bytes, schema: $0) }
+        }
+        let history = try await readiness.guarding { try await storage.schemaVersions() }
+        guard let earlier = try await readiness.guarding({ try await versions.served(asked.from) }) else {
+            throw WireError(.schemaMismatch, "the server holds no schema version \(asked.from) to catch up from")
+        }
+        let published = history.first { $0.schema.version > asked.from }?.head ?? 0
+        var pull = PullRequest(
+            schema: SchemaVersion(earlier.translation.newer), device: asked.device,
+            cursor: max(asked.after, published), limit: configuration.maxPage)
+        pull.scopeGeneration = identity.scopeGeneration
+        var response = CatchUpResponse(changes: [], after: asked.until, done: true)
+        if pull.cursor < asked.until {
+            let page = try await readiness.guarding { [pull] in try await storage.pull(pull, identity: identity) }
+            let reached = min(page.cursor, asked.until)
+            response.changes = page.changes.filter {
+                ($0.serverSequence ?? .max) <= asked.until && earlier.translation.loses($0)
+            }
+            if let served { response.changes = response.changes.compactMap(served.translation.downgrade) }
+            response.after = reached
+            response.done = !page.more || reached >= asked.until
+        }
+        var out: [UInt8] = []
+        response.encode(to: &out)
+        return SyncServer.jsonResponse(bytes: out)
+    }
+
     /// `GET /v1/conflicts`: the open conflicts, each with its sides.
     func conflicts(_ request: Request) async throws -> Response {
         try readiness.check()
@@ -368,6 +405,7 @@ private struct Routes: Sendable {
     static func refuseOtherMethods(on router: Router<BasicRequestContext>) {
         for (path, allowed) in [
             ("/health", "GET, HEAD"), ("/ready", "GET, HEAD"), ("/v1/schema", "GET"), ("/v1/push", "POST"),
+            ("/v1/catch-up", "POST"),
             ("/v1/pull", "POST"), ("/v1/conflicts", "GET"),
         ] {
             let methods: [HTTPRequest.Method] = [.get, .head, .post, .put, .delete, .patch, .options, .trace]

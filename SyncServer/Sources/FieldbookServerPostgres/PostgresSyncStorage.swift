@@ -170,7 +170,7 @@ public final class PostgresSyncStorage: SyncStorage {
                 PostgresQuery(
                     unsafeSQL: """
                         CREATE TABLE \(t("schema_history")) (version BIGINT PRIMARY KEY, schema TEXT NOT NULL,
-                            published_at TEXT)
+                            published_at TEXT, head BIGINT)
                         """), logger: logger)
             try await c.query(
                 """
@@ -179,6 +179,9 @@ public final class PostgresSyncStorage: SyncStorage {
                 WHERE v.key = 'schema_version' AND s.key = 'schema'
                 """, logger: logger)
         }
+        try await c.query(
+            PostgresQuery(unsafeSQL: "ALTER TABLE \(t("schema_history")) ADD COLUMN IF NOT EXISTS head BIGINT"),
+            logger: logger)
     }
 
     public func migrate() async throws {
@@ -227,7 +230,8 @@ public final class PostgresSyncStorage: SyncStorage {
                     """, logger: logger)
                 try await addColumns(c)
                 try await c.query(
-                    "UPDATE \(unescaped: t("schema_history")) SET published_at = \(Self.now())", logger: logger)
+                    "UPDATE \(unescaped: t("schema_history")) SET published_at = \(Self.now()), head = 0",
+                    logger: logger)
                 try await migrateScopeIndex(c, schema: schema)
                 return schema
             }
@@ -283,8 +287,9 @@ public final class PostgresSyncStorage: SyncStorage {
         try await c.query("UPDATE \(unescaped: t("meta")) SET value = \(text) WHERE key = 'schema'", logger: logger)
         try await c.query(
             """
-            INSERT INTO \(unescaped: t("schema_history")) (version, schema, published_at)
-            VALUES (\(schema.version), \(text), \(Self.now()))
+            INSERT INTO \(unescaped: t("schema_history")) (version, schema, published_at, head)
+            VALUES (\(schema.version), \(text), \(Self.now()),
+                (SELECT coalesce(max(sseq), 0) FROM \(unescaped: t("changes"))))
             """, logger: logger)
     }
 
@@ -334,10 +339,10 @@ public final class PostgresSyncStorage: SyncStorage {
 
     public func schemaVersions() async throws -> [PublishedSchema] {
         try await client.query(
-            "SELECT schema, published_at FROM \(unescaped: t("schema_history")) ORDER BY version", logger: logger
+            "SELECT schema, published_at, head FROM \(unescaped: t("schema_history")) ORDER BY version", logger: logger
         ).collect().map {
-            let (text, at) = try $0.decode((String, String?).self)
-            return PublishedSchema(schema: try Schema(json: text), publishedAt: at)
+            let (text, at, head) = try $0.decode((String, String?, Int64?).self)
+            return PublishedSchema(schema: try Schema(json: text), publishedAt: at, head: head)
         }
     }
 

@@ -11,8 +11,8 @@ import Foundation
 import Testing
 
 /// The bundled schema's next version: `finding.description` renamed `details`, `finding.results`
-/// retired, `finding.accepted_on` and `finding.source` (with a default) added, and a status
-/// `waived` between `completed` and `closed`.
+/// retired, `finding.accepted_on` and `finding.source` (with a default) added, a status `waived`
+/// between `completed` and `closed`, and an entity `acceptance` that follows its finding.
 func nextInspectionVersion() throws -> Schema {
     var text = String(decoding: BundledSchemas.inspection, as: UTF8.self)
     for (old, new) in [
@@ -36,6 +36,17 @@ func nextInspectionVersion() throws -> Schema {
         (
             #""order": ["not_started", "in_progress", "completed", "closed"], "epoch""#,
             #""order": ["not_started", "in_progress", "completed", "waived", "closed"], "epoch""#
+        ),
+        (
+            "    }\n  ]\n}",
+            """
+                },
+                {"name": "acceptance", "label": "验收 Acceptance", "follows": ["finding"], "fields": [
+                  {"name": "finding", "type": "reference", "entity": "finding", "required": true, "policy": "lww"},
+                  {"name": "passed", "type": "boolean", "policy": "lww"}]}
+              ]
+            }
+            """
         ),
     ] {
         precondition(text.contains(old), "the bundled schema changed: \(old)")
@@ -178,6 +189,54 @@ struct SchemaFleetTests {
             for finding in [first, second, third] {
                 #expect(try upgraded.record("finding", id: finding) == new.record("finding", id: finding))
             }
+        }
+    }
+
+    @Test(
+        "a device that stayed behind, then upgrades, catches up on what its version left out, and holds what a device of the newer version holds",
+        arguments: Backend.all)
+    func catchUp(_ backend: Backend) async throws {
+        let dir = TemporaryDirectory()
+        let storage = try await makeStorage(dir, backend)
+        let token = try await storage.createToken(name: "王芳", role: "office")
+        let next = try nextInspectionVersion()
+        let path = dir.path("old.sqlite")
+        let first = try Store(path: path, schema: schema)
+        let site = try first.insert("site", ["name": "城关敬老院", "kind": "elderly_home", "town": "甲镇"])
+        var findings: [String] = []
+        for n in 0..<4 {
+            findings.append(try first.insert("finding", ["site": .text(site), "title": .text("问题\(n)")]))
+        }
+        let ids = findings
+        try await withServer(storage: storage) { url in
+            _ = try await first.sync(HTTPTransport(server: url, token: token))
+            try await storage.publish(next)
+            #expect(try await first.sync(HTTPTransport(server: url, token: token)).newestSchema == next.version)
+            // It stays: opened again with its own version.
+            let stayed = try Store(path: path, schema: schema)
+            let new = try Store(path: dir.path("new.sqlite"), schema: next)
+            _ = try await new.sync(HTTPTransport(server: url, token: token))
+            try new.update("finding", id: ids[0], ["accepted_on": "2026-12-01", "details": "东侧", "status": "waived"])
+            try new.update("finding", id: ids[1], ["accepted_on": "2026-12-02"])
+            let acceptance = try new.insert("acceptance", ["finding": .text(ids[0]), "passed": true])
+            let added = try new.insert("finding", ["site": .text(site), "title": "新问题", "accepted_on": "2026-12-03"])
+            _ = try await new.sync(HTTPTransport(server: url, token: token))
+            _ = try await stayed.sync(HTTPTransport(server: url, token: token))
+            #expect(try stayed.record("finding", id: ids[0])?["description"] == "东侧")
+            #expect(try stayed.record("finding", id: added)?["title"] == "新问题")
+
+            // It upgrades: the fields and the entity its version left out come with its next sync.
+            let upgraded = try Store(path: path, schema: next)
+            #expect(try upgraded.record("finding", id: ids[1])?["accepted_on"] == .null, "not caught up yet")
+            #expect(try upgraded.record("acceptance", id: acceptance) == nil)
+            _ = try await upgraded.sync(HTTPTransport(server: url, token: token))
+            #expect(try upgraded.record("finding", id: ids[1])?["accepted_on"] == "2026-12-02")
+            #expect(try upgraded.record("acceptance", id: acceptance)?["passed"] == true)
+            _ = try await new.sync(HTTPTransport(server: url, token: token))
+            for entity in ["site", "finding", "acceptance"] {
+                #expect(try upgraded.fetch(Query(entity)) == new.fetch(Query(entity)), "\(entity)")
+            }
+            #expect(try upgraded.conflicts() == new.conflicts())
         }
     }
 }
