@@ -83,6 +83,13 @@ extension Store {
         for sql in steps { try db.execute(sql: sql.sql, arguments: sql.arguments) }
         // What the server translated was from the version left behind.
         try db.execute(sql: "DELETE FROM _fieldbook_meta WHERE key = 'translated_from'")
+        // The changes made so far may come back from the server otherwise than this device now
+        // holds them (`Store.adoptThrough`).
+        try db.execute(
+            sql: """
+                INSERT OR REPLACE INTO _fieldbook_meta (key, value)
+                SELECT 'adopt_through', coalesce(max(seq), 0) FROM _changelog
+                """)
         // What was pulled in the old version lacks what it did not know: asked for at the next
         // sync (`Store.catchUp`), from the oldest version not caught up from.
         let cursor = try Int64.fetchOne(db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'cursor'") ?? 0

@@ -65,6 +65,10 @@ public final class Store: Sendable {
     /// upgrade (``Store/init(path:schema:configuration:)`` migrates the records and the changes
     /// not yet pushed), or keep the version it has: a device one version behind, or ten, syncs.
     public let newestSchema: Schema?
+    /// The last change this device made before it last upgraded its schema: those up to it that
+    /// come back in pulls are compared with the server's copy (``Store/Transaction`` adopts the
+    /// server's). 0 if it never upgraded.
+    let adoptThrough: Int64
     /// This device's id, made when the store was created.
     public let deviceID: String
     /// The path of the SQLite file.
@@ -149,6 +153,12 @@ public final class Store: Sendable {
             }
         }.flatMap { try? Schema(json: $0) }.flatMap { $0.name == schema.name && $0.version > schema.version ? $0 : nil }
         newestSchema = newest
+        adoptThrough =
+            try StoreError.database {
+                try pool.read { db in
+                    try Int64.fetchOne(db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'adopt_through'")
+                }
+            } ?? 0
         let running =
             newest.map { newest in
                 let translation = SchemaTranslation([schema, newest])

@@ -435,12 +435,25 @@ package struct PushPlan: Sendable {
         a.count == b.count && Set(a) == Set(b)
     }
 
-    /// Whether a stored change's field text holds the field changes of `change`, in any order.
+    /// Whether a stored change's field text holds the field changes of `change`, in any order. An
+    /// insert sent again may also hold, beyond what was stored, fields set to their defaults: the
+    /// defaults of fields a schema version published between the two sends added, which the
+    /// device's version or the server's translation gave it the second time (docs/protocol.md,
+    /// "Schema versions"). The stored change stands; the device adopts it when it pulls it.
     private func storedFields(_ text: String, match change: Change) -> Bool {
         guard let entity = schema.entity(change.entity),
             let stored = try? FieldChange.decode(utf8: Array(text.utf8), entity: entity)
         else { return false }
-        return Self.sameFields(stored, change.fields)
+        if Self.sameFields(stored, change.fields) { return true }
+        guard change.operation == .insert, stored.count < change.fields.count else { return false }
+        let held = Set(stored)
+        let storedNames = Set(stored.map(\.field))
+        return held.isSubset(of: Set(change.fields))
+            && change.fields.allSatisfy { field in
+                held.contains(field)
+                    || (!storedNames.contains(field.field)
+                        && entity.field(field.field).map { field.kind == .set($0.insertDefault ?? .null) } == true)
+            }
     }
 
     private static func reused(_ sequence: Int64) -> WireError {

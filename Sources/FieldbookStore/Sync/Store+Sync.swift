@@ -657,13 +657,45 @@ extension Store.Transaction {
         // each change read in place, not copied (and its strings retained) first.
         try noteDeviceNames(received.page.deviceNames)
         try noteOwnServerSequences(received)
+        let adopted = try adoptStoredOwnChanges(received)
         var states: [(state: RecordState, folded: Int64, received: Int64?)] = []
         states.reserveCapacity(received.groups.count)
         for group in received.groups {
             states.append(try mergeState(entityTable(group.ref.entity), group.ref.id))
         }
         let new = try recordReceived(received, previous: &states)
-        return try merge(received, into: &states, new: new)
+        let merged = try merge(received, into: &states, new: new)
+        for (table, id) in adopted { try rebuild(table, id) }
+        return merged
+    }
+
+    /// After an upgrade, this device's changes made before it come back in pulls as the server
+    /// stored them, which may differ from this device's copy by a schema version's defaults (an
+    /// insert sent before a version was published, and again after: the server kept the first).
+    /// The server's copy stands: this device takes it and writes the record again. Returns the
+    /// records to write.
+    private func adoptStoredOwnChanges(_ received: ReceivedPage) throws -> [(table: EntityTable, id: String)] {
+        guard store.adoptThrough > 0 else { return [] }
+        var adopted: [(table: EntityTable, id: String)] = []
+        var text: [UInt8] = []
+        for (position, change) in received.page.changes.enumerated()
+        where received.group[position] == nil && change.sequence <= store.adoptThrough {
+            guard
+                let mine = try String.fetchOne(
+                    db, sql: "SELECT fields FROM _changelog WHERE seq = ? AND entity = ? AND record = ?",
+                    arguments: [change.sequence, change.entity, change.recordID])
+            else { continue }
+            let table = try entityTable(change.entity)
+            let held = try FieldChange.decode(utf8: Array(mine.utf8), entity: table.entity)
+            guard Set(held) != Set(change.fields) else { continue }
+            text.removeAll(keepingCapacity: true)
+            FieldChange.encode(change.fields, to: &text)
+            try db.execute(
+                sql: "UPDATE _changelog SET fields = ? WHERE seq = ?",
+                arguments: [String(decoding: text, as: UTF8.self), change.sequence])
+            adopted.append((table, change.recordID))
+        }
+        return adopted
     }
 
     /// Keeps the names other devices gave themselves, as the server passed them on.
