@@ -49,9 +49,6 @@ public struct SchemaTranslation: Sendable {
         self.backward = backward
     }
 
-    /// Whether the two versions name and hold the same things (a change reads the same in both).
-    public var isIdentity: Bool { older == newer }
-
     /// `change`, written for `older`, as `newer` reads it; `defaults`: whether an insert is given
     /// the defaults of the fields `older` lacks (as a server does for a push of `older`).
     public func upgrade(_ change: Change, defaults: Bool = true) -> Change {
