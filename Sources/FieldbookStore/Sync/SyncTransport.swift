@@ -20,10 +20,10 @@ public protocol SyncTransport: Sendable {
     /// ends. The default reads the page with ``pull(_:schema:)``.
     func pullArriving(_ request: PullRequest, schema: Schema) async throws -> ArrivingPage
     /// The version `version` of the server's schema: a device fetches the newest version a page
-    /// announces (``PullResponse/newestSchema``). The default refuses (the transport cannot ask).
+    /// announces (`PullResponse.newestSchema`). The default refuses (the transport cannot ask).
     func schema(version: Int) async throws -> Schema
     /// Asks for what the device's earlier version left out of the changes it pulled
-    /// (``CatchUpRequest``). The default refuses (the transport cannot ask).
+    /// (`CatchUpRequest`). The default refuses (the transport cannot ask).
     func catchUp(_ request: CatchUpRequest, schema: Schema) async throws -> CatchUpResponse
 }
 
