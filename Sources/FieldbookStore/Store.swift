@@ -137,28 +137,23 @@ public final class Store: Sendable {
                 device: String, clock: HybridTimestamp, base: Int64, correction: (Int64, UInt64), role: String?,
                 scopes: [String]?
             )
-        opened = try StoreError.database {
+        let upgrade: (newest: String?, adoptThrough: Int64, rebuild: Bool)
+        (opened, upgrade) = try StoreError.database {
+            let read = { (db: Database) in (try Self.readState(db, schema: schema), try Self.readUpgrade(db)) }
             if configuration.readOnly {
-                try pool.read { db in try Self.readState(db, schema: schema) }
+                return try pool.read(read)
             } else {
-                try pool.write { db in
+                return try pool.write { db in
                     try Self.migrate(db, to: schema)
-                    return try Self.readState(db, schema: schema)
+                    return try read(db)
                 }
             }
         }
-        let newest = try StoreError.database {
-            try pool.read { db in
-                try String.fetchOne(db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'newest_schema'")
-            }
-        }.flatMap { try? Schema(json: $0) }.flatMap { $0.name == schema.name && $0.version > schema.version ? $0 : nil }
+        let newest = upgrade.newest.flatMap { try? Schema(json: $0) }.flatMap {
+            $0.name == schema.name && $0.version > schema.version ? $0 : nil
+        }
         newestSchema = newest
-        adoptThrough =
-            try StoreError.database {
-                try pool.read { db in
-                    try Int64.fetchOne(db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'adopt_through'")
-                }
-            } ?? 0
+        adoptThrough = upgrade.adoptThrough
         let running =
             newest.map { newest in
                 let translation = SchemaTranslation([schema, newest])
@@ -174,14 +169,23 @@ public final class Store: Sendable {
             WriterState(
                 clock: HybridLogicalClock(last: opened.clock), base: opened.base, correction: opened.correction,
                 role: opened.role, scopeKeys: opened.scopes.map { ScopeIndex.tokenKeys($0) }))
-        if !configuration.readOnly { try rebuildAfterMigration() }
+        if upgrade.rebuild && !configuration.readOnly { try rebuildAfterMigration() }
+    }
+
+    /// What schema versions left for this store: a newer version fetched, the last change made
+    /// before the last upgrade, whether records wait to be written again after a migration.
+    static func readUpgrade(_ db: Database) throws -> (newest: String?, adoptThrough: Int64, rebuild: Bool) {
+        (
+            try String.fetchOne(db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'newest_schema'"),
+            try Int64.fetchOne(db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'adopt_through'") ?? 0,
+            try db.tableExists("_rebuild")
+        )
     }
 
     /// Writes again, from their changes, the records a migration left to write
     /// (`Store.changelogSteps`: this device's inserts given a new field's default), in one
     /// transaction.
     private func rebuildAfterMigration() throws {
-        guard try read({ try $0.db.tableExists("_rebuild") }) else { return }
         try write { tx in
             guard try tx.db.tableExists("_rebuild") else { return }
             for row in try Row.fetchAll(tx.db, sql: "SELECT entity, record FROM _rebuild") {

@@ -188,4 +188,18 @@ struct MigrationTests {
             #"{"schema": "other", "version": 5, "entities": [{"name": "x", "fields": [{"name": "y", "type": "text", "policy": "lww"}]}]}"#
         expectStoreError(.incompatibleStore) { _ = try open(other) }
     }
+
+    @Test("a retired entity's records stay readable; this version writes none")
+    func retiredEntity() throws {
+        let id = try open(Self.v1).insert("site", ["name": "公墓", "kind": "cemetery"])
+        let retired = Self.v1.replacingOccurrences(of: "\"version\": 1", with: "\"version\": 2")
+            .replacingOccurrences(
+                of: #"{"name": "site", "fields""#, with: #"{"name": "site", "retired": true, "fields""#)
+        let store = try open(retired)
+        #expect(try store.record("site", id: id)?["name"] == "公墓")
+        expectStoreError(.immutable) { _ = try store.insert("site", ["name": "新"]) }
+        expectStoreError(.immutable) { try store.update("site", id: id, ["beds": 3]) }
+        expectStoreError(.immutable) { try store.delete("site", id: id) }
+        #expect(try store.fetch(Query("site")).count == 1)
+    }
 }

@@ -359,16 +359,19 @@ extension Store {
         }
         try await write { tx in
             try tx.db.execute(
-                sql: "INSERT OR REPLACE INTO _fieldbook_meta (key, value) VALUES ('newest_schema', ?)",
-                arguments: [newest.json.serialized])
+                sql: """
+                    INSERT OR REPLACE INTO _fieldbook_meta (key, value)
+                    VALUES ('newest_schema', ?), ('newest_schema_version', ?)
+                    """, arguments: [newest.json.serialized, newest.version])
         }
     }
 
-    /// The newest version of the schema this device has fetched, if newer than its own.
+    /// The newest version of the schema this device has fetched, if newer than its own (its number
+    /// kept beside it: read at every pull, without the document).
     func newestSchemaVersion() throws -> Int? {
         try read { tx in
-            try String.fetchOne(tx.db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'newest_schema'")
-        }.flatMap { try? Schema(json: $0) }.map(\.version).flatMap { $0 > schema.version ? $0 : nil }
+            try Int.fetchOne(tx.db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'newest_schema_version'")
+        }.flatMap { $0 > schema.version ? $0 : nil }
     }
 
     /// Refuses a page that breaks the protocol in a way that would lose or skip changes, or loop:

@@ -232,27 +232,18 @@ private struct Routes: Sendable {
 
     /// Reads a push in its turn at the body gate, checks its clock, server identity and bases, and stores it.
     func take(_ request: Request, identity: Identity) async throws -> (PushRequest, PushResponse) {
-        let (push, translated) = try await gate.run {
+        let (first, bytes) = try await gate.run {
             let bytes = try await SyncServer.body(request, limit: configuration.maxBodyBytes)
-            let (push, served) = try await parsed(bytes) {
-                try PushRequest(
-                    utf8: bytes, schema: $0, maxChanges: configuration.maxBatch, maxValues: configuration.maxJSONValues)
-            }
-            guard let served else { return (push, false) }
-            // A device of an earlier version: its changes as the newest version reads them.
-            let upgraded = PushRequest(
-                schema: SchemaVersion(served.translation.newer), device: push.device,
-                changes: push.changes.map { served.translation.upgrade($0) }, server: push.server,
-                deviceName: push.deviceName)
-            return (upgraded, true)
+            return (try await readPush(bytes), bytes)
         }
         if let bound = configuration.maxClockAhead {
-            try ClockBound.check(push, now: ClockBound.now(), bound: bound)
+            try ClockBound.check(first.0, now: ClockBound.now(), bound: bound)
         }
         // Checked before the store is: a push whose bases count in another numbering would be
         // merged as if its writer had seen other changes.
-        let standing = try await readiness.guarding { try await storage.standing(device: push.device) }
-        try await takeNewerSchema(standing, request: push.schema)
+        let standing = try await readiness.guarding { try await storage.standing(device: first.0.device) }
+        let (push, translated) =
+            try await takeNewerSchema(standing, request: first.0.schema) ? try await readPush(bytes) : first
         // A base is the writer's cursor: one past the last change is as sure a sign of lost changes.
         let base = push.changes.reduce(0) { max($0, $1.base) }
         try standing.check(server: push.server, cursor: base, token: identity.tokenID)
@@ -262,6 +253,21 @@ private struct Routes: Sendable {
         response.server = standing.identity
         if translated { response.newestSchema = push.schema.version }
         return (push, response)
+    }
+
+    /// Reads a push; one of an earlier version comes as the newest version reads it (and says so).
+    func readPush(_ bytes: [UInt8]) async throws -> (PushRequest, translated: Bool) {
+        let (push, served) = try await parsed(bytes) {
+            try PushRequest(
+                utf8: bytes, schema: $0, maxChanges: configuration.maxBatch, maxValues: configuration.maxJSONValues)
+        }
+        guard let served else { return (push, false) }
+        // A device of an earlier version: its changes as the newest version reads them.
+        let upgraded = PushRequest(
+            schema: SchemaVersion(served.translation.newer), device: push.device,
+            changes: push.changes.map { served.translation.upgrade($0) }, server: push.server,
+            deviceName: push.deviceName)
+        return (upgraded, true)
     }
 
     /// Parses a request with the schema this process runs. One that names a newer version makes it
@@ -284,28 +290,39 @@ private struct Routes: Sendable {
         }
     }
 
-    /// The store holds a newer version than the one a request was read with (published by another
-    /// process since this one read it): this process takes it, and refuses the request, which names
-    /// fields as they were.
-    func takeNewerSchema(_ standing: StoreStanding, request: SchemaVersion) async throws {
-        guard let stored = standing.schemaVersion, stored != request.version else { return }
+    /// Whether the store holds a newer version than the one a request was read with (published by
+    /// another process since this one read it): this process takes it, and the request is read
+    /// again in it (as a request of an earlier version, if it is one).
+    func takeNewerSchema(_ standing: StoreStanding, request: SchemaVersion) async throws -> Bool {
+        guard let stored = standing.schemaVersion, stored != request.version else { return false }
         _ = try await readiness.guarding { try await storage.refreshSchema() }
-        try SchemaUpgrade.checkUnchanged(stored: stored, request: request)
+        return true
+    }
+
+    /// Reads a pull, at most ``ServerConfiguration/maxPage``; one of an earlier version names the
+    /// newest, and comes with how to translate its page.
+    func readPull(_ bytes: [UInt8]) async throws -> (PullRequest, ServedVersions.Served?) {
+        var (pull, served) = try await parsed(bytes) { try PullRequest(utf8: bytes, schema: $0) }
+        pull.limit = min(pull.limit, configuration.maxPage)
+        if let served { pull.schema = SchemaVersion(served.translation.newer) }
+        return (pull, served)
     }
 
     /// `POST /v1/pull`: one page of changes after the device's cursor, at most ``ServerConfiguration/maxPage``.
     func pull(_ request: Request, context: BasicRequestContext) async throws -> Response {
         try readiness.check()
         let identity = try await SyncServer.authenticate(request, storage, readiness)
-        var (pull, served) = try await gate.run {
+        var (pull, served, bytes) = try await gate.run {
             let bytes = try await SyncServer.body(request, limit: configuration.maxPullBodyBytes)
-            return try await parsed(bytes) { try PullRequest(utf8: bytes, schema: $0) }
+            let (pull, served) = try await readPull(bytes)
+            return (pull, served, bytes)
         }
-        pull.limit = min(pull.limit, configuration.maxPage)
-        if let served { pull.schema = SchemaVersion(served.translation.newer) }
+        var standing = try await readiness.guarding { [pull] in try await storage.standing(device: pull.device) }
+        if try await takeNewerSchema(standing, request: pull.schema) {
+            (pull, served) = try await readPull(bytes)
+            standing = try await readiness.guarding { [pull] in try await storage.standing(device: pull.device) }
+        }
         let request = pull
-        let standing = try await readiness.guarding { try await storage.standing(device: request.device) }
-        try await takeNewerSchema(standing, request: pull.schema)
         try standing.check(server: pull.server, cursor: pull.cursor, token: identity.tokenID)
         try identity.checkScope(of: pull)
         var page: PullBody

@@ -123,4 +123,25 @@ struct SchemaPublishTests {
         #expect(records[finding]?["details"] == .text("三楼"))
         #expect(records[finding]?["accepted_on"] == .text("2026-12-01"))
     }
+
+    @Test(
+        "a device of the version before syncs at once after another process publishes: its request is read again in the version the server takes",
+        arguments: Backend.all)
+    func publishedElsewhere(_ backend: Backend) async throws {
+        let dir = TemporaryDirectory()
+        let running = try await makeStorage(dir, backend)
+        let token = try await running.createToken(name: "王芳", role: "office")
+        let old = try Store(path: dir.path("old.sqlite"), schema: schema)
+        let site = try old.insert("site", ["name": "幸福院", "kind": "happiness_home", "town": "乙镇"])
+        try await withServer(storage: running) { url in
+            _ = try await old.sync(HTTPTransport(server: url, token: token))
+            try await makeStorage(dir, backend).publish(try nextInspectionVersion())
+            _ = try old.insert("finding", ["site": .text(site), "title": "扶手松动", "description": "二楼"])
+            let report = try await old.sync(HTTPTransport(server: url, token: token))
+            #expect(report.pushed == 1)
+            #expect(report.newestSchema == schema.version + 1)
+            #expect(running.schema.version == schema.version + 1)
+        }
+        #expect(try await snapshot(running)["finding"]?.values.first?["details"] == .text("二楼"))
+    }
 }

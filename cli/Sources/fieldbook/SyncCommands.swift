@@ -54,24 +54,19 @@ struct Sync: AsyncParsableCommand {
             var upgradedFrom: Int?
             do {
                 report = try await device.store.sync(device.transport, options: options)
+                // A newer version learned just now is read once the store is opened again; then the
+                // device moves to it (learned now or at an earlier sync), unless it stays, and syncs on.
+                var again = false
                 if report.newestSchema != nil, device.store.newestSchema == nil {
-                    // Learned of a newer version just now: move to it, or read its values, and sync on.
-                    let from = device.store.schema.version
                     device = try self.device.open()
-                    if !stay, let newest = device.store.newestSchema {
-                        device = try self.device.upgrade(device, to: newest)
-                        upgradedFrom = from
-                    }
-                    let more = try await device.store.sync(device.transport, options: options)
-                    report.pushed += more.pushed
-                    report.pulled += more.pulled
-                    report.cursor = more.cursor
-                    report.newestSchema = more.newestSchema
-                } else if !stay, let newest = device.store.newestSchema {
-                    // Learned at an earlier sync (one with --stay, or cut short): move to it now.
-                    let from = device.store.schema.version
+                    again = true
+                }
+                if !stay, let newest = device.store.newestSchema {
+                    upgradedFrom = device.store.schema.version
                     device = try self.device.upgrade(device, to: newest)
-                    upgradedFrom = from
+                    again = true
+                }
+                if again {
                     let more = try await device.store.sync(device.transport, options: options)
                     report.pushed += more.pushed
                     report.pulled += more.pulled
