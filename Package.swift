@@ -243,6 +243,7 @@ let package = Package(
             dependencies: [
                 "FieldbookCore",
                 "FieldbookStore",
+                "FieldbookSchemas",
                 "FieldbookServerProcess",
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],

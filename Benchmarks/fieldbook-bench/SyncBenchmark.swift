@@ -4,6 +4,7 @@ import FieldbookHTTP
 import FieldbookSchemas
 import FieldbookServerProcess
 import FieldbookStore
+import FieldbookSync
 import Foundation
 import GRDBSQLite
 
@@ -25,6 +26,13 @@ struct SyncBenchmark: AsyncParsableCommand {
             its changes per second are printed beside B's (scoped_pull_per_s, pull_per_s); then another
             new device with the same scope pulls the same pages, from a server whose caches hold them
             now (scoped_pull_again_per_s).
+
+            With --device-schema-version K (1 to 3), the server holds three versions of the schema
+            (version 1 the bundled one; 2 renames the finding's responsible person, adds a field with a
+            default and retires one; 3 adds a field, an enum value and an entity), device A writes in
+            version 3 and device B, of version K, pulls pages the server translates into its version
+            (pull_per_s); then a new device of version 3 pulls the same changes
+            (same_version_pull_per_s), from a server whose caches are warm.
             """)
 
     @Option(help: "How many changes device A makes.")
@@ -44,11 +52,26 @@ struct SyncBenchmark: AsyncParsableCommand {
     @Option(help: "Towns the findings are spread over; a device scoped to one of them pulls after B (0: none).")
     var scopes = 0
 
+    @Option(
+        help: "Device B's schema version, 1 to 3, of a server on version 3 (default: one version, the bundled one).")
+    var deviceSchemaVersion: Int?
+
     @Flag(help: "End with one JSON object on the last line.")
     var json = false
 
     @Option(help: "Directory for the database files (default: a new temporary directory).")
     var directory: String?
+
+    func validate() throws {
+        if let deviceSchemaVersion {
+            guard (1...3).contains(deviceSchemaVersion) else {
+                throw ValidationError("--device-schema-version takes 1, 2 or 3")
+            }
+            guard scopes == 0, !overlap else {
+                throw ValidationError("--device-schema-version runs without --scopes and --overlap")
+            }
+        }
+    }
 
     func run() async throws {
         let dir =
@@ -58,7 +81,14 @@ struct SyncBenchmark: AsyncParsableCommand {
             ).path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { if directory == nil { try? FileManager.default.removeItem(atPath: dir) } }
-        let schema = try Schema(json: BundledSchemas.inspection)
+        // With --device-schema-version: the three versions, as files for the server too.
+        let family = deviceSchemaVersion.map { _ in VersionFamily.documents() } ?? []
+        for (n, document) in family.enumerated() {
+            try document.write(toFile: dir + "/schema-v\(n + 1).json", atomically: true, encoding: .utf8)
+        }
+        let schema = try Schema(json: family.last ?? String(decoding: BundledSchemas.inspection, as: UTF8.self))
+        let deviceSchema = try deviceSchemaVersion.map { try Schema(json: family[$0 - 1]) } ?? schema
+        let person = family.isEmpty ? "responsible_person" : "person_in_charge"
 
         // Device A's changes, written before the clock starts.
         let a = try Store(path: dir + "/a.sqlite", schema: schema)
@@ -75,10 +105,13 @@ struct SyncBenchmark: AsyncParsableCommand {
                     if written % 10 == 0 {
                         var values = Row(written, round: round).values
                         if !sites.isEmpty { values["site"] = .text(sites[ids.count % sites.count]) }
+                        if !family.isEmpty {
+                            values[person] = values.removeValue(forKey: "responsible_person")
+                            values["accepted_on"] = "2022-06-30"
+                        }
                         ids.append(try tx.insert("finding", values))
                     } else {
-                        try tx.update(
-                            "finding", id: ids[written % ids.count], ["responsible_person": people[written % 5]])
+                        try tx.update("finding", id: ids[written % ids.count], [person: people[written % 5]])
                     }
                     written += 1
                 }
@@ -87,23 +120,41 @@ struct SyncBenchmark: AsyncParsableCommand {
 
         let server: ServerProcess
         let storeName: String
+        // A server of the version family starts on version 1 and is given 2 and 3.
+        let schemaArguments = family.isEmpty ? [] : ["--schema", dir + "/schema-v1.json"]
         if let database {
             let namespace = "bench_" + UUID().uuidString.lowercased().filter { $0 != "-" }.prefix(12)
-            server = try ServerProcess(database: database, namespace: namespace)
+            server = try ServerProcess(database: database, namespace: namespace, serveArguments: schemaArguments)
             storeName = "PostgreSQL"
         } else {
-            server = try ServerProcess(database: dir + "/server.sqlite")
+            server = try ServerProcess(database: dir + "/server.sqlite", serveArguments: schemaArguments)
             storeName = "SQLite"
         }
         defer { server.stop() }
-        let transportA = HTTPTransport(server: server.url, token: try server.token(name: "王芳", role: "office"))
-        let transportB = HTTPTransport(server: server.url, token: try server.token(name: "李明", role: "office"))
+        for n in family.indices.dropFirst() {
+            try server.admin(
+                ["schema", "publish", dir + "/schema-v\(n + 1).json"] + server.databaseArguments + schemaArguments)
+        }
+        func token(_ name: String) throws -> String {
+            try server.admin(
+                ["token", "create"] + server.databaseArguments + schemaArguments + [
+                    "--name", name, "--role", "office", "--scope", "all",
+                ])
+        }
+        let transportA = HTTPTransport(server: server.url, token: try token("王芳"))
+        let transportB = HTTPTransport(server: server.url, token: try token("李明"))
         var options = SyncOptions()
         options.pushBatch = batch
         options.pageSize = batch
 
+        let b = try Store(path: dir + "/b.sqlite", schema: deviceSchema)
+        if deviceSchema.version < schema.version {
+            // Device B learns of the newest version (an empty page announces it) before the clock starts.
+            guard try await b.sync(transportB, options: options).newestSchema == schema.version else {
+                throw ValidationError("device B did not learn of schema version \(schema.version)")
+            }
+        }
         // From here the peak counts push and pull only, not device A's writes before them.
-        let b = try Store(path: dir + "/b.sqlite", schema: schema)
         resetPeakRSS(pid: getpid())
         var applied = 0
         let pushSeconds: Double
@@ -145,9 +196,20 @@ struct SyncBenchmark: AsyncParsableCommand {
         }
         let serverPeak = server.peakMemoryMiB()
         let syncPeak = peakResidentMiB(pid: getpid())
-        // Both devices hold the same findings.
-        guard try a.fetch(Query("finding")) == b.fetch(Query("finding")) else {
-            throw ValidationError("device B's findings differ from device A's")
+        // Both devices hold the same findings (device B: in its version).
+        try checkProjection(a, onto: b, versions: try family.map { try Schema(json: $0) })
+        // The same changes pulled by a new device of the newest version: the translated pull's yardstick.
+        var sameVersionSeconds: Double?
+        if deviceSchema.version < schema.version {
+            let c = try Store(path: dir + "/c.sqlite", schema: schema)
+            let transport = HTTPTransport(server: server.url, token: try token("刘洋"))
+            var pulled = 0
+            sameVersionSeconds = try await measureAsync {
+                pulled = try await c.pull(transport, options: options).applied
+            }
+            guard pulled == applied, try a.fetch(Query("finding")) == c.fetch(Query("finding")) else {
+                throw ValidationError("the device of the newest version holds other findings than device A")
+            }
         }
         let scoped =
             scopes > 0 ? try await scopedPull(server: server, schema: schema, dir: dir, a: a, site: sites[0]) : nil
@@ -168,6 +230,14 @@ struct SyncBenchmark: AsyncParsableCommand {
                 format: "  pull        %9.0f changes/s  (%.2f s%@)", n / pullSeconds, pullSeconds,
                 overlap ? ", from the start of the push" : ""))
         print(String(format: "  end to end  %9.0f changes/s  (%.2f s)", n / endToEnd, endToEnd))
+        if let sameVersionSeconds {
+            print(
+                String(
+                    format:
+                        "  same version%9.0f changes/s  (%.2f s, a device of version %d; the pull above, of version %d, is %.2f× this)",
+                    n / sameVersionSeconds, sameVersionSeconds, schema.version, deviceSchema.version,
+                    sameVersionSeconds / pullSeconds))
+        }
         if let scoped {
             print(
                 String(
@@ -208,8 +278,34 @@ struct SyncBenchmark: AsyncParsableCommand {
                 serverPeak, syncPeak, devicePeak))
         if json {
             print(
-                #"{"scenario":"sync","store":"\#(database == nil ? "sqlite" : "postgres")","overlap":\#(overlap),"changes":\#(changes),"push_per_s":\#(Int(n / pushSeconds)),"pull_per_s":\#(Int(n / pullSeconds)),"end_to_end_per_s":\#(Int(n / endToEnd)),"end_to_end_s":\#(String(format: "%.3f", endToEnd)),"floor_s":\#(String(format: "%.3f", floorSeconds)),"ratio":\#(String(format: "%.2f", endToEnd / floorSeconds)),"server_peak_rss_mb":\#(Int(serverPeak)),"device_peak_rss_mb":\#(Int(syncPeak)),"device_peak_rss_with_checks_mb":\#(Int(devicePeak))\#(scoped.map { #","scopes":\#(scopes),"scoped_changes":\#($0.changes),"scoped_pull_per_s":\#(Int(Double($0.changes) / $0.seconds))"# } ?? "")\#(scopedAgain.map { #","scoped_pull_again_per_s":\#(Int(Double($0.changes) / $0.seconds))"# } ?? "")}"#
+                #"{"scenario":"sync","store":"\#(database == nil ? "sqlite" : "postgres")","overlap":\#(overlap),"changes":\#(changes),"push_per_s":\#(Int(n / pushSeconds)),"pull_per_s":\#(Int(n / pullSeconds)),"end_to_end_per_s":\#(Int(n / endToEnd)),"end_to_end_s":\#(String(format: "%.3f", endToEnd)),"floor_s":\#(String(format: "%.3f", floorSeconds)),"ratio":\#(String(format: "%.2f", endToEnd / floorSeconds)),"server_peak_rss_mb":\#(Int(serverPeak)),"device_peak_rss_mb":\#(Int(syncPeak)),"device_peak_rss_with_checks_mb":\#(Int(devicePeak))\#(scoped.map { #","scopes":\#(scopes),"scoped_changes":\#($0.changes),"scoped_pull_per_s":\#(Int(Double($0.changes) / $0.seconds))"# } ?? "")\#(scopedAgain.map { #","scoped_pull_again_per_s":\#(Int(Double($0.changes) / $0.seconds))"# } ?? "")\#(sameVersionSeconds.map { #","device_schema_version":\#(deviceSchema.version),"server_schema_version":\#(schema.version),"same_version_pull_per_s":\#(Int(n / $0)),"version_ratio":\#(String(format: "%.2f", $0 / pullSeconds))"# } ?? "")}"#
             )
+        }
+    }
+
+    /// Refuses unless `device` holds `a`'s findings as its version reads them: its fields under their
+    /// names in that version, with the values `a` holds under the newest names (`versions`: the
+    /// family, oldest first; empty when both are of one version).
+    func checkProjection(_ a: Store, onto device: Store, versions: [Schema]) throws {
+        let newest = try a.fetch(Query("finding"))
+        let held = try device.fetch(Query("finding"))
+        guard !versions.isEmpty, device.schema.version < a.schema.version else {
+            guard newest == held else { throw ValidationError("device B's findings differ from device A's") }
+            return
+        }
+        let translation = SchemaTranslation(
+            Array(versions.drop { $0.version < device.schema.version }.prefix { $0.version <= a.schema.version }))
+        let entity = device.schema.entity("finding")!
+        guard held.count == newest.count else {
+            throw ValidationError("device B holds \(held.count) findings of \(newest.count)")
+        }
+        for (old, new) in zip(held, newest) {
+            for field in entity.fields {
+                let name = translation.newerName(entity: "finding", field: field.name) ?? field.name
+                guard old.id == new.id, old[field.name] == new[name] else {
+                    throw ValidationError("device B's finding differs from device A's in \(field.name)")
+                }
+            }
         }
     }
 

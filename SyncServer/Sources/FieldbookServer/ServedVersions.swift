@@ -13,6 +13,8 @@ final class ServedVersions: Sendable {
         let reading: Schema
         /// Between the version and the newest.
         let translation: SchemaTranslation
+        /// The same, for pages on their text.
+        let page: EncodedPageTranslation
     }
 
     private let storage: any SyncStorage
@@ -33,7 +35,7 @@ final class ServedVersions: Sendable {
         let translation = SchemaTranslation(Array(history[start...end]))
         let served = Served(
             reading: history[start].widened(by: newest) { translation.newerName(entity: $0, field: $1) },
-            translation: translation)
+            translation: translation, page: EncodedPageTranslation(translation))
         cache.withLock {
             if $0.newest != newest.version { $0 = (newest.version, [:]) }
             $0.served[version] = served

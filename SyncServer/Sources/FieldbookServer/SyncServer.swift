@@ -327,24 +327,7 @@ private struct Routes: Sendable {
         try identity.checkScope(of: pull)
         var page: PullBody
         if let served {
-            // A device of an earlier version: the page in its version.
-            var response = try await readiness.guarding { try await storage.pull(request, identity: identity) }
-            response.server = standing.identity
-            response.role = identity.role
-            response.translate(served.translation)
-            if let known = request.knownSchema, known < served.translation.newer.version {
-                // The device has not read the newest version: first it learns of it, from a page
-                // with no changes (the next may hold values only that version defines).
-                response.changes = []
-                response.entered = []
-                response.left = []
-                response.cursor = request.cursor
-                response.more = false
-            }
-            var bytes: [UInt8] = []
-            response.encode(to: &bytes)
-            page = PullBody(
-                bytes: bytes, cursor: response.cursor, more: response.more, scopeGeneration: response.scopeGeneration)
+            page = try await translatedPage(request, served: served, identity: identity, server: standing.identity)
         } else {
             page = try await readiness.guarding { try await storage.pullResponseBody(request, identity: identity) }
             PullResponse.appendServer(standing.identity, to: &page.bytes)
@@ -359,6 +342,42 @@ private struct Routes: Sendable {
             response.headers[HTTPFields.Element.Name(PullResponse.scopeHeader)!] = String(generation)
         }
         return response
+    }
+
+    /// A page for a device of an earlier version: the newest version's page translated on its text
+    /// (``EncodedPageTranslation``), or decoded and translated when that cannot be done; or, for a
+    /// device that has not read the newest version, a page with no changes that announces it (the
+    /// next may hold values only that version defines).
+    func translatedPage(
+        _ request: PullRequest, served: ServedVersions.Served, identity: Identity, server: String
+    ) async throws -> PullBody {
+        let newest = served.translation.newer.version
+        let announcing = request.knownSchema.map { $0 < newest } ?? false
+        if !announcing {
+            var page = try await readiness.guarding { try await storage.pullResponseBody(request, identity: identity) }
+            if let translated = served.page.translate(page.bytes) {
+                page.bytes = translated
+                PullResponse.appendServer(server, to: &page.bytes)
+                if let role = identity.role { PullResponse.appendRole(role, to: &page.bytes) }
+                PullResponse.appendNewestSchema(newest, to: &page.bytes)
+                return page
+            }
+        }
+        var response = try await readiness.guarding { try await storage.pull(request, identity: identity) }
+        response.server = server
+        response.role = identity.role
+        response.translate(served.translation)
+        if announcing {
+            response.changes = []
+            response.entered = []
+            response.left = []
+            response.cursor = request.cursor
+            response.more = false
+        }
+        var bytes: [UInt8] = []
+        response.encode(to: &bytes)
+        return PullBody(
+            bytes: bytes, cursor: response.cursor, more: response.more, scopeGeneration: response.scopeGeneration)
     }
 
     /// `POST /v1/catch-up`: for a device that has upgraded from an earlier version, the changes up to

@@ -27,3 +27,14 @@ public func integrityCheck(_ path: String) throws -> String {
         try String.fetchAll(db, sql: "PRAGMA integrity_check").joined(separator: "\n")
     }
 }
+
+/// The schema version the device store at `path` holds, and whether records wait to be written
+/// again after its last upgrade: where an upgrade stood when it was cut off.
+public func storedUpgrade(_ path: String) throws -> (version: Int, rebuilding: Bool) {
+    try DatabaseQueue(path: path).read { db in
+        (
+            try Int.fetchOne(db, sql: "SELECT max(version) FROM _schema_history") ?? 0,
+            try db.tableExists("_rebuild")
+        )
+    }
+}
