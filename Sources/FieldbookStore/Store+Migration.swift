@@ -1,4 +1,4 @@
-import FieldbookCore
+public import FieldbookCore
 import FieldbookJSON
 import FieldbookSync
 import Foundation
@@ -78,9 +78,26 @@ extension Store {
             }
             return
         }
-        let steps = try plan(db, from: stored, to: schema)
+        // Through every version between that this device fetched, one at a time: a field renamed
+        // in each is followed from its first name to its last.
         try db.execute(sql: rebuildTable)
-        for sql in steps { try db.execute(sql: sql.sql, arguments: sql.arguments) }
+        let known =
+            (try fetchedVersions(db, name: schema.name, after: stored.version)
+            .filter { $0.version != schema.version } + [schema]).sorted { $0.version < $1.version }
+        let chain = [stored] + known.filter { $0.version <= schema.version }
+        for (old, new) in zip(chain, chain.dropFirst()) {
+            // This device may have written any enum value of the newest version it knows.
+            let ahead = SchemaTranslation([old] + known.filter { $0.version > old.version })
+            let reading = old.widened(by: ahead.newer) { ahead.newerName(entity: $0, field: $1) }
+            for sql in try plan(db, from: old, to: new, reading: reading) {
+                try db.execute(sql: sql.sql, arguments: sql.arguments)
+            }
+            if new.version < schema.version { try recordSchema(db, new) }
+        }
+        try db.execute(
+            sql:
+                "DELETE FROM _fieldbook_meta WHERE key LIKE 'schema\\_version\\_%' ESCAPE '\\' AND CAST(substr(key, 16) AS INTEGER) <= ?",
+            arguments: [schema.version])
         // What the server translated was from the version left behind.
         try db.execute(sql: "DELETE FROM _fieldbook_meta WHERE key = 'translated_from'")
         // The changes made so far may come back from the server otherwise than this device now
@@ -257,6 +274,42 @@ extension Store {
             arguments: [schema.version, schema.json.serialized, ISO8601DateFormatter().string(from: Date())])
     }
 
+    /// Why this store cannot be opened with `newer`, a later version of its schema: each change
+    /// that is not a compatible evolution (``Schema/evolutionProblems(from:earlier:)``), step by
+    /// step through the versions between that this device fetched. Empty when it can: opening it
+    /// with `newer` then upgrades it.
+    public func upgradeProblems(to newer: Schema) throws -> [String] {
+        try read { tx in
+            let history = try String.fetchAll(tx.db, sql: "SELECT schema FROM _schema_history ORDER BY version")
+                .compactMap { try? Schema(json: $0) }
+            guard let stored = history.last, stored.name == newer.name, stored.version < newer.version else {
+                return ["the store holds another schema or version than one before version \(newer.version)"]
+            }
+            let chain =
+                [stored]
+                + (try Self.fetchedVersions(tx.db, name: newer.name, after: stored.version)
+                    .filter { $0.version < newer.version }) + [newer]
+            var earlier = Array(history.dropLast())
+            var problems: [String] = []
+            for (old, new) in zip(chain, chain.dropFirst()) {
+                problems += new.evolutionProblems(from: old, earlier: earlier)
+                earlier.append(old)
+            }
+            return problems
+        }
+    }
+
+    /// The versions of the schema named `name` newer than `version` that this device fetched from
+    /// its server (`learnSchema`), oldest first.
+    static func fetchedVersions(_ db: Database, name: String, after version: Int) throws -> [Schema] {
+        try String.fetchAll(
+            db, sql: "SELECT value FROM _fieldbook_meta WHERE key LIKE 'schema\\_version\\_%' ESCAPE '\\'"
+        )
+        .compactMap { try? Schema(json: $0) }
+        .filter { $0.name == name && $0.version > version }
+        .sorted { $0.version < $1.version }
+    }
+
     static func storedSchema(_ db: Database) throws -> Schema {
         guard
             let text = try String.fetchOne(db, sql: "SELECT schema FROM _schema_history ORDER BY version DESC LIMIT 1")
@@ -267,8 +320,9 @@ extension Store {
     /// The SQL that takes a store from `old` to `new`, or an error listing every change that is not
     /// a compatible evolution (``Schema/evolutionProblems(from:earlier:)``, the rules of the whole
     /// fleet). A renamed field's column is renamed, and every change, merge state and conflict that
-    /// names it is rewritten to the new name, in the same transaction.
-    static func plan(_ db: Database, from old: Schema, to new: Schema) throws -> [(
+    /// names it is rewritten to the new name, in the same transaction. The changes are read with
+    /// `reading`: `old` with the enum values of every later version the device knows.
+    static func plan(_ db: Database, from old: Schema, to new: Schema, reading: Schema) throws -> [(
         sql: String, arguments: StatementArguments
     )] {
         let earlier = try String.fetchAll(
@@ -295,10 +349,8 @@ extension Store {
                 if let index = indexSQL(newEntity, newField) { steps.append((index, [])) }
             }
             if renames != nil || added.contains(where: { $0.insertDefault != nil }) {
-                // Read with the new version's enum values, which this device may have written.
-                let translation = SchemaTranslation([old, new])
-                let reading = old.widened(by: new) { translation.newerName(entity: $0, field: $1) }
-                steps += try changelogSteps(db, entity: reading.entity(oldEntity.name)!, translation: translation)
+                steps += try changelogSteps(
+                    db, entity: reading.entity(oldEntity.name)!, translation: SchemaTranslation([old, new]))
             }
         }
         for newEntity in new.entities where old.entity(newEntity.name) == nil {

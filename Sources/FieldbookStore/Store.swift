@@ -137,9 +137,11 @@ public final class Store: Sendable {
                 device: String, clock: HybridTimestamp, base: Int64, correction: (Int64, UInt64), role: String?,
                 scopes: [String]?
             )
-        let upgrade: (newest: String?, adoptThrough: Int64, rebuild: Bool)
+        let upgrade: (newest: String?, between: [Schema], adoptThrough: Int64, rebuild: Bool)
         (opened, upgrade) = try StoreError.database {
-            let read = { (db: Database) in (try Self.readState(db, schema: schema), try Self.readUpgrade(db)) }
+            let read = { (db: Database) in
+                (try Self.readState(db, schema: schema), try Self.readUpgrade(db, schema: schema))
+            }
             if configuration.readOnly {
                 return try pool.read(read)
             } else {
@@ -156,7 +158,8 @@ public final class Store: Sendable {
         adoptThrough = upgrade.adoptThrough
         let running =
             newest.map { newest in
-                let translation = SchemaTranslation([schema, newest])
+                let translation = SchemaTranslation(
+                    [schema] + upgrade.between.filter { $0.version < newest.version } + [newest])
                 return schema.widened(by: newest) { translation.newerName(entity: $0, field: $1) }
             } ?? schema
         self.schema = running
@@ -172,11 +175,15 @@ public final class Store: Sendable {
         if upgrade.rebuild && !configuration.readOnly { try rebuildAfterMigration() }
     }
 
-    /// What schema versions left for this store: a newer version fetched, the last change made
-    /// before the last upgrade, whether records wait to be written again after a migration.
-    static func readUpgrade(_ db: Database) throws -> (newest: String?, adoptThrough: Int64, rebuild: Bool) {
+    /// What schema versions left for this store: a newer version fetched (and those between),
+    /// the last change made before the last upgrade, whether records wait to be written again
+    /// after a migration.
+    static func readUpgrade(
+        _ db: Database, schema: Schema
+    ) throws -> (newest: String?, between: [Schema], adoptThrough: Int64, rebuild: Bool) {
         (
             try String.fetchOne(db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'newest_schema'"),
+            try fetchedVersions(db, name: schema.name, after: schema.version),
             try Int64.fetchOne(db, sql: "SELECT value FROM _fieldbook_meta WHERE key = 'adopt_through'") ?? 0,
             try db.tableExists("_rebuild")
         )

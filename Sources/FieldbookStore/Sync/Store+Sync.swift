@@ -347,22 +347,37 @@ extension Store {
         }
     }
 
-    /// Fetches version `version` of the schema, which the server announced, and keeps it
-    /// (``newestSchema`` once the store is opened again): the device may upgrade to it, and reads
-    /// its enum values meanwhile.
+    /// Fetches version `version` of the schema, which the server announced, and every version
+    /// between this store's and it not fetched before, and keeps them (``newestSchema`` once the
+    /// store is opened again): the device may upgrade to it — through each version between, so a
+    /// field renamed twice is followed — and reads its enum values meanwhile.
     private func learnSchema(_ version: Int, _ transport: any SyncTransport, options: SyncOptions) async throws {
-        let newest = try await retrying(options) { try await transport.schema(version: version) }
-        guard newest.name == schema.name, newest.version == version else {
-            throw SyncError(
-                .badResponse, "the server sent schema '\(newest.name)' version \(newest.version) for version \(version)"
-            )
+        let schema = self.schema
+        let kept = try await read { tx in
+            Set(try Self.fetchedVersions(tx.db, name: schema.name, after: schema.version).map(\.version))
         }
-        try await write { tx in
+        var fetched: [Schema] = []
+        for wanted in (schema.version + 1)...version where !kept.contains(wanted) {
+            let fetching = try await retrying(options) { try await transport.schema(version: wanted) }
+            guard fetching.name == schema.name, fetching.version == wanted else {
+                throw SyncError(
+                    .badResponse,
+                    "the server sent schema '\(fetching.name)' version \(fetching.version) for version \(wanted)")
+            }
+            fetched.append(fetching)
+        }
+        try await write { [fetched] tx in
+            for schema in fetched {
+                try tx.db.execute(
+                    sql: "INSERT OR REPLACE INTO _fieldbook_meta (key, value) VALUES (?, ?)",
+                    arguments: ["schema_version_\(schema.version)", schema.json.serialized])
+            }
             try tx.db.execute(
                 sql: """
                     INSERT OR REPLACE INTO _fieldbook_meta (key, value)
-                    VALUES ('newest_schema', ?), ('newest_schema_version', ?)
-                    """, arguments: [newest.json.serialized, newest.version])
+                    SELECT 'newest_schema', value FROM _fieldbook_meta WHERE key = ?
+                    UNION ALL SELECT 'newest_schema_version', ?
+                    """, arguments: ["schema_version_\(version)", version])
         }
     }
 

@@ -9,8 +9,9 @@ import Foundation
 import Synchronization
 import Testing
 
-/// Three versions of a small ledger: v2 adds a field with a default and renames one, v3 retires
-/// one, adds an enum value (between two others in a `max` order) and an optional field.
+/// Four versions of a small ledger: v2 adds a field with a default and renames one, v3 retires
+/// one, adds an enum value (between two others in a `max` order) and an optional field, v4
+/// renames the renamed field again (a device of v1 upgrading to v4 follows it through v2).
 enum FleetSchemas {
     static let v1 = """
         {"schema": "fleet", "version": 1, "entities": [{"name": "item", "fields": [
@@ -40,7 +41,18 @@ enum FleetSchemas {
           {"name": "priority", "type": "text", "default": "normal", "policy": "lww"},
           {"name": "tag", "type": "text", "policy": "lww"}]}]}
         """
-    static let all: [Schema] = [v1, v2, v3].map { try! Schema(json: $0) }
+    static let v4 = """
+        {"schema": "fleet", "version": 4, "entities": [{"name": "item", "fields": [
+          {"name": "title", "type": "text", "policy": "lww"},
+          {"name": "comment", "renamedFrom": "remark", "type": "text", "policy": "manual"},
+          {"name": "status", "type": "enum", "values": ["open", "done", "waived"], "policy": "max",
+           "order": ["open", "waived", "done"]},
+          {"name": "count", "type": "integer", "policy": "counter"},
+          {"name": "old", "retired": true, "type": "text", "policy": "lww"},
+          {"name": "priority", "type": "text", "default": "normal", "policy": "lww"},
+          {"name": "tag", "type": "text", "policy": "lww"}]}]}
+        """
+    static let all: [Schema] = [v1, v2, v3, v4].map { try! Schema(json: $0) }
 }
 
 /// An HTTP transport that loses requests and answers, and sends requests twice, as a bad network
@@ -86,7 +98,7 @@ final class FlakyHTTP: SyncTransport {
     }
 }
 
-/// A fleet on three schema versions, through a real server: devices start on any version, the
+/// A fleet on four schema versions, through a real server: devices start on any version, the
 /// server publishes the next versions at random moments, devices write what their version knows,
 /// sync through a network that loses and repeats requests, are opened again (staying on their
 /// version) or upgrade at random moments. After quiet rounds every device of the newest version
@@ -105,6 +117,8 @@ struct FleetPropertyTests {
     /// Over all cases: upgrades made, catch-ups that brought something, devices that stayed behind.
     static let upgrades = Atomic<Int>(0)
     static let behind = Atomic<Int>(0)
+    /// Upgrades across more than one version (through a field renamed twice, from v1 to v4).
+    static let jumps = Atomic<Int>(0)
 
     @Test(
         "devices of every version converge on their projection of the newest; nothing any version wrote is lost",
@@ -117,6 +131,7 @@ struct FleetPropertyTests {
             #expect(Self.upgrades.load(ordering: .relaxed) > 0)
             #expect(Self.behind.load(ordering: .relaxed) > 0)
         }
+        if Self.seeds.count >= 100 { #expect(Self.jumps.load(ordering: .relaxed) > 0) }
     }
 
     struct Device {
@@ -132,14 +147,16 @@ struct FleetPropertyTests {
         try await withServer(storage: storage) { url in
             var rng = SeededGenerator(seed: seed &* 0x9E37_79B9_7F4A_7C15 &+ 29)
             let versions = FleetSchemas.all
-            // When the server publishes v2 and v3 (a step number; past the end: never).
+            // When the server publishes v2, v3 and v4 (a step number; past the end: never).
             let steps = Int.random(in: 10...24, using: &rng)
-            let publishAt = [Int.random(in: 0...steps, using: &rng), Int.random(in: 0...steps + 4, using: &rng)]
-                .sorted()
+            let publishAt = [
+                Int.random(in: 0...steps, using: &rng), Int.random(in: 0...steps + 2, using: &rng),
+                Int.random(in: 0...steps + 4, using: &rng),
+            ].sorted()
             var published = 1
             var devices: [Device] = []
             for n in 0..<Int.random(in: 3...4, using: &rng) {
-                let file = versions[Int.random(in: 0..<3, using: &rng)]
+                let file = versions[Int.random(in: 0..<versions.count, using: &rng)]
                 let path = dir.path("device\(n).sqlite")
                 devices.append(Device(path: path, file: file, store: try Store(path: path, schema: file)))
             }
@@ -151,7 +168,7 @@ struct FleetPropertyTests {
                 FlakyHTTP(server: url, token: token, seed: seed &+ UInt64($0), faults: true)
             }
             for step in 0..<steps {
-                while published < 3, publishAt[published - 1] <= step {
+                while published < versions.count, publishAt[published - 1] <= step {
                     try await storage.publish(versions[published])
                     published += 1
                 }
@@ -165,6 +182,7 @@ struct FleetPropertyTests {
                     // The app upgrades, if the device has fetched a newer version (at any earlier sync).
                     let opened = try Store(path: devices[n].path, schema: devices[n].file)
                     if let newest = opened.newestSchema {
+                        if newest.version > devices[n].file.version + 1 { jumps.add(1, ordering: .relaxed) }
                         devices[n].file = newest
                         devices[n].store = try Store(path: devices[n].path, schema: newest)
                         upgrades.add(1, ordering: .relaxed)
@@ -181,6 +199,7 @@ struct FleetPropertyTests {
                 for n in devices.indices {
                     devices[n].store = try Store(path: devices[n].path, schema: devices[n].file)
                     if round == 1, let newest = devices[n].store.newestSchema, Bool.random(using: &rng) {
+                        if newest.version > devices[n].file.version + 1 { jumps.add(1, ordering: .relaxed) }
                         devices[n].file = newest
                         devices[n].store = try Store(path: devices[n].path, schema: newest)
                         upgrades.add(1, ordering: .relaxed)

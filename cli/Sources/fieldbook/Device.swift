@@ -46,7 +46,7 @@ extension DeviceOptions {
     /// off between the two, the next command migrates the store.
     func upgrade(_ device: Device, to newest: Schema) throws -> Device {
         let current = device.store.schema
-        let problems = newest.evolutionProblems(from: try Schema(json: Array(try currentSchemaBytes())))
+        let problems = try device.store.upgradeProblems(to: newest)
         guard problems.isEmpty else {
             throw CLIError(
                 .refused,
@@ -56,13 +56,6 @@ extension DeviceOptions {
         }
         try writeWhole(Array((newest.json.serialized + "\n").utf8), to: path + "/schema.json", mode: 0o644)
         return try open()
-    }
-
-    /// The schema file's bytes the device opens with (the bundled schema without one).
-    private func currentSchemaBytes() throws -> [UInt8] {
-        let file = path + "/schema.json"
-        guard FileManager.default.fileExists(atPath: file) else { return BundledSchemas.inspection }
-        return Array(try Data(contentsOf: URL(fileURLWithPath: file)))
     }
 }
 
