@@ -275,7 +275,7 @@ extension Store {
     }
 
     /// Why this store cannot be opened with `newer`, a later version of its schema: each change
-    /// that is not a compatible evolution (``Schema/evolutionProblems(from:earlier:)``), step by
+    /// that is not a compatible evolution (`Schema.evolutionProblems(from:earlier:)`), step by
     /// step through the versions between that this device fetched. Empty when it can: opening it
     /// with `newer` then upgrades it.
     public func upgradeProblems(to newer: Schema) throws -> [String] {
@@ -297,6 +297,24 @@ extension Store {
             }
             return problems
         }
+    }
+
+    /// The names `field` of `entity` had in earlier versions of the schema this store held, the
+    /// latest first (empty if it was never renamed): its history may hold changes made under them.
+    public func earlierNames(entity: String, field: String) throws -> [String] {
+        let history = try read { tx in
+            try String.fetchAll(tx.db, sql: "SELECT schema FROM _schema_history ORDER BY version DESC")
+        }.compactMap { try? Schema(json: $0) }
+        var names: [String] = []
+        var current = field
+        for version in [schema] + history {
+            guard let old = version.entity(entity)?.field(current)?.renamedFrom, old != current,
+                old != field, !names.contains(old)
+            else { continue }
+            names.append(old)
+            current = old
+        }
+        return names
     }
 
     /// The versions of the schema named `name` newer than `version` that this device fetched from

@@ -142,4 +142,71 @@ struct SchemaCommandTests {
         #expect(try world.fieldbook("phone", ["sync"]).status == 0)
         #expect(try world.json("phone", ["list", "site"]).array.count == 3)
     }
+
+    @Test(
+        "a device two versions behind, with a field renamed in each, upgrades through both at one sync and loses nothing"
+    )
+    func twoRenames() throws {
+        let world = try CLIWorld()
+        let bundled = try Schema(json: BundledSchemas.inspection)
+        let text = String(decoding: BundledSchemas.inspection, as: UTF8.self)
+        let field = #"{"name": "village", "label": "村/社区 Village", "type": "text", "maxLength": 100, "policy": "lww"},"#
+        let access = #""update": ["village", "operator","#
+        #expect(text.contains(field) && text.contains(access))
+        func version(_ n: Int, _ name: String, from old: String) -> String {
+            text.replacingOccurrences(
+                of: "\"version\": \(bundled.version),", with: "\"version\": \(bundled.version + n),"
+            )
+            .replacingOccurrences(
+                of: field,
+                with:
+                    #"{"name": "\#(name)", "renamedFrom": "\#(old)", "label": "村/社区 Village", "type": "text", "maxLength": 100, "policy": "lww"},"#
+            )
+            .replacingOccurrences(of: access, with: #""update": ["\#(name)", "operator","#)
+        }
+        let token = try world.token("王芳")
+        for device in ["field", "desk"] {
+            #expect(try world.fieldbook(device, ["init", "--server", world.url, "--token", token]).status == 0)
+        }
+        let pulled = try world.fieldbook(
+            "desk", ["add", "site", "name=城关敬老院", "kind=elderly_home", "village=城关村"]
+        ).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(try world.fieldbook("desk", ["sync"]).status == 0)
+        #expect(try world.fieldbook("field", ["sync"]).status == 0)
+        // Offline: a site of its own, and a change to the pulled one, both under the first name.
+        let own = try world.fieldbook(
+            "field", ["add", "site", "name=山头村幸福院", "kind=happiness_home", "village=山头村"]
+        ).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        try world.fieldbook("field", ["set", "site", pulled, "village=城关社区"])
+
+        // Two versions published meanwhile: village renamed community, then community renamed hamlet.
+        for (n, name, old) in [(1, "community", "village"), (2, "hamlet", "community")] {
+            let path = world.path("v\(n).json")
+            try Data(version(n, name, from: old).utf8).write(to: URL(fileURLWithPath: path))
+            let published = try BuiltProducts.run(
+                "fieldbook-server", ["schema", "publish", path] + world.server.databaseArguments)
+            #expect(published.status == 0, "\(published.stderr)")
+        }
+
+        let synced = try world.fieldbook("field", ["sync"])
+        #expect(synced.status == 0, "\(synced.stderr)")
+        #expect(synced.stdout.contains("upgraded from schema version \(bundled.version) to \(bundled.version + 2)"))
+        let status = try world.json("field", ["status"])
+        #expect(status["schema_version"]?.int == Int64(bundled.version + 2))
+        #expect(status["pending"]?.int == 0)
+        #expect(try world.json("field", ["get", "site", own])["hamlet"]?.string == "山头村")
+        #expect(try world.json("field", ["get", "site", pulled])["hamlet"]?.string == "城关社区")
+        // The office's device, still on the first version, receives both under its name.
+        #expect(try world.fieldbook("desk", ["sync", "--stay"]).status == 0)
+        #expect(try world.json("desk", ["get", "site", own])["village"]?.string == "山头村")
+        #expect(try world.json("desk", ["get", "site", pulled])["village"]?.string == "城关社区")
+        let history = try world.fieldbook("field", ["history", "site", own])
+        #expect(history.stdout.contains("hamlet (formerly community, village)"), "\(history.stdout)")
+        let entries = try world.json("field", ["history", "site", own]).array
+        #expect(
+            entries.contains {
+                $0["formerly"]?.string == "community"
+                    && $0["earlier_names"] == .array([.string("community"), .string("village")])
+            })
+    }
 }

@@ -292,11 +292,14 @@ struct History: AsyncParsableCommand {
             }
             let me = device.store.deviceID
             let names = try device.deviceNames()
-            // A renamed field shows under its name, with the name it had before (its history may
-            // hold changes made under that one).
-            let formerly = { (field: String?) -> String? in
-                field.flatMap { try? device.entity(entity).field($0)?.renamedFrom }
+            // A renamed field shows under its name, with the names it had before (its history may
+            // hold changes made under those).
+            var earlier: [String: [String]] = [:]
+            for field in try device.entity(entity).fields {
+                let names = try device.store.earlierNames(entity: entity, field: field.name)
+                if !names.isEmpty { earlier[field.name] = names }
             }
+            let formerly = { (field: String?) -> [String]? in field.flatMap { earlier[$0] } }
             if self.device.json {
                 printJSON(
                     .array(
@@ -315,7 +318,9 @@ struct History: AsyncParsableCommand {
                                 ("device_name", names[e.device].map(JSON.string) ?? .null),
                                 ("operation", .string(e.operation.description)),
                                 ("field", e.field.map(JSON.string) ?? .null),
-                                ("formerly", formerly(e.field).map(JSON.string) ?? .null), ("old", e.old.json),
+                                ("formerly", formerly(e.field).map { .string($0[0]) } ?? .null),
+                                ("earlier_names", formerly(e.field).map { .array($0.map(JSON.string)) } ?? .null),
+                                ("old", e.old.json),
                                 ("new", e.new.json),
                             ])
                         }))
@@ -327,7 +332,9 @@ struct History: AsyncParsableCommand {
                     CalendarText.timestamp(millisecondsSince1970: Int64(e.timestamp.millis)),
                     e.author ?? (e.device == me ? device.config.name ?? "this device" : ""),
                     deviceLabel(e.device, names),
-                    e.field.map { field in formerly(field).map { "\(field) (formerly \($0))" } ?? field }
+                    e.field.map { field in
+                        formerly(field).map { "\(field) (formerly \($0.joined(separator: ", ")))" } ?? field
+                    }
                         ?? "(deleted)",
                     e.old.description, e.new.description,
                 ])
