@@ -81,10 +81,7 @@ extension Store {
         // Through every version between that this device fetched, one at a time: a field renamed
         // in each is followed from its first name to its last.
         try db.execute(sql: rebuildTable)
-        let known =
-            (try fetchedVersions(db, name: schema.name, after: stored.version)
-            .filter { $0.version != schema.version } + [schema]).sorted { $0.version < $1.version }
-        let chain = [stored] + known.filter { $0.version <= schema.version }
+        let (chain, known) = try upgradePath(db, from: stored, to: schema)
         for (old, new) in zip(chain, chain.dropFirst()) {
             // This device may have written any enum value of the newest version it knows.
             let ahead = SchemaTranslation([old] + known.filter { $0.version > old.version })
@@ -285,10 +282,7 @@ extension Store {
             guard let stored = history.last, stored.name == newer.name, stored.version < newer.version else {
                 return ["the store holds another schema or version than one before version \(newer.version)"]
             }
-            let chain =
-                [stored]
-                + (try Self.fetchedVersions(tx.db, name: newer.name, after: stored.version)
-                    .filter { $0.version < newer.version }) + [newer]
+            let chain = try Self.upgradePath(tx.db, from: stored, to: newer).chain
             var earlier = Array(history.dropLast())
             var problems: [String] = []
             for (old, new) in zip(chain, chain.dropFirst()) {
@@ -299,22 +293,39 @@ extension Store {
         }
     }
 
-    /// The names `field` of `entity` had in earlier versions of the schema this store held, the
-    /// latest first (empty if it was never renamed): its history may hold changes made under them.
-    public func earlierNames(entity: String, field: String) throws -> [String] {
+    /// How a store at `stored` moves to `target`: the versions it goes through (`stored`, those
+    /// between that this device fetched, `target`), and every later version it knows (`target`
+    /// and any fetched after it), whose enum values it may have written.
+    static func upgradePath(
+        _ db: Database, from stored: Schema, to target: Schema
+    ) throws -> (chain: [Schema], known: [Schema]) {
+        let known =
+            (try fetchedVersions(db, name: target.name, after: stored.version)
+            .filter { $0.version != target.version } + [target]).sorted { $0.version < $1.version }
+        return ([stored] + known.filter { $0.version <= target.version }, known)
+    }
+
+    /// The names each field of `entity` had in earlier versions of the schema this store held, the
+    /// latest first, for the fields that were renamed: their history may hold changes made under
+    /// those names.
+    public func earlierNames(entity: String) throws -> [String: [String]] {
         let history = try read { tx in
             try String.fetchAll(tx.db, sql: "SELECT schema FROM _schema_history ORDER BY version DESC")
         }.compactMap { try? Schema(json: $0) }
-        var names: [String] = []
-        var current = field
-        for version in [schema] + history {
-            guard let old = version.entity(entity)?.field(current)?.renamedFrom, old != current,
-                old != field, !names.contains(old)
-            else { continue }
-            names.append(old)
-            current = old
+        var result: [String: [String]] = [:]
+        for field in schema.entity(entity)?.fields ?? [] {
+            var names: [String] = []
+            var current = field.name
+            for version in [schema] + history {
+                guard let old = version.entity(entity)?.field(current)?.renamedFrom, old != current,
+                    old != field.name, !names.contains(old)
+                else { continue }
+                names.append(old)
+                current = old
+            }
+            if !names.isEmpty { result[field.name] = names }
         }
-        return names
+        return result
     }
 
     /// The versions of the schema named `name` newer than `version` that this device fetched from

@@ -232,22 +232,22 @@ private struct Routes: Sendable {
 
     /// Reads a push in its turn at the body gate, checks its clock, server identity and bases, and stores it.
     func take(_ request: Request, identity: Identity) async throws -> (PushRequest, PushResponse) {
-        let (first, bytes) = try await gate.run {
+        let (read, bytes) = try await gate.run {
             let bytes = try await SyncServer.body(request, limit: configuration.maxBodyBytes)
             return (try await readPush(bytes), bytes)
         }
+        var (push, translated) = read
         if let bound = configuration.maxClockAhead {
-            try ClockBound.check(first.0, now: ClockBound.now(), bound: bound)
+            try ClockBound.check(push, now: ClockBound.now(), bound: bound)
         }
         // Checked before the store is: a push whose bases count in another numbering would be
         // merged as if its writer had seen other changes.
-        let standing = try await readiness.guarding { try await storage.standing(device: first.0.device) }
-        let (push, translated) =
-            try await takeNewerSchema(standing, request: first.0.schema) ? try await readPush(bytes) : first
+        let standing = try await readiness.guarding { [push] in try await storage.standing(device: push.device) }
+        if try await takeNewerSchema(standing, request: push.schema) { (push, translated) = try await readPush(bytes) }
         // A base is the writer's cursor: one past the last change is as sure a sign of lost changes.
         let base = push.changes.reduce(0) { max($0, $1.base) }
         try standing.check(server: push.server, cursor: base, token: identity.tokenID)
-        var response = try await arrivals.store(token: identity.tokenID) {
+        var response = try await arrivals.store(token: identity.tokenID) { [push] in
             try await readiness.guarding { try await storage.push(push, identity: identity) }
         }
         response.server = standing.identity

@@ -294,11 +294,7 @@ struct History: AsyncParsableCommand {
             let names = try device.deviceNames()
             // A renamed field shows under its name, with the names it had before (its history may
             // hold changes made under those).
-            var earlier: [String: [String]] = [:]
-            for field in try device.entity(entity).fields {
-                let names = try device.store.earlierNames(entity: entity, field: field.name)
-                if !names.isEmpty { earlier[field.name] = names }
-            }
+            let earlier = try device.store.earlierNames(entity: entity)
             let formerly = { (field: String?) -> [String]? in field.flatMap { earlier[$0] } }
             if self.device.json {
                 printJSON(
