@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "FieldbookCore", targets: ["FieldbookCore"]),
         .library(name: "FieldbookSync", targets: ["FieldbookSync"]),
         .library(name: "FieldbookStore", targets: ["FieldbookStore"]),
+        .library(name: "FieldbookFiles", targets: ["FieldbookFiles"]),
         .library(name: "FieldbookHTTP", targets: ["FieldbookHTTP"]),
         .library(name: "FieldbookInspection", targets: ["FieldbookInspection"]),
         .executable(name: "fieldbook", targets: ["fieldbook"]),
@@ -65,6 +66,13 @@ let package = Package(
             resources: [.embedInCode("inspection.json")],
             swiftSettings: strictSettings
         ),
+        // Files named by their SHA-256 in a directory: written crash-safely, transferred in resumable
+        // chunks; what a device keeps next to its store and a server beside its database.
+        .target(
+            name: "FieldbookFiles",
+            dependencies: ["FieldbookCore", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strictSettings
+        ),
         // Declares SQLite's pre-update hook, which the system library has but sqlite3.h hides, and
         // makes SQLite's process-wide settings (sqlite3_config is variadic: not callable from Swift).
         .target(name: "CFieldbookSQLite"),
@@ -90,6 +98,7 @@ let package = Package(
                 "FieldbookJSON",
                 "FieldbookSync",
                 "FieldbookSQLite",
+                "FieldbookFiles",
                 "CFieldbookSQLite",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
@@ -130,6 +139,7 @@ let package = Package(
                 "FieldbookJSON",
                 "FieldbookSync",
                 "FieldbookSQLite",
+                "FieldbookFiles",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -305,6 +315,7 @@ let package = Package(
             name: "FieldbookSyncTests",
             dependencies: [
                 "FieldbookCore",
+                "FieldbookFiles",
                 "FieldbookJSON",
                 "FieldbookSync",
                 "FieldbookStore",

@@ -68,6 +68,10 @@ extension Field {
         case (.textSet, .textSet(let members)):
             for m in members { try checkLength(m) }
             return .set(members)
+        case (.attachment, .text(let s)):
+            return .text(try Attachment(text: s).text)
+        case (.attachments, .textSet(let members)):
+            return .textSet(try Attachment.normalizedSet(members))
         default:
             throw ValueProblem(kind: .wrongType, reason: "expects \(type.expectation), got \(value.kindName)")
         }
@@ -98,6 +102,8 @@ extension FieldType {
         case .enumeration(let values): "one of: \(values.joined(separator: ", "))"
         case .reference(let entity): "the id of a \(entity) record"
         case .textSet: "a set of text"
+        case .attachment: "a file (SHA256 SIZE MEDIA-TYPE NAME)"
+        case .attachments: "a set of files (each SHA256 SIZE MEDIA-TYPE NAME)"
         }
     }
 }

@@ -82,6 +82,10 @@ public enum FieldType: Sendable, Hashable {
     case reference(String)
     /// A set of text values.
     case textSet
+    /// One file (``Attachment``): its reference, as text.
+    case attachment
+    /// A set of files (``Attachment``): their references, as a set of text.
+    case attachments
 
     /// The name used in schema files.
     public var name: String {
@@ -95,8 +99,16 @@ public enum FieldType: Sendable, Hashable {
         case .enumeration: "enum"
         case .reference: "reference"
         case .textSet: "set"
+        case .attachment: "attachment"
+        case .attachments: "attachments"
         }
     }
+
+    /// Whether values of this type are sets (``Value/textSet(_:)``): `set` and `attachments`.
+    public var isSet: Bool { self == .textSet || self == .attachments }
+
+    /// Whether values of this type refer to files (``Attachment``): `attachment` and `attachments`.
+    public var isAttachment: Bool { self == .attachment || self == .attachments }
 
     /// Whether values of this type have a natural order (`max` needs no declared order).
     var isNaturallyOrdered: Bool {

@@ -255,6 +255,8 @@ struct SchemaLoader {
         case "enum": .enumeration([])
         case "reference": .reference("")
         case "set": .textSet
+        case "attachment": .attachment
+        case "attachments": .attachments
         default: nil
         }
     }
@@ -337,7 +339,7 @@ struct SchemaLoader {
             if type == nil {
                 issue(
                     path,
-                    "unknown type '\(other)' (one of: text, integer, real, boolean, date, timestamp, enum, reference, set)"
+                    "unknown type '\(other)' (one of: text, integer, real, boolean, date, timestamp, enum, reference, set, attachment, attachments)"
                 )
             }
         }
@@ -393,7 +395,7 @@ struct SchemaLoader {
         case "manual": policy = .manual
         case "append": policy = .append
         case "union":
-            if let type, type != .textSet { issue(path, "policy 'union' is only for set fields") }
+            if let type, !type.isSet { issue(path, "policy 'union' is only for set and attachments fields") }
             policy = .union
         case "counter":
             if let type, type != .integer { issue(path, "policy 'counter' is only for integer fields") }

@@ -130,6 +130,83 @@ public struct HTTPTransport: SyncTransport {
         }
     }
 
+    /// How much of a file the server holds (`HEAD /v1/files/{sha256}`).
+    public func fileStatus(_ sha256: String) async throws -> ServerFileStatus {
+        let response = try await execute(filesRequest(sha256, method: .HEAD))
+        let (status, headers, _) = try await collect(response, limit: 1 << 16)
+        guard status == 200, let state = headers.first(name: "Fieldbook-File"),
+            let held = headers.first(name: "Fieldbook-Offset").flatMap({ Int64($0) })
+        else { throw SyncError(.badResponse, status: status, "the server's answer about a file is not the protocol") }
+        return ServerFileStatus(complete: state == "complete", held: held)
+    }
+
+    /// Sends one chunk of a file (`PUT /v1/files/{sha256}`); returns how many bytes the server holds.
+    public func uploadFile(_ sha256: String, size: Int64, offset: Int64, chunk: [UInt8]) async throws -> Int64 {
+        var request = filesRequest(sha256, method: .PUT)
+        request.headers.add(name: "Fieldbook-Offset", value: String(offset))
+        request.headers.add(name: "Fieldbook-File-Size", value: String(size))
+        request.headers.add(name: "Content-Type", value: "application/octet-stream")
+        request.body = .bytes(ByteBuffer(bytes: chunk))
+        let response = try await execute(request)
+        let (_, _, body) = try await collect(response, limit: 1 << 16)
+        guard let json = try? JSON(parsing: body), case .int(let held)? = json["held"], held >= 0 else {
+            throw SyncError(.badResponse, "the server's answer to a file's chunk is not the protocol")
+        }
+        return held
+    }
+
+    /// Receives a file from byte `offset` (`GET /v1/files/{sha256}`, with `Range` to resume),
+    /// handing each piece to `receive` as it arrives.
+    public func downloadFile(_ sha256: String, from offset: Int64, _ receive: ([UInt8]) throws -> Void) async throws {
+        var request = filesRequest(sha256, method: .GET)
+        if offset > 0 { request.headers.add(name: "Range", value: "bytes=\(offset)-") }
+        let response = try await execute(request)
+        let status = Int(response.status.code)
+        guard status == (offset > 0 ? 206 : 200) else {
+            _ = try await collect(response, limit: 1 << 16)  // throws the protocol error the server sent
+            throw SyncError(.badResponse, status: status, "the server sent a file from another place than asked")
+        }
+        do {
+            for try await buffer in response.body { try receive(Array(buffer.readableBytesView)) }
+        } catch let error as HTTPClientError {
+            throw SyncError(.network, "\(server.absoluteString) \(Self.failure(error))", underlying: error)
+        } catch let error as NIOCore.IOError {
+            throw SyncError(.network, "\(server.absoluteString) \(Self.failure(error))", underlying: error)
+        }
+    }
+
+    private func filesRequest(_ sha256: String, method: HTTPMethod) -> HTTPClientRequest {
+        var request = HTTPClientRequest(url: server.appendingPathComponent("v1/files/\(sha256)").absoluteString)
+        request.method = method
+        request.headers.add(name: "Authorization", value: "Bearer \(token)")
+        return request
+    }
+
+    private func execute(_ request: HTTPClientRequest) async throws -> HTTPClientResponse {
+        do { return try await client.execute(request, deadline: .distantFuture) } catch {
+            throw SyncError(.network, "\(server.absoluteString) \(Self.failure(error))", underlying: error)
+        }
+    }
+
+    /// The answer's status, headers and body (at most `limit` bytes); throws the protocol error a
+    /// status other than 200 or 206 carries.
+    private func collect(_ response: HTTPClientResponse, limit: Int) async throws -> (Int, HTTPHeaders, [UInt8]) {
+        let status = Int(response.status.code)
+        let data: [UInt8]
+        do {
+            data = Array(try await response.body.collect(upTo: limit).readableBytesView)
+        } catch {
+            throw SyncError(.network, "\(server.absoluteString) \(Self.failure(error))", underlying: error)
+        }
+        guard status == 200 || status == 206 else {
+            if let json = try? JSON(parsing: data), let wire = WireError(json: json) {
+                throw SyncError(refusal: wire, status: status)
+            }
+            throw SyncError(.badResponse, status: status, "HTTP \(status) without a protocol error")
+        }
+        return (status, response.headers, data)
+    }
+
     /// Sends a request (a POST with `body`, a GET without); returns the answer's body if the
     /// status is 200, or throws the protocol error the server sent.
     func send(_ path: String, _ body: [UInt8]?, query: String? = nil) async throws -> [UInt8] {

@@ -1,3 +1,4 @@
+public import FieldbookCore
 public import FieldbookStore
 
 /// A problem found (问题), tracked until it is closed off.
@@ -50,6 +51,8 @@ public struct Finding: EntityModel, Hashable {
     public var rectifiedOn: CalendarDate?
     /// A long-term mechanism (长效机制) that never "closes".
     public var longTerm: Bool
+    /// Photos and documents that prove the rectification (整改佐证); concurrent additions all stay.
+    public var evidence: Set<Attachment>
 
     /// A finding titled `title`; leave `id` empty for the store to give one on insert.
     public init(
@@ -57,7 +60,8 @@ public struct Finding: EntityModel, Hashable {
         category: String? = nil, title: String, description: String? = nil, status: RectificationStatus = .notStarted,
         reopenCount: Int = 0, deadline: CalendarDate? = nil, responsibleLeader: String? = nil,
         responsibleUnit: String? = nil, responsiblePerson: String? = nil, results: String? = nil,
-        nextSteps: String? = nil, rectifiedOn: CalendarDate? = nil, longTerm: Bool = false
+        nextSteps: String? = nil, rectifiedOn: CalendarDate? = nil, longTerm: Bool = false,
+        evidence: Set<Attachment> = []
     ) {
         self.id = id
         self.round = round
@@ -77,6 +81,7 @@ public struct Finding: EntityModel, Hashable {
         self.nextSteps = nextSteps
         self.rectifiedOn = rectifiedOn
         self.longTerm = longTerm
+        self.evidence = evidence
     }
 
     enum CodingKeys: String, CodingKey {
@@ -90,5 +95,6 @@ public struct Finding: EntityModel, Hashable {
         case nextSteps = "next_steps"
         case rectifiedOn = "rectified_on"
         case longTerm = "long_term"
+        case evidence
     }
 }

@@ -1,3 +1,4 @@
+public import FieldbookCore
 public import FieldbookStore
 
 /// A rectification measure (整改措施) for a finding, with who answers for it and by when.
@@ -23,12 +24,14 @@ public struct Measure: EntityModel, Hashable {
     public var status: RectificationStatus
     /// A long-term mechanism (长效机制) that never "closes".
     public var longTerm: Bool
+    /// Photos and documents that prove the measure was taken (整改佐证); concurrent additions all stay.
+    public var evidence: Set<Attachment>
 
     /// A measure for the finding with id `finding`; leave `id` empty for the store to give one on insert.
     public init(
         id: String = "", finding: String, description: String, responsibleLeader: String? = nil,
         responsibleUnit: String? = nil, responsiblePerson: String? = nil, deadline: CalendarDate? = nil,
-        status: RectificationStatus = .notStarted, longTerm: Bool = false
+        status: RectificationStatus = .notStarted, longTerm: Bool = false, evidence: Set<Attachment> = []
     ) {
         self.id = id
         self.finding = finding
@@ -39,6 +42,7 @@ public struct Measure: EntityModel, Hashable {
         self.deadline = deadline
         self.status = status
         self.longTerm = longTerm
+        self.evidence = evidence
     }
 
     enum CodingKeys: String, CodingKey {
@@ -48,5 +52,6 @@ public struct Measure: EntityModel, Hashable {
         case responsiblePerson = "responsible_person"
         case deadline, status
         case longTerm = "long_term"
+        case evidence
     }
 }

@@ -1,3 +1,4 @@
+public import FieldbookCore
 public import FieldbookStore
 
 /// A site visit (督查): who went where, when, and what they found.
@@ -23,11 +24,14 @@ public struct Visit: EntityModel, Hashable {
     public var penaltyYuan: Double?
     /// The money recovered (追回), in yuan.
     public var recoveredYuan: Double?
+    /// Photos taken on the visit (现场照片); concurrent additions all stay.
+    public var photos: Set<Attachment>
 
     /// A visit to the site with id `site` on `visitedOn`; leave `id` empty for the store to give one on insert.
     public init(
         id: String = "", site: String, round: String? = nil, visitedOn: CalendarDate, inspectors: Set<String> = [],
-        summary: String? = nil, problemsFound: Int = 0, penaltyYuan: Double? = nil, recoveredYuan: Double? = nil
+        summary: String? = nil, problemsFound: Int = 0, penaltyYuan: Double? = nil, recoveredYuan: Double? = nil,
+        photos: Set<Attachment> = []
     ) {
         self.id = id
         self.site = site
@@ -38,6 +42,7 @@ public struct Visit: EntityModel, Hashable {
         self.problemsFound = problemsFound
         self.penaltyYuan = penaltyYuan
         self.recoveredYuan = recoveredYuan
+        self.photos = photos
     }
 
     enum CodingKeys: String, CodingKey {
@@ -47,5 +52,6 @@ public struct Visit: EntityModel, Hashable {
         case problemsFound = "problems_found"
         case penaltyYuan = "penalty_yuan"
         case recoveredYuan = "recovered_yuan"
+        case photos
     }
 }

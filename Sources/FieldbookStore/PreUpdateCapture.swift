@@ -83,7 +83,7 @@ extension Value {
                 return
             }
             let text = String(decoding: UnsafeBufferPointer(start: bytes, count: count), as: UTF8.self)
-            if type == .textSet, let json = try? JSON(parsing: text), let set = try? Value(json: json, for: type) {
+            if type.isSet, let json = try? JSON(parsing: text), let set = try? Value(json: json, for: type) {
                 self = set
             } else {
                 self = .text(text)

@@ -10,7 +10,7 @@ import GRDB
 // only additions that keep every record intact are applied.
 
 extension Store {
-    static let storeFormat = 6
+    static let storeFormat = 7
 
     static func migrate(_ db: Database, to schema: Schema) throws {
         let fresh = try !db.tableExists("_fieldbook_meta")
@@ -25,6 +25,7 @@ extension Store {
             try createFormat4Tables(db)
             try createRejectedTable(db)
             try createLeftTable(db)
+            try createFilesTable(db)
             try createTables(db, for: schema.entities)
             try recordSchema(db, schema)
             return
@@ -54,6 +55,11 @@ extension Store {
             try createLeftTable(db)
             try db.execute(sql: "UPDATE _fieldbook_meta SET value = 6 WHERE key = 'store_format'")
             format = 6
+        }
+        if format == 6 {
+            try createFilesTable(db)
+            try db.execute(sql: "UPDATE _fieldbook_meta SET value = 7 WHERE key = 'store_format'")
+            format = 7
         }
         guard format == storeFormat else {
             throw StoreError(
@@ -118,6 +124,21 @@ extension Store {
                 arguments: [plan.serialized])
         }
         try recordSchema(db, schema)
+    }
+
+    /// Format 7: the files records refer to (docs/protocol.md, "Files"): each file this device holds
+    /// (`here`) in the directory beside the store, or wants (a pulled record refers to it), and
+    /// whether the server is known to hold it (`uploaded`).
+    static func createFilesTable(_ db: Database) throws {
+        try db.execute(
+            sql: """
+                CREATE TABLE _files (
+                    sha256 TEXT PRIMARY KEY NOT NULL,
+                    size INTEGER NOT NULL,
+                    media_type TEXT NOT NULL,
+                    here INTEGER NOT NULL,
+                    uploaded INTEGER NOT NULL) STRICT, WITHOUT ROWID;
+                """)
     }
 
     static func createStoreTables(_ db: Database) throws {
@@ -507,7 +528,7 @@ extension Value {
         case .int64(let i): self = type == .boolean ? .boolean(i != 0) : .integer(i)
         case .double(let d): self = .real(d)
         case .string(let s):
-            if type == .textSet, let json = try? JSON(parsing: s), let value = try? Value(json: json, for: type) {
+            if type.isSet, let json = try? JSON(parsing: s), let value = try? Value(json: json, for: type) {
                 self = value
             } else {
                 self = .text(s)

@@ -49,6 +49,9 @@ public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
         /// SQLite failed: the file cannot be opened or written (a full disk, no permission, a damaged
         /// file, another process holding it too long). ``StoreError/underlying`` has SQLite's error.
         public static let database = Code("database")
+        /// A file could not be attached or read: it cannot be read, is larger than allowed, its
+        /// content is not what its media type says, or this device does not hold it (yet).
+        public static let file = Code("file")
     }
 
     /// What kind of error this is.

@@ -352,7 +352,7 @@ extension Store {
                         throw StoreError(.wrongType, entity: query.entity, field: filter.field, "'contains' takes text")
                     }
                     switch field?.type {
-                    case .textSet:
+                    case .textSet?, .attachments?:
                         clauses.append("EXISTS (SELECT 1 FROM json_each(\(column)) WHERE value = ?)")
                     case .text:
                         clauses.append("instr(\(column), ?) > 0")
@@ -415,12 +415,30 @@ extension Store {
             return index
         }
 
+        /// `value` checked against `field` and in its canonical form (a local write). A file it
+        /// refers to must be in this store (``Store/importFile(at:name:mediaType:)``) or known to be
+        /// on the server (pulled): a reference to a file no one can upload would stop every push.
         func normalize(_ field: Field, _ value: Value, entity: String) throws -> Value {
+            let normalized: Value
             do {
-                return try field.normalize(value)
+                normalized = try field.normalize(value)
             } catch {
                 throw StoreError(error, entity: entity, field: field.name)
             }
+            if field.type.isAttachment {
+                for attachment in normalized.attachments {
+                    let known = try Bool.fetchOne(
+                        db, sql: "SELECT here OR uploaded FROM _files WHERE sha256 = ? AND size = ?",
+                        arguments: [attachment.sha256, attachment.size])
+                    guard known == true else {
+                        throw StoreError(
+                            .file, entity: entity, field: field.name,
+                            "refers to a file this store does not hold; attach the file itself (Store.attach, fieldbook attach)"
+                        )
+                    }
+                }
+            }
+            return normalized
         }
 
         func canonicalID(_ id: String, entity: String) throws -> String {

@@ -67,6 +67,17 @@ public struct WireError: Error, Sendable, Hashable, CustomStringConvertible {
         /// carries the server's time and bound (``WireError/serverTime``, ``WireError/maxAhead``):
         /// re-stamp what is pending and push again.
         public static let clockAhead = Code(rawValue: "clock_ahead")
+        /// A push refers to files the server does not hold whole (``WireError/files`` lists their
+        /// hashes): nothing of it is stored; upload them, then push again.
+        public static let missingFiles = Code(rawValue: "missing_files")
+        /// A file's bytes are not what was said of them: another hash, another size, or content
+        /// that does not fit its media type. Nothing is stored.
+        public static let fileMismatch = Code(rawValue: "file_mismatch")
+        /// A chunk of a file does not start where the server's copy of the transfer ends
+        /// (``WireError/held`` says where): nothing of it is stored; send from there.
+        public static let offsetMismatch = Code(rawValue: "offset_mismatch")
+        /// A file is larger than the server accepts.
+        public static let fileTooLarge = Code(rawValue: "file_too_large")
     }
 
     /// What a device needs to start again with a restored or replaced server: sent with `server_changed`.
@@ -94,6 +105,10 @@ public struct WireError: Error, Sendable, Hashable, CustomStringConvertible {
     public var serverTime: Int64?
     /// How far ahead of its clock the server accepts a change's timestamp, in milliseconds (`clock_ahead` only).
     public var maxAhead: Int64?
+    /// The hashes of the files a push refers to that the server lacks (`missing_files` only).
+    public var files: [String]?
+    /// How many bytes of a file's transfer the server holds (`offset_mismatch` only).
+    public var held: Int64?
 
     /// An error with its code and sentence, and the members `server_changed` and `clock_ahead` carry.
     public init(
@@ -120,6 +135,8 @@ public struct WireError: Error, Sendable, Hashable, CustomStringConvertible {
         }
         if let serverTime { members.append(("server_time", .int(serverTime))) }
         if let maxAhead { members.append(("max_ahead", .int(maxAhead))) }
+        if let files { members.append(("files", .array(files.map(JSON.string)))) }
+        if let held { members.append(("held", .int(held))) }
         return .object([("error", .object(members))])
     }
 
@@ -136,5 +153,9 @@ public struct WireError: Error, Sendable, Hashable, CustomStringConvertible {
         {
             serverChanged = ServerChanged(identity: server, acknowledged: acknowledged)
         }
+        if case .array(let list)? = json["error"]?["files"] {
+            files = list.compactMap { if case .string(let s) = $0 { s } else { nil } }
+        }
+        if case .int(let held)? = json["error"]?["held"], held >= 0 { self.held = held }
     }
 }

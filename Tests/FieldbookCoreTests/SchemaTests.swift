@@ -55,7 +55,7 @@ struct SchemaTests {
             ),
             (
                 #"{"name": "x", "type": "texts", "policy": "lww"}"#,
-                "finding.x: unknown type 'texts' (one of: text, integer, real, boolean, date, timestamp, enum, reference, set)"
+                "finding.x: unknown type 'texts' (one of: text, integer, real, boolean, date, timestamp, enum, reference, set, attachment, attachments)"
             ),
             (
                 #"{"name": "x", "type": "text", "policy": "newest"}"#,
@@ -65,7 +65,10 @@ struct SchemaTests {
                 #"{"name": "x", "type": "text"}"#,
                 "finding.x: missing 'policy' (lww, observed, max, union, counter, append or manual)"
             ),
-            (#"{"name": "x", "type": "text", "policy": "union"}"#, "finding.x: policy 'union' is only for set fields"),
+            (
+                #"{"name": "x", "type": "text", "policy": "union"}"#,
+                "finding.x: policy 'union' is only for set and attachments fields"
+            ),
             (
                 #"{"name": "x", "type": "text", "policy": "counter"}"#,
                 "finding.x: policy 'counter' is only for integer fields"
@@ -126,7 +129,7 @@ struct SchemaTests {
             found == [
                 "finding.status: policy 'max' needs an order",
                 "finding.status: field defined twice",
-                "finding.n: policy 'union' is only for set fields",
+                "finding.n: policy 'union' is only for set and attachments fields",
             ])
     }
 

@@ -12,6 +12,9 @@ struct ModelTests {
     /// Every field set, so the encoded keys show which fields the model covers.
     func fullModels(_ store: Store) throws -> [any EntityModel & Hashable] {
         let date = CalendarDate("2021-11-16")!
+        let photoPath = dir.path("现场.jpg")
+        try Data([0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3]).write(to: URL(fileURLWithPath: photoPath))
+        let photo = try store.importFile(at: photoPath)
         let round = try store.insert(
             InspectionRound(
                 title: "区委第一巡察组巡察区民政局", team: "区委第一巡察组", unit: "区民政局",
@@ -24,17 +27,18 @@ struct ModelTests {
         let visit = try store.insert(
             Visit(
                 site: site.id, round: round.id, visitedOn: date, inspectors: ["张伟", "王芳"], summary: "发现问题14个，其中共性问题8个",
-                problemsFound: 14, penaltyYuan: 4000, recoveredYuan: 25131.5))
+                problemsFound: 14, penaltyYuan: 4000, recoveredYuan: 25131.5, photos: [photo]))
         let finding = try store.insert(
             Finding(
                 round: round.id, visit: visit.id, site: site.id, aspect: .misconductNearPeople, category: "养老服务",
                 title: "违约金未收缴", description: "公建民营养老机构违约金4000元未按合同收缴", status: .inProgress, reopenCount: 1,
                 deadline: CalendarDate("2022-06-30"), responsibleLeader: "李娜", responsibleUnit: "养老服务科",
-                responsiblePerson: "刘洋", results: "已收缴", nextSteps: "建立长效机制", rectifiedOn: date, longTerm: true))
+                responsiblePerson: "刘洋", results: "已收缴", nextSteps: "建立长效机制", rectifiedOn: date, longTerm: true,
+                evidence: [photo]))
         let measure = try store.insert(
             Measure(
                 finding: finding.id, description: "督促运营方缴纳违约金", responsibleLeader: "李娜", responsibleUnit: "养老服务科",
-                responsiblePerson: "刘洋", deadline: date, status: .completed, longTerm: true))
+                responsiblePerson: "刘洋", deadline: date, status: .completed, longTerm: true, evidence: [photo]))
         let action = try store.insert(
             AccountabilityAction(finding: finding.id, person: "陈静", kind: .admonishment, decidedOn: date))
         let note = try store.insert(

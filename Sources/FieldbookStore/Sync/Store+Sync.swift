@@ -24,12 +24,21 @@ extension Store {
         // device that made the record may still hold it) is tried again after the pull, once.
         var pushAgain = false
         do {
+            report.filesUploaded = try await uploadFiles(transport, options: options)
             report.pushed = try await push(transport, options: options) {
                 report.pushed = $0
                 options.progress?(report)
             }
         } catch let error as SyncError where error.refusal == .unknownReference {
             pushAgain = true
+        } catch let error as SyncError where error.refusal == .missingFiles {
+            // The server lacks files it was known to hold (it was restored, say): sent again, once.
+            try await forgetUploads((error.underlying as? WireError)?.files ?? [])
+            report.filesUploaded += try await uploadFiles(transport, options: options)
+            report.pushed = try await push(transport, options: options) {
+                report.pushed = $0
+                options.progress?(report)
+            }
         }
         let pulled = try await pull(transport, options: options) { pulled, cursor in
             report.pulled = pulled
@@ -42,6 +51,7 @@ extension Store {
         // that were not pending when the push ran.
         if try await read({ try $0.serverIdentity() }) != server { pushAgain = true }
         if pushAgain {
+            report.filesUploaded += try await uploadFiles(transport, options: options)
             let before = report.pushed
             report.pushed += try await push(transport, options: options) {
                 report.pushed = before + $0
@@ -52,6 +62,7 @@ extension Store {
         try await write { tx in
             try tx.db.execute(sql: "UPDATE _fieldbook_meta SET value = ? WHERE key = 'last_sync'", arguments: [now])
         }
+        (report.filesDownloaded, report.filesWaiting) = try await downloadFiles(transport, options: options)
         report.openConflicts = try conflicts().count
         report.newestSchema = try newestSchemaVersion()
         return report
@@ -682,6 +693,7 @@ extension Store.Transaction {
             states.append(try mergeState(entityTable(group.ref.entity), group.ref.id))
         }
         let new = try recordReceived(received, previous: &states)
+        try noteWantedFiles(received, new: new)
         let merged = try merge(received, into: &states, new: new)
         for (table, id) in adopted { try rebuild(table, id) }
         return merged
@@ -714,6 +726,32 @@ extension Store.Transaction {
             adopted.append((table, change.recordID))
         }
         return adopted
+    }
+
+    /// Notes the files new changes from other devices refer to that this device does not hold: it
+    /// wants them (``Store/filesWanted()``), and the server holds them (it takes no change before
+    /// its files).
+    private func noteWantedFiles(_ received: ReceivedPage, new: [Bool]) throws {
+        var refersToFiles: [String: Entity?] = [:]
+        for (position, change) in received.page.changes.enumerated() where new[position] {
+            let entity: Entity?
+            if let known = refersToFiles[change.entity] {
+                entity = known
+            } else {
+                let table = try entityTable(change.entity)
+                entity = table.refersToFiles ? table.entity : nil
+                refersToFiles[change.entity] = entity
+            }
+            guard let entity else { continue }
+            for attachment in change.attachments(in: entity) {
+                try db.cachedStatement(
+                    sql: """
+                        INSERT INTO _files (sha256, size, media_type, here, uploaded) VALUES (?, ?, ?, 0, 1)
+                        ON CONFLICT (sha256) DO UPDATE SET uploaded = 1
+                        """
+                ).execute(arguments: [attachment.sha256, attachment.size, attachment.mediaType])
+            }
+        }
     }
 
     /// Keeps the names other devices gave themselves, as the server passed them on.

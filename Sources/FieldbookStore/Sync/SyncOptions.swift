@@ -13,6 +13,14 @@ public struct SyncReport: Sendable, Hashable {
     /// open the store again — with that version to upgrade (``Store/newestSchema``), or with its
     /// own to stay, reading the newer version's enum values — and sync again for the rest.
     public var newestSchema: Int?
+    /// Files uploaded (those this device's pending changes refer to).
+    public var filesUploaded = 0
+    /// Files downloaded (those pulled records refer to, up to ``SyncOptions/downloadFilesUpTo`` bytes each).
+    public var filesDownloaded = 0
+    /// Files pulled records refer to that this device does not hold after the sync: larger than
+    /// ``SyncOptions/downloadFilesUpTo`` (downloaded on demand, ``Store/downloadFile(_:_:options:)``),
+    /// or not downloaded yet (a cut connection: the next sync resumes them).
+    public var filesWaiting = 0
 }
 
 /// How ``Store/sync(_:options:)`` talks to the server.
@@ -31,6 +39,11 @@ public struct SyncOptions: Sendable {
     /// retry starts later than this. With no signal a request gives up within this window, or
     /// within it plus one connect timeout when connections go unanswered.
     public var retryWindow: Duration = .seconds(10)
+    /// The largest file a sync downloads, in bytes; larger ones are downloaded on demand
+    /// (``Store/downloadFile(_:_:options:)``). 0: none; `.max`: every file.
+    public var downloadFilesUpTo: Int64 = 32 << 20
+    /// The bytes of a file sent in one request when uploading: a chunk cut off is sent again whole.
+    public var fileChunkBytes = 8 << 20
     /// Called after each pushed batch and each applied page.
     public var progress: (@Sendable (SyncReport) -> Void)?
 

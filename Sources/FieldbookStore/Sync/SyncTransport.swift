@@ -25,6 +25,30 @@ public protocol SyncTransport: Sendable {
     /// Asks for what the device's earlier version left out of the changes it pulled
     /// (`CatchUpRequest`). The default refuses (the transport cannot ask).
     func catchUp(_ request: CatchUpRequest, schema: Schema) async throws -> CatchUpResponse
+    /// How much of the file with hash `sha256` the server holds: all of it, or how many bytes of
+    /// this device's upload of it (where the upload resumes). The default refuses (the transport
+    /// cannot move files).
+    func fileStatus(_ sha256: String) async throws -> ServerFileStatus
+    /// Sends `chunk`, the bytes of the file `sha256` (of `size` bytes) from `offset`; returns how
+    /// many bytes of it the server holds after it. The default refuses.
+    func uploadFile(_ sha256: String, size: Int64, offset: Int64, chunk: [UInt8]) async throws -> Int64
+    /// Receives the file `sha256` from byte `offset` to its end, handing each piece to `receive` in
+    /// order as it arrives. The default refuses.
+    func downloadFile(_ sha256: String, from offset: Int64, _ receive: ([UInt8]) throws -> Void) async throws
+}
+
+/// How much of a file a server holds (``SyncTransport/fileStatus(_:)``).
+public struct ServerFileStatus: Sendable, Hashable {
+    /// Whether it holds the whole file, its hash checked.
+    public var complete: Bool
+    /// The file's size when complete; else how many bytes of this device's upload it holds.
+    public var held: Int64
+
+    /// A status from its parts.
+    public init(complete: Bool, held: Int64) {
+        self.complete = complete
+        self.held = held
+    }
 }
 
 extension SyncTransport {
@@ -41,6 +65,21 @@ extension SyncTransport {
     /// Refuses: this transport cannot ask to catch up.
     public func catchUp(_ request: CatchUpRequest, schema: Schema) async throws -> CatchUpResponse {
         throw SyncError(.badResponse, "this transport cannot ask to catch up from schema version \(request.from)")
+    }
+
+    /// Refuses: this transport cannot move files.
+    public func fileStatus(_ sha256: String) async throws -> ServerFileStatus {
+        throw SyncError(.badResponse, "this transport cannot move files")
+    }
+
+    /// Refuses: this transport cannot move files.
+    public func uploadFile(_ sha256: String, size: Int64, offset: Int64, chunk: [UInt8]) async throws -> Int64 {
+        throw SyncError(.badResponse, "this transport cannot move files")
+    }
+
+    /// Refuses: this transport cannot move files.
+    public func downloadFile(_ sha256: String, from offset: Int64, _ receive: ([UInt8]) throws -> Void) async throws {
+        throw SyncError(.badResponse, "this transport cannot move files")
     }
 
     /// Reads the body back into a `PushRequest` and sends it with ``push(_:)``.

@@ -45,6 +45,14 @@ public struct ServerConfiguration: Sendable {
     /// and the device re-stamps it). Nil: no bound. A day by default: phones' clocks drift and
     /// are set by hand, but a clock days ahead would win every concurrent `lww` write for days.
     public var maxClockAhead: Duration? = .seconds(86_400)
+    /// The directory of the files records refer to (docs/protocol.md, "Files"); nil: the server
+    /// keeps no files, and refuses pushes that refer to one (`missing_files`). Several server
+    /// processes on one PostgreSQL database share one directory.
+    public var filesDirectory: String?
+    /// The largest file accepted, in bytes (larger: 413 `file_too_large`).
+    public var maxFileBytes: Int64 = 4 << 30
+    /// The largest chunk of a file in one request, in bytes (larger: 413 `body_too_large`).
+    public var maxChunkBytes = 16 << 20
 
     /// The defaults above; set the members to change them.
     public init() {}
@@ -60,15 +68,17 @@ public struct ServerConfiguration: Sendable {
 public enum SyncServer {
     /// The application: routes, authentication, limits, errors as JSON.
     /// - Parameter onServerRunning: called with the bound port once the server listens (useful with port 0).
+    /// - Throws: ``FileError`` if the files directory cannot be created.
     public static func application(
         storage: any SyncStorage, configuration: ServerConfiguration, logger: Logger,
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
-    ) -> some ApplicationProtocol {
+    ) throws -> some ApplicationProtocol {
         let readiness = Readiness(storage: storage, interval: configuration.readinessInterval, logger: logger)
         let routes = Routes(
             storage: storage, configuration: configuration, readiness: readiness,
             gate: BodyGate(limit: configuration.maxConcurrentBodies, timeout: configuration.bodyTimeout),
-            arrivals: PushArrivals(), versions: ServedVersions(storage: storage))
+            arrivals: PushArrivals(), versions: ServedVersions(storage: storage),
+            files: try configuration.filesDirectory.map { try ServerFiles(root: $0) })
         let router = Router()
         router.middlewares.add(
             ErrorMiddleware(storage: storage, readiness: readiness, retryAfter: configuration.retryAfterSeconds))
@@ -155,13 +165,14 @@ public enum SyncServer {
 
 /// The routes' handlers and what they share: the store, the limits, the store's readiness, the
 /// turns at reading bodies and the pushes arriving per token.
-private struct Routes: Sendable {
+struct Routes: Sendable {
     let storage: any SyncStorage
     let configuration: ServerConfiguration
     let readiness: Readiness
     let gate: BodyGate
     let arrivals: PushArrivals
     let versions: ServedVersions
+    let files: ServerFiles?
 
     /// Registers each route's handler on `router`.
     func add(to router: Router<BasicRequestContext>) {
@@ -174,6 +185,9 @@ private struct Routes: Sendable {
         router.post("/v1/pull") { request, context in try await pull(request, context: context) }
         router.get("/v1/conflicts") { request, _ in try await conflicts(request) }
         router.post("/v1/catch-up") { request, _ in try await catchUp(request) }
+        router.head("/v1/files/:sha256") { request, context in try await fileStatus(request, context: context) }
+        router.put("/v1/files/:sha256") { request, context in try await upload(request, context: context) }
+        router.get("/v1/files/:sha256") { request, context in try await download(request, context: context) }
     }
 
     /// Liveness: the process answers, and says whether its store does.
@@ -237,13 +251,17 @@ private struct Routes: Sendable {
             return (try await readPush(bytes), bytes)
         }
         var (push, translated) = read
+        try checkFiles(push)
         if let bound = configuration.maxClockAhead {
             try ClockBound.check(push, now: ClockBound.now(), bound: bound)
         }
         // Checked before the store is: a push whose bases count in another numbering would be
         // merged as if its writer had seen other changes.
         let standing = try await readiness.guarding { [push] in try await storage.standing(device: push.device) }
-        if try await takeNewerSchema(standing, request: push.schema) { (push, translated) = try await readPush(bytes) }
+        if try await takeNewerSchema(standing, request: push.schema) {
+            (push, translated) = try await readPush(bytes)
+            try checkFiles(push)
+        }
         // A base is the writer's cursor: one past the last change is as sure a sign of lost changes.
         let base = push.changes.reduce(0) { max($0, $1.base) }
         try standing.check(server: push.server, cursor: base, token: identity.tokenID)
@@ -442,7 +460,7 @@ private struct Routes: Sendable {
         for (path, allowed) in [
             ("/health", "GET, HEAD"), ("/ready", "GET, HEAD"), ("/v1/schema", "GET"), ("/v1/push", "POST"),
             ("/v1/catch-up", "POST"),
-            ("/v1/pull", "POST"), ("/v1/conflicts", "GET"),
+            ("/v1/pull", "POST"), ("/v1/conflicts", "GET"), ("/v1/files/:sha256", "GET, HEAD, PUT"),
         ] {
             let methods: [HTTPRequest.Method] = [.get, .head, .post, .put, .delete, .patch, .options, .trace]
             for method in methods
@@ -466,9 +484,9 @@ extension WireError {
         case .forbidden: .forbidden
         case .notFound: .notFound
         case .methodNotAllowed: .methodNotAllowed
-        case .bodyTooLarge, .batchTooLarge: .contentTooLarge
+        case .bodyTooLarge, .batchTooLarge, .fileTooLarge: .contentTooLarge
         case .protocolMismatch, .schemaMismatch, .schemaAhead, .sequenceGap, .serverChanged, .cursorAhead, .clockAhead,
-            .scopeChanged:
+            .scopeChanged, .missingFiles, .offsetMismatch:
             .conflict
         case .internalError: .internalServerError
         case .unavailable: .serviceUnavailable

@@ -137,7 +137,23 @@ struct Serve: AsyncParsableCommand {
             """)
     var maxClockAhead = 1440
 
+    @Option(
+        help: ArgumentHelp(
+            "The directory of the files records refer to (default: the SQLite file's path + '.files'; required for PostgreSQL to keep files).",
+            discussion: "Several server processes on one PostgreSQL database share one directory (a shared volume).",
+            valueName: "dir"))
+    var files: String?
+
+    @Option(help: "The largest file accepted, in bytes.")
+    var maxFileBytes = ServerConfiguration().maxFileBytes
+
+    @Option(help: "The largest chunk of a file in one request, in bytes.")
+    var maxChunkBytes = ServerConfiguration().maxChunkBytes
+
     func validate() throws {
+        guard maxFileBytes > 0, maxChunkBytes > 0 else {
+            throw ValidationError("--max-file-bytes and --max-chunk-bytes take numbers > 0")
+        }
         guard idleTimeout > 0, bodyTimeout > 0 else {
             throw ValidationError("--idle-timeout and --body-timeout take seconds > 0")
         }
@@ -163,9 +179,14 @@ struct Serve: AsyncParsableCommand {
         configuration.maxBodyBytes = maxBodyBytes
         configuration.maxJSONValues = maxJsonValues
         configuration.maxClockAhead = maxClockAhead == 0 ? nil : .seconds(Int64(maxClockAhead) * 60)
+        configuration.filesDirectory =
+            files ?? (PostgresSyncStorage.isURL(store.database) ? nil : store.database + ".files")
+        configuration.maxFileBytes = maxFileBytes
+        configuration.maxChunkBytes = maxChunkBytes
         let host = self.host
         try await store.withStorage(logger: logger) { storage in
-            let app = SyncServer.application(storage: storage, configuration: configuration, logger: logger) { port in
+            let app = try SyncServer.application(storage: storage, configuration: configuration, logger: logger) {
+                port in
                 // One line a script can wait for.
                 FileHandle.standardOutput.write(Data("listening on http://\(host):\(port)\n".utf8))
             }

@@ -159,7 +159,7 @@ struct ReceivedHistoryTests {
             #expect(layout.received.contains("prev") && !layout.received.contains("record_key"))
             #expect(layout.state.contains("received"))
             #expect(layout.indexes.isEmpty)
-            #expect(layout.format == 6)
+            #expect(layout.format == 7)
 
             // More changes pulled after the upgrade extend the chains it made.
             _ = try Edits(a, rounds: 4..<7, site: edits.site, findings: edits.findings)
@@ -208,6 +208,7 @@ struct ReceivedHistoryTests {
                     DROP TABLE _devices;
                     DROP TABLE _rejected;
                     DROP TABLE _left;
+                    DROP TABLE _files;
                     ALTER TABLE _changelog DROP COLUMN rejected;
                     UPDATE _fieldbook_meta SET value = 2 WHERE key = 'store_format';
                     """)

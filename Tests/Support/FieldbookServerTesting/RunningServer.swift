@@ -16,7 +16,7 @@ public func withServer<T: Sendable>(
     configuration.port = 0
     configure(&configuration)
     let (ports, continuation) = AsyncStream<Int>.makeStream()
-    let app = SyncServer.application(storage: storage, configuration: configuration, logger: logger) { port in
+    let app = try SyncServer.application(storage: storage, configuration: configuration, logger: logger) { port in
         continuation.yield(port)
     }
     return try await withRunning(app, port: ports, body)

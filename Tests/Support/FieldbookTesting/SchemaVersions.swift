@@ -16,8 +16,8 @@ public func nextInspectionVersionText() throws -> String {
     for (old, new) in [
         ("\"version\": \(schema.version),", "\"version\": \(schema.version + 1),"),
         (
-            #""update": ["visit", "aspect", "category", "title", "description", "status", "results", "next_steps", "rectified_on", "long_term"]"#,
-            #""update": ["visit", "aspect", "category", "title", "details", "status", "results", "next_steps", "rectified_on", "long_term", "accepted_on"]"#
+            #""update": ["visit", "aspect", "category", "title", "description", "status", "results", "next_steps", "rectified_on", "long_term", "evidence"]"#,
+            #""update": ["visit", "aspect", "category", "title", "details", "status", "results", "next_steps", "rectified_on", "long_term", "evidence", "accepted_on"]"#
         ),
         (
             #"{"name": "description", "label": "描述 Description", "type": "text", "maxLength": 8000, "policy": "manual"},"#,

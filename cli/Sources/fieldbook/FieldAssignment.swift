@@ -103,6 +103,12 @@ struct FieldAssignment: Sendable, Hashable {
             case "false", "no", "n", "0", "否": return .boolean(false)
             default: throw bad("true or false")
             }
+        case .attachment, .attachments:
+            // A reference names a file the device must hold: `fieldbook attach` stores it first.
+            throw Problem(
+                .value,
+                "\(entity).\(field.name) holds files: add them with 'fieldbook attach \(entity) ID \(field.name) FILE…'"
+            )
         case .textSet:
             return .set(
                 text.utf8.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: true)

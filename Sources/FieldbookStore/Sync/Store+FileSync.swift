@@ -1,0 +1,131 @@
+import FieldbookFiles
+import FieldbookSync
+import GRDB
+
+extension Store {
+    /// Uploads the files this device's pending changes refer to that the server is not known to
+    /// hold, each from where its upload stopped (a cut connection or a killed process loses at most
+    /// the chunk in flight); returns how many it uploaded. A push goes after it: the server takes no
+    /// change before its files (`missing_files`).
+    func uploadFiles(_ transport: any SyncTransport, options: SyncOptions) async throws -> Int {
+        let waiting = try await read { tx in
+            try Row.fetchAll(
+                tx.db,
+                sql: """
+                    SELECT f.sha256, f.size FROM _files f WHERE f.here = 1 AND f.uploaded = 0 AND EXISTS (
+                        SELECT 1 FROM _changelog c
+                        WHERE c.seq > (SELECT value FROM _fieldbook_meta WHERE key = 'acked') AND c.rejected = 0
+                            AND instr(c.fields, f.sha256) > 0)
+                    ORDER BY f.size, f.sha256
+                    """
+            ).map { (sha256: $0[0] as String, size: $0[1] as Int64) }
+        }
+        let directory = try fileDirectory()
+        for file in waiting {
+            try await upload(file.sha256, size: file.size, from: directory, transport, options: options)
+            try await write { tx in
+                try tx.db.execute(sql: "UPDATE _files SET uploaded = 1 WHERE sha256 = ?", arguments: [file.sha256])
+            }
+        }
+        return waiting.count
+    }
+
+    /// Sends the file `sha256` from where the server's copy of this device's upload ends, a chunk
+    /// at a time, until the server holds it whole.
+    private func upload(
+        _ sha256: String, size: Int64, from directory: FileDirectory, _ transport: any SyncTransport,
+        options: SyncOptions
+    ) async throws {
+        let status = try await retrying(options) { try await transport.fileStatus(sha256) }
+        guard !status.complete else { return }
+        var held = status.held
+        while true {
+            var chunk: [UInt8] = []
+            try directory.read(sha256, from: held, upTo: Int64(options.fileChunkBytes)) { chunk += $0 }
+            let offset = held
+            do {
+                held = try await retrying(options) { [chunk] in
+                    try await transport.uploadFile(sha256, size: size, offset: offset, chunk: chunk)
+                }
+            } catch let error as SyncError where error.refusal == .offsetMismatch {
+                // Another request of this device's (a retry whose first answer was lost) moved it on.
+                held = (error.underlying as? WireError)?.held ?? 0
+            }
+            if held >= size { break }
+        }
+    }
+
+    /// Downloads the files pulled records refer to that this device does not hold, those of at
+    /// most `maxSize` bytes, each from where its download stopped; each is checked against its hash
+    /// before it is kept. Returns how many arrived, and how many wanted files are not here after.
+    /// A download that fails is left for the next sync (or ``downloadFile(_:_:options:)``): the
+    /// records synced stand, and show the file as not arrived yet.
+    func downloadFiles(_ transport: any SyncTransport, options: SyncOptions) async throws -> (
+        arrived: Int, waiting: Int
+    ) {
+        var arrived = 0
+        let wanted = try filesWanted()
+        for file in wanted where file.size <= options.downloadFilesUpTo {
+            do {
+                try await downloadFile(file.sha256, transport, options: options)
+                arrived += 1
+            } catch let error as SyncError where error.kind == .network || error.refusal != nil {
+                continue
+            }
+        }
+        return (arrived, wanted.count - arrived)
+    }
+
+    /// Downloads the file with hash `sha256` (one the records refer to: ``filesWanted()``), from
+    /// where an earlier download of it stopped, and keeps it once its hash is checked.
+    /// - Throws: ``SyncError`` if the server cannot be reached or refuses; ``StoreError`` (`file`)
+    ///   if the bytes received are not the file (what was received is dropped: the next try starts
+    ///   again from the beginning).
+    public func downloadFile(
+        _ sha256: String, _ transport: any SyncTransport, options: SyncOptions = SyncOptions()
+    ) async throws {
+        let directory = try fileDirectory()
+        guard !directory.contains(sha256) else { return try markHere(sha256) }
+        guard
+            let size = try await read({ tx in
+                try Int64.fetchOne(tx.db, sql: "SELECT size FROM _files WHERE sha256 = ?", arguments: [sha256])
+            })
+        else { throw StoreError(.file, "no record of this store refers to the file") }
+        try await retrying(options) {
+            let offset = directory.partialSize(sha256)
+            if offset < size {
+                let writer = try directory.openPartial(sha256, at: offset)
+                defer { writer.close() }
+                try await transport.downloadFile(sha256, from: offset) { bytes in
+                    guard offset + writer.written + Int64(bytes.count) <= size else {
+                        writer.rollBack()
+                        throw SyncError(.badResponse, "the server sent more bytes than the file has")
+                    }
+                    try writer.write(bytes)
+                }
+            }
+        }
+        do {
+            try directory.complete(sha256, as: sha256, size: size)
+        } catch {
+            throw StoreError(.file, "the file received does not have the hash it was sent under; it was dropped")
+        }
+        try markHere(sha256)
+    }
+
+    private func markHere(_ sha256: String) throws {
+        try write { tx in
+            try tx.db.execute(sql: "UPDATE _files SET here = 1 WHERE sha256 = ?", arguments: [sha256])
+        }
+    }
+
+    /// After a push refused with `missing_files`: the server lacks these files after all (it was
+    /// restored, say), so they are uploaded again.
+    func forgetUploads(_ hashes: [String]) async throws {
+        try await write { tx in
+            for sha256 in hashes {
+                try tx.db.execute(sql: "UPDATE _files SET uploaded = 0 WHERE sha256 = ?", arguments: [sha256])
+            }
+        }
+    }
+}

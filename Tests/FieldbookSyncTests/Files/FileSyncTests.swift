@@ -1,0 +1,93 @@
+import FieldbookCore
+import FieldbookFiles
+import FieldbookHTTP
+import FieldbookServer
+import FieldbookServerTesting
+import FieldbookStore
+import FieldbookSync
+import FieldbookTesting
+import Foundation
+import Testing
+
+/// Evidence files through a real server on loopback: attached offline, uploaded before the change
+/// that refers to them, downloaded and checked on the other device.
+@Suite("Files: evidence attached on one device arrives on another", .tags(.device, .server))
+struct FileSyncTests {
+    /// A JPEG-looking file of `size` bytes (the JPEG signature, then seeded bytes).
+    static func photo(_ path: String, size: Int, seed: UInt64) throws {
+        var random = SeededGenerator(seed: seed)
+        var bytes: [UInt8] = [0xFF, 0xD8, 0xFF, 0xE0]
+        bytes.reserveCapacity(size)
+        while bytes.count < size { bytes.append(UInt8.random(in: 0...255, using: &random)) }
+        try Data(bytes.prefix(size)).write(to: URL(fileURLWithPath: path))
+    }
+
+    @Test(
+        "a finding's evidence reaches the office; the same photo attached twice is stored once", arguments: Backend.all)
+    func evidenceArrives(_ backend: Backend) async throws {
+        let dir = TemporaryDirectory()
+        let storage = try await makeStorage(dir, backend)
+        let tokens = [try await storage.createToken(name: "李明"), try await storage.createToken(name: "王芳")]
+        let inspector = try Store(path: dir.path("inspector.sqlite"), schema: schema)
+        let office = try Store(path: dir.path("office.sqlite"), schema: schema)
+        try Self.photo(dir.path("消防通道.jpg"), size: 3_000_000, seed: 1)
+        try Self.photo(dir.path("呼叫器.jpg"), size: 40_000, seed: 2)
+
+        // Offline: a finding, and two photos attached (one of them twice, under another name too).
+        let finding = try inspector.insert("finding", ["title": "消防通道堵塞", "status": "in_progress"])
+        let first = try inspector.attach(
+            "finding", id: finding, field: "evidence", files: [dir.path("消防通道.jpg"), dir.path("呼叫器.jpg")])
+        try inspector.attach("finding", id: finding, field: "evidence", files: [dir.path("消防通道.jpg")])
+        #expect(first.map(\.name) == ["消防通道.jpg", "呼叫器.jpg"])
+        #expect(first[0].mediaType == "image/jpeg" && first[0].size == 3_000_000)
+        let held = try #require(try inspector.record("finding", id: finding))
+        #expect(held["evidence"].attachments.count == 2)
+
+        let options = {
+            var options = SyncOptions()
+            options.fileChunkBytes = 1 << 20  // three chunks for the large photo
+            return options
+        }()
+        try await withServer(storage: storage, configure: { $0.filesDirectory = dir.path("server.files") }) { url in
+            let report = try await inspector.sync(HTTPTransport(server: url, token: tokens[0]), options: options)
+            #expect(report.filesUploaded == 2 && report.pushed == 3)
+            let pulled = try await office.sync(HTTPTransport(server: url, token: tokens[1]), options: options)
+            #expect(pulled.filesDownloaded == 2 && pulled.filesWaiting == 0)
+        }
+        let arrived = try #require(try office.record("finding", id: finding))
+        #expect(arrived["evidence"] == held["evidence"])
+        for attachment in first {
+            let path = try #require(try office.filePath(attachment.sha256))
+            #expect(
+                try Data(contentsOf: URL(fileURLWithPath: path))
+                    == Data(contentsOf: URL(fileURLWithPath: dir.path(attachment.name))))
+            #expect(
+                FileManager.default.fileExists(
+                    atPath: dir.path("server.files/sha256/\(attachment.sha256.prefix(2))/\(attachment.sha256)")))
+        }
+    }
+
+    @Test(
+        "a push that refers to a file the server lacks is refused whole (missing_files), nothing stored",
+        arguments: Backend.all)
+    func missingFilesRefused(_ backend: Backend) async throws {
+        let dir = TemporaryDirectory()
+        let storage = try await makeStorage(dir, backend)
+        let token = try await storage.createToken(name: "李明")
+        let device = try Store(path: dir.path("device.sqlite"), schema: schema)
+        try Self.photo(dir.path("a.jpg"), size: 1000, seed: 3)
+        let finding = try device.insert("finding", ["title": "标识缺失"])
+        let attachment = try device.attach("finding", id: finding, field: "evidence", files: [dir.path("a.jpg")])[0]
+        try await withServer(storage: storage, configure: { $0.filesDirectory = dir.path("server.files") }) { url in
+            let transport = HTTPTransport(server: url, token: token)
+            // The push alone, without the upload the sync makes first.
+            let error = await #expect(throws: SyncError.self) { _ = try await device.push(transport) }
+            #expect(error?.refusal == .missingFiles)
+            #expect((error?.underlying as? WireError)?.files == [attachment.sha256])
+            #expect(try await storage.standing(device: device.deviceID).head == 0)
+            // The sync uploads it first, then pushes.
+            let report = try await device.sync(transport)
+            #expect(report.filesUploaded == 1 && report.pushed == 2)
+        }
+    }
+}
