@@ -39,9 +39,9 @@ extension Store {
         try write { tx in
             try tx.db.execute(
                 sql: """
-                    INSERT INTO _files (sha256, size, media_type, here, uploaded) VALUES (?, ?, ?, 1, 0)
+                    INSERT INTO _files (sha256, size, media_type, name, here, uploaded) VALUES (?, ?, ?, ?, 1, 0)
                     ON CONFLICT (sha256) DO UPDATE SET here = 1
-                    """, arguments: [attachment.sha256, attachment.size, attachment.mediaType])
+                    """, arguments: [attachment.sha256, attachment.size, attachment.mediaType, attachment.name])
         }
         return attachment
     }
@@ -54,26 +54,44 @@ extension Store {
     ///   and what importing or the update throws (the record is then unchanged).
     @discardableResult
     public func attach(_ entity: String, id: String, field: String, files sources: [String]) throws -> [Attachment] {
-        guard let fieldInfo = schema.entity(entity)?.field(field) else {
-            throw StoreError(.unknownField, entity: entity, field: field, "no such field")
-        }
-        guard fieldInfo.type.isAttachment else {
-            throw StoreError(.wrongType, entity: entity, field: field, "the field does not hold files")
-        }
-        guard fieldInfo.type == .attachments || sources.count == 1 else {
-            throw StoreError(.wrongType, entity: entity, field: field, "the field holds one file; attach one")
-        }
-        let attachments = try sources.map { try importFile(at: $0) }
+        try checkFileField(entity, field, count: sources.count)
+        return try attach(entity, id: id, field: field, attachments: sources.map { try importFile(at: $0) })
+    }
+
+    /// Attaches files this store holds (``importFile(at:name:mediaType:)``) or its records refer
+    /// to, as ``attach(_:id:field:files:)`` does. Returns `attachments`.
+    @discardableResult
+    public func attach(_ entity: String, id: String, field: String, attachments: [Attachment]) throws -> [Attachment] {
+        let type = try checkFileField(entity, field, count: attachments.count)
         try write { tx in
             guard let record = try tx.record(entity, id: id) else {
                 throw StoreError(.notFound, entity: entity, "no record has this id")
             }
             let value: Value =
-                fieldInfo.type == .attachments
+                type == .attachments
                 ? .set(record[field].setMembers + attachments.map(\.text)) : .text(attachments[0].text)
             try tx.update(entity, id: id, [field: value])
         }
         return attachments
+    }
+
+    /// The type of `entity.field`, which must hold files (one, if `count` is not 1: a set).
+    @discardableResult
+    private func checkFileField(_ entity: String, _ field: String, count: Int) throws -> FieldType {
+        guard let schemaEntity = schema.entity(entity) else {
+            throw StoreError(.unknownEntity, entity: entity, "no such entity")
+        }
+        guard let fieldInfo = schemaEntity.field(field) else {
+            throw StoreError(.unknownField, entity: entity, field: field, "no such field")
+        }
+        guard fieldInfo.type.isAttachment else {
+            throw StoreError(.wrongType, entity: entity, field: field, "the field does not hold files")
+        }
+        guard count > 0 else { throw StoreError(.wrongType, entity: entity, field: field, "no file given") }
+        guard fieldInfo.type == .attachments || count == 1 else {
+            throw StoreError(.wrongType, entity: entity, field: field, "the field holds one file; attach one")
+        }
+        return fieldInfo.type
     }
 
     /// Whether this device holds the file with hash `sha256` whole (checked when it arrived).
@@ -96,10 +114,34 @@ extension Store {
     }
 
     /// The files the records of this store refer to that it does not hold yet, smallest first.
-    public func filesWanted() throws -> [(sha256: String, size: Int64)] {
+    public func filesWanted() throws -> [StoredFile] {
+        try files().filter { !$0.here }.sorted { ($0.size, $0.sha256) < ($1.size, $1.sha256) }
+    }
+
+    /// Every file this store holds or its records refer to, by hash.
+    public func files() throws -> [StoredFile] {
         try read { tx in
-            try Row.fetchAll(tx.db, sql: "SELECT sha256, size FROM _files WHERE here = 0 ORDER BY size, sha256")
-                .map { ($0[0], $0[1]) }
+            try Row.fetchAll(
+                tx.db, sql: "SELECT sha256, size, media_type, name, here, uploaded FROM _files ORDER BY sha256"
+            ).map {
+                StoredFile(sha256: $0[0], size: $0[1], mediaType: $0[2], name: $0[3], here: $0[4], uploaded: $0[5])
+            }
         }
     }
+}
+
+/// A file a store holds or its records refer to (``Store/files()``).
+public struct StoredFile: Sendable, Hashable {
+    /// The file's SHA-256.
+    public var sha256: String
+    /// Its size in bytes.
+    public var size: Int64
+    /// Its media type.
+    public var mediaType: String
+    /// The name it was first attached or met under (records may give it others).
+    public var name: String
+    /// Whether this device holds it whole (else it waits to be downloaded).
+    public var here: Bool
+    /// Whether the server is known to hold it.
+    public var uploaded: Bool
 }

@@ -127,8 +127,8 @@ extension Store {
     }
 
     /// Format 7: the files records refer to (docs/protocol.md, "Files"): each file this device holds
-    /// (`here`) in the directory beside the store, or wants (a pulled record refers to it), and
-    /// whether the server is known to hold it (`uploaded`).
+    /// (`here`) in the directory beside the store, or wants (a pulled record refers to it), the name
+    /// it was first attached or met under, and whether the server is known to hold it (`uploaded`).
     static func createFilesTable(_ db: Database) throws {
         try db.execute(
             sql: """
@@ -136,6 +136,7 @@ extension Store {
                     sha256 TEXT PRIMARY KEY NOT NULL,
                     size INTEGER NOT NULL,
                     media_type TEXT NOT NULL,
+                    name TEXT NOT NULL,
                     here INTEGER NOT NULL,
                     uploaded INTEGER NOT NULL) STRICT, WITHOUT ROWID;
                 """)

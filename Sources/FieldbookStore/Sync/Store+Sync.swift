@@ -746,10 +746,10 @@ extension Store.Transaction {
             for attachment in change.attachments(in: entity) {
                 try db.cachedStatement(
                     sql: """
-                        INSERT INTO _files (sha256, size, media_type, here, uploaded) VALUES (?, ?, ?, 0, 1)
+                        INSERT INTO _files (sha256, size, media_type, name, here, uploaded) VALUES (?, ?, ?, ?, 0, 1)
                         ON CONFLICT (sha256) DO UPDATE SET uploaded = 1
                         """
-                ).execute(arguments: [attachment.sha256, attachment.size, attachment.mediaType])
+                ).execute(arguments: [attachment.sha256, attachment.size, attachment.mediaType, attachment.name])
             }
         }
     }

@@ -9,7 +9,7 @@ import Foundation
 struct ConfigCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "config",
-        abstract: "Show or change this device's server address, token or name.",
+        abstract: "Show or change this device's server address, token, name or download limit.",
         subcommands: [Show.self, SetValue.self],
         defaultSubcommand: Show.self)
 
@@ -28,9 +28,19 @@ struct ConfigCommand: AsyncParsableCommand {
     }
 
     struct SetValue: AsyncParsableCommand {
+        /// A size written `20MiB`, `512KiB`, `1GiB`, a number of bytes, or `all`.
+        static func bytes(_ text: String) throws -> Int64 {
+            if text == "all" { return .max }
+            for (suffix, scale) in [("KiB", Int64(1) << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("B", 1), ("", 1)]
+            where text.hasSuffix(suffix) {
+                if let n = Int64(text.dropLast(suffix.count)), n >= 0, n <= Int64.max / scale { return n * scale }
+            }
+            throw CLIError(.usage, "download-limit takes a size such as 20MiB, 512KiB, 0 or all")
+        }
+
         static let configuration = CommandConfiguration(
             commandName: "set",
-            abstract: "Change the server address, the token or the device's name.",
+            abstract: "Change the server address, the token, the device's name or the download limit.",
             discussion: """
                 The device keeps its identity, its cursor and its pending changes: 'config set server URL' \
                 moves it to the server's new address. If the address turns out to hold another store, the \
@@ -40,10 +50,16 @@ struct ConfigCommand: AsyncParsableCommand {
 
         enum Key: String, ExpressibleByArgument, CaseIterable {
             case server, token, name
+            case downloadLimit = "download-limit"
         }
 
         @OptionGroup var device: DeviceOptions
-        @Argument(help: "server, token or name.") var key: Key
+        @Argument(
+            help: ArgumentHelp(
+                "server, token, name or download-limit.",
+                discussion:
+                    "download-limit: the largest file a sync downloads (e.g. 20MiB, 0, all); larger ones on demand."))
+        var key: Key
         @Argument(help: "The new value.") var value: String
 
         func run() async throws {
@@ -65,6 +81,8 @@ struct ConfigCommand: AsyncParsableCommand {
                         )
                     }
                     config.name = value.isEmpty ? nil : value
+                case .downloadLimit:
+                    config.downloadLimit = try Self.bytes(value)
                 }
                 try config.write(to: path)
                 let device = try self.device.open()
@@ -74,17 +92,21 @@ struct ConfigCommand: AsyncParsableCommand {
     }
 
     static func print(_ config: DeviceConfig, deviceID: String, json: Bool) {
+        let limit = config.downloadLimit ?? SyncOptions().downloadFilesUpTo
         if json {
             printJSON(
                 .object([
                     ("server", .string(config.server.absoluteString)), ("name", config.name.map(JSON.string) ?? .null),
-                    ("device", .string(deviceID)), ("token", .string("set")),
+                    ("device", .string(deviceID)), ("token", .string("set")), ("download_limit", .int(limit)),
                 ]))
         } else {
             Swift.print("server  \(config.server.absoluteString)")
             Swift.print("name    \(config.name ?? "-")")
             Swift.print("device  \(deviceID)")
             Swift.print("token   set (not shown)")
+            Swift.print(
+                "download-limit  \(limit == .max ? "all" : byteCount(limit)) (larger files: 'fieldbook attachment get')"
+            )
         }
     }
 }

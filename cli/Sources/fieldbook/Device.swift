@@ -91,6 +91,9 @@ struct DeviceConfig {
     var server: URL
     var token: String
     var name: String?
+    /// The largest file a sync downloads, in bytes (nil: the default, 32 MiB); larger ones wait for
+    /// `fieldbook attachment get`.
+    var downloadLimit: Int64?
 
     static func read(from directory: String) throws -> DeviceConfig {
         let path = directory + "/config.json"
@@ -105,7 +108,9 @@ struct DeviceConfig {
         else { throw CLIError(.validation, "\(path) is damaged; run 'fieldbook init' again in a new directory") }
         var name: String?
         if case .string(let n)? = json["name"] { name = n }
-        return DeviceConfig(server: url, token: token, name: name)
+        var limit: Int64?
+        if case .int(let l)? = json["download_limit"], l >= 0 { limit = l }
+        return DeviceConfig(server: url, token: token, name: name, downloadLimit: limit)
     }
 
     /// A server address as `init` and `config set server` take it.
@@ -123,6 +128,7 @@ struct DeviceConfig {
             ("server", .string(server.absoluteString)), ("token", .string(token)),
         ]
         if let name { pairs.append(("name", .string(name))) }
+        if let downloadLimit { pairs.append(("download_limit", .int(downloadLimit))) }
         try writeWhole(Array((JSON.object(pairs).serialized + "\n").utf8), to: directory + "/config.json", mode: 0o600)
     }
 }

@@ -12,7 +12,7 @@ struct Fieldbook: AsyncParsableCommand {
             Init.self, Add.self, SetFields.self, Delete.self, Get.self, List.self, Watch.self, Sync.self, Status.self,
             Conflicts.self,
             Rejected.self, Resolve.self, History.self, Report.self, Export.self, FindingCommand.self, VisitCommand.self,
-            ConfigCommand.self,
+            ConfigCommand.self, Attach.self, AttachmentCommand.self,
             Demo.self,
         ])
 }
@@ -121,7 +121,7 @@ enum Main {
         rest = rest.dropFirst()
         let nested = [
             "conflicts": ["list", "show"], "finding": ["add", "close", "note"], "visit": ["log"],
-            "config": ["show", "set"], "rejected": ["list", "discard"],
+            "config": ["show", "set"], "rejected": ["list", "discard"], "attachment": ["list", "get", "open"],
         ]
         if let subcommands = nested[command], let sub = rest.first, subcommands.contains(sub) {
             head.append(sub)

@@ -131,8 +131,16 @@ struct Get: AsyncParsableCommand {
                 var table = TextTable(["字段 Field", "值 Value"])
                 table.maxColumnWidth = 80
                 table.append(["id", record.id])
+                let held = Set(try device.store.files().filter(\.here).map(\.sha256))
                 for (field, value) in zip(record.entity.fields, record.values) {
-                    table.append([field.label.map { "\(field.name) (\($0))" } ?? field.name, value.description])
+                    let shown =
+                        field.type.isAttachment
+                        ? value.attachments.map {
+                            "\($0.name) (\(byteCount($0.size)), \($0.mediaType))\(held.contains($0.sha256) ? "" : " – not here yet")"
+                        }
+                        .joined(separator: "; ")
+                        : value.description
+                    table.append([field.label.map { "\(field.name) (\($0))" } ?? field.name, shown])
                 }
                 print(table.render())
             }

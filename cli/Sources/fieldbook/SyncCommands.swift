@@ -39,6 +39,7 @@ struct Sync: AsyncParsableCommand {
             var options = SyncOptions()
             options.retryWindow = .milliseconds(Int64(timeout * 1000))
             options.attempts = .max
+            if let limit = device.config.downloadLimit { options.downloadFilesUpTo = limit }
             let pending = try device.store.pendingCount()
             if stdoutIsTerminal && !self.device.json {
                 // A progress line on a terminal, none when piped.
@@ -72,6 +73,9 @@ struct Sync: AsyncParsableCommand {
                     report.pulled += more.pulled
                     report.cursor = more.cursor
                     report.newestSchema = more.newestSchema
+                    report.filesUploaded += more.filesUploaded
+                    report.filesDownloaded += more.filesDownloaded
+                    report.filesWaiting = more.filesWaiting
                 }
             } catch let error as SyncError where error.refusal == .schemaMismatch {
                 // Say what differs, so the person knows which side to update.
@@ -95,6 +99,9 @@ struct Sync: AsyncParsableCommand {
                         ("schema_version", .int(Int64(device.store.schema.version))),
                         ("upgraded_from", upgradedFrom.map { .int(Int64($0)) } ?? .null),
                         ("newest_schema", report.newestSchema.map { .int(Int64($0)) } ?? .null),
+                        ("files_uploaded", .int(Int64(report.filesUploaded))),
+                        ("files_downloaded", .int(Int64(report.filesDownloaded))),
+                        ("files_waiting", .int(Int64(report.filesWaiting))),
                     ]))
             } else {
                 if let upgradedFrom {
@@ -107,6 +114,13 @@ struct Sync: AsyncParsableCommand {
                 print(
                     "pushed \(report.pushed), pulled \(report.pulled), new conflicts \(new.count), open conflicts \(conflicts.count)"
                 )
+                if report.filesUploaded + report.filesDownloaded + report.filesWaiting > 0 {
+                    print(
+                        "files: uploaded \(report.filesUploaded), downloaded \(report.filesDownloaded)"
+                            + (report.filesWaiting > 0
+                                ? ", \(report.filesWaiting) not here yet ('fieldbook attachment get HASH' fetches one)"
+                                : ""))
+                }
                 if !new.isEmpty { print("see them with 'fieldbook conflicts'") }
             }
         }
