@@ -26,6 +26,9 @@ public final class Entity: Sendable, Hashable {
     /// Whether the entity is retired (`retired`): its records are kept and readable, devices of
     /// earlier versions may still write them, but a store of this version refuses new writes.
     public let retired: Bool
+    /// The evidence a record must hold before a field takes certain values (`requires`): see
+    /// ``Requirement`` and ``requirementRefusal(_:role:changed:before:after:)``.
+    public let requirements: [Requirement]
     private let index: [String: Int]
     /// Each field's name as UTF-8, in ``fields`` order: compared with names in JSON text without making strings.
     package let fieldNames: [[UInt8]]
@@ -36,9 +39,11 @@ public final class Entity: Sendable, Hashable {
 
     init(
         name: String, label: String?, appendOnly: Bool, onDelete: DeletePolicy, fields: [Field],
-        access: [String: EntityAccess]? = nil, follows: [String] = [], everyone: Bool = false, retired: Bool = false
+        access: [String: EntityAccess]? = nil, follows: [String] = [], everyone: Bool = false, retired: Bool = false,
+        requirements: [Requirement] = []
     ) {
         self.retired = retired
+        self.requirements = requirements
         self.follows = follows
         self.everyone = everyone
         self.name = name
@@ -73,12 +78,12 @@ public final class Entity: Sendable, Hashable {
     }
 
     /// Equal when the names, labels, append-only flags, delete policies, fields, access rules,
-    /// scope declarations and retirement are equal.
+    /// scope declarations, retirement and requirements are equal.
     public static func == (lhs: Entity, rhs: Entity) -> Bool {
         lhs.name == rhs.name && lhs.label == rhs.label && lhs.appendOnly == rhs.appendOnly
             && lhs.onDelete == rhs.onDelete
             && lhs.fields == rhs.fields && lhs.access == rhs.access && lhs.follows == rhs.follows
-            && lhs.everyone == rhs.everyone && lhs.retired == rhs.retired
+            && lhs.everyone == rhs.everyone && lhs.retired == rhs.retired && lhs.requirements == rhs.requirements
     }
 
     /// Hashes the name and fields.

@@ -79,7 +79,7 @@ extension Schema {
             return Entity(
                 name: entity.name, label: entity.label, appendOnly: entity.appendOnly, onDelete: entity.onDelete,
                 fields: fields, access: entity.access, follows: entity.follows, everyone: entity.everyone,
-                retired: entity.retired)
+                retired: entity.retired, requirements: entity.requirements)
         }
         return Schema(name: name, version: version, entities: entities, roles: roles, scopes: scopes)
     }

@@ -49,6 +49,7 @@ extension Entity {
         if let access {
             pairs.append(("access", .object(access.sorted { $0.key < $1.key }.map { ($0.key, $0.value.json) })))
         }
+        if !requirements.isEmpty { pairs.append(("requires", .array(requirements.map(\.json)))) }
         pairs.append(("fields", .array(fields.map(\.json))))
         return .object(pairs)
     }

@@ -166,7 +166,7 @@ struct SchemaLoader {
                 json, at: (json["name"].flatMap { if case .string(let s) = $0 { s } else { nil } }) ?? fallbackPath,
                 allowed: [
                     "name", "label", "description", "appendOnly", "onDelete", "access", "follows", "everyone",
-                    "retired",
+                    "retired", "requires",
                     "fields",
                 ])
         else { return nil }
@@ -220,6 +220,7 @@ struct SchemaLoader {
             fields.append(field)
         }
         let access = e["access"].flatMap { loadAccess($0, entity: name, fields: fields, roles: roles) }
+        let requirements = loadRequirements(e["requires"], entity: name, fields: fields, declaredRoles: roles)
         let follows = stringList(e["follows"], at: name, key: "follows") ?? []
         for field in follows where fields.first(where: { $0.name == field })?.target == nil {
             issue("\(name).follows", "'\(field)' is not a reference field of \(name)")
@@ -240,7 +241,7 @@ struct SchemaLoader {
         return Entity(
             name: name, label: label, appendOnly: appendOnly, onDelete: onDelete, fields: fields, access: access,
             follows: follows.filter { f in fields.contains { $0.name == f && $0.target != nil } }, everyone: everyone,
-            retired: retired)
+            retired: retired, requirements: requirements)
     }
 
     /// The type for a type name, with placeholder payloads: enough to check sibling references.

@@ -52,7 +52,8 @@ public final class ServerProcess: Sendable {
         let process = Process()
         process.executableURL = binary
         process.arguments =
-            ["serve"] + databaseArguments + ["--port", String(port), "--log-level", "error"] + serveArguments
+            ["serve"] + databaseArguments + ["--port", String(port), "--log-level", "error"] + filesArguments
+            + serveArguments
         let output = Pipe()
         process.standardOutput = output
         try process.run()
@@ -78,6 +79,14 @@ public final class ServerProcess: Sendable {
         try admin(
             ["token", "create"] + databaseArguments + ["--name", name] + (role.map { ["--role", $0] } ?? [])
                 + scopes.flatMap { ["--scope", $0] })
+    }
+
+    /// For PostgreSQL, unless `serveArguments` names one: a files directory that every process of the
+    /// same database and namespace shares (SQLite keeps its files beside its file by default).
+    var filesArguments: [String] {
+        guard database.hasPrefix("postgres"), !serveArguments.contains("--files") else { return [] }
+        let key = String(UInt64(bitPattern: Int64(database.utf8.reduce(5381) { ($0 &* 33) &+ Int($1) })), radix: 36)
+        return ["--files", NSTemporaryDirectory() + "fieldbook-files-\(key)-\(namespace ?? "public")"]
     }
 
     /// `--database DATABASE [--namespace NAMESPACE]`, for ``admin(_:)``.

@@ -340,7 +340,7 @@ package struct PushPlan: Sendable {
         fresh.withUnsafeBufferPointer { fresh in
             for index in fresh.indices where recordOfFresh[index] >= 0 {
                 let record = recordOfFresh[index]
-                if rejects,
+                if rejects || !entities[record].requirements.isEmpty,
                     let refusal = refusal(
                         fresh[index], entities[record], merged[record], merged: merged, positions: positions,
                         scopes: scopes)
@@ -362,7 +362,8 @@ package struct PushPlan: Sendable {
         return (result, rejected)
     }
 
-    /// Why the pushing token's role may not make `change` to a record in `state`, if it may not;
+    /// Why `change` to a record in `state` breaks the entity's requirements, or the pushing token's
+    /// role or scope may not make it, if so;
     /// `merged` holds the states of ``records`` as the push has merged them so far, `positions`
     /// each record's position there.
     private func refusal(
@@ -370,6 +371,21 @@ package struct PushPlan: Sendable {
         scopes: ScopeIndex?
     ) -> AccessRefusal? {
         let who = role ?? ""
+        // The evidence a value needs (`requires`), whoever sends the change: judged against the
+        // record as the changes before it leave it, as the device judged it against its copy.
+        if !entity.requirements.isEmpty, !state.isUnwritten || change.operation == .insert {
+            let before = { (name: String) in entity.fieldIndex(name).flatMap { state.value(at: $0, of: entity) } }
+            if let refusal = entity.requirementRefusal(
+                change.operation, role: role, changed: Set(change.fields.map(\.field)), before: before,
+                after: { name in
+                    guard let written = change.fields.first(where: { $0.field == name }) else { return before(name) }
+                    return written.applied(to: before(name) ?? .null)
+                })
+            {
+                return refusal
+            }
+        }
+        guard rejects else { return nil }
         if role != nil, entity.access != nil,
             let refusal = entity.refusal(
                 role: role, change.operation, fields: change.fields.map { ($0.field, $0.setValue) },

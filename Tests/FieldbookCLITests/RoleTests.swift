@@ -37,7 +37,14 @@ struct RoleTests {
         #expect(deadline.stderr.contains("may not change finding.deadline"))
         #expect(deadline.stderr.contains("office"))
         #expect(!deadline.stderr.contains("2022-12-31"))
-        // It reports the finding rectified, which it may; closing it off is the office's.
+        // It reports the finding rectified, which it may, once it has attached evidence; closing it
+        // off is the office's.
+        let bare = try world.fieldbook("li", ["finding", "close", finding])
+        #expect(
+            bare.status == 65 && bare.stderr.contains("finding.evidence") && bare.stderr.contains("fieldbook attach"))
+        let photo = world.dir.appendingPathComponent("消防通道.jpg").path
+        try Data([0xFF, 0xD8, 0xFF, 0xE0] + Array(repeating: 7, count: 5000)).write(to: URL(fileURLWithPath: photo))
+        #expect(try world.fieldbook("li", ["attach", "finding", finding, "evidence", photo]).status == 0)
         #expect(try world.fieldbook("li", ["finding", "close", finding]).status == 0)
         let close = try world.fieldbook("li", ["set", "finding", finding, "status=closed"])
         #expect(close.status == 65 && close.stderr.contains("finding.status"))
@@ -45,6 +52,10 @@ struct RoleTests {
 
         #expect(try world.fieldbook("office", ["sync"]).status == 0)
         #expect(try world.json("office", ["get", "finding", finding])["status"]?.string == "completed")
+        #expect(
+            try world.json("office", ["attachment", "list", "finding", finding]).array.map { $0["here"] } == [
+                .bool(true)
+            ])
         #expect(try world.fieldbook("office", ["set", "finding", finding, "status=closed"]).status == 0)
         #expect(try world.fieldbook("office", ["sync"]).status == 0)
 

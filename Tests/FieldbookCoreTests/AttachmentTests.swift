@@ -1,6 +1,7 @@
 import FieldbookCore
 import FieldbookJSON
 import FieldbookTesting
+import Foundation
 import Testing
 
 @Suite("Core: attachment references", .tags(.core))
@@ -85,5 +86,83 @@ struct AttachmentTests {
         #expect(Attachment.contentMatches(mediaType: "text/plain", head: jpeg))
         #expect(Attachment.mediaType(forFileName: "消防通道.JPG") == "image/jpeg")
         #expect(Attachment.mediaType(forFileName: "README") == "application/octet-stream")
+    }
+}
+
+@Suite("Core: evidence requirements", .tags(.core))
+struct RequirementTests {
+    static let schemaText = #"""
+        {"schema": "t", "version": 1,
+         "roles": [{"name": "office"}, {"name": "inspector"}],
+         "entities": [{"name": "finding",
+           "requires": [{"files": "evidence", "when": {"status": ["completed"]}, "roles": ["inspector"]},
+                        {"files": "evidence", "when": {"status": ["closed"]}, "atLeast": 2}],
+           "fields": [
+             {"name": "status", "type": "enum", "values": ["open", "completed", "closed"], "policy": "lww"},
+             {"name": "evidence", "type": "attachments", "policy": "union"}]}]}
+        """#
+
+    @Test(
+        "a value that needs evidence is refused without it, for the roles it binds; a write that keeps the value is no step"
+    )
+    func refusal() throws {
+        let schema = try Schema(json: Self.schemaText)
+        let finding = try #require(schema.entity("finding"))
+        let one = Value.set(["\(String(repeating: "ab", count: 32)) 3 image/jpeg a.jpg"])
+        let two = Value.set(one.setMembers + ["\(String(repeating: "cd", count: 32)) 4 image/jpeg b.jpg"])
+        func check(_ op: ChangeOperation, _ role: String?, before: [String: Value], after: [String: Value]) -> String? {
+            finding.requirementRefusal(
+                op, role: role, changed: Set(after.keys), before: { before[$0] },
+                after: { after[$0] ?? before[$0] })?.rule
+        }
+        #expect(check(.insert, "inspector", before: [:], after: ["status": "completed"]) == "finding.requires")
+        #expect(check(.insert, "inspector", before: [:], after: ["status": "completed", "evidence": one]) == nil)
+        #expect(check(.insert, "office", before: [:], after: ["status": "completed"]) == nil)
+        #expect(check(.insert, nil, before: [:], after: ["status": "completed"]) == nil)
+        #expect(
+            check(.update, "inspector", before: ["status": "open", "evidence": one], after: ["status": "completed"])
+                == nil)
+        #expect(check(.update, "inspector", before: ["status": "completed"], after: ["status": "completed"]) == nil)
+        #expect(
+            check(.update, "office", before: ["status": "completed", "evidence": one], after: ["status": "closed"])
+                == "finding.requires")
+        #expect(
+            check(.update, "office", before: ["status": "completed", "evidence": two], after: ["status": "closed"])
+                == nil)
+        #expect(check(.update, nil, before: ["status": "open"], after: ["status": "closed", "evidence": two]) == nil)
+        let message =
+            finding.requirementRefusal(
+                .insert, role: "inspector", changed: ["status"], before: { _ in nil },
+                after: { $0 == "status" ? "completed" : nil })?.message ?? ""
+        #expect(message.contains("finding.evidence") && message.contains("fieldbook attach"))
+    }
+
+    @Test("requirements are written back in the file format and read again the same; mistakes are reported")
+    func loading() throws {
+        let schema = try Schema(json: Self.schemaText)
+        #expect(try Schema(json: Array(schema.json.serialized.utf8)) == schema)
+        func issues(_ requires: String) -> [String] {
+            let text = Self.schemaText.replacingOccurrences(
+                of: #"[{"files": "evidence", "when": {"status": ["completed"]}, "roles": ["inspector"]},"#,
+                with: "[\(requires),")
+            do {
+                _ = try Schema(json: text)
+                return []
+            } catch let error as SchemaError {
+                return error.issues.map(\.description)
+            } catch { return ["\(error)"] }
+        }
+        #expect(
+            issues(#"{"files": "status", "when": {"status": ["completed"]}}"#).contains { $0.contains("attachment") })
+        #expect(issues(#"{"files": "evidence", "when": {"evidence": ["x"]}}"#).contains { $0.contains("enum field") })
+        #expect(issues(#"{"files": "evidence", "when": {"status": ["done"]}}"#).contains { $0.contains("'done'") })
+        #expect(
+            issues(#"{"files": "evidence", "when": {"status": ["closed"]}, "roles": ["boss"]}"#).contains {
+                $0.contains("'boss'")
+            })
+        #expect(
+            issues(#"{"files": "evidence", "when": {"status": ["closed"]}, "atLeast": 0}"#).contains {
+                $0.contains("atLeast")
+            })
     }
 }

@@ -64,12 +64,25 @@ extension Store.Transaction {
         _ table: EntityTable, _ operation: ChangeOperation, _ recordID: String?,
         fields: [(name: String, value: Value?)]
     ) throws {
-        guard table.entity.access != nil, let role = store.role else { return }
         var current: Record??
-        let refusal = table.entity.refusal(role: role, operation, fields: fields) { name in
+        func now(_ name: String) -> Value? {
             if current == nil { current = .some(recordID.flatMap { try? record(table.entity.name, id: $0) }) }
             return current!?[name]
         }
+        // The evidence a value needs (`requires`), whatever the role.
+        if !table.entity.requirements.isEmpty,
+            let refusal = table.entity.requirementRefusal(
+                operation, role: store.role, changed: Set(fields.map(\.name)),
+                before: { operation == .insert ? nil : now($0) },
+                after: { name in
+                    if let given = fields.first(where: { $0.name == name }) { return given.value }
+                    return operation == .insert ? nil : now(name)
+                })
+        {
+            throw StoreError(.forbidden, entity: table.entity.name, refusal.message + " (rule \(refusal.rule))")
+        }
+        guard table.entity.access != nil, let role = store.role else { return }
+        let refusal = table.entity.refusal(role: role, operation, fields: fields) { now($0) }
         if let refusal {
             throw StoreError(.forbidden, entity: table.entity.name, refusal.message + " (rule \(refusal.rule))")
         }

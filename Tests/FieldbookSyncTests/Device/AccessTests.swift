@@ -22,7 +22,9 @@ struct AccessTests {
         let officeToken = try await storage.createToken(name: "王芳", role: "office")
         let inspector = try Store(path: dir.path("inspector.sqlite"), schema: schema)
         let office = try Store(path: dir.path("office.sqlite"), schema: schema)
-        try await withServer(storage: storage) { url in
+        let photo = dir.path("疏通后.jpg")
+        try Data([0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3]).write(to: URL(fileURLWithPath: photo))
+        try await withServer(storage: storage, configure: { $0.filesDirectory = dir.path("files") }) { url in
             let asInspector = HTTPTransport(server: url, token: inspectorToken)
             let asOffice = HTTPTransport(server: url, token: officeToken)
 
@@ -62,6 +64,12 @@ struct AccessTests {
             #expect(office.role == "office")
             try office.update("finding", id: finding, ["status": "closed"])
             _ = try await office.sync(asOffice)
+            // Reporting it rectified needs evidence: refused here until a photo is attached.
+            let bare = #expect(throws: StoreError.self) {
+                try inspector.update("finding", id: finding, ["status": "completed", "results": "已疏通"])
+            }
+            #expect(bare?.code == .forbidden && bare?.message.contains("finding.requires") == true)
+            try inspector.attach("finding", id: finding, field: "evidence", files: [photo])
             try inspector.update("finding", id: finding, ["status": "completed", "results": "已疏通"])
             try inspector.update("site", id: site, ["village": "前村"])
             _ = try await inspector.sync(asInspector)

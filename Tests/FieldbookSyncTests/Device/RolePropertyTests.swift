@@ -9,7 +9,7 @@ import Synchronization
 import Testing
 
 /// Devices of the office, inspectors and an auditor write at random — what their roles allow and
-/// what they do not, offline before they know their roles and concurrently with each other — and
+/// what they do not (an inspector reporting a finding rectified without evidence among them), offline before they know their roles and concurrently with each other — and
 /// sync in random orders through a transport that loses and repeats requests.
 @Suite("Sync: property test over roles, forbidden writes and faults", .tags(.device))
 struct RolePropertyTests {
@@ -104,6 +104,16 @@ struct RolePropertyTests {
                 fields: change.fields.map { ($0.field, $0.setValue) },
                 current: { name in entity.fieldIndex(name).flatMap { state.value(at: $0, of: entity) } })
             #expect(refusal == nil, "seed \(seed): a merged change was forbidden: \(refusal!.rule)")
+            // Nor one that breaks a requirement (an inspector's finding reported rectified without evidence).
+            let before = { (name: String) in entity.fieldIndex(name).flatMap { state.value(at: $0, of: entity) } }
+            let unproven = entity.requirementRefusal(
+                change.operation, role: roleOf[change.author ?? ""], changed: Set(change.fields.map(\.field)),
+                before: before,
+                after: { name in
+                    change.fields.first { $0.field == name }.map { $0.applied(to: before(name) ?? .null) }
+                        ?? before(name)
+                })
+            #expect(unproven == nil, "seed \(seed): a merged change broke \(unproven!.rule)")
             #expect(roleOf[change.author ?? ""] != "auditor", "seed \(seed): an auditor's change was merged")
             var next = state
             next.apply(change, entity: entity)

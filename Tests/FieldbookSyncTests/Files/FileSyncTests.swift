@@ -90,4 +90,32 @@ struct FileSyncTests {
             #expect(report.filesUploaded == 1 && report.pushed == 2)
         }
     }
+
+    @Test(
+        "an inspector's finding reported rectified without evidence is rejected by the server (the device did not know its role yet); with evidence it is merged",
+        arguments: Backend.all)
+    func evidenceRequired(_ backend: Backend) async throws {
+        let dir = TemporaryDirectory()
+        let storage = try await makeStorage(dir, backend)
+        let token = try await storage.createToken(name: "李明", role: "inspector")
+        let device = try Store(path: dir.path("device.sqlite"), schema: schema)
+        try Self.photo(dir.path("整改后.jpg"), size: 5000, seed: 4)
+        // Offline before its first sync: it does not know its role, so it cannot refuse.
+        let bare = try device.insert("finding", ["title": "呼叫器损坏", "status": "completed"])
+        let proven = try device.insert("finding", ["title": "消防通道堵塞"])
+        try device.attach("finding", id: proven, field: "evidence", files: [dir.path("整改后.jpg")])
+        try device.update("finding", id: proven, ["status": "completed"])
+        try await withServer(storage: storage, configure: { $0.filesDirectory = dir.path("server.files") }) { url in
+            _ = try await device.sync(HTTPTransport(server: url, token: token))
+        }
+        #expect(try device.rejectedChanges().map(\.rule) == ["finding.requires"])
+        #expect(try device.rejectedChanges().first?.recordID == bare)
+        #expect(try device.record("finding", id: bare) == nil)
+        #expect(try device.record("finding", id: proven)?["status"] == "completed")
+        // Now it knows its role: it refuses the same itself.
+        let refused = #expect(throws: StoreError.self) {
+            try device.insert("finding", ["title": "标识缺失", "status": "completed"])
+        }
+        #expect(refused?.code == .forbidden)
+    }
 }
