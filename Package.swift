@@ -316,6 +316,7 @@ let package = Package(
             dependencies: [
                 "FieldbookCore",
                 "FieldbookFiles",
+                .product(name: "Crypto", package: "swift-crypto"),
                 "FieldbookJSON",
                 "FieldbookSync",
                 "FieldbookStore",
