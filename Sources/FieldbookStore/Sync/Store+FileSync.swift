@@ -7,7 +7,7 @@ extension Store {
     /// hold, each from where its upload stopped (a cut connection or a killed process loses at most
     /// the chunk in flight); returns how many it uploaded. A push goes after it: the server takes no
     /// change before its files (`missing_files`).
-    func uploadFiles(_ transport: any SyncTransport, options: SyncOptions) async throws -> Int {
+    func uploadFiles(_ transport: any SyncTransport, options: SyncOptions) async throws -> (files: Int, bytes: Int64) {
         let waiting = try await read { tx in
             try Row.fetchAll(
                 tx.db,
@@ -21,28 +21,31 @@ extension Store {
             ).map { (sha256: $0[0] as String, size: $0[1] as Int64) }
         }
         let directory = try fileDirectory()
+        var bytes: Int64 = 0
         for file in waiting {
-            try await upload(file.sha256, size: file.size, from: directory, transport, options: options)
+            bytes += try await upload(file.sha256, size: file.size, from: directory, transport, options: options)
             try await write { tx in
                 try tx.db.execute(sql: "UPDATE _files SET uploaded = 1 WHERE sha256 = ?", arguments: [file.sha256])
             }
         }
-        return waiting.count
+        return (waiting.count, bytes)
     }
 
     /// Sends the file `sha256` from where the server's copy of this device's upload ends, a chunk
-    /// at a time, until the server holds it whole.
+    /// at a time, until the server holds it whole; returns how many bytes it sent.
     private func upload(
         _ sha256: String, size: Int64, from directory: FileDirectory, _ transport: any SyncTransport,
         options: SyncOptions
-    ) async throws {
+    ) async throws -> Int64 {
         let status = try await retrying(options) { try await transport.fileStatus(sha256) }
-        guard !status.complete else { return }
+        guard !status.complete else { return 0 }
         var held = status.held
+        var sent: Int64 = 0
         while true {
             var chunk: [UInt8] = []
             try directory.read(sha256, from: held, upTo: Int64(options.fileChunkBytes)) { chunk += $0 }
             let offset = held
+            sent += Int64(chunk.count)
             do {
                 held = try await retrying(options) { [chunk] in
                     try await transport.uploadFile(sha256, size: size, offset: offset, chunk: chunk)
@@ -53,39 +56,50 @@ extension Store {
             }
             if held >= size { break }
         }
+        return sent
     }
 
     /// Downloads the files pulled records refer to that this device does not hold, those of at
     /// most `maxSize` bytes, each from where its download stopped; each is checked against its hash
     /// before it is kept. Returns how many arrived, and how many wanted files are not here after.
-    /// A download that fails is left for the next sync (or ``downloadFile(_:_:options:)``): the
-    /// records synced stand, and show the file as not arrived yet.
+    /// A download that fails — cut off, refused, or bytes that are not the file — is left for the
+    /// next sync (or ``downloadFile(_:_:options:)``): the records synced stand, and show the file as
+    /// not arrived yet.
     func downloadFiles(_ transport: any SyncTransport, options: SyncOptions) async throws -> (
-        arrived: Int, waiting: Int
+        arrived: Int, waiting: Int, bytes: Int64
     ) {
         var arrived = 0
+        var bytes: Int64 = 0
         let wanted = try filesWanted()
         for file in wanted where file.size <= options.downloadFilesUpTo {
             do {
-                try await downloadFile(file.sha256, transport, options: options)
+                bytes += try await downloadFile(file.sha256, transport, options: options)
                 arrived += 1
             } catch let error as SyncError where error.kind == .network || error.refusal != nil {
-                continue
+                continue  // cut off, or the server cannot serve it now: the next sync resumes it
+            } catch let error as StoreError where error.code == .file {
+                continue  // not the file: dropped, fetched again whole next time
             }
         }
-        return (arrived, wanted.count - arrived)
+        return (arrived, wanted.count - arrived, bytes)
     }
 
     /// Downloads the file with hash `sha256` (one the records refer to: ``filesWanted()``), from
-    /// where an earlier download of it stopped, and keeps it once its hash is checked.
+    /// where an earlier download of it stopped, and keeps it once its hash is checked. Returns how
+    /// many bytes it received (0 if the file was here already).
     /// - Throws: ``SyncError`` if the server cannot be reached or refuses; ``StoreError`` (`file`)
     ///   if the bytes received are not the file (what was received is dropped: the next try starts
     ///   again from the beginning).
+    @discardableResult
     public func downloadFile(
         _ sha256: String, _ transport: any SyncTransport, options: SyncOptions = SyncOptions()
-    ) async throws {
+    ) async throws -> Int64 {
         let directory = try fileDirectory()
-        guard !directory.contains(sha256) else { return try markHere(sha256) }
+        guard !directory.contains(sha256) else {
+            try markHere(sha256)
+            return 0
+        }
+        var received: Int64 = 0
         guard
             let size = try await read({ tx in
                 try Int64.fetchOne(tx.db, sql: "SELECT size FROM _files WHERE sha256 = ?", arguments: [sha256])
@@ -102,6 +116,7 @@ extension Store {
                         throw SyncError(.badResponse, "the server sent more bytes than the file has")
                     }
                     try writer.write(bytes)
+                    received += Int64(bytes.count)
                 }
             }
         }
@@ -111,6 +126,7 @@ extension Store {
             throw StoreError(.file, "the file received does not have the hash it was sent under; it was dropped")
         }
         try markHere(sha256)
+        return received
     }
 
     private func markHere(_ sha256: String) throws {

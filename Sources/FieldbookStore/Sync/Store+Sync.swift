@@ -24,7 +24,7 @@ extension Store {
         // device that made the record may still hold it) is tried again after the pull, once.
         var pushAgain = false
         do {
-            report.filesUploaded = try await uploadFiles(transport, options: options)
+            (report.filesUploaded, report.fileBytesUploaded) = try await uploadFiles(transport, options: options)
             report.pushed = try await push(transport, options: options) {
                 report.pushed = $0
                 options.progress?(report)
@@ -34,7 +34,9 @@ extension Store {
         } catch let error as SyncError where error.refusal == .missingFiles {
             // The server lacks files it was known to hold (it was restored, say): sent again, once.
             try await forgetUploads((error.underlying as? WireError)?.files ?? [])
-            report.filesUploaded += try await uploadFiles(transport, options: options)
+            let uploaded = try await uploadFiles(transport, options: options)
+            report.filesUploaded += uploaded.files
+            report.fileBytesUploaded += uploaded.bytes
             report.pushed = try await push(transport, options: options) {
                 report.pushed = $0
                 options.progress?(report)
@@ -51,7 +53,9 @@ extension Store {
         // that were not pending when the push ran.
         if try await read({ try $0.serverIdentity() }) != server { pushAgain = true }
         if pushAgain {
-            report.filesUploaded += try await uploadFiles(transport, options: options)
+            let uploaded = try await uploadFiles(transport, options: options)
+            report.filesUploaded += uploaded.files
+            report.fileBytesUploaded += uploaded.bytes
             let before = report.pushed
             report.pushed += try await push(transport, options: options) {
                 report.pushed = before + $0
@@ -62,7 +66,8 @@ extension Store {
         try await write { tx in
             try tx.db.execute(sql: "UPDATE _fieldbook_meta SET value = ? WHERE key = 'last_sync'", arguments: [now])
         }
-        (report.filesDownloaded, report.filesWaiting) = try await downloadFiles(transport, options: options)
+        (report.filesDownloaded, report.filesWaiting, report.fileBytesDownloaded) = try await downloadFiles(
+            transport, options: options)
         report.openConflicts = try conflicts().count
         report.newestSchema = try newestSchemaVersion()
         return report

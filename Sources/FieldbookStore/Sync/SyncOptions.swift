@@ -21,6 +21,10 @@ public struct SyncReport: Sendable, Hashable {
     /// ``SyncOptions/downloadFilesUpTo`` (downloaded on demand, ``Store/downloadFile(_:_:options:)``),
     /// or not downloaded yet (a cut connection: the next sync resumes them).
     public var filesWaiting = 0
+    /// Bytes of files sent: a file's upload that resumed counts only what it sent this time.
+    public var fileBytesUploaded: Int64 = 0
+    /// Bytes of files received: a download that resumed counts only what it received this time.
+    public var fileBytesDownloaded: Int64 = 0
 }
 
 /// How ``Store/sync(_:options:)`` talks to the server.

@@ -76,6 +76,8 @@ struct Sync: AsyncParsableCommand {
                     report.filesUploaded += more.filesUploaded
                     report.filesDownloaded += more.filesDownloaded
                     report.filesWaiting = more.filesWaiting
+                    report.fileBytesUploaded += more.fileBytesUploaded
+                    report.fileBytesDownloaded += more.fileBytesDownloaded
                 }
             } catch let error as SyncError where error.refusal == .schemaMismatch {
                 // Say what differs, so the person knows which side to update.
@@ -102,6 +104,8 @@ struct Sync: AsyncParsableCommand {
                         ("files_uploaded", .int(Int64(report.filesUploaded))),
                         ("files_downloaded", .int(Int64(report.filesDownloaded))),
                         ("files_waiting", .int(Int64(report.filesWaiting))),
+                        ("file_bytes_uploaded", .int(report.fileBytesUploaded)),
+                        ("file_bytes_downloaded", .int(report.fileBytesDownloaded)),
                     ]))
             } else {
                 if let upgradedFrom {
@@ -116,7 +120,7 @@ struct Sync: AsyncParsableCommand {
                 )
                 if report.filesUploaded + report.filesDownloaded + report.filesWaiting > 0 {
                     print(
-                        "files: uploaded \(report.filesUploaded), downloaded \(report.filesDownloaded)"
+                        "files: uploaded \(report.filesUploaded) (\(byteCount(report.fileBytesUploaded))), downloaded \(report.filesDownloaded) (\(byteCount(report.fileBytesDownloaded)))"
                             + (report.filesWaiting > 0
                                 ? ", \(report.filesWaiting) not here yet ('fieldbook attachment get HASH' fetches one)"
                                 : ""))
