@@ -140,7 +140,7 @@ struct AttachmentCommand: AsyncParsableCommand {
             try await fieldbook.run(device) {
                 let device = try self.device.open()
                 let stored = try AttachmentCommand.find(file, in: device.store)
-                try await AttachmentCommand.fetch(stored, device)
+                let received = try await AttachmentCommand.fetch(stored, device)
                 let path = output ?? stored.name
                 guard !FileManager.default.fileExists(atPath: path) else {
                     throw CLIError(.usage, "\(path) exists already; give another with --output")
@@ -152,7 +152,10 @@ struct AttachmentCommand: AsyncParsableCommand {
                 try device.store.readFile(stored.sha256) { try handle.write(contentsOf: $0) }
                 try handle.synchronize()
                 if self.device.json {
-                    printJSON(.object([("sha256", .string(stored.sha256)), ("path", .string(path))]))
+                    printJSON(
+                        .object([
+                            ("sha256", .string(stored.sha256)), ("path", .string(path)), ("received", .int(received)),
+                        ]))
                 } else {
                     print(path)
                 }
@@ -210,11 +213,13 @@ struct AttachmentCommand: AsyncParsableCommand {
         return first
     }
 
-    /// Downloads `file` if this device does not hold it yet.
-    static func fetch(_ file: StoredFile, _ device: Device) async throws {
-        guard try !device.store.holdsFile(file.sha256) else { return }
+    /// Downloads `file` if this device does not hold it yet (resuming a download cut off before);
+    /// returns how many bytes it received.
+    @discardableResult
+    static func fetch(_ file: StoredFile, _ device: Device) async throws -> Int64 {
+        guard try !device.store.holdsFile(file.sha256) else { return 0 }
         do {
-            try await device.store.downloadFile(file.sha256, device.transport)
+            return try await device.store.downloadFile(file.sha256, device.transport)
         } catch let error as SyncError where error.kind == .network {
             throw CLIError(
                 .network,

@@ -1,0 +1,87 @@
+import FieldbookJSON
+import FieldbookTesting
+import Foundation
+import Testing
+
+/// The real `fieldbook` binary killed mid-transfer of a large photo: the next command resumes
+/// where the transfer stopped and moves only the rest; what arrives is the file, byte for byte.
+@Suite("fieldbook CLI: transfers killed mid-way", .tags(.endToEnd))
+struct FileKillTests {
+    /// The largest file under `directory` (recursively), and its size; nil if none.
+    static func largest(under directory: String) -> Int64? {
+        guard let names = FileManager.default.subpaths(atPath: directory) else { return nil }
+        return names.compactMap {
+            (try? FileManager.default.attributesOfItem(atPath: directory + "/" + $0))?[.size] as? Int64
+        }.max()
+    }
+
+    /// Runs `fieldbook ARGS…` and kills it with SIGKILL once `ready()` holds; true if it was killed
+    /// (not finished first).
+    static func killed(_ arguments: [String], when ready: () -> Bool) throws -> Bool {
+        let process = Process()
+        process.executableURL = try BuiltProducts.url("fieldbook")
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        while process.isRunning && !ready() { usleep(1000) }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        return process.terminationReason == .uncaughtSignal
+    }
+
+    @Test("SIGKILL mid-upload and mid-download: each resumes, moving only what was missing")
+    func killedTransfers() throws {
+        let world = try CLIWorld()
+        let size = 96 << 20
+        let photo = world.dir.appendingPathComponent("全景.jpg").path
+        var random = SeededGenerator(seed: 11)
+        var bytes = [UInt8](repeating: 0, count: size)
+        bytes[0] = 0xFF
+        bytes[1] = 0xD8
+        bytes[2] = 0xFF
+        for i in stride(from: 3, to: size, by: 4096) { bytes[i] = UInt8.random(in: 0...255, using: &random) }
+        try Data(bytes).write(to: URL(fileURLWithPath: photo))
+        for (device, name) in [("li", "李明"), ("office", "王芳")] {
+            #expect(
+                try world.fieldbook(device, ["init", "--server", world.url, "--token", world.token(name)]).status == 0)
+        }
+        let finding = try world.fieldbook("li", ["add", "finding", "title=围墙倒塌"]).stdout
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let attached = try world.json("li", ["attach", "finding", finding, "evidence", photo])
+        let hash = try #require(attached.array.first?["sha256"]?.string)
+
+        // Killed once the server holds part of the upload (a chunk or more, not all).
+        let partial = world.dir.appendingPathComponent("server.sqlite.files/partial").path
+        let cut = try Self.killed(["--store", world.path("li"), "sync"]) {
+            (Self.largest(under: partial) ?? 0) >= 8 << 20
+        }
+        try #require(cut, "the sync finished before it could be killed")
+        Thread.sleep(forTimeInterval: 0.3)  // the server takes back a chunk cut off mid-way
+        let held = try #require(Self.largest(under: partial))
+        #expect(held > 0 && held < Int64(size))
+        let sync = try world.json("li", ["sync"])
+        #expect(sync["file_bytes_uploaded"]?.int == Int64(size) - held)
+        #expect(sync["pushed"]?.int == 2)
+
+        // The office: the record arrives, the 96 MiB photo waits (over the download limit) until asked for.
+        let pulled = try world.json("office", ["sync"])
+        #expect(pulled["files_waiting"]?.int == 1 && pulled["files_downloaded"]?.int == 0)
+        let downloading = world.path("office") + "/device.sqlite.files/partial"
+        let stopped = try Self.killed([
+            "--store", world.path("office"), "attachment", "get", hash, "-o",
+            world.dir.appendingPathComponent("x").path,
+        ]) {
+            (Self.largest(under: downloading) ?? 0) >= 4 << 20
+        }
+        try #require(stopped, "the download finished before it could be killed")
+        let got = try #require(Self.largest(under: downloading))
+        #expect(got < Int64(size))
+        let out = world.dir.appendingPathComponent("到达.jpg").path
+        let fetched = try world.json("office", ["attachment", "get", String(hash.prefix(12)), "-o", out])
+        #expect(fetched["received"]?.int == Int64(size) - got)
+        #expect(FileManager.default.contentsEqual(atPath: out, andPath: photo))
+        let listed = try world.json("office", ["attachment", "list", "finding", finding])
+        #expect(listed.array.first?["here"] == .bool(true))
+    }
+}
