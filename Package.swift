@@ -102,6 +102,7 @@ let package = Package(
                 "CFieldbookSQLite",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strictSettings
         ),
@@ -206,11 +207,13 @@ let package = Package(
                 "FieldbookHTTP",
                 "FieldbookSchemas",
                 "FieldbookServerProcess",
+                "FieldbookJSON",
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             path: "Benchmarks/fieldbook-bench",
             swiftSettings: strictSettings

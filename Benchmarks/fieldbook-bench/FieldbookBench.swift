@@ -6,7 +6,7 @@ struct FieldbookBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fieldbook-bench",
         abstract: "Fieldbook's benchmarks. Each prints a ratio against a baseline run in the same process.",
-        subcommands: [LocalBenchmark.self, SyncBenchmark.self, LoadBenchmark.self])
+        subcommands: [LocalBenchmark.self, SyncBenchmark.self, LoadBenchmark.self, FilesBenchmark.self])
 }
 
 /// `store.write(body)` on the calling thread, from async code too: the timed loops write in place

@@ -1,3 +1,4 @@
+import Crypto
 import FieldbookFiles
 import FieldbookSync
 import GRDB
@@ -105,8 +106,12 @@ extension Store {
                 try Int64.fetchOne(tx.db, sql: "SELECT size FROM _files WHERE sha256 = ?", arguments: [sha256])
             })
         else { throw StoreError(.file, "no record of this store refers to the file") }
+        // The hash of the whole, kept as the bytes arrive when the download starts from the
+        // beginning (a resumed one is read again once whole).
+        var hasher: SHA256?
         try await retrying(options) {
             let offset = directory.partialSize(sha256)
+            hasher = offset == 0 ? SHA256() : nil
             if offset < size {
                 let writer = try directory.openPartial(sha256, at: offset)
                 defer { writer.close() }
@@ -116,12 +121,13 @@ extension Store {
                         throw SyncError(.badResponse, "the server sent more bytes than the file has")
                     }
                     try writer.write(bytes)
+                    hasher?.update(data: bytes)
                     received += Int64(bytes.count)
                 }
             }
         }
         do {
-            try directory.complete(sha256, as: sha256, size: size)
+            try directory.complete(sha256, as: sha256, size: size, hashed: hasher?.finalize())
         } catch {
             throw StoreError(.file, "the file received does not have the hash it was sent under; it was dropped")
         }
