@@ -174,6 +174,7 @@ let package = Package(
                 "FieldbookServer",
                 "FieldbookServerPostgres",
                 "FieldbookSchemas",
+                "FieldbookFiles",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),

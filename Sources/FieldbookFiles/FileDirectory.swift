@@ -1,6 +1,6 @@
 public import Crypto
 import FieldbookCore
-import Foundation
+public import Foundation
 
 #if canImport(Glibc)
     import Glibc
@@ -251,6 +251,39 @@ public struct FileDirectory: Sendable {
     public func remove(_ sha256: String) {
         guard Attachment.isHash(sha256) else { return }
         unlink(path(of: sha256))
+    }
+
+    /// Marks the file with hash `sha256` as referenced now (its modification time): a collection
+    /// keeps a file referenced within its grace period (``stored()``).
+    public func touch(_ sha256: String) {
+        guard Attachment.isHash(sha256) else { return }
+        _ = utimes(path(of: sha256), nil)
+    }
+
+    /// Every whole file the directory holds, with when it was last stored or referenced.
+    public func stored() -> [(sha256: String, modified: Date)] {
+        var out: [(sha256: String, modified: Date)] = []
+        let base = root + "/sha256"
+        for prefix in (try? FileManager.default.contentsOfDirectory(atPath: base)) ?? [] {
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: base + "/" + prefix)) ?? []
+            where Attachment.isHash(name) {
+                if let modified = Self.modified(base + "/" + prefix + "/" + name) { out.append((name, modified)) }
+            }
+        }
+        return out
+    }
+
+    /// Every partial file (transfers in progress), with when it last grew.
+    public func partials() -> [(key: String, modified: Date)] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: root + "/partial")) ?? []).compactMap { key in
+            Self.modified(root + "/partial/" + key).map { (key, $0) }
+        }
+    }
+
+    private static func modified(_ path: String) -> Date? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        return Date(timeIntervalSince1970: Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9)
     }
 
     /// Renames `temporary` (flushed) to the file of `sha256`, and flushes the directory entry.

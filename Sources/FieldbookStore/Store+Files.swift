@@ -75,6 +75,25 @@ extension Store {
         return attachments
     }
 
+    /// Takes the file with hash `sha256` off a record's `attachment` or `attachments` field (the
+    /// file itself stays here; the server collects it once no record refers to it).
+    /// - Throws: ``StoreError``: `not_found` if the record does not refer to it there.
+    public func detach(_ entity: String, id: String, field: String, sha256: String) throws {
+        let type = try checkFileField(entity, field, count: 1)
+        try write { tx in
+            guard let record = try tx.record(entity, id: id) else {
+                throw StoreError(.notFound, entity: entity, "no record has this id")
+            }
+            let members = record[field].attachments
+            guard members.contains(where: { $0.sha256 == sha256 }) else {
+                throw StoreError(.notFound, entity: entity, field: field, "the record does not refer to this file")
+            }
+            let value: Value =
+                type == .attachments ? .set(members.filter { $0.sha256 != sha256 }.map(\.text)) : .null
+            try tx.update(entity, id: id, [field: value])
+        }
+    }
+
     /// The type of `entity.field`, which must hold files (one, if `count` is not 1: a set).
     @discardableResult
     private func checkFileField(_ entity: String, _ field: String, count: Int) throws -> FieldType {

@@ -243,6 +243,8 @@ extension Routes {
                         "a \(change.entity) change refers to a file as \(attachment.mediaType), which its content is not"
                     )
                 }
+                // Referenced now: a collection keeps it for its grace period from here.
+                files.directory.touch(attachment.sha256)
             }
         }
         guard missing.isEmpty else {

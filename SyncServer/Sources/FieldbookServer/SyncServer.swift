@@ -53,6 +53,11 @@ public struct ServerConfiguration: Sendable {
     public var maxFileBytes: Int64 = 4 << 30
     /// The largest chunk of a file in one request, in bytes (larger: 413 `body_too_large`).
     public var maxChunkBytes = 16 << 20
+    /// How long a file no record refers to is kept after it was last stored or referenced
+    /// (``FileCollection``): devices offline that long may still need it.
+    public var fileGrace: Duration = .seconds(30 * 86_400)
+    /// How often the server collects such files; nil: never (`fieldbook-server files collect` does).
+    public var fileCollectionInterval: Duration? = .seconds(86_400)
 
     /// The defaults above; set the members to change them.
     public init() {}
@@ -79,6 +84,13 @@ public enum SyncServer {
             gate: BodyGate(limit: configuration.maxConcurrentBodies, timeout: configuration.bodyTimeout),
             arrivals: PushArrivals(), versions: ServedVersions(storage: storage),
             files: try configuration.filesDirectory.map { try ServerFiles(root: $0) })
+        var services: [any Service] = [readiness]
+        if let files = routes.files, let interval = configuration.fileCollectionInterval {
+            services.append(
+                FileCollector(
+                    storage: storage, directory: files.directory, grace: configuration.fileGrace, interval: interval,
+                    logger: logger))
+        }
         let router = Router()
         router.middlewares.add(
             ErrorMiddleware(storage: storage, readiness: readiness, retryAfter: configuration.retryAfterSeconds))
@@ -90,7 +102,7 @@ public enum SyncServer {
                 configuration: .init(
                     additionalChannelHandlers: [ParseErrorBody()], idleTimeout: timeAmount(configuration.idleTimeout))),
             configuration: applicationConfiguration(configuration, logger: logger),
-            services: [readiness],
+            services: services,
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? configuration.port) },
             logger: logger)
     }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import FieldbookCore
+import FieldbookFiles
 import FieldbookJSON
 import FieldbookSchemas
 import FieldbookServer
@@ -14,7 +15,7 @@ struct FieldbookServerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fieldbook-server",
         abstract: "The Fieldbook sync server.",
-        subcommands: [Serve.self, Token.self, SchemaCommand.self, ServerIdentity.self])
+        subcommands: [Serve.self, Token.self, SchemaCommand.self, ServerIdentity.self, FilesCommand.self])
 }
 
 /// Options every command shares: where the database is and which schema it holds.
@@ -150,9 +151,24 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "The largest chunk of a file in one request, in bytes.")
     var maxChunkBytes = ServerConfiguration().maxChunkBytes
 
+    @Option(
+        help: ArgumentHelp(
+            "Keep a file no record refers to this many days after it was last stored or referenced.",
+            valueName: "days"))
+    var fileGraceDays = 30.0
+
+    @Option(
+        help: ArgumentHelp(
+            "Collect such files every this many hours (0: never; 'fieldbook-server files collect' does).",
+            valueName: "hours"))
+    var collectFilesEvery = 24.0
+
     func validate() throws {
         guard maxFileBytes > 0, maxChunkBytes > 0 else {
             throw ValidationError("--max-file-bytes and --max-chunk-bytes take numbers > 0")
+        }
+        guard fileGraceDays >= 0, collectFilesEvery >= 0 else {
+            throw ValidationError("--file-grace-days and --collect-files-every take numbers ≥ 0")
         }
         guard idleTimeout > 0, bodyTimeout > 0 else {
             throw ValidationError("--idle-timeout and --body-timeout take seconds > 0")
@@ -183,6 +199,8 @@ struct Serve: AsyncParsableCommand {
             files ?? (PostgresSyncStorage.isURL(store.database) ? nil : store.database + ".files")
         configuration.maxFileBytes = maxFileBytes
         configuration.maxChunkBytes = maxChunkBytes
+        configuration.fileGrace = .seconds(fileGraceDays * 86_400)
+        configuration.fileCollectionInterval = collectFilesEvery == 0 ? nil : .seconds(collectFilesEvery * 3_600)
         let host = self.host
         try await store.withStorage(logger: logger) { storage in
             let app = try SyncServer.application(storage: storage, configuration: configuration, logger: logger) {
@@ -439,6 +457,65 @@ struct ServerIdentity: AsyncParsableCommand {
 
         func run() async throws {
             print(try await store.withStorage { try await $0.renewIdentity() })
+        }
+    }
+}
+
+/// `fieldbook-server files collect`: the files no record refers to any more, deleted after a grace period.
+struct FilesCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "files", abstract: "The files records refer to.", subcommands: [Collect.self])
+
+    struct Collect: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Delete the files no record or open conflict refers to, untouched for the grace period.",
+            discussion: """
+                A file stays while a record's current value or an open conflict refers to it, and for the \
+                grace period after it was last stored or referenced by a push: a device offline that long \
+                may still need it. Partial uploads untouched as long are deleted too. 'serve' does this \
+                every day by itself (--collect-files-every).
+                """)
+
+        @OptionGroup var store: StoreOptions
+
+        @Option(
+            help: ArgumentHelp("The files directory (default: the SQLite file's path + '.files').", valueName: "dir"))
+        var files: String?
+
+        @Option(help: ArgumentHelp("The grace period in days.", valueName: "days"))
+        var graceDays = 30.0
+
+        @Flag(help: "Say what would be deleted; delete nothing.")
+        var dryRun = false
+
+        @Flag(help: "Print one JSON object.")
+        var json = false
+
+        func run() async throws {
+            guard graceDays >= 0 else { throw ValidationError("--grace-days takes days ≥ 0") }
+            guard let root = files ?? (PostgresSyncStorage.isURL(store.database) ? nil : store.database + ".files")
+            else {
+                throw ValidationError("give the files directory with --files DIR (the one 'serve --files' uses)")
+            }
+            guard FileManager.default.fileExists(atPath: root) else {
+                throw ValidationError("no files directory at \(root)")
+            }
+            let directory = try FileDirectory(root: root)
+            let report = try await store.withStorage {
+                try await FileCollection.collect(
+                    storage: $0, directory: directory, grace: .seconds(graceDays * 86_400), dryRun: dryRun)
+            }
+            if json {
+                print(
+                    JSON.object([
+                        ("removed", .array(report.removed.map(JSON.string))), ("kept", .int(Int64(report.kept))),
+                        ("partials_removed", .int(Int64(report.partialsRemoved))), ("dry_run", .bool(dryRun)),
+                    ]).serialized)
+            } else {
+                print(
+                    "\(dryRun ? "would delete" : "deleted") \(report.removed.count) file(s) and "
+                        + "\(report.partialsRemoved) partial upload(s); kept \(report.kept)")
+            }
         }
     }
 }

@@ -55,6 +55,31 @@ struct Attach: AsyncParsableCommand {
     }
 }
 
+struct Detach: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Take a file off a record's field (the server deletes it once no record refers to it).")
+
+    @OptionGroup var device: DeviceOptions
+    @Argument(help: "The entity, e.g. finding.") var entity: String
+    @Argument(help: "The record's id.") var id: String
+    @Argument(help: "The field that holds files, e.g. evidence.") var field: String
+    @Argument(help: "The file's SHA-256, or its first 8 or more hex digits.") var file: String
+
+    func run() async throws {
+        try await fieldbook.run(device) {
+            let device = try self.device.open()
+            _ = try device.entity(entity)
+            let stored = try AttachmentCommand.find(file, in: device.store)
+            try device.store.detach(entity, id: id, field: field, sha256: stored.sha256)
+            if self.device.json {
+                printJSON(.object([("detached", .string(stored.sha256))]))
+            } else {
+                print("took \(stored.name) off \(entity).\(field)")
+            }
+        }
+    }
+}
+
 /// `fieldbook attachment`: the files this device holds or waits for; get one out, open one.
 struct AttachmentCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

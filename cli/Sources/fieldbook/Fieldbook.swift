@@ -12,7 +12,7 @@ struct Fieldbook: AsyncParsableCommand {
             Init.self, Add.self, SetFields.self, Delete.self, Get.self, List.self, Watch.self, Sync.self, Status.self,
             Conflicts.self,
             Rejected.self, Resolve.self, History.self, Report.self, Export.self, FindingCommand.self, VisitCommand.self,
-            ConfigCommand.self, Attach.self, AttachmentCommand.self,
+            ConfigCommand.self, Attach.self, Detach.self, AttachmentCommand.self,
             Demo.self,
         ])
 }
