@@ -42,6 +42,11 @@ struct DemoTests {
         #expect(result.stdout.contains("the same conflict on every device (1, 1, 1)"))
         #expect(result.stdout.contains("→ 310 everywhere (the later visit wins)"))
         #expect(result.stdout.contains("Devices agree: yes; open conflicts: 0"))
+        // Evidence attached offline reaches the office, checked.
+        #expect(
+            result.stdout.contains("attaches a photo of the cleared fire escape to the finding, offline: 消防通道已清理.jpg"))
+        #expect(result.stdout.contains("The office's device holds 李明's photo 消防通道已清理.jpg"))
+        #expect(result.stdout.contains("files up 1 down 0") && result.stdout.contains("files up 0 down 1"))
 
         // The stores the demo left are real stores holding what it printed, nothing pending.
         let schema = try Schema(json: BundledSchemas.inspection)
@@ -51,6 +56,9 @@ struct DemoTests {
             #expect(try store.fetch(Query("progress_note")).count == 3)
             #expect(try store.pendingCount() == 0)
             #expect(try store.conflicts().isEmpty)
+            let evidence = try store.fetch(Query("finding")).flatMap { $0["evidence"].attachments }
+            #expect(evidence.map(\.name) == ["消防通道已清理.jpg"])
+            #expect(try evidence.allSatisfy { try store.holdsFile($0.sha256) })
         }
     }
 }

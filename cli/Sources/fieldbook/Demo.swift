@@ -39,8 +39,11 @@ struct Demo: AsyncParsableCommand {
         let zhang = devices["zhang"]!
         func sync(_ key: String) async throws {
             let report = try await devices[key]!.sync(transports[key]!)
+            let files =
+                report.filesUploaded + report.filesDownloaded > 0
+                ? ", files up \(report.filesUploaded) down \(report.filesDownloaded)" : ""
             print(
-                "  sync \(pad(names[key]!, to: 13))  pushed \(report.pushed), pulled \(report.pulled), open conflicts \(report.openConflicts)"
+                "  sync \(pad(names[key]!, to: 13))  pushed \(report.pushed), pulled \(report.pulled), open conflicts \(report.openConflicts)\(files)"
             )
         }
         func syncAll() async throws {
@@ -53,9 +56,16 @@ struct Demo: AsyncParsableCommand {
 
         print("\n2. In the field, offline: 李明 and 张伟 visit the same elderly home; the office works on.")
         try await workOffline(story, office: office, li: li, zhang: zhang)
+        let photo = try attachEvidence(story, li: li, directory: directory)
 
         print("\n3. Back in signal, everyone syncs.")
         try await syncAll()
+        guard let arrived = try office.filePath(photo.sha256) else {
+            throw CLIError(.network, "the office's device did not receive the photo")
+        }
+        print(
+            "   The office's device holds 李明's photo \(photo.name) (\(byteCount(photo.size))), its SHA-256 checked on arrival: \(arrived)"
+        )
         try printConflicts(story, office: office, li: li, zhang: zhang, devices: devices, names: names)
 
         print("\n4. The office settles the deadline (2022-12-31) and everyone syncs.")
@@ -110,6 +120,24 @@ struct Demo: AsyncParsableCommand {
         print(
             "   pending: office \(try office.pendingCount()), 李明 \(try li.pendingCount()), 张伟 \(try zhang.pendingCount())"
         )
+    }
+
+    /// Step 2, still offline: 李明 photographs the cleared fire escape and attaches it to the finding
+    /// as evidence; the photo is kept on the device until the next sync uploads it.
+    func attachEvidence(_ story: DemoStory.Written, li: Store, directory: String) throws -> Attachment {
+        let path = directory + "/消防通道已清理.jpg"
+        var bytes: [UInt8] = [0xFF, 0xD8, 0xFF, 0xE0]
+        var state: UInt32 = 2021
+        while bytes.count < 180 * 1024 {
+            state = state &* 1_664_525 &+ 1_013_904_223
+            bytes.append(UInt8(truncatingIfNeeded: state >> 24))
+        }
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        let photo = try li.attach("finding", id: story.fire, field: "evidence", files: [path])[0]
+        print(
+            "   李明 attaches a photo of the cleared fire escape to the finding, offline: \(photo.name) (\(byteCount(photo.size))), kept on the device until the next sync"
+        )
+        return photo
     }
 
     /// Step 3: the beds count every device settled on, and the deadline conflict every device holds.
