@@ -208,7 +208,6 @@ let package = Package(
                 "FieldbookHTTP",
                 "FieldbookSchemas",
                 "FieldbookServerProcess",
-                "FieldbookJSON",
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

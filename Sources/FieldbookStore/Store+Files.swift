@@ -18,6 +18,7 @@ extension Store {
     /// file imported twice is stored once.
     ///
     /// - Parameters:
+    ///   - source: the path of the file to copy in.
     ///   - name: the name the reference carries (default: `source`'s last path component).
     ///   - mediaType: its media type (default: from the name's extension, e.g. `image/jpeg`).
     /// - Throws: ``StoreError`` (`file`) if the file cannot be read, or its content is not what its
