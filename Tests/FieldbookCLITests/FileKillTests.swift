@@ -84,4 +84,58 @@ struct FileKillTests {
         let listed = try world.json("office", ["attachment", "list", "finding", finding])
         #expect(listed.array.first?["here"] == .bool(true))
     }
+
+    @Test(
+        "SIGKILL at random moments of attaching a large photo: never a reference to a half file; the next attach finishes"
+    )
+    func killedAttach() throws {
+        let world = try CLIWorld()
+        let size = 64 << 20
+        let photo = world.dir.appendingPathComponent("航拍.jpg").path
+        var bytes = [UInt8](repeating: 0x5A, count: size)
+        bytes[0] = 0xFF
+        bytes[1] = 0xD8
+        bytes[2] = 0xFF
+        try Data(bytes).write(to: URL(fileURLWithPath: photo))
+        #expect(try world.fieldbook("li", ["init", "--server", world.url, "--token", world.token("李明")]).status == 0)
+        let finding = try world.fieldbook("li", ["add", "finding", "title=围墙倒塌"]).stdout
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let files = world.path("li") + "/device.sqlite.files"
+        var random = SeededGenerator(seed: 23)
+        var killed = 0
+        for _ in 0..<6 {
+            let delay = Double.random(in: 0...0.4, using: &random)
+            let started = Date()
+            if try Self.killed(
+                ["--store", world.path("li"), "attach", "finding", finding, "evidence", photo],
+                when: {
+                    Date().timeIntervalSince(started) >= delay
+                })
+            {
+                killed += 1
+            }
+            // Whatever the moment: the record refers to no file, or to one that is here whole.
+            let listed = try world.json("li", ["attachment", "list", "finding", finding])
+            for file in listed.array {
+                #expect(file["here"] == .bool(true))
+                let hash = try #require(file["sha256"]?.string)
+                let stored = files + "/sha256/\(hash.prefix(2))/\(hash)"
+                #expect(FileManager.default.contentsEqual(atPath: stored, andPath: photo))
+            }
+            // No half file under a hash.
+            for name in (FileManager.default.subpaths(atPath: files + "/sha256") ?? []) where name.count > 3 {
+                let path = files + "/sha256/" + name
+                var isDirectory: ObjCBool = false
+                if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue {
+                    #expect(FileManager.default.contentsEqual(atPath: path, andPath: photo))
+                }
+            }
+        }
+        #expect(killed > 0, "no attach was killed before it finished")
+        // Attached once more, it is there: one file, whole.
+        #expect(try world.fieldbook("li", ["attach", "finding", finding, "evidence", photo]).status == 0)
+        let listed = try world.json("li", ["attachment", "list", "finding", finding])
+        #expect(listed.array.count == 1 && listed.array.first?["here"] == .bool(true))
+        #expect(try world.json("li", ["sync"])["files_uploaded"]?.int == 1)
+    }
 }

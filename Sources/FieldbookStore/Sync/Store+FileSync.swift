@@ -1,4 +1,5 @@
 import Crypto
+import FieldbookCore
 import FieldbookFiles
 import FieldbookSync
 import GRDB
@@ -71,6 +72,7 @@ extension Store {
     ) {
         var arrived = 0
         var bytes: Int64 = 0
+        try forgetUnreferencedWants()
         let wanted = try filesWanted()
         for file in wanted where file.size <= options.downloadFilesUpTo {
             do {
@@ -128,11 +130,38 @@ extension Store {
         }
         do {
             try directory.complete(sha256, as: sha256, size: size, hashed: hasher?.finalize())
+        } catch  where error.code == .incomplete {
+            throw SyncError(.network, "the download stopped short of the file's end; the next try resumes it")
         } catch {
             throw StoreError(.file, "the file received does not have the hash it was sent under; it was dropped")
         }
         try markHere(sha256)
         return received
+    }
+
+    /// Forgets the files this device waits for that no record refers to any more (taken off
+    /// since they were pulled): they are not downloaded, and not counted as waiting.
+    func forgetUnreferencedWants() throws {
+        let tables = tables.values.filter(\.refersToFiles)
+        try write { tx in
+            let waiting = try String.fetchAll(tx.db, sql: "SELECT sha256 FROM _files WHERE here = 0")
+            for sha256 in waiting {
+                var referenced = false
+                for table in tables where !referenced {
+                    for field in table.entity.fields where field.type.isAttachment && !referenced {
+                        referenced =
+                            try Bool.fetchOne(
+                                tx.db,
+                                sql:
+                                    "SELECT EXISTS (SELECT 1 FROM \(quoted(table.entity.name)) WHERE instr(\(quoted(field.name)), ?) > 0)",
+                                arguments: [sha256]) ?? false
+                    }
+                }
+                if !referenced {
+                    try tx.db.execute(sql: "DELETE FROM _files WHERE sha256 = ? AND here = 0", arguments: [sha256])
+                }
+            }
+        }
     }
 
     private func markHere(_ sha256: String) throws {

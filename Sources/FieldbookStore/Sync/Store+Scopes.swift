@@ -140,6 +140,8 @@ extension Store.Transaction {
         for entered in page.entered {
             guard let table = store.tables[entered.record.entity] else { continue }
             try enter(table, entered.record.id, history: entered.changes)
+            // Its files, as for changes pulled: wanted, and on the server.
+            try noteWantedFiles(entered.changes)
         }
     }
 

@@ -737,8 +737,13 @@ extension Store.Transaction {
     /// wants them (``Store/filesWanted()``), and the server holds them (it takes no change before
     /// its files).
     private func noteWantedFiles(_ received: ReceivedPage, new: [Bool]) throws {
+        try noteWantedFiles(received.page.changes.indices.lazy.filter { new[$0] }.map { received.page.changes[$0] })
+    }
+
+    /// Notes the files `changes` (pulled from the server) refer to: ``noteWantedFiles(_:new:)``.
+    func noteWantedFiles(_ changes: some Sequence<Change>) throws {
         var refersToFiles: [String: Entity?] = [:]
-        for (position, change) in received.page.changes.enumerated() where new[position] {
+        for change in changes {
             let entity: Entity?
             if let known = refersToFiles[change.entity] {
                 entity = known

@@ -118,4 +118,33 @@ struct FileSyncTests {
         }
         #expect(refused?.code == .forbidden)
     }
+
+    @Test("a record that enters a token's scope brings its files: the device downloads them", arguments: Backend.all)
+    func enteredRecordsFiles(_ backend: Backend) async throws {
+        let dir = TemporaryDirectory()
+        let storage = try await makeStorage(dir, backend)
+        let officeToken = try await storage.createToken(name: "王芳", role: "office", scopes: nil)
+        let inspectorToken = try await storage.createToken(name: "李明", role: "inspector", scopes: ["town=新度镇"])
+        let office = try Store(path: dir.path("office.sqlite"), schema: schema)
+        let inspector = try Store(path: dir.path("inspector.sqlite"), schema: schema)
+        try Self.photo(dir.path("消防通道.jpg"), size: 20_000, seed: 6)
+        let site = try office.insert("site", ["name": "城关敬老院", "kind": "elderly_home", "town": "城关镇"])
+        let finding = try office.insert("finding", ["title": "消防通道堵塞", "site": .text(site)])
+        let photo = try office.attach("finding", id: finding, field: "evidence", files: [dir.path("消防通道.jpg")])[0]
+        try await withServer(storage: storage, configure: { $0.filesDirectory = dir.path("server.files") }) { url in
+            let toOffice = HTTPTransport(server: url, token: officeToken)
+            let toInspector = HTTPTransport(server: url, token: inspectorToken)
+            _ = try await office.sync(toOffice)
+            let before = try await inspector.sync(toInspector)
+            let hidden = try inspector.record("finding", id: finding)
+            #expect(before.filesDownloaded == 0 && hidden == nil)
+            // The site moves into the inspector's town: its finding, and the finding's photo, follow.
+            try office.update("site", id: site, ["town": "新度镇"])
+            _ = try await office.sync(toOffice)
+            let after = try await inspector.sync(toInspector)
+            #expect(try inspector.record("finding", id: finding)?["evidence"].attachments == [photo])
+            #expect(after.filesDownloaded == 1 && after.filesWaiting == 0)
+            #expect(try inspector.holdsFile(photo.sha256))
+        }
+    }
 }

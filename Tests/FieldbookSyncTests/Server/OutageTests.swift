@@ -134,7 +134,9 @@ struct OutageTests {
         let recovery = ContinuousClock.now - back
         print("served again \(recovery) after PostgreSQL returned")
         #expect(pushed == (200, nil))
-        #expect(recovery < .seconds(5), "served again only \(recovery) after PostgreSQL returned")
+        // Seconds, not the tens of seconds the pool's backoff would have grown to (2 s to 5 s alone;
+        // up to 7 s seen with the whole suite running beside it on two cores).
+        #expect(recovery < .seconds(12), "served again only \(recovery) after PostgreSQL returned")
         #expect(await probe(server.url, "ready").status == 200)
     }
 
