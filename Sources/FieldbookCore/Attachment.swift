@@ -179,6 +179,7 @@ extension Change {
     /// The files this change refers to: the values it sets and the members it adds in the
     /// entity's `attachment` and `attachments` fields (what a server must hold before it takes it).
     public func attachments(in entity: Entity) -> [Attachment] {
+        guard entity.refersToFiles else { return [] }
         var out: [Attachment] = []
         for change in fields {
             guard let field = entity.field(change.field), field.type.isAttachment else { continue }

@@ -29,6 +29,8 @@ public final class Entity: Sendable, Hashable {
     /// The evidence a record must hold before a field takes certain values (`requires`): see
     /// ``Requirement`` and ``requirementRefusal(_:role:changed:before:after:)``.
     public let requirements: [Requirement]
+    /// Whether the entity has `attachment` or `attachments` fields: its changes may refer to files.
+    public let refersToFiles: Bool
     private let index: [String: Int]
     /// Each field's name as UTF-8, in ``fields`` order: compared with names in JSON text without making strings.
     package let fieldNames: [[UInt8]]
@@ -44,6 +46,7 @@ public final class Entity: Sendable, Hashable {
     ) {
         self.retired = retired
         self.requirements = requirements
+        refersToFiles = fields.contains { $0.type.isAttachment }
         self.follows = follows
         self.everyone = everyone
         self.name = name
@@ -58,6 +61,12 @@ public final class Entity: Sendable, Hashable {
         var index: [String: Int] = [:]
         for (n, f) in fields.enumerated() { index[f.name] = n }
         self.index = index
+    }
+
+    /// Whether a requirement binds a writer with `role` (``Requirement/binds(_:)``): only then is a
+    /// write checked against them.
+    public func hasRequirements(binding role: String?) -> Bool {
+        requirements.contains { $0.binds(role) }
     }
 
     /// The field called `name`, if there is one.

@@ -273,6 +273,11 @@ public struct FileDirectory: Sendable {
         return out
     }
 
+    /// When the file with hash `sha256` was last stored or referenced (``touch(_:)``); nil if it is not here.
+    public func modified(_ sha256: String) -> Date? {
+        Attachment.isHash(sha256) ? Self.modified(path(of: sha256)) : nil
+    }
+
     /// Every partial file (transfers in progress), with when it last grew.
     public func partials() -> [(key: String, modified: Date)] {
         ((try? FileManager.default.contentsOfDirectory(atPath: root + "/partial")) ?? []).compactMap { key in

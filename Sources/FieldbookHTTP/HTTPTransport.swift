@@ -225,24 +225,7 @@ public struct HTTPTransport: SyncTransport {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(ByteBuffer(bytes: body))
         }
-        let status: Int
-        let data: [UInt8]
-        let headers: HTTPHeaders
-        do {
-            let response = try await client.execute(request, deadline: .distantFuture)
-            status = Int(response.status.code)
-            headers = response.headers
-            let buffer = try await response.body.collect(upTo: 1 << 30)
-            data = Array(buffer.readableBytesView)
-        } catch {
-            throw SyncError(.network, "\(server.absoluteString) \(Self.failure(error))", underlying: error)
-        }
-        guard status == 200 else {
-            if let json = try? JSON(parsing: data), let wire = WireError(json: json) {
-                throw SyncError(refusal: wire, status: status)
-            }
-            throw SyncError(.badResponse, status: status, "HTTP \(status) without a protocol error")
-        }
+        let (_, headers, data) = try await collect(try await execute(request), limit: 1 << 30)
         return (data, headers)
     }
 }

@@ -374,8 +374,6 @@ final class EntityTable: Sendable {
     /// Whether a field of some entity refers to records of this one with `onDelete: conflict`: a
     /// deleted record of this entity keeps its row while one refers to it.
     let isHoldable: Bool
-    /// Whether the entity has `attachment` or `attachments` fields: its pulled changes may refer to files.
-    var refersToFiles: Bool { entity.fields.contains { $0.type.isAttachment } }
     /// The reference fields with `onDelete: conflict`: a deleted record each names is held.
     let holding: [(field: Int, target: String)]
 

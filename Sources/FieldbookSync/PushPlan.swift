@@ -340,7 +340,7 @@ package struct PushPlan: Sendable {
         fresh.withUnsafeBufferPointer { fresh in
             for index in fresh.indices where recordOfFresh[index] >= 0 {
                 let record = recordOfFresh[index]
-                if rejects || !entities[record].requirements.isEmpty,
+                if rejects || entities[record].hasRequirements(binding: role),
                     let refusal = refusal(
                         fresh[index], entities[record], merged[record], merged: merged, positions: positions,
                         scopes: scopes)
@@ -373,7 +373,7 @@ package struct PushPlan: Sendable {
         let who = role ?? ""
         // The evidence a value needs (`requires`), whoever sends the change: judged against the
         // record as the changes before it leave it, as the device judged it against its copy.
-        if !entity.requirements.isEmpty, !state.isUnwritten || change.operation == .insert {
+        if entity.hasRequirements(binding: role), !state.isUnwritten || change.operation == .insert {
             let before = { (name: String) in entity.fieldIndex(name).flatMap { state.value(at: $0, of: entity) } }
             if let refusal = entity.requirementRefusal(
                 change.operation, role: role, changed: Set(change.fields.map(\.field)), before: before,

@@ -70,7 +70,7 @@ extension Store.Transaction {
             return current!?[name]
         }
         // The evidence a value needs (`requires`), whatever the role.
-        if !table.entity.requirements.isEmpty,
+        if table.entity.hasRequirements(binding: store.role),
             let refusal = table.entity.requirementRefusal(
                 operation, role: store.role, changed: Set(fields.map(\.name)),
                 before: { operation == .insert ? nil : now($0) },

@@ -142,7 +142,7 @@ extension Store {
     /// Forgets the files this device waits for that no record refers to any more (taken off
     /// since they were pulled): they are not downloaded, and not counted as waiting.
     func forgetUnreferencedWants() throws {
-        let tables = tables.values.filter(\.refersToFiles)
+        let tables = tables.values.filter(\.entity.refersToFiles)
         try write { tx in
             let waiting = try String.fetchAll(tx.db, sql: "SELECT sha256 FROM _files WHERE here = 0")
             for sha256 in waiting {

@@ -742,18 +742,8 @@ extension Store.Transaction {
 
     /// Notes the files `changes` (pulled from the server) refer to: ``noteWantedFiles(_:new:)``.
     func noteWantedFiles(_ changes: some Sequence<Change>) throws {
-        var refersToFiles: [String: Entity?] = [:]
         for change in changes {
-            let entity: Entity?
-            if let known = refersToFiles[change.entity] {
-                entity = known
-            } else {
-                let table = try entityTable(change.entity)
-                entity = table.refersToFiles ? table.entity : nil
-                refersToFiles[change.entity] = entity
-            }
-            guard let entity else { continue }
-            for attachment in change.attachments(in: entity) {
+            for attachment in change.attachments(in: try entityTable(change.entity).entity) {
                 try db.cachedStatement(
                     sql: """
                         INSERT INTO _files (sha256, size, media_type, name, here, uploaded) VALUES (?, ?, ?, ?, 0, 1)

@@ -53,18 +53,16 @@ public enum FileCollection {
     ) async throws -> Report {
         let cutoff = now.addingTimeInterval(-Double(grace.components.seconds))
         // Listed before the references are read: a file stored after this is not a candidate.
-        let candidates = directory.stored().filter { $0.modified < cutoff }
+        let stored = directory.stored()
         let references = try await referenced(by: storage)
         var report = Report()
-        report.kept = directory.stored().count
-        for file in candidates where !references.contains(file.sha256) {
+        for file in stored where file.modified < cutoff && !references.contains(file.sha256) {
             // Referenced by a push since the listing: kept.
-            guard let again = directory.stored().first(where: { $0.sha256 == file.sha256 }), again.modified < cutoff
-            else { continue }
+            guard let again = directory.modified(file.sha256), again < cutoff else { continue }
             if !dryRun { directory.remove(file.sha256) }
             report.removed.append(file.sha256)
         }
-        report.kept -= report.removed.count
+        report.kept = stored.count - report.removed.count
         for partial in directory.partials() where partial.modified < cutoff {
             if !dryRun { directory.removePartial(partial.key) }
             report.partialsRemoved += 1
