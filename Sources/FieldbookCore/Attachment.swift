@@ -179,6 +179,12 @@ extension Change {
     /// The files this change refers to: the values it sets and the members it adds in the
     /// entity's `attachment` and `attachments` fields (what a server must hold before it takes it).
     public func attachments(in entity: Entity) -> [Attachment] {
+        Self.attachments(of: fields, in: entity)
+    }
+
+    /// The files `fields` (the field changes of one change of `entity`) refer to; see
+    /// ``attachments(in:)``.
+    package static func attachments(of fields: [FieldChange], in entity: Entity) -> [Attachment] {
         guard entity.refersToFiles else { return [] }
         var out: [Attachment] = []
         for change in fields {

@@ -59,19 +59,28 @@ extension Routes {
         return hash
     }
 
+    /// Whether `identity` may read the file `hash` (``SyncStorage/mayRead(file:identity:)``); asked
+    /// of the store only for a scoped token. To one that may not, a file the server holds is as
+    /// one it does not: not served, not said to be there, and uploaded in full to be referred to.
+    func mayRead(_ hash: String, _ identity: Identity) async throws -> Bool {
+        guard identity.scopes != nil else { return true }
+        return try await readiness.guarding { try await storage.mayRead(file: hash, identity: identity) }
+    }
+
     /// The name of the partial file of an upload by `identity`: each token's transfer resumes on its own.
     static func uploadKey(_ hash: String, _ identity: Identity) -> String { "\(hash).t\(identity.tokenID)" }
 
     /// `HEAD /v1/files/{sha256}`: how much of the file the server holds — `Fieldbook-File: complete`
     /// (with its size in `Fieldbook-Offset`), or `partial` or `absent` with how many bytes of this
-    /// token's upload it holds: where an upload resumes.
+    /// token's upload it holds: where an upload resumes. (A file a scoped token may not read is
+    /// `absent` to it.)
     func fileStatus(_ request: Request, context: BasicRequestContext) async throws -> Response {
         try readiness.check()
         let identity = try await SyncServer.authenticate(request, storage, readiness)
         let files = try keptFiles()
         let hash = try fileHash(context)
         var headers = HTTPFields()
-        if let size = files.directory.size(of: hash) {
+        if let size = files.directory.size(of: hash), try await mayRead(hash, identity) {
             headers[Self.fileStateHeader] = "complete"
             headers[Self.offsetHeader] = String(size)
         } else {
@@ -87,7 +96,8 @@ extension Routes {
     /// does), of a file of `Fieldbook-File-Size` bytes. A chunk that does not hash to
     /// `Fieldbook-Chunk-SHA256`, when sent, is taken back (400 `file_mismatch`). The last chunk
     /// completes the file: kept only if the whole hashes to its name (else 400 `file_mismatch`,
-    /// and the upload starts again). Answers `{"held": N, "complete": BOOL}`.
+    /// and the upload starts again). Answers `{"held": N, "complete": BOOL}`. A scoped token that
+    /// may not read the file uploads it in full even if the server holds it; then it may.
     func upload(_ request: Request, context: BasicRequestContext) async throws -> Response {
         try readiness.check()
         let identity = try await SyncServer.authenticate(request, storage, readiness)
@@ -107,7 +117,7 @@ extension Routes {
         if let chunkHash, !Attachment.isHash(chunkHash) {
             throw WireError(.badMessage, "Fieldbook-Chunk-SHA256 must be 64 lower-case hex digits")
         }
-        if let held = files.directory.size(of: hash) {
+        if let held = files.directory.size(of: hash), try await mayRead(hash, identity) {
             guard held == size else {
                 throw WireError(.fileMismatch, "the server holds this file with another size than the one sent")
             }
@@ -130,6 +140,11 @@ extension Routes {
         } catch {
             guard error.code == .hashMismatch else { throw error }
             throw WireError(.fileMismatch, "the file's bytes do not have the SHA-256 it was sent under; send it again")
+        }
+        if identity.scopes != nil {
+            try await readiness.guarding {
+                try await storage.noteUploaded(hash, token: identity.tokenID, generation: identity.scopeGeneration)
+            }
         }
         context.logger.info("file", metadata: ["size": .stringConvertible(size)])
         return Self.uploadAnswer(held: size, complete: true)
@@ -188,13 +203,14 @@ extension Routes {
     }
 
     /// `GET /v1/files/{sha256}`: the file, streamed from disk; with `Range: bytes=N-`, from byte N
-    /// (206, for a download that resumes). 404 `not_found` if the server does not hold it whole.
+    /// (206, for a download that resumes). 404 `not_found` if the server does not hold it whole, or
+    /// the token may not read it.
     func download(_ request: Request, context: BasicRequestContext) async throws -> Response {
         try readiness.check()
-        _ = try await SyncServer.authenticate(request, storage, readiness)
+        let identity = try await SyncServer.authenticate(request, storage, readiness)
         let files = try keptFiles()
         let hash = try fileHash(context)
-        guard let size = files.directory.size(of: hash) else {
+        guard let size = files.directory.size(of: hash), try await mayRead(hash, identity) else {
             throw WireError(.notFound, "the server does not hold this file (yet)")
         }
         var start: Int64 = 0
@@ -220,14 +236,17 @@ extension Routes {
     /// Refuses a push that refers to a file the server does not hold whole (409 `missing_files`,
     /// listing them) or holds otherwise than the reference says (400 `file_mismatch`: another size,
     /// or content that does not fit the media type). Nothing of such a push is stored: no device
-    /// ever pulls a reference to a file it cannot download.
-    func checkFiles(_ push: PushRequest) throws {
+    /// ever pulls a reference to a file it cannot download. A file `identity` may not read counts
+    /// as missing: a scoped token refers only to files of its scope, or to those it uploaded.
+    func checkFiles(_ push: PushRequest, identity: Identity) async throws {
         var missing: [String] = []
         var checked = Set<String>()
         for change in push.changes {
             guard let entity = storage.schema.entity(change.entity) else { continue }
             for attachment in change.attachments(in: entity) where checked.insert(attachment.text).inserted {
-                guard let files, let size = files.directory.size(of: attachment.sha256) else {
+                guard let files, let size = files.directory.size(of: attachment.sha256),
+                    try await mayRead(attachment.sha256, identity)
+                else {
                     if !missing.contains(attachment.sha256) { missing.append(attachment.sha256) }
                     continue
                 }

@@ -58,6 +58,7 @@ public final class SQLiteSyncStorage: SyncStorage {
         let running = try pool.write { db in
             let running = try Self.migrate(db, schema: schema)
             try Self.rebuildScopeIndexIfStale(db, schema: running)
+            try Self.migrateFileTables(db, schema: running)
             // A store made before stores had identities gets one the first time it is opened.
             try db.execute(
                 sql: "INSERT INTO meta (key, value) VALUES ('identity', ?) ON CONFLICT (key) DO NOTHING",
@@ -392,6 +393,7 @@ public final class SQLiteSyncStorage: SyncStorage {
         let (merged, rejected) = plan.merge(
             states: states, serverSequences: serverSequences, scopes: index.isActive ? index : nil)
         if index.isActive { try updateScopeIndex(db, &index, &rows, merged, head: head) }
+        try insertFileReferences(db, plan.fileReferences(rejected: rejected, schema: schema))
         for (index, rejection) in rejected {
             try db.execute(
                 sql: "UPDATE changes SET rejected = ? WHERE sseq = ?",

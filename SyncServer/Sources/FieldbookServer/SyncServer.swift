@@ -263,7 +263,7 @@ struct Routes: Sendable {
             return (try await readPush(bytes), bytes)
         }
         var (push, translated) = read
-        try checkFiles(push)
+        try await checkFiles(push, identity: identity)
         if let bound = configuration.maxClockAhead {
             try ClockBound.check(push, now: ClockBound.now(), bound: bound)
         }
@@ -272,7 +272,7 @@ struct Routes: Sendable {
         let standing = try await readiness.guarding { [push] in try await storage.standing(device: push.device) }
         if try await takeNewerSchema(standing, request: push.schema) {
             (push, translated) = try await readPush(bytes)
-            try checkFiles(push)
+            try await checkFiles(push, identity: identity)
         }
         // A base is the writer's cursor: one past the last change is as sure a sign of lost changes.
         let base = push.changes.reduce(0) { max($0, $1.base) }

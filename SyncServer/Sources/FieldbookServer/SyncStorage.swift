@@ -80,6 +80,15 @@ public protocol SyncStorage: Sendable {
     /// (``records(_:)`` says which exist).
     func states(_ entity: String) async throws -> [(id: String, state: RecordState)]
 
+    /// What decides whether a scoped token may read the file `sha256` (``mayRead(file:identity:)``):
+    /// the scope keys of the records whose accepted changes referred to it, and whether token
+    /// `token` uploaded it whole under scope generation `generation`.
+    func fileReaders(_ sha256: String, token: Int64, generation: Int64) async throws -> FileReaders
+
+    /// Notes that token `token`, under scope generation `generation`, uploaded the file `sha256`
+    /// whole: it holds the bytes, so it may read the file and refer to it.
+    func noteUploaded(_ sha256: String, token: Int64, generation: Int64) async throws
+
     /// The identity a token stands for, or nil if it is unknown or revoked.
     func authenticate(token: String) async throws -> Identity?
 

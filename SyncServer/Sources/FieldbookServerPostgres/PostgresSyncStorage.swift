@@ -233,6 +233,7 @@ public final class PostgresSyncStorage: SyncStorage {
                     "UPDATE \(unescaped: t("schema_history")) SET published_at = \(Self.now()), head = 0",
                     logger: logger)
                 try await migrateScopeIndex(c, schema: schema)
+                try await migrateFileTables(c, schema: schema)
                 return schema
             }
             var meta: [String: String] = [:]
@@ -260,6 +261,7 @@ public final class PostgresSyncStorage: SyncStorage {
                 running = schema
             }
             try await migrateScopeIndex(c, schema: running)
+            try await migrateFileTables(c, schema: running)
             return running
         }
         current.withLock { $0 = running }
@@ -441,6 +443,7 @@ public final class PostgresSyncStorage: SyncStorage {
                 WHERE c.sseq = u.s
                 """, logger: logger)
         }
+        try await insertFileReferences(c, plan.fileReferences(rejected: rejected, schema: schema))
         try await insideTransaction?()
         // Conflict rows: for the records that have conflicts now or had open ones.
         try await updateConflicts(c, merged, open: read.open, at: serverSequences.last ?? read.head)

@@ -1,9 +1,11 @@
 import Crypto
 import FieldbookCore
 import FieldbookFiles
+import FieldbookHTTP
 import FieldbookJSON
 import FieldbookServer
 import FieldbookServerTesting
+import FieldbookStore
 import FieldbookSync
 import FieldbookTesting
 import Foundation
@@ -195,4 +197,88 @@ struct FileHostileTests {
             #expect(push.code == "missing_files", "\(String(decoding: push.body, as: UTF8.self))")
         }
     }
+
+    func get(_ url: URL, _ token: String, _ hash: String) async throws -> (status: Int, code: String?, body: [UInt8]) {
+        try await send(url, "v1/files/\(hash)", method: "GET", headers: ["Authorization": "Bearer \(token)"], body: nil)
+    }
+
+    @Test(
+        "scoped tokens: another town's file is not served, not said to be held, not referred to without its bytes",
+        arguments: Backend.all)
+    func scopedFiles(_ backend: Backend) async throws {
+        let dir = TemporaryDirectory()
+        let storage = try await makeStorage(dir, backend)
+        let officeToken = try await storage.createToken(name: "王芳", role: "office", scopes: nil)
+        let xindu = try await storage.createToken(name: "李明", role: "inspector", scopes: ["town=新度镇"])
+        let chengguan = try await storage.createToken(name: "张伟", role: "inspector", scopes: ["town=城关镇"])
+        let office = try Store(path: dir.path("office.sqlite"), schema: schema)
+        let inspector = try Store(path: dir.path("inspector.sqlite"), schema: schema)
+        let bytes = [Self.photo(size: 30_000, seed: 11), Self.photo(size: 40_000, seed: 12)]
+        for (n, photo) in bytes.enumerated() { try Data(photo).write(to: URL(fileURLWithPath: dir.path("\(n).jpg"))) }
+        var sites: [String] = []
+        var photos: [FieldbookCore.Attachment] = []
+        for (n, town) in ["新度镇", "城关镇"].enumerated() {
+            let site = try office.insert(
+                "site", ["name": .text("\(town)敬老院"), "kind": "elderly_home", "town": .text(town)])
+            let finding = try office.insert("finding", ["title": "消防通道堵塞", "site": .text(site)])
+            photos += try office.attach("finding", id: finding, field: "evidence", files: [dir.path("\(n).jpg")])
+            sites.append(site)
+        }
+        let (mine, theirs, site) = (photos[0], photos[1], sites[0])
+        try await withServer(storage: storage, configure: { $0.filesDirectory = dir.path("server.files") }) { url in
+            _ = try await office.sync(HTTPTransport(server: url, token: officeToken))
+            // The inspector's device downloads its town's photo, and never learns of the other.
+            let report = try await inspector.sync(HTTPTransport(server: url, token: xindu))
+            #expect(report.filesDownloaded == 1 && report.filesWaiting == 0)
+            #expect(try inspector.holdsFile(mine.sha256) && !inspector.holdsFile(theirs.sha256))
+
+            // The other town's hash, known from elsewhere, opens nothing: not served, not said to be held.
+            let refused = try await get(url, xindu, theirs.sha256)
+            #expect(refused.status == 404 && refused.code == "not_found")
+            #expect(try await get(url, chengguan, theirs.sha256).body == bytes[1])
+            #expect(try await get(url, officeToken, theirs.sha256).body == bytes[1])
+            #expect(try await held(url, xindu, theirs.sha256) == ("absent", 0))
+            #expect(try await held(url, xindu, mine.sha256) == ("complete", bytes[0].count))
+            // Nor may it be referred to in a record of one's own scope without its bytes.
+            var fields: [UInt8] = []
+            JSON.object([
+                ("title", .string("呼叫按钮失灵")), ("status", .string("not_started")), ("site", .string(site)),
+                ("evidence", .object([("add", .array([.string(theirs.text)])), ("remove", .array([]))])),
+            ]).write(to: &fields)
+            let push = pushBody(change(entity: "finding", fields: String(decoding: fields, as: UTF8.self)))
+            let head = try await storage.standing(device: device).head
+            let missing = try await send(url, "v1/push", headers: ["Authorization": "Bearer \(xindu)"], body: push)
+            #expect(
+                missing.status == 409 && missing.code == "missing_files",
+                "\(String(decoding: missing.body, as: UTF8.self))")
+            #expect(try JSON(parsing: missing.body)["error"]?["files"] == .array([.string(theirs.sha256)]))
+            #expect(try await storage.standing(device: device).head == head)
+            // Uploading it is no shortcut: the first chunk is not answered "complete"; all of it must come.
+            let half = bytes[1].count / 2
+            let first = try await put(
+                url, xindu, theirs.sha256, offset: 0, size: bytes[1].count, Array(bytes[1][..<half]))
+            #expect(try first.status == 200 && JSON(parsing: first.body)["complete"] == .bool(false))
+            let rest = try await put(
+                url, xindu, theirs.sha256, offset: half, size: bytes[1].count, Array(bytes[1][half...]))
+            #expect(try rest.status == 200 && JSON(parsing: rest.body)["complete"] == .bool(true))
+            // Having sent the bytes, the token holds them: it may refer to the file and read it.
+            #expect(try await held(url, xindu, theirs.sha256) == ("complete", bytes[1].count))
+            #expect(try await post(url, "v1/push", token: xindu, body: push).status == 200)
+            #expect(try await get(url, xindu, theirs.sha256).body == bytes[1])
+
+            // A file the token uploaded and no record refers to, then a rescope to the other town:
+            // what the old scope opened is closed.
+            let loose = Self.photo(size: 5_000, seed: 13)
+            let looseHash = Self.sha256(loose)
+            #expect(try await put(url, xindu, looseHash, offset: 0, size: loose.count, loose).status == 200)
+            #expect(try await get(url, xindu, looseHash).body == loose)
+            #expect(try await get(url, chengguan, looseHash).status == 404)
+            #expect(try await storage.rescope(name: "李明", scopes: ["town=城关镇"]) == 1)
+            #expect(try await get(url, xindu, looseHash).status == 404)
+            #expect(try await held(url, xindu, looseHash) == ("absent", 0))
+            #expect(try await get(url, xindu, mine.sha256).status == 404)
+            #expect(try await get(url, xindu, theirs.sha256).body == bytes[1])
+        }
+    }
+
 }
