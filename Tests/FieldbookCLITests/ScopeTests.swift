@@ -59,9 +59,17 @@ struct ScopeTests {
         // An inspector works in its town; the office sees it.
         let note = try world.fieldbook("li", ["finding", "note", fire, "已清理一半"])
         #expect(note.status == 0, "\(note.stderr)")
+        let photo = world.dir.appendingPathComponent("消防通道.jpg").path
+        try Data([0xFF, 0xD8, 0xFF, 0xE0] + Array(repeating: 3, count: 9000)).write(to: URL(fileURLWithPath: photo))
+        #expect(try world.fieldbook("li", ["attach", "finding", fire, "evidence", photo]).status == 0)
         #expect(try world.fieldbook("li", ["sync"]).status == 0)
         #expect(try world.fieldbook("office", ["sync"]).status == 0)
         #expect(try world.json("office", ["list", "progress_note"]).array.count == 1)
+        func photoHere(_ device: String) throws -> [JSON]? {
+            try world.json(device, ["attachment", "list", "finding", fire]).array.map { $0["here"] ?? .null }
+        }
+        #expect(try photoHere("office") == [.bool(true)])
+        #expect(try world.json("zhang", ["sync"])["files_downloaded"]?.int == 0)
         // Outside its scope it is refused here, before any sync: a finding of no site or round is
         // in no town's scope.
         let outside = try world.fieldbook("li", ["add", "finding", "title=无主问题"])
@@ -80,6 +88,8 @@ struct ScopeTests {
         #expect(try world.fieldbook("zhang", ["sync"]).status == 0)
         #expect(try ids("zhang", "site") == [home, cemetery] && ids("zhang", "finding") == [fire, graves])
         #expect(try ids("zhang", "progress_note").count == 1)
+        // The finding's photo came with it: the other town's inspector may read it now.
+        #expect(try photoHere("zhang") == [.bool(true)])
         let history = try world.json("zhang", ["history", "finding", fire]).array
         #expect(history.contains { $0["who"]?.string == "王芳" })
 
