@@ -1,5 +1,6 @@
 public import FieldbookCore
 public import FieldbookFiles
+import Foundation
 import GRDB
 
 extension Store {
@@ -136,6 +137,84 @@ extension Store {
     /// The files the records of this store refer to that it does not hold yet, smallest first.
     public func filesWanted() throws -> [StoredFile] {
         try files().filter { !$0.here }.sorted { ($0.size, $0.sha256) < ($1.size, $1.sha256) }
+    }
+
+    /// Deletes from this device the files nothing here refers to any more — no record's current
+    /// value, no change not yet pushed, no open conflict's side: files detached or replaced, files
+    /// of records that left the token's scope, files imported by an attach whose write then failed
+    /// — and partial downloads of such files. The server keeps them (until its own collection), so
+    /// a record that refers to one again brings it back.
+    ///
+    /// - Parameters:
+    ///   - age: a file or partial download written or touched within this long is kept (an attach
+    ///     in another process may be about to refer to the file it just imported).
+    ///   - dryRun: list what would be deleted, and delete nothing.
+    /// - Returns: the hashes and sizes of the files deleted (or that would be).
+    @discardableResult
+    public func pruneFiles(olderThan age: Duration = .seconds(3600), dryRun: Bool = false) throws -> [(
+        sha256: String, size: Int64
+    )] {
+        let directory = try fileDirectory()
+        let cutoff = Date().addingTimeInterval(
+            -(Double(age.components.seconds) + Double(age.components.attoseconds) / 1e18))
+        // Listed before the references are read: a file imported after this is not a candidate.
+        let stored = directory.stored()
+        let partials = directory.partials()
+        let referenced = try referencedFiles()
+        var pruned: [(sha256: String, size: Int64)] = []
+        for file in stored where file.modified < cutoff && !referenced.contains(file.sha256) {
+            pruned.append((file.sha256, directory.size(of: file.sha256) ?? 0))
+        }
+        guard !dryRun else { return pruned }
+        try write { tx in
+            for file in pruned {
+                try tx.db.execute(sql: "DELETE FROM _files WHERE sha256 = ?", arguments: [file.sha256])
+            }
+        }
+        // After the rows are gone: a process stopped here leaves files no row names, which the
+        // next prune deletes.
+        for file in pruned { directory.remove(file.sha256) }
+        for partial in partials where partial.modified < cutoff && !referenced.contains(partial.key) {
+            directory.removePartial(partial.key)
+        }
+        return pruned
+    }
+
+    /// The hashes the records' current values, the changes not yet pushed and the open conflicts'
+    /// sides name (every run of 64 hex digits in them: a reference begins with its hash, and a
+    /// stray match only keeps a file).
+    private func referencedFiles() throws -> Set<String> {
+        let tables = tables.values.filter(\.entity.refersToFiles)
+        return try read { tx in
+            var hashes = Set<String>()
+            for table in tables {
+                let columns = table.entity.fields.filter(\.type.isAttachment).map { quoted($0.name) }
+                let rows = try Row.fetchCursor(
+                    tx.db, sql: "SELECT \(columns.joined(separator: ", ")) FROM \(quoted(table.entity.name))")
+                while let row = try rows.next() {
+                    for n in columns.indices { Self.collectHashes(in: row[n], into: &hashes) }
+                }
+            }
+            let pending = try String.fetchCursor(
+                tx.db, sql: "SELECT fields FROM _changelog WHERE seq > ?", arguments: [tx.acknowledged()])
+            while let fields = try pending.next() { Self.collectHashes(in: fields, into: &hashes) }
+            let sides = try String.fetchCursor(tx.db, sql: "SELECT sides FROM _conflicts WHERE resolved_at IS NULL")
+            while let text = try sides.next() { Self.collectHashes(in: text, into: &hashes) }
+            return hashes
+        }
+    }
+
+    /// Adds every run of exactly 64 lower-case hex digits in `text` to `hashes`.
+    static func collectHashes(in text: String?, into hashes: inout Set<String>) {
+        guard let text else { return }
+        let bytes = Array(text.utf8)
+        var start = 0
+        while start < bytes.count {
+            var end = start
+            while end < bytes.count, (48...57).contains(bytes[end]) || (97...102).contains(bytes[end]) { end += 1 }
+            if end - start == 64 { hashes.insert(String(decoding: bytes[start..<end], as: UTF8.self)) }
+            start = end + 1
+        }
     }
 
     /// Every file this store holds or its records refer to, by hash.

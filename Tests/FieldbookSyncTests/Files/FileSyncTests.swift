@@ -147,4 +147,67 @@ struct FileSyncTests {
             #expect(try inspector.holdsFile(photo.sha256))
         }
     }
+
+    @Test(
+        "prune deletes only files nothing on the device refers to; one that comes back is downloaded again",
+        arguments: Backend.all)
+    func prune(_ backend: Backend) async throws {
+        let dir = TemporaryDirectory()
+        let storage = try await makeStorage(dir, backend)
+        let officeToken = try await storage.createToken(name: "王芳", role: "office", scopes: nil)
+        let inspectorToken = try await storage.createToken(name: "李明", role: "inspector", scopes: ["town=新度镇"])
+        let office = try Store(path: dir.path("office.sqlite"), schema: schema)
+        let inspector = try Store(path: dir.path("inspector.sqlite"), schema: schema)
+        for n in 0..<4 { try Self.photo(dir.path("\(n).jpg"), size: 10_000 + n, seed: UInt64(20 + n)) }
+        let site = try office.insert("site", ["name": "新度镇敬老院", "kind": "elderly_home", "town": "新度镇"])
+        let finding = try office.insert("finding", ["title": "消防通道堵塞", "site": .text(site)])
+        let kept = try office.attach("finding", id: finding, field: "evidence", files: [dir.path("0.jpg")])[0]
+        let replaced = try office.attach("finding", id: finding, field: "evidence", files: [dir.path("1.jpg")])[0]
+        try office.detach("finding", id: finding, field: "evidence", sha256: replaced.sha256)
+        let loose = try office.importFile(at: dir.path("2.jpg"))
+        @Sendable func here(_ store: Store) throws -> Set<String> {
+            Set(try store.fileDirectory().stored().map(\.sha256))
+        }
+
+        // Before the sync, the detached photo is still in a change not yet pushed: kept. The one
+        // imported and never attached is kept only within the age given.
+        #expect(try office.pruneFiles().isEmpty)
+        #expect(try office.pruneFiles(olderThan: .zero, dryRun: true).map(\.sha256) == [loose.sha256])
+        #expect(try here(office) == [kept.sha256, replaced.sha256, loose.sha256])
+        try await withServer(storage: storage, configure: { $0.filesDirectory = dir.path("server.files") }) { url in
+            let toOffice = HTTPTransport(server: url, token: officeToken)
+            let toInspector = HTTPTransport(server: url, token: inspectorToken)
+            _ = try await office.sync(toOffice)
+            // Pushed: the detached photo is referred to by nothing here any more.
+            let pruned = try office.pruneFiles(olderThan: .zero)
+            #expect(Set(pruned.map(\.sha256)) == [replaced.sha256, loose.sha256])
+            #expect(pruned.first { $0.sha256 == replaced.sha256 }?.size == replaced.size)
+            #expect(try here(office) == [kept.sha256])
+            #expect(try office.files().map(\.sha256) == [kept.sha256])
+            var bytes: [UInt8] = []
+            try office.readFile(kept.sha256) { bytes += $0 }
+            #expect(try Data(bytes) == Data(contentsOf: URL(fileURLWithPath: dir.path("0.jpg"))))
+
+            // The inspector's device holds its town's photo; the site leaves the town, and the photo
+            // can go; the site comes back, and the photo is downloaded again.
+            _ = try await inspector.sync(toInspector)
+            #expect(try here(inspector) == [kept.sha256])
+            #expect(try inspector.pruneFiles(olderThan: .zero).isEmpty)
+            try office.update("site", id: site, ["town": "城关镇"])
+            _ = try await office.sync(toOffice)
+            _ = try await inspector.sync(toInspector)
+            #expect(try inspector.record("finding", id: finding) == nil)
+            #expect(try inspector.pruneFiles(olderThan: .zero).map(\.sha256) == [kept.sha256])
+            #expect(try here(inspector).isEmpty)
+            try office.update("site", id: site, ["town": "新度镇"])
+            _ = try await office.sync(toOffice)
+            let back = try await inspector.sync(toInspector)
+            #expect(try back.filesDownloaded == 1 && inspector.holdsFile(kept.sha256))
+        }
+        // A file no row names (a prune stopped between its two steps) goes too.
+        let orphan = try office.fileDirectory().importFile(at: dir.path("3.jpg")).sha256
+        #expect(try office.pruneFiles(olderThan: .zero).map(\.sha256) == [orphan])
+        #expect(try here(office) == [kept.sha256])
+    }
+
 }

@@ -84,8 +84,9 @@ struct Detach: AsyncParsableCommand {
 struct AttachmentCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "attachment",
-        abstract: "List the files records refer to, copy one out, or open one (downloading it if needed).",
-        subcommands: [ListFiles.self, GetFile.self, OpenFile.self],
+        abstract:
+            "List the files records refer to, copy one out, open one (downloading it if needed), or free space.",
+        subcommands: [ListFiles.self, GetFile.self, OpenFile.self, PruneFiles.self],
         defaultSubcommand: ListFiles.self)
 
     struct ListFiles: AsyncParsableCommand {
@@ -219,6 +220,58 @@ struct AttachmentCommand: AsyncParsableCommand {
                     process.executableURL = URL(fileURLWithPath: opener)
                     process.arguments = [path]
                     try? process.run()
+                }
+            }
+        }
+    }
+
+    struct PruneFiles: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "prune",
+            abstract: "Delete the files nothing on this device refers to any more, to free space.",
+            discussion: """
+                Files detached or replaced, of records that left this device's scope, or imported by an \
+                attach that failed: none that a record, a change not yet synced or an open conflict refers \
+                to, and none written in the last hour (--older-than). The server keeps its copies: a file \
+                a record refers to again is downloaded again.
+                """)
+
+        @OptionGroup var device: DeviceOptions
+        @Flag(help: "List what would be deleted; delete nothing.") var dryRun = false
+        @Option(help: "Keep files written in the last HOURS hours (default 1; 0 keeps none).")
+        var olderThan: Double = 1
+
+        func run() async throws {
+            try await fieldbook.run(device) {
+                guard olderThan >= 0, olderThan.isFinite else {
+                    throw CLIError(.usage, "--older-than takes a number of hours, 0 or more")
+                }
+                let device = try self.device.open()
+                let pruned = try device.store.pruneFiles(
+                    olderThan: .milliseconds(Int64(olderThan * 3_600_000)), dryRun: dryRun)
+                let bytes = pruned.reduce(0) { $0 + $1.size }
+                if self.device.json {
+                    printJSON(
+                        .object([
+                            (
+                                dryRun ? "would_delete" : "deleted",
+                                .array(
+                                    pruned.map {
+                                        .object([("sha256", .string($0.sha256)), ("size", .int($0.size))])
+                                    })
+                            ),
+                            ("bytes", .int(bytes)),
+                        ]))
+                } else {
+                    if !pruned.isEmpty {
+                        var table = TextTable(["SHA-256", "大小 Size"])
+                        for file in pruned { table.append([String(file.sha256.prefix(12)), byteCount(file.size)]) }
+                        print(table.render())
+                    }
+                    let files = "\(pruned.count) file\(pruned.count == 1 ? "" : "s")"
+                    print(
+                        dryRun
+                            ? "would delete \(files) (\(byteCount(bytes)))" : "deleted \(files) (\(byteCount(bytes)))")
                 }
             }
         }

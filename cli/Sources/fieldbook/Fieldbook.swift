@@ -56,6 +56,14 @@ enum Main {
         Fieldbook.configuration.subcommands.map { $0._commandName }
     }
 
+    /// The names of a command's subcommands (`conflicts show`, `attachment prune`), if it has any.
+    static func subcommandNames(of command: String) -> [String] {
+        for type in Fieldbook.configuration.subcommands where type._commandName == command {
+            return type.configuration.subcommands.map { $0._commandName }
+        }
+        return []
+    }
+
     /// The first word that is not a shared option, when it names no command.
     static func unknownCommand(_ arguments: [String]) -> String? {
         var rest = arguments[...]
@@ -119,11 +127,7 @@ enum Main {
         // After the command's own name (and a subcommand such as `conflicts show`), before its arguments.
         var head = [command]
         rest = rest.dropFirst()
-        let nested = [
-            "conflicts": ["list", "show"], "finding": ["add", "close", "note"], "visit": ["log"],
-            "config": ["show", "set"], "rejected": ["list", "discard"], "attachment": ["list", "get", "open"],
-        ]
-        if let subcommands = nested[command], let sub = rest.first, subcommands.contains(sub) {
+        if let sub = rest.first, subcommandNames(of: command).contains(sub) {
             head.append(sub)
             rest = rest.dropFirst()
         }
