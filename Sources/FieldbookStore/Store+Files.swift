@@ -48,6 +48,36 @@ extension Store {
         return attachment
     }
 
+    /// Puts back a file this store's records or changes refer to, from a copy (the photo still in
+    /// the camera's folder, a backup): copied in and checked as ``importFile(at:name:mediaType:)``
+    /// does. For a file deleted from the store's files by hand, or a store copied without them:
+    /// changes waiting on it (``SyncReport/filesMissing``) go with the next sync.
+    ///
+    /// - Parameter source: the path of the copy.
+    /// - Returns: the file, as the store knows it.
+    /// - Throws: ``StoreError``: `not_found` if nothing here refers to a file with the copy's hash
+    ///   (nothing is kept: attach a new file with ``attach(_:id:field:files:)``); `file` if it
+    ///   cannot be read.
+    @discardableResult
+    public func restoreFile(at source: String) throws -> StoredFile {
+        let directory = try fileDirectory()
+        let sha256: String
+        do { sha256 = try directory.importFile(at: source).sha256 } catch { throw StoreError(.file, error.message) }
+        let known = try write { tx -> Bool in
+            try tx.db.execute(sql: "UPDATE _files SET here = 1 WHERE sha256 = ?", arguments: [sha256])
+            return tx.db.changesCount > 0
+        }
+        guard known, let file = try files().first(where: { $0.sha256 == sha256 }) else {
+            // No row names it: nothing refers to it (a write refers only to files it has a row for).
+            directory.remove(sha256)
+            throw StoreError(
+                .notFound,
+                "nothing on this device refers to a file with this content (\(sha256.prefix(12))); to add it to a record, attach it"
+            )
+        }
+        return file
+    }
+
     /// Attaches the files at `sources` to a record's `attachment` or `attachments` field: each is
     /// imported (``importFile(at:name:mediaType:)``) before the one write that refers to them, so the
     /// record never refers to a file this device does not hold. A set field gets them added to what

@@ -138,4 +138,32 @@ struct FileKillTests {
         #expect(listed.array.count == 1 && listed.array.first?["here"] == .bool(true))
         #expect(try world.json("li", ["sync"])["files_uploaded"]?.int == 1)
     }
+
+    @Test("a photo deleted from the device's files: sync says which and how, and restore puts it back")
+    func restored() throws {
+        let world = try CLIWorld()
+        let photo = world.dir.appendingPathComponent("消防通道.jpg").path
+        try Data([0xFF, 0xD8, 0xFF, 0xE0] + Array(repeating: 4, count: 6000)).write(to: URL(fileURLWithPath: photo))
+        #expect(try world.fieldbook("li", ["init", "--server", world.url, "--token", world.token("李明")]).status == 0)
+        let finding = try world.fieldbook("li", ["add", "finding", "title=消防通道堵塞"]).stdout
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let hash = try #require(
+            try world.json("li", ["attach", "finding", finding, "evidence", photo]).array.first?["sha256"]?.string)
+        try FileManager.default.removeItem(
+            atPath: world.path("li") + "/device.sqlite.files/sha256/\(hash.prefix(2))/\(hash)")
+
+        let stuck = try world.fieldbook("li", ["sync"])
+        #expect(stuck.status == 66)
+        #expect(stuck.stderr.contains(String(hash.prefix(12))) && stuck.stderr.contains("fieldbook attachment restore"))
+        #expect(!stuck.stderr.contains("消防通道"))
+        #expect(try world.json("li", ["status"])["pending"]?.int == 2)
+        let wrong = world.dir.appendingPathComponent("别的.jpg").path
+        try Data([0xFF, 0xD8, 0xFF, 0xE0, 9]).write(to: URL(fileURLWithPath: wrong))
+        #expect(try world.fieldbook("li", ["attachment", "restore", wrong]).status == 66)
+        let restored = try world.fieldbook("li", ["attachment", "restore", photo])
+        #expect(restored.status == 0 && restored.stdout.contains("restored 消防通道.jpg"))
+        let sync = try world.json("li", ["sync"])
+        #expect(sync["pushed"]?.int == 2 && sync["files_missing"] == .array([]))
+    }
+
 }

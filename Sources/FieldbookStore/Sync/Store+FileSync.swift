@@ -7,14 +7,17 @@ import GRDB
 extension Store {
     /// Uploads the files this device's pending changes refer to that the server is not known to
     /// hold, each from where its upload stopped (a cut connection or a killed process loses at most
-    /// the chunk in flight); returns how many it uploaded. A push goes after it: the server takes no
-    /// change before its files (`missing_files`).
-    func uploadFiles(_ transport: any SyncTransport, options: SyncOptions) async throws -> (files: Int, bytes: Int64) {
+    /// the chunk in flight), counting them in `report`. A push goes after it: the server takes no
+    /// change before its files (`missing_files`). Returns whether the push may go: not if a file
+    /// is on neither side (``SyncReport/filesMissing``).
+    func uploadFiles(_ transport: any SyncTransport, options: SyncOptions, into report: inout SyncReport)
+        async throws -> Bool
+    {
         let waiting = try await read { tx in
             try Row.fetchAll(
                 tx.db,
                 sql: """
-                    SELECT f.sha256, f.size FROM _files f WHERE f.here = 1 AND f.uploaded = 0 AND EXISTS (
+                    SELECT f.sha256, f.size FROM _files f WHERE f.uploaded = 0 AND EXISTS (
                         SELECT 1 FROM _changelog c
                         WHERE c.seq > (SELECT value FROM _fieldbook_meta WHERE key = 'acked') AND c.rejected = 0
                             AND instr(c.fields, f.sha256) > 0)
@@ -23,24 +26,39 @@ extension Store {
             ).map { (sha256: $0[0] as String, size: $0[1] as Int64) }
         }
         let directory = try fileDirectory()
-        var bytes: Int64 = 0
+        var missing: [String] = []
         for file in waiting {
-            bytes += try await upload(file.sha256, size: file.size, from: directory, transport, options: options)
+            guard
+                let sent = try await upload(file.sha256, size: file.size, from: directory, transport, options: options)
+            else {
+                missing.append(file.sha256)
+                continue
+            }
+            report.fileBytesUploaded += sent
+            report.filesUploaded += 1
             try await write { tx in
                 try tx.db.execute(sql: "UPDATE _files SET uploaded = 1 WHERE sha256 = ?", arguments: [file.sha256])
             }
         }
-        return (waiting.count, bytes)
+        report.filesMissing = missing
+        return missing.isEmpty
     }
 
     /// Sends the file `sha256` from where the server's copy of this device's upload ends, a chunk
-    /// at a time, until the server holds it whole; returns how many bytes it sent.
+    /// at a time, until the server holds it whole; returns how many bytes it sent, or nil if the
+    /// server lacks it and this device does not hold it (any more).
     private func upload(
         _ sha256: String, size: Int64, from directory: FileDirectory, _ transport: any SyncTransport,
         options: SyncOptions
-    ) async throws -> Int64 {
+    ) async throws -> Int64? {
         let status = try await retrying(options) { try await transport.fileStatus(sha256) }
         guard !status.complete else { return 0 }
+        guard directory.contains(sha256) else {
+            try await write { tx in
+                try tx.db.execute(sql: "UPDATE _files SET here = 0 WHERE sha256 = ?", arguments: [sha256])
+            }
+            return nil
+        }
         var held = status.held
         var sent: Int64 = 0
         while true {

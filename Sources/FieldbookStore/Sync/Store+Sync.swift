@@ -24,22 +24,22 @@ extension Store {
         // device that made the record may still hold it) is tried again after the pull, once.
         var pushAgain = false
         do {
-            (report.filesUploaded, report.fileBytesUploaded) = try await uploadFiles(transport, options: options)
-            report.pushed = try await push(transport, options: options) {
-                report.pushed = $0
-                options.progress?(report)
+            if try await uploadFiles(transport, options: options, into: &report) {
+                report.pushed = try await push(transport, options: options) {
+                    report.pushed = $0
+                    options.progress?(report)
+                }
             }
         } catch let error as SyncError where error.refusal == .unknownReference {
             pushAgain = true
         } catch let error as SyncError where error.refusal == .missingFiles {
             // The server lacks files it was known to hold (it was restored, say): sent again, once.
             try await forgetUploads((error.underlying as? WireError)?.files ?? [])
-            let uploaded = try await uploadFiles(transport, options: options)
-            report.filesUploaded += uploaded.files
-            report.fileBytesUploaded += uploaded.bytes
-            report.pushed = try await push(transport, options: options) {
-                report.pushed = $0
-                options.progress?(report)
+            if try await uploadFiles(transport, options: options, into: &report) {
+                report.pushed = try await push(transport, options: options) {
+                    report.pushed = $0
+                    options.progress?(report)
+                }
             }
         }
         let pulled = try await pull(transport, options: options) { pulled, cursor in
@@ -52,10 +52,7 @@ extension Store {
         // A server met anew by the pull (restored: the device started again with it) lacks changes
         // that were not pending when the push ran.
         if try await read({ try $0.serverIdentity() }) != server { pushAgain = true }
-        if pushAgain {
-            let uploaded = try await uploadFiles(transport, options: options)
-            report.filesUploaded += uploaded.files
-            report.fileBytesUploaded += uploaded.bytes
+        if pushAgain, try await uploadFiles(transport, options: options, into: &report) {
             let before = report.pushed
             report.pushed += try await push(transport, options: options) {
                 report.pushed = before + $0

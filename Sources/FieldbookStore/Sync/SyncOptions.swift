@@ -21,6 +21,11 @@ public struct SyncReport: Sendable, Hashable {
     /// ``SyncOptions/downloadFilesUpTo`` (downloaded on demand, ``Store/downloadFile(_:_:options:)``),
     /// or not downloaded yet (a cut connection: the next sync resumes them).
     public var filesWaiting = 0
+    /// The files that changes not yet pushed refer to and that neither this device nor the server
+    /// holds (deleted from the device's files by hand, or a store copied without its files): by
+    /// hash. Nothing was pushed — the changes wait, in order, until each is put back
+    /// (``Store/restoreFile(at:)``); the pull ran.
+    public var filesMissing: [String] = []
     /// Bytes of files sent: a file's upload that resumed counts only what it sent this time.
     public var fileBytesUploaded: Int64 = 0
     /// Bytes of files received: a download that resumed counts only what it received this time.

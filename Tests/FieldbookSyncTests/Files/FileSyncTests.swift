@@ -210,4 +210,58 @@ struct FileSyncTests {
         #expect(try here(office) == [kept.sha256])
     }
 
+    @Test(
+        "a file gone from the device: the pull runs, nothing is pushed, and the changes go once it is put back",
+        arguments: Backend.all)
+    func goneFromTheDevice(_ backend: Backend) async throws {
+        let dir = TemporaryDirectory()
+        let storage = try await makeStorage(dir, backend)
+        let tokens = [try await storage.createToken(name: "李明"), try await storage.createToken(name: "王芳")]
+        let inspector = try Store(path: dir.path("inspector.sqlite"), schema: schema)
+        let office = try Store(path: dir.path("office.sqlite"), schema: schema)
+        try Self.photo(dir.path("现场.jpg"), size: 30_000, seed: 31)
+        try Self.photo(dir.path("同一张.jpg"), size: 20_000, seed: 32)
+        try Self.photo(dir.path("无关.jpg"), size: 10_000, seed: 33)
+        let site = try office.insert("site", ["name": "新度镇敬老院", "kind": "elderly_home"])
+        try await withServer(storage: storage, configure: { $0.filesDirectory = dir.path("server.files") }) { url in
+            let (toInspector, toOffice) = (
+                HTTPTransport(server: url, token: tokens[0]), HTTPTransport(server: url, token: tokens[1])
+            )
+            _ = try await office.sync(toOffice)
+            _ = try await inspector.sync(toInspector)
+            let finding = try inspector.insert("finding", ["title": "消防通道堵塞", "site": .text(site)])
+            let lost = try inspector.attach("finding", id: finding, field: "evidence", files: [dir.path("现场.jpg")])[0]
+            let shared = try inspector.attach("finding", id: finding, field: "evidence", files: [dir.path("同一张.jpg")])[
+                0]
+            // The office holds the same photo as the second, and uploads it first.
+            let own = try office.insert("finding", ["title": "呼叫按钮失灵", "site": .text(site)])
+            try office.attach("finding", id: own, field: "evidence", files: [dir.path("同一张.jpg")])
+            try office.update("site", id: site, ["name": "新度镇中心敬老院"])
+            _ = try await office.sync(toOffice)
+            // Both photos are deleted from the inspector's files by hand.
+            let directory = try inspector.fileDirectory()
+            for file in [lost, shared] { directory.remove(file.sha256) }
+
+            let report = try await inspector.sync(toInspector)
+            // The one the server holds is no loss; the other stops the push, and says which.
+            #expect(report.filesMissing == [lost.sha256])
+            #expect(try report.pushed == 0 && inspector.pendingCount() == 3)
+            #expect(try await storage.records("finding").map(\.id) == [own])
+            // The pull ran all the same.
+            #expect(try inspector.record("site", id: site)?["name"] == "新度镇中心敬老院")
+            #expect(try !inspector.holdsFile(lost.sha256))
+
+            // A copy nothing refers to is refused, and not kept.
+            #expect(throws: StoreError.self) { try inspector.restoreFile(at: dir.path("无关.jpg")) }
+            #expect(directory.stored().isEmpty)
+            // Put back from the camera's copy, the changes go.
+            #expect(try inspector.restoreFile(at: dir.path("现场.jpg")).sha256 == lost.sha256)
+            let after = try await inspector.sync(toInspector)
+            #expect(try after.filesMissing.isEmpty && after.pushed == 3 && inspector.pendingCount() == 0)
+            _ = try await office.sync(toOffice)
+            #expect(try office.record("finding", id: finding)?["evidence"].attachments.count == 2)
+            #expect(try office.holdsFile(lost.sha256))
+        }
+    }
+
 }

@@ -86,7 +86,7 @@ struct AttachmentCommand: AsyncParsableCommand {
         commandName: "attachment",
         abstract:
             "List the files records refer to, copy one out, open one (downloading it if needed), or free space.",
-        subcommands: [ListFiles.self, GetFile.self, OpenFile.self, PruneFiles.self],
+        subcommands: [ListFiles.self, GetFile.self, OpenFile.self, PruneFiles.self, RestoreFiles.self],
         defaultSubcommand: ListFiles.self)
 
     struct ListFiles: AsyncParsableCommand {
@@ -272,6 +272,36 @@ struct AttachmentCommand: AsyncParsableCommand {
                     print(
                         dryRun
                             ? "would delete \(files) (\(byteCount(bytes)))" : "deleted \(files) (\(byteCount(bytes)))")
+                }
+            }
+        }
+    }
+
+    struct RestoreFiles: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "restore",
+            abstract: "Put back files this device's records or changes refer to, from copies (e.g. the camera's).",
+            discussion: """
+                For a file deleted from the device's files, or a store copied without them: a sync that \
+                cannot push because of it names the file; each copy is checked against the hash its \
+                records know it by.
+                """)
+
+        @OptionGroup var device: DeviceOptions
+        @Argument(help: "The copies.", completion: .file()) var files: [String]
+
+        func run() async throws {
+            try await fieldbook.run(device) {
+                let device = try self.device.open()
+                for file in files where !FileManager.default.isReadableFile(atPath: file) {
+                    throw CLIError(.notFound, "cannot read the file \(file)")
+                }
+                let restored = try files.map { try device.store.restoreFile(at: $0) }
+                if self.device.json {
+                    printJSON(
+                        .array(restored.map { .object([("sha256", .string($0.sha256)), ("size", .int($0.size))]) }))
+                } else {
+                    for file in restored { print("restored \(file.name) (\(String(file.sha256.prefix(12))))") }
                 }
             }
         }

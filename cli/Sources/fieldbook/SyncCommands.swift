@@ -78,6 +78,7 @@ struct Sync: AsyncParsableCommand {
                     report.filesWaiting = more.filesWaiting
                     report.fileBytesUploaded += more.fileBytesUploaded
                     report.fileBytesDownloaded += more.fileBytesDownloaded
+                    report.filesMissing = more.filesMissing
                 }
             } catch let error as SyncError where error.refusal == .schemaMismatch {
                 // Say what differs, so the person knows which side to update.
@@ -106,6 +107,7 @@ struct Sync: AsyncParsableCommand {
                         ("files_waiting", .int(Int64(report.filesWaiting))),
                         ("file_bytes_uploaded", .int(report.fileBytesUploaded)),
                         ("file_bytes_downloaded", .int(report.fileBytesDownloaded)),
+                        ("files_missing", .array(report.filesMissing.map(JSON.string))),
                     ]))
             } else {
                 if let upgradedFrom {
@@ -126,6 +128,16 @@ struct Sync: AsyncParsableCommand {
                                 : ""))
                 }
                 if !new.isEmpty { print("see them with 'fieldbook conflicts'") }
+            }
+            if !report.filesMissing.isEmpty {
+                let count = report.filesMissing.count
+                throw CLIError(
+                    .notFound,
+                    "nothing was pushed: changes not yet synced refer to \(count) file\(count == 1 ? "" : "s") that this "
+                        + "device no longer holds and the server does not ("
+                        + report.filesMissing.map { String($0.prefix(12)) }.joined(separator: ", ")
+                        + "); put each back from a copy with 'fieldbook attachment restore PATH' (the photo in the "
+                        + "camera's folder, a backup), then sync again; the changes wait here until then")
             }
         }
     }
