@@ -157,11 +157,15 @@ struct FileKillTests {
         #expect(stuck.stderr.contains(String(hash.prefix(12))) && stuck.stderr.contains("fieldbook attachment restore"))
         #expect(!stuck.stderr.contains("消防通道"))
         #expect(try world.json("li", ["status"])["pending"]?.int == 2)
+        // Offline, status says so too.
+        #expect(try world.json("li", ["status"])["files_not_here"] == .array([.string(hash)]))
+        #expect(try world.fieldbook("li", ["status"]).stdout.contains("attachment restore"))
         let wrong = world.dir.appendingPathComponent("别的.jpg").path
         try Data([0xFF, 0xD8, 0xFF, 0xE0, 9]).write(to: URL(fileURLWithPath: wrong))
         #expect(try world.fieldbook("li", ["attachment", "restore", wrong]).status == 66)
         let restored = try world.fieldbook("li", ["attachment", "restore", photo])
         #expect(restored.status == 0 && restored.stdout.contains("restored 消防通道.jpg"))
+        #expect(try world.json("li", ["status"])["files_not_here"] == .array([]))
         let sync = try world.json("li", ["sync"])
         #expect(sync["pushed"]?.int == 2 && sync["files_missing"] == .array([]))
     }

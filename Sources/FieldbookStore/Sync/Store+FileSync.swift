@@ -14,16 +14,7 @@ extension Store {
         async throws -> Bool
     {
         let waiting = try await read { tx in
-            try Row.fetchAll(
-                tx.db,
-                sql: """
-                    SELECT f.sha256, f.size FROM _files f WHERE f.uploaded = 0 AND EXISTS (
-                        SELECT 1 FROM _changelog c
-                        WHERE c.seq > (SELECT value FROM _fieldbook_meta WHERE key = 'acked') AND c.rejected = 0
-                            AND instr(c.fields, f.sha256) > 0)
-                    ORDER BY f.size, f.sha256
-                    """
-            ).map { (sha256: $0[0] as String, size: $0[1] as Int64) }
+            try Row.fetchAll(tx.db, sql: Self.pendingUploadsSQL).map { (sha256: $0[0] as String, size: $0[1] as Int64) }
         }
         let directory = try fileDirectory()
         var missing: [String] = []
@@ -42,6 +33,27 @@ extension Store {
         }
         report.filesMissing = missing
         return missing.isEmpty
+    }
+
+    /// The files (hash, size) that changes not yet pushed refer to and that the server is not known
+    /// to hold: what a sync uploads first. Smallest first.
+    static let pendingUploadsSQL = """
+        SELECT f.sha256, f.size FROM _files f WHERE f.uploaded = 0 AND EXISTS (
+            SELECT 1 FROM _changelog c
+            WHERE c.seq > (SELECT value FROM _fieldbook_meta WHERE key = 'acked') AND c.rejected = 0
+                AND instr(c.fields, f.sha256) > 0)
+        ORDER BY f.size, f.sha256
+        """
+
+    /// The files that changes not yet pushed refer to, that the server is not known to hold and
+    /// that this device does not hold: unless the server holds them after all (another device
+    /// uploaded them), the next sync pushes nothing and reports them (``SyncReport/filesMissing``).
+    /// Known offline; ``restoreFile(at:)`` puts one back.
+    public func pendingFilesNotHere() throws -> [String] {
+        let directory = try fileDirectory()
+        return try read { tx in
+            try String.fetchAll(tx.db, sql: "SELECT sha256 FROM (\(Self.pendingUploadsSQL))")
+        }.filter { !directory.contains($0) }
     }
 
     /// Sends the file `sha256` from where the server's copy of this device's upload ends, a chunk

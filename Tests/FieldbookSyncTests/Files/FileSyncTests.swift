@@ -241,6 +241,8 @@ struct FileSyncTests {
             // Both photos are deleted from the inspector's files by hand.
             let directory = try inspector.fileDirectory()
             for file in [lost, shared] { directory.remove(file.sha256) }
+            // Known offline: both are not here (smallest first), and the server is not known to hold either.
+            #expect(try inspector.pendingFilesNotHere() == [shared.sha256, lost.sha256])
 
             let report = try await inspector.sync(toInspector)
             // The one the server holds is no loss; the other stops the push, and says which.
@@ -250,6 +252,7 @@ struct FileSyncTests {
             // The pull ran all the same.
             #expect(try inspector.record("site", id: site)?["name"] == "新度镇中心敬老院")
             #expect(try !inspector.holdsFile(lost.sha256))
+            #expect(try inspector.pendingFilesNotHere() == [lost.sha256])
 
             // A copy nothing refers to is refused, and not kept.
             #expect(throws: StoreError.self) { try inspector.restoreFile(at: dir.path("无关.jpg")) }

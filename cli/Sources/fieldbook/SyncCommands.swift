@@ -158,6 +158,7 @@ struct Status: AsyncParsableCommand {
             let rejected = try device.store.rejectedChanges()
             let correction = device.store.clockCorrection
             let scopes = try device.store.scopes()
+            let filesNotHere = try device.store.pendingFilesNotHere()
             if self.device.json {
                 printJSON(
                     .object([
@@ -177,6 +178,7 @@ struct Status: AsyncParsableCommand {
                             lastSync == nil ? .null : scopes.map { .array($0.map(JSON.string)) } ?? .string("all")
                         ),
                         ("rejected", .array(rejected.map(rejectedJSON))),
+                        ("files_not_here", .array(filesNotHere.map(JSON.string))),
                     ]))
             } else {
                 print(
@@ -201,6 +203,13 @@ struct Status: AsyncParsableCommand {
                         "rejected       \(rejected.count) change\(rejected.count == 1 ? "" : "s") the server refused "
                             + "(undone here); see 'fieldbook rejected'")
                     for change in rejected { print("  #\(change.sequence) \(change.entity): \(change.message)") }
+                }
+                if !filesNotHere.isEmpty {
+                    print(
+                        "files          \(filesNotHere.count) file\(filesNotHere.count == 1 ? "" : "s") that changes not "
+                            + "yet synced refer to \(filesNotHere.count == 1 ? "is" : "are") not on this device ("
+                            + filesNotHere.map { String($0.prefix(12)) }.joined(separator: ", ")
+                            + "); unless the server holds them, put each back with 'fieldbook attachment restore PATH'")
                 }
                 if correction < 0 {
                     print(
