@@ -63,11 +63,12 @@ extension Store {
         let directory = try fileDirectory()
         let sha256: String
         do { sha256 = try directory.importFile(at: source).sha256 } catch { throw StoreError(.file, error.message) }
-        let known = try write { tx -> Bool in
+        let known = try write { tx -> StoredFile? in
             try tx.db.execute(sql: "UPDATE _files SET here = 1 WHERE sha256 = ?", arguments: [sha256])
-            return tx.db.changesCount > 0
+            return try Row.fetchOne(tx.db, sql: "\(Self.storedFileSQL) WHERE sha256 = ?", arguments: [sha256]).map(
+                StoredFile.init(row:))
         }
-        guard known, let file = try files().first(where: { $0.sha256 == sha256 }) else {
+        guard let file = known else {
             // No row names it: nothing refers to it (a write refers only to files it has a row for).
             directory.remove(sha256)
             throw StoreError(
@@ -190,7 +191,7 @@ extension Store {
         // Listed before the references are read: a file imported after this is not a candidate.
         let stored = directory.stored()
         let partials = directory.partials()
-        let referenced = try referencedFiles()
+        let referenced = try read { tx in try referencedFiles(tx) }
         var pruned: [(sha256: String, size: Int64)] = []
         for file in stored where file.modified < cutoff && !referenced.contains(file.sha256) {
             pruned.append((file.sha256, directory.size(of: file.sha256) ?? 0))
@@ -212,26 +213,23 @@ extension Store {
 
     /// The hashes the records' current values, the changes not yet pushed and the open conflicts'
     /// sides name (every run of 64 hex digits in them: a reference begins with its hash, and a
-    /// stray match only keeps a file).
-    private func referencedFiles() throws -> Set<String> {
-        let tables = tables.values.filter(\.entity.refersToFiles)
-        return try read { tx in
-            var hashes = Set<String>()
-            for table in tables {
-                let columns = table.entity.fields.filter(\.type.isAttachment).map { quoted($0.name) }
-                let rows = try Row.fetchCursor(
-                    tx.db, sql: "SELECT \(columns.joined(separator: ", ")) FROM \(quoted(table.entity.name))")
-                while let row = try rows.next() {
-                    for n in columns.indices { Self.collectHashes(in: row[n], into: &hashes) }
-                }
+    /// stray match only keeps a file). One pass over each.
+    func referencedFiles(_ tx: Transaction) throws -> Set<String> {
+        var hashes = Set<String>()
+        for table in tables.values where table.entity.refersToFiles {
+            let columns = table.entity.fields.filter(\.type.isAttachment).map { quoted($0.name) }
+            let rows = try Row.fetchCursor(
+                tx.db, sql: "SELECT \(columns.joined(separator: ", ")) FROM \(quoted(table.entity.name))")
+            while let row = try rows.next() {
+                for n in columns.indices { Self.collectHashes(in: row[n], into: &hashes) }
             }
-            let pending = try String.fetchCursor(
-                tx.db, sql: "SELECT fields FROM _changelog WHERE seq > ?", arguments: [tx.acknowledged()])
-            while let fields = try pending.next() { Self.collectHashes(in: fields, into: &hashes) }
-            let sides = try String.fetchCursor(tx.db, sql: "SELECT sides FROM _conflicts WHERE resolved_at IS NULL")
-            while let text = try sides.next() { Self.collectHashes(in: text, into: &hashes) }
-            return hashes
         }
+        let pending = try String.fetchCursor(
+            tx.db, sql: "SELECT fields FROM _changelog WHERE seq > ?", arguments: [tx.acknowledged()])
+        while let fields = try pending.next() { Self.collectHashes(in: fields, into: &hashes) }
+        let sides = try String.fetchCursor(tx.db, sql: "SELECT sides FROM _conflicts WHERE resolved_at IS NULL")
+        while let text = try sides.next() { Self.collectHashes(in: text, into: &hashes) }
+        return hashes
     }
 
     /// Adds every run of exactly 64 lower-case hex digits in `text` to `hashes`.
@@ -250,13 +248,14 @@ extension Store {
     /// Every file this store holds or its records refer to, by hash.
     public func files() throws -> [StoredFile] {
         try read { tx in
-            try Row.fetchAll(
-                tx.db, sql: "SELECT sha256, size, media_type, name, here, uploaded FROM _files ORDER BY sha256"
-            ).map {
-                StoredFile(sha256: $0[0], size: $0[1], mediaType: $0[2], name: $0[3], here: $0[4], uploaded: $0[5])
-            }
+            try Row.fetchAll(tx.db, sql: "\(Self.storedFileSQL) ORDER BY sha256").map(StoredFile.init(row:))
         }
     }
+}
+
+extension Store {
+    /// The columns ``StoredFile/init(row:)`` reads.
+    static let storedFileSQL = "SELECT sha256, size, media_type, name, here, uploaded FROM _files"
 }
 
 /// A file a store holds or its records refer to (``Store/files()``).
@@ -273,4 +272,11 @@ public struct StoredFile: Sendable, Hashable {
     public var here: Bool
     /// Whether the server is known to hold it.
     public var uploaded: Bool
+}
+
+extension StoredFile {
+    /// A row of ``Store/storedFileSQL``.
+    init(row: Row) {
+        self.init(sha256: row[0], size: row[1], mediaType: row[2], name: row[3], here: row[4], uploaded: row[5])
+    }
 }

@@ -169,27 +169,16 @@ extension Store {
         return received
     }
 
-    /// Forgets the files this device waits for that no record refers to any more (taken off
-    /// since they were pulled): they are not downloaded, and not counted as waiting.
+    /// Forgets the files this device waits for that nothing here refers to any more (taken off
+    /// since they were pulled; ``referencedFiles(_:)``): they are not downloaded, and not counted
+    /// as waiting.
     func forgetUnreferencedWants() throws {
-        let tables = tables.values.filter(\.entity.refersToFiles)
         try write { tx in
             let waiting = try String.fetchAll(tx.db, sql: "SELECT sha256 FROM _files WHERE here = 0")
-            for sha256 in waiting {
-                var referenced = false
-                for table in tables where !referenced {
-                    for field in table.entity.fields where field.type.isAttachment && !referenced {
-                        referenced =
-                            try Bool.fetchOne(
-                                tx.db,
-                                sql:
-                                    "SELECT EXISTS (SELECT 1 FROM \(quoted(table.entity.name)) WHERE instr(\(quoted(field.name)), ?) > 0)",
-                                arguments: [sha256]) ?? false
-                    }
-                }
-                if !referenced {
-                    try tx.db.execute(sql: "DELETE FROM _files WHERE sha256 = ? AND here = 0", arguments: [sha256])
-                }
+            guard !waiting.isEmpty else { return }
+            let referenced = try referencedFiles(tx)
+            for sha256 in waiting where !referenced.contains(sha256) {
+                try tx.db.execute(sql: "DELETE FROM _files WHERE sha256 = ? AND here = 0", arguments: [sha256])
             }
         }
     }

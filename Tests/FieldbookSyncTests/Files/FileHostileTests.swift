@@ -207,12 +207,8 @@ struct FileHostileTests {
         arguments: Backend.all)
     func scopedFiles(_ backend: Backend) async throws {
         let dir = TemporaryDirectory()
-        let storage = try await makeStorage(dir, backend)
-        let officeToken = try await storage.createToken(name: "王芳", role: "office", scopes: nil)
-        let xindu = try await storage.createToken(name: "李明", role: "inspector", scopes: ["town=新度镇"])
+        let (storage, officeToken, xindu, office, inspector) = try await officeAndInspector(dir, backend)
         let chengguan = try await storage.createToken(name: "张伟", role: "inspector", scopes: ["town=城关镇"])
-        let office = try Store(path: dir.path("office.sqlite"), schema: schema)
-        let inspector = try Store(path: dir.path("inspector.sqlite"), schema: schema)
         let bytes = [Self.photo(size: 30_000, seed: 11), Self.photo(size: 40_000, seed: 12)]
         for (n, photo) in bytes.enumerated() { try Data(photo).write(to: URL(fileURLWithPath: dir.path("\(n).jpg"))) }
         var sites: [String] = []

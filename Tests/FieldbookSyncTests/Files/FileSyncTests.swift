@@ -9,6 +9,20 @@ import FieldbookTesting
 import Foundation
 import Testing
 
+/// A server store on `backend` with two tokens — the office's, which sees everything, and an
+/// inspector's of 新度镇 — and a device for each in `dir`.
+func officeAndInspector(_ dir: TemporaryDirectory, _ backend: Backend) async throws -> (
+    storage: any SyncStorage, officeToken: String, inspectorToken: String, office: Store, inspector: Store
+) {
+    let storage = try await makeStorage(dir, backend)
+    let officeToken = try await storage.createToken(name: "王芳", role: "office", scopes: nil)
+    let inspectorToken = try await storage.createToken(name: "李明", role: "inspector", scopes: ["town=新度镇"])
+    return (
+        storage, officeToken, inspectorToken, try Store(path: dir.path("office.sqlite"), schema: schema),
+        try Store(path: dir.path("inspector.sqlite"), schema: schema)
+    )
+}
+
 /// Evidence files through a real server on loopback: attached offline, uploaded before the change
 /// that refers to them, downloaded and checked on the other device.
 @Suite("Files: evidence attached on one device arrives on another", .tags(.device, .server))
@@ -122,11 +136,7 @@ struct FileSyncTests {
     @Test("a record that enters a token's scope brings its files: the device downloads them", arguments: Backend.all)
     func enteredRecordsFiles(_ backend: Backend) async throws {
         let dir = TemporaryDirectory()
-        let storage = try await makeStorage(dir, backend)
-        let officeToken = try await storage.createToken(name: "王芳", role: "office", scopes: nil)
-        let inspectorToken = try await storage.createToken(name: "李明", role: "inspector", scopes: ["town=新度镇"])
-        let office = try Store(path: dir.path("office.sqlite"), schema: schema)
-        let inspector = try Store(path: dir.path("inspector.sqlite"), schema: schema)
+        let (storage, officeToken, inspectorToken, office, inspector) = try await officeAndInspector(dir, backend)
         try Self.photo(dir.path("消防通道.jpg"), size: 20_000, seed: 6)
         let site = try office.insert("site", ["name": "城关敬老院", "kind": "elderly_home", "town": "城关镇"])
         let finding = try office.insert("finding", ["title": "消防通道堵塞", "site": .text(site)])
@@ -153,11 +163,7 @@ struct FileSyncTests {
         arguments: Backend.all)
     func prune(_ backend: Backend) async throws {
         let dir = TemporaryDirectory()
-        let storage = try await makeStorage(dir, backend)
-        let officeToken = try await storage.createToken(name: "王芳", role: "office", scopes: nil)
-        let inspectorToken = try await storage.createToken(name: "李明", role: "inspector", scopes: ["town=新度镇"])
-        let office = try Store(path: dir.path("office.sqlite"), schema: schema)
-        let inspector = try Store(path: dir.path("inspector.sqlite"), schema: schema)
+        let (storage, officeToken, inspectorToken, office, inspector) = try await officeAndInspector(dir, backend)
         for n in 0..<4 { try Self.photo(dir.path("\(n).jpg"), size: 10_000 + n, seed: UInt64(20 + n)) }
         let site = try office.insert("site", ["name": "新度镇敬老院", "kind": "elderly_home", "town": "新度镇"])
         let finding = try office.insert("finding", ["title": "消防通道堵塞", "site": .text(site)])
