@@ -97,13 +97,15 @@ extension Store {
     /// A download that fails — cut off, refused, or bytes that are not the file — is left for the
     /// next sync (or ``downloadFile(_:_:options:)``): the records synced stand, and show the file as
     /// not arrived yet.
-    func downloadFiles(_ transport: any SyncTransport, options: SyncOptions) async throws -> (
+    /// Files in `missing` (``SyncReport/filesMissing``: the server lacks them too) are neither
+    /// asked for nor counted as waiting.
+    func downloadFiles(_ transport: any SyncTransport, options: SyncOptions, missing: [String]) async throws -> (
         arrived: Int, waiting: Int, bytes: Int64
     ) {
         var arrived = 0
         var bytes: Int64 = 0
         try forgetUnreferencedWants()
-        let wanted = try filesWanted()
+        let wanted = try filesWanted().filter { !missing.contains($0.sha256) }
         for file in wanted where file.size <= options.downloadFilesUpTo {
             do {
                 bytes += try await downloadFile(file.sha256, transport, options: options)

@@ -64,7 +64,7 @@ extension Store {
             try tx.db.execute(sql: "UPDATE _fieldbook_meta SET value = ? WHERE key = 'last_sync'", arguments: [now])
         }
         (report.filesDownloaded, report.filesWaiting, report.fileBytesDownloaded) = try await downloadFiles(
-            transport, options: options)
+            transport, options: options, missing: report.filesMissing)
         report.openConflicts = try conflicts().count
         report.newestSchema = try newestSchemaVersion()
         return report

@@ -209,7 +209,9 @@ struct Status: AsyncParsableCommand {
                         "files          \(filesNotHere.count) file\(filesNotHere.count == 1 ? "" : "s") that changes not "
                             + "yet synced refer to \(filesNotHere.count == 1 ? "is" : "are") not on this device ("
                             + filesNotHere.map { String($0.prefix(12)) }.joined(separator: ", ")
-                            + "); unless the server holds them, put each back with 'fieldbook attachment restore PATH'")
+                            + "); unless the server holds \(filesNotHere.count == 1 ? "it" : "them"), put "
+                            + "\(filesNotHere.count == 1 ? "it" : "each") back with 'fieldbook attachment restore PATH'"
+                    )
                 }
                 if correction < 0 {
                     print(
