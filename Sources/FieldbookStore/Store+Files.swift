@@ -1,5 +1,6 @@
 public import FieldbookCore
 public import FieldbookFiles
+import FieldbookSync
 import Foundation
 import GRDB
 
@@ -212,8 +213,8 @@ extension Store {
     }
 
     /// The hashes the records' current values, the changes not yet pushed and the open conflicts'
-    /// sides name (every run of 64 hex digits in them: a reference begins with its hash, and a
-    /// stray match only keeps a file). One pass over each.
+    /// sides name (in values and changes, every run of 64 hex digits: a reference begins with its
+    /// hash, and a stray match only keeps a file). One pass over each.
     func referencedFiles(_ tx: Transaction) throws -> Set<String> {
         var hashes = Set<String>()
         for table in tables.values where table.entity.refersToFiles {
@@ -227,8 +228,9 @@ extension Store {
         let pending = try String.fetchCursor(
             tx.db, sql: "SELECT fields FROM _changelog WHERE seq > ?", arguments: [tx.acknowledged()])
         while let fields = try pending.next() { Self.collectHashes(in: fields, into: &hashes) }
-        let sides = try String.fetchCursor(tx.db, sql: "SELECT sides FROM _conflicts WHERE resolved_at IS NULL")
-        while let text = try sides.next() { Self.collectHashes(in: text, into: &hashes) }
+        for conflict in try tx.openConflicts() {
+            for side in conflict.sides { hashes.formUnion(side.value.attachments.map(\.sha256)) }
+        }
         return hashes
     }
 

@@ -595,22 +595,26 @@ extension Store {
 
     /// The open conflicts, oldest first.
     public func conflicts() throws -> [Conflict] {
-        try read { tx in
-            let rows = try Row.fetchAll(
-                tx.db,
-                sql: "SELECT DISTINCT entity, record FROM _conflicts WHERE resolved_at IS NULL ORDER BY opened_at, id")
-            var result: [Conflict] = []
-            for row in rows {
-                let table = try entityTable(row[0])
-                let record: String = row[1]
-                // A record hidden with the record it follows has no conflicts anyone could settle.
-                if try tx.isHidden(table.entity.name, record) { continue }
-                // Local changes made since may have settled it.
-                let state = try tx.mergeState(table, record).state
-                result += state.conflicts(entity: table.entity, recordID: record)
-            }
-            return result + (try tx.heldConflicts())
+        try read { try $0.openConflicts() }
+    }
+}
+
+extension Store.Transaction {
+    /// The open conflicts, oldest first. The `_conflicts` rows not marked settled are candidates:
+    /// a local change (a person's resolution) settles a conflict before the pull that marks its
+    /// row, so each candidate record's merge state says what is still open.
+    func openConflicts() throws -> [Conflict] {
+        let rows = try Row.fetchAll(
+            db, sql: "SELECT DISTINCT entity, record FROM _conflicts WHERE resolved_at IS NULL ORDER BY opened_at, id")
+        var result: [Conflict] = []
+        for row in rows {
+            let table = try entityTable(row[0])
+            let record: String = row[1]
+            // A record hidden with the record it follows has no conflicts anyone could settle.
+            if try isHidden(table.entity.name, record) { continue }
+            result += try mergeState(table, record).state.conflicts(entity: table.entity, recordID: record)
         }
+        return result + (try heldConflicts())
     }
 }
 

@@ -217,6 +217,55 @@ struct FileSyncTests {
     }
 
     @Test(
+        "prune keeps the file an open conflict's other side names, and lets it go once the conflict is settled",
+        arguments: Backend.all)
+    func pruneKeepsConflictSides(_ backend: Backend) async throws {
+        // One photo a record: two devices replacing it at once make a conflict for a person.
+        let schema = try Schema(
+            json: #"""
+                {"schema": "photos", "version": 1, "entities": [{"name": "site", "fields": [
+                  {"name": "name", "type": "text", "policy": "lww"},
+                  {"name": "photo", "type": "attachment", "policy": "manual"}]}]}
+                """#)
+        let dir = TemporaryDirectory()
+        let storage = try await makeStorage(dir, backend, schema: schema)
+        let (tokenA, tokenB) = (try await storage.createToken(name: "王芳"), try await storage.createToken(name: "李明"))
+        let a = try Store(path: dir.path("a.sqlite"), schema: schema)
+        let b = try Store(path: dir.path("b.sqlite"), schema: schema)
+        for n in 0..<3 { try Self.photo(dir.path("\(n).jpg"), size: 20_000 + n, seed: UInt64(40 + n)) }
+        let site = try a.insert("site", ["name": "城关敬老院"])
+        let first = try a.attach("site", id: site, field: "photo", files: [dir.path("0.jpg")])[0]
+        try await withServer(storage: storage, configure: { $0.filesDirectory = dir.path("server.files") }) { url in
+            let toA = HTTPTransport(server: url, token: tokenA)
+            let toB = HTTPTransport(server: url, token: tokenB)
+            _ = try await a.sync(toA)
+            _ = try await b.sync(toB)
+            #expect(try b.holdsFile(first.sha256))
+            let fromA = try a.attach("site", id: site, field: "photo", files: [dir.path("1.jpg")])[0]
+            let fromB = try b.attach("site", id: site, field: "photo", files: [dir.path("2.jpg")])[0]
+            _ = try await a.sync(toA)
+            let synced = try await b.sync(toB)
+            #expect(synced.openConflicts == 1)
+            let conflict = try #require(try b.conflicts().first)
+            #expect(Set(conflict.sides.map(\.value)) == [.text(fromA.text), .text(fromB.text)])
+            #expect(try b.holdsFile(fromA.sha256) && b.holdsFile(fromB.sha256))
+
+            // Both sides' photos stay while the conflict is open, whichever the record shows; the
+            // replaced first photo goes.
+            #expect(try b.pruneFiles(olderThan: .zero).map(\.sha256) == [first.sha256])
+            #expect(try b.holdsFile(fromA.sha256) && b.holdsFile(fromB.sha256))
+
+            // Settled for A's photo and synced: B's own is named by nothing on the device any more.
+            try b.resolve(conflict, with: .value(.text(fromA.text)))
+            _ = try await b.sync(toB)
+            #expect(try b.conflicts().isEmpty)
+            #expect(try b.pruneFiles(olderThan: .zero).map(\.sha256) == [fromB.sha256])
+            #expect(try b.holdsFile(fromA.sha256) && !b.holdsFile(fromB.sha256))
+            #expect(try b.record("site", id: site)?["photo"] == .text(fromA.text))
+        }
+    }
+
+    @Test(
         "a file gone from the device: the pull runs, nothing is pushed, and the changes go once it is put back",
         arguments: Backend.all)
     func goneFromTheDevice(_ backend: Backend) async throws {
