@@ -56,6 +56,16 @@ struct ErrorContractTests {
         #expect(error["error"]?.string?.contains(c.says) == true, "\(c): \(json.stderr)")
     }
 
+    @Test("a value written wrong: exit 65, the field named once, the value never")
+    func badValue() throws {
+        let world = try CLIWorld()
+        #expect(try world.fieldbook("a", ["init", "--server", "http://127.0.0.1:9", "--token", "fbt_x"]).status == 0)
+        let wrong = try world.fieldbook("a", ["add", "finding", "title=消防通道堵塞", "site=新度镇敬老院"])
+        #expect(wrong.status == 65)
+        #expect(wrong.stderr == "fieldbook: finding.site: must be a record id (a UUID)\n", "\(wrong.stderr)")
+        #expect(try world.fieldbook("a", ["list", "finding"]).stdout.contains("0 records"))
+    }
+
     @Test("a revoked token: exit 77, its advice said once, and how to give the device a new token")
     func revoked() throws {
         let world = try CLIWorld()

@@ -191,11 +191,7 @@ struct CLIError: Error, CustomStringConvertible {
                 case .unknownEntity, .unknownField: .usage
                 default: .validation
                 }
-            var message = error.description
-            if error.code == .badFormat, let field = error.field, let entity = error.entity {
-                message += " (\(entity).\(field))"
-            }
-            self.init(kind, message)
+            self.init(kind, error.description)
         case let error as SyncError:
             switch (error.kind, error.refusal) {
             case (.network, _):
