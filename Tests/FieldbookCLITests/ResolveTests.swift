@@ -43,6 +43,11 @@ struct ResolveTests {
         let id = "\(finding)/deadline"
         let shown = try world.fieldbook("office", ["conflicts", "show", id])
         #expect(shown.stdout.contains("--side N") && !shown.stdout.contains("--mine"), "\(shown.stdout)")
+        // Which finding it is, in words: the office may have dozens open.
+        #expect(shown.stdout.hasPrefix("finding \(finding) «敬老院消防通道堵塞», field deadline"), "\(shown.stdout)")
+        let listed = try world.fieldbook("office", ["conflicts"]).stdout
+        #expect(listed.contains("finding 敬老院消防通道堵塞"), "\(listed)")
+        #expect(try world.json("office", ["conflicts"]).array.first?["record_title"]?.string == "敬老院消防通道堵塞")
 
         let mine = try world.fieldbook("office", ["resolve", id, "--mine"])
         #expect(mine.status == 64 && mine.stderr.contains("--side N"), "\(mine.stderr)")

@@ -247,7 +247,8 @@ struct Conflicts: AsyncParsableCommand {
                     let sides = Sides(conflict, device)
                     let authors = try Authors(conflict, device)
                     table.append([
-                        conflict.id, conflict.entity, conflict.field ?? "(delete)", sides.mine.map(sideText) ?? "",
+                        conflict.id, try recordCaption(conflict, device), conflict.field ?? "(delete)",
+                        sides.mine.map(sideText) ?? "",
                         sides.theirs.map { "\(sideText($0)) (\(authors.label($0)))" }.joined(separator: " / "),
                         conflict.sides.last.map {
                             CalendarText.timestamp(millisecondsSince1970: Int64($0.stamp.timestamp.millis))
@@ -288,8 +289,9 @@ struct Conflicts: AsyncParsableCommand {
                         CalendarText.timestamp(millisecondsSince1970: Int64(side.stamp.timestamp.millis)),
                     ])
                 }
+                let title = try recordTitle(conflict, device).map { " «\($0)»" } ?? ""
                 print(
-                    "\(conflict.entity) \(conflict.recordID), \(conflict.field.map { "field \($0)" } ?? "deleted on one side, changed on another")"
+                    "\(conflict.entity) \(conflict.recordID)\(title), \(conflict.field.map { "field \($0)" } ?? "deleted on one side, changed on another")"
                 )
                 print(table.render())
                 let mine = sides.mine == nil ? "" : "--mine | "
@@ -467,6 +469,23 @@ func shortDevice(_ id: String) -> String {
     String(id.filter(\.isHexDigit).suffix(8))
 }
 
+/// What people call the conflict's record: the value of its entity's first required text field
+/// (a finding's title, a site's name, a measure's description), as the record shows it now; nil if
+/// the entity has none or the record is not shown (deleted).
+func recordTitle(_ conflict: Conflict, _ device: Device) throws -> String? {
+    guard
+        let field = device.store.schema.entity(conflict.entity)?.fields.first(where: { $0.required && $0.type == .text }
+        ),
+        case .text(let title)? = try device.store.record(conflict.entity, id: conflict.recordID)?[field.name]
+    else { return nil }
+    return title
+}
+
+/// The conflict list's record column: the entity and the record's title, cut to fit.
+func recordCaption(_ conflict: Conflict, _ device: Device) throws -> String {
+    try recordTitle(conflict, device).map { "\(conflict.entity) \(truncate($0, to: 24))" } ?? conflict.entity
+}
+
 func sideText(_ side: Conflict.Side) -> String {
     if let referrer = side.referrer { return "(\(referrer.entity) \(shortDevice(referrer.record)) refers to it)" }
     return side.deletes ? "(deleted)" : side.value.description
@@ -488,6 +507,7 @@ func conflictJSON(_ conflict: Conflict, _ device: Device) throws -> JSON {
     let authors = try Authors(conflict, device)
     return .object([
         ("id", .string(conflict.id)), ("entity", .string(conflict.entity)), ("record", .string(conflict.recordID)),
+        ("record_title", try recordTitle(conflict, device).map(JSON.string) ?? .null),
         ("field", conflict.field.map(JSON.string) ?? .null),
         ("base", conflict.field == nil ? .null : try device.store.base(of: conflict).json),
         (
