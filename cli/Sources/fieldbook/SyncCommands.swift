@@ -473,9 +473,8 @@ func shortDevice(_ id: String) -> String {
 /// (a finding's title, a site's name, a measure's description), as the record shows it now; nil if
 /// the entity has none or the record is not shown (deleted).
 func recordTitle(_ conflict: Conflict, _ device: Device) throws -> String? {
-    guard
-        let field = device.store.schema.entity(conflict.entity)?.fields.first(where: { $0.required && $0.type == .text }
-        ),
+    let fields = device.store.schema.entity(conflict.entity)?.fields ?? []
+    guard let field = fields.first(where: { $0.required && $0.type == .text }),
         case .text(let title)? = try device.store.record(conflict.entity, id: conflict.recordID)?[field.name]
     else { return nil }
     return title
