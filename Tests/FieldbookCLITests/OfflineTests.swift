@@ -9,9 +9,14 @@ import Testing
 #endif
 
 /// A loopback socket that listens and never serves: with `backlog` full, connections to it go
-/// unanswered (as with no signal); otherwise it accepts them and never sends a byte.
+/// unanswered (as with no signal); otherwise it accepts them and never sends a byte — or, as a
+/// Wi-Fi login page does, answers every request with the same HTTP answer.
 final class DeafListener: @unchecked Sendable {
-    enum Mode { case unanswered, silent }
+    enum Mode {
+        case unanswered, silent
+        /// Reads each request (headers and `Content-Length` bytes) and answers `response`.
+        case answering(String)
+    }
 
     let port: Int
     private let fd: Int32
@@ -52,7 +57,39 @@ final class DeafListener: @unchecked Sendable {
             }
             thread.start()
             accepting = thread
+        case .answering(let response):
+            let thread = Thread {
+                while true {
+                    let connection = accept(fd, nil, nil)
+                    if connection < 0 { return }  // closed
+                    Self.answer(connection, with: Array(response.utf8))
+                }
+            }
+            thread.start()
+            accepting = thread
         }
+    }
+
+    private static func answer(_ connection: Int32, with response: [UInt8]) {
+        defer { close(connection) }
+        var request: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        var needed: Int?
+        while needed.map({ request.count < $0 }) ?? true {
+            let n = read(connection, &buffer, buffer.count)
+            if n <= 0 { return }
+            request += buffer[..<n]
+            if needed == nil,
+                let end = request.indices.first(where: { request[$0...].starts(with: Array("\r\n\r\n".utf8)) })
+            {
+                let head = String(decoding: request[..<end], as: UTF8.self).lowercased()
+                let length =
+                    head.split(separator: "\r\n").first { $0.hasPrefix("content-length:") }
+                    .flatMap { Int($0.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) } ?? 0
+                needed = end + 4 + length
+            }
+        }
+        _ = response.withUnsafeBytes { write(connection, $0.baseAddress, $0.count) }
     }
 
     deinit {
@@ -65,7 +102,7 @@ final class DeafListener: @unchecked Sendable {
 @Suite("fieldbook sync with no signal: exit 69 within seconds, in plain words, nothing lost", .tags(.endToEnd))
 struct OfflineTests {
     enum Place: String, CaseIterable, Sendable {
-        case closedPort, unresolvableHost, unansweredConnection, silentServer
+        case closedPort, unresolvableHost, unansweredConnection, silentServer, loginPage, notFoundPage
     }
 
     @Test("each way of being offline", arguments: Place.allCases)
@@ -96,6 +133,17 @@ struct OfflineTests {
             server = "http://127.0.0.1:\(listener!.port)"
             expected = "stopped answering"
             bound = .seconds(24)  // one 20 s wait for an answer
+        case .loginPage, .notFoundPage:
+            // Something answers, but not the protocol: said at once, not retried.
+            let body = place == .loginPage ? "<html><body>请登录机场 Wi-Fi</body></html>" : "no such page"
+            let status = place == .loginPage ? "200 OK" : "404 Not Found"
+            listener = try DeafListener(
+                .answering(
+                    "HTTP/1.1 \(status)\r\nContent-Type: text/html\r\nContent-Length: \(body.utf8.count)\r\n"
+                        + "Connection: close\r\n\r\n\(body)"))
+            server = "http://127.0.0.1:\(listener!.port)"
+            expected = "does not speak Fieldbook's protocol"
+            bound = .seconds(3)
         }
         #expect(try world.fieldbook("a", ["init", "--server", server, "--token", "fbt_x"]).status == 0)
         try world.fieldbook("a", ["add", "site", "name=西天尾镇公益性公墓", "kind=cemetery"])
@@ -107,6 +155,9 @@ struct OfflineTests {
         #expect(took < bound, "\(place): \(took)")
         #expect(result.stderr.contains(expected), "\(result.stderr)")
         #expect(result.stderr.contains("the changes stay here"), "\(result.stderr)")
+        if place == .loginPage || place == .notFoundPage {
+            #expect(result.stderr.contains("'fieldbook config show'"), "\(result.stderr)")
+        }
         #expect(!result.stderr.contains("Error"), "no type names: \(result.stderr)")
         #expect(try world.dump("a") == before)
         withExtendedLifetime(listener) {}

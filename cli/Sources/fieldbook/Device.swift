@@ -214,6 +214,13 @@ struct CLIError: Error, CustomStringConvertible {
             case (.refused, let code):
                 self.init(
                     .refused, "the server refused the sync (\(code.map(\.rawValue) ?? "?")): \(error.message)")
+            case (.badResponse, _):
+                // Most often not the server at all: a Wi-Fi login page, a proxy, a wrong address.
+                self.init(
+                    .network,
+                    "what answered at the server's address does not speak Fieldbook's protocol (\(error.description)); "
+                        + "check the address ('fieldbook config show'): a Wi-Fi login page or a proxy may be answering "
+                        + "in the server's place; the changes stay here and go with the next sync")
             default: self.init(.network, error.description)
             }
         case let error as SchemaError:
