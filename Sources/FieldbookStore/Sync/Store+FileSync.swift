@@ -45,6 +45,21 @@ extension Store {
         ORDER BY f.size, f.sha256
         """
 
+    /// The files the next sync uploads: those changes not yet pushed refer to, that the server is
+    /// not known to hold and that this device holds. Smallest first.
+    public func filesToUpload() throws -> [StoredFile] {
+        let directory = try fileDirectory()
+        return try read { tx in
+            try Row.fetchAll(
+                tx.db,
+                sql: """
+                    \(Self.storedFileSQL) WHERE sha256 IN (SELECT sha256 FROM (\(Self.pendingUploadsSQL)))
+                    ORDER BY size, sha256
+                    """
+            ).map(StoredFile.init(row:))
+        }.filter { directory.contains($0.sha256) }
+    }
+
     /// The files that changes not yet pushed refer to, that the server is not known to hold and
     /// that this device does not hold: unless the server holds them after all (another device
     /// uploaded them), the next sync pushes nothing and reports them (``SyncReport/filesMissing``).

@@ -159,6 +159,11 @@ struct Status: AsyncParsableCommand {
             let correction = device.store.clockCorrection
             let scopes = try device.store.scopes()
             let filesNotHere = try device.store.pendingFilesNotHere()
+            let toUpload = try device.store.filesToUpload()
+            let limit = device.config.downloadLimit ?? SyncOptions().downloadFilesUpTo
+            let wanted = try device.store.filesWanted()
+            let toDownload = wanted.filter { $0.size <= limit }
+            let onDemand = wanted.count - toDownload.count
             if self.device.json {
                 printJSON(
                     .object([
@@ -179,6 +184,21 @@ struct Status: AsyncParsableCommand {
                         ),
                         ("rejected", .array(rejected.map(rejectedJSON))),
                         ("files_not_here", .array(filesNotHere.map(JSON.string))),
+                        (
+                            "files_to_upload",
+                            .object([
+                                ("count", .int(Int64(toUpload.count))),
+                                ("bytes", .int(toUpload.reduce(0) { $0 + $1.size })),
+                            ])
+                        ),
+                        (
+                            "files_to_download",
+                            .object([
+                                ("count", .int(Int64(toDownload.count))),
+                                ("bytes", .int(toDownload.reduce(0) { $0 + $1.size })),
+                                ("on_demand", .int(Int64(onDemand))),
+                            ])
+                        ),
                     ]))
             } else {
                 print(
@@ -204,6 +224,21 @@ struct Status: AsyncParsableCommand {
                             + "(undone here); see 'fieldbook rejected'")
                     for change in rejected { print("  #\(change.sequence) \(change.entity): \(change.message)") }
                 }
+                var transfers: [String] = []
+                if !toUpload.isEmpty {
+                    transfers.append("\(toUpload.count) to upload (\(byteCount(toUpload.reduce(0) { $0 + $1.size })))")
+                }
+                if !toDownload.isEmpty {
+                    transfers.append(
+                        "\(toDownload.count) to download (\(byteCount(toDownload.reduce(0) { $0 + $1.size })))")
+                }
+                var line = transfers.isEmpty ? "" : transfers.joined(separator: ", ") + " at the next sync"
+                if onDemand > 0 {
+                    line +=
+                        (line.isEmpty ? "" : "; ")
+                        + "\(onDemand) larger than the download limit ('fieldbook attachment get' downloads one)"
+                }
+                if !line.isEmpty { print("files          \(line)") }
                 if !filesNotHere.isEmpty {
                     print(
                         "files          \(filesNotHere.count) file\(filesNotHere.count == 1 ? "" : "s") that changes not "
