@@ -164,6 +164,9 @@ struct Status: AsyncParsableCommand {
             let wanted = try device.store.filesWanted()
             let toDownload = wanted.filter { $0.size <= limit }
             let onDemand = wanted.count - toDownload.count
+            let (uploadBytes, downloadBytes) = (
+                toUpload.reduce(0) { $0 + $1.size }, toDownload.reduce(0) { $0 + $1.size }
+            )
             if self.device.json {
                 printJSON(
                     .object([
@@ -187,15 +190,13 @@ struct Status: AsyncParsableCommand {
                         (
                             "files_to_upload",
                             .object([
-                                ("count", .int(Int64(toUpload.count))),
-                                ("bytes", .int(toUpload.reduce(0) { $0 + $1.size })),
+                                ("count", .int(Int64(toUpload.count))), ("bytes", .int(uploadBytes)),
                             ])
                         ),
                         (
                             "files_to_download",
                             .object([
-                                ("count", .int(Int64(toDownload.count))),
-                                ("bytes", .int(toDownload.reduce(0) { $0 + $1.size })),
+                                ("count", .int(Int64(toDownload.count))), ("bytes", .int(downloadBytes)),
                                 ("on_demand", .int(Int64(onDemand))),
                             ])
                         ),
@@ -225,12 +226,9 @@ struct Status: AsyncParsableCommand {
                     for change in rejected { print("  #\(change.sequence) \(change.entity): \(change.message)") }
                 }
                 var transfers: [String] = []
-                if !toUpload.isEmpty {
-                    transfers.append("\(toUpload.count) to upload (\(byteCount(toUpload.reduce(0) { $0 + $1.size })))")
-                }
+                if !toUpload.isEmpty { transfers.append("\(toUpload.count) to upload (\(byteCount(uploadBytes)))") }
                 if !toDownload.isEmpty {
-                    transfers.append(
-                        "\(toDownload.count) to download (\(byteCount(toDownload.reduce(0) { $0 + $1.size })))")
+                    transfers.append("\(toDownload.count) to download (\(byteCount(downloadBytes)))")
                 }
                 var line = transfers.isEmpty ? "" : transfers.joined(separator: ", ") + " at the next sync"
                 if onDemand > 0 {
