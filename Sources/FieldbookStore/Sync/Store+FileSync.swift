@@ -48,16 +48,7 @@ extension Store {
     /// The files the next sync uploads: those changes not yet pushed refer to, that the server is
     /// not known to hold and that this device holds. Smallest first.
     public func filesToUpload() throws -> [StoredFile] {
-        let directory = try fileDirectory()
-        return try read { tx in
-            try Row.fetchAll(
-                tx.db,
-                sql: """
-                    \(Self.storedFileSQL) WHERE sha256 IN (SELECT sha256 FROM (\(Self.pendingUploadsSQL)))
-                    ORDER BY size, sha256
-                    """
-            ).map(StoredFile.init(row:))
-        }.filter { directory.contains($0.sha256) }
+        try pendingUploads().here
     }
 
     /// The files that changes not yet pushed refer to, that the server is not known to hold and
@@ -65,10 +56,26 @@ extension Store {
     /// uploaded them), the next sync pushes nothing and reports them (``SyncReport/filesMissing``).
     /// Known offline; ``restoreFile(at:)`` puts one back.
     public func pendingFilesNotHere() throws -> [String] {
+        try pendingUploads().notHere.map(\.sha256)
+    }
+
+    /// The files of ``pendingUploadsSQL``, smallest first, by whether this device's files hold them.
+    private func pendingUploads() throws -> (here: [StoredFile], notHere: [StoredFile]) {
         let directory = try fileDirectory()
-        return try read { tx in
-            try String.fetchAll(tx.db, sql: "SELECT sha256 FROM (\(Self.pendingUploadsSQL))")
-        }.filter { !directory.contains($0) }
+        let files = try read { tx in
+            try Row.fetchAll(
+                tx.db,
+                sql: """
+                    \(Self.storedFileSQL) WHERE sha256 IN (SELECT sha256 FROM (\(Self.pendingUploadsSQL)))
+                    ORDER BY size, sha256
+                    """
+            ).map(StoredFile.init(row:))
+        }
+        var split: (here: [StoredFile], notHere: [StoredFile]) = ([], [])
+        for file in files {
+            if directory.contains(file.sha256) { split.here.append(file) } else { split.notHere.append(file) }
+        }
+        return split
     }
 
     /// Sends the file `sha256` from where the server's copy of this device's upload ends, a chunk
