@@ -167,8 +167,19 @@ extension Store {
     }
 
     /// The files the records of this store refer to that it does not hold yet, smallest first.
+    /// One a local change has just taken off every record is not among them.
     public func filesWanted() throws -> [StoredFile] {
-        try files().filter { !$0.here }.sorted { ($0.size, $0.sha256) < ($1.size, $1.sha256) }
+        try read { tx in
+            let referenced = try referencedFiles(tx)
+            return try wantedFiles(tx).filter { referenced.contains($0.sha256) }
+        }
+    }
+
+    /// The rows of the files this store waits for, smallest first: some may be referred to by
+    /// nothing any more (``forgetUnreferencedWants()``).
+    func wantedFiles(_ tx: Transaction) throws -> [StoredFile] {
+        try Row.fetchAll(tx.db, sql: "\(Self.storedFileSQL) WHERE here = 0 ORDER BY size, sha256").map(
+            StoredFile.init(row:))
     }
 
     /// Deletes from this device the files nothing here refers to any more — no record's current

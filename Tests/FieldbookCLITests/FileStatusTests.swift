@@ -50,4 +50,24 @@ struct FileStatusTests {
         #expect(try world.json("office", ["sync"])["files_downloaded"]?.int == 1)
         #expect(try world.json("office", ["status"])["files_to_download"]?["count"]?.int == 0)
     }
+
+    @Test("the photo of a record deleted before the photo arrived is no longer counted as waiting, before any sync")
+    func deletedBeforeItArrived() throws {
+        let world = try CLIWorld()
+        for (device, name) in [("li", "李明"), ("office", "王芳")] {
+            #expect(
+                try world.fieldbook(device, ["init", "--server", world.url, "--token", world.token(name)]).status == 0)
+        }
+        let photo = world.dir.appendingPathComponent("消防通道.jpg").path
+        try Data([0xFF, 0xD8, 0xFF, 0xE0] + Array(repeating: 3, count: 200_000)).write(to: URL(fileURLWithPath: photo))
+        let finding = try #require(try world.json("li", ["add", "finding", "title=消防通道堵塞"])["id"]?.string)
+        #expect(try world.fieldbook("li", ["attach", "finding", finding, "evidence", photo]).status == 0)
+        #expect(try world.fieldbook("li", ["sync"]).status == 0)
+        #expect(try world.fieldbook("office", ["config", "set", "download-limit", "0"]).status == 0)
+        #expect(try world.fieldbook("office", ["sync"]).status == 0)
+        #expect(try world.json("office", ["status"])["files_to_download"]?["on_demand"]?.int == 1)
+        #expect(try world.fieldbook("office", ["delete", "finding", finding]).status == 0)
+        #expect(try world.json("office", ["status"])["files_to_download"]?["on_demand"]?.int == 0)
+        #expect(!(try world.fieldbook("office", ["status"]).stdout.contains("download limit")))
+    }
 }

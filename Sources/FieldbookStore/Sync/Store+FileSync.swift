@@ -126,8 +126,7 @@ extension Store {
     ) {
         var arrived = 0
         var bytes: Int64 = 0
-        try forgetUnreferencedWants()
-        let wanted = try filesWanted().filter { !missing.contains($0.sha256) }
+        let wanted = try forgetUnreferencedWants().filter { !missing.contains($0.sha256) }
         for file in wanted where file.size <= options.downloadFilesUpTo {
             do {
                 bytes += try await downloadFile(file.sha256, transport, options: options)
@@ -195,15 +194,16 @@ extension Store {
 
     /// Forgets the files this device waits for that nothing here refers to any more (taken off
     /// since they were pulled; ``referencedFiles(_:)``): they are not downloaded, and not counted
-    /// as waiting.
-    func forgetUnreferencedWants() throws {
+    /// as waiting. Returns the files it still waits for (``filesWanted()``), smallest first.
+    func forgetUnreferencedWants() throws -> [StoredFile] {
         try write { tx in
-            let waiting = try String.fetchAll(tx.db, sql: "SELECT sha256 FROM _files WHERE here = 0")
-            guard !waiting.isEmpty else { return }
+            let waiting = try wantedFiles(tx)
+            guard !waiting.isEmpty else { return [] }
             let referenced = try referencedFiles(tx)
-            for sha256 in waiting where !referenced.contains(sha256) {
-                try tx.db.execute(sql: "DELETE FROM _files WHERE sha256 = ? AND here = 0", arguments: [sha256])
+            for file in waiting where !referenced.contains(file.sha256) {
+                try tx.db.execute(sql: "DELETE FROM _files WHERE sha256 = ? AND here = 0", arguments: [file.sha256])
             }
+            return waiting.filter { referenced.contains($0.sha256) }
         }
     }
 
